@@ -1,0 +1,239 @@
+"""The one way in: the CLI, the web service and Python users call these functions.
+
+Each returns a small frozen report whose `to_dict()` is the `--json` output (keys in SCENARIO.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flopcast import catalog
+from flopcast.dtypes import BYTES_PER_ELEMENT, KV_DTYPES
+from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.estimate import counts
+from flopcast.report import Assumption
+from flopcast.specs.hardware import AcceleratorSpec
+from flopcast.specs.model import ModelSpec
+from flopcast.specs.scenario import ClusterSpec, resolve, resolve_model
+
+DEFAULT_SEQ_LEN = 4096
+DEFAULT_KV_DTYPE = "bf16"
+WEIGHT_DTYPES = ("fp32", "bf16", "fp8", "fp4")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelReport:
+    """Exact counts of one model at a sequence length and KV dtype."""
+
+    name: str
+    family: str
+    source: str
+    seq_len: int
+    kv_dtype: str
+    attention_convention: str
+    architecture: Mapping[str, Any]
+    params_total: int
+    params_active: int
+    params_breakdown: Mapping[str, int]
+    matmul_flops_per_token: int
+    attention_flops_per_token: Mapping[str, float]   # by convention: causal, full
+    forward_flops_per_token: float
+    kv_cache_bytes_per_token: float
+    kv_cache_bytes_per_sequence: float
+    weights_bytes: Mapping[str, float]
+    reported_params: float | None = None
+    ignored_fields: tuple[str, ...] = ()
+    unmodeled_fields: tuple[tuple[str, str], ...] = ()
+    assumptions: tuple[Assumption, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "source": self.source,
+            "seq_len": self.seq_len,
+            "kv_dtype": self.kv_dtype,
+            "architecture": dict(self.architecture),
+            "params_total": self.params_total,
+            "params_active": self.params_active,
+            "params_breakdown": dict(self.params_breakdown),
+            "forward_flops_per_token": self.forward_flops_per_token,
+            "forward_flops_convention": self.attention_convention,
+            "matmul_flops_per_token": self.matmul_flops_per_token,
+            "attention_flops_per_token": dict(self.attention_flops_per_token),
+            "training_flops_per_token": 3 * self.forward_flops_per_token,
+            "kv_cache_bytes_per_token": self.kv_cache_bytes_per_token,
+            "kv_cache_bytes_per_sequence": self.kv_cache_bytes_per_sequence,
+            "weights_bytes": dict(self.weights_bytes),
+            "reported_params": self.reported_params,
+            "ignored_fields": list(self.ignored_fields),
+            "unmodeled_fields": [{"field": f, "why": w} for f, w in self.unmodeled_fields],
+            "assumptions": [a.to_dict() for a in self.assumptions],
+        }
+
+
+def _check_seq_len(seq_len: Any) -> int:
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise InvalidScenario(f"seq_len: expected a positive integer number of tokens, got {seq_len!r}")
+    return seq_len
+
+
+def model_counts(spec: ModelSpec, *, seq_len: int = DEFAULT_SEQ_LEN, kv_dtype: str = DEFAULT_KV_DTYPE,
+                 attention: str = "causal", name: str | None = None,
+                 reported_params: float | None = None,
+                 assumptions: tuple[Assumption, ...] = ()) -> ModelReport:
+    """Counts for a resolved ModelSpec (see flopcast.estimate.counts for every formula)."""
+    seq_len = _check_seq_len(seq_len)
+    if kv_dtype not in KV_DTYPES:
+        raise UnknownName("kv_dtype", kv_dtype, KV_DTYPES)
+    if attention not in counts.ATTENTION_CONVENTIONS:
+        raise UnknownName("attention convention", attention, counts.ATTENTION_CONVENTIONS)
+    parts = counts.model_parts(spec)
+    total = sum(p.params for p in parts)
+    matmul = 2 * sum(p.matmul for p in parts)
+    attn = {c: counts.attention_flops_per_token(spec, seq_len, c) for c in counts.ATTENTION_CONVENTIONS}
+    return ModelReport(
+        name=name or spec.name, family=spec.family, source=spec.source, seq_len=seq_len,
+        kv_dtype=kv_dtype, attention_convention=attention, architecture=spec.summary(),
+        params_total=total, params_active=sum(p.active for p in parts),
+        params_breakdown={p.key: p.params for p in parts if p.params},
+        matmul_flops_per_token=matmul, attention_flops_per_token=attn,
+        forward_flops_per_token=matmul + attn[attention],
+        kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(spec, seq_len, kv_dtype),
+        kv_cache_bytes_per_sequence=counts.kv_cache_bytes_per_sequence(spec, seq_len, kv_dtype),
+        weights_bytes={d: total * BYTES_PER_ELEMENT[d] for d in WEIGHT_DTYPES},
+        reported_params=reported_params, ignored_fields=spec.ignored_fields,
+        unmodeled_fields=spec.unmodeled_fields, assumptions=assumptions,
+    )
+
+
+def show_model(model: str | Path | Mapping[str, Any], *, seq_len: int | None = None,
+               kv_dtype: str | None = None, attention: str = "causal") -> ModelReport:
+    """`flopcast model show`: a catalog id, a config.json path or an inline config mapping."""
+    assumptions = []
+    if seq_len is None:
+        seq_len = DEFAULT_SEQ_LEN
+        assumptions.append(Assumption("seq_len", seq_len, "default sequence length for FLOP and KV counts"))
+    if kv_dtype is None:
+        kv_dtype = DEFAULT_KV_DTYPE
+        assumptions.append(Assumption("kv_dtype", kv_dtype, "default KV-cache element type"))
+    assumptions.append(Assumption(
+        "attention_flops_convention", attention,
+        "causal: Megatron-Core halving (S/2 keys per query); 'full' is PaLM's count (S keys)"))
+    spec, label = resolve_model(str(model) if isinstance(model, Path) else model, base_dir=Path.cwd())
+    reported = None
+    if isinstance(model, str) and model in catalog.model_registry():
+        reported = catalog.model_entry(model).get("reported_params")
+    return model_counts(spec, seq_len=seq_len, kv_dtype=kv_dtype, attention=attention, name=label,
+                        reported_params=reported, assumptions=tuple(assumptions))
+
+
+def list_models() -> list[dict[str, Any]]:
+    """One row per catalog model: id, family, total and active parameters, source."""
+    rows = []
+    for model_id in catalog.model_ids():
+        spec = catalog.get_model(model_id)
+        entry = catalog.model_entry(model_id)
+        parts = counts.model_parts(spec)
+        rows.append({
+            "id": model_id, "name": entry.get("name", model_id), "family": spec.family,
+            "attention": spec.attention_kind, "moe": spec.is_moe, "num_layers": spec.num_layers,
+            "params_total": sum(p.params for p in parts), "params_active": sum(p.active for p in parts),
+            "hf_repo": entry.get("hf_repo"), "source": entry.get("source", ""),
+        })
+    return rows
+
+
+def hardware_dict(hw: AcceleratorSpec) -> dict[str, Any]:
+    """An accelerator's numbers in SI base units, with their sources."""
+    return {
+        "id": hw.id, "name": hw.name, "vendor": hw.vendor, "status": hw.status,
+        "memory_kind": hw.memory_kind, "hbm_capacity_bytes": hw.hbm_capacity_bytes,
+        "hbm_bandwidth_bytes_per_s": hw.hbm_bandwidth_bytes_per_s,
+        "peak_flops_per_s": dict(hw.peak_flops_per_s),
+        "scale_up_bandwidth_bytes_per_s": hw.scale_up_bandwidth_bytes_per_s,
+        "scale_up_domain": hw.scale_up_domain,
+        "scale_out_bandwidth_bytes_per_s": hw.scale_out_bandwidth_bytes_per_s,
+        "node_size": hw.node_size, "tdp_w": hw.tdp_w,
+        "host_memory_bytes_per_node": hw.host_memory_bytes_per_node,
+        "host_link_bandwidth_bytes_per_s": hw.host_link_bandwidth_bytes_per_s,
+        "sources": dict(hw.sources), "notes": hw.notes,
+    }
+
+
+def list_hardware() -> list[dict[str, Any]]:
+    return [hardware_dict(catalog.get_hardware(i)) for i in catalog.hardware_ids()]
+
+
+def show_hardware(hw_id: str) -> dict[str, Any]:
+    return hardware_dict(catalog.get_hardware(hw_id))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanReport:
+    """`flopcast plan`: every section the scenario has that this version estimates."""
+
+    name: str
+    model: ModelReport
+    hardware: AcceleratorSpec
+    cluster: ClusterSpec
+    pending_sections: tuple[str, ...] = ()
+    assumptions: tuple[Assumption, ...] = field(default=())
+
+    def cluster_dict(self) -> dict[str, Any]:
+        hw, cl = self.hardware, self.cluster
+        weights = self.model.weights_bytes
+        return {
+            "num_devices": cl.num_devices,
+            "devices_per_node": cl.devices_per_node,
+            "num_nodes": cl.num_nodes,
+            "scale_out_bandwidth_bytes_per_s": cl.scale_out_bandwidth_bytes_per_s,
+            "peak_flops_per_s": {d: p * cl.num_devices for d, p in hw.peak_flops_per_s.items()},
+            "hbm_capacity_bytes": hw.hbm_capacity_bytes * cl.num_devices,
+            "hbm_bandwidth_bytes_per_s": hw.hbm_bandwidth_bytes_per_s * cl.num_devices,
+            "tdp_w": hw.tdp_w * cl.num_devices if hw.tdp_w is not None else None,
+            # Weights alone, evenly sharded, no KV/activations/optimizer: a lower bound on devices.
+            "min_devices_for_weights": {
+                d: -(-int(b) // int(hw.hbm_capacity_bytes)) for d, b in weights.items()
+            },
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model": self.model.to_dict(),
+            "hardware": hardware_dict(self.hardware),
+            "cluster": self.cluster_dict(),
+            "pending_sections": list(self.pending_sections),
+            "assumptions": [a.to_dict() for a in self.assumptions],
+        }
+
+
+def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
+    """`flopcast plan`: resolve the scenario and report every section this version estimates
+    (model and hardware now; training, serving and datacenter sections come with their estimators)."""
+    rs = resolve(scenario)
+    seq_len = DEFAULT_SEQ_LEN
+    training = rs.sections.get("training")
+    inference = rs.sections.get("inference")
+    assumptions = list(rs.assumptions)
+    if isinstance(training, Mapping) and "seq_len" in training:
+        seq_len = _check_seq_len(training["seq_len"])
+    elif isinstance(inference, Mapping) and "input_tokens" in inference:
+        seq_len = _check_seq_len(int(inference["input_tokens"]) + int(inference.get("output_tokens", 0)))
+    else:
+        assumptions.append(Assumption("seq_len", seq_len, "no training.seq_len or inference lengths given"))
+    kv_dtype = DEFAULT_KV_DTYPE
+    if isinstance(inference, Mapping) and "kv_dtype" in inference:
+        kv_dtype = str(inference["kv_dtype"])
+    reported = None
+    if rs.model_ref in catalog.model_registry():
+        reported = catalog.model_entry(rs.model_ref).get("reported_params")
+    model = model_counts(rs.model, seq_len=seq_len, kv_dtype=kv_dtype, name=rs.model_ref,
+                         reported_params=reported)
+    pending = tuple(k for k in ("training", "parallel", "inference", "site", "pricing") if k in rs.sections)
+    return PlanReport(name=rs.name, model=model, hardware=rs.hardware, cluster=rs.cluster,
+                      pending_sections=pending, assumptions=tuple(assumptions))

@@ -1,0 +1,135 @@
+"""The `flopcast` command: a thin layer over flopcast.api.
+
+Every command takes --json and then prints exactly one JSON object on stdout. Invalid input prints
+one line `error: ...` on stderr and exits with code 2, never a traceback. The CLI is built on the
+standard library's argparse rather than typer: typer's current releases import pydantic when a
+command runs (~0.2 s), which alone would break the 0.3 s cold-start budget. torch and transformers
+are never imported; rich only when a table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from flopcast.errors import FlopcastError
+
+EXIT_INVALID = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
+        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(EXIT_INVALID)
+
+
+def _emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def _render(kind: str, data: Any) -> None:
+    from flopcast.report import render
+
+    render.print_renderable(getattr(render, kind)(data))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    rows = api.list_models()
+    _emit_json({"models": rows}) if args.json else _render("models_list_table", rows)
+
+
+def cmd_hardware(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    if args.id is not None:
+        data = api.show_hardware(args.id)
+        return _emit_json(data) if args.json else _render("hardware_table", data)
+    rows = api.list_hardware()
+    _emit_json({"hardware": rows}) if args.json else _render("hardware_list_table", rows)
+
+
+def cmd_model_show(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    report = api.show_model(args.model, seq_len=args.seq_len, kv_dtype=args.kv_dtype,
+                            attention=args.attention_flops)
+    _emit_json(report.to_dict()) if args.json else _render("model_tables", report.to_dict())
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    report = api.plan(args.scenario)
+    _emit_json(report.to_dict()) if args.json else _render("plan_tables", report.to_dict())
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="flopcast", description="Plan and simulate AI compute: exact model counts, "
+                "sourced hardware, training and serving estimates.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument("--json", action="store_true", help="print one JSON object (SI units)")
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("plan", cmd_plan, "the main job: every section of a scenario in one report")
+    sp.add_argument("scenario", help="scenario YAML/JSON file (see examples/)")
+    add("models", cmd_models, "list catalog models with exact parameter counts")
+    sp = add("hardware", cmd_hardware, "list catalog accelerators, or show one with its sources")
+    sp.add_argument("id", nargs="?", help="an accelerator id, e.g. h100-sxm")
+
+    mp = sub.add_parser("model", help="one model: `flopcast model show ID_OR_CONFIG`")
+    msub = mp.add_subparsers(dest="model_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    msub.required = True
+    sp = msub.add_parser("show", help="exact parameters, FLOPs per token and KV-cache bytes",
+                         description="Exact parameters, FLOPs per token and KV-cache bytes of a "
+                         "catalog model or a Hugging Face config.json.")
+    sp.add_argument("model", help="catalog id (see `flopcast models`) or path to a config.json")
+    sp.add_argument("--seq-len", type=_positive_int, default=None, help="sequence length [4096]")
+    sp.add_argument("--kv-dtype", default=None, help="KV-cache dtype: bf16 fp16 fp8 int8 fp4 int4 fp32 [bf16]")
+    sp.add_argument("--attention-flops", default="causal", choices=("causal", "full"),
+                    help="attention FLOP convention: causal (Megatron halving) or full (PaLM)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object (SI units)")
+    sp.set_defaults(func=cmd_model_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; FlopcastError -> `error: ...` on stderr and exit code 2."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        args.func(args)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_INVALID
+    except FlopcastError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return EXIT_INVALID
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+def _entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _entry()

@@ -1,0 +1,153 @@
+"""Human renderings (rich tables) of reports. Numbers are shown with units; JSON stays in SI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+
+from flopcast.units import format_bytes, format_count, format_si
+
+
+def _kv_table(title: str, rows: list[tuple[str, str]], *, note: str | None = None) -> Table:
+    t = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, v)
+    if note:
+        t.caption = note
+    return t
+
+
+def model_tables(d: dict[str, Any]) -> Group:
+    arch = d["architecture"]
+    rows = [("family", arch["family"]), ("layers", str(arch["num_layers"])),
+            ("hidden", str(arch["hidden_size"])), ("vocab", str(arch["vocab_size"])),
+            ("attention", f"{arch['attention']}, {arch['num_heads']} heads"
+             + (f", {arch['num_kv_heads']} kv heads x {arch['head_dim']}" if "num_kv_heads" in arch else
+                f", kv_lora {arch.get('kv_lora_rank')} + rope {arch.get('qk_rope_head_dim')}"))]
+    if "num_experts" in arch:
+        rows.append(("experts", f"{arch['experts_per_token']} of {arch['num_experts']} routed "
+                     f"(width {arch['expert_ffn_hidden_size']}), shared width {arch['shared_ffn_hidden_size']}, "
+                     f"{arch['num_moe_layers']} MoE layers"))
+    if "ffn_hidden_size" in arch:
+        rows.append(("dense FFN width", str(arch["ffn_hidden_size"])))
+    if "sliding_window" in arch:
+        rows.append(("sliding window", f"{arch['sliding_window']} on {arch['num_sliding_layers']} layers"))
+    rows.append(("embeddings", "tied" if arch["tie_embeddings"] else "untied"))
+    rows += [
+        ("params total", f"{d['params_total']:,} ({format_count(d['params_total'])})"),
+        ("params active / token", f"{d['params_active']:,} ({format_count(d['params_active'])})"),
+    ]
+    if d.get("reported_params"):
+        rows.append(("reported (model card)", format_count(d["reported_params"])))
+    af = d["attention_flops_per_token"]
+    rows += [
+        (f"forward FLOP/token @ {d['seq_len']}",
+         f"{format_si(d['forward_flops_per_token'], 'FLOP')} ({d['forward_flops_convention']} attention)"),
+        ("  matmul", format_si(d["matmul_flops_per_token"], "FLOP")),
+        ("  attention causal / full", f"{format_si(af['causal'], 'FLOP')} / {format_si(af['full'], 'FLOP')}"),
+        (f"KV cache / token ({d['kv_dtype']})",
+         f"{d['kv_cache_bytes_per_token']:,.0f} B ({format_bytes(d['kv_cache_bytes_per_token'])})"),
+        (f"KV cache / {d['seq_len']}-token sequence", format_bytes(d["kv_cache_bytes_per_sequence"])),
+        ("weights bf16 / fp8 / fp4", " / ".join(format_bytes(d["weights_bytes"][k]) for k in ("bf16", "fp8", "fp4"))),
+    ]
+    main = _kv_table(f"Model {d['name']}", rows)
+    bd = Table(title="Parameters by component", title_justify="left")
+    bd.add_column("component/sub")
+    bd.add_column("params", justify="right")
+    bd.add_column("share", justify="right")
+    total = d["params_total"]
+    for k, v in d["params_breakdown"].items():
+        bd.add_row(k, f"{v:,}", f"{100 * v / total:.1f}%")
+    parts: list[Any] = [main, bd]
+    notes = []
+    for u in d.get("unmodeled_fields", []):
+        notes.append(f"not modeled: {u['field']}: {u['why']}")
+    for a in d.get("assumptions", []):
+        notes.append(f"assumed {a['name']} = {a['value']} ({a['why']})")
+    if notes:
+        parts.append(_kv_table("Notes", [("-", n) for n in notes]))
+    return Group(*parts)
+
+
+def hardware_rows(h: dict[str, Any]) -> list[tuple[str, str]]:
+    peaks = ", ".join(f"{k} {format_si(v, 'FLOP/s')}" for k, v in h["peak_flops_per_s"].items())
+
+    def opt(v, f):
+        return f(v) if v is not None else "n/a"
+
+    return [
+        ("name", f"{h['name']} ({h['vendor']}, {h['status']})"),
+        ("memory", f"{format_bytes(h['hbm_capacity_bytes'])} {h['memory_kind']}, "
+                   f"{format_si(h['hbm_bandwidth_bytes_per_s'], 'B/s')}"),
+        ("dense peaks", peaks),
+        ("scale-up", f"{opt(h['scale_up_bandwidth_bytes_per_s'], lambda v: format_si(v, 'B/s'))} per direction, "
+                     f"domain {h['scale_up_domain']}"),
+        ("scale-out", f"{opt(h['scale_out_bandwidth_bytes_per_s'], lambda v: format_si(v * 8, 'b/s'))} per device"),
+        ("node", f"{h['node_size']} devices, host memory "
+                 f"{opt(h['host_memory_bytes_per_node'], format_bytes)}"),
+        ("TDP", opt(h["tdp_w"], lambda v: f"{v:,.0f} W")),
+    ]
+
+
+def hardware_table(h: dict[str, Any]) -> Group:
+    src = _kv_table("Sources", [(k, v) for k, v in h["sources"].items()])
+    return Group(_kv_table(f"Hardware {h['id']}", hardware_rows(h)), src)
+
+
+def models_list_table(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title="Models (exact counts, as transformers builds them)", title_justify="left")
+    for c, j in (("id", "left"), ("family", "left"), ("attention", "left"), ("layers", "right"),
+                 ("params", "right"), ("active", "right")):
+        t.add_column(c, justify=j)
+    for r in rows:
+        t.add_row(r["id"], r["family"], r["attention"], str(r["num_layers"]),
+                  format_count(r["params_total"]), format_count(r["params_active"]))
+    return t
+
+
+def hardware_list_table(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title="Accelerators (dense peaks, per-direction links)", title_justify="left")
+    for c, j in (("id", "left"), ("vendor", "left"), ("status", "left"), ("memory", "right"),
+                 ("mem BW", "right"), ("bf16", "right"), ("fp8", "right"), ("scale-up/dir", "right"),
+                 ("domain", "right"), ("TDP", "right")):
+        t.add_column(c, justify=j)
+    for h in rows:
+        p = h["peak_flops_per_s"]
+        su = h["scale_up_bandwidth_bytes_per_s"]
+        t.add_row(
+            h["id"], h["vendor"], h["status"], format_bytes(h["hbm_capacity_bytes"]),
+            format_si(h["hbm_bandwidth_bytes_per_s"], "B/s"),
+            format_si(p["bf16"], "FLOP/s") if "bf16" in p else "-",
+            format_si(p["fp8"], "FLOP/s") if "fp8" in p else "-",
+            format_si(su, "B/s") if su else "-", str(h["scale_up_domain"]),
+            f"{h['tdp_w']:,.0f} W" if h["tdp_w"] else "-",
+        )
+    return t
+
+
+def plan_tables(d: dict[str, Any]) -> Group:
+    c = d["cluster"]
+    hw = d["hardware"]
+    cl_rows = [
+        ("devices", f"{c['num_devices']:,} x {hw['id']} in {c['num_nodes']:,} nodes of {c['devices_per_node']}"),
+        ("peak bf16", format_si(c["peak_flops_per_s"].get("bf16", 0), "FLOP/s")),
+        ("memory", f"{format_bytes(c['hbm_capacity_bytes'])}, {format_si(c['hbm_bandwidth_bytes_per_s'], 'B/s')}"),
+        ("TDP", f"{c['tdp_w'] / 1e3:,.1f} kW" if c["tdp_w"] else "n/a"),
+        ("devices for weights alone", ", ".join(f"{k} {v}" for k, v in c["min_devices_for_weights"].items())),
+    ]
+    parts: list[Any] = [model_tables(d["model"]), _kv_table(f"Hardware {hw['id']}", hardware_rows(hw)),
+                        _kv_table("Cluster", cl_rows)]
+    if d["pending_sections"]:
+        parts.append(_kv_table("Not yet estimated by this version",
+                               [("-", ", ".join(d["pending_sections"]))]))
+    if d["assumptions"]:
+        parts.append(_kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]]))
+    return Group(*parts)
+
+
+def print_renderable(obj: Any) -> None:
+    Console().print(obj)

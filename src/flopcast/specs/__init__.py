@@ -1,0 +1,1 @@
+"""Frozen specifications: models, hardware, scenarios."""

@@ -1,0 +1,148 @@
+"""AcceleratorSpec: one accelerator package as its datasheet states it.
+
+Peak rates are dense (never 2:4-sparse), per package, keyed by operand dtype. Link bandwidths are per
+device and per direction. Host memory is per node (the reference system's DRAM).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from flopcast import units
+from flopcast.dtypes import COMPUTE_DTYPES
+from flopcast.errors import InvalidScenario, UnknownName
+
+STATUSES = ("shipping", "announced")
+MEMORY_KINDS = ("hbm", "unified", "gddr", "lpddr")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceleratorSpec:
+    """One accelerator package. Optional figures are None where no credible source publishes them."""
+
+    id: str
+    name: str
+    vendor: str
+    status: str
+    memory_kind: str
+    hbm_capacity_bytes: float
+    hbm_bandwidth_bytes_per_s: float
+    peak_flops_per_s: Mapping[str, float]          # dense, by dtype
+    scale_up_bandwidth_bytes_per_s: float | None   # per device, each direction
+    scale_up_domain: int
+    scale_out_bandwidth_bytes_per_s: float | None  # per device, each direction
+    node_size: int
+    tdp_w: float | None
+    host_memory_bytes_per_node: float | None
+    host_link_bandwidth_bytes_per_s: float | None  # device <-> host, each direction
+    sources: Mapping[str, str] = field(default_factory=dict)
+    notes: str = ""
+
+    def peak(self, dtype: str) -> float:
+        """Dense peak FLOP/s for `dtype`; raises naming the dtypes this device supports."""
+        if dtype not in self.peak_flops_per_s:
+            raise UnknownName(
+                f"dtype for {self.id}", dtype, self.peak_flops_per_s,
+                message=f"{self.id} has no published dense {dtype} peak; it supports "
+                f"{', '.join(self.peak_flops_per_s) or 'none'}",
+            )
+        return self.peak_flops_per_s[dtype]
+
+
+# field in files -> (attribute, dimension or kind, required)
+_FIELDS: dict[str, tuple[str, str, bool]] = {
+    "hbm_capacity": ("hbm_capacity_bytes", "bytes", True),
+    "hbm_bandwidth": ("hbm_bandwidth_bytes_per_s", "bytes_per_s", True),
+    "scale_up_bandwidth": ("scale_up_bandwidth_bytes_per_s", "bytes_per_s", False),
+    "scale_up_domain": ("scale_up_domain", "int", False),
+    "scale_out_bandwidth": ("scale_out_bandwidth_bytes_per_s", "bytes_per_s", False),
+    "node_size": ("node_size", "int", False),
+    "tdp": ("tdp_w", "w", False),
+    "host_memory": ("host_memory_bytes_per_node", "bytes", False),
+    "host_link_bandwidth": ("host_link_bandwidth_bytes_per_s", "bytes_per_s", False),
+}
+_TEXT = ("id", "name", "vendor", "status", "memory_kind", "notes")
+NUMERIC_FIELDS = (*_FIELDS, "peak_flops")
+ACCEPTED_KEYS = (*_TEXT, *NUMERIC_FIELDS, "sources", "base")
+
+
+def _parse_field(key: str, value: Any, kind: str, prefix: str) -> Any:
+    name = f"{prefix}.{key}"
+    if kind == "int":
+        n = units.parse_count(value, field=name)
+        if n < 1:
+            raise InvalidScenario(f"{name}: expected a positive integer, got {value!r}")
+        return n
+    return units.parse(value, kind, field=name)
+
+
+def _parse_peaks(value: Any, prefix: str) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise InvalidScenario(f"{prefix}.peak_flops: expected a mapping of dtype to FLOP/s, "
+                              f"e.g. {{bf16: '989 TFLOP/s'}}")
+    peaks: dict[str, float] = {}
+    for dtype, rate in value.items():
+        if dtype not in COMPUTE_DTYPES:
+            raise UnknownName(f"{prefix}.peak_flops dtype", str(dtype), COMPUTE_DTYPES)
+        peaks[dtype] = units.parse(rate, "flops_per_s", field=f"{prefix}.peak_flops.{dtype}")
+    return peaks
+
+
+def accelerator_from_mapping(data: Mapping[str, Any], *, base: AcceleratorSpec | None = None,
+                             prefix: str = "hardware") -> AcceleratorSpec:
+    """Build an AcceleratorSpec from catalog/scenario fields; with `base`, `data` overrides it."""
+    if not isinstance(data, Mapping):
+        raise InvalidScenario(f"{prefix}: expected a catalog id or a mapping of hardware fields")
+    for key in data:
+        if key not in ACCEPTED_KEYS:
+            raise UnknownName(f"{prefix} field", str(key), ACCEPTED_KEYS)
+    values: dict[str, Any] = {}
+    for key, (attr, kind, _required) in _FIELDS.items():
+        if key in data and data[key] is not None:
+            values[attr] = _parse_field(key, data[key], kind, prefix)
+    if "peak_flops" in data:
+        peaks = _parse_peaks(data["peak_flops"], prefix)
+        values["peak_flops_per_s"] = {**(base.peak_flops_per_s if base else {}), **peaks}
+    for key in _TEXT:
+        if key in data and data[key] is not None:
+            values[key] = str(data[key]).strip()
+    if "sources" in data:
+        values["sources"] = {**(base.sources if base else {}), **dict(data["sources"])}
+    if "status" in values and values["status"] not in STATUSES:
+        raise InvalidScenario(f"{prefix}.status: {values['status']!r}; accepted: {', '.join(STATUSES)}")
+    if "memory_kind" in values and values["memory_kind"] not in MEMORY_KINDS:
+        raise InvalidScenario(
+            f"{prefix}.memory_kind: {values['memory_kind']!r}; accepted: {', '.join(MEMORY_KINDS)}"
+        )
+    if base is not None:
+        if "id" not in values:
+            values["id"] = f"{base.id}-custom" if set(values) - {"name"} else base.id
+        return replace(base, **values)
+    for key, (attr, _kind, required) in _FIELDS.items():
+        if required and attr not in values:
+            raise InvalidScenario(f"{prefix}.{key}: missing (required for an accelerator)")
+    if not values.get("peak_flops_per_s"):
+        raise InvalidScenario(f"{prefix}.peak_flops: missing; give dense peaks, e.g. {{bf16: '989 TFLOP/s'}}")
+    values.setdefault("id", str(data.get("name", "custom")))
+    values.setdefault("name", values["id"])
+    values.setdefault("vendor", "unknown")
+    values.setdefault("status", "shipping")
+    values.setdefault("memory_kind", "hbm")
+    values.setdefault("scale_up_domain", 1)
+    values.setdefault("node_size", 1)
+    for attr in ("scale_up_bandwidth_bytes_per_s", "scale_out_bandwidth_bytes_per_s", "tdp_w",
+                 "host_memory_bytes_per_node", "host_link_bandwidth_bytes_per_s"):
+        values.setdefault(attr, None)
+    return AcceleratorSpec(**values)
+
+
+def missing_sources(data: Mapping[str, Any]) -> list[str]:
+    """Numeric fields of a catalog file without a `sources` entry (the catalog test's rule)."""
+    sources = data.get("sources") or {}
+    missing = [k for k in _FIELDS if data.get(k) is not None and not sources.get(k)]
+    for dtype in (data.get("peak_flops") or {}):
+        if not (sources.get(f"peak_flops.{dtype}") or sources.get("peak_flops")):
+            missing.append(f"peak_flops.{dtype}")
+    return missing

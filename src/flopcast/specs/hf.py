@@ -1,0 +1,595 @@
+"""Hugging Face `config.json` -> ModelSpec, one small function per `model_type`.
+
+Each function mirrors what `transformers` (5.x) builds for that config class, including the config
+class defaults for keys the file omits, so that parameter counts agree to the parameter. The oracle
+tests in tests/oracle/ check this against `transformers` on the meta device.
+
+Keys are read through `_Reader`, which records what was used. Keys known not to change any count
+(token ids, rope scaling, dropout, epsilons...) are `ignored_fields`; recognised keys whose effect
+flopcast does not model (e.g. DeepSeek-V3's multi-token-prediction layer, which `transformers`
+does not build either) are `unmodeled_fields` with the reason; anything else is reported as
+unrecognised so that a typo ("hiden_size") never passes silently.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from flopcast.errors import InvalidScenario, UnknownName, did_you_mean
+from flopcast.specs.model import (
+    DenseFFN,
+    LatentAttention,
+    LayerSpec,
+    ModelSpec,
+    MoEFFN,
+    NormSpec,
+    StandardAttention,
+)
+
+_MISSING = object()
+
+# Keys that never change a parameter, FLOP or KV-cache count, with the reason in one word group.
+IGNORED_KEYS: dict[str, str] = {
+    k: "no effect on counts"
+    for k in (
+        "architectures _name_or_path transformers_version torch_dtype dtype model_type auto_map "
+        "bos_token_id eos_token_id pad_token_id sep_token_id decoder_start_token_id "
+        "initializer_range init_std rms_norm_eps layer_norm_eps layer_norm_epsilon norm_eps "
+        "rope_theta rope_scaling rope_parameters rope_interleave rotary_pct rotary_emb_base "
+        "partial_rotary_factor rope_type original_max_position_embeddings "
+        "attention_dropout hidden_dropout dropout resid_pdrop embd_pdrop attn_pdrop "
+        "activation_dropout layerdrop classifier_dropout summary_type summary_use_proj "
+        "summary_activation summary_proj_to_labels summary_first_dropout use_cache "
+        "output_router_logits router_aux_loss_coef aux_loss_alpha router_jitter_noise "
+        "pretraining_tp tie_word_embeddings is_decoder use_parallel_residual scale_attn_weights "
+        "scale_attn_by_inverse_layer_idx reorder_and_upcast_attn attn_logit_softcapping "
+        "final_logit_softcapping query_pre_attn_scalar swiglu_alpha swiglu_limit "
+        "routed_scaling_factor norm_topk_prob topk_method scoring_func seq_aux n_group topk_group "
+        "ep_size attn_implementation use_bidirectional_attention prefix _attn_implementation "
+        "return_dict output_attentions output_hidden_states torchscript use_return_dict "
+        "tokenizer_class task_specific_params n_ctx bos_token eos_token use_flash_attn "
+        "hidden_dropout_prob attention_probs_dropout_prob max_window_layers use_sliding_window "
+        "layer_types sliding_window experts_per_token router_dtype embedding_multiplier "
+        "logits_scaling residual_multiplier attention_multiplier qk_layernorm qk_head_dim "
+        "id2label label2id problem_type chunk_size_feed_forward pruned_heads "
+        "is_encoder_decoder finetuning_task rope_local_base_freq cache_implementation use_mrope "
+        "initial_context_length sliding_window_size mlp_only_layers decoder_sparse_step"
+    ).split()
+}
+# Counted but described as "used" once read; listed here only when transformers ignores them.
+_TRANSFORMERS_IGNORES: dict[str, str] = {
+    "num_nextn_predict_layers": "multi-token-prediction layers are not built by transformers and "
+    "not counted (DeepSeek-V3 adds about 14B parameters for one MTP layer)",
+    "moe_layer_freq": "transformers makes every layer from first_k_dense_replace on an MoE layer",
+    "quantization_config": "the stored weight format; precision is chosen in the scenario",
+}
+
+
+def _matters(key: str, value: Any) -> bool:
+    if key == "num_nextn_predict_layers":
+        return bool(value)
+    if key == "moe_layer_freq":
+        return value not in (None, 1)
+    return bool(value)
+
+
+class _Reader:
+    """Typed access to a config mapping, with the family's defaults and a record of used keys."""
+
+    def __init__(self, cfg: Mapping[str, Any], family: str, defaults: Mapping[str, Any],
+                 aliases: Mapping[str, str] | None = None):
+        self.family = family
+        self.cfg = dict(cfg)
+        # transformers' attribute_map: an alias key sets its target (the alias wins, as in
+        # PretrainedConfig.__setattr__ applied in key order; both present is rare).
+        for alias, target in (aliases or {}).items():
+            if alias in self.cfg:
+                self.cfg[target] = self.cfg[alias]
+        self.defaults = defaults
+        self.used: set[str] = set(aliases or {})
+
+    def raw(self, key: str, default: Any = _MISSING) -> Any:
+        self.used.add(key)
+        if key in self.cfg:
+            return self.cfg[key]
+        if default is not _MISSING:
+            return default
+        if key in self.defaults:
+            return self.defaults[key]
+        raise InvalidScenario(f"model.{key}: missing (required for model_type {self.family!r})")
+
+    def int(self, key: str, default: Any = _MISSING, *, minimum: int = 1) -> int:
+        return self._check_int(key, self.raw(key, default), minimum)
+
+    def _check_int(self, key: str, value: Any, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise InvalidScenario(f"model.{key}: expected an integer >= {minimum}, got {value!r}")
+        if value < minimum:
+            raise InvalidScenario(f"model.{key}: expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    def opt_int(self, key: str, default: Any = _MISSING, *, minimum: int = 1) -> int | None:
+        value = self.raw(key, default)
+        if value is None:
+            return None
+        return self._check_int(key, value, minimum)
+
+    def bool(self, key: str, default: Any = _MISSING) -> bool:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            raise InvalidScenario(f"model.{key}: expected true or false, got {value!r}")
+        return value
+
+    def str(self, key: str, default: Any = _MISSING) -> str:
+        value = self.raw(key, default)
+        if not isinstance(value, str):
+            raise InvalidScenario(f"model.{key}: expected a string, got {value!r}")
+        return value
+
+    def int_list(self, key: str, default: Any = _MISSING) -> list[int]:
+        value = self.raw(key, default)
+        if value is None:
+            return []
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        ):
+            raise InvalidScenario(f"model.{key}: expected a list of integers, got {value!r}")
+        return list(value)
+
+    def layer_types(self, num_layers: int, default: list[str]) -> list[str]:
+        value = self.raw("layer_types", None)
+        if value is None:
+            return default
+        if not isinstance(value, (list, tuple)) or len(value) != num_layers:
+            raise InvalidScenario(
+                f"model.layer_types: expected a list of {num_layers} entries "
+                f"('full_attention' or 'sliding_attention'), got {value!r}"
+            )
+        for v in value:
+            if v not in ("full_attention", "sliding_attention"):
+                raise InvalidScenario(
+                    f"model.layer_types: unknown entry {v!r}; accepted: 'full_attention', "
+                    "'sliding_attention'"
+                )
+        return list(value)
+
+    def fields_report(self) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+        ignored: list[str] = []
+        unmodeled: list[tuple[str, str]] = []
+        known = set(self.defaults) | set(IGNORED_KEYS) | set(_TRANSFORMERS_IGNORES) | self.used
+        for key, value in self.cfg.items():
+            if key in _TRANSFORMERS_IGNORES:
+                if _matters(key, value):
+                    unmodeled.append((key, _TRANSFORMERS_IGNORES[key]))
+            elif key in self.used:
+                continue
+            elif key in IGNORED_KEYS or key in self.defaults:
+                ignored.append(key)
+            else:
+                hint = did_you_mean(key, known, n=1)
+                why = f"not recognised for model_type {self.family!r}"
+                if hint:
+                    why += f" (did you mean {hint[0]!r}?)"
+                unmodeled.append((key, why))
+        return tuple(sorted(ignored)), tuple(unmodeled)
+
+
+def _heads(r: _Reader, hidden: int) -> tuple[int, int]:
+    heads = r.int("num_attention_heads")
+    kv = r.raw("num_key_value_heads")
+    kv = heads if kv is None else r.int("num_key_value_heads")
+    if heads % kv:
+        raise InvalidScenario(
+            f"model.num_key_value_heads: {kv} does not divide num_attention_heads {heads}"
+        )
+    return heads, kv
+
+
+def _head_dim_or_split(r: _Reader, hidden: int, heads: int) -> int:
+    """head_dim if given, else hidden // heads (llama, mistral, mixtral, nemotron, gpt_oss rule)."""
+    hd = r.raw("head_dim", r.defaults.get("head_dim"))
+    if hd is not None:
+        return r.int("head_dim")
+    if hidden % heads:
+        raise InvalidScenario(
+            f"model.hidden_size: {hidden} is not divisible by num_attention_heads {heads}; "
+            "give head_dim explicitly"
+        )
+    return hidden // heads
+
+
+def _window_list(types: list[str], window: int | None) -> list[int | None]:
+    return [window if (t == "sliding_attention" and window) else None for t in types]
+
+
+def _finish(r: _Reader, name: str, source: str, layers: list[LayerSpec], norm: NormSpec, *,
+            hidden: int, vocab: int, tie: bool, max_seq: int | None, **extra: Any) -> ModelSpec:
+    ignored, unmodeled = r.fields_report()
+    return ModelSpec(
+        name=name, family=r.family, vocab_size=vocab, hidden_size=hidden, layers=tuple(layers),
+        norm=norm, tie_embeddings=tie, max_seq_len=max_seq, source=source,
+        ignored_fields=ignored, unmodeled_fields=unmodeled, **extra,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Families. Defaults are those of the transformers config classes (5.x) for count-relevant keys.
+
+_LLAMA = dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+              num_attention_heads=32, num_key_value_heads=None, head_dim=None, hidden_act="silu",
+              max_position_embeddings=2048, tie_word_embeddings=False, attention_bias=False,
+              mlp_bias=False)
+_MISTRAL = dict(_LLAMA, intermediate_size=14336, num_key_value_heads=8, max_position_embeddings=131072,
+                sliding_window=4096)
+_MIXTRAL = dict(_MISTRAL, sliding_window=None, num_experts_per_tok=2, num_local_experts=8)
+_QWEN2 = dict(_LLAMA, vocab_size=151936, intermediate_size=22016, max_position_embeddings=32768,
+              use_sliding_window=False, sliding_window=None, max_window_layers=28)
+_QWEN2_MOE = dict(_QWEN2, hidden_size=2048, intermediate_size=5632, num_hidden_layers=24,
+                  num_attention_heads=16, sliding_window=0, decoder_sparse_step=1,
+                  moe_intermediate_size=1408, shared_expert_intermediate_size=5632,
+                  num_experts_per_tok=4, num_experts=60, mlp_only_layers=[], qkv_bias=True)
+_QWEN3 = dict(_QWEN2, head_dim=128, attention_bias=False)
+_QWEN3_MOE = dict(_QWEN3, hidden_size=2048, intermediate_size=6144, num_hidden_layers=24,
+                  num_attention_heads=32, num_key_value_heads=4, head_dim=None, decoder_sparse_step=1,
+                  moe_intermediate_size=768, num_experts_per_tok=8, num_local_experts=128,
+                  mlp_only_layers=[])
+_DEEPSEEK_V2 = dict(vocab_size=102400, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                    num_attention_heads=32, num_key_value_heads=None, hidden_act="silu",
+                    max_position_embeddings=2048, tie_word_embeddings=False, attention_bias=False,
+                    mlp_bias=False, first_k_dense_replace=0, kv_lora_rank=512, q_lora_rank=1536,
+                    n_routed_experts=64, n_shared_experts=2, qk_nope_head_dim=128,
+                    qk_rope_head_dim=64, v_head_dim=128, num_experts_per_tok=None,
+                    moe_intermediate_size=1407)
+_DEEPSEEK_V3 = dict(_DEEPSEEK_V2, vocab_size=129280, hidden_size=7168, intermediate_size=18432,
+                    moe_intermediate_size=2048, num_hidden_layers=61, num_attention_heads=128,
+                    n_shared_experts=1, n_routed_experts=256, num_experts_per_tok=8,
+                    first_k_dense_replace=3, max_position_embeddings=4096)
+_NEMOTRON = dict(vocab_size=256000, hidden_size=6144, intermediate_size=24576, num_hidden_layers=32,
+                 num_attention_heads=48, head_dim=None, num_key_value_heads=None, hidden_act="relu2",
+                 max_position_embeddings=4096, tie_word_embeddings=False, attention_bias=False,
+                 mlp_bias=False)
+_GPT_OSS = dict(num_hidden_layers=36, num_local_experts=128, vocab_size=201088, hidden_size=2880,
+                intermediate_size=2880, head_dim=64, num_attention_heads=64, num_key_value_heads=8,
+                sliding_window=128, tie_word_embeddings=False, hidden_act="silu",
+                max_position_embeddings=131072, num_experts_per_tok=4, attention_bias=True)
+_GEMMA2 = dict(vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
+               num_attention_heads=8, num_key_value_heads=4, head_dim=256,
+               hidden_activation="gelu_pytorch_tanh", max_position_embeddings=8192,
+               tie_word_embeddings=True, attention_bias=False, sliding_window=4096,
+               hidden_act="gelu_pytorch_tanh")  # hidden_act: legacy key, transformers reads hidden_activation
+_PHI3 = dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+             num_attention_heads=32, num_key_value_heads=None, hidden_act="silu",
+             max_position_embeddings=4096, tie_word_embeddings=False, sliding_window=None,
+             attention_bias=False)  # attention_bias: present in Phi-3 files, unused by transformers
+_GPT2 = dict(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12, n_inner=None,
+             activation_function="gelu_new", tie_word_embeddings=True, add_cross_attention=False)
+_GPT_NEOX = dict(vocab_size=50432, hidden_size=6144, num_hidden_layers=44, num_attention_heads=64,
+                 intermediate_size=24576, hidden_act="gelu", max_position_embeddings=2048,
+                 tie_word_embeddings=False, attention_bias=True)
+_OPT = dict(vocab_size=50272, hidden_size=768, num_hidden_layers=12, ffn_dim=3072,
+            max_position_embeddings=2048, do_layer_norm_before=True, _remove_final_layer_norm=False,
+            word_embed_proj_dim=None, num_attention_heads=12, activation_function="relu",
+            enable_bias=True, layer_norm_elementwise_affine=True, tie_word_embeddings=True)
+
+RMS = NormSpec(kind="rmsnorm")
+
+
+def _llama_like(r: _Reader, name: str, source: str, *, qkv_bias_key: str | None = "attention_bias",
+                o_bias_key: str | None = "attention_bias", qk_norm: bool = False,
+                windows: list[int | None] | None = None, ffn_for: Callable[[int], Any] | None = None,
+                num_norms: int = 2, head_dim_rule: str = "split", qkv_bias: bool | None = None,
+                act_key: str = "hidden_act", mlp_bias_key: str | None = None,
+                gated: bool = True, norm: NormSpec = RMS, sinks: bool = False) -> ModelSpec:
+    """Shared builder for the llama-shaped families (pre-norm, q/k/v/o, gated or plain MLP)."""
+    vocab = r.int("vocab_size")
+    hidden = r.int("hidden_size")
+    num_layers = r.int("num_hidden_layers")
+    heads, kv = _heads(r, hidden)
+    head_dim = _head_dim_or_split(r, hidden, heads) if head_dim_rule == "split" else r.int("head_dim")
+    if qkv_bias is None:
+        qkv_bias = r.bool(qkv_bias_key) if qkv_bias_key else False
+    o_bias = r.bool(o_bias_key) if o_bias_key else False
+    tie = r.bool("tie_word_embeddings")
+    max_seq = r.opt_int("max_position_embeddings")
+    act = r.str(act_key)
+    mlp_bias = r.bool(mlp_bias_key) if mlp_bias_key else False
+    windows = windows or [None] * num_layers
+    if ffn_for is None:
+        d_ff = r.int("intermediate_size")
+        dense = DenseFFN(d_ff=d_ff, gated=gated, bias=mlp_bias, activation=act)
+        ffn_for = lambda i: dense  # noqa: E731
+    layers = [
+        LayerSpec(
+            attention=StandardAttention(
+                num_heads=heads, num_kv_heads=kv, head_dim=head_dim, qkv_bias=qkv_bias,
+                out_bias=o_bias, qk_norm=qk_norm, sinks=sinks, window=windows[i],
+            ),
+            ffn=ffn_for(i),
+            num_norms=num_norms,
+        )
+        for i in range(num_layers)
+    ]
+    return _finish(r, name, source, layers, norm, hidden=hidden, vocab=vocab, tie=tie, max_seq=max_seq)
+
+
+def _llama(cfg, name, source):
+    r = _Reader(cfg, "llama", _LLAMA)
+    return _llama_like(r, name, source, mlp_bias_key="mlp_bias")
+
+
+def _mistral(cfg, name, source):
+    r = _Reader(cfg, "mistral", _MISTRAL)
+    n = r.int("num_hidden_layers")
+    w = r.opt_int("sliding_window")
+    return _llama_like(r, name, source, qkv_bias_key=None, o_bias_key=None, windows=[w] * n)
+
+
+def _moe_from(r: _Reader, *, experts_key: str, d_ff_key: str = "intermediate_size",
+              gated: bool = True, expert_bias: bool = False, router_bias: bool = False,
+              shared_d_ff: int = 0, shared_gate: bool = False, act_key: str = "hidden_act") -> MoEFFN:
+    return MoEFFN(
+        num_experts=r.int(experts_key), top_k=r.int("num_experts_per_tok"),
+        expert_d_ff=r.int(d_ff_key), gated=gated, expert_bias=expert_bias, router_bias=router_bias,
+        shared_d_ff=shared_d_ff, shared_gate=shared_gate, activation=r.str(act_key),
+    )
+
+
+def _mixtral(cfg, name, source):
+    r = _Reader(cfg, "mixtral", _MIXTRAL, aliases={"num_experts": "num_local_experts"})
+    n = r.int("num_hidden_layers")
+    w = r.opt_int("sliding_window")
+    moe = _moe_from(r, experts_key="num_local_experts")
+    return _llama_like(r, name, source, qkv_bias_key=None, o_bias_key=None, windows=[w] * n,
+                       ffn_for=lambda i: moe)
+
+
+def _qwen_windows(r: _Reader, n: int, rule: str) -> list[int | None]:
+    use = r.bool("use_sliding_window")
+    w = r.opt_int("sliding_window", minimum=0) if use else None
+    mwl = r.int("max_window_layers", minimum=0)
+    if rule == "qwen2":
+        default = ["sliding_attention" if (w is not None and i >= mwl) else "full_attention" for i in range(n)]
+    else:  # qwen2_moe
+        default = ["sliding_attention" if ((i + 1) % 2 and i < mwl and use) else "full_attention"
+                   for i in range(n)]
+    return _window_list(r.layer_types(n, default), w)
+
+
+def _qwen2(cfg, name, source):
+    r = _Reader(cfg, "qwen2", _QWEN2)
+    n = r.int("num_hidden_layers")
+    return _llama_like(r, name, source, qkv_bias=True, o_bias_key=None,
+                       windows=_qwen_windows(r, n, "qwen2"))
+
+
+def _qwen3(cfg, name, source):
+    r = _Reader(cfg, "qwen3", _QWEN3)
+    n = r.int("num_hidden_layers")
+    return _llama_like(r, name, source, qk_norm=True, windows=_qwen_windows(r, n, "qwen2"))
+
+
+def _sparse_layers(r: _Reader, n: int, experts_key: str) -> list[bool]:
+    """Qwen MoE rule: layer i is sparse unless listed in mlp_only_layers, when E > 0 and
+    (i + 1) % decoder_sparse_step == 0."""
+    only = set(r.int_list("mlp_only_layers"))
+    step = r.int("decoder_sparse_step")
+    num_experts = r.int(experts_key, minimum=0)
+    return [(i not in only) and num_experts > 0 and (i + 1) % step == 0 for i in range(n)]
+
+
+def _qwen2_moe(cfg, name, source):
+    r = _Reader(cfg, "qwen2_moe", _QWEN2_MOE)
+    n = r.int("num_hidden_layers")
+    sparse = _sparse_layers(r, n, "num_experts")
+    dense = DenseFFN(d_ff=r.int("intermediate_size"), activation=r.str("hidden_act"))
+    moe = None
+    if any(sparse):
+        moe = _moe_from(r, experts_key="num_experts", d_ff_key="moe_intermediate_size",
+                        shared_d_ff=r.int("shared_expert_intermediate_size"), shared_gate=True)
+    # sliding_window defaults to 0 here: 0 means no window.
+    windows = _qwen_windows(r, n, "qwen2_moe")
+    return _llama_like(r, name, source, qkv_bias_key="qkv_bias", o_bias_key=None, windows=windows,
+                       ffn_for=lambda i: moe if sparse[i] else dense)
+
+
+def _qwen3_moe(cfg, name, source):
+    r = _Reader(cfg, "qwen3_moe", _QWEN3_MOE, aliases={"num_experts": "num_local_experts"})
+    n = r.int("num_hidden_layers")
+    sparse = _sparse_layers(r, n, "num_local_experts")
+    dense = DenseFFN(d_ff=r.int("intermediate_size"), activation=r.str("hidden_act"))
+    moe = None
+    if any(sparse):
+        moe = _moe_from(r, experts_key="num_local_experts", d_ff_key="moe_intermediate_size")
+    w = r.opt_int("sliding_window") if r.bool("use_sliding_window") else None
+    return _llama_like(r, name, source, qk_norm=True, windows=[w] * n,
+                       ffn_for=lambda i: moe if sparse[i] else dense)
+
+
+def _deepseek(cfg, name, source, family, defaults, aliases):
+    r = _Reader(cfg, family, defaults, aliases=aliases)
+    vocab = r.int("vocab_size")
+    hidden = r.int("hidden_size")
+    n = r.int("num_hidden_layers")
+    heads = r.int("num_attention_heads")
+    r.raw("num_key_value_heads")  # MLA has no separate kv heads; transformers ignores it too
+    attn = LatentAttention(
+        num_heads=heads, q_lora_rank=r.opt_int("q_lora_rank"), kv_lora_rank=r.int("kv_lora_rank"),
+        qk_nope_head_dim=r.int("qk_nope_head_dim", minimum=0), qk_rope_head_dim=r.int("qk_rope_head_dim"),
+        v_head_dim=r.int("v_head_dim"), bias=r.bool("attention_bias"),
+    )
+    act = r.str("hidden_act")
+    mlp_bias = r.bool("mlp_bias") if family == "deepseek_v2" else False
+    dense = DenseFFN(d_ff=r.int("intermediate_size"), bias=mlp_bias, activation=act)
+    first_dense = r.int("first_k_dense_replace", minimum=0)
+    moe = None
+    if first_dense < n:
+        moe_d_ff = r.int("moe_intermediate_size")
+        moe = MoEFFN(
+            num_experts=r.int("n_routed_experts"), top_k=r.int("num_experts_per_tok"),
+            expert_d_ff=moe_d_ff, shared_d_ff=moe_d_ff * r.int("n_shared_experts", minimum=0),
+            activation=act, expert_bias=False,
+        )
+        if mlp_bias and moe.shared_d_ff:
+            raise InvalidScenario("model.mlp_bias: true with MoE shared experts is not supported")
+    layers = [LayerSpec(attention=attn, ffn=dense if i < first_dense else moe) for i in range(n)]
+    return _finish(r, name, source, layers, RMS, hidden=hidden, vocab=vocab,
+                   tie=r.bool("tie_word_embeddings"), max_seq=r.opt_int("max_position_embeddings"))
+
+
+def _deepseek_v2(cfg, name, source):
+    return _deepseek(cfg, name, source, "deepseek_v2", _DEEPSEEK_V2, {"num_experts": "n_routed_experts"})
+
+
+def _deepseek_v3(cfg, name, source):
+    return _deepseek(cfg, name, source, "deepseek_v3", _DEEPSEEK_V3,
+                     {"num_local_experts": "n_routed_experts", "num_mtp_layers": "num_nextn_predict_layers"})
+
+
+def _nemotron(cfg, name, source):
+    r = _Reader(cfg, "nemotron", _NEMOTRON)
+    return _llama_like(r, name, source, mlp_bias_key="mlp_bias", gated=False,
+                       norm=NormSpec(kind="layernorm", bias=True))
+
+
+def _gpt_oss(cfg, name, source):
+    r = _Reader(cfg, "gpt_oss", _GPT_OSS, aliases={"num_experts": "num_local_experts"})
+    n = r.int("num_hidden_layers")
+    types = r.layer_types(n, ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(n)])
+    windows = _window_list(types, r.opt_int("sliding_window"))
+    moe = _moe_from(r, experts_key="num_local_experts", expert_bias=True, router_bias=True)
+    return _llama_like(r, name, source, windows=windows, ffn_for=lambda i: moe, sinks=True)
+
+
+def _gemma2(cfg, name, source):
+    r = _Reader(cfg, "gemma2", _GEMMA2)
+    n = r.int("num_hidden_layers")
+    types = r.layer_types(n, ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(n)])
+    windows = _window_list(types, r.opt_int("sliding_window"))
+    return _llama_like(r, name, source, windows=windows, num_norms=4, head_dim_rule="given",
+                       act_key="hidden_activation")
+
+
+def _phi3(cfg, name, source):
+    r = _Reader(cfg, "phi3", _PHI3)
+    n = r.int("num_hidden_layers")
+    w = r.opt_int("sliding_window")
+    return _llama_like(r, name, source, qkv_bias_key=None, o_bias_key=None, windows=[w] * n)
+
+
+def _gpt2(cfg, name, source):
+    r = _Reader(cfg, "gpt2", _GPT2, aliases={
+        "hidden_size": "n_embd", "max_position_embeddings": "n_positions",
+        "num_attention_heads": "n_head", "num_hidden_layers": "n_layer"})
+    if r.raw("add_cross_attention") is True:
+        raise InvalidScenario("model.add_cross_attention: encoder-decoder GPT-2 is not supported "
+                              "(decoder-only causal LMs only)")
+    vocab, hidden, n, heads = r.int("vocab_size"), r.int("n_embd"), r.int("n_layer"), r.int("n_head")
+    if hidden % heads:
+        raise InvalidScenario(f"model.n_embd: {hidden} is not divisible by n_head {heads}")
+    inner = r.opt_int("n_inner")
+    d_ff = inner if inner is not None else 4 * hidden
+    positions = r.int("n_positions")
+    ln = NormSpec(kind="layernorm", bias=True)
+    layer = LayerSpec(
+        attention=StandardAttention(num_heads=heads, num_kv_heads=heads, head_dim=hidden // heads,
+                                    qkv_bias=True, out_bias=True),
+        ffn=DenseFFN(d_ff=d_ff, gated=False, bias=True, activation=r.str("activation_function")),
+    )
+    return _finish(r, name, source, [layer] * n, ln, hidden=hidden, vocab=vocab,
+                   tie=r.bool("tie_word_embeddings"), max_seq=positions, positions="learned",
+                   position_rows=positions)
+
+
+def _gpt_neox(cfg, name, source):
+    r = _Reader(cfg, "gpt_neox", _GPT_NEOX)
+    vocab, hidden, n, heads = (r.int("vocab_size"), r.int("hidden_size"), r.int("num_hidden_layers"),
+                               r.int("num_attention_heads"))
+    if hidden % heads:
+        raise InvalidScenario(f"model.hidden_size: {hidden} is not divisible by num_attention_heads {heads}")
+    bias = r.bool("attention_bias")
+    layer = LayerSpec(
+        attention=StandardAttention(num_heads=heads, num_kv_heads=heads, head_dim=hidden // heads,
+                                    qkv_bias=bias, out_bias=bias),
+        ffn=DenseFFN(d_ff=r.int("intermediate_size"), gated=False, bias=True,
+                     activation=r.str("hidden_act")),
+    )
+    return _finish(r, name, source, [layer] * n, NormSpec(kind="layernorm", bias=True), hidden=hidden,
+                   vocab=vocab, tie=r.bool("tie_word_embeddings"),
+                   max_seq=r.opt_int("max_position_embeddings"))
+
+
+def _opt(cfg, name, source):
+    r = _Reader(cfg, "opt", _OPT)
+    vocab, hidden, n, heads = (r.int("vocab_size"), r.int("hidden_size"), r.int("num_hidden_layers"),
+                               r.int("num_attention_heads"))
+    if hidden % heads:
+        raise InvalidScenario(f"model.hidden_size: {hidden} is not divisible by num_attention_heads {heads}")
+    proj = r.opt_int("word_embed_proj_dim")
+    embed_dim = hidden if proj is None else proj
+    bias = r.bool("enable_bias")
+    norm = NormSpec(kind="layernorm", bias=True, affine=r.bool("layer_norm_elementwise_affine"))
+    final = r.bool("do_layer_norm_before") and not r.bool("_remove_final_layer_norm")
+    max_pos = r.int("max_position_embeddings")
+    layer = LayerSpec(
+        attention=StandardAttention(num_heads=heads, num_kv_heads=heads, head_dim=hidden // heads,
+                                    qkv_bias=bias, out_bias=bias),
+        ffn=DenseFFN(d_ff=r.int("ffn_dim"), gated=False, bias=bias,
+                     activation=r.str("activation_function")),
+    )
+    return _finish(r, name, source, [layer] * n, norm, hidden=hidden, vocab=vocab,
+                   tie=r.bool("tie_word_embeddings"), max_seq=max_pos, positions="learned",
+                   position_rows=max_pos + 2, embedding_dim=embed_dim, final_norm=final)
+
+
+FAMILIES: dict[str, Callable[[Mapping[str, Any], str, str], ModelSpec]] = {
+    "llama": _llama, "mistral": _mistral, "mixtral": _mixtral, "qwen2": _qwen2,
+    "qwen2_moe": _qwen2_moe, "qwen3": _qwen3, "qwen3_moe": _qwen3_moe,
+    "deepseek_v2": _deepseek_v2, "deepseek_v3": _deepseek_v3, "gpt2": _gpt2,
+    "gpt_neox": _gpt_neox, "opt": _opt, "nemotron": _nemotron, "gpt_oss": _gpt_oss,
+    "gemma2": _gemma2, "phi3": _phi3,
+}
+SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
+
+
+def from_hf_config(config: Mapping[str, Any], *, name: str | None = None, source: str = "") -> ModelSpec:
+    """Build the ModelSpec for a Hugging Face config mapping (the content of config.json)."""
+    if not isinstance(config, Mapping):
+        raise InvalidScenario(f"model: expected a config mapping, got {type(config).__name__}")
+    model_type = config.get("model_type")
+    if model_type is None:
+        raise InvalidScenario(
+            "model.model_type: missing; a Hugging Face config must name its model_type "
+            f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+        )
+    if model_type not in FAMILIES:
+        hints = did_you_mean(str(model_type), SUPPORTED_MODEL_TYPES)
+        hint = f"did you mean {hints[0]!r}? " if hints else ""
+        raise UnknownName(
+            "model_type", str(model_type), SUPPORTED_MODEL_TYPES,
+            message=f"model.model_type: {model_type!r} is not supported; {hint}"
+            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}",
+        )
+    label = name or config.get("_name_or_path") or str(model_type)
+    return FAMILIES[model_type](config, label, source)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a config.json (or a flopcast catalog model file, which wraps it under `config`)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InvalidScenario(f"model: file not found: {p}") from None
+    except json.JSONDecodeError as e:
+        raise InvalidScenario(f"model: {p} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise InvalidScenario(f"model: {p} must hold a JSON object")
+    if "config" in data and isinstance(data["config"], dict) and "model_type" not in data:
+        return data["config"]
+    return data

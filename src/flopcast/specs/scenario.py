@@ -1,0 +1,158 @@
+"""Scenario files: read (YAML/JSON/mapping), check top-level keys, resolve names into specs.
+
+Resolution records every filled-in default as an Assumption. Sections that later estimators own
+(training, parallel, inference, site, pricing) are carried through as mappings for now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flopcast import catalog, units
+from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.report import Assumption
+from flopcast.specs.hardware import AcceleratorSpec, accelerator_from_mapping
+from flopcast.specs.hf import from_hf_config, load_config_file
+from flopcast.specs.model import ModelSpec
+
+TOP_LEVEL_KEYS = ("name", "model", "hardware", "cluster", "site", "pricing", "training", "parallel",
+                  "inference", "description")
+CLUSTER_KEYS = ("num_devices", "devices_per_node", "scale_out_bandwidth")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSpec:
+    """The devices a scenario runs on. Bandwidths per device, each direction."""
+
+    num_devices: int
+    devices_per_node: int
+    scale_out_bandwidth_bytes_per_s: float | None
+
+    @property
+    def num_nodes(self) -> int:
+        return -(-self.num_devices // self.devices_per_node)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedScenario:
+    name: str
+    model: ModelSpec
+    model_ref: str
+    hardware: AcceleratorSpec
+    cluster: ClusterSpec
+    sections: Mapping[str, Any] = field(default_factory=dict)  # training, parallel, inference, ...
+    assumptions: tuple[Assumption, ...] = ()
+
+
+def load_scenario(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """A scenario mapping from a YAML/JSON file path or a mapping (returned as a plain dict)."""
+    if isinstance(source, Mapping):
+        data = dict(source)
+        base = Path.cwd()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidScenario(f"scenario: file not found: {path}")
+        import yaml
+
+        try:
+            data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise InvalidScenario(f"scenario: {path} is not valid YAML{where}") from None
+        if not isinstance(data, dict):
+            raise InvalidScenario(f"scenario: {path} must hold a mapping (model:, hardware:, ...)")
+        base = path.parent
+    for key in data:
+        if key not in TOP_LEVEL_KEYS and not str(key).startswith("x-"):
+            raise UnknownName("scenario key", str(key), TOP_LEVEL_KEYS)
+    data.setdefault("_base_dir", str(base))
+    return data
+
+
+def resolve_model(value: Any, *, base_dir: Path | None = None, field_name: str = "model") -> tuple[ModelSpec, str]:
+    """A catalog id, a path to a config.json, or an inline config mapping -> (ModelSpec, label)."""
+    if isinstance(value, Mapping):
+        cfg = value["config"] if "config" in value and "model_type" not in value else value
+        label = str(value.get("name") or value.get("id") or cfg.get("_name_or_path") or cfg.get("model_type"))
+        return from_hf_config(cfg, name=label, source=str(value.get("source", "inline config"))), label
+    if not isinstance(value, str) or not value:
+        raise InvalidScenario(f"{field_name}: expected a catalog id, a path to a config.json or a mapping")
+    if value in catalog.model_registry():
+        return catalog.get_model(value), value
+    path = Path(value)
+    if not path.is_absolute() and base_dir is not None and not path.exists():
+        path = base_dir / path
+    if path.suffix == ".json" or path.exists() or "/" in value:
+        cfg = load_config_file(path)
+        return from_hf_config(cfg, name=path.stem if path.name != "config.json" else path.parent.name,
+                              source=str(path)), str(path)
+    raise UnknownName("model", value, catalog.model_ids())
+
+
+def resolve_hardware(value: Any, *, field_name: str = "hardware") -> AcceleratorSpec:
+    """A catalog id, or a mapping of hardware fields (`base: <id>` inherits and overrides)."""
+    if isinstance(value, str):
+        return catalog.get_hardware(value)
+    if isinstance(value, Mapping):
+        base = None
+        if "base" in value:
+            base = catalog.get_hardware(str(value["base"]))
+        data = {k: v for k, v in value.items() if k != "base"}
+        return accelerator_from_mapping(data, base=base, prefix=field_name)
+    raise InvalidScenario(f"{field_name}: expected a catalog id (e.g. h100-sxm) or a mapping of fields")
+
+
+def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
+    """Resolve names into specs and fill defaults, recording each as an Assumption."""
+    data = load_scenario(scenario)
+    base_dir = Path(data.pop("_base_dir"))
+    assumptions: list[Assumption] = []
+    if "model" not in data:
+        raise InvalidScenario("model: missing; give a catalog id (see `flopcast models`), "
+                              "a path to a config.json, or an inline config mapping")
+    if "hardware" not in data:
+        raise InvalidScenario("hardware: missing; give a catalog id (see `flopcast hardware`) or a mapping")
+    model, model_ref = resolve_model(data["model"], base_dir=base_dir)
+    hw = resolve_hardware(data["hardware"])
+
+    cl = data.get("cluster") or {}
+    if not isinstance(cl, Mapping):
+        raise InvalidScenario("cluster: expected a mapping with num_devices, devices_per_node, scale_out_bandwidth")
+    for key in cl:
+        if key not in CLUSTER_KEYS:
+            raise UnknownName("cluster field", str(key), CLUSTER_KEYS)
+    if "num_devices" in cl:
+        num_devices = units.parse_count(cl["num_devices"], field="cluster.num_devices")
+        if num_devices < 1:
+            raise InvalidScenario(f"cluster.num_devices: expected a positive integer, got {cl['num_devices']!r}")
+    else:
+        num_devices = hw.node_size
+        assumptions.append(Assumption("cluster.num_devices", num_devices, f"one {hw.id} node"))
+    if "devices_per_node" in cl:
+        per_node = units.parse_count(cl["devices_per_node"], field="cluster.devices_per_node")
+        if per_node < 1:
+            raise InvalidScenario("cluster.devices_per_node: expected a positive integer")
+    else:
+        per_node = min(hw.node_size, num_devices)
+        assumptions.append(Assumption("cluster.devices_per_node", per_node,
+                                      f"the node size of {hw.id} in its reference system"))
+    if "scale_out_bandwidth" in cl:
+        so = units.parse(cl["scale_out_bandwidth"], "bytes_per_s", field="cluster.scale_out_bandwidth")
+    else:
+        so = hw.scale_out_bandwidth_bytes_per_s
+        if so is not None:
+            assumptions.append(Assumption("cluster.scale_out_bandwidth_bytes_per_s", so,
+                                          f"the per-device NIC of the {hw.id} reference system"))
+    cluster = ClusterSpec(num_devices=num_devices, devices_per_node=per_node,
+                          scale_out_bandwidth_bytes_per_s=so)
+    sections = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference") if k in data}
+    return ResolvedScenario(
+        name=str(data.get("name") or f"{model_ref} on {num_devices}x {hw.id}"),
+        model=model, model_ref=model_ref, hardware=hw, cluster=cluster, sections=sections,
+        assumptions=tuple(assumptions),
+    )
