@@ -1,0 +1,185 @@
+"""Hypothesis strategies: small random Hugging Face configs of every supported family.
+
+Optional keys are sometimes omitted, so that flopcast's copy of each config class's defaults is
+exercised too. Sizes stay tiny so a real forward pass under torch's FLOP counter takes
+milliseconds; head dims are even (rotary embeddings need it) and multiples of 8 where a family
+rotates only part of the head.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2",
+            "deepseek_v3", "gpt2", "gpt_neox", "opt", "nemotron", "gpt_oss", "gemma2", "phi3")
+
+small = st.integers(min_value=1, max_value=48)
+
+
+@st.composite
+def maybe(draw, cfg: dict, key: str, strategy) -> None:
+    """Set cfg[key] from strategy, or leave it out (the config class default applies)."""
+    if draw(st.booleans()):
+        cfg[key] = draw(strategy)
+
+
+@st.composite
+def _heads(draw, *, head_dim_mult: int = 2):
+    heads = draw(st.sampled_from([1, 2, 3, 4, 6, 8]))
+    kv = draw(st.sampled_from([d for d in range(1, heads + 1) if heads % d == 0]))
+    head_dim = head_dim_mult * draw(st.integers(min_value=1, max_value=8 // max(1, head_dim_mult // 2)))
+    return heads, kv, head_dim
+
+
+@st.composite
+def llama_like(draw, family: str, *, explicit_head_dim: bool | None = None, head_dim_mult: int = 2) -> dict:
+    heads, kv, head_dim = draw(_heads(head_dim_mult=head_dim_mult))
+    cfg: dict = {
+        "model_type": family,
+        "vocab_size": draw(st.integers(min_value=4, max_value=300)),
+        "num_hidden_layers": draw(st.integers(min_value=1, max_value=4)),
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv,
+        "intermediate_size": draw(small),
+        "tie_word_embeddings": draw(st.booleans()),
+        "max_position_embeddings": 256,
+    }
+    give_head_dim = draw(st.booleans()) if explicit_head_dim is None else explicit_head_dim
+    if give_head_dim:
+        cfg["head_dim"] = head_dim  # independent of hidden / heads (Gemma, Qwen3 style)
+        # Some config classes (llama, gemma2) still insist that heads divide hidden.
+        cfg["hidden_size"] = heads * draw(st.integers(min_value=1, max_value=12))
+    else:
+        cfg["hidden_size"] = heads * head_dim
+    return cfg
+
+
+@st.composite
+def config_for(draw, family: str) -> dict:
+    b = st.booleans()
+    if family == "llama":
+        cfg = draw(llama_like("llama"))
+        draw(maybe(cfg, "attention_bias", b))
+        draw(maybe(cfg, "mlp_bias", b))
+    elif family == "mistral":
+        cfg = draw(llama_like("mistral"))
+        cfg["sliding_window"] = draw(st.one_of(st.none(), st.integers(16, 64)))
+    elif family == "mixtral":
+        cfg = draw(llama_like("mixtral"))
+        e = draw(st.integers(1, 6))
+        cfg.update(num_local_experts=e, num_experts_per_tok=draw(st.integers(1, e)))
+        cfg["sliding_window"] = draw(st.one_of(st.none(), st.integers(16, 64)))
+    elif family in ("qwen2", "qwen3"):
+        cfg = draw(llama_like(family))
+        if family == "qwen3":
+            draw(maybe(cfg, "attention_bias", b))
+        if draw(b):
+            cfg.update(use_sliding_window=True, sliding_window=draw(st.integers(16, 64)),
+                       max_window_layers=draw(st.integers(0, 4)))
+    elif family == "qwen2_moe":
+        cfg = draw(llama_like("qwen2_moe"))
+        e = draw(st.integers(0, 6))
+        cfg.update(num_experts=e, num_experts_per_tok=draw(st.integers(1, max(1, e))),
+                   moe_intermediate_size=draw(small), shared_expert_intermediate_size=draw(small),
+                   decoder_sparse_step=draw(st.integers(1, 3)))
+        draw(maybe(cfg, "qkv_bias", b))
+        draw(maybe(cfg, "mlp_only_layers", st.lists(st.integers(0, 3), max_size=2, unique=True)))
+    elif family == "qwen3_moe":
+        cfg = draw(llama_like("qwen3_moe"))
+        e = draw(st.integers(1, 6))
+        cfg.update(num_experts=e, num_experts_per_tok=draw(st.integers(1, e)),
+                   moe_intermediate_size=draw(small), decoder_sparse_step=draw(st.integers(1, 3)))
+        draw(maybe(cfg, "attention_bias", b))
+        draw(maybe(cfg, "mlp_only_layers", st.lists(st.integers(0, 3), max_size=2, unique=True)))
+    elif family in ("deepseek_v2", "deepseek_v3"):
+        heads = draw(st.sampled_from([1, 2, 4]))
+        n = draw(st.integers(1, 4))
+        e = draw(st.integers(1, 6))
+        cfg = {
+            "model_type": family, "vocab_size": draw(st.integers(4, 300)),
+            "hidden_size": heads * draw(st.integers(2, 12)), "num_hidden_layers": n,
+            "num_attention_heads": heads, "num_key_value_heads": heads,
+            "intermediate_size": draw(small), "moe_intermediate_size": draw(small),
+            "kv_lora_rank": draw(st.integers(1, 24)),
+            "q_lora_rank": draw(st.one_of(st.none(), st.integers(1, 24))),
+            "qk_nope_head_dim": draw(st.integers(1, 12)),
+            "qk_rope_head_dim": 2 * draw(st.integers(1, 4)),
+            "v_head_dim": draw(st.integers(1, 12)),
+            "n_routed_experts": e, "num_experts_per_tok": draw(st.integers(1, e)),
+            "n_shared_experts": draw(st.integers(0, 2)),
+            "first_k_dense_replace": draw(st.integers(0, n)),
+            "tie_word_embeddings": draw(b), "max_position_embeddings": 256,
+        }
+        if family == "deepseek_v3":
+            cfg.update(n_group=1, topk_group=1)
+        else:
+            cfg.update(topk_method="greedy")
+            draw(maybe(cfg, "mlp_bias", st.just(False)))
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "gpt2":
+        heads = draw(st.sampled_from([1, 2, 4]))
+        cfg = {"model_type": "gpt2", "vocab_size": draw(st.integers(4, 300)),
+               "n_embd": heads * 2 * draw(st.integers(1, 8)), "n_head": heads,
+               "n_layer": draw(st.integers(1, 4)), "n_positions": draw(st.integers(16, 128)),
+               "tie_word_embeddings": draw(b)}
+        draw(maybe(cfg, "n_inner", st.one_of(st.none(), small)))
+    elif family == "gpt_neox":
+        heads = draw(st.sampled_from([1, 2, 4]))
+        cfg = {"model_type": "gpt_neox", "vocab_size": draw(st.integers(4, 300)),
+               "hidden_size": heads * 8 * draw(st.integers(1, 2)), "num_attention_heads": heads,
+               "num_hidden_layers": draw(st.integers(1, 4)), "intermediate_size": draw(small),
+               "tie_word_embeddings": draw(b), "max_position_embeddings": 256}
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "opt":
+        heads = draw(st.sampled_from([1, 2, 4]))
+        hidden = heads * 2 * draw(st.integers(1, 8))
+        cfg = {"model_type": "opt", "vocab_size": draw(st.integers(4, 300)), "hidden_size": hidden,
+               "num_attention_heads": heads, "num_hidden_layers": draw(st.integers(1, 4)),
+               "ffn_dim": draw(small), "max_position_embeddings": draw(st.integers(16, 128)),
+               "word_embed_proj_dim": draw(st.one_of(st.just(hidden), st.integers(2, 32))),
+               "tie_word_embeddings": draw(b)}
+        for key in ("do_layer_norm_before", "enable_bias", "layer_norm_elementwise_affine",
+                    "_remove_final_layer_norm"):
+            draw(maybe(cfg, key, b))
+    elif family == "nemotron":
+        cfg = draw(llama_like("nemotron", head_dim_mult=4))
+        draw(maybe(cfg, "attention_bias", b))
+        draw(maybe(cfg, "mlp_bias", b))
+    elif family == "gpt_oss":
+        cfg = draw(llama_like("gpt_oss", explicit_head_dim=True))
+        e = draw(st.integers(1, 6))
+        cfg.update(num_local_experts=e, num_experts_per_tok=draw(st.integers(1, e)),
+                   sliding_window=draw(st.integers(16, 64)))
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "gemma2":
+        cfg = draw(llama_like("gemma2", explicit_head_dim=True))
+        cfg["sliding_window"] = draw(st.integers(16, 64))
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "phi3":
+        cfg = draw(llama_like("phi3"))
+        cfg["sliding_window"] = draw(st.one_of(st.none(), st.integers(16, 64)))
+    else:
+        raise ValueError(family)
+    # Token ids of the default configs (e.g. Phi-3's pad 32000) would fall outside tiny vocabularies.
+    cfg.update(pad_token_id=None, bos_token_id=None, eos_token_id=None)
+    return cfg
+
+
+def hf_config_object(cfg: dict):
+    """The transformers config object for a config mapping (as AutoConfig would build it)."""
+    from transformers import CONFIG_MAPPING
+
+    kwargs = {k: v for k, v in cfg.items() if k not in ("model_type", "quantization_config")}
+    return CONFIG_MAPPING[cfg["model_type"]](**kwargs)
+
+
+def build_meta(cfg: dict):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(hf_config_object(cfg))
+
+
+def meta_param_count(cfg: dict) -> int:
+    return sum(p.numel() for p in build_meta(cfg).parameters())
