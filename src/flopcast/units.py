@@ -159,7 +159,7 @@ def format_bytes(n: float) -> str:
     """Human form with binary prefixes for memory sizes (e.g. '74.5 GiB')."""
     for unit, f in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
         if abs(n) >= f:
-            return f"{n / f:.3g} {unit}" if n / f < 100 else f"{n / f:.1f} {unit}"
+            return f"{n / f:.4g} {unit}"
     return f"{n:.0f} B"
 
 

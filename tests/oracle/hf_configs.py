@@ -94,15 +94,17 @@ def config_for(draw, family: str) -> dict:
     elif family in ("deepseek_v2", "deepseek_v3"):
         heads = draw(st.sampled_from([1, 2, 4]))
         n = draw(st.integers(1, 4))
-        e = draw(st.integers(1, 6))
+        # DeepSeek-V3 scores each expert group by its top-2 experts: groups need >= 2 experts.
+        e = draw(st.integers(2 if family == "deepseek_v3" else 1, 6))
         cfg = {
             "model_type": family, "vocab_size": draw(st.integers(4, 300)),
             "hidden_size": heads * draw(st.integers(2, 12)), "num_hidden_layers": n,
             "num_attention_heads": heads, "num_key_value_heads": heads,
             "intermediate_size": draw(small), "moe_intermediate_size": draw(small),
-            "kv_lora_rank": draw(st.integers(1, 24)),
+            # DeepSeek-V2's complex-number rope needs even strides: even kv_lora and nope dims.
+            "kv_lora_rank": 2 * draw(st.integers(1, 12)),
             "q_lora_rank": draw(st.one_of(st.none(), st.integers(1, 24))),
-            "qk_nope_head_dim": draw(st.integers(1, 12)),
+            "qk_nope_head_dim": 2 * draw(st.integers(1, 6)),
             "qk_rope_head_dim": 2 * draw(st.integers(1, 4)),
             "v_head_dim": draw(st.integers(1, 12)),
             "n_routed_experts": e, "num_experts_per_tok": draw(st.integers(1, e)),

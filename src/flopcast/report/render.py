@@ -111,18 +111,19 @@ def models_list_table(rows: list[dict[str, Any]]) -> Table:
 
 def hardware_list_table(rows: list[dict[str, Any]]) -> Table:
     t = Table(title="Accelerators (dense peaks, per-direction links)", title_justify="left")
-    for c, j in (("id", "left"), ("vendor", "left"), ("status", "left"), ("memory", "right"),
-                 ("mem BW", "right"), ("bf16", "right"), ("fp8", "right"), ("scale-up/dir", "right"),
-                 ("domain", "right"), ("TDP", "right")):
-        t.add_column(c, justify=j)
+    t.caption = "* announced, not shipping; 16-bit peak is bf16, or fp16 (f) where bf16 is absent"
+    for c in ("id", "memory", "mem BW", "16-bit", "fp8", "int8", "scale-up/dir", "domain", "TDP"):
+        t.add_column(c, justify="left" if c == "id" else "right", no_wrap=True)
     for h in rows:
         p = h["peak_flops_per_s"]
         su = h["scale_up_bandwidth_bytes_per_s"]
+        half = (format_si(p["bf16"], "FLOP/s") if "bf16" in p else
+                format_si(p["fp16"], "FLOP/s") + " f" if "fp16" in p else "-")
         t.add_row(
-            h["id"], h["vendor"], h["status"], format_bytes(h["hbm_capacity_bytes"]),
-            format_si(h["hbm_bandwidth_bytes_per_s"], "B/s"),
-            format_si(p["bf16"], "FLOP/s") if "bf16" in p else "-",
+            h["id"] + ("*" if h["status"] == "announced" else ""), format_bytes(h["hbm_capacity_bytes"]),
+            format_si(h["hbm_bandwidth_bytes_per_s"], "B/s"), half,
             format_si(p["fp8"], "FLOP/s") if "fp8" in p else "-",
+            format_si(p["int8"], "OP/s") if "int8" in p else "-",
             format_si(su, "B/s") if su else "-", str(h["scale_up_domain"]),
             f"{h['tdp_w']:,.0f} W" if h["tdp_w"] else "-",
         )
@@ -150,4 +151,7 @@ def plan_tables(d: dict[str, Any]) -> Group:
 
 
 def print_renderable(obj: Any) -> None:
-    Console().print(obj)
+    import sys
+
+    # Piped output gets a wide console rather than rich's 80-column default, so tables do not wrap.
+    Console(width=None if sys.stdout.isatty() else 140).print(obj)
