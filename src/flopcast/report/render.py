@@ -154,4 +154,5 @@ def print_renderable(obj: Any) -> None:
     import sys
 
     # Piped output gets a wide console rather than rich's 80-column default, so tables do not wrap.
-    Console(width=None if sys.stdout.isatty() else 140).print(obj)
+    # markup off: catalog sources contain [brackets]; highlight off: it costs ~50 ms per report.
+    Console(width=None if sys.stdout.isatty() else 140, markup=False, highlight=False, emoji=False).print(obj)
