@@ -17,7 +17,9 @@ from flopcast.estimate import counts
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
-from flopcast.specs.scenario import ClusterSpec, resolve, resolve_model
+from flopcast.specs.parallel import plan_from_mapping, validate_plan
+from flopcast.specs.scenario import ClusterSpec, ResolvedScenario, resolve, resolve_model
+from flopcast.specs.workload import training_from_mapping
 
 DEFAULT_SEQ_LEN = 4096
 DEFAULT_KV_DTYPE = "bf16"
@@ -237,3 +239,38 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
     pending = tuple(k for k in ("training", "parallel", "inference", "site", "pricing") if k in rs.sections)
     return PlanReport(name=rs.name, model=model, hardware=rs.hardware, cluster=rs.cluster,
                       pending_sections=pending, assumptions=tuple(assumptions))
+
+
+def _training_inputs(rs: ResolvedScenario):
+    if "training" not in rs.sections:
+        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see SCENARIO.md)")
+    if "parallel" not in rs.sections:
+        raise InvalidScenario("parallel: missing; give tp/pp/dp (or run `flopcast search` to choose them)")
+    train = training_from_mapping(rs.sections["training"])
+    plan = plan_from_mapping(rs.sections["parallel"])
+    validate_plan(plan, rs.model, num_devices=rs.cluster.num_devices,
+                  global_batch_seqs=train.global_batch_seqs, seq_len=train.seq_len)
+    return train, plan
+
+
+def estimate_training(scenario: str | Path | Mapping[str, Any]):
+    """`flopcast train`: memory per device and step time of the scenario's parallel plan."""
+    from flopcast.estimate.training import estimate_training as _estimate
+
+    rs = resolve(scenario)
+    train, plan = _training_inputs(rs)
+    assumptions = list(rs.assumptions)
+    assumptions += [
+        Assumption("model_state_bytes_per_param", 18,
+                   "bf16 weights 2 + fp32 main grads 4 + fp32 master/m/v 12 (Megatron-LM layout)"),
+        Assumption("runtime_reserve_bytes", 1.5 * 2**30,
+                   "CUDA/ROCm context and workspaces 1 GiB + NCCL buffers 0.5 GiB, "
+                   "plus 10% of activations for allocator fragmentation"),
+        Assumption("attention_flops_convention", "causal",
+                   "model FLOPs count causal attention as half of the S x S scores (Megatron-Core)"),
+        Assumption("mfu_peak_dtype", train.precision,
+                   "MFU and HFU are relative to the dense peak of the training precision"),
+    ]
+    return _estimate(rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
+                     scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s,
+                     assumptions=tuple(assumptions))

@@ -37,6 +37,7 @@ class AcceleratorSpec:
     tdp_w: float | None
     host_memory_bytes_per_node: float | None
     host_link_bandwidth_bytes_per_s: float | None  # device <-> host, each direction
+    compute_units: int | None = None               # SMs / CUs / cores that run matmul tiles
     sources: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
 
@@ -62,6 +63,7 @@ _FIELDS: dict[str, tuple[str, str, bool]] = {
     "tdp": ("tdp_w", "w", False),
     "host_memory": ("host_memory_bytes_per_node", "bytes", False),
     "host_link_bandwidth": ("host_link_bandwidth_bytes_per_s", "bytes_per_s", False),
+    "compute_units": ("compute_units", "int", False),
 }
 _TEXT = ("id", "name", "vendor", "status", "memory_kind", "notes")
 NUMERIC_FIELDS = (*_FIELDS, "peak_flops")

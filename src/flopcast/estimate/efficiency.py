@@ -1,0 +1,46 @@
+"""Achievable fractions of datasheet peaks per hardware (catalog/efficiency.yaml, each sourced)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from flopcast.catalog import CATALOG_DIR, _read_yaml
+
+
+@dataclass(frozen=True, slots=True)
+class Efficiency:
+    """Fractions of the dense peak / datasheet bandwidth that real kernels reach on one device."""
+
+    matmul_frac: float
+    attention_fwd_frac: float
+    attention_bwd_frac: float
+    memory_frac: float
+    scale_up_frac: float
+    scale_out_frac: float
+    source: str
+
+
+@cache
+def _table() -> dict:
+    return _read_yaml(CATALOG_DIR / "efficiency.yaml")
+
+
+@cache
+def efficiency(hw_id: str, dtype: str) -> Efficiency:
+    """The efficiencies for `hw_id` running matmuls in `dtype` (defaults where not measured)."""
+    t = _table()
+    d = t["default"]
+    entry = t["hardware"].get(hw_id, {})
+    mm = entry.get("matmul", {})
+    dtype_key = "bf16" if dtype not in ("bf16", "fp16", "fp8") else dtype
+    frac = mm.get(dtype_key, d["matmul"].get(dtype_key, d["matmul"]["bf16"]))
+    return Efficiency(
+        matmul_frac=float(frac),
+        attention_fwd_frac=float(d["attention"]["forward"]),
+        attention_bwd_frac=float(d["attention"]["backward"]),
+        memory_frac=float(d["memory"]["fraction"]),
+        scale_up_frac=float(d["scale_up"]["fraction"]),
+        scale_out_frac=float(d["scale_out"]["fraction"]),
+        source=entry.get("source", d["matmul"]["source"]),
+    )

@@ -1,0 +1,592 @@
+"""Training step: memory per device and step time for a parallel plan, from per-operation costs.
+
+Legend: L layers, h hidden, H heads, H_kv kv heads, d_head head dim, f FFN width, V vocabulary,
+s sequence length, b micro-batch (sequences), T = s b / cp tokens a device processes per
+micro-batch, t/p/d/c/e tensor/pipeline/data/context/expert degrees, v virtual stages, m micro-batches.
+
+Time of one micro-batch on one pipeline stage is the sum over its layers of
+- matmuls: roofline max(F / (eta_mm P), bytes / (eta_mem W)) + a per-kernel tail, with eta_mm the
+  measured best-shape GEMM fraction of the dense peak (catalog/efficiency.yaml); fp8 speeds up
+  matmuls only;
+- attention scores: fused (FlashAttention) at its measured fraction of peak, causal FLOPs, backward
+  2.5 x forward FLOPs; or, without flash, batched GEMMs plus memory-bound softmax/dropout over the
+  S x S scores;
+- element-wise ops (norms, activation, residual/dropout, rope) from the bytes they move;
+- tensor-parallel collectives (Megatron: 2 all-reduces forward, 2 backward, or reduce-scatter +
+  all-gather pairs with SP), expert all-to-alls and context-parallel ring exchanges, exposed unless
+  the training spec overlaps communication, in which case only the part longer than the compute it
+  hides behind is exposed.
+Backward is twice the forward matmul time; full recompute adds one forward, selective recompute
+the attention core. The pipeline runs (m + (p - 1)/v) stage-micro-batch times (interleaved 1F1B,
+Narayanan et al. SC'21), then data-parallel gradient reduction (overlapped with the last
+backward when comm_overlap), the optimizer step (memory-bound Adam), and offload transfers.
+
+Memory on the most-loaded stage: weights 2 B, fp32 main gradients 4 B and Adam state 12 B per
+parameter (Megatron: 18 B; ZeRO-1 shards the 12, ZeRO-2 the 4 + 12, ZeRO-3 all over d x c
+ranks), activations per layer derived from the saved tensors (Korthikanti et al. 2022 generalised
+to GQA, gated MLPs, MoE and MLA; FlashAttention stores no S x S scores), times the in-flight
+micro-batches of 1F1B (p on the first stage, times 1 + (p - 1)/(p v) when interleaved), plus a
+documented runtime reserve.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from flopcast import units
+from flopcast.dtypes import BYTES_PER_ELEMENT
+from flopcast.estimate import comm, counts
+from flopcast.estimate.efficiency import Efficiency, efficiency
+from flopcast.report import Assumption
+from flopcast.specs.hardware import AcceleratorSpec
+from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
+from flopcast.specs.parallel import ParallelPlan
+from flopcast.specs.workload import TrainingSpec
+
+# Bytes per parameter of the model states (mixed-precision Adam, Megatron-LM layout).
+WEIGHT_BYTES = 2.0          # bf16/fp16 weights (fp8 training keeps bf16 weights, casts per matmul)
+GRAD_BYTES = 4.0            # fp32 main gradients
+OPTIMIZER_BYTES = 12.0      # fp32 master weights + Adam m and v
+GRAD_REDUCE_BYTES = 4.0     # gradients reduced in fp32 (--accumulate-allreduce-grads-in-fp32)
+ADAM_BYTES_MOVED = 30.0     # per parameter per step: master, m, v read+written (24), grad read (4), weight written (2)
+ACT_BYTES = 2.0             # activations in bf16/fp16
+MASK_BYTES = 1.0            # a dropout mask element
+LOGIT_BYTES = 6.0           # fp32 logits for the loss + their bf16 copy, per vocabulary entry
+# Runtime reserve on every device (documented defaults).
+RUNTIME_CONTEXT_BYTES = 1.0 * units.GiB    # CUDA/ROCm context, cuBLAS/cuDNN workspaces
+COMM_BUFFER_BYTES = 0.5 * units.GiB        # NCCL channels and buffers
+FRAGMENTATION_FRAC = 0.10                   # caching-allocator fragmentation, fraction of activations
+KERNEL_TAIL_S = 2e-6                        # per kernel: launch ramp-up and tail wave, not hidden
+HOST_MEMORY_BANDWIDTH_BYTES_PER_S = 200e9   # per node, CPU Adam for ZeRO-Offload (8-channel DDR5 ~300 GB/s peak)
+NVME_BANDWIDTH_BYTES_PER_S = 6e9            # per device, ZeRO-Infinity (PCIe Gen4 x4 NVMe ~7 GB/s read)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainingEstimate:
+    """Result of one training estimate (`flopcast train --json` keys from SCENARIO.md)."""
+
+    fits: bool
+    memory_per_device_bytes: float
+    memory_breakdown_bytes: dict[str, float]
+    memory_capacity_bytes: float
+    step_time_s: float
+    step_time_breakdown_s: dict[str, float]
+    tokens_per_s: float
+    tokens_per_s_per_device: float
+    model_flops_per_step: float
+    hardware_flops_per_step: float
+    mfu: float
+    hfu: float
+    time_to_train_s: float | None
+    device_hours: float | None
+    num_microbatches: int
+    plan: ParallelPlan
+    infeasible_reason: str | None = None
+    host_memory_per_node_bytes: float = 0.0
+    nvme_per_device_bytes: float = 0.0
+    assumptions: tuple[Assumption, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fits": self.fits,
+            "infeasible_reason": self.infeasible_reason,
+            "memory_per_device_bytes": self.memory_per_device_bytes,
+            "memory_breakdown_bytes": dict(self.memory_breakdown_bytes),
+            "memory_capacity_bytes": self.memory_capacity_bytes,
+            "host_memory_per_node_bytes": self.host_memory_per_node_bytes,
+            "nvme_per_device_bytes": self.nvme_per_device_bytes,
+            "step_time_s": self.step_time_s,
+            "step_time_breakdown_s": dict(self.step_time_breakdown_s),
+            "tokens_per_s": self.tokens_per_s,
+            "tokens_per_s_per_device": self.tokens_per_s_per_device,
+            "model_flops_per_step": self.model_flops_per_step,
+            "hardware_flops_per_step": self.hardware_flops_per_step,
+            "mfu": self.mfu,
+            "hfu": self.hfu,
+            "time_to_train_s": self.time_to_train_s,
+            "device_hours": self.device_hours,
+            "num_microbatches": self.num_microbatches,
+            "parallel": self.plan.to_dict(),
+            "assumptions": [a.to_dict() for a in self.assumptions],
+        }
+
+
+@dataclass(slots=True)
+class _Cost:
+    """Per-micro-batch costs of one layer (or the head) on one device."""
+
+    gemm_fwd_s: float = 0.0
+    gemm_bwd_s: float = 0.0
+    attn_fwd_s: float = 0.0
+    attn_bwd_s: float = 0.0
+    attn_recompute_s: float = 0.0   # what selective recompute repeats
+    elem_fwd_s: float = 0.0
+    tp_fwd_s: float = 0.0           # one forward pass of TP collectives
+    ep_fwd_s: float = 0.0
+    cp_fwd_s: float = 0.0
+    params: float = 0.0             # parameters stored on this device (before ZeRO sharding)
+    expert_params: float = 0.0      # of which expert weights (sharded over dp*cp/ep for ZeRO)
+    act_bytes: float = 0.0          # activations kept for backward (this layer, one micro-batch)
+    act_full_recompute_bytes: float = 0.0
+
+    def add(self, o: _Cost, times: float = 1.0) -> None:
+        for name in _Cost.__slots__:
+            setattr(self, name, getattr(self, name) + times * getattr(o, name))
+
+
+@dataclass(frozen=True, slots=True)
+class _Ctx:
+    hw: AcceleratorSpec
+    eff: Efficiency
+    peak_flops_per_s: float       # matmul peak for the training precision
+    attn_peak_flops_per_s: float  # attention runs in bf16/fp16 even under fp8 training
+    mem_bytes_per_s: float
+    links: comm.Links
+    tp_inside: bool
+
+
+# Output tiles of the GEMM kernels a library chooses from: (rows, cols, tiles resident per compute
+# unit). Large 256x128 tiles in either orientation, or 128x128 tiles two per unit (CUTLASS/cuBLAS
+# Ampere and Hopper kernels).
+GEMM_TILES = ((256, 128, 1), (128, 256, 1), (128, 128, 2))
+
+
+def wave_efficiency(m: float, n: float, count: float, compute_units: int | None) -> float:
+    """Fraction of the compute units doing useful work when `count` GEMMs with (m x n) outputs are
+    cut into tiles and run in waves of one tile per unit (the library picks the best tiling).
+    Best-shape measurements (eta_mm) already include a ~1.0 factor; real shapes lose to partial
+    tiles and the last, partly filled wave. Devices without a published unit count: 1."""
+    if not compute_units:
+        return 1.0
+    best = 0.0
+    for a, b, per_unit in GEMM_TILES:
+        tiles = count * math.ceil(m / a) * math.ceil(n / b)
+        slots = compute_units * per_unit
+        waves = math.ceil(tiles / slots)
+        best = max(best, count * m * n / (waves * slots * a * b))
+    return best
+
+
+def _one_gemm_s(ctx: _Ctx, m: float, n: float, k: float, count: float, elem_bytes: float) -> float:
+    flops = 2.0 * m * n * k * count
+    moved = count * (elem_bytes * (m * k + k * n) + ACT_BYTES * m * n)
+    rate = ctx.eff.matmul_frac * ctx.peak_flops_per_s * wave_efficiency(m, n, count, ctx.hw.compute_units)
+    return max(flops / rate, moved / ctx.mem_bytes_per_s) + KERNEL_TAIL_S
+
+
+def _gemm_s(ctx: _Ctx, m: float, n: float, k: float, count: float = 1.0,
+            elem_bytes: float = ACT_BYTES) -> tuple[float, float]:
+    """(forward, backward) roofline times of `count` GEMMs (m x k) @ (k x n) run as one batched or
+    grouped kernel: max(F / (eta_mm x wave efficiency x P), bytes / W) plus a per-kernel tail.
+    Backward is the input gradient (m x n) @ (n x k) and the weight gradient (k x m) @ (m x n),
+    each with its own output tiling."""
+    if m <= 0 or n <= 0 or k <= 0 or count <= 0:
+        return 0.0, 0.0
+    fwd = _one_gemm_s(ctx, m, n, k, count, elem_bytes)
+    bwd = _one_gemm_s(ctx, m, k, n, count, elem_bytes) + _one_gemm_s(ctx, k, n, m, count, elem_bytes)
+    return fwd, bwd
+
+
+def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: TrainingSpec,
+                ctx: _Ctx, mb_tokens: float) -> _Cost:
+    """Costs of one decoder layer for one micro-batch of `mb_tokens` tokens on one device."""
+    c = _Cost()
+    h = model.hidden_size
+    t = plan.tp
+    T = mb_tokens
+    sp_div = t if plan.sp else 1            # h-sized element-wise work is split by t only with SP
+    mm_bytes = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
+    a = layer.attention
+    gemm = [0.0, 0.0]
+
+    def G(m: float, n: float, k: float, count: float = 1.0, eb: float = mm_bytes) -> None:
+        f, b = _gemm_s(ctx, m, n, k, count, eb)
+        gemm[0] += f
+        gemm[1] += b
+
+    replicated_params = layer.num_norms * model.norm.params(h)
+    sharded_params = 0.0
+    act_rep = (layer.num_norms + 2) * h     # norm inputs, attention input, MLP input (elements/token)
+    act_shard = 0.0
+    rope_elems = 0.0
+    # --- attention projections and score dims
+    match a:
+        case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
+            kv_rank = Hkv / t if Hkv >= t else 1  # kv heads per rank (each replicated when t > H_kv)
+            q = H / t
+            G(T, (q + 2 * kv_rank) * dh, h)
+            G(T, h, q * dh)
+            sharded_params += (h * (H + 2 * Hkv) * dh + H * dh * h) / t
+            sharded_params += ((H + 2 * Hkv) * dh if a.qkv_bias else 0) / t + (h if a.out_bias else 0)
+            replicated_params += (2 * dh if a.qk_norm else 0) + (H / t if a.sinks else 0)
+            act_shard += (2 * q + 2 * kv_rank) * dh       # Q, K, V, attention output
+            heads, dqk, dv = q, dh, dh
+            kv_elems_per_token = 2 * kv_rank * dh
+            rope_elems = (q + kv_rank) * dh if model.positions == "rope" else 0.0
+        case LatentAttention(num_heads=H):
+            q = H / t
+            rq, rkv, rope = a.q_lora_rank, a.kv_lora_rank, a.qk_rope_head_dim
+            if rq is None:
+                G(T, q * a.qk_head_dim, h)
+                sharded_params += h * H * a.qk_head_dim / t
+            else:
+                G(T, rq, h)
+                G(T, q * a.qk_head_dim, rq)
+                replicated_params += h * rq + rq
+                sharded_params += rq * H * a.qk_head_dim / t
+                act_rep += rq
+            G(T, rkv + rope, h)
+            G(T, q * (a.qk_nope_head_dim + a.v_head_dim), rkv)
+            G(T, h, q * a.v_head_dim)
+            replicated_params += h * (rkv + rope) + rkv
+            sharded_params += (rkv * H * (a.qk_nope_head_dim + a.v_head_dim) + H * a.v_head_dim * h) / t
+            act_rep += rkv + rope
+            act_shard += q * (2 * a.qk_head_dim + 2 * a.v_head_dim)
+            heads, dqk, dv = q, a.qk_head_dim, a.v_head_dim
+            kv_elems_per_token = rkv + rope
+            rope_elems = q * rope + rope
+    # --- attention scores
+    s = train.seq_len
+    s_local = s / plan.cp
+    score_bytes_per_token = 0.0
+    seqs = T / s_local                                  # sequences in this micro-batch
+    if train.flash_attention:
+        keys = counts.attended_keys(s, a.window, "causal")
+        f_attn = 2.0 * heads * (dqk + dv) * keys * T
+        c.attn_fwd_s = f_attn / (ctx.eff.attention_fwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
+        c.attn_bwd_s = 2.5 * f_attn / (ctx.eff.attention_bwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
+        c.attn_recompute_s = c.attn_fwd_s
+        act_shard += heads * 2  # softmax log-sum-exp, fp32 (4 B = 2 activation elements)
+    else:
+        keys = counts.attended_keys(s, a.window, "full")  # eager kernels score every key, then mask
+        batch = seqs * heads
+        qk_f, qk_b = _gemm_s(ctx, s_local, keys, dqk, count=batch)
+        av_f, av_b = _gemm_s(ctx, s_local, dv, keys, count=batch)
+        scores = batch * s_local * keys                 # elements of the S x S score tensor
+        # fused scale-mask-softmax: read + write; dropout: read, write, mask
+        softmax_bytes = scores * (2 * ACT_BYTES + (2 * ACT_BYTES + MASK_BYTES if train.dropout else 0))
+        soft = softmax_bytes / ctx.mem_bytes_per_s + 2 * KERNEL_TAIL_S
+        c.attn_fwd_s = qk_f + av_f + soft
+        c.attn_bwd_s = qk_b + av_b + 1.5 * soft
+        c.attn_recompute_s = c.attn_fwd_s
+        # stored for backward unless recomputed: softmax output (+ dropout output and mask)
+        score_bytes_per_token = heads * keys * (ACT_BYTES + (ACT_BYTES + MASK_BYTES if train.dropout else 0))
+    # --- FFN
+    ffn = layer.ffn
+    match ffn:
+        case DenseFFN(d_ff=f, gated=gated):
+            width = (2 if gated else 1) * f / t
+            G(T, width, h)
+            G(T, h, f / t)
+            sharded_params += ((2 if gated else 1) + 1) * h * f / t + ((2 if gated else 1) * f / t if ffn.bias else 0)
+            replicated_params += h if ffn.bias else 0
+            act_shard += (3 if gated else 2) * f / t
+            elem_f = (3 if gated else 2) * f / t
+        case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
+            local_experts = E / plan.ep
+            tokens_routed = T * k                            # copies a device processes (balanced routing)
+            m_e = tokens_routed / local_experts
+            mult = 2 if ffn.gated else 1
+            G(T, E, h, eb=ACT_BYTES)          # router (replicated, bf16)
+            G(m_e, mult * fe / t, h, count=local_experts)
+            G(m_e, h, fe / t, count=local_experts)
+            expert_w = local_experts * (mult + 1) * h * fe / t
+            expert_b = local_experts * (mult * fe / t + h) if ffn.expert_bias else 0.0
+            c.expert_params = expert_w + expert_b
+            replicated_params += h * E + (E if ffn.router_bias else 0)
+            act_shard += k * (mult + 1) * fe / t
+            act_rep += k * h                                 # dispatched token copies
+            elem_f = k * (mult + 1) * fe / t
+            if ffn.shared_d_ff:
+                fs = ffn.shared_d_ff
+                G(T, 2 * fs / t, h)
+                G(T, h, fs / t)
+                sharded_params += 3 * h * fs / t
+                act_shard += 3 * fs / t
+                elem_f += 3 * fs / t
+            if ffn.shared_gate:
+                replicated_params += h
+            if plan.ep > 1:
+                inside = plan.ep * plan.tp <= ctx.hw.scale_up_domain
+                msg = tokens_routed * h * ACT_BYTES / sp_div
+                c.ep_fwd_s = 2 * comm.all_to_all_s(plan.ep, msg, ctx.links, inside)   # dispatch + combine
+    c.gemm_fwd_s, c.gemm_bwd_s = gemm
+    # --- element-wise traffic (forward): norms (read+write h), two residual/dropout adds (read 2h,
+    # write h, + mask), activation (elem_f read and written), rope on q and k.
+    elem_bytes = (layer.num_norms * 2 * h + 2 * 3 * h) / sp_div * ACT_BYTES
+    if train.dropout:
+        elem_bytes += 2 * h / sp_div * MASK_BYTES
+    elem_bytes += elem_f * ACT_BYTES + 2 * rope_elems * ACT_BYTES
+    c.elem_fwd_s = T * elem_bytes / ctx.mem_bytes_per_s + 6 * KERNEL_TAIL_S
+    # --- tensor-parallel collectives: 2 per forward (attention and MLP outputs)
+    if t > 1:
+        msg = T * h * ACT_BYTES
+        if plan.sp:
+            one = 2 * comm.ring_gather_s(t, msg, ctx.links, ctx.tp_inside)
+        else:
+            one = comm.ring_all_reduce_s(t, msg, ctx.links, ctx.tp_inside)
+        c.tp_fwd_s = 2 * one
+    # --- context-parallel ring exchange of K and V (forward)
+    if plan.cp > 1:
+        inside = plan.cp * plan.tp <= ctx.hw.scale_up_domain
+        kv_bytes = T * kv_elems_per_token * ACT_BYTES
+        c.cp_fwd_s = (plan.cp - 1) * comm.p2p_s(kv_bytes, ctx.links, inside)
+    # --- parameters and activations
+    c.params = replicated_params + sharded_params + c.expert_params
+    mask = (2 * h / sp_div * MASK_BYTES) if train.dropout else 0.0
+    per_token = (act_rep / sp_div + act_shard) * ACT_BYTES + mask
+    if not train.flash_attention and plan.recompute == "none":
+        per_token += score_bytes_per_token
+    c.act_bytes = T * per_token
+    c.act_full_recompute_bytes = T * h / sp_div * ACT_BYTES   # the checkpointed layer input
+    return c
+
+
+def _head_cost(model: ModelSpec, plan: ParallelPlan, ctx: _Ctx, mb_tokens: float) -> _Cost:
+    """LM head and loss on the last stage: (T x h) @ (h x V/t), fp32 logits."""
+    c = _Cost()
+    V, e = model.vocab_size, model.embed_dim
+    c.gemm_fwd_s, c.gemm_bwd_s = _gemm_s(ctx, mb_tokens, V / plan.tp, e)
+    c.elem_fwd_s = mb_tokens * V / plan.tp * LOGIT_BYTES * 2 / ctx.mem_bytes_per_s
+    c.act_bytes = mb_tokens * V / plan.tp * LOGIT_BYTES
+    c.params = (0 if model.tie_embeddings and plan.pp == 1 else V * e / plan.tp) + (
+        model.norm.params(model.hidden_size) if model.final_norm else 0)
+    return c
+
+
+def _embedding_params(model: ModelSpec, plan: ParallelPlan) -> float:
+    p = model.vocab_size * model.embed_dim / plan.tp
+    if model.positions == "learned":
+        p += model.position_rows * model.hidden_size
+    if model.embed_dim != model.hidden_size:
+        p += 2 * model.embed_dim * model.hidden_size
+    return p
+
+
+def _stage_layers(model: ModelSpec, plan: ParallelPlan) -> list[list[int]]:
+    """Layer indices held by each pipeline rank (interleaved chunks when vpp > 1)."""
+    L, p, v = model.num_layers, plan.pp, plan.vpp
+    chunks = p * v
+    base, extra = divmod(L, chunks)
+    bounds, start = [], 0
+    for i in range(chunks):
+        n = base + (1 if i < extra else 0)
+        bounds.append(range(start, start + n))
+        start += n
+    return [[i for c in range(rank, chunks, p) for i in bounds[c]] for rank in range(p)]
+
+
+def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                      devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
+                      assumptions: tuple[Assumption, ...] = ()) -> TrainingEstimate:
+    """Memory and step time of `train` under `plan` on `plan.num_devices` x `hw` (plan validated)."""
+    eff = efficiency(hw.id, train.precision)
+    dtype = "fp16" if train.precision == "fp16" else "bf16"
+    half_peak = hw.peak_flops_per_s.get(dtype) or hw.peak_flops_per_s.get("bf16") or hw.peak_flops_per_s.get("fp16")
+    if half_peak is None:
+        half_peak = max(hw.peak_flops_per_s.values())
+    mm_peak = hw.peak_flops_per_s.get("fp8", half_peak) if train.precision == "fp8" else half_peak
+    su = (hw.scale_up_bandwidth_bytes_per_s or hw.host_link_bandwidth_bytes_per_s or 1e9) * eff.scale_up_frac
+    so_raw = scale_out_bandwidth_bytes_per_s or hw.scale_out_bandwidth_bytes_per_s or su / eff.scale_up_frac
+    links = comm.Links(su, so_raw * eff.scale_out_frac, hw.scale_up_domain)
+    scale_up_group = min(hw.scale_up_domain, devices_per_node) if hw.scale_up_domain > 1 else 1
+    ctx = _Ctx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
+               mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
+               tp_inside=plan.tp <= scale_up_group)
+
+    b = plan.microbatch_seqs
+    mb_tokens = b * train.seq_len / plan.cp
+    m = train.global_batch_seqs // (plan.dp * b)
+    layer_cost = {spec: _layer_cost(spec, model, plan, train, ctx, mb_tokens) for spec, _ in model.layer_groups()}
+    head = _head_cost(model, plan, ctx, mb_tokens)
+
+    # --- per pipeline rank: sum the layers it holds
+    stages = _stage_layers(model, plan)
+    recompute_full = plan.recompute == "full"
+    stage_costs: list[_Cost] = []
+    for rank, idx in enumerate(stages):
+        sc = _Cost()
+        for i in idx:
+            sc.add(layer_cost[model.layers[i]])
+        if rank == plan.pp - 1:
+            sc.add(head)
+        if rank == 0:
+            sc.params += _embedding_params(model, plan)
+        stage_costs.append(sc)
+
+    def mb_times(sc: _Cost) -> dict[str, float]:
+        fwd_compute = sc.gemm_fwd_s + sc.attn_fwd_s + sc.elem_fwd_s
+        bwd_compute = sc.gemm_bwd_s + sc.attn_bwd_s + 2 * sc.elem_fwd_s
+        # TP collectives: forward, backward (with SP the backward also re-gathers the sharded layer
+        # inputs for the weight gradients: 3 collectives where the forward has 2, Korthikanti et al.
+        # 2022 sec. 4.2.2), and the recomputed forward under full recompute.
+        n_tp = 1 + (1.5 if plan.sp else 1) + (1 if recompute_full else 0)
+        rec = 0.0
+        if recompute_full:
+            rec = fwd_compute
+        elif plan.recompute == "selective":
+            rec = sc.attn_recompute_s
+        compute = fwd_compute + bwd_compute + rec
+        tp = n_tp * sc.tp_fwd_s
+        n_pass = 2 + (1 if recompute_full else 0)
+        ep = n_pass * sc.ep_fwd_s
+        cp = n_pass * sc.cp_fwd_s
+        if train.comm_overlap:
+            # Overlapped with the GEMMs they are split against; only the excess is exposed.
+            hidden = 0.5 * ((2 if recompute_full else 1) * sc.gemm_fwd_s + sc.gemm_bwd_s)
+            tp = max(0.0, tp - hidden)
+            cp = max(0.0, cp - (sc.attn_fwd_s + sc.attn_bwd_s))
+        return {"compute": compute, "tp_comm": tp, "ep_comm": ep, "cp_comm": cp}
+
+    per_stage = [mb_times(sc) for sc in stage_costs]
+    stage_total = [sum(d.values()) for d in per_stage]
+    slow = max(range(plan.pp), key=lambda r: stage_total[r])
+    t_mb = stage_total[slow]
+    # pipeline point-to-point: activations (scatter/gather over tp) forward and gradients backward,
+    # once per virtual stage boundary
+    pp_comm_mb = 0.0
+    if plan.pp > 1:
+        inside = plan.tp * plan.cp * plan.dp <= devices_per_node and plan.pp * plan.tp * plan.cp * plan.dp <= devices_per_node
+        msg = mb_tokens * model.hidden_size * ACT_BYTES / plan.tp
+        pp_comm_mb = 2 * plan.vpp * comm.p2p_s(msg, links, inside)
+    bubble = (plan.pp - 1) / plan.vpp * (t_mb + pp_comm_mb)
+
+    # --- data-parallel gradient reduction and parameter gathers (ZeRO)
+    sc = stage_costs[slow]
+    dense_params = sc.params - sc.expert_params
+    d = plan.dp * plan.cp
+    d_exp = max(1, d // plan.ep)
+    in_node = max(1, devices_per_node // (plan.tp * plan.cp)) if plan.tp * plan.cp < devices_per_node else 1
+    dp_s = 0.0
+    if d > 1:
+        grads = dense_params * GRAD_REDUCE_BYTES
+        grads_e = sc.expert_params * GRAD_REDUCE_BYTES
+        if plan.zero_stage == 0:
+            dp_s = comm.hierarchical_all_reduce_s(d, min(in_node, d), grads, links)
+            dp_s += comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), grads_e, links)
+        else:
+            dp_s = comm.hierarchical_gather_s(d, min(in_node, d), grads, links)
+            dp_s += comm.hierarchical_gather_s(d, min(in_node, d), dense_params * WEIGHT_BYTES, links)
+            dp_s += comm.hierarchical_gather_s(d_exp, min(in_node, d_exp), grads_e, links)
+            dp_s += comm.hierarchical_gather_s(d_exp, min(in_node, d_exp), sc.expert_params * WEIGHT_BYTES, links)
+        if plan.zero_stage == 3:
+            # parameters gathered again for forward and backward of every micro-batch
+            per_mb = 2 * comm.hierarchical_gather_s(d, min(in_node, d), dense_params * WEIGHT_BYTES, links)
+            per_mb_exposed = max(0.0, per_mb - (per_stage[slow]["compute"] if train.comm_overlap else 0.0))
+            dp_s += (m - 1) * per_mb_exposed
+        if train.comm_overlap:
+            # overlapped with the backward pass of the last micro-batch (--overlap-grad-reduce)
+            window = per_stage[slow]["compute"] * 2 / 3
+            dp_s = max(0.0, dp_s - window)
+
+    # --- optimizer step (memory-bound Adam over the local shard) and offload
+    opt_params = dense_params / (d if plan.zero_stage >= 1 else 1) + sc.expert_params / (d_exp if plan.zero_stage >= 1 else 1)
+    offload_s = 0.0
+    host_bytes = 0.0
+    nvme_bytes = 0.0
+    if plan.offload == "none":
+        optimizer_s = opt_params * ADAM_BYTES_MOVED / ctx.mem_bytes_per_s
+    else:
+        link = (hw.host_link_bandwidth_bytes_per_s or 32e9) * eff.memory_frac
+        host_bw = HOST_MEMORY_BANDWIDTH_BYTES_PER_S / max(1, devices_per_node)
+        optimizer_s = opt_params * ADAM_BYTES_MOVED / host_bw
+        offload_s = opt_params * (GRAD_BYTES + WEIGHT_BYTES) / link
+        if plan.offload == "nvme":
+            offload_s += opt_params * OPTIMIZER_BYTES * 2 / NVME_BANDWIDTH_BYTES_PER_S
+            nvme_bytes = opt_params * OPTIMIZER_BYTES
+        else:
+            host_bytes = opt_params * OPTIMIZER_BYTES * devices_per_node
+
+    # tied embeddings split over first and last stage: their gradients are all-reduced each step
+    emb_sync = 0.0
+    if model.tie_embeddings and plan.pp > 1:
+        emb_sync = comm.ring_all_reduce_s(2, model.vocab_size * model.embed_dim / plan.tp * GRAD_REDUCE_BYTES, links, False)
+
+    breakdown = {
+        "compute": m * per_stage[slow]["compute"],
+        "tp_comm": m * per_stage[slow]["tp_comm"],
+        "pp_bubble": bubble,
+        "pp_comm": m * pp_comm_mb,
+        "dp_comm": dp_s,
+        "ep_comm": m * per_stage[slow]["ep_comm"],
+        "cp_comm": m * per_stage[slow]["cp_comm"],
+        "offload": offload_s,
+        "other": optimizer_s + emb_sync,
+    }
+    step = sum(breakdown.values())
+
+    # --- memory on the most-loaded rank (first and last stage checked)
+    def stage_memory(rank: int) -> dict[str, float]:
+        s_c = stage_costs[rank]
+        dense = s_c.params - s_c.expert_params
+        exp = s_c.expert_params
+        w_shard = d if plan.zero_stage >= 3 else 1
+        g_shard = d if plan.zero_stage >= 2 else 1
+        o_shard = d if plan.zero_stage >= 1 else 1
+        ge = d_exp if plan.zero_stage >= 2 else 1
+        oe = d_exp if plan.zero_stage >= 1 else 1
+        we = d_exp if plan.zero_stage >= 3 else 1
+        weights = dense * WEIGHT_BYTES / w_shard + exp * WEIGHT_BYTES / we
+        if plan.zero_stage >= 3:   # two layers gathered at a time (current + prefetch)
+            per_layer = (dense + exp) / max(1, len(stages[rank]))
+            weights += 2 * per_layer * WEIGHT_BYTES
+        grads = dense * GRAD_BYTES / g_shard + exp * GRAD_BYTES / ge
+        optim = 0.0 if plan.offload != "none" else dense * OPTIMIZER_BYTES / o_shard + exp * OPTIMIZER_BYTES / oe
+        # activations: micro-batches in flight on this rank under (interleaved) 1F1B
+        inflight = min(m, plan.pp - rank) if plan.pp > 1 else 1
+        if plan.vpp > 1 and rank == 0:
+            inflight = min(m * plan.vpp, plan.pp * (1 + (plan.pp - 1) / (plan.pp * plan.vpp)))
+        if recompute_full:
+            layer_input = sum(layer_cost[model.layers[i]].act_full_recompute_bytes for i in stages[rank])
+            one_layer = max(layer_cost[model.layers[i]].act_bytes for i in stages[rank])
+            acts = inflight * layer_input + one_layer
+        else:
+            acts = inflight * sum(layer_cost[model.layers[i]].act_bytes for i in stages[rank])
+        if rank == plan.pp - 1:
+            acts += head.act_bytes
+        other = RUNTIME_CONTEXT_BYTES + COMM_BUFFER_BYTES + FRAGMENTATION_FRAC * acts
+        return {"weights": weights, "gradients": grads, "optimizer": optim, "activations": acts, "other": other}
+
+    candidates = [stage_memory(0)] + ([stage_memory(plan.pp - 1)] if plan.pp > 1 else [])
+    mem = max(candidates, key=lambda x: sum(x.values()))
+    total_mem = sum(mem.values())
+    cap = hw.hbm_capacity_bytes
+    fits = total_mem <= cap
+    reason = None
+    if not fits:
+        biggest = max(mem, key=mem.get)
+        reason = (f"needs {units.format_bytes(total_mem)} per device, {units.format_bytes(total_mem - cap)} "
+                  f"more than the {units.format_bytes(cap)} of {hw.id}; largest part: {biggest} "
+                  f"({units.format_bytes(mem[biggest])})")
+    if plan.offload == "cpu" and hw.host_memory_bytes_per_node and host_bytes > hw.host_memory_bytes_per_node:
+        fits = False
+        reason = (f"offloaded optimizer state needs {units.format_bytes(host_bytes)} of host memory per node; "
+                  f"the {hw.id} reference node has {units.format_bytes(hw.host_memory_bytes_per_node)}")
+
+    tokens = train.tokens_per_step
+    fwd_per_token = counts.forward_flops_per_token(model, train.seq_len, "causal")
+    model_flops = 3 * fwd_per_token * tokens
+    extra = 0.0
+    if recompute_full:
+        extra = fwd_per_token * tokens
+    elif plan.recompute == "selective":
+        extra = counts.attention_flops_per_token(model, train.seq_len, "causal") * tokens
+    hardware_flops = model_flops + extra
+    n_dev = plan.num_devices
+    peak_total = mm_peak * n_dev
+    tokens_per_s = tokens / step
+    ttt = dh = None
+    if train.total_tokens:
+        ttt = train.total_tokens / tokens_per_s
+        dh = ttt * n_dev / units.HOUR_S
+    return TrainingEstimate(
+        fits=fits, infeasible_reason=reason, memory_per_device_bytes=total_mem, memory_breakdown_bytes=mem,
+        memory_capacity_bytes=cap, step_time_s=step, step_time_breakdown_s=breakdown,
+        tokens_per_s=tokens_per_s, tokens_per_s_per_device=tokens_per_s / n_dev,
+        model_flops_per_step=model_flops, hardware_flops_per_step=hardware_flops,
+        mfu=model_flops / step / peak_total, hfu=hardware_flops / step / peak_total,
+        time_to_train_s=ttt, device_hours=dh, num_microbatches=m, plan=plan,
+        host_memory_per_node_bytes=host_bytes, nvme_per_device_bytes=nvme_bytes, assumptions=assumptions,
+    )

@@ -1,0 +1,84 @@
+"""TrainingSpec: what is trained (sequence length, batch, token budget, precision, kernels)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flopcast import units
+from flopcast.errors import InvalidScenario, UnknownName
+
+PRECISIONS = ("bf16", "fp16", "fp8")
+TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
+                 "flash_attention", "dropout", "comm_overlap")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainingSpec:
+    """One pre-training job.
+
+    precision: bf16/fp16 mixed precision, or fp8 (Transformer Engine: fp8 matmuls, bf16 weights and
+    activations elsewhere). flash_attention: fused attention that never stores the S x S scores
+    (False reproduces 2021-2022 Megatron-LM, which materialised them). dropout: dropout masks are
+    kept for backward (GPT-3-era recipes; modern LLM recipes use none). comm_overlap: tensor-,
+    data-parallel and context-parallel communication overlapped with compute as Megatron-Core does
+    with --tp-comm-overlap/--overlap-grad-reduce/--overlap-param-gather (False: exposed, as in
+    2021-2022 Megatron-LM)."""
+
+    seq_len: int
+    global_batch_seqs: int
+    total_tokens: float | None = None
+    precision: str = "bf16"
+    flash_attention: bool = True
+    dropout: bool = False
+    comm_overlap: bool = True
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.seq_len * self.global_batch_seqs
+
+
+def _bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
+    v = data.get(key, default)
+    if not isinstance(v, bool):
+        raise InvalidScenario(f"training.{key}: expected true or false, got {v!r}")
+    return v
+
+
+def training_from_mapping(data: Mapping[str, Any]) -> TrainingSpec:
+    if not isinstance(data, Mapping):
+        raise InvalidScenario("training: expected a mapping with seq_len and global_batch_seqs")
+    for key in data:
+        if key not in TRAINING_KEYS:
+            raise UnknownName("training field", str(key), TRAINING_KEYS)
+    if "seq_len" not in data:
+        raise InvalidScenario("training.seq_len: missing (tokens per sequence, e.g. 4096)")
+    seq_len = units.parse_count(data["seq_len"], field="training.seq_len")
+    if seq_len < 1:
+        raise InvalidScenario("training.seq_len: expected a positive integer")
+    if "global_batch_seqs" in data:
+        batch = units.parse_count(data["global_batch_seqs"], field="training.global_batch_seqs")
+    elif "global_batch_tokens" in data:
+        tokens = units.parse_count(data["global_batch_tokens"], field="training.global_batch_tokens")
+        if tokens % seq_len:
+            raise InvalidScenario(
+                f"training.global_batch_tokens: {tokens} is not a multiple of seq_len {seq_len}")
+        batch = tokens // seq_len
+    else:
+        raise InvalidScenario("training.global_batch_seqs: missing (sequences per optimizer step)")
+    if batch < 1:
+        raise InvalidScenario("training.global_batch_seqs: expected a positive integer")
+    total = data.get("total_tokens")
+    if total is not None:
+        total = float(units.parse(total, "count", field="training.total_tokens"))
+        if total <= 0:
+            raise InvalidScenario("training.total_tokens: expected a positive number of tokens")
+    precision = str(data.get("precision", "bf16"))
+    if precision not in PRECISIONS:
+        raise UnknownName("training.precision", precision, PRECISIONS)
+    return TrainingSpec(
+        seq_len=seq_len, global_batch_seqs=batch, total_tokens=total, precision=precision,
+        flash_attention=_bool(data, "flash_attention", True), dropout=_bool(data, "dropout", False),
+        comm_overlap=_bool(data, "comm_overlap", True),
+    )
