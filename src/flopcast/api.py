@@ -183,6 +183,7 @@ class PlanReport:
     hardware: AcceleratorSpec
     cluster: ClusterSpec
     pending_sections: tuple[str, ...] = ()
+    training: Any = None
     assumptions: tuple[Assumption, ...] = field(default=())
 
     def cluster_dict(self) -> dict[str, Any]:
@@ -209,6 +210,7 @@ class PlanReport:
             "model": self.model.to_dict(),
             "hardware": hardware_dict(self.hardware),
             "cluster": self.cluster_dict(),
+            "training": self.training.to_dict() if self.training is not None else None,
             "pending_sections": list(self.pending_sections),
             "assumptions": [a.to_dict() for a in self.assumptions],
         }
@@ -236,9 +238,14 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
         reported = catalog.model_entry(rs.model_ref).get("reported_params")
     model = model_counts(rs.model, seq_len=seq_len, kv_dtype=kv_dtype, name=rs.model_ref,
                          reported_params=reported)
-    pending = tuple(k for k in ("training", "parallel", "inference", "site", "pricing") if k in rs.sections)
+    training_est = None
+    if "training" in rs.sections and "parallel" in rs.sections:
+        training_est = _estimate_training_resolved(rs)
+    done = {"training", "parallel"} if training_est is not None else set()
+    pending = tuple(k for k in ("training", "parallel", "inference", "site", "pricing")
+                    if k in rs.sections and k not in done)
     return PlanReport(name=rs.name, model=model, hardware=rs.hardware, cluster=rs.cluster,
-                      pending_sections=pending, assumptions=tuple(assumptions))
+                      pending_sections=pending, training=training_est, assumptions=tuple(assumptions))
 
 
 def _training_inputs(rs: ResolvedScenario):
@@ -255,9 +262,13 @@ def _training_inputs(rs: ResolvedScenario):
 
 def estimate_training(scenario: str | Path | Mapping[str, Any]):
     """`flopcast train`: memory per device and step time of the scenario's parallel plan."""
+
+    return _estimate_training_resolved(resolve(scenario))
+
+
+def _estimate_training_resolved(rs: ResolvedScenario):
     from flopcast.estimate.training import estimate_training as _estimate
 
-    rs = resolve(scenario)
     train, plan = _training_inputs(rs)
     assumptions = list(rs.assumptions)
     assumptions += [

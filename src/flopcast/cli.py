@@ -67,6 +67,21 @@ def cmd_plan(args: argparse.Namespace) -> None:
     _emit_json(report.to_dict()) if args.json else _render("plan_tables", report.to_dict())
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    est = api.estimate_training(args.scenario)
+    _emit_json(est.to_dict()) if args.json else _render("training_tables", est.to_dict())
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from flopcast.validation import training as vt
+
+    results = vt.run()
+    report = {"kind": "training", "summary": vt.summary(results), "rows": [r.to_dict() for r in results]}
+    _emit_json(report) if args.json else _render("validation_tables", report)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -91,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("plan", cmd_plan, "the main job: every section of a scenario in one report")
     sp.add_argument("scenario", help="scenario YAML/JSON file (see examples/)")
+    sp = add("train", cmd_train, "training estimate (memory per device, step time, MFU) for the scenario's plan")
+    sp.add_argument("scenario", help="scenario YAML/JSON file with training and parallel sections")
+    sp = add("validate", cmd_validate, "compare predictions with published measurements")
+    sp.add_argument("what", choices=("training",), help="which estimator to validate")
     add("models", cmd_models, "list catalog models with exact parameter counts")
     sp = add("hardware", cmd_hardware, "list catalog accelerators, or show one with its sources")
     sp.add_argument("id", nargs="?", help="an accelerator id, e.g. h100-sxm")

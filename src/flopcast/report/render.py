@@ -142,6 +142,8 @@ def plan_tables(d: dict[str, Any]) -> Group:
     ]
     parts: list[Any] = [model_tables(d["model"]), _kv_table(f"Hardware {hw['id']}", hardware_rows(hw)),
                         _kv_table("Cluster", cl_rows)]
+    if d.get("training"):
+        parts.append(training_tables(d["training"]))
     if d["pending_sections"]:
         parts.append(_kv_table("Not yet estimated by this version",
                                [("-", ", ".join(d["pending_sections"]))]))
@@ -156,3 +158,69 @@ def print_renderable(obj: Any) -> None:
     # Piped output gets a wide console rather than rich's 80-column default, so tables do not wrap.
     # markup off: catalog sources contain [brackets]; highlight off: it costs ~50 ms per report.
     Console(width=None if sys.stdout.isatty() else 140, markup=False, highlight=False, emoji=False).print(obj)
+
+
+def training_tables(d: dict[str, Any]) -> Group:
+    mem = d["memory_breakdown_bytes"]
+    total = d["memory_per_device_bytes"]
+    m = Table(title=f"Memory per device ({'fits' if d['fits'] else 'DOES NOT FIT'}: "
+                    f"{format_bytes(total)} of {format_bytes(d['memory_capacity_bytes'])})", title_justify="left")
+    m.add_column("part")
+    m.add_column("bytes", justify="right")
+    m.add_column("share", justify="right")
+    for k, v in mem.items():
+        m.add_row(k, format_bytes(v), f"{100 * v / total:.1f}%")
+    st = d["step_time_s"]
+    t = Table(title=f"Step time {st:.3f} s", title_justify="left")
+    t.add_column("part")
+    t.add_column("seconds", justify="right")
+    t.add_column("share", justify="right")
+    for k, v in d["step_time_breakdown_s"].items():
+        if v:
+            t.add_row(k, f"{v:.4g}", f"{100 * v / st:.1f}%")
+    p = d["parallel"]
+    rows = [
+        ("plan", f"tp {p['tp']} pp {p['pp']} dp {p['dp']} cp {p['cp']} ep {p['ep']} vpp {p['vpp']} "
+                 f"sp {p['sp']} zero {p['zero_stage']} recompute {p['recompute']} micro-batch {p['microbatch_seqs']} "
+                 f"({d['num_microbatches']} per step) offload {p['offload']}"),
+        ("throughput", f"{d['tokens_per_s']:,.0f} tokens/s, {d['tokens_per_s_per_device']:,.0f} per device"),
+        ("MFU / HFU", f"{100 * d['mfu']:.1f}% / {100 * d['hfu']:.1f}%"),
+        ("model FLOPs / step", format_si(d["model_flops_per_step"], "FLOP")),
+    ]
+    if d["time_to_train_s"] is not None:
+        rows.append(("time to train", f"{d['time_to_train_s'] / 86400:,.1f} days, "
+                                      f"{d['device_hours']:,.0f} device-hours"))
+    if d.get("host_memory_per_node_bytes"):
+        rows.append(("host memory (offload)", format_bytes(d["host_memory_per_node_bytes"]) + " per node"))
+    if d.get("nvme_per_device_bytes"):
+        rows.append(("NVMe (offload)", format_bytes(d["nvme_per_device_bytes"]) + " per device"))
+    if d.get("infeasible_reason"):
+        rows.append(("does not fit", d["infeasible_reason"]))
+    parts: list[Any] = [_kv_table("Training", rows), m, t]
+    if d.get("assumptions"):
+        parts.append(_kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]]))
+    return Group(*parts)
+
+
+def validation_tables(d: dict[str, Any]) -> Group:
+    t = Table(title="Training step time: predicted vs measured", title_justify="left")
+    for c in ("id", "hardware", "devices", "measured s", "predicted s", "error", "fits"):
+        t.add_column(c, justify="left" if c in ("id", "hardware") else "right")
+    skipped = []
+    for r in d["rows"]:
+        if r["skipped"]:
+            skipped.append((r["id"], r["skipped"]))
+            continue
+        t.add_row(r["id"], r["hardware"], str(r["num_devices"]), f"{r['measured_step_s']:.4g}",
+                  f"{r['predicted_step_s']:.4g}", f"{100 * r['error_frac']:+.1f}%", "yes" if r["fits"] else "no")
+    s = d["summary"]
+
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    summ = _kv_table("Summary", [
+        ("rows used / skipped", f"{s['num_used']} / {s['num_skipped']}"),
+        ("KORTH-E2E mean / max |error|", f"{pct(s['korth_e2e_mean_abs_error'])} / {pct(s['korth_e2e_max_abs_error'])}"),
+        ("all rows median / max |error|", f"{pct(s['median_abs_error'])} / {pct(s['max_abs_error'])} ({s['worst_row']})"),
+    ])
+    return Group(t, summ, _kv_table("Skipped", skipped))

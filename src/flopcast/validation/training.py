@@ -1,0 +1,232 @@
+"""Validate the training estimator against published runs (validation/training_runs.csv, copied with
+its sources from the project's ground-truth collection so that it ships with flopcast).
+
+Each usable row becomes a scenario; each measurement is converted into the step time it implies:
+- step_time_s: as measured;
+- tflops_per_device: the source's own FLOP count per step / (TFLOP/s x devices). Megatron-LM SC'21
+  and BLOOM count F = 96 B s L h^2 (1 + s/(6h) + V/(16 L h)) (Narayanan et al. 2021, eq. 3, which
+  includes the recomputed forward); Megatron-Core counts model FLOPs (6N plus causal attention),
+  which is flopcast's own model_flops_per_step;
+- tokens_per_sec_per_device: tokens per step / (tokens/s x devices).
+Rows without a parallel layout (or measured as MFU without one) are listed as skipped, with why.
+Knobs that differ between software generations are set from the source's era, never per row:
+2021-2022 Megatron-LM (SC'21, Korthikanti et al., BLOOM's Megatron-DeepSpeed) ran without
+FlashAttention and without communication overlap, with GPT-3's dropout; later stacks use all three
+of FlashAttention, overlap and no dropout.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flopcast.errors import FlopcastError
+
+CSV_PATH = Path(__file__).resolve().parent / "training_runs.csv"
+
+HARDWARE = (("B200", "b200"), ("A100-40GB", "a100-sxm-40gb"), ("A100", "a100-sxm-80gb"), ("H100", "h100-sxm"))
+CATALOG_MODELS = {
+    "LLAMA2-7B": "llama-2-7b", "LLAMA2-13B": "llama-2-13b", "LLAMA2-70B": "llama-2-70b",
+    "LLAMA3-8B": "llama-3-8b", "LLAMA3-70B": "llama-3-70b", "Llama 3 8B": "llama-3-8b",
+    "Llama 3 70B": "llama-3-70b", "GPT-OSS 120B": "gpt-oss-120b",
+}
+LEGACY_PREFIXES = ("MEG-SC21", "KORTH", "BLOOM")   # 2021-2022 Megatron-LM / Megatron-DeepSpeed
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    id: str
+    model: str
+    hardware: str
+    num_devices: int
+    scenario: dict[str, Any]
+    measured_metric: str
+    measured_value: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    id: str
+    model: str
+    hardware: str
+    num_devices: int
+    measured_step_s: float | None
+    predicted_step_s: float | None
+    error_frac: float | None
+    fits: bool | None
+    skipped: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+def _int(text: str) -> int | None:
+    m = re.match(r"\s*(\d+)", text or "")
+    return int(m.group(1)) if m else None
+
+
+def _note_int(notes: str, *patterns: str) -> int | None:
+    for p in patterns:
+        m = re.search(p, notes, flags=re.IGNORECASE)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _hardware(text: str) -> str | None:
+    for key, hw in HARDWARE:
+        if key in text:
+            return hw
+    return None
+
+
+def _scale_out(row_id: str, hw: str) -> str:
+    if row_id.startswith(("MEG-SC21", "KORTH")):
+        return "200 Gb/s"      # Selene: 8x HDR 200 Gb/s per DGX A100
+    if row_id.startswith("BLOOM"):
+        return "50 Gb/s"       # Jean Zay A100 nodes: 4x 100 Gb/s Omni-Path per 8 GPUs
+    if row_id.startswith("MPT") and hw.startswith("a100"):
+        return "200 Gb/s"      # 1600 Gb/s RoCE per 8-GPU node
+    return "400 Gb/s"          # DGX H100 / B200: one 400 Gb/s NIC per GPU
+
+
+def _model(row: dict[str, str], seq_len: int) -> Any:
+    name = row["model"]
+    for key, model_id in CATALOG_MODELS.items():
+        if name.startswith(key):
+            return model_id
+    if name.startswith("DeepSeek-V3"):
+        return "deepseek-v3"
+    L, h, a, V = (_int(row[k]) for k in ("layers", "hidden", "heads", "vocab"))
+    if not (L and h and a):
+        return None
+    cfg: dict[str, Any] = {"model_type": "gpt2", "n_layer": L, "n_embd": h, "n_head": a,
+                           "vocab_size": V or 51200, "n_positions": seq_len, "name": name}
+    ffn = _int(row["ffn_hidden"])
+    if ffn:
+        cfg["n_inner"] = ffn
+    return cfg
+
+
+def _batch(text: str, seq_len: int) -> int | None:
+    m = re.match(r"\s*([\d.]+)\s*(seqs|tokens)", text or "")
+    if not m:
+        return None
+    n = int(float(m.group(1)))
+    return n if m.group(2) == "seqs" else n // seq_len
+
+
+def row_to_case(row: dict[str, str]) -> Case | str:
+    """A validation case, or the reason the row cannot be used."""
+    rid = row["id"]
+    metric = row["measured_metric"]
+    if metric not in ("step_time_s", "tflops_per_device", "tokens_per_sec_per_device"):
+        return f"metric {metric} is not a step-time measurement (MFU/HFU without a plan, or run totals)"
+    hw = _hardware(row["hardware"])
+    seq_len = _int(row["seq_len"])
+    n_dev = _int(row["num_devices"])
+    tp, pp = _int(row["tp"]), _int(row["pp"])
+    if not (hw and seq_len and n_dev and tp and pp):
+        return "parallel layout, device count or hardware not in the row"
+    batch = _batch(row["global_batch_tokens_or_seqs"], seq_len)
+    model = _model(row, seq_len)
+    if model is None or batch is None:
+        return "model shape or batch not in the row"
+    notes = row["notes"]
+    legacy = rid.startswith(LEGACY_PREFIXES)
+    cp = _int(row["cp"]) or 1
+    ep = _int(row["ep"]) or 1
+    dp = n_dev // (tp * pp * cp)
+    mb = _note_int(notes, r"micro-?batch\s*(\d+)", r"MBS\s*(\d+)", r"MicroBatch\s*(\d+)") or 1
+    vpp = _note_int(notes, r"virtual pipeline\s*(\d+)", r"VP\s*(\d+)", r"(\d+) virtual stages") or 1
+    sp_text = row["sp"].strip().lower()
+    sp = sp_text.startswith("yes") if sp_text else (tp > 1 and not legacy)
+    rc_text = row["recompute"].lower()
+    recompute = "full" if "full" in rc_text else "selective" if ("selective" in rc_text or not rc_text) else "none"
+    z = row["zero_stage"]
+    zero = 3 if ("3" in z or "FSDP=" in z or "FULL_SHARD" in z) else 2 if "2" in z else 1 if (z or not legacy) else 0
+    precision = "fp8" if "fp8" in row["precision"].lower() else "bf16" if "bf16" in row["precision"].lower() else "fp16"
+    scenario = {
+        "name": rid,
+        "model": model,
+        "hardware": hw,
+        "cluster": {"num_devices": n_dev, "scale_out_bandwidth": _scale_out(rid, hw)},
+        "training": {"seq_len": seq_len, "global_batch_seqs": batch, "precision": precision,
+                     "flash_attention": not legacy, "dropout": legacy and not rid.startswith("BLOOM"),
+                     "comm_overlap": not legacy},
+        "parallel": {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
+                     "zero_stage": zero, "recompute": recompute, "microbatch_seqs": mb},
+    }
+    return Case(id=rid, model=row["model"], hardware=hw, num_devices=n_dev, scenario=scenario,
+                measured_metric=metric, measured_value=float(row["measured_value"]), source=row["source"])
+
+
+def megatron_eq3_flops(B: int, s: int, L: int, h: int, V: int) -> float:
+    """Narayanan et al. SC'21, eq. 3: FLOPs per iteration with full recompute (4 passes)."""
+    return 96 * B * s * L * h * h * (1 + s / (6 * h) + V / (16 * L * h))
+
+
+def measured_step_s(case: Case, row: dict[str, str], model_flops_per_step: float) -> float:
+    v = case.measured_value
+    t = case.scenario["training"]
+    if case.measured_metric == "step_time_s":
+        return v
+    if case.measured_metric == "tokens_per_sec_per_device":
+        return t["seq_len"] * t["global_batch_seqs"] / (v * case.num_devices)
+    # tflops_per_device: with the source's FLOP formula
+    if case.id.startswith(LEGACY_PREFIXES):
+        flops = megatron_eq3_flops(t["global_batch_seqs"], t["seq_len"], _int(row["layers"]), _int(row["hidden"]),
+                                   _int(row["vocab"]) or 51200)
+    else:
+        flops = model_flops_per_step
+    return flops / (v * 1e12 * case.num_devices)
+
+
+def load_rows() -> list[dict[str, str]]:
+    with CSV_PATH.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
+    """Predict every usable row; skipped rows carry their reason."""
+    from flopcast import api
+
+    out: list[Result] = []
+    for row in rows if rows is not None else load_rows():
+        case = row_to_case(row)
+        if isinstance(case, str):
+            out.append(Result(row["id"], row["model"], row["hardware"], _int(row["num_devices"]) or 0,
+                              None, None, None, None, skipped=case))
+            continue
+        try:
+            est = api.estimate_training(case.scenario)
+        except FlopcastError as e:
+            out.append(Result(case.id, case.model, case.hardware, case.num_devices, None, None, None, None,
+                              skipped=f"invalid plan: {e}"))
+            continue
+        meas = measured_step_s(case, row, est.model_flops_per_step)
+        err = (est.step_time_s - meas) / meas
+        out.append(Result(case.id, case.model, case.hardware, case.num_devices, meas, est.step_time_s, err, est.fits))
+    return out
+
+
+def summary(results: list[Result]) -> dict[str, Any]:
+    """Error figures: the 8 Korthikanti end-to-end rows (Calculon's set) and every usable row."""
+    used = [r for r in results if r.error_frac is not None]
+    korth = [abs(r.error_frac) for r in used if r.id.startswith("KORTH-E2E")]
+    all_abs = [abs(r.error_frac) for r in used]
+    return {
+        "num_rows": len(results),
+        "num_used": len(used),
+        "num_skipped": len(results) - len(used),
+        "korth_e2e_mean_abs_error": statistics.fmean(korth) if korth else None,
+        "korth_e2e_max_abs_error": max(korth) if korth else None,
+        "median_abs_error": statistics.median(all_abs) if all_abs else None,
+        "max_abs_error": max(all_abs) if all_abs else None,
+        "worst_row": max(used, key=lambda r: abs(r.error_frac)).id if used else None,
+    }

@@ -1,0 +1,198 @@
+"""Training estimator: plan rules, memory against published formulas, step-time structure."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from flopcast import api, units
+from flopcast.errors import InvalidScenario, UnknownName
+
+GPT175 = {"model_type": "gpt2", "n_layer": 96, "n_embd": 12288, "n_head": 96, "vocab_size": 51200,
+          "n_positions": 2048}
+
+
+def scenario(model=None, hardware="a100-sxm-80gb", devices=64, training=None, parallel=None):
+    return {
+        "model": model if model is not None else dict(GPT175),
+        "hardware": hardware,
+        "cluster": {"num_devices": devices},
+        "training": {"seq_len": 2048, "global_batch_seqs": 64, **(training or {})},
+        "parallel": {"tp": 8, "pp": 8, "dp": 1, **(parallel or {})},
+    }
+
+
+def est(**kw):
+    return api.estimate_training(scenario(**kw))
+
+
+# ---------------------------------------------------------------- plan rules
+@pytest.mark.parametrize(
+    ("kw", "fragment"),
+    [
+        ({"devices": 128}, "tp*pp*dp*cp = 8*8*1*1 = 64 must equal cluster.num_devices = 128"),
+        ({"parallel": {"tp": 5, "pp": 8, "dp": 1}, "devices": 40}, "5 must divide the 96 attention heads"),
+        ({"parallel": {"pp": 97, "tp": 1, "dp": 1}, "devices": 97}, "97 pipeline stages exceed the 96 layers"),
+        ({"parallel": {"vpp": 5}}, "5 virtual stages must divide layers/pp = 96/8"),
+        ({"parallel": {"microbatch_seqs": 3}}, "3 must divide the per-replica batch global_batch_seqs/dp = 64/1 = 64"),
+        ({"training": {"global_batch_seqs": 63}, "parallel": {"tp": 8, "pp": 1, "dp": 8}}, "63 is not divisible by dp = 8"),
+        ({"parallel": {"ep": 2}}, "has no MoE layers"),
+    ],
+)
+def test_plan_rules_name_the_rule_and_numbers(kw, fragment):
+    """Each divisibility rule is an InvalidScenario naming the rule and the numbers."""
+    with pytest.raises(InvalidScenario) as e:
+        est(**kw)
+    assert fragment in str(e.value)
+
+
+def test_kv_head_and_expert_rules():
+    """tp must divide (or be a multiple of) the kv heads; ep must divide experts and dp*cp."""
+    gqa = {"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 1536, "num_attention_heads": 12,
+           "num_key_value_heads": 3, "intermediate_size": 4096, "vocab_size": 1000}
+    with pytest.raises(InvalidScenario, match="must divide the 3 key/value heads"):
+        est(model=gqa, devices=2, parallel={"tp": 2, "pp": 1, "dp": 1})
+    moe = {"model_type": "mixtral", "num_hidden_layers": 4, "hidden_size": 512, "num_attention_heads": 8,
+           "num_key_value_heads": 8, "intermediate_size": 1024, "num_local_experts": 8, "vocab_size": 1000}
+    with pytest.raises(InvalidScenario, match="3 must divide the 8 experts"):
+        est(model=moe, devices=6, parallel={"tp": 1, "pp": 1, "dp": 6, "ep": 3}, training={"global_batch_seqs": 6})
+    with pytest.raises(InvalidScenario, match="must divide the data x context ranks dp\\*cp = 2\\*1 = 2"):
+        est(model=moe, devices=2, parallel={"tp": 1, "pp": 1, "dp": 2, "ep": 4})
+
+
+def test_unknown_parallel_fields_and_values():
+    """Unknown keys and values get suggestions."""
+    with pytest.raises(UnknownName, match="did you mean 'recompute'"):
+        est(parallel={"recompue": "full"})
+    with pytest.raises(UnknownName, match="full"):
+        est(parallel={"recompute": "ful"})
+    with pytest.raises(InvalidScenario, match="zero_stage"):
+        est(parallel={"zero_stage": 4})
+
+
+# ---------------------------------------------------------------- memory
+def megatron_model_state_bytes(L, h, V, a, ffn, tp, pp, dp, dist_opt, untied=False, kv=None, swiglu=False):
+    """Megatron-LM report_theoretical_memory (megatron/training/theoretical_memory_usage.py),
+    re-derived here as an independent reference."""
+    kv = kv or a
+    gated = 1.5 if swiglu else 1.0
+    layers = 2 * L * h * h * ((1 + kv / a) * 1.0 + ffn / h * gated + 2 / h + 1 / (L * h))
+    emb = h * V
+    shard = (layers / pp + emb) / tp
+    if untied and pp == 1:
+        shard += emb / tp
+    return shard * (6 + 12 / dp if dist_opt else 18)
+
+
+@pytest.mark.parametrize(
+    ("model", "tp", "pp", "dp", "zero", "kw"),
+    [
+        (GPT175, 8, 8, 1, 0, {"L": 96, "h": 12288, "V": 51200, "a": 96, "ffn": 4 * 12288}),
+        (GPT175, 8, 4, 2, 1, {"L": 96, "h": 12288, "V": 51200, "a": 96, "ffn": 4 * 12288}),
+        ("llama-3.1-70b", 8, 4, 4, 1, {"L": 80, "h": 8192, "V": 128256, "a": 64, "kv": 8, "ffn": 28672,
+                                        "swiglu": True, "untied": True}),
+        ("llama-2-7b", 2, 1, 8, 1, {"L": 32, "h": 4096, "V": 32000, "a": 32, "ffn": 11008, "swiglu": True,
+                                     "untied": True}),
+    ],
+)
+def test_model_states_within_5pct_of_megatron(model, tp, pp, dp, zero, kw):
+    """weights + gradients + optimizer on the most-loaded device is within 5% of Megatron's formula
+    (18 B/param, or 6 + 12/d with the distributed optimizer = ZeRO-1)."""
+    devices = tp * pp * dp
+    r = est(model=model, devices=devices, training={"global_batch_seqs": 8 * dp},
+            parallel={"tp": tp, "pp": pp, "dp": dp, "zero_stage": zero})
+    mine = sum(r.memory_breakdown_bytes[k] for k in ("weights", "gradients", "optimizer"))
+    ref = megatron_model_state_bytes(tp=tp, pp=pp, dp=dp, dist_opt=zero == 1, **kw)
+    assert mine == pytest.approx(ref, rel=0.05)
+
+
+def test_korthikanti_activation_formula_without_flash():
+    """Korthikanti et al. 2022 Table 2, GPT block with dropout, no FlashAttention, per layer:
+    SP + selective recompute 34 s b h / t bytes; SP without recompute s b h (34/t + 5 a s/(h t))."""
+    s, b, h, a, t = 2048, 1, 12288, 96, 8
+    base = {"model": dict(GPT175, n_layer=8), "devices": 8,
+            "training": {"flash_attention": False, "dropout": True, "global_batch_seqs": 1},
+            "parallel": {"tp": t, "pp": 1, "dp": 1, "sp": True}}
+    sel = api.estimate_training(scenario(**copy.deepcopy(base) | {"parallel": base["parallel"] | {"recompute": "selective"}}))
+    none = api.estimate_training(scenario(**copy.deepcopy(base) | {"parallel": base["parallel"] | {"recompute": "none"}}))
+    head = s * b * 51200 / t * 6  # fp32 + bf16 logits on the (only) stage
+    per_layer_sel = (sel.memory_breakdown_bytes["activations"] - head) / 8
+    per_layer_none = (none.memory_breakdown_bytes["activations"] - head) / 8
+    lse = s * b * (a / t) * 4  # flopcast also keeps the softmax statistics (4 B per head-token)
+    assert per_layer_sel == pytest.approx(34 * s * b * h / t, rel=0.01)
+    assert per_layer_none - lse == pytest.approx(s * b * h * (34 / t + 5 * a * s / (h * t)), rel=0.01)
+
+
+def test_memory_orderings():
+    """ZeRO stages, recompute, sequence and context parallelism each reduce what they should."""
+    z = [sum(est(devices=64, parallel={"tp": 8, "pp": 1, "dp": 8, "zero_stage": k}).memory_breakdown_bytes[p]
+             for p in ("weights", "gradients", "optimizer")) for k in (0, 1, 2, 3)]
+    assert z[0] > z[1] > z[2] > z[3]
+    acts = {rc: est(parallel={"recompute": rc}).memory_breakdown_bytes["activations"]
+            for rc in ("none", "selective", "full")}
+    assert acts["full"] < acts["selective"] <= acts["none"]
+    sp = est(parallel={"sp": True, "recompute": "none"}).memory_breakdown_bytes["activations"]
+    assert sp < acts["none"]
+    llama = "llama-3-8b"
+    cp1 = est(model=llama, devices=8, training={"seq_len": 8192, "global_batch_seqs": 8},
+              parallel={"tp": 1, "pp": 1, "dp": 8})
+    cp2 = est(model=llama, devices=8, training={"seq_len": 8192, "global_batch_seqs": 4},
+              parallel={"tp": 1, "pp": 1, "dp": 4, "cp": 2})
+    assert cp2.memory_breakdown_bytes["activations"] == pytest.approx(cp1.memory_breakdown_bytes["activations"] / 2, rel=0.02)
+    assert cp2.step_time_breakdown_s["cp_comm"] >= 0
+
+
+def test_moe_experts_sharded_by_ep():
+    """Mixtral 8x7B: expert parallelism divides the expert weights; the all-to-all shows up."""
+    common = {"model": "mixtral-8x7b", "hardware": "h100-sxm", "devices": 64,
+              "training": {"seq_len": 4096, "global_batch_seqs": 64}}
+    ep1 = est(**common, parallel={"tp": 2, "pp": 1, "dp": 32, "ep": 1})
+    ep8 = est(**common, parallel={"tp": 2, "pp": 1, "dp": 32, "ep": 8})
+    assert ep8.memory_breakdown_bytes["weights"] < ep1.memory_breakdown_bytes["weights"] / 3
+    assert ep8.step_time_breakdown_s["ep_comm"] > 0 and ep1.step_time_breakdown_s["ep_comm"] == 0
+
+
+def test_infeasible_plan_is_a_result():
+    """A plan that does not fit is fits: false with the shortfall and the largest component."""
+    r = est(devices=8, parallel={"tp": 8, "pp": 1, "dp": 1}, training={"global_batch_seqs": 8})
+    assert not r.fits
+    assert "more than the 80 GiB of a100-sxm-80gb" in r.infeasible_reason
+    assert r.memory_per_device_bytes > 80 * units.GiB
+
+
+def test_offload_moves_optimizer_to_host():
+    """ZeRO-Offload: no optimizer state on the device, host memory and transfer time reported."""
+    r = est(model="llama-2-7b", hardware="h100-sxm", devices=8, training={"global_batch_seqs": 8},
+            parallel={"tp": 1, "pp": 1, "dp": 8, "zero_stage": 2, "offload": "cpu"})
+    assert r.memory_breakdown_bytes["optimizer"] == 0
+    assert r.host_memory_per_node_bytes > 0 and r.step_time_breakdown_s["offload"] > 0
+
+
+# ---------------------------------------------------------------- time
+def test_bubble_is_p_minus_1_over_vm():
+    """Interleaved 1F1B: bubble = (p - 1)/(v m) x the micro-batch work on a stage."""
+    r = est(parallel={"vpp": 3})
+    bd = r.step_time_breakdown_s
+    per_mb = (bd["compute"] + bd["tp_comm"] + bd["pp_comm"] + bd["ep_comm"] + bd["cp_comm"]) / r.num_microbatches
+    assert bd["pp_bubble"] == pytest.approx((8 - 1) / 3 * per_mb, rel=1e-9)
+
+
+def test_flops_utilisation_and_time_to_train():
+    """MFU <= HFU <= 1; full recompute adds one forward (HFU/MFU = 4/3); time to train and device
+    hours follow from tokens/s."""
+    r = est(parallel={"recompute": "full"}, training={"total_tokens": 3e11})
+    assert 0 < r.mfu < r.hfu < 1
+    assert r.hfu / r.mfu == pytest.approx(4 / 3, rel=1e-9)
+    assert r.time_to_train_s == pytest.approx(3e11 / r.tokens_per_s)
+    assert r.device_hours == pytest.approx(r.time_to_train_s * 64 / 3600)
+    assert sum(r.step_time_breakdown_s.values()) == pytest.approx(r.step_time_s)
+
+
+def test_fp8_speeds_up_matmuls_only():
+    """FP8 on H100 is faster than BF16 but less than 2x (attention, element-wise, comm unchanged)."""
+    kw = {"model": "llama-3-8b", "hardware": "h100-sxm", "devices": 8,
+          "training": {"seq_len": 8192, "global_batch_seqs": 32}, "parallel": {"tp": 1, "pp": 1, "dp": 8}}
+    bf16 = est(**kw)
+    fp8 = est(**copy.deepcopy(kw) | {"training": kw["training"] | {"precision": "fp8"}})
+    assert 1.0 < bf16.step_time_s / fp8.step_time_s < 2.0
