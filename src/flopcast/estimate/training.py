@@ -32,6 +32,7 @@ documented runtime reserve.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -399,22 +400,28 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
     b = plan.microbatch_seqs
     mb_tokens = b * train.seq_len / plan.cp
     m = train.global_batch_seqs // (plan.dp * b)
-    layer_cost = {spec: _layer_cost(spec, model, plan, train, ctx, mb_tokens) for spec, _ in model.layer_groups()}
+    layer_cost = [_layer_cost(spec, model, plan, train, ctx, mb_tokens) for spec in model.distinct_layers]
+    group_of = model.layer_group_index
     head = _head_cost(model, plan, ctx, mb_tokens)
 
     # --- per pipeline rank: sum the layers it holds
     stages = _stage_layers(model, plan)
     recompute_full = plan.recompute == "full"
     stage_costs: list[_Cost] = []
+    composition: dict[tuple, _Cost] = {}
     for rank, idx in enumerate(stages):
-        sc = _Cost()
-        for i in idx:
-            sc.add(layer_cost[model.layers[i]])
-        if rank == plan.pp - 1:
-            sc.add(head)
-        if rank == 0:
-            sc.params += _embedding_params(model, plan)
-        stage_costs.append(sc)
+        counts_here = Counter(group_of[i] for i in idx)
+        key = (tuple(counts_here.items()), rank == 0, rank == plan.pp - 1)
+        if key not in composition:
+            sc = _Cost()
+            for spec, n in counts_here.items():
+                sc.add(layer_cost[spec], n)
+            if rank == plan.pp - 1:
+                sc.add(head)
+            if rank == 0:
+                sc.params += _embedding_params(model, plan)
+            composition[key] = sc
+        stage_costs.append(composition[key])
 
     def mb_times(sc: _Cost) -> dict[str, float]:
         fwd_compute = sc.gemm_fwd_s + sc.attn_fwd_s + sc.elem_fwd_s
@@ -538,12 +545,13 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
         inflight = min(m, plan.pp - rank) if plan.pp > 1 else 1
         if plan.vpp > 1 and rank == 0:
             inflight = min(m * plan.vpp, plan.pp * (1 + (plan.pp - 1) / (plan.pp * plan.vpp)))
+        here = Counter(group_of[i] for i in stages[rank])
         if recompute_full:
-            layer_input = sum(layer_cost[model.layers[i]].act_full_recompute_bytes for i in stages[rank])
-            one_layer = max(layer_cost[model.layers[i]].act_bytes for i in stages[rank])
+            layer_input = sum(layer_cost[spec].act_full_recompute_bytes * n for spec, n in here.items())
+            one_layer = max(layer_cost[spec].act_bytes for spec in here)
             acts = inflight * layer_input + one_layer
         else:
-            acts = inflight * sum(layer_cost[model.layers[i]].act_bytes for i in stages[rank])
+            acts = inflight * sum(layer_cost[spec].act_bytes * n for spec, n in here.items())
         if rank == plan.pp - 1:
             acts += head.act_bytes
         other = RUNTIME_CONTEXT_BYTES + COMM_BUFFER_BYTES + FRAGMENTATION_FRAC * acts

@@ -152,6 +152,16 @@ class ModelSpec:
     ignored_fields: tuple[str, ...] = ()
     unmodeled_fields: tuple[tuple[str, str], ...] = ()  # (field, what is not modeled)
     notes: tuple[str, ...] = field(default=())
+    # Distinct layers and, per layer, the index of its distinct spec: computed once, so estimators
+    # never hash layer specs on a hot path.
+    distinct_layers: tuple[LayerSpec, ...] = field(init=False, compare=False, repr=False)
+    layer_group_index: tuple[int, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        index: dict[LayerSpec, int] = {}
+        ids = tuple(index.setdefault(layer, len(index)) for layer in self.layers)
+        object.__setattr__(self, "distinct_layers", tuple(index))
+        object.__setattr__(self, "layer_group_index", ids)
 
     @property
     def num_layers(self) -> int:
@@ -167,7 +177,8 @@ class ModelSpec:
 
     def layer_groups(self) -> list[tuple[LayerSpec, int]]:
         """Distinct layers with their multiplicity, in first-seen order (counts are per group)."""
-        return list(Counter(self.layers).items())
+        counts = Counter(self.layer_group_index)
+        return [(spec, counts[i]) for i, spec in enumerate(self.distinct_layers)]
 
     @property
     def attention_kind(self) -> str:
