@@ -19,6 +19,7 @@ class Efficiency:
     scale_up_frac: float
     scale_out_frac: float
     source: str
+    best_shape: tuple[int, int, int] | None = None   # (M, N, K) where matmul_frac was measured
 
 
 @cache
@@ -43,4 +44,5 @@ def efficiency(hw_id: str, dtype: str) -> Efficiency:
         scale_up_frac=float(d["scale_up"]["fraction"]),
         scale_out_frac=float(d["scale_out"]["fraction"]),
         source=entry.get("source", d["matmul"]["source"]),
+        best_shape=tuple(entry["best_shape"]) if "best_shape" in entry else None,
     )

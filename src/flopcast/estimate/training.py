@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from flopcast import units
@@ -50,7 +51,6 @@ from flopcast.specs.workload import TrainingSpec
 WEIGHT_BYTES = 2.0          # bf16/fp16 weights (fp8 training keeps bf16 weights, casts per matmul)
 GRAD_BYTES = 4.0            # fp32 main gradients
 OPTIMIZER_BYTES = 12.0      # fp32 master weights + Adam m and v
-GRAD_REDUCE_BYTES = 4.0     # gradients reduced in fp32 (--accumulate-allreduce-grads-in-fp32)
 ADAM_BYTES_MOVED = 30.0     # per parameter per step: master, m, v read+written (24), grad read (4), weight written (2)
 ACT_BYTES = 2.0             # activations in bf16/fp16
 MASK_BYTES = 1.0            # a dropout mask element
@@ -154,11 +154,17 @@ class _Ctx:
 GEMM_TILES = ((256, 128, 1), (128, 256, 1), (128, 128, 2))
 
 
+# Per output tile a GEMM kernel fills its multi-stage operand pipeline (3-4 stages of 64-wide K
+# slices on Ampere/Hopper) and stores its tile: a fixed cost worth about this many elements of K.
+GEMM_TILE_FIXED_K = 256
+# Shape assumed for the measured matmul fraction where the benchmark's shape is not recorded.
+DEFAULT_BEST_SHAPE = (8192, 8192, 8192)
+
+
 def wave_efficiency(m: float, n: float, count: float, compute_units: int | None) -> float:
     """Fraction of the compute units doing useful work when `count` GEMMs with (m x n) outputs are
     cut into tiles and run in waves of one tile per unit (the library picks the best tiling).
-    Best-shape measurements (eta_mm) already include a ~1.0 factor; real shapes lose to partial
-    tiles and the last, partly filled wave. Devices without a published unit count: 1."""
+    Devices without a published unit count: 1."""
     if not compute_units:
         return 1.0
     best = 0.0
@@ -170,10 +176,29 @@ def wave_efficiency(m: float, n: float, count: float, compute_units: int | None)
     return best
 
 
+def shape_efficiency(m: float, n: float, k: float, count: float, compute_units: int | None) -> float:
+    """Relative GEMM efficiency of a shape: output-tile waves x K / (K + fixed per-tile cost)."""
+    return wave_efficiency(m, n, count, compute_units) * k / (k + GEMM_TILE_FIXED_K)
+
+
+@cache
+def _anchor(compute_units: int | None, best_shape: tuple[int, int, int] | None) -> float:
+    m, n, k = best_shape or DEFAULT_BEST_SHAPE
+    return shape_efficiency(m, n, k, 1, compute_units)
+
+
+def matmul_fraction(ctx_eff: Efficiency, m: float, n: float, k: float, count: float,
+                    compute_units: int | None) -> float:
+    """Achieved fraction of the dense peak for this GEMM shape: the measured best-shape fraction,
+    scaled by this shape's relative efficiency against the measured shape's (at most 1)."""
+    rel = shape_efficiency(m, n, k, count, compute_units) / _anchor(compute_units, ctx_eff.best_shape)
+    return ctx_eff.matmul_frac * min(1.0, rel)
+
+
 def _one_gemm_s(ctx: _Ctx, m: float, n: float, k: float, count: float, elem_bytes: float) -> float:
     flops = 2.0 * m * n * k * count
     moved = count * (elem_bytes * (m * k + k * n) + ACT_BYTES * m * n)
-    rate = ctx.eff.matmul_frac * ctx.peak_flops_per_s * wave_efficiency(m, n, count, ctx.hw.compute_units)
+    rate = matmul_fraction(ctx.eff, m, n, k, count, ctx.hw.compute_units) * ctx.peak_flops_per_s
     return max(flops / rate, moved / ctx.mem_bytes_per_s) + KERNEL_TAIL_S
 
 
@@ -445,10 +470,11 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
             hidden = 0.5 * ((2 if recompute_full else 1) * sc.gemm_fwd_s + sc.gemm_bwd_s)
             tp = max(0.0, tp - hidden)
             cp = max(0.0, cp - (sc.attn_fwd_s + sc.attn_bwd_s))
-        return {"compute": compute, "tp_comm": tp, "ep_comm": ep, "cp_comm": cp}
+        return {"compute": compute, "tp_comm": tp, "ep_comm": ep, "cp_comm": cp,
+                "_fwd": fwd_compute, "_bwd": bwd_compute + rec}
 
     per_stage = [mb_times(sc) for sc in stage_costs]
-    stage_total = [sum(d.values()) for d in per_stage]
+    stage_total = [sum(v for k, v in d.items() if k[0] != "_") for d in per_stage]
     slow = max(range(plan.pp), key=lambda r: stage_total[r])
     t_mb = stage_total[slow]
     # pipeline point-to-point: activations (scatter/gather over tp) forward and gradients backward,
@@ -468,25 +494,27 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
     in_node = max(1, devices_per_node // (plan.tp * plan.cp)) if plan.tp * plan.cp < devices_per_node else 1
     dp_s = 0.0
     if d > 1:
-        grads = dense_params * GRAD_REDUCE_BYTES
-        grads_e = sc.expert_params * GRAD_REDUCE_BYTES
+        grad_b = BYTES_PER_ELEMENT[train.grad_reduce_dtype]
+        fwd_window = per_stage[slow]["_fwd"] if train.comm_overlap else 0.0
+        bwd_window = per_stage[slow]["_bwd"] if train.comm_overlap else 0.0
+
+        def gather(n: int, nbytes: float) -> float:
+            return comm.hierarchical_gather_s(n, min(in_node, n), nbytes, links)
+
+        rs = gather(d, dense_params * grad_b) + gather(d_exp, sc.expert_params * grad_b)
+        ag = gather(d, dense_params * WEIGHT_BYTES) + gather(d_exp, sc.expert_params * WEIGHT_BYTES)
         if plan.zero_stage == 0:
-            dp_s = comm.hierarchical_all_reduce_s(d, min(in_node, d), grads, links)
-            dp_s += comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), grads_e, links)
+            # one all-reduce of the gradients, hidden behind the last micro-batch's backward
+            ar = (comm.hierarchical_all_reduce_s(d, min(in_node, d), dense_params * grad_b, links)
+                  + comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), sc.expert_params * grad_b, links))
+            dp_s = max(0.0, ar - bwd_window)
+        elif plan.zero_stage in (1, 2):
+            # reduce-scatter behind the last backward, parameter all-gather behind the first forward
+            dp_s = max(0.0, rs - bwd_window) + max(0.0, ag - fwd_window)
         else:
-            dp_s = comm.hierarchical_gather_s(d, min(in_node, d), grads, links)
-            dp_s += comm.hierarchical_gather_s(d, min(in_node, d), dense_params * WEIGHT_BYTES, links)
-            dp_s += comm.hierarchical_gather_s(d_exp, min(in_node, d_exp), grads_e, links)
-            dp_s += comm.hierarchical_gather_s(d_exp, min(in_node, d_exp), sc.expert_params * WEIGHT_BYTES, links)
-        if plan.zero_stage == 3:
-            # parameters gathered again for forward and backward of every micro-batch
-            per_mb = 2 * comm.hierarchical_gather_s(d, min(in_node, d), dense_params * WEIGHT_BYTES, links)
-            per_mb_exposed = max(0.0, per_mb - (per_stage[slow]["compute"] if train.comm_overlap else 0.0))
-            dp_s += (m - 1) * per_mb_exposed
-        if train.comm_overlap:
-            # overlapped with the backward pass of the last micro-batch (--overlap-grad-reduce)
-            window = per_stage[slow]["compute"] * 2 / 3
-            dp_s = max(0.0, dp_s - window)
+            # ZeRO-3 / FSDP: every micro-batch gathers the parameters for forward and again for
+            # backward, and reduce-scatters its gradients
+            dp_s = m * (max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window))
 
     # --- optimizer step (memory-bound Adam over the local shard) and offload
     opt_params = dense_params / (d if plan.zero_stage >= 1 else 1) + sc.expert_params / (d_exp if plan.zero_stage >= 1 else 1)
@@ -509,7 +537,8 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
     # tied embeddings split over first and last stage: their gradients are all-reduced each step
     emb_sync = 0.0
     if model.tie_embeddings and plan.pp > 1:
-        emb_sync = comm.ring_all_reduce_s(2, model.vocab_size * model.embed_dim / plan.tp * GRAD_REDUCE_BYTES, links, False)
+        emb_bytes = model.vocab_size * model.embed_dim / plan.tp * BYTES_PER_ELEMENT[train.grad_reduce_dtype]
+        emb_sync = comm.ring_all_reduce_s(2, emb_bytes, links, False)
 
     breakdown = {
         "compute": m * per_stage[slow]["compute"],

@@ -11,7 +11,7 @@ from flopcast.errors import InvalidScenario, UnknownName
 
 PRECISIONS = ("bf16", "fp16", "fp8")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
-                 "flash_attention", "dropout", "comm_overlap")
+                 "flash_attention", "dropout", "comm_overlap", "grad_reduce_dtype")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,7 +24,9 @@ class TrainingSpec:
     kept for backward (GPT-3-era recipes; modern LLM recipes use none). comm_overlap: tensor-,
     data-parallel and context-parallel communication overlapped with compute as Megatron-Core does
     with --tp-comm-overlap/--overlap-grad-reduce/--overlap-param-gather (False: exposed, as in
-    2021-2022 Megatron-LM)."""
+    2021-2022 Megatron-LM). grad_reduce_dtype: the data-parallel gradient reduction's element type
+    (bf16: Megatron-Core's default grad_reduce_in_fp32=False and FSDP mixed precision; fp32: older
+    Megatron-LM)."""
 
     seq_len: int
     global_batch_seqs: int
@@ -33,6 +35,7 @@ class TrainingSpec:
     flash_attention: bool = True
     dropout: bool = False
     comm_overlap: bool = True
+    grad_reduce_dtype: str = "bf16"
 
     @property
     def tokens_per_step(self) -> int:
@@ -77,8 +80,11 @@ def training_from_mapping(data: Mapping[str, Any]) -> TrainingSpec:
     precision = str(data.get("precision", "bf16"))
     if precision not in PRECISIONS:
         raise UnknownName("training.precision", precision, PRECISIONS)
+    grad_dtype = str(data.get("grad_reduce_dtype", "bf16"))
+    if grad_dtype not in ("bf16", "fp32"):
+        raise UnknownName("training.grad_reduce_dtype", grad_dtype, ("bf16", "fp32"))
     return TrainingSpec(
         seq_len=seq_len, global_batch_seqs=batch, total_tokens=total, precision=precision,
         flash_attention=_bool(data, "flash_attention", True), dropout=_bool(data, "dropout", False),
-        comm_overlap=_bool(data, "comm_overlap", True),
+        comm_overlap=_bool(data, "comm_overlap", True), grad_reduce_dtype=grad_dtype,
     )

@@ -158,7 +158,7 @@ def row_to_case(row: dict[str, str]) -> Case | str:
         "cluster": {"num_devices": n_dev, "scale_out_bandwidth": _scale_out(rid, hw)},
         "training": {"seq_len": seq_len, "global_batch_seqs": batch, "precision": precision,
                      "flash_attention": not legacy, "dropout": legacy and not rid.startswith("BLOOM"),
-                     "comm_overlap": not legacy},
+                     "comm_overlap": not legacy, "grad_reduce_dtype": "fp32" if legacy else "bf16"},
         "parallel": {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
                      "zero_stage": zero, "recompute": recompute, "microbatch_seqs": mb},
     }
