@@ -227,10 +227,14 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     a = layer.attention
     gemm = [0.0, 0.0]
 
+    cast_elems = [0.0]   # fp8: GEMM input elements cast from bf16 per micro-batch
+
     def G(m: float, n: float, k: float, count: float = 1.0, eb: float = mm_bytes) -> None:
         f, b = _gemm_s(ctx, m, n, k, count, eb)
         gemm[0] += f
         gemm[1] += b
+        if eb < ACT_BYTES:
+            cast_elems[0] += m * k * count
 
     replicated_params = layer.num_norms * model.norm.params(h)
     sharded_params = 0.0
@@ -345,7 +349,10 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     if train.dropout:
         elem_bytes += 2 * h / sp_div * MASK_BYTES
     elem_bytes += elem_f * ACT_BYTES + 2 * rope_elems * ACT_BYTES
-    c.elem_fwd_s = T * elem_bytes / ctx.mem_bytes_per_s + 6 * KERNEL_TAIL_S
+    # fp8 (Transformer Engine): each GEMM input is read in bf16 and written as fp8 plus its fp8
+    # transpose for the backward GEMMs (cast-transpose kernels): 2 + 1 + 1 bytes per element.
+    fp8_cast_bytes = cast_elems[0] * (ACT_BYTES + 2 * BYTES_PER_ELEMENT["fp8"])
+    c.elem_fwd_s = (T * elem_bytes + fp8_cast_bytes) / ctx.mem_bytes_per_s + 6 * KERNEL_TAIL_S
     # --- tensor-parallel collectives: 2 per forward (attention and MLP outputs)
     if t > 1:
         msg = T * h * ACT_BYTES
@@ -481,7 +488,8 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
     # once per virtual stage boundary
     pp_comm_mb = 0.0
     if plan.pp > 1:
-        inside = plan.tp * plan.cp * plan.dp <= devices_per_node and plan.pp * plan.tp * plan.cp * plan.dp <= devices_per_node
+        # neighbouring stages share a node only if the whole pipeline fits in one
+        inside = plan.num_devices <= devices_per_node
         msg = mb_tokens * model.hidden_size * ACT_BYTES / plan.tp
         pp_comm_mb = 2 * plan.vpp * comm.p2p_s(msg, links, inside)
     bubble = (plan.pp - 1) / plan.vpp * (t_mb + pp_comm_mb)
@@ -517,7 +525,8 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
             dp_s = m * (max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window))
 
     # --- optimizer step (memory-bound Adam over the local shard) and offload
-    opt_params = dense_params / (d if plan.zero_stage >= 1 else 1) + sc.expert_params / (d_exp if plan.zero_stage >= 1 else 1)
+    sharded = plan.zero_stage >= 1
+    opt_params = dense_params / (d if sharded else 1) + sc.expert_params / (d_exp if sharded else 1)
     offload_s = 0.0
     host_bytes = 0.0
     nvme_bytes = 0.0
