@@ -27,6 +27,11 @@ def _table() -> dict:
     return _read_yaml(CATALOG_DIR / "efficiency.yaml")
 
 
+def _shape(entry: dict, dtype: str) -> tuple[int, int, int] | None:
+    key = "best_shape_fp8" if dtype == "fp8" and "best_shape_fp8" in entry else "best_shape"
+    return tuple(entry[key]) if key in entry else None
+
+
 @cache
 def efficiency(hw_id: str, dtype: str) -> Efficiency:
     """The efficiencies for `hw_id` running matmuls in `dtype` (defaults where not measured)."""
@@ -44,5 +49,5 @@ def efficiency(hw_id: str, dtype: str) -> Efficiency:
         scale_up_frac=float(d["scale_up"]["fraction"]),
         scale_out_frac=float(d["scale_out"]["fraction"]),
         source=entry.get("source", d["matmul"]["source"]),
-        best_shape=tuple(entry["best_shape"]) if "best_shape" in entry else None,
+        best_shape=_shape(entry, dtype_key),
     )

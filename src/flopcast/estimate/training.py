@@ -59,6 +59,10 @@ LOGIT_BYTES = 6.0           # fp32 logits for the loss + their bf16 copy, per vo
 RUNTIME_CONTEXT_BYTES = 1.0 * units.GiB    # CUDA/ROCm context, cuBLAS/cuDNN workspaces
 COMM_BUFFER_BYTES = 0.5 * units.GiB        # NCCL channels and buffers
 FRAGMENTATION_FRAC = 0.10                   # caching-allocator fragmentation, fraction of activations
+# Communication overlapped with compute still runs kernels on some SMs: DeepSeek-V3 (tech report
+# sec. 3.2.2) needs 20 of an H800's 132 SMs to drive IB + NVLink at full rate. While hidden
+# communication runs, compute loses that share of the device.
+COMM_UNITS = 20
 KERNEL_TAIL_S = 2e-6                        # per kernel: launch ramp-up and tail wave, not hidden
 HOST_MEMORY_BANDWIDTH_BYTES_PER_S = 200e9   # per node, CPU Adam for ZeRO-Offload (8-channel DDR5 ~300 GB/s peak)
 NVME_BANDWIDTH_BYTES_PER_S = 6e9            # per device, ZeRO-Infinity (PCIe Gen4 x4 NVMe ~7 GB/s read)
@@ -154,9 +158,12 @@ class _Ctx:
 GEMM_TILES = ((256, 128, 1), (128, 256, 1), (128, 128, 2))
 
 
-# Per output tile a GEMM kernel fills its multi-stage operand pipeline (3-4 stages of 64-wide K
-# slices on Ampere/Hopper) and stores its tile: a fixed cost worth about this many elements of K.
-GEMM_TILE_FIXED_K = 256
+# Per output tile a GEMM kernel first fills its operand pipeline (3 stages of 64-wide K slices on
+# Ampere/Hopper) and at the end stores its output tile. Storing a tile of a x b outputs (2 B each)
+# at the device's per-unit memory bandwidth takes as long as computing P/W elements of K at its
+# per-unit compute rate (P/W: the machine balance in FLOP/byte). The fixed cost per tile, in K
+# elements, is therefore K0 = P/W + 192.
+GEMM_PIPELINE_FILL_K = 192
 # Shape assumed for the measured matmul fraction where the benchmark's shape is not recorded.
 DEFAULT_BEST_SHAPE = (8192, 8192, 8192)
 
@@ -176,29 +183,30 @@ def wave_efficiency(m: float, n: float, count: float, compute_units: int | None)
     return best
 
 
-def shape_efficiency(m: float, n: float, k: float, count: float, compute_units: int | None) -> float:
-    """Relative GEMM efficiency of a shape: output-tile waves x K / (K + fixed per-tile cost)."""
-    return wave_efficiency(m, n, count, compute_units) * k / (k + GEMM_TILE_FIXED_K)
+def shape_efficiency(m: float, n: float, k: float, count: float, compute_units: int | None, k0: float) -> float:
+    """Relative GEMM efficiency of a shape: output-tile waves x K / (K + K0)."""
+    return wave_efficiency(m, n, count, compute_units) * k / (k + k0)
 
 
 @cache
-def _anchor(compute_units: int | None, best_shape: tuple[int, int, int] | None) -> float:
+def _anchor(compute_units: int | None, best_shape: tuple[int, int, int] | None, k0: float) -> float:
     m, n, k = best_shape or DEFAULT_BEST_SHAPE
-    return shape_efficiency(m, n, k, 1, compute_units)
+    return shape_efficiency(m, n, k, 1, compute_units, k0)
 
 
-def matmul_fraction(ctx_eff: Efficiency, m: float, n: float, k: float, count: float,
-                    compute_units: int | None) -> float:
+def matmul_fraction(ctx: _Ctx, m: float, n: float, k: float, count: float) -> float:
     """Achieved fraction of the dense peak for this GEMM shape: the measured best-shape fraction,
     scaled by this shape's relative efficiency against the measured shape's (at most 1)."""
-    rel = shape_efficiency(m, n, k, count, compute_units) / _anchor(compute_units, ctx_eff.best_shape)
-    return ctx_eff.matmul_frac * min(1.0, rel)
+    k0 = ctx.peak_flops_per_s / ctx.hw.hbm_bandwidth_bytes_per_s + GEMM_PIPELINE_FILL_K
+    units = ctx.hw.compute_units
+    rel = shape_efficiency(m, n, k, count, units, k0) / _anchor(units, ctx.eff.best_shape, k0)
+    return ctx.eff.matmul_frac * min(1.0, rel)
 
 
 def _one_gemm_s(ctx: _Ctx, m: float, n: float, k: float, count: float, elem_bytes: float) -> float:
     flops = 2.0 * m * n * k * count
     moved = count * (elem_bytes * (m * k + k * n) + ACT_BYTES * m * n)
-    rate = matmul_fraction(ctx.eff, m, n, k, count, ctx.hw.compute_units) * ctx.peak_flops_per_s
+    rate = matmul_fraction(ctx, m, n, k, count) * ctx.peak_flops_per_s
     return max(flops / rate, moved / ctx.mem_bytes_per_s) + KERNEL_TAIL_S
 
 
@@ -455,6 +463,8 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
             composition[key] = sc
         stage_costs.append(composition[key])
 
+    comm_sm_frac = COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
+
     def mb_times(sc: _Cost) -> dict[str, float]:
         fwd_compute = sc.gemm_fwd_s + sc.attn_fwd_s + sc.elem_fwd_s
         bwd_compute = sc.gemm_bwd_s + sc.attn_bwd_s + 2 * sc.elem_fwd_s
@@ -475,8 +485,11 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
         if train.comm_overlap:
             # Overlapped with the GEMMs they are split against; only the excess is exposed.
             hidden = 0.5 * ((2 if recompute_full else 1) * sc.gemm_fwd_s + sc.gemm_bwd_s)
-            tp = max(0.0, tp - hidden)
-            cp = max(0.0, cp - (sc.attn_fwd_s + sc.attn_bwd_s))
+            tp_hidden = min(tp, hidden)
+            cp_hidden = min(cp, sc.attn_fwd_s + sc.attn_bwd_s)
+            tp, cp = tp - tp_hidden, cp - cp_hidden
+            # the hidden part still occupies the SMs its communication kernels run on
+            compute += (tp_hidden + cp_hidden) * comm_sm_frac
         return {"compute": compute, "tp_comm": tp, "ep_comm": ep, "cp_comm": cp,
                 "_fwd": fwd_compute, "_bwd": bwd_compute + rec}
 
@@ -515,14 +528,16 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
             # one all-reduce of the gradients, hidden behind the last micro-batch's backward
             ar = (comm.hierarchical_all_reduce_s(d, min(in_node, d), dense_params * grad_b, links)
                   + comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), sc.expert_params * grad_b, links))
-            dp_s = max(0.0, ar - bwd_window)
+            dp_s = max(0.0, ar - bwd_window) + min(ar, bwd_window) * comm_sm_frac
         elif plan.zero_stage in (1, 2):
             # reduce-scatter behind the last backward, parameter all-gather behind the first forward
             dp_s = max(0.0, rs - bwd_window) + max(0.0, ag - fwd_window)
+            dp_s += (min(rs, bwd_window) + min(ag, fwd_window)) * comm_sm_frac
         else:
             # ZeRO-3 / FSDP: every micro-batch gathers the parameters for forward and again for
             # backward, and reduce-scatters its gradients
-            dp_s = m * (max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window))
+            dp_s = m * (max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window)
+                        + (min(ag, fwd_window) + min(ag + rs, bwd_window)) * comm_sm_frac)
 
     # --- optimizer step (memory-bound Adam over the local shard) and offload
     sharded = plan.zero_stage >= 1
