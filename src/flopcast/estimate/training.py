@@ -246,7 +246,11 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
 
     replicated_params = layer.num_norms * model.norm.params(h)
     sharded_params = 0.0
-    act_rep = (layer.num_norms + 2) * h     # norm inputs, attention input, MLP input (elements/token)
+    act_rep = layer.num_norms * h           # norm inputs (elements per token)
+    # GEMM inputs saved for the weight gradients: under fp8 (Transformer Engine) their fp8 copies
+    # are what is kept, 1 byte per element instead of 2.
+    gin_rep = 2 * h                         # attention input and MLP input (norm outputs)
+    gin_shard = 0.0
     act_shard = 0.0
     rope_elems = 0.0
     # --- attention projections and score dims
@@ -259,7 +263,8 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             sharded_params += (h * (H + 2 * Hkv) * dh + H * dh * h) / t
             sharded_params += ((H + 2 * Hkv) * dh if a.qkv_bias else 0) / t + (h if a.out_bias else 0)
             replicated_params += (2 * dh if a.qk_norm else 0) + (H / t if a.sinks else 0)
-            act_shard += (2 * q + 2 * kv_rank) * dh       # Q, K, V, attention output
+            act_shard += (q + 2 * kv_rank) * dh           # Q, K, V
+            gin_shard += q * dh                           # attention output = o-projection input
             heads, dqk, dv = q, dh, dh
             kv_elems_per_token = 2 * kv_rank * dh
             rope_elems = (q + kv_rank) * dh if model.positions == "rope" else 0.0
@@ -281,7 +286,8 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             replicated_params += h * (rkv + rope) + rkv
             sharded_params += (rkv * H * (a.qk_nope_head_dim + a.v_head_dim) + H * a.v_head_dim * h) / t
             act_rep += rkv + rope
-            act_shard += q * (2 * a.qk_head_dim + 2 * a.v_head_dim)
+            act_shard += q * (2 * a.qk_head_dim + a.v_head_dim)
+            gin_shard += q * a.v_head_dim
             heads, dqk, dv = q, a.qk_head_dim, a.v_head_dim
             kv_elems_per_token = rkv + rope
             rope_elems = q * rope + rope
@@ -320,7 +326,8 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             G(T, h, f / t)
             sharded_params += ((2 if gated else 1) + 1) * h * f / t + ((2 if gated else 1) * f / t if ffn.bias else 0)
             replicated_params += h if ffn.bias else 0
-            act_shard += (3 if gated else 2) * f / t
+            act_shard += (2 if gated else 1) * f / t      # activation-function inputs
+            gin_shard += f / t                            # down-projection input
             elem_f = (3 if gated else 2) * f / t
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             local_experts = E / plan.ep
@@ -334,15 +341,17 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             expert_b = local_experts * (mult * fe / t + h) if ffn.expert_bias else 0.0
             c.expert_params = expert_w + expert_b
             replicated_params += h * E + (E if ffn.router_bias else 0)
-            act_shard += k * (mult + 1) * fe / t
-            act_rep += k * h                                 # dispatched token copies
+            act_shard += k * mult * fe / t
+            gin_shard += k * fe / t
+            gin_rep += k * h                                 # dispatched token copies (expert inputs)
             elem_f = k * (mult + 1) * fe / t
             if ffn.shared_d_ff:
                 fs = ffn.shared_d_ff
                 G(T, 2 * fs / t, h)
                 G(T, h, fs / t)
                 sharded_params += 3 * h * fs / t
-                act_shard += 3 * fs / t
+                act_shard += 2 * fs / t
+                gin_shard += fs / t
                 elem_f += 3 * fs / t
             if ffn.shared_gate:
                 replicated_params += h
@@ -377,7 +386,8 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     # --- parameters and activations
     c.params = replicated_params + sharded_params + c.expert_params
     mask = (2 * h / sp_div * MASK_BYTES) if train.dropout else 0.0
-    per_token = (act_rep / sp_div + act_shard) * ACT_BYTES + mask
+    gin_bytes = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
+    per_token = (act_rep / sp_div + act_shard) * ACT_BYTES + (gin_rep / sp_div + gin_shard) * gin_bytes + mask
     if not train.flash_attention and plan.recompute == "none":
         per_token += score_bytes_per_token
     c.act_bytes = T * per_token

@@ -121,6 +121,20 @@ def _batch(text: str, seq_len: int) -> int | None:
     return n if m.group(2) == "seqs" else n // seq_len
 
 
+def _zero_stage(text: str, legacy: bool) -> int:
+    """ZeRO stage from the row's text: '3 (FSDP FULL_SHARD)', 'FSDP=8' (sharded over 8 ranks),
+    'distributed optimizer' (= ZeRO-1), '1', '2 (SHARD_GRAD_OP)'; blank: ZeRO-1 on current
+    Megatron stacks, none on 2021-2022 Megatron-LM."""
+    fsdp = re.search(r"FSDP=(\d+)", text)
+    if "FULL_SHARD" in text or (fsdp and int(fsdp.group(1)) > 0) or re.match(r"\s*3", text):
+        return 3
+    if re.match(r"\s*2", text):
+        return 2
+    if re.match(r"\s*1", text) or "distributed optimizer" in text:
+        return 1
+    return 0 if legacy else 1
+
+
 def row_to_case(row: dict[str, str]) -> Case | str:
     """A validation case, or the reason the row cannot be used."""
     rid = row["id"]
@@ -148,8 +162,7 @@ def row_to_case(row: dict[str, str]) -> Case | str:
     sp = sp_text.startswith("yes") if sp_text else (tp > 1 and not legacy)
     rc_text = row["recompute"].lower()
     recompute = "full" if "full" in rc_text else "selective" if ("selective" in rc_text or not rc_text) else "none"
-    z = row["zero_stage"]
-    zero = 3 if ("3" in z or "FSDP=" in z or "FULL_SHARD" in z) else 2 if "2" in z else 1 if (z or not legacy) else 0
+    zero = _zero_stage(row["zero_stage"], legacy)
     precision = "fp8" if "fp8" in row["precision"].lower() else "bf16" if "bf16" in row["precision"].lower() else "fp16"
     scenario = {
         "name": rid,
