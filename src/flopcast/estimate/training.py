@@ -429,10 +429,8 @@ def _stage_layers(model: ModelSpec, plan: ParallelPlan) -> list[list[int]]:
     return [[i for c in range(rank, chunks, p) for i in bounds[c]] for rank in range(p)]
 
 
-def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
-                      devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
-                      assumptions: tuple[Assumption, ...] = ()) -> TrainingEstimate:
-    """Memory and step time of `train` under `plan` on `plan.num_devices` x `hw` (plan validated)."""
+def _prepared(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, devices_per_node: int,
+              scale_out_bandwidth_bytes_per_s: float | None) -> tuple[Efficiency, float, float, comm.Links, int]:
     eff = efficiency(hw.id, train.precision)
     dtype = "fp16" if train.precision == "fp16" else "bf16"
     half_peak = hw.peak_flops_per_s.get(dtype) or hw.peak_flops_per_s.get("bf16") or hw.peak_flops_per_s.get("fp16")
@@ -443,6 +441,23 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
     so_raw = scale_out_bandwidth_bytes_per_s or hw.scale_out_bandwidth_bytes_per_s or su / eff.scale_up_frac
     links = comm.Links(su, so_raw * eff.scale_out_frac, hw.scale_up_domain)
     scale_up_group = min(hw.scale_up_domain, devices_per_node) if hw.scale_up_domain > 1 else 1
+    return eff, half_peak, mm_peak, links, scale_up_group
+
+
+def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                      devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
+                      assumptions: tuple[Assumption, ...] = (), cache: dict | None = None) -> TrainingEstimate:
+    """Memory and step time of `train` under `plan` on `plan.num_devices` x `hw` (plan validated).
+
+    `cache`: an optional dict the caller keeps across calls with the same model, hardware, training
+    spec and cluster (the plan search does); it memoises the parts that depend on only some plan
+    fields. Results are identical with or without it."""
+    if cache is None:
+        cache = {}
+    prep = cache.get("prep")
+    if prep is None:
+        prep = cache["prep"] = _prepared(model, hw, train, devices_per_node, scale_out_bandwidth_bytes_per_s)
+    eff, half_peak, mm_peak, links, scale_up_group = prep
     ctx = _Ctx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
                mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
                tp_inside=plan.tp <= scale_up_group)
@@ -450,28 +465,38 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
     b = plan.microbatch_seqs
     mb_tokens = b * train.seq_len / plan.cp
     m = train.global_batch_seqs // (plan.dp * b)
-    layer_cost = [_layer_cost(spec, model, plan, train, ctx, mb_tokens) for spec in model.distinct_layers]
+    lkey = ("layers", plan.tp, plan.cp, plan.sp, plan.ep, b, plan.recompute, plan.pp == 1)
+    if lkey not in cache:
+        cache[lkey] = ([_layer_cost(spec, model, plan, train, ctx, mb_tokens) for spec in model.distinct_layers],
+                       _head_cost(model, plan, ctx, mb_tokens))
+    layer_cost, head = cache[lkey]
     group_of = model.layer_group_index
-    head = _head_cost(model, plan, ctx, mb_tokens)
 
     # --- per pipeline rank: sum the layers it holds
-    stages = _stage_layers(model, plan)
+    skey = ("stages", plan.pp, plan.vpp)
+    if skey not in cache:
+        stages_ = _stage_layers(model, plan)
+        cache[skey] = (stages_, [Counter(group_of[i] for i in idx) for idx in stages_])
+    stages, stage_groups = cache[skey]
     recompute_full = plan.recompute == "full"
-    stage_costs: list[_Cost] = []
-    composition: dict[tuple, _Cost] = {}
-    for rank, idx in enumerate(stages):
-        counts_here = Counter(group_of[i] for i in idx)
-        key = (tuple(counts_here.items()), rank == 0, rank == plan.pp - 1)
-        if key not in composition:
-            sc = _Cost()
-            for spec, n in counts_here.items():
-                sc.add(layer_cost[spec], n)
-            if rank == plan.pp - 1:
-                sc.add(head)
-            if rank == 0:
-                sc.params += _embedding_params(model, plan)
-            composition[key] = sc
-        stage_costs.append(composition[key])
+    ckey = ("costs",) + lkey + skey
+    if ckey not in cache:
+        stage_costs_: list[_Cost] = []
+        composition: dict[tuple, _Cost] = {}
+        for rank, counts_here in enumerate(stage_groups):
+            key = (tuple(counts_here.items()), rank == 0, rank == plan.pp - 1)
+            if key not in composition:
+                sc = _Cost()
+                for spec, n in counts_here.items():
+                    sc.add(layer_cost[spec], n)
+                if rank == plan.pp - 1:
+                    sc.add(head)
+                if rank == 0:
+                    sc.params += _embedding_params(model, plan)
+                composition[key] = sc
+            stage_costs_.append(composition[key])
+        cache[ckey] = stage_costs_
+    stage_costs = cache[ckey]
 
     comm_sm_frac = COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
 
@@ -503,9 +528,15 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
         return {"compute": compute, "tp_comm": tp, "ep_comm": ep, "cp_comm": cp,
                 "_fwd": fwd_compute, "_bwd": bwd_compute + rec}
 
-    per_stage = [mb_times(sc) for sc in stage_costs]
-    stage_total = [sum(v for k, v in d.items() if k[0] != "_") for d in per_stage]
-    slow = max(range(plan.pp), key=lambda r: stage_total[r])
+    # ranks holding the same layers share one cost object: time each distinct one once
+    timed: dict[int, tuple[dict[str, float], float]] = {}
+    for sc in stage_costs:
+        if id(sc) not in timed:
+            d_ = mb_times(sc)
+            timed[id(sc)] = (d_, d_["compute"] + d_["tp_comm"] + d_["ep_comm"] + d_["cp_comm"])
+    per_stage = [timed[id(sc)][0] for sc in stage_costs]
+    stage_total = [timed[id(sc)][1] for sc in stage_costs]
+    slow = max(range(plan.pp), key=stage_total.__getitem__)
     t_mb = stage_total[slow]
     # pipeline point-to-point: activations (scatter/gather over tp) forward and gradients backward,
     # once per virtual stage boundary
@@ -608,7 +639,7 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
         inflight = min(m, plan.pp - rank) if plan.pp > 1 else 1
         if plan.vpp > 1 and rank == 0:
             inflight = min(m * plan.vpp, plan.pp * (1 + (plan.pp - 1) / (plan.pp * plan.vpp)))
-        here = Counter(group_of[i] for i in stages[rank])
+        here = stage_groups[rank]
         if recompute_full:
             layer_input = sum(layer_cost[spec].act_full_recompute_bytes * n for spec, n in here.items())
             one_layer = max(layer_cost[spec].act_bytes for spec in here)
@@ -637,13 +668,16 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
                   f"the {hw.id} reference node has {units.format_bytes(hw.host_memory_bytes_per_node)}")
 
     tokens = train.tokens_per_step
-    fwd_per_token = counts.forward_flops_per_token(model, train.seq_len, "causal")
+    if "flops" not in cache:
+        cache["flops"] = (counts.forward_flops_per_token(model, train.seq_len, "causal"),
+                          counts.attention_flops_per_token(model, train.seq_len, "causal"))
+    fwd_per_token, attn_per_token = cache["flops"]
     model_flops = 3 * fwd_per_token * tokens
     extra = 0.0
     if recompute_full:
         extra = fwd_per_token * tokens
     elif plan.recompute == "selective":
-        extra = counts.attention_flops_per_token(model, train.seq_len, "causal") * tokens
+        extra = attn_per_token * tokens
     hardware_flops = model_flops + extra
     n_dev = plan.num_devices
     peak_total = mm_peak * n_dev
