@@ -285,3 +285,117 @@ def _estimate_training_resolved(rs: ResolvedScenario):
     return _estimate(rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
                      scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s,
                      assumptions=tuple(assumptions))
+
+
+def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, objective: str = "throughput",
+                    backend: str = "local", ray_address: str | None = None, workers: int | None = None,
+                    progress=None):
+    """`flopcast search`: every valid plan for the scenario's model, devices and batch, best first."""
+    from flopcast.search import search
+
+    rs = resolve(scenario)
+    if "training" not in rs.sections:
+        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see SCENARIO.md)")
+    train = training_from_mapping(rs.sections["training"])
+    assumptions = list(rs.assumptions)
+    if "parallel" in rs.sections:
+        assumptions.append(Assumption("parallel", "ignored", "the search chooses the plan"))
+    assumptions.append(Assumption(
+        "objective_equivalence", objective,
+        "for a fixed device count, cost, energy and time-to-train all rank plans as step time does"))
+    return search(rs.model, rs.hardware, train, num_devices=rs.cluster.num_devices,
+                  devices_per_node=rs.cluster.devices_per_node,
+                  scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, top=top,
+                  objective=objective, backend=backend, ray_address=ray_address, workers=workers,
+                  progress=progress, assumptions=tuple(assumptions))
+
+
+SWEEP_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute", "microbatch_seqs", "offload",
+                 "step_time_s", "tokens_per_s", "tokens_per_s_per_device", "mfu", "memory_per_device_bytes",
+                 "num_evaluated", "num_fitting", "error")
+
+
+def _parse_vary(vary: list[str]) -> list[tuple[str, list[Any]]]:
+    import yaml
+
+    out = []
+    for item in vary:
+        if "=" not in item:
+            raise InvalidScenario(f"--vary: {item!r} should read KEY=V1,V2 (e.g. hardware=h100-sxm,b200)")
+        key, values = item.split("=", 1)
+        vals = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
+        if not key or not vals:
+            raise InvalidScenario(f"--vary: {item!r} should read KEY=V1,V2 with at least one value")
+        out.append((key.strip(), vals))
+    return out
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    from flopcast.specs.scenario import TOP_LEVEL_KEYS
+
+    keys = dotted.split(".")
+    if keys[0] not in TOP_LEVEL_KEYS:
+        raise UnknownName("--vary key", keys[0], TOP_LEVEL_KEYS)
+    node = data
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str], objective: str = "throughput",
+                   backend: str = "local", ray_address: str | None = None, workers: int | None = None,
+                   out: str | None = None) -> dict[str, Any]:
+    """`flopcast sweep`: one search per combination of the varied values; the best plan of each.
+    Writes `out` as CSV (and Parquet beside it when pyarrow is installed)."""
+    import copy
+    import itertools
+
+    from flopcast.errors import FlopcastError
+    from flopcast.specs.scenario import load_scenario
+
+    base = load_scenario(scenario)
+    base_dir = base.pop("_base_dir")
+    axes = _parse_vary(vary)
+    rows = []
+    for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
+        sc = copy.deepcopy(base)
+        sc.pop("parallel", None)
+        for (key, _), value in zip(axes, combo, strict=True):
+            _set_path(sc, key, value)
+        if isinstance(sc.get("model"), str) and sc["model"].endswith(".json") and not Path(sc["model"]).is_absolute():
+            sc["model"] = str(Path(base_dir) / sc["model"])
+        row: dict[str, Any] = {key: value for (key, _), value in zip(axes, combo, strict=True)}
+        try:
+            res = search_training(sc, top=1, objective=objective, backend=backend, ray_address=ray_address,
+                                  workers=workers)
+            best = res.to_dict()["plans"][0] if res.plans else {}
+            row.update({c: best.get(c) for c in SWEEP_COLUMNS if c in best})
+            row.update(num_evaluated=res.num_evaluated, num_fitting=res.num_fitting,
+                       error=None if res.plans else "no plan fits in memory")
+        except FlopcastError as e:
+            row["error"] = str(e)
+        rows.append(row)
+    columns = [k for k, _ in axes] + list(SWEEP_COLUMNS)
+    written = []
+    if out:
+        import csv
+
+        out_path = Path(out)
+        with out_path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({c: r.get(c) for c in columns})
+        written.append(str(out_path))
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table({c: [r.get(c) for r in rows] for c in columns})
+            pq.write_table(table, out_path.with_suffix(".parquet"))
+            written.append(str(out_path.with_suffix(".parquet")))
+        except ImportError:
+            pass
+    return {"columns": columns, "rows": rows, "written": written}

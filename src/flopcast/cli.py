@@ -82,6 +82,57 @@ def cmd_validate(args: argparse.Namespace) -> None:
     _emit_json(report) if args.json else _render("validation_tables", report)
 
 
+def _progress_bar(enabled: bool):
+    """A rich progress bar on stderr for searches longer than a second, only on a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        return None, None
+    import time
+
+    from rich.progress import Progress
+
+    state: dict = {"start": time.perf_counter(), "bar": None, "task": None}
+
+    def update(done: int, total: int) -> None:
+        if state["bar"] is None and time.perf_counter() - state["start"] > 1.0:
+            state["bar"] = Progress(transient=True)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task("evaluating plans", total=total)
+        if state["bar"] is not None:
+            state["bar"].update(state["task"], completed=done)
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].stop()
+
+    return update, close
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    update, close = _progress_bar(not args.json)
+    try:
+        result = api.search_training(args.scenario, top=args.top, objective=args.objective, backend=args.backend,
+                                     ray_address=args.ray_address, workers=args.workers, progress=update)
+    finally:
+        if close:
+            close()
+    _emit_json(result.to_dict()) if args.json else _render("search_tables", result.to_dict())
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    update, close = _progress_bar(not args.json)
+    try:
+        result = api.sweep_training(args.scenario, vary=args.vary, objective=args.objective, backend=args.backend,
+                                    ray_address=args.ray_address, workers=args.workers, out=args.out)
+    finally:
+        if close:
+            close()
+    _emit_json(result) if args.json else _render("sweep_table", result)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -108,6 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("scenario", help="scenario YAML/JSON file (see examples/)")
     sp = add("train", cmd_train, "training estimate (memory per device, step time, MFU) for the scenario's plan")
     sp.add_argument("scenario", help="scenario YAML/JSON file with training and parallel sections")
+    sp = add("search", cmd_search, "the best parallel plans for the scenario's model, devices and batch")
+    sp.add_argument("scenario", help="scenario YAML/JSON file with a training section (parallel is chosen)")
+    sp.add_argument("--top", type=_positive_int, default=10, help="how many plans to list [10]")
+    sp.add_argument("--objective", default="throughput", choices=("throughput", "time-to-train", "cost", "energy"))
+    sp.add_argument("--backend", default="local", choices=("local", "ray"), help="local processes or Ray tasks")
+    sp.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
+    sp.add_argument("--workers", type=_positive_int, default=None, help="local processes [all cores]")
+    sp = add("sweep", cmd_sweep, "a search per combination of --vary values; one row per combination")
+    sp.add_argument("scenario", help="base scenario YAML/JSON file")
+    sp.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                    help="e.g. hardware=h100-sxm,b200 or cluster.num_devices=1024,4096 (repeatable)")
+    sp.add_argument("--out", default=None, help="write the table to this .csv (and .parquet when pyarrow is present)")
+    sp.add_argument("--objective", default="throughput", choices=("throughput", "time-to-train", "cost", "energy"))
+    sp.add_argument("--backend", default="local", choices=("local", "ray"))
+    sp.add_argument("--ray-address", default=None)
+    sp.add_argument("--workers", type=_positive_int, default=None)
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
     sp.add_argument("what", choices=("training",), help="which estimator to validate")
     add("models", cmd_models, "list catalog models with exact parameter counts")

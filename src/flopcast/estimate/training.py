@@ -571,9 +571,12 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
                   + comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), sc.expert_params * grad_b, links))
             dp_s = max(0.0, ar - bwd_window) + min(ar, bwd_window) * comm_sm_frac
         elif plan.zero_stage in (1, 2):
-            # reduce-scatter behind the last backward, parameter all-gather behind the first forward
-            dp_s = max(0.0, rs - bwd_window) + max(0.0, ag - fwd_window)
-            dp_s += (min(rs, bwd_window) + min(ag, fwd_window)) * comm_sm_frac
+            # ZeRO-1 keeps a full gradient buffer and reduce-scatters it once, behind the last
+            # backward; ZeRO-2 shards the gradients, so every micro-batch reduce-scatters its own
+            # behind its backward. The updated parameters are all-gathered behind the first forward.
+            n_rs = m if plan.zero_stage == 2 else 1
+            dp_s = n_rs * max(0.0, rs - bwd_window) + max(0.0, ag - fwd_window)
+            dp_s += (n_rs * min(rs, bwd_window) + min(ag, fwd_window)) * comm_sm_frac
         else:
             # ZeRO-3 / FSDP: every micro-batch gathers the parameters for forward and again for
             # backward, and reduce-scatters its gradients

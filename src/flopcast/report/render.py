@@ -224,3 +224,62 @@ def validation_tables(d: dict[str, Any]) -> Group:
         ("all rows median / max |error|", f"{pct(s['median_abs_error'])} / {pct(s['max_abs_error'])} ({s['worst_row']})"),
     ])
     return Group(t, summ, _kv_table("Skipped", skipped))
+
+
+def _plan_cols(p: dict[str, Any]) -> list[str]:
+    return [str(p["tp"]), str(p["pp"]), str(p["dp"]), str(p["cp"]), str(p["ep"]), "y" if p["sp"] else "n",
+            str(p["vpp"]), str(p["zero_stage"]), p["recompute"], str(p["microbatch_seqs"]), p["offload"]]
+
+
+PLAN_HEADERS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero", "recompute", "mb", "offload")
+
+
+def search_tables(d: dict[str, Any]) -> Group:
+    def table(title: str, rows: list[dict[str, Any]]) -> Table:
+        t = Table(title=title, title_justify="left")
+        t.add_column("#", justify="right")
+        for h in PLAN_HEADERS:
+            t.add_column(h, justify="right")
+        for h in ("step s", "tokens/s/dev", "MFU", "memory", "headroom"):
+            t.add_column(h, justify="right")
+        for i, p in enumerate(rows, 1):
+            t.add_row(str(i), *_plan_cols(p), f"{p['step_time_s']:.4g}", f"{p['tokens_per_s_per_device']:,.0f}",
+                      f"{100 * p['mfu']:.1f}%", format_bytes(p["memory_per_device_bytes"]),
+                      format_bytes(p["memory_capacity_bytes"] - p["memory_per_device_bytes"]))
+        return t
+
+    summary = _kv_table("Search", [
+        ("plans evaluated", f"{d['num_evaluated']:,} ({d['num_fitting']:,} fit in memory)"),
+        ("objective", d["objective"]), ("backend", d["backend"]),
+    ])
+    parts: list[Any] = [summary, table("Best plans", d["plans"]),
+                        table("Pareto front (throughput vs memory headroom)", d["pareto"])]
+    if d["plans"]:
+        best = d["plans"][0]
+        bd = Table(title="Best plan: step-time breakdown", title_justify="left")
+        bd.add_column("part")
+        bd.add_column("seconds", justify="right")
+        for k, v in best["step_time_breakdown_s"].items():
+            if v:
+                bd.add_row(k, f"{v:.4g}")
+        parts.append(bd)
+    return Group(*parts)
+
+
+def sweep_table(d: dict[str, Any]) -> Group:
+    t = Table(title="Sweep: best plan per combination", title_justify="left")
+    cols = [c for c in d["columns"] if c not in ("num_fitting",)]
+    for c in cols:
+        t.add_column(c, justify="right")
+    for r in d["rows"]:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            if isinstance(v, float):
+                v = f"{v:.4g}"
+            cells.append("" if v is None else str(v))
+        t.add_row(*cells)
+    parts: list[Any] = [t]
+    if d.get("written"):
+        parts.append(_kv_table("Written", [("-", w) for w in d["written"]]))
+    return Group(*parts)

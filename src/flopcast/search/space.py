@@ -1,0 +1,94 @@
+"""Every valid parallel plan for a model, a device count and a batch, built by construction.
+
+The rules are those of `specs.parallel.validate_plan` (a test enumerates small spaces both ways and
+checks they agree): num_devices = tp pp dp cp; tp divides the heads and divides (or is a multiple
+of) the kv heads, within the scale-up domain unless allowed beyond it; pp <= layers; interleaving
+needs pp > 1, layers divisible by pp vpp and micro-batches divisible by pp; ep divides the experts
+and dp cp; cp keeps the sequence divisible by 2 cp; the micro-batch divides the per-replica batch;
+offload needs ZeRO >= 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from flopcast.specs.model import LatentAttention, ModelSpec, MoEFFN
+from flopcast.specs.parallel import OFFLOAD, RECOMPUTE, ZERO_STAGES, ParallelPlan
+
+
+def divisors(n: int) -> list[int]:
+    small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchSpace:
+    """Which options the search may use (all of them by default)."""
+
+    max_tp: int | None = None            # None: the scale-up domain
+    zero_stages: tuple[int, ...] = ZERO_STAGES
+    recompute: tuple[str, ...] = RECOMPUTE
+    offload: tuple[str, ...] = OFFLOAD
+    max_vpp: int = 8
+
+
+def enumerate_plans(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
+                    scale_up_domain: int, space: SearchSpace = SearchSpace()) -> Iterator[ParallelPlan]:
+    """Yield every valid plan, grouped so that plans sharing tp, cp, pp come together."""
+    attn = model.layers[0].attention
+    heads = attn.num_heads
+    kv = heads if isinstance(attn, LatentAttention) else attn.num_kv_heads
+    L = model.num_layers
+    experts = next((lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
+    max_tp = space.max_tp or scale_up_domain
+    for tp in divisors(num_devices):
+        if tp > max_tp or heads % tp or (kv % tp and tp % kv):
+            continue
+        rest = num_devices // tp
+        for cp in divisors(rest):
+            if cp > 1 and seq_len % (2 * cp):
+                continue
+            for pp in divisors(rest // cp):
+                if pp > L:
+                    continue
+                dp = rest // (cp * pp)
+                if global_batch_seqs % dp:
+                    continue
+                per_replica = global_batch_seqs // dp
+                eps = [1]
+                if experts:
+                    eps = [e for e in divisors(experts) if (dp * cp) % e == 0]
+                for mb in divisors(per_replica):
+                    m = per_replica // mb
+                    vpps = [1]
+                    if pp > 1 and m % pp == 0:
+                        vpps += [v for v in range(2, space.max_vpp + 1) if L % (pp * v) == 0]
+                    for ep in eps:
+                        for vpp in vpps:
+                            for sp in ((False, True) if tp > 1 else (False,)):
+                                for recompute in space.recompute:
+                                    for zero in space.zero_stages:
+                                        for offload in space.offload:
+                                            if offload != "none" and zero == 0:
+                                                continue
+                                            yield ParallelPlan(
+                                                tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=sp, vpp=vpp,
+                                                zero_stage=zero, recompute=recompute,
+                                                microbatch_seqs=mb, offload=offload)
+
+
+def nearest_valid_device_counts(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
+                                scale_up_domain: int, space: SearchSpace = SearchSpace(), k: int = 4) -> list[int]:
+    """Device counts closest to `num_devices` that have at least one valid plan."""
+    found: list[int] = []
+    for delta in range(1, 4 * num_devices + 1):
+        for n in (num_devices - delta, num_devices + delta):
+            if n < 1 or n in found:
+                continue
+            if next(enumerate_plans(model, num_devices=n, global_batch_seqs=global_batch_seqs, seq_len=seq_len,
+                                    scale_up_domain=scale_up_domain, space=space), None) is not None:
+                found.append(n)
+        if len(found) >= k:
+            break
+    return sorted(found[:k])

@@ -1,0 +1,149 @@
+"""Plan search: the space equals the validator's, ranking and Pareto front, same numbers as train,
+backends agree, empty spaces suggest device counts, sweeps write one row per combination."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import subprocess
+import sys
+
+import pytest
+
+from flopcast import api
+from flopcast.errors import InvalidScenario
+from flopcast.search.space import SearchSpace, divisors, enumerate_plans
+from flopcast.specs.hf import from_hf_config
+from flopcast.specs.parallel import OFFLOAD, RECOMPUTE, ParallelPlan, validate_plan
+
+SMALL = {"model_type": "llama", "num_hidden_layers": 8, "hidden_size": 512, "num_attention_heads": 8,
+         "num_key_value_heads": 4, "intermediate_size": 1024, "vocab_size": 1000}
+MOE = {"model_type": "mixtral", "num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4,
+       "num_key_value_heads": 4, "intermediate_size": 512, "num_local_experts": 4, "num_experts_per_tok": 2,
+       "vocab_size": 1000}
+
+
+def scenario(model=None, devices=16, batch=16, seq=1024, hardware="h100-sxm"):
+    return {"model": model or dict(SMALL), "hardware": hardware, "cluster": {"num_devices": devices},
+            "training": {"seq_len": seq, "global_batch_seqs": batch}}
+
+
+@pytest.mark.parametrize(("cfg", "devices", "batch"), [(SMALL, 16, 16), (SMALL, 12, 24), (MOE, 8, 8)])
+def test_space_equals_the_validator(cfg, devices, batch):
+    """Enumerated plans are exactly the plans of a brute-force grid that validate_plan accepts
+    (tp within the 8-device scale-up domain, sp only with tp > 1, offload only with ZeRO >= 1)."""
+    model = from_hf_config(cfg)
+    seq = 1024
+    got = list(enumerate_plans(model, num_devices=devices, global_batch_seqs=batch, seq_len=seq, scale_up_domain=8))
+    assert len(got) == len(set(got)) and got
+    shape = {(p.tp, p.pp, p.dp, p.cp, p.ep, p.microbatch_seqs, p.vpp) for p in got}
+    want = set()
+    d = divisors(devices)
+    for tp, pp, dp, cp, ep, mb, vpp in itertools.product(d, d, d, d, range(1, 9), divisors(batch), range(1, 9)):
+        if tp > 8:
+            continue
+        plan = ParallelPlan(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, microbatch_seqs=mb)
+        try:
+            validate_plan(plan, model, num_devices=devices, global_batch_seqs=batch, seq_len=seq)
+        except InvalidScenario:
+            continue
+        want.add((tp, pp, dp, cp, ep, mb, vpp))
+    assert shape == want
+    # every structural plan comes with every allowed (sp, zero, recompute, offload) choice
+    options = {(p.sp, p.zero_stage, p.recompute, p.offload) for p in got if p.tp > 1}
+    allowed = {(sp, z, rc, off) for sp, z, rc, off in itertools.product((False, True), range(4), RECOMPUTE, OFFLOAD)
+               if not (off != "none" and z == 0)}
+    assert not options or options == allowed
+    assert len(got) == sum(len(allowed) // (1 if tp > 1 else 2) for tp, *_ in shape)
+
+
+@pytest.fixture(scope="module")
+def small_result():
+    return api.search_training(scenario(), top=5, workers=1)
+
+
+def test_ranking_and_pareto(small_result):
+    """Plans fit, come fastest first (ties: more headroom first), and the Pareto front is
+    non-dominated in (step time, memory)."""
+    r = small_result
+    assert r.plans and all(p.fits for p in r.plans)
+    keys = [(p.step_time_s, p.memory_per_device_bytes) for p in r.plans]
+    assert keys == sorted(keys)
+    front = [(p.step_time_s, p.memory_per_device_bytes) for p in r.pareto]
+    for i, (t, mem) in enumerate(front):
+        assert not any(t2 <= t and m2 < mem for j, (t2, m2) in enumerate(front) if j != i)
+    assert r.pareto[0].step_time_s == r.plans[0].step_time_s
+    assert r.num_fitting <= r.num_evaluated
+
+
+def test_search_numbers_equal_train(small_result):
+    """The best plan's figures are what `flopcast train` reports for that plan (one implementation)."""
+    best = small_result.plans[0]
+    sc = scenario()
+    sc["parallel"] = best.plan.to_dict()
+    again = api.estimate_training(sc)
+    assert again.step_time_s == best.step_time_s
+    assert again.memory_per_device_bytes == best.memory_per_device_bytes
+
+
+def test_local_processes_agree_with_one_process():
+    """Chunking over processes does not change the result."""
+    one = api.search_training(scenario(), top=3, workers=1).to_dict()
+    two = api.search_training(scenario(), top=3, workers=2).to_dict()
+    assert one["plans"] == two["plans"]
+
+
+def test_ray_backend_agrees_with_local():
+    """backend=ray on a local Ray instance (2 CPUs) returns the same plans as the local backend."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        local = api.search_training(scenario(), top=3, workers=1).to_dict()
+        remote = api.search_training(scenario(), top=3, backend="ray").to_dict()
+        assert remote["plans"] == local["plans"] and remote["num_evaluated"] == local["num_evaluated"]
+    finally:
+        ray.shutdown()
+
+
+def test_empty_space_suggests_device_counts():
+    """A device count with no valid factorisation says why and names the nearest counts that work."""
+    with pytest.raises(InvalidScenario) as e:
+        api.search_training(scenario(devices=9, batch=16), workers=1)
+    msg = str(e.value)
+    assert "no valid plan for 9 devices" in msg and "nearest device counts with plans: " in msg
+    assert "8" in msg.split("nearest device counts with plans:")[1]
+
+
+def test_sweep_writes_a_row_per_combination(tmp_path):
+    """A sweep over two axes runs one search per combination and writes them as CSV."""
+    base = tmp_path / "base.yaml"
+    base.write_text(json.dumps(scenario()))
+    out = tmp_path / "sweep.csv"
+    res = api.sweep_training(str(base), vary=["hardware=h100-sxm,a100-sxm-80gb", "cluster.num_devices=8,16"],
+                             workers=1, out=str(out))
+    assert len(res["rows"]) == 4
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 4 and {r["hardware"] for r in rows} == {"h100-sxm", "a100-sxm-80gb"}
+    assert all(float(r["step_time_s"]) > 0 for r in rows)
+
+
+def test_cli_search_json(tmp_path):
+    """`flopcast search --json` prints plans best first and num_evaluated."""
+    sc = tmp_path / "s.yaml"
+    sc.write_text(json.dumps(scenario()))
+    r = subprocess.run([sys.executable, "-m", "flopcast.cli", "search", str(sc), "--json", "--top", "2",
+                        "--workers", "1"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert len(d["plans"]) == 2 and d["num_evaluated"] > 0
+    assert {"tp", "pp", "dp", "step_time_s", "mfu", "fits"} <= set(d["plans"][0])
+
+
+def test_search_space_options_restrict():
+    """A restricted space (no offload, ZeRO 1 only) enumerates a subset."""
+    model = from_hf_config(SMALL)
+    full = sum(1 for _ in enumerate_plans(model, num_devices=8, global_batch_seqs=8, seq_len=1024, scale_up_domain=8))
+    small = sum(1 for _ in enumerate_plans(model, num_devices=8, global_batch_seqs=8, seq_len=1024, scale_up_domain=8,
+                                           space=SearchSpace(zero_stages=(1,), offload=("none",))))
+    assert 0 < small < full
