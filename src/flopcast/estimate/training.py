@@ -528,98 +528,18 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
         return {"compute": compute, "tp_comm": tp, "ep_comm": ep, "cp_comm": cp,
                 "_fwd": fwd_compute, "_bwd": bwd_compute + rec}
 
-    # ranks holding the same layers share one cost object: time each distinct one once
-    timed: dict[int, tuple[dict[str, float], float]] = {}
-    for sc in stage_costs:
-        if id(sc) not in timed:
-            d_ = mb_times(sc)
-            timed[id(sc)] = (d_, d_["compute"] + d_["tp_comm"] + d_["ep_comm"] + d_["cp_comm"])
-    per_stage = [timed[id(sc)][0] for sc in stage_costs]
-    stage_total = [timed[id(sc)][1] for sc in stage_costs]
-    slow = max(range(plan.pp), key=stage_total.__getitem__)
-    t_mb = stage_total[slow]
-    # pipeline point-to-point: activations (scatter/gather over tp) forward and gradients backward,
-    # once per virtual stage boundary
-    pp_comm_mb = 0.0
-    if plan.pp > 1:
-        # neighbouring stages share a node only if the whole pipeline fits in one
-        inside = plan.num_devices <= devices_per_node
-        msg = mb_tokens * model.hidden_size * ACT_BYTES / plan.tp
-        pp_comm_mb = 2 * plan.vpp * comm.p2p_s(msg, links, inside)
-    bubble = (plan.pp - 1) / plan.vpp * (t_mb + pp_comm_mb)
-
-    # --- data-parallel gradient reduction and parameter gathers (ZeRO)
-    sc = stage_costs[slow]
-    dense_params = sc.params - sc.expert_params
+    # --- optimizer shard (the stage with the most parameters) and offloaded state
     d = plan.dp * plan.cp
     d_exp = max(1, d // plan.ep)
-    in_node = max(1, devices_per_node // (plan.tp * plan.cp)) if plan.tp * plan.cp < devices_per_node else 1
-    dp_s = 0.0
-    if d > 1:
-        grad_b = BYTES_PER_ELEMENT[train.grad_reduce_dtype]
-        fwd_window = per_stage[slow]["_fwd"] if train.comm_overlap else 0.0
-        bwd_window = per_stage[slow]["_bwd"] if train.comm_overlap else 0.0
-
-        def gather(n: int, nbytes: float) -> float:
-            return comm.hierarchical_gather_s(n, min(in_node, n), nbytes, links)
-
-        rs = gather(d, dense_params * grad_b) + gather(d_exp, sc.expert_params * grad_b)
-        ag = gather(d, dense_params * WEIGHT_BYTES) + gather(d_exp, sc.expert_params * WEIGHT_BYTES)
-        if plan.zero_stage == 0:
-            # one all-reduce of the gradients, hidden behind the last micro-batch's backward
-            ar = (comm.hierarchical_all_reduce_s(d, min(in_node, d), dense_params * grad_b, links)
-                  + comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), sc.expert_params * grad_b, links))
-            dp_s = max(0.0, ar - bwd_window) + min(ar, bwd_window) * comm_sm_frac
-        elif plan.zero_stage in (1, 2):
-            # ZeRO-1 keeps a full gradient buffer and reduce-scatters it once, behind the last
-            # backward; ZeRO-2 shards the gradients, so every micro-batch reduce-scatters its own
-            # behind its backward. The updated parameters are all-gathered behind the first forward.
-            n_rs = m if plan.zero_stage == 2 else 1
-            dp_s = n_rs * max(0.0, rs - bwd_window) + max(0.0, ag - fwd_window)
-            dp_s += (n_rs * min(rs, bwd_window) + min(ag, fwd_window)) * comm_sm_frac
-        else:
-            # ZeRO-3 / FSDP: every micro-batch gathers the parameters for forward and again for
-            # backward, and reduce-scatters its gradients
-            dp_s = m * (max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window)
-                        + (min(ag, fwd_window) + min(ag + rs, bwd_window)) * comm_sm_frac)
-
-    # --- optimizer step (memory-bound Adam over the local shard) and offload
+    hkey = ("heavy",) + ckey
+    if hkey not in cache:
+        cache[hkey] = max(stage_costs, key=lambda c: c.params)
+    heavy = cache[hkey]
     sharded = plan.zero_stage >= 1
-    opt_params = dense_params / (d if sharded else 1) + sc.expert_params / (d_exp if sharded else 1)
-    offload_s = 0.0
-    host_bytes = 0.0
-    nvme_bytes = 0.0
-    if plan.offload == "none":
-        optimizer_s = opt_params * ADAM_BYTES_MOVED / ctx.mem_bytes_per_s
-    else:
-        link = (hw.host_link_bandwidth_bytes_per_s or 32e9) * eff.memory_frac
-        host_bw = HOST_MEMORY_BANDWIDTH_BYTES_PER_S / max(1, devices_per_node)
-        optimizer_s = opt_params * ADAM_BYTES_MOVED / host_bw
-        offload_s = opt_params * (GRAD_BYTES + WEIGHT_BYTES) / link
-        if plan.offload == "nvme":
-            offload_s += opt_params * OPTIMIZER_BYTES * 2 / NVME_BANDWIDTH_BYTES_PER_S
-            nvme_bytes = opt_params * OPTIMIZER_BYTES
-        else:
-            host_bytes = opt_params * OPTIMIZER_BYTES * devices_per_node
-
-    # tied embeddings split over first and last stage: their gradients are all-reduced each step
-    emb_sync = 0.0
-    if model.tie_embeddings and plan.pp > 1:
-        emb_bytes = model.vocab_size * model.embed_dim / plan.tp * BYTES_PER_ELEMENT[train.grad_reduce_dtype]
-        emb_sync = comm.ring_all_reduce_s(2, emb_bytes, links, False)
-
-    breakdown = {
-        "compute": m * per_stage[slow]["compute"],
-        "tp_comm": m * per_stage[slow]["tp_comm"],
-        "pp_bubble": bubble,
-        "pp_comm": m * pp_comm_mb,
-        "dp_comm": dp_s,
-        "ep_comm": m * per_stage[slow]["ep_comm"],
-        "cp_comm": m * per_stage[slow]["cp_comm"],
-        "offload": offload_s,
-        "other": optimizer_s + emb_sync,
-    }
-    step = sum(breakdown.values())
+    opt_params = ((heavy.params - heavy.expert_params) / (d if sharded else 1)
+                  + heavy.expert_params / (d_exp if sharded else 1))
+    host_bytes = opt_params * OPTIMIZER_BYTES * devices_per_node if plan.offload == "cpu" else 0.0
+    nvme_bytes = opt_params * OPTIMIZER_BYTES if plan.offload == "nvme" else 0.0
 
     # --- memory on the most-loaded rank (first and last stage checked)
     def stage_memory(rank: int) -> dict[str, float]:
@@ -660,15 +580,111 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
     cap = hw.hbm_capacity_bytes
     fits = total_mem <= cap
     reason = None
-    if not fits:
+    skip = cache.get("skip_infeasible_timing")
+    if not fits and not skip:
         biggest = max(mem, key=mem.get)
         reason = (f"needs {units.format_bytes(total_mem)} per device, {units.format_bytes(total_mem - cap)} "
                   f"more than the {units.format_bytes(cap)} of {hw.id}; largest part: {biggest} "
                   f"({units.format_bytes(mem[biggest])})")
     if plan.offload == "cpu" and hw.host_memory_bytes_per_node and host_bytes > hw.host_memory_bytes_per_node:
         fits = False
-        reason = (f"offloaded optimizer state needs {units.format_bytes(host_bytes)} of host memory per node; "
+        reason = None if skip else (f"offloaded optimizer state needs {units.format_bytes(host_bytes)} of host memory per node; "
                   f"the {hw.id} reference node has {units.format_bytes(hw.host_memory_bytes_per_node)}")
+
+    if not fits and skip:
+        # the search drops plans that do not fit; it asks for no timing of them
+        return TrainingEstimate(
+            fits=False, infeasible_reason=reason, memory_per_device_bytes=total_mem, memory_breakdown_bytes=mem,
+            memory_capacity_bytes=cap, step_time_s=math.inf, step_time_breakdown_s={}, tokens_per_s=0.0,
+            tokens_per_s_per_device=0.0, model_flops_per_step=0.0, hardware_flops_per_step=0.0, mfu=0.0, hfu=0.0,
+            time_to_train_s=None, device_hours=None, num_microbatches=m, plan=plan, assumptions=assumptions)
+
+    # ranks holding the same layers share one cost object: time each distinct one once
+    tkey = ("timed",) + ckey
+    if tkey not in cache:
+        timed: dict[int, tuple[dict[str, float], float]] = {}
+        for sc in stage_costs:
+            if id(sc) not in timed:
+                d_ = mb_times(sc)
+                timed[id(sc)] = (d_, d_["compute"] + d_["tp_comm"] + d_["ep_comm"] + d_["cp_comm"])
+        per_stage_ = [timed[id(sc)][0] for sc in stage_costs]
+        stage_total_ = [timed[id(sc)][1] for sc in stage_costs]
+        cache[tkey] = (per_stage_, stage_total_, max(range(plan.pp), key=stage_total_.__getitem__))
+    per_stage, stage_total, slow = cache[tkey]
+    t_mb = stage_total[slow]
+    # pipeline point-to-point: activations (scatter/gather over tp) forward and gradients backward,
+    # once per virtual stage boundary
+    pp_comm_mb = 0.0
+    if plan.pp > 1:
+        # neighbouring stages share a node only if the whole pipeline fits in one
+        inside = plan.num_devices <= devices_per_node
+        msg = mb_tokens * model.hidden_size * ACT_BYTES / plan.tp
+        pp_comm_mb = 2 * plan.vpp * comm.p2p_s(msg, links, inside)
+    bubble = (plan.pp - 1) / plan.vpp * (t_mb + pp_comm_mb)
+
+    # --- data-parallel gradient reduction and parameter gathers (ZeRO)
+    sc = stage_costs[slow]
+    dense_params = sc.params - sc.expert_params
+    in_node = max(1, devices_per_node // (plan.tp * plan.cp)) if plan.tp * plan.cp < devices_per_node else 1
+    dp_s = 0.0
+    if d > 1:
+        grad_b = BYTES_PER_ELEMENT[train.grad_reduce_dtype]
+        fwd_window = per_stage[slow]["_fwd"] if train.comm_overlap else 0.0
+        bwd_window = per_stage[slow]["_bwd"] if train.comm_overlap else 0.0
+
+        def gather(n: int, nbytes: float) -> float:
+            return comm.hierarchical_gather_s(n, min(in_node, n), nbytes, links)
+
+        rs = gather(d, dense_params * grad_b) + gather(d_exp, sc.expert_params * grad_b)
+        ag = gather(d, dense_params * WEIGHT_BYTES) + gather(d_exp, sc.expert_params * WEIGHT_BYTES)
+        if plan.zero_stage == 0:
+            # one all-reduce of the gradients, hidden behind the last micro-batch's backward
+            ar = (comm.hierarchical_all_reduce_s(d, min(in_node, d), dense_params * grad_b, links)
+                  + comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), sc.expert_params * grad_b, links))
+            dp_s = max(0.0, ar - bwd_window) + min(ar, bwd_window) * comm_sm_frac
+        elif plan.zero_stage in (1, 2):
+            # ZeRO-1 keeps a full gradient buffer and reduce-scatters it once, behind the last
+            # backward; ZeRO-2 shards the gradients, so every micro-batch reduce-scatters its own
+            # behind its backward. The updated parameters are all-gathered behind the first forward.
+            n_rs = m if plan.zero_stage == 2 else 1
+            dp_s = n_rs * max(0.0, rs - bwd_window) + max(0.0, ag - fwd_window)
+            dp_s += (n_rs * min(rs, bwd_window) + min(ag, fwd_window)) * comm_sm_frac
+        else:
+            # ZeRO-3 / FSDP: every micro-batch gathers the parameters for forward and again for
+            # backward, and reduce-scatters its gradients
+            dp_s = m * (max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window)
+                        + (min(ag, fwd_window) + min(ag + rs, bwd_window)) * comm_sm_frac)
+
+    # --- optimizer step (memory-bound Adam over the local shard) and offload transfers
+    offload_s = 0.0
+    if plan.offload == "none":
+        optimizer_s = opt_params * ADAM_BYTES_MOVED / ctx.mem_bytes_per_s
+    else:
+        link = (hw.host_link_bandwidth_bytes_per_s or 32e9) * eff.memory_frac
+        host_bw = HOST_MEMORY_BANDWIDTH_BYTES_PER_S / max(1, devices_per_node)
+        optimizer_s = opt_params * ADAM_BYTES_MOVED / host_bw
+        offload_s = opt_params * (GRAD_BYTES + WEIGHT_BYTES) / link
+        if plan.offload == "nvme":
+            offload_s += opt_params * OPTIMIZER_BYTES * 2 / NVME_BANDWIDTH_BYTES_PER_S
+
+    # tied embeddings split over first and last stage: their gradients are all-reduced each step
+    emb_sync = 0.0
+    if model.tie_embeddings and plan.pp > 1:
+        emb_bytes = model.vocab_size * model.embed_dim / plan.tp * BYTES_PER_ELEMENT[train.grad_reduce_dtype]
+        emb_sync = comm.ring_all_reduce_s(2, emb_bytes, links, False)
+
+    breakdown = {
+        "compute": m * per_stage[slow]["compute"],
+        "tp_comm": m * per_stage[slow]["tp_comm"],
+        "pp_bubble": bubble,
+        "pp_comm": m * pp_comm_mb,
+        "dp_comm": dp_s,
+        "ep_comm": m * per_stage[slow]["ep_comm"],
+        "cp_comm": m * per_stage[slow]["cp_comm"],
+        "offload": offload_s,
+        "other": optimizer_s + emb_sync,
+    }
+    step = sum(breakdown.values())
 
     tokens = train.tokens_per_step
     if "flops" not in cache:

@@ -46,7 +46,7 @@ Summary = tuple[float, float, bool]
 
 def evaluate_chunk(job: Job, plans: Sequence[ParallelPlan]) -> list[Summary]:
     """Time and size every plan of a chunk (a pure function of its inputs)."""
-    cache: dict = {}
+    cache: dict = {"skip_infeasible_timing": True}
     out: list[Summary] = []
     for plan in plans:
         e = estimate_training(job.model, job.hw, plan, job.train, devices_per_node=job.devices_per_node,
