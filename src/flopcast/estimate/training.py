@@ -588,7 +588,8 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
                   f"({units.format_bytes(mem[biggest])})")
     if plan.offload == "cpu" and hw.host_memory_bytes_per_node and host_bytes > hw.host_memory_bytes_per_node:
         fits = False
-        reason = None if skip else (f"offloaded optimizer state needs {units.format_bytes(host_bytes)} of host memory per node; "
+        reason = None if skip else (
+                  f"offloaded optimizer state needs {units.format_bytes(host_bytes)} of host memory per node; "
                   f"the {hw.id} reference node has {units.format_bytes(hw.host_memory_bytes_per_node)}")
 
     if not fits and skip:

@@ -123,7 +123,7 @@ class SearchResult:
             "backend": self.backend,
             "num_evaluated": self.num_evaluated,
             "num_fitting": self.num_fitting,
-            "num_pruned": 0,
+            "num_pruned": self.num_evaluated - self.num_fitting,  # sized, found not to fit, never timed
             "plans": [row(e) for e in self.plans],
             "pareto": [row(e) for e in self.pareto],
             "assumptions": [a.to_dict() for a in self.assumptions],
