@@ -33,18 +33,20 @@ def _shape(entry: dict, dtype: str) -> tuple[int, int, int] | None:
 
 
 @cache
-def efficiency(hw_id: str, dtype: str) -> Efficiency:
-    """The efficiencies for `hw_id` running matmuls in `dtype` (defaults where not measured)."""
+def efficiency(hw_id: str, dtype: str, attention_kernel: str = "flash3") -> Efficiency:
+    """The efficiencies for `hw_id` running matmuls in `dtype` and attention with
+    `attention_kernel` (flash2 | flash3), defaults where not measured."""
     t = _table()
     d = t["default"]
     entry = t["hardware"].get(hw_id, {})
     mm = entry.get("matmul", {})
     dtype_key = "bf16" if dtype not in ("bf16", "fp16", "fp8") else dtype
     frac = mm.get(dtype_key, d["matmul"].get(dtype_key, d["matmul"]["bf16"]))
+    att = entry.get("attention", d["attention"]).get(attention_kernel, d["attention"][attention_kernel])
     return Efficiency(
         matmul_frac=float(frac),
-        attention_fwd_frac=float(d["attention"]["forward"]),
-        attention_bwd_frac=float(d["attention"]["backward"]),
+        attention_fwd_frac=float(att[0]),
+        attention_bwd_frac=float(att[1]),
         memory_frac=float(d["memory"]["fraction"]),
         scale_up_frac=float(d["scale_up"]["fraction"]),
         scale_out_frac=float(d["scale_out"]["fraction"]),

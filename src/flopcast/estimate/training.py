@@ -431,7 +431,7 @@ def _stage_layers(model: ModelSpec, plan: ParallelPlan) -> list[list[int]]:
 
 def _prepared(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, devices_per_node: int,
               scale_out_bandwidth_bytes_per_s: float | None) -> tuple[Efficiency, float, float, comm.Links, int]:
-    eff = efficiency(hw.id, train.precision)
+    eff = efficiency(hw.id, train.precision, train.attention_kernel)
     dtype = "fp16" if train.precision == "fp16" else "bf16"
     half_peak = hw.peak_flops_per_s.get(dtype) or hw.peak_flops_per_s.get("bf16") or hw.peak_flops_per_s.get("fp16")
     if half_peak is None:
@@ -452,8 +452,21 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
     `cache`: an optional dict the caller keeps across calls with the same model, hardware, training
     spec and cluster (the plan search does); it memoises the parts that depend on only some plan
     fields. Results are identical with or without it."""
-    if cache is None:
-        cache = {}
+    return _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_bytes_per_s, assumptions,
+                     {} if cache is None else cache, summary=False)
+
+
+def step_summary(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                 devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
+                 cache: dict) -> tuple[float, float, bool]:
+    """(step_time_s, memory_per_device_bytes, fits) exactly as estimate_training computes them, without
+    building the report; plans that do not fit are not timed (step_time_s = inf). For the search."""
+    return _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_bytes_per_s, (), cache,
+                     summary=True)
+
+
+def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_bytes_per_s, assumptions, cache, *,
+              summary: bool):
     prep = cache.get("prep")
     if prep is None:
         prep = cache["prep"] = _prepared(model, hw, train, devices_per_node, scale_out_bandwidth_bytes_per_s)
@@ -580,7 +593,7 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
     cap = hw.hbm_capacity_bytes
     fits = total_mem <= cap
     reason = None
-    skip = cache.get("skip_infeasible_timing")
+    skip = summary
     if not fits and not skip:
         biggest = max(mem, key=mem.get)
         reason = (f"needs {units.format_bytes(total_mem)} per device, {units.format_bytes(total_mem - cap)} "
@@ -592,13 +605,8 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
                   f"offloaded optimizer state needs {units.format_bytes(host_bytes)} of host memory per node; "
                   f"the {hw.id} reference node has {units.format_bytes(hw.host_memory_bytes_per_node)}")
 
-    if not fits and skip:
-        # the search drops plans that do not fit; it asks for no timing of them
-        return TrainingEstimate(
-            fits=False, infeasible_reason=reason, memory_per_device_bytes=total_mem, memory_breakdown_bytes=mem,
-            memory_capacity_bytes=cap, step_time_s=math.inf, step_time_breakdown_s={}, tokens_per_s=0.0,
-            tokens_per_s_per_device=0.0, model_flops_per_step=0.0, hardware_flops_per_step=0.0, mfu=0.0, hfu=0.0,
-            time_to_train_s=None, device_hours=None, num_microbatches=m, plan=plan, assumptions=assumptions)
+    if not fits and summary:
+        return math.inf, total_mem, False   # the search drops plans that do not fit: no timing
 
     # ranks holding the same layers share one cost object: time each distinct one once
     tkey = ("timed",) + ckey
@@ -686,6 +694,8 @@ def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
         "other": optimizer_s + emb_sync,
     }
     step = sum(breakdown.values())
+    if summary:
+        return step, total_mem, fits
 
     tokens = train.tokens_per_step
     if "flops" not in cache:

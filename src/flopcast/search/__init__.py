@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flopcast.errors import InvalidScenario, UnknownName
-from flopcast.estimate.training import TrainingEstimate, estimate_training
+from flopcast.estimate.training import TrainingEstimate, estimate_training, step_summary
 from flopcast.report import Assumption
 from flopcast.search.space import SearchSpace, enumerate_plans, nearest_valid_device_counts
 from flopcast.specs.hardware import AcceleratorSpec
@@ -46,13 +46,10 @@ Summary = tuple[float, float, bool]
 
 def evaluate_chunk(job: Job, plans: Sequence[ParallelPlan]) -> list[Summary]:
     """Time and size every plan of a chunk (a pure function of its inputs)."""
-    cache: dict = {"skip_infeasible_timing": True}
-    out: list[Summary] = []
-    for plan in plans:
-        e = estimate_training(job.model, job.hw, plan, job.train, devices_per_node=job.devices_per_node,
-                              scale_out_bandwidth_bytes_per_s=job.scale_out_bandwidth_bytes_per_s, cache=cache)
-        out.append((e.step_time_s, e.memory_per_device_bytes, e.fits))
-    return out
+    cache: dict = {}
+    return [step_summary(job.model, job.hw, plan, job.train, devices_per_node=job.devices_per_node,
+                         scale_out_bandwidth_bytes_per_s=job.scale_out_bandwidth_bytes_per_s, cache=cache)
+            for plan in plans]
 
 
 def _chunks(plans: list[ParallelPlan]) -> list[list[ParallelPlan]]:

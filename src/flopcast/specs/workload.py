@@ -11,7 +11,8 @@ from flopcast.errors import InvalidScenario, UnknownName
 
 PRECISIONS = ("bf16", "fp16", "fp8")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
-                 "flash_attention", "dropout", "comm_overlap", "grad_reduce_dtype")
+                 "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype")
+ATTENTION_KERNELS = ("flash3", "flash2")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -20,7 +21,9 @@ class TrainingSpec:
 
     precision: bf16/fp16 mixed precision, or fp8 (Transformer Engine: fp8 matmuls, bf16 weights and
     activations elsewhere). flash_attention: fused attention that never stores the S x S scores
-    (False reproduces 2021-2022 Megatron-LM, which materialised them). dropout: dropout masks are
+    (False reproduces 2021-2022 Megatron-LM, which materialised them); attention_kernel: which
+    generation of fused kernel, flash3 (FlashAttention-3 / cuDNN, 2024 on; the default) or flash2
+    (FlashAttention-2 and Triton ports, 2023), whose efficiency differs most on Hopper. dropout: dropout masks are
     kept for backward (GPT-3-era recipes; modern LLM recipes use none). comm_overlap: tensor-,
     data-parallel and context-parallel communication overlapped with compute as Megatron-Core does
     with --tp-comm-overlap/--overlap-grad-reduce/--overlap-param-gather (False: exposed, as in
@@ -33,6 +36,7 @@ class TrainingSpec:
     total_tokens: float | None = None
     precision: str = "bf16"
     flash_attention: bool = True
+    attention_kernel: str = "flash3"
     dropout: bool = False
     comm_overlap: bool = True
     grad_reduce_dtype: str = "bf16"
@@ -80,11 +84,14 @@ def training_from_mapping(data: Mapping[str, Any]) -> TrainingSpec:
     precision = str(data.get("precision", "bf16"))
     if precision not in PRECISIONS:
         raise UnknownName("training.precision", precision, PRECISIONS)
+    kernel = str(data.get("attention_kernel", "flash3"))
+    if kernel not in ATTENTION_KERNELS:
+        raise UnknownName("training.attention_kernel", kernel, ATTENTION_KERNELS)
     grad_dtype = str(data.get("grad_reduce_dtype", "bf16"))
     if grad_dtype not in ("bf16", "fp32"):
         raise UnknownName("training.grad_reduce_dtype", grad_dtype, ("bf16", "fp32"))
     return TrainingSpec(
         seq_len=seq_len, global_batch_seqs=batch, total_tokens=total, precision=precision,
         flash_attention=_bool(data, "flash_attention", True), dropout=_bool(data, "dropout", False),
-        comm_overlap=_bool(data, "comm_overlap", True), grad_reduce_dtype=grad_dtype,
+        comm_overlap=_bool(data, "comm_overlap", True), grad_reduce_dtype=grad_dtype, attention_kernel=kernel,
     )

@@ -12,7 +12,8 @@ Rows without a parallel layout (or measured as MFU without one) are listed as sk
 Knobs that differ between software generations are set from the source's era, never per row:
 2021-2022 Megatron-LM (SC'21, Korthikanti et al., BLOOM's Megatron-DeepSpeed) ran without
 FlashAttention and without communication overlap, with GPT-3's dropout; later stacks use all three
-of FlashAttention, overlap and no dropout.
+of FlashAttention, overlap and no dropout; the 2023 MosaicML runs used FlashAttention-2-generation
+kernels, the 2024-2025 NVIDIA stacks cuDNN / FlashAttention-3-generation ones.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ CATALOG_MODELS = {
     "Llama 3 70B": "llama-3-70b", "GPT-OSS 120B": "gpt-oss-120b",
 }
 LEGACY_PREFIXES = ("MEG-SC21", "KORTH", "BLOOM")   # 2021-2022 Megatron-LM / Megatron-DeepSpeed
+FLASH2_PREFIXES = ("MPT",)                         # 2023 llm-foundry: FlashAttention-2 / Triton kernels
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +173,8 @@ def row_to_case(row: dict[str, str]) -> Case | str:
         "cluster": {"num_devices": n_dev, "scale_out_bandwidth": _scale_out(rid, hw)},
         "training": {"seq_len": seq_len, "global_batch_seqs": batch, "precision": precision,
                      "flash_attention": not legacy, "dropout": legacy and not rid.startswith("BLOOM"),
-                     "comm_overlap": not legacy, "grad_reduce_dtype": "fp32" if legacy else "bf16"},
+                     "comm_overlap": not legacy, "grad_reduce_dtype": "fp32" if legacy else "bf16",
+                     "attention_kernel": "flash2" if rid.startswith(FLASH2_PREFIXES) else "flash3"},
         "parallel": {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
                      "zero_stage": zero, "recompute": recompute, "microbatch_seqs": mb},
     }
