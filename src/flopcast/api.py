@@ -184,6 +184,7 @@ class PlanReport:
     cluster: ClusterSpec
     pending_sections: tuple[str, ...] = ()
     training: Any = None
+    serving: Any = None
     assumptions: tuple[Assumption, ...] = field(default=())
 
     def cluster_dict(self) -> dict[str, Any]:
@@ -211,6 +212,7 @@ class PlanReport:
             "hardware": hardware_dict(self.hardware),
             "cluster": self.cluster_dict(),
             "training": self.training.to_dict() if self.training is not None else None,
+            "serving": self.serving.to_dict() if self.serving is not None else None,
             "pending_sections": list(self.pending_sections),
             "assumptions": [a.to_dict() for a in self.assumptions],
         }
@@ -242,10 +244,15 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
     if "training" in rs.sections and "parallel" in rs.sections:
         training_est = _estimate_training_resolved(rs)
     done = {"training", "parallel"} if training_est is not None else set()
+    serving_est = None
+    if "inference" in rs.sections:
+        serving_est = _estimate_serving_resolved(rs)
+        done.add("inference")
     pending = tuple(k for k in ("training", "parallel", "inference", "site", "pricing")
                     if k in rs.sections and k not in done)
     return PlanReport(name=rs.name, model=model, hardware=rs.hardware, cluster=rs.cluster,
-                      pending_sections=pending, training=training_est, assumptions=tuple(assumptions))
+                      pending_sections=pending, training=training_est, serving=serving_est,
+                      assumptions=tuple(assumptions))
 
 
 def _training_inputs(rs: ResolvedScenario):
@@ -399,3 +406,30 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
         except ImportError:
             pass
     return {"columns": columns, "rows": rows, "written": written}
+
+
+def _estimate_serving_resolved(rs: ResolvedScenario):
+    from flopcast.estimate.serving import estimate_serving as _estimate
+    from flopcast.specs.serving import inference_from_mapping, validate_inference
+
+    if "inference" not in rs.sections:
+        raise InvalidScenario("inference: missing; give tp, weights_dtype, batch_size, input_tokens, output_tokens")
+    spec = inference_from_mapping(rs.sections["inference"])
+    validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
+    assumptions = list(rs.assumptions) + [
+        Assumption("runtime_reserve", "1 GiB + 5% of device memory",
+                   "CUDA context and workspaces, CUDA graphs, NCCL; engines keep 5-10% of memory free"),
+        Assumption("max_tokens_per_iteration", spec.max_tokens_per_iteration,
+                   "engine token budget per forward (vLLM max_num_batched_tokens / TensorRT-LLM max_num_tokens)"),
+        Assumption("kv_block_size", spec.block_size, "paged KV cache blocks (vLLM default 16 tokens)"),
+        Assumption("steady_state", "continuous batching with chunked prefill",
+                   "every iteration: one token per decoding sequence plus B*I/O prompt tokens on average"),
+    ]
+    if spec.batch_size is None:
+        assumptions.append(Assumption("batch_size", "max", "largest by KV-cache memory and the iteration budget"))
+    return _estimate(rs.model, rs.hardware, spec, assumptions=tuple(assumptions))
+
+
+def estimate_serving(scenario: str | Path | Mapping[str, Any]):
+    """`flopcast infer`: KV capacity, TTFT, TPOT and steady-state throughput of the inference section."""
+    return _estimate_serving_resolved(resolve(scenario))

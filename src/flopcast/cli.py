@@ -75,11 +75,25 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    from flopcast.validation import training as vt
+    if args.what == "training":
+        from flopcast.validation import training as vt
 
-    results = vt.run()
-    report = {"kind": "training", "summary": vt.summary(results), "rows": [r.to_dict() for r in results]}
-    _emit_json(report) if args.json else _render("validation_tables", report)
+        results = vt.run()
+        report = {"kind": "training", "summary": vt.summary(results), "rows": [r.to_dict() for r in results]}
+        _emit_json(report) if args.json else _render("validation_tables", report)
+    else:
+        from flopcast.validation import inference as vi
+
+        results = vi.run()
+        report = {"kind": "inference", "summary": vi.summary(results), "rows": [r.to_dict() for r in results]}
+        _emit_json(report) if args.json else _render("inference_validation_tables", report)
+
+
+def cmd_infer(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    est = api.estimate_serving(args.scenario)
+    _emit_json(est.to_dict()) if args.json else _render("serving_tables", est.to_dict())
 
 
 def _progress_bar(enabled: bool):
@@ -176,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ray-address", default=None)
     sp.add_argument("--workers", type=_positive_int, default=None)
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
-    sp.add_argument("what", choices=("training",), help="which estimator to validate")
+    sp.add_argument("what", choices=("training", "inference"), help="which estimator to validate")
+    sp = add("infer", cmd_infer, "serving estimate: KV capacity, TTFT, TPOT, steady-state throughput")
+    sp.add_argument("scenario", help="scenario YAML/JSON file with an inference section")
     add("models", cmd_models, "list catalog models with exact parameter counts")
     sp = add("hardware", cmd_hardware, "list catalog accelerators, or show one with its sources")
     sp.add_argument("id", nargs="?", help="an accelerator id, e.g. h100-sxm")

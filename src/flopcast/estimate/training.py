@@ -154,8 +154,11 @@ class _Ctx:
 
 # Output tiles of the GEMM kernels a library chooses from: (rows, cols, tiles resident per compute
 # unit). Large 256x128 tiles in either orientation, or 128x128 tiles two per unit (CUTLASS/cuBLAS
-# Ampere and Hopper kernels).
-GEMM_TILES = ((256, 128, 1), (128, 256, 1), (128, 128, 2))
+# Ampere and Hopper kernels); 64- and 16-row tiles, which reuse loaded operands less, only for
+# skinny GEMMs of fewer than 128 rows (decode, small batches), as the libraries' kernel heuristics
+# do. When a GEMM has fewer tiles than units, the library splits K across units (>= 512 per split).
+GEMM_TILES = ((256, 128, 1), (128, 256, 1), (128, 128, 2), (64, 128, 2), (16, 128, 4))
+SPLIT_K_MIN = 512
 
 
 # Per output tile a GEMM kernel first fills its operand pipeline (3 stages of 64-wide K slices on
@@ -168,24 +171,27 @@ GEMM_PIPELINE_FILL_K = 192
 DEFAULT_BEST_SHAPE = (8192, 8192, 8192)
 
 
-def wave_efficiency(m: float, n: float, count: float, compute_units: int | None) -> float:
+def wave_efficiency(m: float, n: float, count: float, compute_units: int | None, k: float = 0.0) -> float:
     """Fraction of the compute units doing useful work when `count` GEMMs with (m x n) outputs are
-    cut into tiles and run in waves of one tile per unit (the library picks the best tiling).
-    Devices without a published unit count: 1."""
+    cut into tiles (and K into splits when tiles are too few) and run in waves of one tile per
+    unit; the library picks the best tiling. Devices without a published unit count: 1."""
     if not compute_units:
         return 1.0
     best = 0.0
     for a, b, per_unit in GEMM_TILES:
+        if a < 128 and m >= 128:
+            continue
         tiles = count * math.ceil(m / a) * math.ceil(n / b)
         slots = compute_units * per_unit
-        waves = math.ceil(tiles / slots)
-        best = max(best, count * m * n / (waves * slots * a * b))
+        splits = max(1, min(slots // tiles, int(k // SPLIT_K_MIN))) if tiles < slots else 1
+        waves = math.ceil(tiles * splits / slots)
+        best = max(best, count * m * n * splits / (waves * slots * a * b))
     return best
 
 
 def shape_efficiency(m: float, n: float, k: float, count: float, compute_units: int | None, k0: float) -> float:
     """Relative GEMM efficiency of a shape: output-tile waves x K / (K + K0)."""
-    return wave_efficiency(m, n, count, compute_units) * k / (k + k0)
+    return wave_efficiency(m, n, count, compute_units, k) * k / (k + k0)
 
 
 @cache

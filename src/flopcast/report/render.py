@@ -144,6 +144,8 @@ def plan_tables(d: dict[str, Any]) -> Group:
                         _kv_table("Cluster", cl_rows)]
     if d.get("training"):
         parts.append(training_tables(d["training"]))
+    if d.get("serving"):
+        parts.append(serving_tables(d["serving"]))
     if d["pending_sections"]:
         parts.append(_kv_table("Not yet estimated by this version",
                                [("-", ", ".join(d["pending_sections"]))]))
@@ -283,3 +285,57 @@ def sweep_table(d: dict[str, Any]) -> Group:
     if d.get("written"):
         parts.append(_kv_table("Written", [("-", w) for w in d["written"]]))
     return Group(*parts)
+
+
+def serving_tables(d: dict[str, Any]) -> Group:
+    s = d["inference"]
+    rows = [
+        ("configuration", f"tp {s['tp']} pp {s['pp']} dp {s['dp']} ep {s['ep']}, weights {s['weights_dtype']}, "
+                          f"KV {s['kv_dtype']}, {s['input_tokens']} in / {s['output_tokens']} out"),
+        ("batch", f"{d['batch_size']} sequences per replica (memory allows {d['max_batch_size']})"),
+        ("KV cache / token", f"{d['kv_cache_bytes_per_token']:,.0f} B"),
+        ("TTFT loaded / unloaded", f"{d['ttft_s'] * 1e3:,.1f} ms / {d['ttft_unloaded_s'] * 1e3:,.1f} ms"),
+        ("TPOT", f"{d['tpot_s'] * 1e3:,.2f} ms ({1 / d['tpot_s']:,.1f} tokens/s per sequence)"),
+        ("output tokens/s", f"{d['output_tokens_per_s']:,.0f} ({d['output_tokens_per_s_per_device']:,.0f} per device)"),
+        ("total tokens/s", f"{d['total_tokens_per_s']:,.0f}"),
+    ]
+    if d.get("output_tokens_per_j"):
+        rows.append(("output tokens / J (at TDP)", f"{d['output_tokens_per_j']:,.3f}"))
+    if d.get("infeasible_reason"):
+        rows.append(("does not fit", d["infeasible_reason"]))
+    mem = Table(title="Memory per device", title_justify="left")
+    mem.add_column("part")
+    mem.add_column("bytes", justify="right")
+    for k, v in d["memory_breakdown_bytes"].items():
+        mem.add_row(k, format_bytes(v))
+    ops = Table(title="One iteration by op (ms): decode step vs prefill chunk", title_justify="left")
+    ops.add_column("op")
+    ops.add_column("decode", justify="right")
+    ops.add_column("prefill", justify="right")
+    for k in d["decode_step_breakdown_s"]:
+        ops.add_row(k, f"{d['decode_step_breakdown_s'][k] * 1e3:.3f}", f"{d['prefill_breakdown_s'][k] * 1e3:.3f}")
+    parts: list[Any] = [_kv_table("Serving", rows), mem, ops]
+    if d.get("assumptions"):
+        parts.append(_kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]]))
+    return Group(*parts)
+
+
+def inference_validation_tables(d: dict[str, Any]) -> Group:
+    t = Table(title="Serving throughput: predicted vs measured (output tokens/s)", title_justify="left")
+    for c in ("id", "hardware", "devices", "batch", "measured", "predicted", "error"):
+        t.add_column(c, justify="left" if c in ("id", "hardware") else "right")
+    skipped = []
+    for r in d["rows"]:
+        if r["skipped"]:
+            skipped.append((r["id"], r["skipped"]))
+            continue
+        t.add_row(r["id"], r["hardware"], str(r["num_devices"]), str(r["batch_size"]), f"{r['measured']:,.0f}",
+                  f"{r['predicted']:,.0f}", f"{100 * r['error_frac']:+.1f}%")
+    s = d["summary"]
+    def pct(x):
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+
+    summ = _kv_table("Summary", [("rows used / skipped", f"{s['num_used']} / {s['num_skipped']}"),
+                                 ("median / max |error|", f"{pct(s['median_abs_error'])} / {pct(s['max_abs_error'])} "
+                                                          f"({s['worst_row']})")])
+    return Group(t, summ, _kv_table("Skipped", skipped))

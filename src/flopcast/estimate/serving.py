@@ -1,0 +1,332 @@
+"""Serving: memory and KV-cache capacity, per-op roofline of a decode step and a prefill chunk, and
+the steady state of a continuously batched server.
+
+Legend: B concurrent sequences per replica, I input and O output tokens per sequence, c context of a
+decoding sequence, t/p tensor/pipeline degree, h hidden, V vocabulary, E experts, k per token.
+
+One iteration of the engine runs one forward over the tokens it holds: one new token for each
+decoding sequence plus a chunk of prompt tokens (chunked prefill, vLLM / TensorRT-LLM in-flight
+batching). Each operation's time is its roofline max(F / (eta P), bytes / (eta_mem W)) plus a
+per-kernel tail: projections read their weights once per iteration (so decode is memory-bound at
+small B), attention reads every decoding sequence's KV cache, prefill attention is compute-bound.
+Tensor-parallel all-reduces (2 per layer) are not overlapped. Efficiencies come from
+catalog/efficiency.yaml (measured GEMM and attention fractions), as for training.
+
+Steady state with B sequences of I + O tokens: every iteration advances B decoding sequences by one
+token and, on average, prefills B I / O prompt tokens (one new sequence per finished one), within the
+iteration token budget; so output tokens/s per replica = B / t_iteration and TPOT = t_iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from flopcast import units
+from flopcast.dtypes import BYTES_PER_ELEMENT
+from flopcast.errors import InvalidScenario
+from flopcast.estimate import comm, counts
+from flopcast.estimate.efficiency import efficiency
+from flopcast.estimate.training import KERNEL_TAIL_S, _Ctx, matmul_fraction
+from flopcast.report import Assumption
+from flopcast.specs.hardware import AcceleratorSpec
+from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
+from flopcast.specs.serving import InferenceSpec
+
+ACT_BYTES = 2.0
+# Block-scaled formats store one scale per block: NVFP4 one fp8 scale per 16 elements, int4
+# (AWQ/GPTQ) an fp16 scale and zero per 128-element group.
+SCALE_BYTES_PER_WEIGHT = {"fp4": 1 / 16, "int4": 4 / 128}
+RUNTIME_RESERVE_BYTES = 1.0 * units.GiB     # context, cuBLAS workspaces
+RESERVE_FRAC = 0.05                          # CUDA graphs, NCCL, allocator slack (engines keep 5-10% free)
+KERNELS_PER_LAYER = 12                       # norms, projections, attention, activation, residuals, rope
+DEQUANT_OPS_PER_WEIGHT = 2                   # unpack + scale, per weight element per 128-row tile of tokens
+SAMPLING_BYTES_PER_LOGIT = 12                # fp32 logits written, softmax read/write, top-p/k pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServingEstimate:
+    fits: bool
+    infeasible_reason: str | None
+    max_batch_size: int
+    batch_size: int
+    kv_cache_bytes_per_token: float
+    memory_breakdown_bytes: dict[str, float]
+    ttft_s: float
+    ttft_unloaded_s: float
+    tpot_s: float
+    output_tokens_per_s: float
+    total_tokens_per_s: float
+    output_tokens_per_s_per_device: float
+    decode_step_breakdown_s: dict[str, float]
+    prefill_breakdown_s: dict[str, float]
+    tokens_per_j: float | None
+    spec: InferenceSpec
+    assumptions: tuple[Assumption, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fits": self.fits, "infeasible_reason": self.infeasible_reason,
+            "max_batch_size": self.max_batch_size, "batch_size": self.batch_size,
+            "kv_cache_bytes_per_token": self.kv_cache_bytes_per_token,
+            "memory_breakdown_bytes": dict(self.memory_breakdown_bytes),
+            "ttft_s": self.ttft_s, "ttft_unloaded_s": self.ttft_unloaded_s, "tpot_s": self.tpot_s,
+            "output_tokens_per_s": self.output_tokens_per_s, "total_tokens_per_s": self.total_tokens_per_s,
+            "output_tokens_per_s_per_device": self.output_tokens_per_s_per_device,
+            "decode_step_breakdown_s": dict(self.decode_step_breakdown_s),
+            "prefill_breakdown_s": dict(self.prefill_breakdown_s),
+            "output_tokens_per_j": self.tokens_per_j,
+            "inference": {k: getattr(self.spec, k) for k in self.spec.__slots__},
+            "assumptions": [a.to_dict() for a in self.assumptions],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Serve:
+    model: ModelSpec
+    hw: AcceleratorSpec
+    spec: InferenceSpec
+    ctx: _Ctx                   # matmuls at the weights' compute dtype
+    native: bool                # hardware computes in the weights' dtype (else dequantise to 16-bit)
+    w_bytes: float              # bytes per weight element (with block scales)
+    kv_bytes: float
+    half_peak: float
+    vector_peak: float          # non-tensor fp32 rate, for dequantisation
+
+
+def _setup(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve:
+    peaks = hw.peak_flops_per_s
+    half = peaks.get("bf16") or peaks.get("fp16") or max(peaks.values())
+    wd = spec.weights_dtype
+    native = wd in peaks and wd not in ("bf16", "fp16")
+    compute_dtype = wd if native else "bf16"
+    peak = peaks[wd] if native else half
+    eff = efficiency(hw.id, "fp8" if compute_dtype in ("fp8", "fp4", "int8", "int4") else "bf16")
+    su = (hw.scale_up_bandwidth_bytes_per_s or hw.host_link_bandwidth_bytes_per_s or 1e9) * eff.scale_up_frac
+    so = (hw.scale_out_bandwidth_bytes_per_s or su) * eff.scale_out_frac
+    ctx = _Ctx(hw=hw, eff=eff, peak_flops_per_s=peak, attn_peak_flops_per_s=half,
+               mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac,
+               links=comm.Links(su, so, hw.scale_up_domain), tp_inside=spec.tp <= max(1, hw.scale_up_domain))
+    kv = spec.kv_dtype
+    if kv in ("fp8", "int8") and kv not in peaks:
+        raise InvalidScenario(
+            f"inference.kv_dtype: {kv} KV cache needs native {kv} support, which {hw.id} lacks "
+            f"(it supports {', '.join(peaks)}); use bf16")
+    w_bytes = BYTES_PER_ELEMENT[wd] + SCALE_BYTES_PER_WEIGHT.get(wd, 0.0)
+    vector = peaks.get("fp32") or half / 16
+    return _Serve(model, hw, spec, ctx, native, w_bytes, BYTES_PER_ELEMENT[kv], half, vector)
+
+
+def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_bytes: float | None = None) -> float:
+    """One (batched) GEMM with m tokens against `count` weight matrices of k x n in the weights'
+    dtype; dequantisation to 16-bit when the hardware lacks the format."""
+    if m <= 0 or n <= 0 or k <= 0 or count <= 0:
+        return 0.0
+    flops = 2.0 * m * n * k * count
+    wb = sv.w_bytes if weight_bytes is None else weight_bytes
+    moved = count * (n * k * wb + ACT_BYTES * m * (n + k))
+    frac = matmul_fraction(sv.ctx, m, n, k, count)
+    t = max(flops / (frac * sv.ctx.peak_flops_per_s), moved / sv.ctx.mem_bytes_per_s)
+    if not sv.native and sv.spec.weights_dtype not in ("bf16", "fp16") and weight_bytes is None:
+        t += count * n * k * math.ceil(m / 128) * DEQUANT_OPS_PER_WEIGHT / sv.vector_peak
+    return t + KERNEL_TAIL_S
+
+
+def _kv_elems_per_token_device(a, tp: int) -> float:
+    match a:
+        case StandardAttention(num_kv_heads=Hkv, head_dim=dh):
+            return 2 * dh * max(1.0, Hkv / tp)
+        case LatentAttention():
+            return a.kv_lora_rank + a.qk_rope_head_dim      # the latent is replicated on every TP rank
+    raise TypeError(a)
+
+
+def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float, n_prefill: float,
+                prompt: float, global_tokens: float) -> dict[str, float]:
+    """One layer of one iteration on one device: n_decode sequences at context ctx_decode plus
+    n_prefill prompt tokens of prompts of length `prompt`."""
+    m = sv.model
+    h = m.hidden_size
+    t = sv.spec.tp
+    T = n_decode + n_prefill
+    out = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0}
+    a = layer.attention
+    match a:
+        case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
+            q = H / t
+            kv = max(1.0, Hkv / t)
+            out["matmul"] += _gemm(sv, T, (q + 2 * kv) * dh, h) + _gemm(sv, T, h, q * dh)
+            dqk = dv = dh
+            dec_dqk, dec_dv = dh, dh
+        case LatentAttention(num_heads=H):
+            q = H / t
+            rq, rkv, rope = a.q_lora_rank, a.kv_lora_rank, a.qk_rope_head_dim
+            if rq is None:
+                out["matmul"] += _gemm(sv, T, q * a.qk_head_dim, h)
+            else:
+                out["matmul"] += _gemm(sv, T, rq, h) + _gemm(sv, T, q * a.qk_head_dim, rq)
+            out["matmul"] += _gemm(sv, T, rkv + rope, h) + _gemm(sv, T, h, q * a.v_head_dim)
+            # prefill expands K/V through kv_b; decode absorbs kv_b into the query and output sides
+            out["matmul"] += _gemm(sv, n_prefill, q * (a.qk_nope_head_dim + a.v_head_dim), rkv)
+            out["matmul"] += _gemm(sv, n_decode, rkv, a.qk_nope_head_dim, count=q)
+            out["matmul"] += _gemm(sv, n_decode, a.v_head_dim, rkv, count=q)
+            dqk, dv = a.qk_head_dim, a.v_head_dim
+            dec_dqk, dec_dv = rkv + rope, rkv
+    # attention over the cache (decode) and over the prompt (prefill)
+    w = a.window
+    c = min(ctx_decode, w) if w else ctx_decode
+    kv_read = n_decode * c * _kv_elems_per_token_device(a, t) * sv.kv_bytes
+    f_dec = n_decode * 2 * q * (dec_dqk + dec_dv) * c
+    eff = sv.ctx.eff
+    t_dec = max(f_dec / (eff.attention_fwd_frac * sv.half_peak), kv_read / sv.ctx.mem_bytes_per_s) if n_decode else 0.0
+    keys = counts.attended_keys(prompt, w, "causal") if n_prefill else 0.0
+    f_pre = n_prefill * 2 * q * (dqk + dv) * keys
+    t_pre = f_pre / (eff.attention_fwd_frac * sv.half_peak) if n_prefill else 0.0
+    out["attention"] = t_dec + t_pre + 2 * KERNEL_TAIL_S
+    # FFN
+    ffn = layer.ffn
+    match ffn:
+        case DenseFFN(d_ff=f, gated=gated):
+            out["matmul"] += _gemm(sv, T, (2 if gated else 1) * f / t, h) + _gemm(sv, T, h, f / t)
+            act = (3 if gated else 2) * f / t
+        case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
+            ep = sv.spec.ep
+            local = E / ep
+            routed = global_tokens * k / ep if ep > 1 else T * k     # token copies this device computes
+            tokens_for_routing = global_tokens if ep > 1 else T
+            # expected distinct experts touched by the routed copies (uniform routing)
+            touched = local * (1 - (1 - 1 / E) ** (tokens_for_routing * k))
+            mult = 2 if ffn.gated else 1
+            per_expert = routed / max(touched, 1e-9)
+            out["matmul"] += _gemm(sv, T, E, h, weight_bytes=ACT_BYTES)                       # router
+            out["matmul"] += _gemm(sv, per_expert, mult * fe / t, h, count=touched)
+            out["matmul"] += _gemm(sv, per_expert, h, fe / t, count=touched)
+            act = k * (mult + 1) * fe / t
+            if ffn.shared_d_ff:
+                out["matmul"] += _gemm(sv, T, 2 * ffn.shared_d_ff / t, h) + _gemm(sv, T, h, ffn.shared_d_ff / t)
+                act += 3 * ffn.shared_d_ff / t
+            if ep > 1:
+                inside = ep * t <= sv.hw.scale_up_domain
+                msg = routed * h * ACT_BYTES
+                out["ep_comm"] = 2 * comm.all_to_all_s(ep, msg, sv.ctx.links, inside)
+    elem = T * ((layer.num_norms * 2 + 6) * h + act) * ACT_BYTES
+    out["elementwise"] = elem / sv.ctx.mem_bytes_per_s + (KERNELS_PER_LAYER - 6) * KERNEL_TAIL_S
+    if t > 1:
+        out["tp_comm"] = 2 * comm.ring_all_reduce_s(t, T * h * ACT_BYTES, sv.ctx.links, sv.ctx.tp_inside)
+    return out
+
+
+def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float, prompt: float,
+               n_sampled: float) -> dict[str, float]:
+    """Time of one engine iteration on the slowest pipeline stage, by op class."""
+    m = sv.model
+    p = sv.spec.pp
+    total = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0,
+             "lm_head": 0.0, "sampling": 0.0, "pp_comm": 0.0}
+    global_tokens = (n_decode + n_prefill) * (sv.spec.dp if sv.spec.ep > 1 else 1)
+    per_stage = math.ceil(m.num_layers / p)
+    for layer, count in m.layer_groups():
+        share = count / m.num_layers * per_stage
+        for k, v in _layer_step(sv, layer, n_decode, ctx_decode, n_prefill, prompt, global_tokens).items():
+            total[k] += share * v
+    V, e = m.vocab_size, m.embed_dim
+    total["lm_head"] = _gemm(sv, n_sampled, V / sv.spec.tp, e, weight_bytes=ACT_BYTES)
+    total["sampling"] = n_sampled * V / sv.spec.tp * SAMPLING_BYTES_PER_LOGIT / sv.ctx.mem_bytes_per_s
+    if p > 1:
+        msg = (n_decode + n_prefill) * m.hidden_size * ACT_BYTES
+        total["pp_comm"] = comm.p2p_s(msg, sv.ctx.links, False)
+    return total
+
+
+def _weights_per_device(sv: _Serve) -> float:
+    """Weights on the most-loaded device: projections in the weights' dtype (experts / ep), the
+    embedding, head and norms in 16-bit; / tp, layers / pp."""
+    m, s = sv.model, sv.spec
+    parts = counts.model_parts(m)
+    total = 0.0
+    for part in parts:
+        comp = part.key.split("/")[0]
+        if comp in ("embedding", "head"):
+            total += part.params * ACT_BYTES / s.tp / (1 if s.pp == 1 else 2)
+        elif comp == "norm":
+            total += part.params * ACT_BYTES / s.pp
+        elif part.key == "moe/experts":
+            total += part.params * sv.w_bytes / (s.tp * s.ep * s.pp)
+        elif part.key == "moe/router":
+            total += part.params * ACT_BYTES / s.pp
+        else:
+            total += part.params * sv.w_bytes / (s.tp * s.pp)
+    return total
+
+
+def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, *,
+                     assumptions: tuple[Assumption, ...] = ()) -> ServingEstimate:
+    """Capacity, latency and steady-state throughput of `spec` (validated) on `hw`."""
+    sv = _setup(model, hw, spec)
+    I, O = spec.input_tokens, spec.output_tokens
+    S = I + O
+    cap = hw.hbm_capacity_bytes
+    weights = _weights_per_device(sv)
+    # KV cache per sequence per device, in whole blocks of block_size tokens per layer
+    kv_seq = 0.0
+    for layer, count in model.layer_groups():
+        w = layer.attention.window
+        tokens = min(S, w) if w else S
+        blocks = math.ceil(tokens / spec.block_size)
+        kv_seq += count * blocks * spec.block_size * _kv_elems_per_token_device(layer.attention, spec.tp) * sv.kv_bytes
+    kv_seq /= spec.pp
+    f_max = max((lay.ffn.d_ff if isinstance(lay.ffn, DenseFFN) else lay.ffn.expert_d_ff * lay.ffn.top_k)
+                for lay in model.layers)
+    budget = spec.max_tokens_per_iteration
+    workspace = budget * (6 * model.hidden_size + 3 * f_max / spec.tp) * ACT_BYTES
+    reserve = RUNTIME_RESERVE_BYTES + RESERVE_FRAC * cap
+    free = cap - weights - workspace - reserve
+    max_batch = max(0, int(free // kv_seq)) if kv_seq > 0 else 0
+    # the iteration budget must cover B decode tokens plus B I / O prompt tokens on average
+    budget_batch = max(1, int(budget * O // (I + O)))
+    if spec.batch_size is None:
+        B = min(max_batch, budget_batch)
+    else:
+        B = spec.batch_size
+    fits = max_batch >= 1 and B <= max_batch
+    reason = None
+    if max_batch < 1:
+        need = weights + workspace + reserve + kv_seq
+        tp_needed = next((t for t in (1, 2, 4, 8, 16, 32, 64, 128)
+                          if weights * spec.tp / t + workspace + reserve + kv_seq <= cap), None)
+        reason = (f"needs {units.format_bytes(need)} per device for weights, workspace, reserve and one sequence's "
+                  f"KV cache; {hw.id} has {units.format_bytes(cap)}"
+                  + (f"; tp = {tp_needed} would fit" if tp_needed else "; no tp up to 128 fits"))
+    elif B > max_batch:
+        reason = (f"batch_size {B} needs {units.format_bytes(B * kv_seq)} of KV cache per device; "
+                  f"only {max_batch} sequences fit")
+    B_run = max(1, min(B, max(max_batch, 1)))
+    prefill_per_iter = B_run * I / O
+    ctx_dec = I + O / 2
+    it = _iteration(sv, B_run, ctx_dec, prefill_per_iter, I, B_run + B_run / O)
+    t_iter = sum(it.values())
+    # unloaded: the prompt alone in chunks of the budget, then the first token
+    chunks = math.ceil(I / budget)
+    pre = _iteration(sv, 0, 0, I / chunks, I, 1 / chunks)
+    ttft_unloaded = chunks * sum(pre.values())
+    # loaded: the new prompt is prefilled in chunks of the budget left by the B decoding sequences,
+    # each chunk sharing its iteration with a decode step of the whole batch
+    free_budget = max(1.0, budget - B_run)
+    n_chunks = math.ceil(I / free_budget)
+    ttft = n_chunks * sum(_iteration(sv, B_run, ctx_dec, I / n_chunks, I, B_run).values())
+    replicas = spec.dp
+    out_tps = replicas * B_run / t_iter
+    total_tps = out_tps * (I + O) / O
+    tpj = out_tps / (hw.tdp_w * spec.num_devices) if hw.tdp_w else None
+    dec_only = _iteration(sv, B_run, ctx_dec, 0, I, B_run)
+    mem = {"weights": weights, "kv_cache": B_run * kv_seq, "workspace": workspace, "reserve": reserve}
+    return ServingEstimate(
+        fits=fits, infeasible_reason=reason, max_batch_size=max_batch, batch_size=B_run,
+        kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(model, S, spec.kv_dtype),
+        memory_breakdown_bytes=mem, ttft_s=ttft, ttft_unloaded_s=ttft_unloaded, tpot_s=t_iter,
+        output_tokens_per_s=out_tps, total_tokens_per_s=total_tps,
+        output_tokens_per_s_per_device=out_tps / spec.num_devices,
+        decode_step_breakdown_s=dec_only, prefill_breakdown_s=pre, tokens_per_j=tpj, spec=spec,
+        assumptions=assumptions,
+    )
