@@ -5,6 +5,7 @@ Each returns a small frozen report whose `to_dict()` is the `--json` output (key
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,9 +290,10 @@ def _estimate_training_resolved(rs: ResolvedScenario):
         Assumption("mfu_peak_dtype", train.precision,
                    "MFU and HFU are relative to the dense peak of the training precision"),
     ]
-    return _estimate(rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
-                     scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s,
-                     assumptions=tuple(assumptions))
+    est = _estimate(rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
+                    scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s,
+                    assumptions=tuple(assumptions))
+    return _with_datacenter(rs, est, _training_datacenter)
 
 
 def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, objective: str = "throughput",
@@ -427,9 +429,158 @@ def _estimate_serving_resolved(rs: ResolvedScenario):
     ]
     if spec.batch_size is None:
         assumptions.append(Assumption("batch_size", "max", "largest by KV-cache memory and the iteration budget"))
-    return _estimate(rs.model, rs.hardware, spec, assumptions=tuple(assumptions))
+    est = _estimate(rs.model, rs.hardware, spec, assumptions=tuple(assumptions))
+    return _with_datacenter(rs, est, _serving_datacenter)
+
+
+def _with_datacenter(rs: ResolvedScenario, est, fn):
+    """Attach the datacenter keys when the hardware states a power; otherwise say why not."""
+    import dataclasses
+
+    if rs.hardware.tdp_w is None:
+        note = Assumption("datacenter", "not estimated", f"{rs.hardware.id} has no published power (tdp)")
+        return dataclasses.replace(est, assumptions=est.assumptions + (note,))
+    extra, notes = fn(rs, est)
+    return dataclasses.replace(est, datacenter=extra, assumptions=est.assumptions + tuple(notes))
 
 
 def estimate_serving(scenario: str | Path | Mapping[str, Any]):
     """`flopcast infer`: KV capacity, TTFT, TPOT and steady-state throughput of the inference section."""
     return _estimate_serving_resolved(resolve(scenario))
+
+
+# ------------------------------------------------------------------------------- datacenter
+def _site(rs: ResolvedScenario) -> tuple[Any, list[Assumption]]:
+    from flopcast.specs.site import resolve_site, site_registry
+
+    if "site" in rs.sections:
+        return resolve_site(rs.sections["site"]), []
+    default = "us-average" if "us-average" in site_registry() else None
+    if default is None:
+        from flopcast.specs.site import site_from_mapping
+
+        site = site_from_mapping({"id": "default", "grid_intensity": 400, "electricity_price": 0.08, "cooling": "air"})
+        return site, [Assumption("site", "built-in default", "no site catalog entry found")]
+    return resolve_site(default), [Assumption("site", default, "no site given")]
+
+
+def _training_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
+    from flopcast.estimate import datacenter as dc
+
+    site, assumptions = _site(rs)
+    hw, n = rs.hardware, est.plan.num_devices
+    busy = est.step_time_breakdown_s["compute"] / est.step_time_s
+    pw = dc.power(hw, n, busy, site)
+    rel = dc.reliability(counts.params_total(rs.model), n, rs.cluster.devices_per_node)
+    assumptions += dc.power_assumptions(hw, site) + dc.reliability_assumptions(rel)
+    if est.time_to_train_s is not None:
+        seconds = est.time_to_train_s / rel.goodput_frac
+        period = "run"
+    else:
+        seconds = 3600.0
+        period = "hour"
+        assumptions.append(Assumption("datacenter_period", "one hour", "no training.total_tokens: energy, cost and "
+                                      "emissions are for one hour of training"))
+    e_it = pw.it_w * seconds
+    e_fac = pw.facility_w * seconds
+    cost, why = dc.cost_usd(hw, n, seconds, e_fac, site, rs.sections.get("pricing"))
+    emb, emb_why = dc.embodied_kgco2e(hw, n, seconds)
+    assumptions += [Assumption("cost", why, "pricing"), Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]
+    out = {
+        "power_it_w": pw.it_w, "power_facility_w": pw.facility_w, "power_breakdown_w": pw.to_dict(),
+        "energy_it_j": e_it, "energy_facility_j": e_fac,
+        "emissions_operational_kgco2e": e_fac * site.grid_intensity_kgco2e_per_j,
+        "emissions_embodied_kgco2e": emb, "cost_usd": cost, "datacenter_period": period,
+        "goodput_frac": rel.goodput_frac, "checkpoint_interval_s": rel.interval_s,
+        "checkpoint_write_s": rel.checkpoint_write_s, "mtbf_s": rel.mtbf_s,
+        "expected_interruptions": seconds / rel.mtbf_s,
+        "effective_time_to_train_s": seconds if period == "run" else None,
+    }
+    return out, assumptions
+
+
+def _serving_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
+    from flopcast.estimate import datacenter as dc
+
+    site, assumptions = _site(rs)
+    hw, n = rs.hardware, est.spec.num_devices
+    bd = est.decode_step_breakdown_s
+    total = sum(bd.values())
+    busy = (total - bd["tp_comm"] - bd["ep_comm"] - bd["pp_comm"]) / total if total else 1.0
+    pw = dc.power(hw, n, busy, site)
+    hour = 3600.0
+    cost, why = dc.cost_usd(hw, n, hour, pw.facility_w * hour, site, rs.sections.get("pricing"))
+    emb, emb_why = dc.embodied_kgco2e(hw, n, hour)
+    assumptions += dc.power_assumptions(hw, site) + [Assumption("cost", why, "pricing"),
+                                                     Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]
+    out_per_hour = est.output_tokens_per_s * hour
+    out = {
+        "power_it_w": pw.it_w, "power_facility_w": pw.facility_w, "power_breakdown_w": pw.to_dict(),
+        "energy_it_j": pw.it_w * hour, "energy_facility_j": pw.facility_w * hour,
+        "emissions_operational_kgco2e": pw.facility_w * hour * site.grid_intensity_kgco2e_per_j,
+        "emissions_embodied_kgco2e": emb, "cost_usd": cost, "datacenter_period": "hour",
+        "energy_per_output_token_j": pw.facility_w / est.output_tokens_per_s if est.output_tokens_per_s else None,
+        "cost_per_million_output_tokens_usd": cost / out_per_hour * 1e6 if cost is not None and out_per_hour else None,
+    }
+    return out, assumptions
+
+
+BUDGET_MFU = 0.40      # Llama 3 405B reported 38-43% MFU on 16K H100 (Dubey et al. 2024, Table 4)
+BUDGET_BUSY = 0.90     # share of the step devices compute at that MFU (power model)
+
+
+def budget(*, hardware: str, days: float, power: Any = None, energy: Any = None, budget_usd: float | None = None,
+           site: Any = None, mfu: float = BUDGET_MFU) -> dict[str, Any]:
+    """`flopcast budget`: how many devices a power, energy or dollar budget buys for `days`, the
+    compute they deliver and the compute-optimal (Chinchilla: D = 20 N, C = 6 N D) model and tokens."""
+    from flopcast import units as u
+    from flopcast.estimate import datacenter as dc
+    from flopcast.specs.scenario import resolve_hardware
+    from flopcast.specs.site import resolve_site, site_registry
+
+    given = [x is not None for x in (power, energy, budget_usd)]
+    if sum(given) != 1:
+        raise InvalidScenario("budget: give exactly one of --power, --energy, --budget-usd")
+    if not isinstance(days, (int, float)) or isinstance(days, bool) or days <= 0:
+        raise InvalidScenario(f"days: expected a positive number of days, got {days!r}")
+    if not 0 < mfu <= 1:
+        raise InvalidScenario(f"mfu: expected a fraction in (0, 1], got {mfu!r}")
+    hw = resolve_hardware(hardware)
+    site_spec = resolve_site(site if site is not None else ("us-average" if "us-average" in site_registry() else
+                                                             {"grid_intensity": 400, "electricity_price": 0.08}))
+    seconds = days * u.DAY_S
+    per_dev = dc.power(hw, 1000, BUDGET_BUSY, site_spec).facility_w / 1000
+    assumptions = dc.power_assumptions(hw, site_spec) + [
+        Assumption("mfu", mfu, "model FLOPs utilisation of the run (Llama 3 405B: 38-43%)"),
+        Assumption("busy_frac", BUDGET_BUSY, "share of time devices compute, for the power model")]
+    price, why = dc.device_hour_price(hw, None)
+    if power is not None:
+        p = u.parse(power, "w", field="power")
+        if p <= 0:
+            raise InvalidScenario(f"power: expected a positive power such as '100 MW', got {power!r}")
+        n = int(p // per_dev)
+    elif energy is not None:
+        e = u.parse(energy, "j", field="energy")
+        if e <= 0:
+            raise InvalidScenario(f"energy: expected a positive energy such as '1 GWh', got {energy!r}")
+        n = int(e // (per_dev * seconds))
+    else:
+        if not isinstance(budget_usd, (int, float)) or budget_usd <= 0:
+            raise InvalidScenario(f"budget_usd: expected a positive dollar amount, got {budget_usd!r}")
+        if price is None:
+            raise InvalidScenario(f"budget_usd: no device-hour price for {hw.id} in the catalog ({why})")
+        n = int(budget_usd // (price * seconds / u.HOUR_S))
+        assumptions.append(Assumption("price_per_device_hour", price, why))
+    if n < 1:
+        raise InvalidScenario(f"budget: not enough for one {hw.id} for {days:g} days "
+                              f"(one device draws {per_dev:,.0f} W at the facility)")
+    peak = hw.peak_flops_per_s.get("bf16") or hw.peak_flops_per_s.get("fp16") or max(hw.peak_flops_per_s.values())
+    compute = n * peak * mfu * seconds
+    n_opt = math.sqrt(compute / 120.0)
+    cost = price * n * seconds / u.HOUR_S if price is not None else None
+    return {
+        "hardware": hw.id, "days": days, "num_devices": n, "power_facility_w": n * per_dev,
+        "energy_facility_j": n * per_dev * seconds, "cost_usd": cost, "compute_flops": compute,
+        "optimal_params": n_opt, "optimal_tokens": 20 * n_opt, "site": site_spec.id,
+        "assumptions": [a.to_dict() for a in assumptions],
+    }

@@ -147,6 +147,25 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     _emit_json(result) if args.json else _render("sweep_table", result)
 
 
+def cmd_budget(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    r = api.budget(hardware=args.hardware, days=args.days, power=args.power, energy=args.energy,
+                   budget_usd=args.budget_usd, site=args.site)
+    _emit_json(r) if args.json else _render("budget_table", r)
+
+
+def cmd_sites(args: argparse.Namespace) -> None:
+    from flopcast.specs.site import site_registry
+
+    reg = site_registry()
+    rows = [{"id": i, "name": reg.get(i).name, "grid_intensity_gco2e_per_kwh": reg.get(i).grid_intensity_gco2e_per_kwh,
+             "electricity_price_usd_per_kwh": reg.get(i).electricity_price_usd_per_kwh, "pue": reg.get(i).pue,
+             "cooling": reg.get(i).cooling, "year": reg.get(i).year, "sources": dict(reg.get(i).sources)}
+            for i in reg.names()]
+    _emit_json({"sites": rows}) if args.json else _render("sites_table", rows)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -193,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("what", choices=("training", "inference"), help="which estimator to validate")
     sp = add("infer", cmd_infer, "serving estimate: KV capacity, TTFT, TPOT, steady-state throughput")
     sp.add_argument("scenario", help="scenario YAML/JSON file with an inference section")
+    sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys")
+    sp.add_argument("--hardware", required=True, help="accelerator id, e.g. b200")
+    sp.add_argument("--days", type=float, required=True, help="duration of the run in days")
+    sp.add_argument("--power", default=None, help="facility power, e.g. '100 MW'")
+    sp.add_argument("--energy", default=None, help="facility energy, e.g. '1 GWh'")
+    sp.add_argument("--budget-usd", type=float, default=None, help="dollars for device-hours")
+    sp.add_argument("--site", default=None, help="site id (see `flopcast sites`) [us-average]")
+    add("sites", cmd_sites, "list catalog sites: grid carbon, electricity price, PUE")
     add("models", cmd_models, "list catalog models with exact parameter counts")
     sp = add("hardware", cmd_hardware, "list catalog accelerators, or show one with its sources")
     sp.add_argument("id", nargs="?", help="an accelerator id, e.g. h100-sxm")

@@ -48,6 +48,9 @@ def did_you_mean(name: str, known: Iterable[str], n: int = 3) -> list[str]:
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
     hints = did_you_mean(name, known)
     if hints:
-        return f"unknown {kind} {name!r}; did you mean {', '.join(repr(h) for h in hints)}?"
+        msg = f"unknown {kind} {name!r}; did you mean {', '.join(repr(h) for h in hints)}?"
+        if len(known) <= 12:
+            msg += f" (accepted: {', '.join(known)})"
+        return msg
     shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
     return f"unknown {kind} {name!r}; known: {shown}"

@@ -164,7 +164,10 @@ def format_bytes(n: float) -> str:
 
 
 def format_si(x: float, unit: str, digits: int = 3) -> str:
-    """Human form with decimal prefixes: format_si(9.894e14, 'FLOP/s') -> '989 TFLOP/s'."""
+    """Human form with decimal prefixes: format_si(9.894e14, 'FLOP/s') -> '989 TFLOP/s'
+    (scientific notation beyond exa: '3.8e+25 FLOP')."""
+    if abs(x) >= 1e21:
+        return f"{x:.{digits}g} {unit}"
     for p, f in (("E", EXA), ("P", PETA), ("T", TERA), ("G", GIGA), ("M", MEGA), ("k", KILO)):
         if abs(x) >= f:
             return f"{x / f:.{digits}g} {p}{unit}"

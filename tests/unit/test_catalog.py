@@ -83,3 +83,35 @@ def test_list_functions():
     """api listing functions return one row per catalog entry."""
     assert len(api.list_models()) == len(catalog.model_ids())
     assert len(api.list_hardware()) == len(catalog.hardware_ids())
+
+
+REQUIRED_SITES = ("france quebec norway iceland us-average world-average germany india china us-virginia us-texas "
+                  "poland").split()
+
+
+def test_site_catalog_is_complete_and_sourced():
+    """At least 12 sites from low-carbon to coal-heavy grids, each number sourced and dated."""
+    from flopcast.catalog import _read_yaml
+    from flopcast.specs.site import SITES_DIR, site_registry
+
+    reg = site_registry()
+    assert set(REQUIRED_SITES) <= set(reg.names()) and len(reg.names()) >= 12
+    for sid in reg.names():
+        raw = _read_yaml(SITES_DIR / f"{sid}.yaml")
+        for key in ("grid_intensity_gco2e_per_kwh", "electricity_price_usd_per_kwh", "pue"):
+            assert raw["sources"].get(key), (sid, key)
+        assert raw["year"]
+        site = reg.get(sid)
+        assert site.pue >= 1.0 and site.grid_intensity_gco2e_per_kwh >= 0
+    assert reg.get("france").grid_intensity_gco2e_per_kwh < 100 < reg.get("india").grid_intensity_gco2e_per_kwh
+
+
+def test_unknown_site_suggests():
+    """An unknown site id gets suggestions."""
+    import pytest as _pytest
+
+    from flopcast.errors import UnknownName
+    from flopcast.specs.site import resolve_site
+
+    with _pytest.raises(UnknownName, match="did you mean 'france'"):
+        resolve_site("frence")

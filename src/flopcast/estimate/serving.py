@@ -63,10 +63,11 @@ class ServingEstimate:
     prefill_breakdown_s: dict[str, float]
     tokens_per_j: float | None
     spec: InferenceSpec
+    datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return {**(self.datacenter or {}), **{
             "fits": self.fits, "infeasible_reason": self.infeasible_reason,
             "max_batch_size": self.max_batch_size, "batch_size": self.batch_size,
             "kv_cache_bytes_per_token": self.kv_cache_bytes_per_token,
@@ -79,7 +80,7 @@ class ServingEstimate:
             "output_tokens_per_j": self.tokens_per_j,
             "inference": {k: getattr(self.spec, k) for k in self.spec.__slots__},
             "assumptions": [a.to_dict() for a in self.assumptions],
-        }
+        }}
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,10 +91,11 @@ class TrainingEstimate:
     infeasible_reason: str | None = None
     host_memory_per_node_bytes: float = 0.0
     nvme_per_device_bytes: float = 0.0
+    datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        return {**(self.datacenter or {}), **{
             "fits": self.fits,
             "infeasible_reason": self.infeasible_reason,
             "memory_per_device_bytes": self.memory_per_device_bytes,
@@ -115,7 +116,7 @@ class TrainingEstimate:
             "num_microbatches": self.num_microbatches,
             "parallel": self.plan.to_dict(),
             "assumptions": [a.to_dict() for a in self.assumptions],
-        }
+        }}
 
 
 @dataclass(slots=True)

@@ -339,3 +339,27 @@ def inference_validation_tables(d: dict[str, Any]) -> Group:
                                  ("median / max |error|", f"{pct(s['median_abs_error'])} / {pct(s['max_abs_error'])} "
                                                           f"({s['worst_row']})")])
     return Group(t, summ, _kv_table("Skipped", skipped))
+
+
+def budget_table(d: dict[str, Any]) -> Group:
+    rows = [
+        ("devices", f"{d['num_devices']:,} x {d['hardware']} for {d['days']:g} days at {d['site']}"),
+        ("facility power", format_si(d["power_facility_w"], "W")),
+        ("facility energy", f"{d['energy_facility_j'] / 3.6e12:,.1f} GWh"),
+        ("cost (device-hours)", "n/a" if d["cost_usd"] is None else f"${d['cost_usd']:,.0f}"),
+        ("compute", format_si(d["compute_flops"], "FLOP")),
+        ("compute-optimal model",
+         f"{format_count(d['optimal_params'])} parameters on {format_count(d['optimal_tokens'])} tokens"),
+    ]
+    return Group(_kv_table("Budget", rows), _kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})")
+                                                                     for a in d["assumptions"]]))
+
+
+def sites_table(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title="Sites (location-based grid carbon, industrial electricity price, typical PUE)", title_justify="left")
+    for c in ("id", "gCO2e/kWh", "$/kWh", "PUE", "cooling", "year"):
+        t.add_column(c, justify="left" if c == "id" else "right")
+    for r in rows:
+        t.add_row(r["id"], f"{r['grid_intensity_gco2e_per_kwh']:.0f}", f"{r['electricity_price_usd_per_kwh']:.3f}",
+                  f"{r['pue']:.2f}", r["cooling"], str(r["year"] or ""))
+    return t

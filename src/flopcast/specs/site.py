@@ -1,0 +1,117 @@
+"""Sites (grid carbon, electricity price, PUE) and pricing, from catalogs or scenario mappings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from flopcast import units
+from flopcast.catalog import CATALOG_DIR, _read_yaml
+from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.registry import Registry
+
+SITES_DIR = CATALOG_DIR / "sites"
+COOLING = ("air", "liquid", "immersion")
+# Facility PUE by cooling when a site gives none: Uptime Institute Global Data Center Survey 2023
+# (industry average 1.58, mostly air-cooled); direct-to-chip liquid cooling ~1.2 and single-phase
+# immersion ~1.05-1.1 (vendor and hyperscaler disclosures, e.g. Google fleet 1.10 with its own designs).
+DEFAULT_PUE = {"air": 1.5, "liquid": 1.2, "immersion": 1.08}
+SITE_KEYS = ("id", "name", "grid_intensity_gco2e_per_kwh", "electricity_price_usd_per_kwh", "pue", "cooling", "year",
+             "sources", "notes", "grid_intensity", "electricity_price")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiteSpec:
+    id: str
+    name: str
+    grid_intensity_kgco2e_per_j: float
+    electricity_price_usd_per_j: float
+    pue: float
+    cooling: str
+    year: int | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def grid_intensity_gco2e_per_kwh(self) -> float:
+        return self.grid_intensity_kgco2e_per_j * 1e3 * units.KWH_J
+
+    @property
+    def electricity_price_usd_per_kwh(self) -> float:
+        return self.electricity_price_usd_per_j * units.KWH_J
+
+
+def _num(data: Mapping[str, Any], keys: tuple[str, ...], field_name: str, default: float | None = None) -> float:
+    for k in keys:
+        if k in data and data[k] is not None:
+            v = data[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                try:
+                    v = float(str(v).split()[0])
+                except ValueError:
+                    raise InvalidScenario(f"{field_name}: expected a number, got {data[k]!r}") from None
+            if v != v or v < 0:
+                raise InvalidScenario(f"{field_name}: expected a non-negative number, got {data[k]!r}")
+            return float(v)
+    if default is None:
+        raise InvalidScenario(f"{field_name}: missing")
+    return default
+
+
+def site_from_mapping(data: Mapping[str, Any], prefix: str = "site", base: SiteSpec | None = None) -> SiteSpec:
+    if not isinstance(data, Mapping):
+        raise InvalidScenario(f"{prefix}: expected a site id (see `flopcast sites`) or a mapping of pue, grid_intensity, "
+                              "electricity_price, cooling")
+    for key in data:
+        if key not in SITE_KEYS and key != "base":
+            raise UnknownName(f"{prefix} field", str(key), SITE_KEYS)
+    cooling = str(data.get("cooling", base.cooling if base else "air"))
+    if cooling not in COOLING:
+        raise UnknownName(f"{prefix}.cooling", cooling, COOLING)
+    pue = _num(data, ("pue",), f"{prefix}.pue", base.pue if base else DEFAULT_PUE[cooling])
+    if pue < 1.0:
+        raise InvalidScenario(f"{prefix}.pue: {pue} is below 1; PUE is facility power / IT power (>= 1.0)")
+    gi = _num(data, ("grid_intensity_gco2e_per_kwh", "grid_intensity"), f"{prefix}.grid_intensity (gCO2e/kWh)",
+              base.grid_intensity_gco2e_per_kwh if base else None)
+    price = _num(data, ("electricity_price_usd_per_kwh", "electricity_price"), f"{prefix}.electricity_price ($/kWh)",
+                 base.electricity_price_usd_per_kwh if base else None)
+    return SiteSpec(
+        id=str(data.get("id", base.id if base else "custom")), name=str(data.get("name", base.name if base else "custom")),
+        grid_intensity_kgco2e_per_j=gi / 1e3 / units.KWH_J, electricity_price_usd_per_j=price / units.KWH_J,
+        pue=pue, cooling=cooling, year=data.get("year", base.year if base else None),
+        sources=dict(data.get("sources", base.sources if base else {})),
+    )
+
+
+@cache
+def site_registry() -> Registry[SiteSpec]:
+    reg: Registry[SiteSpec] = Registry("site")
+    for path in sorted(SITES_DIR.glob("*.yaml")):
+        reg.register(path.stem, loader=lambda p=path: site_from_mapping(_read_yaml(p), prefix=f"catalog site {p.stem}"))
+    return reg
+
+
+def resolve_site(value: Any) -> SiteSpec:
+    if isinstance(value, str):
+        return site_registry().get(value)
+    if isinstance(value, Mapping) and "base" in value:
+        return site_from_mapping(value, base=site_registry().get(str(value["base"])))
+    return site_from_mapping(value)
+
+
+@cache
+def prices() -> dict[str, Any]:
+    path = CATALOG_DIR / "prices.yaml"
+    return _read_yaml(path) if path.exists() else {"devices": {}, "nodes": {}}
+
+
+@cache
+def systems() -> dict[str, Any]:
+    return _read_yaml(CATALOG_DIR / "systems.yaml")
+
+
+@cache
+def reliability_rates() -> dict[str, Any]:
+    path = CATALOG_DIR / "reliability.yaml"
+    return _read_yaml(path) if path.exists() else {}
