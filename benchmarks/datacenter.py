@@ -18,7 +18,8 @@ CARD = {"llama-3.1-8b": (1.46e6, 420), "llama-3.1-70b": (7.0e6, 2040), "llama-3.
 PLANS = {
     "llama-3.1-8b": {"tp": 1, "pp": 1, "dp": 1024, "zero_stage": 1},
     "llama-3.1-70b": {"tp": 8, "pp": 4, "dp": 64, "sp": True, "zero_stage": 1, "recompute": "full"},
-    "llama-3.1-405b": {"tp": 8, "pp": 16, "dp": 128, "sp": True, "zero_stage": 1, "recompute": "full"},
+    # Meta's published plan (Dubey et al. 2024, Table 4): TP 8, PP 16, DP 128 at 8K context
+    "llama-3.1-405b": {"tp": 8, "pp": 16, "dp": 128, "sp": True, "zero_stage": 1, "recompute": "selective"},
 }
 
 

@@ -478,9 +478,12 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     if prep is None:
         prep = cache["prep"] = _prepared(model, hw, train, devices_per_node, scale_out_bandwidth_bytes_per_s)
     eff, half_peak, mm_peak, links, scale_up_group = prep
-    ctx = _Ctx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
-               mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
-               tp_inside=plan.tp <= scale_up_group)
+    xkey = ("ctx", plan.tp <= scale_up_group)
+    ctx = cache.get(xkey)
+    if ctx is None:
+        ctx = cache[xkey] = _Ctx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
+                                 mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
+                                 tp_inside=plan.tp <= scale_up_group)
 
     b = plan.microbatch_seqs
     mb_tokens = b * train.seq_len / plan.cp
@@ -578,19 +581,23 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             weights += 2 * per_layer * WEIGHT_BYTES
         grads = dense * GRAD_BYTES / g_shard + exp * GRAD_BYTES / ge
         optim = 0.0 if plan.offload != "none" else dense * OPTIMIZER_BYTES / o_shard + exp * OPTIMIZER_BYTES / oe
-        # activations: micro-batches in flight on this rank under (interleaved) 1F1B
-        inflight = min(m, plan.pp - rank) if plan.pp > 1 else 1
-        if plan.vpp > 1 and rank == 0:
-            inflight = min(m * plan.vpp, plan.pp * (1 + (plan.pp - 1) / (plan.pp * plan.vpp)))
-        here = stage_groups[rank]
-        if recompute_full:
-            layer_input = sum(layer_cost[spec].act_full_recompute_bytes * n for spec, n in here.items())
-            one_layer = max(layer_cost[spec].act_bytes for spec in here)
-            acts = inflight * layer_input + one_layer
-        else:
-            acts = inflight * sum(layer_cost[spec].act_bytes * n for spec, n in here.items())
-        if rank == plan.pp - 1:
-            acts += head.act_bytes
+        akey = ("acts", rank, plan.dp) + ckey
+        acts = cache.get(akey)
+        if acts is None:
+            # activations: micro-batches in flight on this rank under (interleaved) 1F1B
+            inflight = min(m, plan.pp - rank) if plan.pp > 1 else 1
+            if plan.vpp > 1 and rank == 0:
+                inflight = min(m * plan.vpp, plan.pp * (1 + (plan.pp - 1) / (plan.pp * plan.vpp)))
+            here = stage_groups[rank]
+            if recompute_full:
+                layer_input = sum(layer_cost[spec].act_full_recompute_bytes * n for spec, n in here.items())
+                one_layer = max(layer_cost[spec].act_bytes for spec in here)
+                acts = inflight * layer_input + one_layer
+            else:
+                acts = inflight * sum(layer_cost[spec].act_bytes * n for spec, n in here.items())
+            if rank == plan.pp - 1:
+                acts += head.act_bytes
+            cache[akey] = acts
         other = RUNTIME_CONTEXT_BYTES + COMM_BUFFER_BYTES + FRAGMENTATION_FRAC * acts
         return {"weights": weights, "gradients": grads, "optimizer": optim, "activations": acts, "other": other}
 
