@@ -249,6 +249,8 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
     if "inference" in rs.sections:
         serving_est = _estimate_serving_resolved(rs)
         done.add("inference")
+    if (training_est is not None and training_est.datacenter) or (serving_est is not None and serving_est.datacenter):
+        done |= {"site", "pricing"}
     pending = tuple(k for k in ("training", "parallel", "inference", "site", "pricing")
                     if k in rs.sections and k not in done)
     return PlanReport(name=rs.name, model=model, hardware=rs.hardware, cluster=rs.cluster,

@@ -33,6 +33,9 @@ IDLE_FRAC_OF_TDP = 0.15
 NETWORK_W_PER_DEVICE = 60.0
 CHECKPOINT_BYTES_PER_PARAM = 14.0        # bf16 weights 2 + fp32 master, Adam m and v 12 (gradients are not saved)
 CHECKPOINT_WRITE_BYTES_PER_S_PER_NODE = 2e9   # parallel file system client bandwidth per node (1-5 GB/s typical)
+# ... up to what the storage system sustains: Meta's Tectonic for Llama 3 sustained 2 TB/s (peak 7 TB/s)
+# (Dubey et al. 2024, sec. 3.3.1).
+CHECKPOINT_STORAGE_MAX_BYTES_PER_S = 2e12
 DEFAULT_RESTART_S = 600.0                # re-schedule, NCCL init, checkpoint load
 DEFAULT_LIFETIME_YEARS = 4.0             # depreciation and embodied-carbon amortisation
 FACILITY_CAPEX_USD_PER_W = 10.0          # datacenter build cost ~$10M per MW of IT (industry estimates)
@@ -68,7 +71,7 @@ def host_max_w_per_device(hw: AcceleratorSpec) -> float:
     if hw.memory_kind == "unified":
         return 0.0   # phones, laptops, SoCs: the TDP figure is the whole package
     sys = systems()
-    entry = sys["systems"].get(hw.id)
+    entry = sys["systems"].get(hw.lookup_id)
     tdp = device_tdp_w(hw)
     if entry:
         return max(0.0, entry["system_max_power_w"] / entry["devices"] - tdp)
@@ -111,7 +114,7 @@ def device_hour_price(hw: AcceleratorSpec, pricing: dict[str, Any] | None) -> tu
         if p < 0:
             raise InvalidScenario("pricing.price_per_device_hour: expected a non-negative $/hour")
         return p, "given"
-    entry = prices().get("devices", {}).get(hw.id)
+    entry = prices().get("devices", {}).get(hw.lookup_id)
     if not entry:
         return None, f"no price for {hw.id} in the catalog"
     committed = entry.get("committed_usd_per_hour")
@@ -135,7 +138,7 @@ def cost_usd(hw: AcceleratorSpec, num_devices: int, seconds: float, facility_ene
         return (None, why) if p is None else (p * num_devices * hours, f"hourly: ${p:.2f}/device-hour, {why}")
     if mode != "tco":
         raise InvalidScenario(f"pricing.mode: {mode!r}; accepted: hourly, tco")
-    entry = prices().get("devices", {}).get(hw.id, {})
+    entry = prices().get("devices", {}).get(hw.lookup_id, {})
     capex = float(pricing.get("capex_usd", entry.get("capex_usd", 0.0)) or 0.0)
     if capex <= 0:
         raise InvalidScenario(f"pricing.capex_usd: no device price for {hw.id}; give capex_usd")
@@ -155,7 +158,7 @@ def cost_usd(hw: AcceleratorSpec, num_devices: int, seconds: float, facility_ene
 
 
 def embodied_kgco2e(hw: AcceleratorSpec, num_devices: int, seconds: float) -> tuple[float | None, str]:
-    entry = prices().get("devices", {}).get(hw.id, {})
+    entry = prices().get("devices", {}).get(hw.lookup_id, {})
     dev = entry.get("embodied_kgco2e")
     if dev is None:
         return None, f"no embodied-carbon estimate for {hw.id}"
@@ -246,7 +249,8 @@ def reliability(params_total: int, num_devices: int, devices_per_node: int,
     mtbf = 1 / rate
     size = params_total * CHECKPOINT_BYTES_PER_PARAM
     nodes = math.ceil(num_devices / devices_per_node)
-    bw = checkpoint_bandwidth_bytes_per_s or nodes * CHECKPOINT_WRITE_BYTES_PER_S_PER_NODE
+    bw = checkpoint_bandwidth_bytes_per_s or min(nodes * CHECKPOINT_WRITE_BYTES_PER_S_PER_NODE,
+                                                 CHECKPOINT_STORAGE_MAX_BYTES_PER_S)
     delta = size / bw
     rel = reliability_rates()
     catalog_restart = float(rel.get("restart_time_s", DEFAULT_RESTART_S)) if rel else DEFAULT_RESTART_S
@@ -260,7 +264,8 @@ def reliability_assumptions(rel: Reliability) -> list[Assumption]:
         Assumption("failure_model", f"MTBF {rel.mtbf_s / 3600:.2f} h for this job", rel.source),
         Assumption("checkpoint", f"{units.format_bytes(rel.checkpoint_bytes)} in {rel.checkpoint_write_s:.0f} s",
                    f"{CHECKPOINT_BYTES_PER_PARAM:g} B/param (bf16 weights + fp32 master, m, v) at "
-                   f"{CHECKPOINT_WRITE_BYTES_PER_S_PER_NODE / 1e9:g} GB/s per node"),
+                   f"{CHECKPOINT_WRITE_BYTES_PER_S_PER_NODE / 1e9:g} GB/s per node, at most "
+                   f"{CHECKPOINT_STORAGE_MAX_BYTES_PER_S / 1e12:g} TB/s (Llama 3's storage, sustained)"),
         Assumption("restart_s", rel.restart_s, "re-schedule, NCCL init, checkpoint load"),
         Assumption("checkpoint_interval", f"{rel.interval_s:.0f} s (Young: {rel.young_interval_s:.0f} s)",
                    "maximises goodput under the exact exponential-failure model"),

@@ -438,7 +438,7 @@ def _stage_layers(model: ModelSpec, plan: ParallelPlan) -> list[list[int]]:
 
 def _prepared(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, devices_per_node: int,
               scale_out_bandwidth_bytes_per_s: float | None) -> tuple[Efficiency, float, float, comm.Links, int]:
-    eff = efficiency(hw.id, train.precision, train.attention_kernel)
+    eff = efficiency(hw.lookup_id, train.precision, train.attention_kernel)
     dtype = "fp16" if train.precision == "fp16" else "bf16"
     half_peak = hw.peak_flops_per_s.get(dtype) or hw.peak_flops_per_s.get("bf16") or hw.peak_flops_per_s.get("fp16")
     if half_peak is None:

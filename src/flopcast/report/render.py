@@ -199,6 +199,8 @@ def training_tables(d: dict[str, Any]) -> Group:
     if d.get("infeasible_reason"):
         rows.append(("does not fit", d["infeasible_reason"]))
     parts: list[Any] = [_kv_table("Training", rows), m, t]
+    if "power_it_w" in d:
+        parts.append(datacenter_table(d, "run" if d.get("datacenter_period") == "run" else "hour of training"))
     if d.get("assumptions"):
         parts.append(_kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]]))
     return Group(*parts)
@@ -315,6 +317,8 @@ def serving_tables(d: dict[str, Any]) -> Group:
     for k in d["decode_step_breakdown_s"]:
         ops.add_row(k, f"{d['decode_step_breakdown_s'][k] * 1e3:.3f}", f"{d['prefill_breakdown_s'][k] * 1e3:.3f}")
     parts: list[Any] = [_kv_table("Serving", rows), mem, ops]
+    if "power_it_w" in d:
+        parts.append(datacenter_table(d, "hour of serving"))
     if d.get("assumptions"):
         parts.append(_kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]]))
     return Group(*parts)
@@ -363,3 +367,41 @@ def sites_table(rows: list[dict[str, Any]]) -> Table:
         t.add_row(r["id"], f"{r['grid_intensity_gco2e_per_kwh']:.0f}", f"{r['electricity_price_usd_per_kwh']:.3f}",
                   f"{r['pue']:.2f}", r["cooling"], str(r["year"] or ""))
     return t
+
+
+def datacenter_table(d: dict[str, Any], period: str) -> Table:
+    """Power, energy, emissions, cost (and reliability for training)."""
+    pb = d["power_breakdown_w"]
+
+    def money(x):
+        return "n/a" if x is None else f"${x:,.0f}"
+
+    rows = [
+        ("power (IT / facility)", f"{format_si(d['power_it_w'], 'W')} / {format_si(d['power_facility_w'], 'W')} "
+                                  f"(devices {format_si(pb['devices_w'], 'W')}, hosts {format_si(pb['hosts_w'], 'W')}, "
+                                  f"network {format_si(pb['network_w'], 'W')})"),
+        (f"energy per {period} (facility)", _energy(d["energy_facility_j"])),
+        ("emissions operational / embodied",
+         f"{_mass(d['emissions_operational_kgco2e'])} / "
+         + ("n/a" if d["emissions_embodied_kgco2e"] is None else _mass(d["emissions_embodied_kgco2e"])) + " CO2e"),
+        (f"cost per {period}", money(d["cost_usd"])),
+    ]
+    if "goodput_frac" in d:
+        rows += [("goodput", f"{100 * d['goodput_frac']:.1f}% (MTBF {d['mtbf_s'] / 3600:.2f} h, checkpoint every "
+                             f"{d['checkpoint_interval_s'] / 60:.1f} min, {d['expected_interruptions']:,.0f} interruptions)")]
+        if d.get("effective_time_to_train_s"):
+            rows.append(("effective time to train", f"{d['effective_time_to_train_s'] / 86400:,.1f} days"))
+    if d.get("energy_per_output_token_j") is not None:
+        rows.append(("energy per output token", f"{d['energy_per_output_token_j']:.3g} J"))
+    if d.get("cost_per_million_output_tokens_usd") is not None:
+        rows.append(("cost per million output tokens", f"${d['cost_per_million_output_tokens_usd']:.3f}"))
+    return _kv_table("Datacenter", rows)
+
+
+def _energy(j: float) -> str:
+    kwh = j / 3.6e6
+    return f"{kwh / 1e3:,.1f} MWh" if kwh >= 1000 else f"{kwh:,.2f} kWh"
+
+
+def _mass(kg: float) -> str:
+    return f"{kg / 1e3:,.1f} t" if kg >= 1000 else f"{kg:,.2f} kg"

@@ -38,8 +38,14 @@ class AcceleratorSpec:
     host_memory_bytes_per_node: float | None
     host_link_bandwidth_bytes_per_s: float | None  # device <-> host, each direction
     compute_units: int | None = None               # SMs / CUs / cores that run matmul tiles
+    catalog_id: str | None = None                  # the catalog entry this spec derives from (for lookups)
     sources: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
+
+    @property
+    def lookup_id(self) -> str:
+        """The catalog id used for efficiency, system-power and price lookups."""
+        return self.catalog_id or self.id
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for `dtype`; raises naming the dtypes this device supports."""
@@ -121,6 +127,7 @@ def accelerator_from_mapping(data: Mapping[str, Any], *, base: AcceleratorSpec |
     if base is not None:
         if "id" not in values:
             values["id"] = f"{base.id}-custom" if set(values) - {"name"} else base.id
+        values.setdefault("catalog_id", base.lookup_id)
         return replace(base, **values)
     for key, (attr, _kind, required) in _FIELDS.items():
         if required and attr not in values:
