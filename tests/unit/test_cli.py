@@ -53,7 +53,8 @@ def test_plan_example():
     assert d["model"]["params_total"] == 405_853_388_800
     assert d["cluster"]["num_nodes"] == 2048
     assert d["training"]["step_time_s"] > 0
-    assert "site" in d["pending_sections"]
+    assert d["training"]["power_facility_w"] > 0 and d["training"]["cost_usd"] > 0
+    assert d["pending_sections"] == []
     human = run("plan", EXAMPLE)
     assert human.returncode == 0 and "Cluster" in human.stdout
 

@@ -388,7 +388,8 @@ def datacenter_table(d: dict[str, Any], period: str) -> Table:
     ]
     if "goodput_frac" in d:
         rows += [("goodput", f"{100 * d['goodput_frac']:.1f}% (MTBF {d['mtbf_s'] / 3600:.2f} h, checkpoint every "
-                             f"{d['checkpoint_interval_s'] / 60:.1f} min, {d['expected_interruptions']:,.0f} interruptions)")]
+                             f"{d['checkpoint_interval_s'] / 60:.1f} min, "
+                             f"{d['expected_interruptions']:,.0f} interruptions)")]
         if d.get("effective_time_to_train_s"):
             rows.append(("effective time to train", f"{d['effective_time_to_train_s'] / 86400:,.1f} days"))
     if d.get("energy_per_output_token_j") is not None:
