@@ -294,11 +294,17 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
     reason = None
     if max_batch < 1:
         need = weights + workspace + reserve + kv_seq
+        domain = max(1, hw.scale_up_domain)
         tp_needed = next((t for t in (1, 2, 4, 8, 16, 32, 64, 128)
-                          if weights * spec.tp / t + workspace + reserve + kv_seq <= cap), None)
+                          if t <= domain and weights * spec.tp / t + workspace + reserve + kv_seq <= cap), None)
         reason = (f"needs {units.format_bytes(need)} per device for weights, workspace, reserve and one sequence's "
-                  f"KV cache; {hw.id} has {units.format_bytes(cap)}"
-                  + (f"; tp = {tp_needed} would fit" if tp_needed else "; no tp up to 128 fits"))
+                  f"KV cache; {hw.id} has {units.format_bytes(cap)}")
+        if tp_needed:
+            reason += f"; tp = {tp_needed} would fit"
+        elif domain == 1:
+            reason += "; it is a single device: a smaller model or a lower-precision format is needed"
+        else:
+            reason += f"; no tp within the scale-up domain of {domain} fits: add pipeline stages or lower the precision"
     elif B > max_batch:
         reason = (f"batch_size {B} needs {units.format_bytes(B * kv_seq)} of KV cache per device; "
                   f"only {max_batch} sequences fit")
