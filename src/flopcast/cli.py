@@ -110,7 +110,7 @@ def _progress_bar(enabled: bool):
         if state["bar"] is None and time.perf_counter() - state["start"] > 1.0:
             state["bar"] = Progress(transient=True)
             state["bar"].start()
-            state["task"] = state["bar"].add_task("evaluating plans", total=total)
+            state["task"] = state["bar"].add_task("evaluating plans (tp, cp, pp groups)", total=total)
         if state["bar"] is not None:
             state["bar"].update(state["task"], completed=done)
 

@@ -502,8 +502,11 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         cache[skey] = (stages_, [Counter(group_of[i] for i in idx) for idx in stages_])
     stages, stage_groups = cache[skey]
     recompute_full = plan.recompute == "full"
-    ckey = ("costs",) + lkey + skey
-    if ckey not in cache:
+    ckey = lkey + skey
+    bucket = cache.get(ckey)
+    if bucket is None:
+        bucket = cache[ckey] = {}
+    if "costs" not in bucket:
         stage_costs_: list[_Cost] = []
         composition: dict[tuple, _Cost] = {}
         for rank, counts_here in enumerate(stage_groups):
@@ -518,8 +521,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
                     sc.params += _embedding_params(model, plan)
                 composition[key] = sc
             stage_costs_.append(composition[key])
-        cache[ckey] = stage_costs_
-    stage_costs = cache[ckey]
+        bucket["costs"] = stage_costs_
+    stage_costs = bucket["costs"]
 
     comm_sm_frac = COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
 
@@ -554,10 +557,9 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     # --- optimizer shard (the stage with the most parameters) and offloaded state
     d = plan.dp * plan.cp
     d_exp = max(1, d // plan.ep)
-    hkey = ("heavy",) + ckey
-    if hkey not in cache:
-        cache[hkey] = max(stage_costs, key=lambda c: c.params)
-    heavy = cache[hkey]
+    heavy = bucket.get("heavy")
+    if heavy is None:
+        heavy = bucket["heavy"] = max(stage_costs, key=lambda c: c.params)
     sharded = plan.zero_stage >= 1
     opt_params = ((heavy.params - heavy.expert_params) / (d if sharded else 1)
                   + heavy.expert_params / (d_exp if sharded else 1))
@@ -581,8 +583,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             weights += 2 * per_layer * WEIGHT_BYTES
         grads = dense * GRAD_BYTES / g_shard + exp * GRAD_BYTES / ge
         optim = 0.0 if plan.offload != "none" else dense * OPTIMIZER_BYTES / o_shard + exp * OPTIMIZER_BYTES / oe
-        akey = ("acts", rank, plan.dp) + ckey
-        acts = cache.get(akey)
+        akey = ("acts", rank, plan.dp)
+        acts = bucket.get(akey)
         if acts is None:
             # activations: micro-batches in flight on this rank under (interleaved) 1F1B
             inflight = min(m, plan.pp - rank) if plan.pp > 1 else 1
@@ -597,7 +599,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
                 acts = inflight * sum(layer_cost[spec].act_bytes * n for spec, n in here.items())
             if rank == plan.pp - 1:
                 acts += head.act_bytes
-            cache[akey] = acts
+            bucket[akey] = acts
         other = RUNTIME_CONTEXT_BYTES + COMM_BUFFER_BYTES + FRAGMENTATION_FRAC * acts
         return {"weights": weights, "gradients": grads, "optimizer": optim, "activations": acts, "other": other}
 
@@ -623,8 +625,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         return math.inf, total_mem, False   # the search drops plans that do not fit: no timing
 
     # ranks holding the same layers share one cost object: time each distinct one once
-    tkey = ("timed",) + ckey
-    if tkey not in cache:
+    if "timed" not in bucket:
         timed: dict[int, tuple[dict[str, float], float]] = {}
         for sc in stage_costs:
             if id(sc) not in timed:
@@ -632,8 +633,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
                 timed[id(sc)] = (d_, d_["compute"] + d_["tp_comm"] + d_["ep_comm"] + d_["cp_comm"])
         per_stage_ = [timed[id(sc)][0] for sc in stage_costs]
         stage_total_ = [timed[id(sc)][1] for sc in stage_costs]
-        cache[tkey] = (per_stage_, stage_total_, max(range(plan.pp), key=stage_total_.__getitem__))
-    per_stage, stage_total, slow = cache[tkey]
+        bucket["timed"] = (per_stage_, stage_total_, max(range(plan.pp), key=stage_total_.__getitem__))
+    per_stage, stage_total, slow = bucket["timed"]
     t_mb = stage_total[slow]
     # pipeline point-to-point: activations (scatter/gather over tp) forward and gradients backward,
     # once per virtual stage boundary
@@ -658,12 +659,16 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         def gather(n: int, nbytes: float) -> float:
             return comm.hierarchical_gather_s(n, min(in_node, n), nbytes, links)
 
-        rs = gather(d, dense_params * grad_b) + gather(d_exp, sc.expert_params * grad_b)
-        ag = gather(d, dense_params * WEIGHT_BYTES) + gather(d_exp, sc.expert_params * WEIGHT_BYTES)
+        dkey = ("dp", plan.dp)
+        if dkey not in bucket:
+            bucket[dkey] = (
+                gather(d, dense_params * grad_b) + gather(d_exp, sc.expert_params * grad_b),
+                gather(d, dense_params * WEIGHT_BYTES) + gather(d_exp, sc.expert_params * WEIGHT_BYTES),
+                comm.hierarchical_all_reduce_s(d, min(in_node, d), dense_params * grad_b, links)
+                + comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), sc.expert_params * grad_b, links))
+        rs, ag, ar = bucket[dkey]
         if plan.zero_stage == 0:
             # one all-reduce of the gradients, hidden behind the last micro-batch's backward
-            ar = (comm.hierarchical_all_reduce_s(d, min(in_node, d), dense_params * grad_b, links)
-                  + comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), sc.expert_params * grad_b, links))
             dp_s = max(0.0, ar - bwd_window) + min(ar, bwd_window) * comm_sm_frac
         elif plan.zero_stage in (1, 2):
             # ZeRO-1 keeps a full gradient buffer and reduce-scatters it once, behind the last

@@ -33,14 +33,14 @@ class SearchSpace:
     max_vpp: int = 8
 
 
-def enumerate_plans(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
-                    scale_up_domain: int, space: SearchSpace = SearchSpace()) -> Iterator[ParallelPlan]:
-    """Yield every valid plan, grouped so that plans sharing tp, cp, pp come together."""
+def plan_groups(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
+                scale_up_domain: int, space: SearchSpace = SearchSpace()) -> Iterator[tuple[int, int, int]]:
+    """The (tp, cp, pp) triples that admit plans: tp dividing the heads (and dividing or a multiple of
+    the kv heads) within the scale-up domain, cp keeping the sequence divisible by 2 cp, pp <= layers,
+    and dp = devices / (tp cp pp) dividing the batch."""
     attn = model.layers[0].attention
     heads = attn.num_heads
     kv = heads if isinstance(attn, LatentAttention) else attn.num_kv_heads
-    L = model.num_layers
-    experts = next((lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
     max_tp = space.max_tp or scale_up_domain
     for tp in divisors(num_devices):
         if tp > max_tp or heads % tp or (kv % tp and tp % kv):
@@ -50,32 +50,45 @@ def enumerate_plans(model: ModelSpec, *, num_devices: int, global_batch_seqs: in
             if cp > 1 and seq_len % (2 * cp):
                 continue
             for pp in divisors(rest // cp):
-                if pp > L:
+                if pp > model.num_layers or global_batch_seqs % (rest // (cp * pp)):
                     continue
-                dp = rest // (cp * pp)
-                if global_batch_seqs % dp:
-                    continue
-                per_replica = global_batch_seqs // dp
-                eps = [1]
-                if experts:
-                    eps = [e for e in divisors(experts) if (dp * cp) % e == 0]
-                for mb in divisors(per_replica):
-                    m = per_replica // mb
-                    vpps = [1]
-                    if pp > 1 and m % pp == 0:
-                        vpps += [v for v in range(2, space.max_vpp + 1) if L % (pp * v) == 0]
-                    for ep in eps:
-                        for vpp in vpps:
-                            for sp in ((False, True) if tp > 1 else (False,)):
-                                for recompute in space.recompute:
-                                    for zero in space.zero_stages:
-                                        for offload in space.offload:
-                                            if offload != "none" and zero == 0:
-                                                continue
-                                            yield ParallelPlan(
-                                                tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=sp, vpp=vpp,
-                                                zero_stage=zero, recompute=recompute,
-                                                microbatch_seqs=mb, offload=offload)
+                yield tp, cp, pp
+
+
+def plans_in_group(model: ModelSpec, group: tuple[int, int, int], *, num_devices: int, global_batch_seqs: int,
+                   space: SearchSpace = SearchSpace()) -> Iterator[ParallelPlan]:
+    """Every valid plan with the given (tp, cp, pp), in a fixed order."""
+    tp, cp, pp = group
+    L = model.num_layers
+    dp = num_devices // (tp * cp * pp)
+    per_replica = global_batch_seqs // dp
+    experts = next((lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
+    eps = [e for e in divisors(experts) if (dp * cp) % e == 0] if experts else [1]
+    for mb in divisors(per_replica):
+        m = per_replica // mb
+        vpps = [1]
+        if pp > 1 and m % pp == 0:
+            vpps += [v for v in range(2, space.max_vpp + 1) if L % (pp * v) == 0]
+        for ep in eps:
+            for vpp in vpps:
+                for sp in ((False, True) if tp > 1 else (False,)):
+                    for recompute in space.recompute:
+                        for zero in space.zero_stages:
+                            for offload in space.offload:
+                                if offload != "none" and zero == 0:
+                                    continue
+                                yield ParallelPlan(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=sp, vpp=vpp,
+                                                   zero_stage=zero, recompute=recompute, microbatch_seqs=mb,
+                                                   offload=offload)
+
+
+def enumerate_plans(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
+                    scale_up_domain: int, space: SearchSpace = SearchSpace()) -> Iterator[ParallelPlan]:
+    """Yield every valid plan, grouped so that plans sharing tp, cp, pp come together."""
+    for group in plan_groups(model, num_devices=num_devices, global_batch_seqs=global_batch_seqs, seq_len=seq_len,
+                             scale_up_domain=scale_up_domain, space=space):
+        yield from plans_in_group(model, group, num_devices=num_devices, global_batch_seqs=global_batch_seqs,
+                                  space=space)
 
 
 def nearest_valid_device_counts(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
