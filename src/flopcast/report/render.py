@@ -21,6 +21,28 @@ def _kv_table(title: str, rows: list[tuple[str, str]], *, note: str | None = Non
     return t
 
 
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _assumptions(d: dict[str, Any]) -> Table:
+    return _kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]])
+
+
+def _comparison(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]], cells) -> tuple[Table, list]:
+    """A predicted-vs-measured table of the used rows, and the (id, reason) of the skipped ones."""
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, justify="left" if c in ("id", "hardware") else "right")
+    skipped = []
+    for r in rows:
+        if r["skipped"]:
+            skipped.append((r["id"], r["skipped"]))
+        else:
+            t.add_row(*cells(r))
+    return t, skipped
+
+
 def model_tables(d: dict[str, Any]) -> Group:
     arch = d["architecture"]
     rows = [("family", arch["family"]), ("layers", str(arch["num_layers"])),
@@ -150,7 +172,7 @@ def plan_tables(d: dict[str, Any]) -> Group:
         parts.append(_kv_table("Not yet estimated by this version",
                                [("-", ", ".join(d["pending_sections"]))]))
     if d["assumptions"]:
-        parts.append(_kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]]))
+        parts.append(_assumptions(d))
     return Group(*parts)
 
 
@@ -202,30 +224,21 @@ def training_tables(d: dict[str, Any]) -> Group:
     if "power_it_w" in d:
         parts.append(datacenter_table(d, "run" if d.get("datacenter_period") == "run" else "hour of training"))
     if d.get("assumptions"):
-        parts.append(_kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]]))
+        parts.append(_assumptions(d))
     return Group(*parts)
 
 
 def validation_tables(d: dict[str, Any]) -> Group:
-    t = Table(title="Training step time: predicted vs measured", title_justify="left")
-    for c in ("id", "hardware", "devices", "measured s", "predicted s", "error", "fits"):
-        t.add_column(c, justify="left" if c in ("id", "hardware") else "right")
-    skipped = []
-    for r in d["rows"]:
-        if r["skipped"]:
-            skipped.append((r["id"], r["skipped"]))
-            continue
-        t.add_row(r["id"], r["hardware"], str(r["num_devices"]), f"{r['measured_step_s']:.4g}",
-                  f"{r['predicted_step_s']:.4g}", f"{100 * r['error_frac']:+.1f}%", "yes" if r["fits"] else "no")
+    t, skipped = _comparison(
+        "Training step time: predicted vs measured",
+        ("id", "hardware", "devices", "measured s", "predicted s", "error", "fits"), d["rows"],
+        lambda r: (r["id"], r["hardware"], str(r["num_devices"]), f"{r['measured_step_s']:.4g}",
+                   f"{r['predicted_step_s']:.4g}", f"{100 * r['error_frac']:+.1f}%", "yes" if r["fits"] else "no"))
     s = d["summary"]
-
-    def pct(x):
-        return "n/a" if x is None else f"{100 * x:.1f}%"
-
     summ = _kv_table("Summary", [
         ("rows used / skipped", f"{s['num_used']} / {s['num_skipped']}"),
-        ("KORTH-E2E mean / max |error|", f"{pct(s['korth_e2e_mean_abs_error'])} / {pct(s['korth_e2e_max_abs_error'])}"),
-        ("all rows median / max |error|", f"{pct(s['median_abs_error'])} / {pct(s['max_abs_error'])} ({s['worst_row']})"),
+        ("KORTH-E2E mean / max |error|", f"{_pct(s['korth_e2e_mean_abs_error'])} / {_pct(s['korth_e2e_max_abs_error'])}"),
+        ("all rows median / max |error|", f"{_pct(s['median_abs_error'])} / {_pct(s['max_abs_error'])} ({s['worst_row']})"),
     ])
     return Group(t, summ, _kv_table("Skipped", skipped))
 
@@ -320,27 +333,19 @@ def serving_tables(d: dict[str, Any]) -> Group:
     if "power_it_w" in d:
         parts.append(datacenter_table(d, "hour of serving"))
     if d.get("assumptions"):
-        parts.append(_kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]]))
+        parts.append(_assumptions(d))
     return Group(*parts)
 
 
 def inference_validation_tables(d: dict[str, Any]) -> Group:
-    t = Table(title="Serving throughput: predicted vs measured (output tokens/s)", title_justify="left")
-    for c in ("id", "hardware", "devices", "batch", "measured", "predicted", "error"):
-        t.add_column(c, justify="left" if c in ("id", "hardware") else "right")
-    skipped = []
-    for r in d["rows"]:
-        if r["skipped"]:
-            skipped.append((r["id"], r["skipped"]))
-            continue
-        t.add_row(r["id"], r["hardware"], str(r["num_devices"]), str(r["batch_size"]), f"{r['measured']:,.0f}",
-                  f"{r['predicted']:,.0f}", f"{100 * r['error_frac']:+.1f}%")
+    t, skipped = _comparison(
+        "Serving throughput: predicted vs measured (output tokens/s)",
+        ("id", "hardware", "devices", "batch", "measured", "predicted", "error"), d["rows"],
+        lambda r: (r["id"], r["hardware"], str(r["num_devices"]), str(r["batch_size"]), f"{r['measured']:,.0f}",
+                   f"{r['predicted']:,.0f}", f"{100 * r['error_frac']:+.1f}%"))
     s = d["summary"]
-    def pct(x):
-        return "n/a" if x is None else f"{100 * x:.1f}%"
-
     summ = _kv_table("Summary", [("rows used / skipped", f"{s['num_used']} / {s['num_skipped']}"),
-                                 ("median / max |error|", f"{pct(s['median_abs_error'])} / {pct(s['max_abs_error'])} "
+                                 ("median / max |error|", f"{_pct(s['median_abs_error'])} / {_pct(s['max_abs_error'])} "
                                                           f"({s['worst_row']})")])
     return Group(t, summ, _kv_table("Skipped", skipped))
 
@@ -355,8 +360,7 @@ def budget_table(d: dict[str, Any]) -> Group:
         ("compute-optimal model",
          f"{format_count(d['optimal_params'])} parameters on {format_count(d['optimal_tokens'])} tokens"),
     ]
-    return Group(_kv_table("Budget", rows), _kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})")
-                                                                     for a in d["assumptions"]]))
+    return Group(_kv_table("Budget", rows), _assumptions(d))
 
 
 def sites_table(rows: list[dict[str, Any]]) -> Table:
