@@ -117,8 +117,6 @@ def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, glo
         raise InvalidScenario(
             f"parallel.cp: seq_len {seq_len} must be divisible by 2*cp = {2 * p.cp} "
             "(load-balanced causal context parallelism splits each sequence into 2*cp chunks)")
-    if p.sp and p.tp == 1:
-        pass  # sequence parallelism is a no-op without tensor parallelism
     per_replica = global_batch_seqs / p.dp
     if global_batch_seqs % p.dp:
         raise InvalidScenario(
