@@ -41,6 +41,10 @@ SCALE_BYTES_PER_WEIGHT = {"fp4": 1 / 16, "int4": 4 / 128}
 RUNTIME_RESERVE_BYTES = 1.0 * units.GiB     # context, cuBLAS workspaces
 RESERVE_FRAC = 0.05                          # CUDA graphs, NCCL, allocator slack (engines keep 5-10% free)
 KERNELS_PER_LAYER = 12                       # norms, projections, attention, activation, residuals, rope
+# Iterations that carry prompt tokens run eagerly (engines capture CUDA graphs for pure-decode batch
+# sizes only: vLLM and TensorRT-LLM's PyTorch backend), so each kernel pays the host's dispatch and
+# launch cost, ~5 us per op in PyTorch eager mode; pure-decode iterations replay a graph.
+EAGER_LAUNCH_S = 5e-6
 DEQUANT_OPS_PER_WEIGHT = 2                   # unpack + scale, per weight element per 128-row tile of tokens
 SAMPLING_BYTES_PER_LOGIT = 12                # fp32 logits written, softmax read/write, top-p/k pass
 
@@ -224,7 +228,7 @@ def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float,
     m = sv.model
     p = sv.spec.pp
     total = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0,
-             "lm_head": 0.0, "sampling": 0.0, "pp_comm": 0.0}
+             "lm_head": 0.0, "sampling": 0.0, "pp_comm": 0.0, "launch": 0.0}
     global_tokens = (n_decode + n_prefill) * (sv.spec.dp if sv.spec.ep > 1 else 1)
     per_stage = math.ceil(m.num_layers / p)
     for layer, count in m.layer_groups():
@@ -237,6 +241,8 @@ def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float,
     if p > 1:
         msg = (n_decode + n_prefill) * m.hidden_size * ACT_BYTES
         total["pp_comm"] = comm.p2p_s(msg, sv.ctx.links, False)
+    if n_prefill > 0:
+        total["launch"] = per_stage * KERNELS_PER_LAYER * EAGER_LAUNCH_S
     return total
 
 
