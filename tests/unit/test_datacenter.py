@@ -121,3 +121,30 @@ def test_budget_bad_input(kw):
     """Zero or negative power, or not exactly one budget: clear errors."""
     with pytest.raises(InvalidScenario):
         api.budget(hardware="b200", days=90, site=SITE, **kw)
+
+
+def test_tco_pricing_adds_capex_facility_and_energy():
+    """TCO: device + node capex over the depreciation years, facility capex, and electricity at the
+    site price; longer depreciation lowers the cost."""
+    from flopcast.specs.site import prices
+
+    hw = catalog.get_hardware("h100-sxm")
+    site = site_from_mapping(SITE)
+    day = 86400.0
+    energy = 1e10
+    c4, why = dc.cost_usd(hw, 8, day, energy, site, {"mode": "tco", "depreciation_years": 4})
+    c8, _ = dc.cost_usd(hw, 8, day, energy, site, {"mode": "tco", "depreciation_years": 8})
+    assert c8 < c4 and "TCO" in why
+    capex = prices()["devices"]["h100-sxm"]["capex_usd"]
+    assert c4 > capex * 8 * day / (4 * 365.25 * day) + energy * site.electricity_price_usd_per_j
+    with pytest.raises(InvalidScenario, match="mode"):
+        dc.cost_usd(hw, 8, day, energy, site, {"mode": "lease"})
+
+
+def test_hardware_without_power_skips_datacenter_with_a_note():
+    """TPUs publish no power: training still estimates, and says why the datacenter keys are absent."""
+    sc = {"model": "llama-3-8b", "hardware": "tpu-v5p", "cluster": {"num_devices": 64},
+          "training": {"seq_len": 8192, "global_batch_seqs": 64}, "parallel": {"tp": 4, "dp": 16}}
+    e = api.estimate_training(sc)
+    assert "power_it_w" not in e.to_dict()
+    assert any(a.name == "datacenter" and "no published power" in a.why for a in e.assumptions)
