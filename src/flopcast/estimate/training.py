@@ -567,7 +567,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     nvme_bytes = opt_params * OPTIMIZER_BYTES if plan.offload == "nvme" else 0.0
 
     # --- memory on the most-loaded rank (first and last stage checked)
-    def stage_memory(rank: int) -> dict[str, float]:
+    def stage_memory(rank: int) -> tuple[float, float, float, float, float]:
         s_c = stage_costs[rank]
         dense = s_c.params - s_c.expert_params
         exp = s_c.expert_params
@@ -601,11 +601,15 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
                 acts += head.act_bytes
             bucket[akey] = acts
         other = RUNTIME_CONTEXT_BYTES + COMM_BUFFER_BYTES + FRAGMENTATION_FRAC * acts
-        return {"weights": weights, "gradients": grads, "optimizer": optim, "activations": acts, "other": other}
+        return weights, grads, optim, acts, other
 
-    candidates = [stage_memory(0)] + ([stage_memory(plan.pp - 1)] if plan.pp > 1 else [])
-    mem = max(candidates, key=lambda x: sum(x.values()))
-    total_mem = sum(mem.values())
+    parts = stage_memory(0)
+    total_mem = sum(parts)
+    if plan.pp > 1:
+        last = stage_memory(plan.pp - 1)
+        if sum(last) > total_mem:
+            parts, total_mem = last, sum(last)
+    mem = dict(zip(("weights", "gradients", "optimizer", "activations", "other"), parts, strict=True))
     cap = hw.hbm_capacity_bytes
     fits = total_mem <= cap
     reason = None

@@ -101,7 +101,7 @@ def evaluate_groups(job: Job, groups: Sequence[tuple[int, tuple[int, int, int]]]
 
 def _tasks(groups: list[tuple[int, int, int]], workers: int) -> list[list[tuple[int, tuple[int, int, int]]]]:
     """Groups dealt round-robin into a few tasks per worker (deterministic)."""
-    n = max(1, min(len(groups), 4 * workers))
+    n = max(1, min(len(groups), 16 * workers))
     tasks: list[list[tuple[int, tuple[int, int, int]]]] = [[] for _ in range(n)]
     for i, g in enumerate(groups):
         tasks[i % n].append((i, g))
