@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.errors import InvalidScenario
+from flopcast.specs.fields import check_keys, choice, flag
 from flopcast.specs.model import LatentAttention, ModelSpec, MoEFFN
 
 RECOMPUTE = ("none", "selective", "full")
@@ -55,21 +56,13 @@ def _pos_int(data: Mapping[str, Any], key: str, default: int) -> int:
 def plan_from_mapping(data: Mapping[str, Any] | None) -> ParallelPlan:
     """Parse the `parallel` section (unknown keys get suggestions)."""
     data = dict(data or {})
-    for key in data:
-        if key not in PARALLEL_KEYS:
-            raise UnknownName("parallel field", str(key), PARALLEL_KEYS)
-    sp = data.get("sp", False)
-    if not isinstance(sp, bool):
-        raise InvalidScenario(f"parallel.sp: expected true or false, got {sp!r}")
+    check_keys(data, "parallel", PARALLEL_KEYS)
+    sp = flag(data, "parallel", "sp", False)
     zero = data.get("zero_stage", 1)
     if zero not in ZERO_STAGES or isinstance(zero, bool):
         raise InvalidScenario(f"parallel.zero_stage: {zero!r}; accepted: 0, 1, 2, 3 (3 = FSDP full shard)")
-    recompute = str(data.get("recompute", "selective"))
-    if recompute not in RECOMPUTE:
-        raise UnknownName("parallel.recompute", recompute, RECOMPUTE)
-    offload = str(data.get("offload", "none"))
-    if offload not in OFFLOAD:
-        raise UnknownName("parallel.offload", offload, OFFLOAD)
+    recompute = choice(data, "parallel", "recompute", "selective", RECOMPUTE)
+    offload = choice(data, "parallel", "offload", "none", OFFLOAD)
     return ParallelPlan(
         tp=_pos_int(data, "tp", 1), pp=_pos_int(data, "pp", 1), dp=_pos_int(data, "dp", 1),
         cp=_pos_int(data, "cp", 1), ep=_pos_int(data, "ep", 1), sp=sp, vpp=_pos_int(data, "vpp", 1),

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flopcast import units
-from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.errors import InvalidScenario
+from flopcast.specs.fields import check_keys, choice
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "fp4", "int4")
 KV_DTYPES = ("bf16", "fp16", "fp8", "int8")
@@ -54,15 +55,9 @@ def _pos(data: Mapping[str, Any], key: str, default: int) -> int:
 def inference_from_mapping(data: Mapping[str, Any]) -> InferenceSpec:
     if not isinstance(data, Mapping):
         raise InvalidScenario("inference: expected a mapping (tp, weights_dtype, batch_size, input_tokens, ...)")
-    for key in data:
-        if key not in INFERENCE_KEYS:
-            raise UnknownName("inference field", str(key), INFERENCE_KEYS)
-    wd = str(data.get("weights_dtype", "bf16"))
-    if wd not in WEIGHT_DTYPES:
-        raise UnknownName("inference.weights_dtype", wd, WEIGHT_DTYPES)
-    kd = str(data.get("kv_dtype", "bf16"))
-    if kd not in KV_DTYPES:
-        raise UnknownName("inference.kv_dtype", kd, KV_DTYPES)
+    check_keys(data, "inference", INFERENCE_KEYS)
+    wd = choice(data, "inference", "weights_dtype", "bf16", WEIGHT_DTYPES)
+    kd = choice(data, "inference", "kv_dtype", "bf16", KV_DTYPES)
     bs = data.get("batch_size", "max")
     batch = None if bs == "max" else _pos(data, "batch_size", 1)
     return InferenceSpec(

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flopcast import units
-from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.errors import InvalidScenario
+from flopcast.specs.fields import check_keys, choice, flag
 
 PRECISIONS = ("bf16", "fp16", "fp8")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
@@ -46,19 +47,10 @@ class TrainingSpec:
         return self.seq_len * self.global_batch_seqs
 
 
-def _bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
-    v = data.get(key, default)
-    if not isinstance(v, bool):
-        raise InvalidScenario(f"training.{key}: expected true or false, got {v!r}")
-    return v
-
-
 def training_from_mapping(data: Mapping[str, Any]) -> TrainingSpec:
     if not isinstance(data, Mapping):
         raise InvalidScenario("training: expected a mapping with seq_len and global_batch_seqs")
-    for key in data:
-        if key not in TRAINING_KEYS:
-            raise UnknownName("training field", str(key), TRAINING_KEYS)
+    check_keys(data, "training", TRAINING_KEYS)
     if "seq_len" not in data:
         raise InvalidScenario("training.seq_len: missing (tokens per sequence, e.g. 4096)")
     seq_len = units.parse_count(data["seq_len"], field="training.seq_len")
@@ -81,17 +73,12 @@ def training_from_mapping(data: Mapping[str, Any]) -> TrainingSpec:
         total = float(units.parse(total, "count", field="training.total_tokens"))
         if total <= 0:
             raise InvalidScenario("training.total_tokens: expected a positive number of tokens")
-    precision = str(data.get("precision", "bf16"))
-    if precision not in PRECISIONS:
-        raise UnknownName("training.precision", precision, PRECISIONS)
-    kernel = str(data.get("attention_kernel", "flash3"))
-    if kernel not in ATTENTION_KERNELS:
-        raise UnknownName("training.attention_kernel", kernel, ATTENTION_KERNELS)
-    grad_dtype = str(data.get("grad_reduce_dtype", "bf16"))
-    if grad_dtype not in ("bf16", "fp32"):
-        raise UnknownName("training.grad_reduce_dtype", grad_dtype, ("bf16", "fp32"))
+    precision = choice(data, "training", "precision", "bf16", PRECISIONS)
+    kernel = choice(data, "training", "attention_kernel", "flash3", ATTENTION_KERNELS)
+    grad_dtype = choice(data, "training", "grad_reduce_dtype", "bf16", ("bf16", "fp32"))
     return TrainingSpec(
         seq_len=seq_len, global_batch_seqs=batch, total_tokens=total, precision=precision,
-        flash_attention=_bool(data, "flash_attention", True), dropout=_bool(data, "dropout", False),
-        comm_overlap=_bool(data, "comm_overlap", True), grad_reduce_dtype=grad_dtype, attention_kernel=kernel,
+        flash_attention=flag(data, "training", "flash_attention", True),
+        dropout=flag(data, "training", "dropout", False),
+        comm_overlap=flag(data, "training", "comm_overlap", True), grad_reduce_dtype=grad_dtype, attention_kernel=kernel,
     )
