@@ -34,7 +34,9 @@ def run(kind, plan):
 @settings(max_examples=150, deadline=None)
 @given(kind=st.sampled_from(sorted(MODELS)), data=st.data())
 def test_parts_sum_and_fractions(kind, data):
-    """Step-time and memory breakdowns sum to their totals; 0 < MFU <= HFU < 1; all finite."""
+    """Step-time and memory breakdowns sum to their totals, the compute parts (gemm, attention,
+    element-wise, loss, recompute, communication kernels) sum to the compute time; 0 < MFU <= HFU
+    < 1; all finite."""
     plan = data.draw(st.sampled_from(PLANS[kind]))
     e = run(kind, plan)
     assert math.isfinite(e.step_time_s) and e.step_time_s > 0
@@ -42,6 +44,8 @@ def test_parts_sum_and_fractions(kind, data):
         sum(e.step_time_breakdown_s.values()), e.step_time_s, rel_tol=1e-12)
     assert math.isclose(sum(e.memory_breakdown_bytes.values()), e.memory_per_device_bytes, rel_tol=1e-12)
     assert all(v >= 0 for v in e.step_time_breakdown_s.values())
+    assert math.isclose(sum(e.compute_breakdown_s.values()), e.step_time_breakdown_s["compute"], rel_tol=1e-12)
+    assert all(v >= 0 for v in e.compute_breakdown_s.values()) and e.compute_breakdown_s["gemm"] > 0
     assert 0 < e.mfu <= e.hfu < 1
 
 

@@ -51,10 +51,24 @@ from flopcast.specs.workload import TrainingSpec
 WEIGHT_BYTES = 2.0          # bf16/fp16 weights (fp8 training keeps bf16 weights, casts per matmul)
 GRAD_BYTES = 4.0            # fp32 main gradients
 OPTIMIZER_BYTES = 12.0      # fp32 master weights + Adam m and v
-ADAM_BYTES_MOVED = 30.0     # per parameter per step: master, m, v read+written (24), grad read (4), weight written (2)
+# Optimizer step, HBM bytes per parameter (Megatron-LM mixed-precision optimizer): gradient
+# non-finite check and unscale (read 4, write 4), global-norm for clipping (read 4), Adam (read
+# master, m, v, grad 16; write master, m, v 12), copy of the master into the 16-bit weights (read
+# 4, write 2), zeroing the fp32 gradient buffer (write 4).
+ADAM_BYTES_MOVED = 50.0
 ACT_BYTES = 2.0             # activations in bf16/fp16
 MASK_BYTES = 1.0            # a dropout mask element
 LOGIT_BYTES = 6.0           # fp32 logits for the loss + their bf16 copy, per vocabulary entry
+# HBM traffic of an unfused fp32 cross-entropy per logit (Megatron's vocab-parallel loss; PyTorch's
+# log_softmax + nll_loss moves about as much). Forward: cast bf16 -> fp32 (read 2, write 4), max
+# (read 4), subtract the max (read 4, write 4), exp (4 + 4), sum (4), normalise into the softmax
+# kept for backward (4 + 4) = 38 B. Backward: scale the softmax by the incoming gradient (4 + 4),
+# cast back to bf16 (4 + 2) = 14 B.
+LOSS_FWD_BYTES_PER_LOGIT = 38.0
+LOSS_BWD_BYTES_PER_LOGIT = 14.0
+# Embedding backward on the first stage: the dense (V/t x h) bf16 gradient is zeroed and scattered
+# into (2 B), then accumulated into the fp32 main gradient (read 2 + 4, write 4) every micro-batch.
+EMBED_GRAD_BYTES_PER_ENTRY = 12.0
 # Runtime reserve on every device (documented defaults).
 RUNTIME_CONTEXT_BYTES = 1.0 * units.GiB    # CUDA/ROCm context, cuBLAS/cuDNN workspaces
 COMM_BUFFER_BYTES = 0.5 * units.GiB        # NCCL channels and buffers
@@ -78,6 +92,7 @@ class TrainingEstimate:
     memory_capacity_bytes: float
     step_time_s: float
     step_time_breakdown_s: dict[str, float]
+    compute_breakdown_s: dict[str, float]
     tokens_per_s: float
     tokens_per_s_per_device: float
     model_flops_per_step: float
@@ -105,6 +120,7 @@ class TrainingEstimate:
             "nvme_per_device_bytes": self.nvme_per_device_bytes,
             "step_time_s": self.step_time_s,
             "step_time_breakdown_s": dict(self.step_time_breakdown_s),
+            "compute_breakdown_s": dict(self.compute_breakdown_s),
             "tokens_per_s": self.tokens_per_s,
             "tokens_per_s_per_device": self.tokens_per_s_per_device,
             "model_flops_per_step": self.model_flops_per_step,
@@ -129,6 +145,9 @@ class _Cost:
     attn_bwd_s: float = 0.0
     attn_recompute_s: float = 0.0   # what selective recompute repeats
     elem_fwd_s: float = 0.0
+    head_gemm_s: float = 0.0        # LM-head GEMMs forward + backward (last stage; never recomputed)
+    loss_s: float = 0.0             # cross-entropy forward + backward (last stage; never recomputed)
+    embed_s: float = 0.0            # embedding lookup forward + gradient backward (first stage)
     tp_fwd_s: float = 0.0           # one forward pass of TP collectives
     ep_fwd_s: float = 0.0
     cp_fwd_s: float = 0.0
@@ -406,11 +425,23 @@ def _head_cost(model: ModelSpec, plan: ParallelPlan, ctx: _Ctx, mb_tokens: float
     """LM head and loss on the last stage: (T x h) @ (h x V/t), fp32 logits."""
     c = _Cost()
     V, e = model.vocab_size, model.embed_dim
-    c.gemm_fwd_s, c.gemm_bwd_s = _gemm_s(ctx, mb_tokens, V / plan.tp, e)
-    c.elem_fwd_s = mb_tokens * V / plan.tp * LOGIT_BYTES * 2 / ctx.mem_bytes_per_s
+    c.head_gemm_s = sum(_gemm_s(ctx, mb_tokens, V / plan.tp, e))
+    logits = mb_tokens * V / plan.tp
+    c.loss_s = logits * (LOSS_FWD_BYTES_PER_LOGIT + LOSS_BWD_BYTES_PER_LOGIT) / ctx.mem_bytes_per_s + 8 * KERNEL_TAIL_S
     c.act_bytes = mb_tokens * V / plan.tp * LOGIT_BYTES
     c.params = (0 if model.tie_embeddings and plan.pp == 1 else V * e / plan.tp) + (
         model.norm.params(model.hidden_size) if model.final_norm else 0)
+    return c
+
+
+def _embed_cost(model: ModelSpec, plan: ParallelPlan, ctx: _Ctx, mb_tokens: float) -> _Cost:
+    """Embedding on the first stage: rows gathered forward (read + write T x h), and backward the
+    incoming gradient read plus the dense (V/t x h) weight gradient written and accumulated."""
+    c = _Cost()
+    rows = mb_tokens * model.embed_dim * ACT_BYTES
+    table = model.vocab_size / plan.tp * model.embed_dim
+    c.embed_s = (3 * rows + table * EMBED_GRAD_BYTES_PER_ENTRY) / ctx.mem_bytes_per_s + 3 * KERNEL_TAIL_S
+    c.params = _embedding_params(model, plan)
     return c
 
 
@@ -491,8 +522,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     lkey = ("layers", plan.tp, plan.cp, plan.sp, plan.ep, b, plan.recompute, plan.pp == 1)
     if lkey not in cache:
         cache[lkey] = ([_layer_cost(spec, model, plan, train, ctx, mb_tokens) for spec in model.distinct_layers],
-                       _head_cost(model, plan, ctx, mb_tokens))
-    layer_cost, head = cache[lkey]
+                       _head_cost(model, plan, ctx, mb_tokens), _embed_cost(model, plan, ctx, mb_tokens))
+    layer_cost, head, embed = cache[lkey]
     group_of = model.layer_group_index
 
     # --- per pipeline rank: sum the layers it holds
@@ -518,7 +549,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
                 if rank == plan.pp - 1:
                     sc.add(head)
                 if rank == 0:
-                    sc.params += _embedding_params(model, plan)
+                    sc.add(embed)
                 composition[key] = sc
             stage_costs_.append(composition[key])
         bucket["costs"] = stage_costs_
@@ -527,8 +558,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     comm_sm_frac = COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
 
     def mb_times(sc: _Cost) -> dict[str, float]:
+        """One micro-batch on a stage: compute parts (summing to "compute") and exposed comm."""
         fwd_compute = sc.gemm_fwd_s + sc.attn_fwd_s + sc.elem_fwd_s
-        bwd_compute = sc.gemm_bwd_s + sc.attn_bwd_s + 2 * sc.elem_fwd_s
         # TP collectives: forward, backward (with SP the backward also re-gathers the sharded layer
         # inputs for the weight gradients: 3 collectives where the forward has 2, Korthikanti et al.
         # 2022 sec. 4.2.2), and the recomputed forward under full recompute.
@@ -538,7 +569,11 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             rec = fwd_compute
         elif plan.recompute == "selective":
             rec = sc.attn_recompute_s
-        compute = fwd_compute + bwd_compute + rec
+        parts = {"gemm": sc.gemm_fwd_s + sc.gemm_bwd_s + sc.head_gemm_s,
+                 "attention": sc.attn_fwd_s + sc.attn_bwd_s,
+                 "elementwise": 3 * sc.elem_fwd_s,       # backward moves twice the forward's bytes
+                 "loss_embedding": sc.loss_s + sc.embed_s,
+                 "recompute": rec, "comm_kernels": 0.0}
         tp = n_tp * sc.tp_fwd_s
         n_pass = 2 + (1 if recompute_full else 0)
         ep = n_pass * sc.ep_fwd_s
@@ -550,9 +585,10 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             cp_hidden = min(cp, sc.attn_fwd_s + sc.attn_bwd_s)
             tp, cp = tp - tp_hidden, cp - cp_hidden
             # the hidden part still occupies the SMs its communication kernels run on
-            compute += (tp_hidden + cp_hidden) * comm_sm_frac
-        return {"compute": compute, "tp_comm": tp, "ep_comm": ep, "cp_comm": cp,
-                "_fwd": fwd_compute, "_bwd": bwd_compute + rec}
+            parts["comm_kernels"] = (tp_hidden + cp_hidden) * comm_sm_frac
+        compute = sum(parts.values())
+        return {"compute": compute, "tp_comm": tp, "ep_comm": ep, "cp_comm": cp, "_parts": parts,
+                "_fwd": fwd_compute + sc.embed_s, "_bwd": compute - fwd_compute - sc.embed_s}
 
     # --- optimizer shard (the stage with the most parameters) and offloaded state
     d = plan.dp * plan.cp
@@ -742,6 +778,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     return TrainingEstimate(
         fits=fits, infeasible_reason=reason, memory_per_device_bytes=total_mem, memory_breakdown_bytes=mem,
         memory_capacity_bytes=cap, step_time_s=step, step_time_breakdown_s=breakdown,
+        compute_breakdown_s={k: m * v for k, v in per_stage[slow]["_parts"].items()},
         tokens_per_s=tokens_per_s, tokens_per_s_per_device=tokens_per_s / n_dev,
         model_flops_per_step=model_flops, hardware_flops_per_step=hardware_flops,
         mfu=model_flops / step / peak_total, hfu=hardware_flops / step / peak_total,

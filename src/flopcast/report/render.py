@@ -202,6 +202,10 @@ def training_tables(d: dict[str, Any]) -> Group:
     for k, v in d["step_time_breakdown_s"].items():
         if v:
             t.add_row(k, f"{v:.4g}", f"{100 * v / st:.1f}%")
+            if k == "compute":
+                for sub, sv in d.get("compute_breakdown_s", {}).items():
+                    if sv:
+                        t.add_row(f"  {sub}", f"{sv:.4g}", f"{100 * sv / st:.1f}%", style="dim")
     p = d["parallel"]
     rows = [
         ("plan", f"tp {p['tp']} pp {p['pp']} dp {p['dp']} cp {p['cp']} ep {p['ep']} vpp {p['vpp']} "
