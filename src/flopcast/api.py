@@ -303,14 +303,22 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
                     progress=None):
     """`flopcast search`: every valid plan for the scenario's model, devices and batch, best first."""
     from flopcast.search import search
+    from flopcast.search.space import SearchSpace
+    from flopcast.specs.parallel import PARALLEL_KEYS, plan_from_mapping
 
     rs = resolve(scenario)
     if "training" not in rs.sections:
         raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see SCENARIO.md)")
     train = training_from_mapping(rs.sections["training"])
     assumptions = list(rs.assumptions)
-    if "parallel" in rs.sections:
-        assumptions.append(Assumption("parallel", "ignored", "the search chooses the plan"))
+    space = SearchSpace()
+    if rs.sections.get("parallel"):
+        given = rs.sections["parallel"]
+        parsed = plan_from_mapping(given).to_dict()
+        pinned = tuple((k, parsed[k]) for k in PARALLEL_KEYS if k in given)
+        space = SearchSpace(pinned=pinned)
+        assumptions.append(Assumption("parallel", ", ".join(f"{k}={v}" for k, v in pinned),
+                                      "fixed by the scenario's parallel section; the search chooses the rest"))
     assumptions.append(Assumption(
         "objective_equivalence", objective,
         "for a fixed device count, cost, energy and time-to-train all rank plans as step time does"))
@@ -318,7 +326,7 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
                   devices_per_node=rs.cluster.devices_per_node,
                   scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, top=top,
                   objective=objective, backend=backend, ray_address=ray_address, workers=workers,
-                  progress=progress, assumptions=tuple(assumptions))
+                  space=space, progress=progress, assumptions=tuple(assumptions))
 
 
 SWEEP_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute", "microbatch_seqs", "offload",

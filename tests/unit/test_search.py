@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from flopcast import api
-from flopcast.errors import InvalidScenario
+from flopcast.errors import FlopcastError, InvalidScenario
 from flopcast.search.space import SearchSpace, divisors, enumerate_plans
 from flopcast.specs.hf import from_hf_config
 from flopcast.specs.parallel import OFFLOAD, RECOMPUTE, ParallelPlan, validate_plan
@@ -147,3 +147,27 @@ def test_search_space_options_restrict():
     small = sum(1 for _ in enumerate_plans(model, num_devices=8, global_batch_seqs=8, seq_len=1024, scale_up_domain=8,
                                            space=SearchSpace(zero_stages=(1,), offload=("none",))))
     assert 0 < small < full
+
+
+def test_pinned_fields_are_exactly_the_filtered_full_space():
+    """Pinning fields (tp=2, zero_stage=1, recompute=selective) enumerates exactly the plans of the
+    full space that carry those values, in the same order."""
+    model = from_hf_config(SMALL)
+    pins = (("tp", 2), ("zero_stage", 1), ("recompute", "selective"))
+    kw = dict(num_devices=16, global_batch_seqs=16, seq_len=1024, scale_up_domain=8)
+    full = [p for p in enumerate_plans(model, **kw) if all(getattr(p, k) == v for k, v in pins)]
+    pinned = list(enumerate_plans(model, **kw, space=SearchSpace(pinned=pins)))
+    assert pinned == full and len(pinned) > 0
+
+
+def test_search_keeps_the_scenarios_parallel_keys():
+    """A partial `parallel` section fixes those keys in the search; the best plan carries them and
+    the assumptions say so; an impossible pin is a one-line error naming it."""
+    sc = scenario() | {"parallel": {"tp": 2, "pp": 2}}
+    res = api.search_training(sc, workers=1, top=3)
+    assert res.plans and all(p.plan.tp == 2 and p.plan.pp == 2 for p in res.plans)
+    assert any(a.name == "parallel" and "tp=2" in str(a.value) for a in res.assumptions)
+    with pytest.raises(InvalidScenario, match="parallel.pp=3"):
+        api.search_training(scenario() | {"parallel": {"pp": 3}}, workers=1)
+    with pytest.raises(FlopcastError, match="parallel.recompute"):
+        api.search_training(scenario() | {"parallel": {"recompute": "sometimes"}}, workers=1)

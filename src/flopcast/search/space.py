@@ -31,6 +31,15 @@ class SearchSpace:
     recompute: tuple[str, ...] = RECOMPUTE
     offload: tuple[str, ...] = OFFLOAD
     max_vpp: int = 8
+    # plan fields fixed by the user (the scenario's partial `parallel` section): (name, value) pairs
+    pinned: tuple[tuple[str, object], ...] = ()
+
+    def allowed(self, name: str, values):
+        """`values` restricted to the pinned value of `name`, if any."""
+        for key, v in self.pinned:
+            if key == name:
+                return [x for x in values if x == v]
+        return list(values)
 
 
 def plan_groups(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
@@ -42,15 +51,18 @@ def plan_groups(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, s
     heads = attn.num_heads
     kv = heads if isinstance(attn, LatentAttention) else attn.num_kv_heads
     max_tp = space.max_tp or scale_up_domain
-    for tp in divisors(num_devices):
-        if tp > max_tp or heads % tp or (kv % tp and tp % kv):
+    pinned_tp = dict(space.pinned).get("tp")
+    for tp in space.allowed("tp", divisors(num_devices)):
+        if (tp > max_tp and tp != pinned_tp) or heads % tp or (kv % tp and tp % kv):
             continue
         rest = num_devices // tp
-        for cp in divisors(rest):
+        for cp in space.allowed("cp", divisors(rest)):
             if cp > 1 and seq_len % (2 * cp):
                 continue
-            for pp in divisors(rest // cp):
+            for pp in space.allowed("pp", divisors(rest // cp)):
                 if pp > model.num_layers or global_batch_seqs % (rest // (cp * pp)):
+                    continue
+                if space.allowed("dp", [rest // (cp * pp)]) == []:
                     continue
                 yield tp, cp, pp
 
@@ -63,18 +75,22 @@ def plans_in_group(model: ModelSpec, group: tuple[int, int, int], *, num_devices
     dp = num_devices // (tp * cp * pp)
     per_replica = global_batch_seqs // dp
     experts = next((lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
-    eps = [e for e in divisors(experts) if (dp * cp) % e == 0] if experts else [1]
-    for mb in divisors(per_replica):
+    eps = space.allowed("ep", [e for e in divisors(experts) if (dp * cp) % e == 0] if experts else [1])
+    sps = space.allowed("sp", (False, True) if tp > 1 else (False,))
+    recomputes = space.allowed("recompute", space.recompute)
+    zeros = space.allowed("zero_stage", space.zero_stages)
+    offloads = space.allowed("offload", space.offload)
+    for mb in space.allowed("microbatch_seqs", divisors(per_replica)):
         m = per_replica // mb
         vpps = [1]
         if pp > 1 and m % pp == 0:
             vpps += [v for v in range(2, space.max_vpp + 1) if L % (pp * v) == 0]
         for ep in eps:
-            for vpp in vpps:
-                for sp in ((False, True) if tp > 1 else (False,)):
-                    for recompute in space.recompute:
-                        for zero in space.zero_stages:
-                            for offload in space.offload:
+            for vpp in space.allowed("vpp", vpps):
+                for sp in sps:
+                    for recompute in recomputes:
+                        for zero in zeros:
+                            for offload in offloads:
                                 if offload != "none" and zero == 0:
                                     continue
                                 yield ParallelPlan(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=sp, vpp=vpp,
