@@ -136,8 +136,13 @@ def test_validation_harness_runs():
     assert all(r.skipped for r in res if r.error_frac is None)
 
 
-@pytest.mark.xfail(strict=True, reason="accuracy targets of issue 5 not met yet (see benchmarks/validate_inference.py)")
-def test_inference_accuracy_targets():
-    """Issue 5 targets: median |error| <= 15%, none worse than 35%."""
-    s = vi.summary(vi.run())
-    assert s["median_abs_error"] <= 0.15 and s["max_abs_error"] <= 0.35
+def test_inference_median_error_target():
+    """Issue 5 target (met): median |error| over the usable rows <= 15%."""
+    assert vi.summary(vi.run())["median_abs_error"] <= 0.15
+
+
+@pytest.mark.xfail(strict=True, reason="issue 5 max-error target not met: NVFP4 rows on B200/GB200 (+39/+40%), "
+                                       "no measured fp4 GEMM efficiency (see benchmarks/validate_inference.py)")
+def test_inference_max_error_target():
+    """Issue 5 target: no usable row worse than 35%."""
+    assert vi.summary(vi.run())["max_abs_error"] <= 0.35
