@@ -186,6 +186,7 @@ class PlanReport:
     pending_sections: tuple[str, ...] = ()
     training: Any = None
     serving: Any = None
+    simulation: Any = None
     assumptions: tuple[Assumption, ...] = field(default=())
 
     def cluster_dict(self) -> dict[str, Any]:
@@ -214,6 +215,7 @@ class PlanReport:
             "cluster": self.cluster_dict(),
             "training": self.training.to_dict() if self.training is not None else None,
             "serving": self.serving.to_dict() if self.serving is not None else None,
+            "simulation": self.simulation.to_dict() if self.simulation is not None else None,
             "pending_sections": list(self.pending_sections),
             "assumptions": [a.to_dict() for a in self.assumptions],
         }
@@ -246,16 +248,19 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
         training_est = _estimate_training_resolved(rs)
     done = {"training", "parallel"} if training_est is not None else set()
     serving_est = None
+    simulation = None
     if "inference" in rs.sections:
         serving_est = _estimate_serving_resolved(rs)
         done.add("inference")
+        if isinstance(inference, Mapping) and "workload" in inference:
+            simulation = _simulate_serving_resolved(rs)
     if (training_est is not None and training_est.datacenter) or (serving_est is not None and serving_est.datacenter):
         done |= {"site", "pricing"}
     pending = tuple(k for k in ("training", "parallel", "inference", "site", "pricing")
                     if k in rs.sections and k not in done)
     return PlanReport(name=rs.name, model=model, hardware=rs.hardware, cluster=rs.cluster,
                       pending_sections=pending, training=training_est, serving=serving_est,
-                      assumptions=tuple(assumptions))
+                      simulation=simulation, assumptions=tuple(assumptions))
 
 
 def _training_inputs(rs: ResolvedScenario):
@@ -441,6 +446,48 @@ def _estimate_serving_resolved(rs: ResolvedScenario):
         assumptions.append(Assumption("batch_size", "max", "largest by KV-cache memory and the iteration budget"))
     est = _estimate(rs.model, rs.hardware, spec, assumptions=tuple(assumptions))
     return _with_datacenter(rs, est, _serving_datacenter)
+
+
+def _simulate_serving_resolved(rs: ResolvedScenario):
+    from flopcast.sim.engine import simulate
+    from flopcast.sim.workload import scheduler_from_mapping, slo_from_mapping, workload_from_mapping
+    from flopcast.specs.serving import inference_from_mapping, validate_inference
+
+    if "inference" not in rs.sections:
+        raise InvalidScenario("inference: missing; give tp, weights_dtype, input_tokens, output_tokens and a workload")
+    section = rs.sections["inference"]
+    spec = inference_from_mapping(section)
+    validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
+    workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
+                                     output_tokens=spec.output_tokens)
+    scheduler, prefill_replicas = scheduler_from_mapping(section.get("scheduler"))
+    slo = slo_from_mapping(section.get("slo"))
+    assumptions = list(rs.assumptions)
+    if "workload" not in section:
+        assumptions.append(Assumption("workload", "none given", "every request at t = 0 needs an arrival rate: give "
+                                      "inference.workload.arrival"))
+    if "scheduler" not in section:
+        assumptions.append(Assumption("scheduler", "sarathi", "continuous batching with chunked prefill (vLLM v1, "
+                                      "TensorRT-LLM in-flight batching)"))
+    assumptions += [
+        Assumption("routing", "fewest outstanding requests", "each new request goes to the least-loaded replica"),
+        Assumption("kv_admission", "on demand + preemption" if scheduler == "vllm" else "whole sequence reserved",
+                   "vllm allocates pages as tokens arrive and recomputes preempted sequences; the others reserve "
+                   "prompt + output pages at admission (TensorRT-LLM guaranteed-no-evict)"),
+        Assumption("max_concurrent_sequences", spec.batch_size or spec.max_tokens_per_iteration,
+                   "inference.batch_size, or the token budget when batch_size is max"),
+        Assumption("iteration_cost", "the analytic serving model (flopcast infer)",
+                   "every engine iteration is timed by the per-op roofline of its decode and prompt tokens"),
+    ]
+    if slo.ttft_s is None and slo.tpot_s is None:
+        assumptions.append(Assumption("slo", "none", "no inference.slo: slo_attainment_frac and goodput are null"))
+    return simulate(rs.model, rs.hardware, spec, workload, scheduler=scheduler, slo=slo,
+                    prefill_replicas=prefill_replicas, assumptions=tuple(assumptions))
+
+
+def simulate_serving(scenario: str | Path | Mapping[str, Any]):
+    """`flopcast simulate`: discrete-event simulation of the inference section's workload."""
+    return _simulate_serving_resolved(resolve(scenario))
 
 
 def _with_datacenter(rs: ResolvedScenario, est, fn):

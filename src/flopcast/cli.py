@@ -96,6 +96,13 @@ def cmd_infer(args: argparse.Namespace) -> None:
     _emit_json(est.to_dict()) if args.json else _render("serving_tables", est.to_dict())
 
 
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    res = api.simulate_serving(args.scenario)
+    _emit_json(res.to_dict()) if args.json else _render("simulation_tables", res.to_dict())
+
+
 def _progress_bar(enabled: bool):
     """A rich progress bar on stderr for searches longer than a second, only on a terminal."""
     if not enabled or not sys.stderr.isatty():
@@ -212,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("what", choices=("training", "inference"), help="which estimator to validate")
     sp = add("infer", cmd_infer, "serving estimate: KV capacity, TTFT, TPOT, steady-state throughput")
     sp.add_argument("scenario", help="scenario YAML/JSON file with an inference section")
+    sp = add("simulate", cmd_simulate, "discrete-event serving simulation of the inference workload: latency "
+                                       "percentiles, throughput, SLO attainment")
+    sp.add_argument("scenario", help="scenario YAML/JSON file with an inference section and its workload")
     sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys")
     sp.add_argument("--hardware", required=True, help="accelerator id, e.g. b200")
     sp.add_argument("--days", type=float, required=True, help="duration of the run in days")

@@ -267,6 +267,40 @@ def _weights_per_device(sv: _Serve) -> float:
     return total
 
 
+def _memory(sv: _Serve) -> tuple[float, float, float, float]:
+    """(weights, activation workspace, runtime reserve, bytes left for the KV cache) per device."""
+    model, spec = sv.model, sv.spec
+    cap = sv.hw.hbm_capacity_bytes
+    weights = _weights_per_device(sv)
+    f_max = max((lay.ffn.d_ff if isinstance(lay.ffn, DenseFFN) else lay.ffn.expert_d_ff * lay.ffn.top_k)
+                for lay in model.layers)
+    workspace = spec.max_tokens_per_iteration * (6 * model.hidden_size + 3 * f_max / spec.tp) * ACT_BYTES
+    reserve = RUNTIME_RESERVE_BYTES + RESERVE_FRAC * cap
+    return weights, workspace, reserve, cap - weights - workspace - reserve
+
+
+def kv_page_groups(sv: _Serve) -> tuple[tuple[float, int | None], ...]:
+    """(bytes per cached token per device of a layer group / pp, window or None) per layer group."""
+    return tuple((count * _kv_elems_per_token_device(layer.attention, sv.spec.tp) * sv.kv_bytes / sv.spec.pp,
+                  layer.attention.window) for layer, count in sv.model.layer_groups())
+
+
+def kv_bytes_per_sequence(sv: _Serve, tokens, groups: tuple[tuple[float, int | None], ...] | None = None):
+    """KV-cache bytes per device of a sequence of `tokens` tokens (a number or a numpy array), in
+    whole pages of block_size tokens per layer; sliding-window layers keep at most their window."""
+    import numpy as np
+
+    bs = sv.spec.block_size
+    groups = groups or kv_page_groups(sv)
+    if np.ndim(tokens) == 0:
+        return float(sum(b * math.ceil((min(tokens, w) if w else tokens) / bs) * bs for b, w in groups))
+    n = np.asarray(tokens, dtype=float)
+    total = np.zeros_like(n)
+    for b, w in groups:
+        total += b * np.ceil((np.minimum(n, w) if w else n) / bs) * bs
+    return total
+
+
 def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, *,
                      assumptions: tuple[Assumption, ...] = ()) -> ServingEstimate:
     """Capacity, latency and steady-state throughput of `spec` (validated) on `hw`."""
@@ -274,22 +308,10 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
     I, O = spec.input_tokens, spec.output_tokens
     S = I + O
     cap = hw.hbm_capacity_bytes
-    weights = _weights_per_device(sv)
-    # KV cache per sequence per device, in whole blocks of block_size tokens per layer
-    kv_seq = 0.0
-    for layer, count in model.layer_groups():
-        w = layer.attention.window
-        tokens = min(S, w) if w else S
-        blocks = math.ceil(tokens / spec.block_size)
-        kv_seq += count * blocks * spec.block_size * _kv_elems_per_token_device(layer.attention, spec.tp) * sv.kv_bytes
-    kv_seq /= spec.pp
-    f_max = max((lay.ffn.d_ff if isinstance(lay.ffn, DenseFFN) else lay.ffn.expert_d_ff * lay.ffn.top_k)
-                for lay in model.layers)
-    budget = spec.max_tokens_per_iteration
-    workspace = budget * (6 * model.hidden_size + 3 * f_max / spec.tp) * ACT_BYTES
-    reserve = RUNTIME_RESERVE_BYTES + RESERVE_FRAC * cap
-    free = cap - weights - workspace - reserve
+    weights, workspace, reserve, free = _memory(sv)
+    kv_seq = kv_bytes_per_sequence(sv, S)
     max_batch = max(0, int(free // kv_seq)) if kv_seq > 0 else 0
+    budget = spec.max_tokens_per_iteration
     # the iteration budget must cover B decode tokens plus B I / O prompt tokens on average
     budget_batch = max(1, int(budget * O // (I + O)))
     if spec.batch_size is None:

@@ -168,6 +168,8 @@ def plan_tables(d: dict[str, Any]) -> Group:
         parts.append(training_tables(d["training"]))
     if d.get("serving"):
         parts.append(serving_tables(d["serving"]))
+    if d.get("simulation"):
+        parts.append(simulation_tables(d["simulation"], with_assumptions=False))
     if d["pending_sections"]:
         parts.append(_kv_table("Not yet estimated by this version",
                                [("-", ", ".join(d["pending_sections"]))]))
@@ -337,6 +339,34 @@ def serving_tables(d: dict[str, Any]) -> Group:
     if "power_it_w" in d:
         parts.append(datacenter_table(d, "hour of serving"))
     if d.get("assumptions"):
+        parts.append(_assumptions(d))
+    return Group(*parts)
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1e3:,.1f} ms"
+
+
+def simulation_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Group:
+    rows = [
+        ("requests", f"{d['num_completed']:,} completed, {d['num_rejected']:,} rejected of {d['num_requests']:,} "
+                     f"in {d['simulated_s']:,.1f} s ({d['scheduler']}, {d['num_replicas']} replicas)"),
+        ("throughput", f"{d['output_tokens_per_s']:,.0f} output tokens/s, {d['requests_per_s']:,.2f} requests/s "
+                       f"(analytic maximum {d['analytic_max_output_tokens_per_s']:,.0f} output tokens/s)"),
+        ("engine", f"{d['num_iterations']:,} iterations, {d['mean_batch_size']:,.1f} tokens per iteration, "
+                   f"{d['num_preemptions']:,} preemptions"),
+    ]
+    if d["slo_attainment_frac"] is not None:
+        rows.append(("SLO", f"{100 * d['slo_attainment_frac']:.1f}% of requests meet it; goodput "
+                            f"{d['goodput_requests_per_s']:,.2f} requests/s"))
+    lat = Table(title="Latency", title_justify="left")
+    for col in ("", "p50", "p99"):
+        lat.add_column(col, justify="right" if col else "left")
+    lat.add_row("TTFT", _ms(d["ttft_p50_s"]), _ms(d["ttft_p99_s"]))
+    lat.add_row("TPOT", _ms(d["tpot_p50_s"]), _ms(d["tpot_p99_s"]))
+    lat.add_row("end to end", _ms(d["e2e_p50_s"]), _ms(d["e2e_p99_s"]))
+    parts: list[Any] = [_kv_table("Simulation", rows), lat]
+    if with_assumptions and d.get("assumptions"):
         parts.append(_assumptions(d))
     return Group(*parts)
 

@@ -1,0 +1,179 @@
+"""Discrete-event serving simulation: it shares the analytic cost model (low-load TTFT equals the
+analytic prefill time, saturated throughput equals the analytic steady state), conserves requests,
+is deterministic per seed, and refuses bad workloads with one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from flopcast import api, catalog
+from flopcast.errors import FlopcastError, InvalidScenario
+from flopcast.estimate.serving import estimate_serving
+from flopcast.sim.engine import simulate
+from flopcast.sim.workload import LengthDist, WorkloadSpec, generate
+from flopcast.specs.serving import InferenceSpec
+
+MODEL = catalog.get_model("llama-3.1-8b")
+H100 = catalog.get_hardware("h100-sxm")
+CONTRACT_KEYS = {"num_completed", "num_rejected", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p50_s",
+                 "e2e_p99_s", "output_tokens_per_s", "requests_per_s", "slo_attainment_frac",
+                 "goodput_requests_per_s", "simulated_s"}
+
+
+def fixed(n, rate=None, inp=1024, out=256, process="poisson", seed=0):
+    return WorkloadSpec(num_requests=n, process=process, rate_per_s=rate, input_tokens=LengthDist(value=inp),
+                        output_tokens=LengthDist(value=out), seed=seed)
+
+
+def scenario(**inference):
+    base = {"tp": 1, "dp": 2, "input_tokens": 512, "output_tokens": 64,
+            "workload": {"num_requests": 200, "arrival": {"process": "poisson", "rate_per_s": 20}}}
+    return {"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 2},
+            "inference": base | inference}
+
+
+@pytest.mark.parametrize("scheduler", ["sarathi", "vllm", "static", "disaggregated"])
+def test_low_load_ttft_is_the_analytic_prefill_time(scheduler):
+    """One request at a time: every TTFT equals the analytic unloaded TTFT (same cost model)."""
+    spec = InferenceSpec(tp=1, dp=2, input_tokens=1024, output_tokens=64)
+    res = simulate(MODEL, H100, spec, fixed(20, rate=0.05, out=64), scheduler=scheduler)
+    analytic = estimate_serving(MODEL, H100, spec).ttft_unloaded_s
+    assert res.num_completed == 20
+    assert res.ttft_p50_s == pytest.approx(analytic, rel=1e-6)
+    assert res.ttft_p99_s == pytest.approx(analytic, rel=1e-6)
+
+
+def test_saturated_throughput_is_the_analytic_steady_state():
+    """Every request at once, fixed lengths, chunked prefill: the simulated output rate is within 5%
+    of the analytic steady state at the batch memory allows."""
+    spec = InferenceSpec(tp=1, dp=1, input_tokens=1024, output_tokens=256)
+    analytic = estimate_serving(MODEL, H100, spec)
+    res = simulate(MODEL, H100, spec, fixed(20 * analytic.batch_size, process="burst"), scheduler="sarathi")
+    assert res.output_tokens_per_s == pytest.approx(analytic.output_tokens_per_s, rel=0.05)
+    assert res.analytic_max_output_tokens_per_s == pytest.approx(analytic.output_tokens_per_s)
+
+
+def test_requests_are_conserved_and_deterministic():
+    """completed + rejected = requests; the same seed gives the same numbers, another seed others."""
+    spec = InferenceSpec(tp=1, dp=2)
+    w = WorkloadSpec(num_requests=300, process="poisson", rate_per_s=30,
+                     input_tokens=LengthDist(dist="lognormal", mean=800, max=4096),
+                     output_tokens=LengthDist(dist="lognormal", mean=200, max=1024), seed=3)
+    a, b = simulate(MODEL, H100, spec, w), simulate(MODEL, H100, spec, w)
+    assert a.num_completed + a.num_rejected == 300 and a.num_rejected == 0
+    assert a.to_dict() == b.to_dict()
+    c = simulate(MODEL, H100, spec, WorkloadSpec(**{**{k: getattr(w, k) for k in w.__slots__}, "seed": 4}))
+    assert c.ttft_p99_s != a.ttft_p99_s
+    assert set(a.to_dict()) >= CONTRACT_KEYS
+
+
+def test_more_load_means_more_queueing():
+    """At a rate past the analytic capacity, p99 end-to-end latency and TTFT exceed those at a light load."""
+    spec = InferenceSpec(tp=1, dp=1, input_tokens=1024, output_tokens=256)
+    cap_rps = estimate_serving(MODEL, H100, spec).output_tokens_per_s / 256
+    light = simulate(MODEL, H100, spec, fixed(400, rate=0.2 * cap_rps))
+    heavy = simulate(MODEL, H100, spec, fixed(400, rate=2.0 * cap_rps))
+    assert heavy.ttft_p99_s > 5 * light.ttft_p99_s and heavy.e2e_p99_s > light.e2e_p99_s
+
+
+def test_vllm_preempts_under_memory_pressure_and_still_finishes():
+    """vllm allocates KV pages on demand: a burst of long generations overflows the cache, the newest
+    sequences are preempted and recomputed, and every request completes; the reserving schedulers
+    never preempt."""
+    spec = InferenceSpec(tp=1, dp=1, batch_size=256)
+    w = fixed(300, process="burst", inp=512, out=2048)
+    v = simulate(MODEL, H100, spec, w, scheduler="vllm")
+    s = simulate(MODEL, H100, spec, w, scheduler="sarathi")
+    assert v.num_preemptions > 0 and v.num_completed == 300
+    assert s.num_preemptions == 0 and s.num_completed == 300
+
+
+def test_static_batching_pays_for_padding():
+    """With mixed output lengths, static batches wait for their longest sequence: lower throughput
+    than continuous batching on the same requests."""
+    spec = InferenceSpec(tp=1, dp=1, batch_size=64)
+    w = WorkloadSpec(num_requests=512, process="burst", input_tokens=LengthDist(value=512),
+                     output_tokens=LengthDist(dist="uniform", min=16, max=1024), seed=1)
+    st = simulate(MODEL, H100, spec, w, scheduler="static")
+    co = simulate(MODEL, H100, spec, w, scheduler="sarathi")
+    assert st.output_tokens_per_s < 0.8 * co.output_tokens_per_s
+
+
+def test_disaggregated_moves_kv_between_pools():
+    """Disaggregated serving: every request completes; TPOT includes the KV transfer; a single replica
+    or no decode replica is refused."""
+    spec = InferenceSpec(tp=1, dp=4)
+    res = simulate(MODEL, H100, spec, fixed(200, rate=20, out=64), scheduler="disaggregated", prefill_replicas=1)
+    assert res.num_completed == 200 and res.tpot_p50_s > 0
+    with pytest.raises(InvalidScenario, match="dp >= 2"):
+        simulate(MODEL, H100, InferenceSpec(tp=1, dp=1), fixed(5, rate=1), scheduler="disaggregated")
+    with pytest.raises(InvalidScenario, match="prefill_replicas"):
+        simulate(MODEL, H100, spec, fixed(5, rate=1), scheduler="disaggregated", prefill_replicas=4)
+
+
+def test_requests_that_can_never_fit_are_rejected():
+    """A sequence longer than a replica's whole KV cache is rejected, not queued forever."""
+    spec = InferenceSpec(tp=1, dp=1)
+    w = WorkloadSpec(num_requests=3, process="burst", input_tokens=LengthDist(value=4_000_000),
+                     output_tokens=LengthDist(value=8))
+    res = simulate(MODEL, H100, spec, w)
+    assert res.num_rejected == 3 and res.num_completed == 0 and res.ttft_p50_s is None
+
+
+def test_gamma_arrivals_have_the_requested_variability():
+    """Gamma gaps: mean 1/rate and coefficient of variation cv (sampled, 20,000 gaps)."""
+    t, _, _ = generate(WorkloadSpec(num_requests=20000, process="gamma", rate_per_s=10, cv=3.0, seed=0))
+    gaps = np.diff(t)
+    assert gaps.mean() == pytest.approx(0.1, rel=0.05)
+    assert gaps.std() / gaps.mean() == pytest.approx(3.0, rel=0.1)
+
+
+def test_slo_attainment_and_goodput():
+    """An impossible SLO is met by no request; a generous one by all, with goodput = request rate."""
+    tight = api.simulate_serving(scenario(slo={"ttft_p99": "1 us", "tpot_p99": "1 us"}))
+    loose = api.simulate_serving(scenario(slo={"ttft_p99": "100 s", "tpot_p99": "10 s"}))
+    assert tight.slo_attainment_frac == 0.0 and tight.goodput_requests_per_s == 0.0
+    assert loose.slo_attainment_frac == 1.0 and loose.goodput_requests_per_s == pytest.approx(loose.requests_per_s)
+    assert api.simulate_serving(scenario()).slo_attainment_frac is None
+
+
+def test_trace_workload(tmp_path):
+    """A CSV trace drives the arrivals and lengths."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,input_tokens,output_tokens\n0.0,100,10\n0.5,200,20\n0.25,300,5\n")
+    res = api.simulate_serving(scenario(workload={"trace": str(trace)}))
+    assert res.num_completed == 3 and res.num_requests == 3
+
+
+@pytest.mark.parametrize(("workload", "needle"), [
+    ({"arrival": {"process": "poison", "rate_per_s": 1}}, "did you mean 'poisson'"),
+    ({"arrival": {"process": "poisson", "rate_per_s": -1}}, "rate_per_s: expected a positive number"),
+    ({"arrival": {"process": "poisson"}}, "rate_per_s: required"),
+    ({"arrival": {"process": "poisson", "rate_per_s": 1}, "input_tokens": {"dist": "lognormal", "mean": 0}},
+     "input_tokens.mean"),
+    ({"trace": "/no/such/trace.csv"}, "no such file"),
+    ({"num_requests": 0, "arrival": {"process": "burst"}}, "num_requests"),
+])
+def test_bad_workloads_are_one_line_errors(workload, needle):
+    """Each bad workload field raises an error naming it."""
+    with pytest.raises(FlopcastError, match=needle.replace("(", r"\(")):
+        api.simulate_serving(scenario(workload=workload))
+
+
+def test_cli_simulate_json_and_bad_input(tmp_path):
+    """`flopcast simulate --json` prints one object with the contract keys; a bad scheduler exits 2
+    with a one-line error."""
+    sc = tmp_path / "s.json"
+    sc.write_text(json.dumps(scenario()))
+    r = subprocess.run([sys.executable, "-m", "flopcast.cli", "simulate", str(sc), "--json"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert set(json.loads(r.stdout)) >= CONTRACT_KEYS
+    sc.write_text(json.dumps(scenario(scheduler="orca")))
+    r = subprocess.run([sys.executable, "-m", "flopcast.cli", "simulate", str(sc)], capture_output=True, text=True)
+    assert r.returncode == 2 and "inference.scheduler" in r.stderr and len(r.stderr.strip().splitlines()) == 1
