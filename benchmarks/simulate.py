@@ -1,0 +1,59 @@
+"""Serving simulator: agreement with the analytic model and speed.
+
+Usage: python benchmarks/simulate.py
+- Low load (one request at a time): simulated TTFT vs the analytic unloaded TTFT.
+- Saturation (a burst of fixed-length requests, chunked prefill): simulated output tokens/s vs the
+  analytic steady state, for a few model / hardware / length combinations.
+- Speed: wall time, iterations and requests simulated per second for 10,000 Poisson requests.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flopcast import catalog
+from flopcast.estimate.serving import estimate_serving
+from flopcast.sim.engine import simulate
+from flopcast.sim.workload import LengthDist, WorkloadSpec
+from flopcast.specs.serving import InferenceSpec
+
+CASES = [
+    ("llama-3.1-8b", "h100-sxm", InferenceSpec(tp=1, input_tokens=1024, output_tokens=256)),
+    ("llama-3.1-8b", "h100-sxm", InferenceSpec(tp=1, input_tokens=128, output_tokens=1024)),
+    ("llama-3.1-70b", "h100-sxm", InferenceSpec(tp=4, weights_dtype="fp8", kv_dtype="fp8", input_tokens=2048,
+                                                output_tokens=512)),
+    ("mixtral-8x7b", "h200-sxm", InferenceSpec(tp=2, input_tokens=1024, output_tokens=512)),
+]
+
+
+def fixed(n: int, spec: InferenceSpec, **kw) -> WorkloadSpec:
+    return WorkloadSpec(num_requests=n, input_tokens=LengthDist(value=spec.input_tokens),
+                        output_tokens=LengthDist(value=spec.output_tokens), **kw)
+
+
+def main() -> None:
+    for model_id, hw_id, spec in CASES:
+        m, hw = catalog.get_model(model_id), catalog.get_hardware(hw_id)
+        a = estimate_serving(m, hw, spec)
+        low = simulate(m, hw, spec, fixed(20, spec, process="poisson", rate_per_s=1e-3))
+        sat = simulate(m, hw, spec, fixed(20 * a.batch_size, spec, process="burst"))
+        print(f"{model_id} on {hw_id} tp {spec.tp} ({spec.input_tokens}/{spec.output_tokens}): TTFT low load "
+              f"{low.ttft_p50_s * 1e3:.2f} ms vs analytic {a.ttft_unloaded_s * 1e3:.2f} ms; saturated "
+              f"{sat.output_tokens_per_s:,.0f} vs analytic {a.output_tokens_per_s:,.0f} output tokens/s "
+              f"({100 * (sat.output_tokens_per_s / a.output_tokens_per_s - 1):+.1f}%)")
+    m, hw = catalog.get_model("llama-3.1-8b"), catalog.get_hardware("h100-sxm")
+    spec = InferenceSpec(tp=1, dp=8)
+    w = WorkloadSpec(num_requests=10_000, process="poisson", rate_per_s=200,
+                     input_tokens=LengthDist(dist="lognormal", mean=1024, max=8192),
+                     output_tokens=LengthDist(dist="lognormal", mean=256, max=2048))
+    for scheduler in ("sarathi", "vllm", "static", "disaggregated"):
+        t0 = time.perf_counter()
+        r = simulate(m, hw, spec, w, scheduler=scheduler)
+        dt = time.perf_counter() - t0
+        print(f"10,000 Poisson requests at 200/s on 8 x H100 ({scheduler}): {dt:.2f} s wall, "
+              f"{r.num_iterations / dt:,.0f} iterations/s; TTFT p99 {r.ttft_p99_s * 1e3:,.0f} ms, "
+              f"TPOT p99 {r.tpot_p99_s * 1e3:.1f} ms, {r.output_tokens_per_s:,.0f} output tokens/s")
+
+
+if __name__ == "__main__":
+    main()
