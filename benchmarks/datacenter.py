@@ -43,9 +43,7 @@ def main() -> None:
         sc = {"model": model_id, "hardware": "h100-sxm", "cluster": {"num_devices": devices},
               "site": {"grid_intensity": intensity, "electricity_price": 0.08, "pue": 1.0},
               "training": {"seq_len": 8192, "global_batch_seqs": 2048, "total_tokens": tokens}}
-        if pinned:
-            sc["parallel"] = pinned
-        best = api.search_training(sc, top=1, workers=1).plans[0]
+        best = api.search_training(sc, top=1, workers=1, fixed=pinned).plans[0]
         sc["parallel"] = best.plan.to_dict()
         e = api.estimate_training(sc)
         d = e.to_dict()

@@ -305,8 +305,10 @@ def _estimate_training_resolved(rs: ResolvedScenario):
 
 def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, objective: str = "throughput",
                     backend: str = "local", ray_address: str | None = None, workers: int | None = None,
-                    progress=None):
-    """`flopcast search`: every valid plan for the scenario's model, devices and batch, best first."""
+                    progress=None, fixed: Mapping[str, Any] | None = None):
+    """`flopcast search`: every valid plan for the scenario's model, devices and batch, best first.
+    `fixed`: plan keys held at the given values (e.g. {"tp": 8, "pp": 16}); the search chooses the
+    rest. The scenario's own `parallel` section is not used (it is what the search replaces)."""
     from flopcast.search import search
     from flopcast.search.space import SearchSpace
     from flopcast.specs.parallel import PARALLEL_KEYS, plan_from_mapping
@@ -316,14 +318,15 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
         raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see SCENARIO.md)")
     train = training_from_mapping(rs.sections["training"])
     assumptions = list(rs.assumptions)
-    space = SearchSpace()
     if rs.sections.get("parallel"):
-        given = rs.sections["parallel"]
-        parsed = plan_from_mapping(given).to_dict()
-        pinned = tuple((k, parsed[k]) for k in PARALLEL_KEYS if k in given)
+        assumptions.append(Assumption("parallel", "not used", "the search chooses the plan (fix keys with --fix)"))
+    space = SearchSpace()
+    if fixed:
+        parsed = plan_from_mapping(fixed).to_dict()
+        pinned = tuple((k, parsed[k]) for k in PARALLEL_KEYS if k in fixed)
         space = SearchSpace(pinned=pinned)
-        assumptions.append(Assumption("parallel", ", ".join(f"{k}={v}" for k, v in pinned),
-                                      "fixed by the scenario's parallel section; the search chooses the rest"))
+        assumptions.append(Assumption("fixed", ", ".join(f"{k}={v}" for k, v in pinned),
+                                      "held fixed (--fix); the search chooses the rest"))
     assumptions.append(Assumption(
         "objective_equivalence", objective,
         "for a fixed device count, cost, energy and time-to-train all rank plans as step time does"))

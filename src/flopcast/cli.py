@@ -134,11 +134,27 @@ def cmd_search(args: argparse.Namespace) -> None:
     update, close = _progress_bar(not args.json)
     try:
         result = api.search_training(args.scenario, top=args.top, objective=args.objective, backend=args.backend,
-                                     ray_address=args.ray_address, workers=args.workers, progress=update)
+                                     ray_address=args.ray_address, workers=args.workers, progress=update,
+                                     fixed=_fixed(args.fix))
     finally:
         if close:
             close()
     _emit_json(result.to_dict()) if args.json else _render("search_tables", result.to_dict())
+
+
+def _fixed(items: list[str]) -> dict:
+    """--fix tp=8 --fix recompute=full -> {"tp": 8, "recompute": "full"}."""
+    import yaml
+
+    from flopcast.errors import InvalidScenario
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InvalidScenario(f"--fix: {item!r} should read KEY=VALUE (e.g. tp=8)")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -206,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend", default="local", choices=("local", "ray"), help="local processes or Ray tasks")
     sp.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     sp.add_argument("--workers", type=_positive_int, default=None, help="local processes [all cores]")
+    sp.add_argument("--fix", action="append", default=[], metavar="KEY=VALUE",
+                    help="hold a plan key fixed, e.g. --fix tp=8 --fix pp=16 (repeatable)")
     sp = add("sweep", cmd_sweep, "a search per combination of --vary values; one row per combination")
     sp.add_argument("scenario", help="base scenario YAML/JSON file")
     sp.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",

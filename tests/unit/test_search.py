@@ -160,14 +160,26 @@ def test_pinned_fields_are_exactly_the_filtered_full_space():
     assert pinned == full and len(pinned) > 0
 
 
-def test_search_keeps_the_scenarios_parallel_keys():
-    """A partial `parallel` section fixes those keys in the search; the best plan carries them and
-    the assumptions say so; an impossible pin is a one-line error naming it."""
-    sc = scenario() | {"parallel": {"tp": 2, "pp": 2}}
-    res = api.search_training(sc, workers=1, top=3)
+def test_search_holds_fixed_keys():
+    """Keys passed as `fixed` (CLI --fix) stay at their values; the best plans carry them and the
+    assumptions say so; an impossible or invalid value is a one-line error naming it."""
+    res = api.search_training(scenario() | {"parallel": {"tp": 4}}, workers=1, top=3, fixed={"tp": 2, "pp": 2})
     assert res.plans and all(p.plan.tp == 2 and p.plan.pp == 2 for p in res.plans)
-    assert any(a.name == "parallel" and "tp=2" in str(a.value) for a in res.assumptions)
+    assert any(a.name == "fixed" and "tp=2" in str(a.value) for a in res.assumptions)
     with pytest.raises(InvalidScenario, match="parallel.pp=3"):
-        api.search_training(scenario() | {"parallel": {"pp": 3}}, workers=1)
+        api.search_training(scenario(), workers=1, fixed={"pp": 3})
     with pytest.raises(FlopcastError, match="parallel.recompute"):
-        api.search_training(scenario() | {"parallel": {"recompute": "sometimes"}}, workers=1)
+        api.search_training(scenario(), workers=1, fixed={"recompute": "sometimes"})
+
+
+def test_cli_search_fix(tmp_path):
+    """`flopcast search --fix tp=2` returns only tp-2 plans; a malformed --fix exits 2."""
+    sc = tmp_path / "s.yaml"
+    sc.write_text(json.dumps(scenario()))
+    r = subprocess.run([sys.executable, "-m", "flopcast.cli", "search", str(sc), "--json", "--workers", "1",
+                        "--fix", "tp=2"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert {p["tp"] for p in json.loads(r.stdout)["plans"]} == {2}
+    r = subprocess.run([sys.executable, "-m", "flopcast.cli", "search", str(sc), "--fix", "tp"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--fix" in r.stderr

@@ -195,7 +195,7 @@ def search(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, *, num_de
         raise InvalidScenario(
             "search: no valid plan with the fixed " + ", ".join(f"parallel.{k}={v}" for k, v in space.pinned)
             + f" for {num_devices} devices and global batch {train.global_batch_seqs} (num_devices = tp x pp x dp x cp, "
-            "tp must divide the heads, dp the batch); drop or change a fixed key")
+            "tp must divide the heads, dp the batch); drop or change a --fix key")
     if not groups:
         near = nearest_valid_device_counts(model, num_devices=num_devices, global_batch_seqs=train.global_batch_seqs,
                                            seq_len=train.seq_len, scale_up_domain=hw.scale_up_domain, space=space)
