@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from flopcast.errors import FlopcastError
@@ -64,7 +65,25 @@ def cmd_plan(args: argparse.Namespace) -> None:
     from flopcast import api
 
     report = api.plan(args.scenario)
-    _emit_json(report.to_dict()) if args.json else _render("plan_tables", report.to_dict())
+    d = report.to_dict()
+    written = []
+    if args.plots:
+        from flopcast.report.plots import write_plots
+
+        written = write_plots(d, args.plots)
+        d["plots"] = written
+    if args.json:
+        _emit_json(d)
+    elif args.markdown:
+        from flopcast.report import render
+
+        sys.stdout.write(f"# flopcast plan: {d['name']}\n\n" + render.to_markdown(render.plan_tables(d)))
+        for path in written:
+            sys.stdout.write(f"\n![{Path(path).stem}]({path})\n")
+    else:
+        _render("plan_tables", d)
+        if written:
+            print("plots written: " + ", ".join(written))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -213,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("plan", cmd_plan, "the main job: every section of a scenario in one report")
     sp.add_argument("scenario", help="scenario YAML/JSON file (see examples/)")
+    sp.add_argument("--markdown", action="store_true", help="print the report as Markdown")
+    sp.add_argument("--plots", default=None, metavar="DIR", help="also write the report's charts as SVG into DIR")
     sp = add("train", cmd_train, "training estimate (memory per device, step time, MFU) for the scenario's plan")
     sp.add_argument("scenario", help="scenario YAML/JSON file with training and parallel sections")
     sp = add("search", cmd_search, "the best parallel plans for the scenario's model, devices and batch")

@@ -122,3 +122,23 @@ def test_cli_does_not_import_heavy_oracles():
 def test_every_example_plans(example):
     """Every shipped example scenario resolves and plans."""
     assert run("plan", example, "--json").returncode == 0
+
+
+def test_plan_markdown_and_plots(tmp_path):
+    """`plan --markdown` prints the report as Markdown tables; `--plots DIR` writes one well-formed SVG
+    chart per breakdown the report has and lists them (in --json under `plots`)."""
+    import xml.etree.ElementTree as ET
+
+    example = ROOT / "examples" / "llama3-8b-train-h100.yaml"
+    r = run("plan", example, "--markdown")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("# flopcast plan:") and "### Model" in r.stdout and "|---|---|" in r.stdout
+    assert "### Step time" in r.stdout
+    r = run("plan", example, "--json", "--plots", tmp_path / "charts")
+    assert r.returncode == 0, r.stderr
+    written = json.loads(r.stdout)["plots"]
+    names = {Path(p).stem for p in written}
+    assert {"params", "training-memory", "training-step"} <= names
+    for p in written:
+        root = ET.parse(p).getroot()
+        assert root.tag.endswith("svg") and len(root) > 3

@@ -444,3 +444,27 @@ def _energy(j: float) -> str:
 
 def _mass(kg: float) -> str:
     return f"{kg / 1e3:,.1f} t" if kg >= 1000 else f"{kg:,.2f} kg"
+
+
+def _md_cell(x: Any) -> str:
+    text = x.plain if hasattr(x, "plain") else str(x)
+    return text.replace("|", "\\|").replace("\n", " ").strip()
+
+
+def to_markdown(obj: Any) -> str:
+    """The same report as Markdown: each table becomes a heading and a pipe table (key-value tables
+    get `item | value` headers)."""
+    if isinstance(obj, Group):
+        return "\n".join(to_markdown(r) for r in obj.renderables)
+    if isinstance(obj, Table):
+        cols = obj.columns
+        header = [_md_cell(c.header) for c in cols] if obj.show_header else (
+            ["item", "value"] if len(cols) == 2 else [f"col{i + 1}" for i in range(len(cols))])
+        lines = [f"### {_md_cell(obj.title)}", ""] if obj.title else []
+        lines += ["| " + " | ".join(h or " " for h in header) + " |", "|" + "---|" * len(cols)]
+        for row in zip(*(c._cells for c in cols), strict=True):
+            lines.append("| " + " | ".join(_md_cell(x) for x in row) + " |")
+        if obj.caption:
+            lines += ["", f"*{_md_cell(obj.caption)}*"]
+        return "\n".join(lines) + "\n"
+    return _md_cell(obj) + "\n"
