@@ -118,6 +118,10 @@ def cmd_infer(args: argparse.Namespace) -> None:
 def cmd_simulate(args: argparse.Namespace) -> None:
     from flopcast import api
 
+    if args.size_fleet:
+        out = api.size_fleet(args.scenario, max_replicas=args.max_replicas)
+        _emit_json(out) if args.json else _render("fleet_tables", out)
+        return
     res = api.simulate_serving(args.scenario)
     _emit_json(res.to_dict()) if args.json else _render("simulation_tables", res.to_dict())
 
@@ -261,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("simulate", cmd_simulate, "discrete-event serving simulation of the inference workload: latency "
                                        "percentiles, throughput, SLO attainment")
     sp.add_argument("scenario", help="scenario YAML/JSON file with an inference section and its workload")
+    sp.add_argument("--size-fleet", action="store_true",
+                    help="find the fewest replicas (dp) whose p99 TTFT/TPOT meet inference.slo at the workload's rate")
+    sp.add_argument("--max-replicas", type=_positive_int, default=1024, help="largest fleet tried [1024]")
     sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys")
     sp.add_argument("--hardware", required=True, help="accelerator id, e.g. b200")
     sp.add_argument("--days", type=float, required=True, help="duration of the run in days")

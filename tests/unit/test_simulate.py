@@ -177,3 +177,26 @@ def test_cli_simulate_json_and_bad_input(tmp_path):
     sc.write_text(json.dumps(scenario(scheduler="orca")))
     r = subprocess.run([sys.executable, "-m", "flopcast.cli", "simulate", str(sc)], capture_output=True, text=True)
     assert r.returncode == 2 and "inference.scheduler" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_fleet_sizing_finds_the_smallest_fleet_meeting_the_slo():
+    """size_fleet returns replicas n whose simulation meets the p99 SLO while n - 1 replicas (when
+    tried) do not; a light load needs one replica; a missing SLO or a burst is refused; an impossible
+    SLO says so."""
+    sc = scenario(workload={"num_requests": 300, "arrival": {"process": "poisson", "rate_per_s": 40}},
+                  slo={"ttft_p99": "400 ms", "tpot_p99": "40 ms"})
+    out = api.size_fleet(sc, max_replicas=64)
+    n = out["replicas"]
+    assert out["meets_slo"] and n >= 1 and out["num_devices"] == n
+    met = {t["replicas"]: t["meets_slo"] for t in out["trials"]}
+    assert met[n] and (n == 1 or met.get(n - 1) is False)
+    assert out["simulation"]["ttft_p99_s"] <= 0.4 and out["simulation"]["tpot_p99_s"] <= 0.04
+    light = scenario(workload={"num_requests": 50, "arrival": {"process": "poisson", "rate_per_s": 0.5}},
+                     slo={"ttft_p99": "10 s"})
+    assert api.size_fleet(light)["replicas"] == 1
+    with pytest.raises(InvalidScenario, match="inference.slo"):
+        api.size_fleet(scenario())
+    with pytest.raises(InvalidScenario, match="burst"):
+        api.size_fleet(scenario(workload={"arrival": {"process": "burst"}}, slo={"ttft_p99": "1 s"}))
+    never = api.size_fleet(scenario(slo={"ttft_p99": "1 us"}), max_replicas=4)
+    assert not never["meets_slo"] and never["replicas"] is None and "no fleet" in never["reason"]

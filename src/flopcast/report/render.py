@@ -356,6 +356,11 @@ def simulation_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Gr
         ("engine", f"{d['num_iterations']:,} iterations, {d['mean_batch_size']:,.1f} tokens per iteration, "
                    f"{d['num_preemptions']:,} preemptions"),
     ]
+    if d.get("power_facility_w") is not None:
+        cost = d.get("cost_per_million_output_tokens_usd")
+        rows.append(("datacenter", f"{100 * d['busy_frac']:.0f}% busy, facility {d['power_facility_w'] / 1e3:,.1f} kW, "
+                                   f"{d['energy_per_output_token_j']:,.2f} J per output token"
+                                   + (f", ${cost:,.3f} per million output tokens" if cost is not None else "")))
     if d["slo_attainment_frac"] is not None:
         rows.append(("SLO", f"{100 * d['slo_attainment_frac']:.1f}% of requests meet it; goodput "
                             f"{d['goodput_requests_per_s']:,.2f} requests/s"))
@@ -368,6 +373,25 @@ def simulation_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Gr
     parts: list[Any] = [_kv_table("Simulation", rows), lat]
     if with_assumptions and d.get("assumptions"):
         parts.append(_assumptions(d))
+    return Group(*parts)
+
+
+def fleet_tables(d: dict[str, Any]) -> Group:
+    slo = d["slo"]
+    target = ", ".join(f"{k.replace('_s', '')} <= {_ms(v)}" for k, v in slo.items() if v is not None)
+    rows = [("SLO", target),
+            ("fleet", f"{d['replicas']:,} replicas = {d['num_devices']:,} devices" if d["meets_slo"] else d["reason"]),
+            ("analytic estimate", f"{d['analytic_min_replicas']:,} replicas (offered output tokens/s over one "
+                                  "replica's analytic maximum)")]
+    t = Table(title="Trials", title_justify="left")
+    for col in ("replicas", "devices", "TTFT p99", "TPOT p99", "meets SLO"):
+        t.add_column(col, justify="right")
+    for r in d["trials"]:
+        t.add_row(f"{r['replicas']:,}", f"{r['num_devices']:,}", _ms(r["ttft_p99_s"]), _ms(r["tpot_p99_s"]),
+                  "yes" if r["meets_slo"] else "no")
+    parts: list[Any] = [_kv_table("Fleet sizing", rows), t]
+    if d["simulation"]:
+        parts.append(simulation_tables(d["simulation"]))
     return Group(*parts)
 
 

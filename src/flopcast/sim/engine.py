@@ -68,11 +68,14 @@ class SimulationResult:
     num_iterations: int
     num_preemptions: int
     mean_batch_size: float
+    busy_frac: float                 # share of the simulated time the replicas spend in iterations
     analytic_max_output_tokens_per_s: float
+    datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__slots__ if k != "assumptions"}
+        d = dict(self.datacenter or {})
+        d.update({k: getattr(self, k) for k in self.__slots__ if k not in ("assumptions", "datacenter")})
         d["assumptions"] = [a.to_dict() for a in self.assumptions]
         return d
 
@@ -133,6 +136,7 @@ class _Sim:
         self.seq = 0
         self.cost_cache: dict[tuple, float] = {}
         self.iterations = 0
+        self.busy_s = 0.0
         self.preemptions = 0
         self.batch_tokens = 0.0
         link = (hw.scale_out_bandwidth_bytes_per_s or hw.scale_up_bandwidth_bytes_per_s or 1e9)
@@ -256,6 +260,7 @@ class _Sim:
         dt = self.cost(n_dec, ctx_sum, n_pre, keys, len(decoding) + finishing)
         rep.busy = True
         self.iterations += 1
+        self.busy_s += dt
         self.batch_tokens += n_dec + n_pre
         self.push(now + dt, "end", rep.id, (decoding, chunks))
 
@@ -437,5 +442,6 @@ def simulate(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workloa
         slo_attainment_frac=attain, goodput_requests_per_s=goodput, simulated_s=span, scheduler=scheduler,
         num_replicas=spec.dp, num_iterations=sim.iterations, num_preemptions=sim.preemptions,
         mean_batch_size=sim.batch_tokens / max(sim.iterations, 1),
+        busy_frac=min(1.0, sim.busy_s / (spec.dp * span)),
         analytic_max_output_tokens_per_s=analytic.output_tokens_per_s, assumptions=assumptions,
     )
