@@ -123,7 +123,13 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         _emit_json(out) if args.json else _render("fleet_tables", out)
         return
     res = api.simulate_serving(args.scenario)
-    _emit_json(res.to_dict()) if args.json else _render("simulation_tables", res.to_dict())
+    d = res.to_dict()
+    if args.requests:
+        from flopcast.sim.engine import write_requests_csv
+
+        write_requests_csv(res, args.requests)
+        d["requests_file"] = args.requests
+    _emit_json(d) if args.json else _render("simulation_tables", d)
 
 
 def _progress_bar(enabled: bool):
@@ -268,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--size-fleet", action="store_true",
                     help="find the fewest replicas (dp) whose p99 TTFT/TPOT meet inference.slo at the workload's rate")
     sp.add_argument("--max-replicas", type=_positive_int, default=1024, help="largest fleet tried [1024]")
+    sp.add_argument("--requests", default=None, metavar="FILE",
+                    help="also write one CSV row per request (arrival, lengths, TTFT, TPOT, end-to-end)")
     sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys")
     sp.add_argument("--hardware", required=True, help="accelerator id, e.g. b200")
     sp.add_argument("--days", type=float, required=True, help="duration of the run in days")

@@ -200,3 +200,18 @@ def test_fleet_sizing_finds_the_smallest_fleet_meeting_the_slo():
         api.size_fleet(scenario(workload={"arrival": {"process": "burst"}}, slo={"ttft_p99": "1 s"}))
     never = api.size_fleet(scenario(slo={"ttft_p99": "1 us"}), max_replicas=4)
     assert not never["meets_slo"] and never["replicas"] is None and "no fleet" in never["reason"]
+
+
+def test_cli_simulate_writes_per_request_csv(tmp_path):
+    """`flopcast simulate --requests FILE` writes one row per request with its latencies."""
+    import csv
+
+    sc = tmp_path / "s.json"
+    sc.write_text(json.dumps(scenario()))
+    out = tmp_path / "requests.csv"
+    r = subprocess.run([sys.executable, "-m", "flopcast.cli", "simulate", str(sc), "--json", "--requests", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 200 and all(float(x["e2e_s"]) >= float(x["ttft_s"]) > 0 for x in rows)
+    assert json.loads(r.stdout)["requests_file"] == str(out)

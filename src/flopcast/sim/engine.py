@@ -72,10 +72,13 @@ class SimulationResult:
     analytic_max_output_tokens_per_s: float
     datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
+    # per request (arrival order): arrival_s, input_tokens, output_tokens, first_token_s, done_s (NaN when
+    # rejected), replica; not part of the JSON report (`flopcast simulate --requests FILE` writes it)
+    requests: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.datacenter or {})
-        d.update({k: getattr(self, k) for k in self.__slots__ if k not in ("assumptions", "datacenter")})
+        d.update({k: getattr(self, k) for k in self.__slots__ if k not in ("assumptions", "datacenter", "requests")})
         d["assumptions"] = [a.to_dict() for a in self.assumptions]
         return d
 
@@ -444,4 +447,22 @@ def simulate(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workloa
         mean_batch_size=sim.batch_tokens / max(sim.iterations, 1),
         busy_frac=min(1.0, sim.busy_s / (spec.dp * span)),
         analytic_max_output_tokens_per_s=analytic.output_tokens_per_s, assumptions=assumptions,
+        requests={"arrival_s": sim.arrival, "input_tokens": sim.inp, "output_tokens": sim.out,
+                  "first_token_s": sim.first, "done_s": sim.done, "replica": sim.replica_of},
     )
+
+
+def write_requests_csv(result: SimulationResult, path: str) -> None:
+    """One row per request: arrival, lengths, TTFT, TPOT, end-to-end latency (empty when rejected)."""
+    import csv
+
+    r = result.requests or {}
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["request", "arrival_s", "input_tokens", "output_tokens", "replica", "ttft_s", "tpot_s", "e2e_s"])
+        for i in range(len(r.get("arrival_s", ()))):
+            a, first, done, out = r["arrival_s"][i], r["first_token_s"][i], r["done_s"][i], r["output_tokens"][i]
+            ok = not np.isnan(done)
+            w.writerow([i, f"{a:.6f}", int(r["input_tokens"][i]), int(out), int(r["replica"][i]),
+                        f"{first - a:.6f}" if ok else "", f"{(done - first) / max(out - 1, 1):.6f}" if ok else "",
+                        f"{done - a:.6f}" if ok else ""])
