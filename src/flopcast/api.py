@@ -574,25 +574,9 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
 
 def _simulation_datacenter(rs: ResolvedScenario, res) -> tuple[dict[str, Any], list[Assumption]]:
     """Power at the simulated utilisation, and energy, emissions and cost over the simulated time."""
-    from flopcast.estimate import datacenter as dc
 
-    site, assumptions = _site(rs)
-    hw, n, span = rs.hardware, rs.cluster.num_devices, res.simulated_s
-    pw = dc.power(hw, n, res.busy_frac, site)
-    cost, why = dc.cost_usd(hw, n, span, pw.facility_w * span, site, rs.sections.get("pricing"))
-    emb, emb_why = dc.embodied_kgco2e(hw, n, span)
-    assumptions += dc.power_assumptions(hw, site) + [Assumption("cost", why, "pricing"),
-                                                     Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]
-    tokens = res.output_tokens_per_s * span
-    out = {
-        "power_it_w": pw.it_w, "power_facility_w": pw.facility_w, "power_breakdown_w": pw.to_dict(),
-        "energy_it_j": pw.it_w * span, "energy_facility_j": pw.facility_w * span,
-        "emissions_operational_kgco2e": pw.facility_w * span * site.grid_intensity_kgco2e_per_j,
-        "emissions_embodied_kgco2e": emb, "cost_usd": cost, "datacenter_period": "simulated time",
-        "energy_per_output_token_j": pw.facility_w * span / tokens if tokens else None,
-        "cost_per_million_output_tokens_usd": cost / tokens * 1e6 if cost is not None and tokens else None,
-    }
-    return out, assumptions
+    return _serving_energy_cost(rs, rs.cluster.num_devices, res.busy_frac, res.simulated_s,
+                                res.output_tokens_per_s, "simulated time")
 
 
 def simulate_serving(scenario: str | Path | Mapping[str, Any]):
@@ -667,27 +651,32 @@ def _training_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], lis
 
 
 def _serving_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
-    from flopcast.estimate import datacenter as dc
-
-    site, assumptions = _site(rs)
-    hw, n = rs.hardware, est.spec.num_devices
     bd = est.decode_step_breakdown_s
     total = sum(bd.values())
     busy = (total - bd["tp_comm"] - bd["ep_comm"] - bd["pp_comm"]) / total if total else 1.0
+    return _serving_energy_cost(rs, est.spec.num_devices, busy, 3600.0, est.output_tokens_per_s, "hour")
+
+
+def _serving_energy_cost(rs: ResolvedScenario, n: int, busy: float, seconds: float, output_tokens_per_s: float,
+                         period: str) -> tuple[dict[str, Any], list[Assumption]]:
+    """Power of n serving devices at `busy`, and energy, emissions and cost over `seconds`, per output token."""
+    from flopcast.estimate import datacenter as dc
+
+    site, assumptions = _site(rs)
+    hw = rs.hardware
     pw = dc.power(hw, n, busy, site)
-    hour = 3600.0
-    cost, why = dc.cost_usd(hw, n, hour, pw.facility_w * hour, site, rs.sections.get("pricing"))
-    emb, emb_why = dc.embodied_kgco2e(hw, n, hour)
+    cost, why = dc.cost_usd(hw, n, seconds, pw.facility_w * seconds, site, rs.sections.get("pricing"))
+    emb, emb_why = dc.embodied_kgco2e(hw, n, seconds)
     assumptions += dc.power_assumptions(hw, site) + [Assumption("cost", why, "pricing"),
                                                      Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]
-    out_per_hour = est.output_tokens_per_s * hour
+    tokens = output_tokens_per_s * seconds
     out = {
         "power_it_w": pw.it_w, "power_facility_w": pw.facility_w, "power_breakdown_w": pw.to_dict(),
-        "energy_it_j": pw.it_w * hour, "energy_facility_j": pw.facility_w * hour,
-        "emissions_operational_kgco2e": pw.facility_w * hour * site.grid_intensity_kgco2e_per_j,
-        "emissions_embodied_kgco2e": emb, "cost_usd": cost, "datacenter_period": "hour",
-        "energy_per_output_token_j": pw.facility_w / est.output_tokens_per_s if est.output_tokens_per_s else None,
-        "cost_per_million_output_tokens_usd": cost / out_per_hour * 1e6 if cost is not None and out_per_hour else None,
+        "energy_it_j": pw.it_w * seconds, "energy_facility_j": pw.facility_w * seconds,
+        "emissions_operational_kgco2e": pw.facility_w * seconds * site.grid_intensity_kgco2e_per_j,
+        "emissions_embodied_kgco2e": emb, "cost_usd": cost, "datacenter_period": period,
+        "energy_per_output_token_j": pw.facility_w * seconds / tokens if tokens else None,
+        "cost_per_million_output_tokens_usd": cost / tokens * 1e6 if cost is not None and tokens else None,
     }
     return out, assumptions
 

@@ -287,7 +287,13 @@ class _Sim:
             return (decoding, [], len(decoding)) if decoding else None
         # sarathi: decode everything, fill the budget with prompt chunks (in progress first)
         decoding = self._grow(rep, decoding)
-        left = self.budget - len(decoding)
+        chunks = self._prompt_chunks(rep, self.budget - len(decoding))
+        if not decoding and not chunks:
+            return None
+        return decoding, chunks, len(decoding)
+
+    def _prompt_chunks(self, rep: _Replica, left: int) -> list[tuple[int, int]]:
+        """Fill `left` tokens with prompt chunks: prompts already started first, then new admissions."""
         chunks = []
         for r in rep.running:
             if left <= 0:
@@ -303,24 +309,10 @@ class _Sim:
             c = int(min(left, self.target[r]))
             chunks.append((r, c))
             left -= c
-        if not decoding and not chunks:
-            return None
-        return decoding, chunks, len(decoding)
+        return chunks
 
     def _plan_prefill(self, rep: _Replica):
-        chunks, left = [], self.budget
-        for r in rep.running:    # prompts longer than the budget continue in chunks
-            if self.pre[r] < self.target[r] and left > 0:
-                c = int(min(left, self.target[r] - self.pre[r]))
-                chunks.append((r, c))
-                left -= c
-        while left > 0:
-            r = self._admit(rep, 0)
-            if r is None:
-                break
-            c = int(min(left, self.target[r]))
-            chunks.append((r, c))
-            left -= c
+        chunks = self._prompt_chunks(rep, self.budget)
         return ([], chunks, 0) if chunks else None
 
     def _plan_decode(self, rep: _Replica):
