@@ -167,6 +167,20 @@ def hardware_dict(hw: AcceleratorSpec) -> dict[str, Any]:
     }
 
 
+def list_sites() -> list[dict[str, Any]]:
+    """`flopcast sites`: every catalog site with grid intensity, electricity price, PUE and sources."""
+    from flopcast.specs.site import site_registry
+
+    reg = site_registry()
+    out = []
+    for i in reg.names():
+        s = reg.get(i)
+        out.append({"id": i, "name": s.name, "grid_intensity_gco2e_per_kwh": s.grid_intensity_gco2e_per_kwh,
+                    "electricity_price_usd_per_kwh": s.electricity_price_usd_per_kwh, "pue": s.pue,
+                    "cooling": s.cooling, "year": s.year, "sources": dict(s.sources)})
+    return out
+
+
 def list_hardware() -> list[dict[str, Any]]:
     return [hardware_dict(catalog.get_hardware(i)) for i in catalog.hardware_ids()]
 

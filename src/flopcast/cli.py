@@ -186,6 +186,21 @@ def _fixed(items: list[str]) -> dict:
     return out
 
 
+def cmd_serve(args: argparse.Namespace) -> None:
+    from flopcast.web import make_server
+
+    server = make_server(args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"flopcast service on http://{host}:{port}/ (POST /api/plan, /api/train, /api/search, /api/infer, "
+          "/api/simulate, /api/fleet, /api/budget; Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 def cmd_sweep(args: argparse.Namespace) -> None:
     from flopcast import api
 
@@ -208,13 +223,9 @@ def cmd_budget(args: argparse.Namespace) -> None:
 
 
 def cmd_sites(args: argparse.Namespace) -> None:
-    from flopcast.specs.site import site_registry
+    from flopcast import api
 
-    reg = site_registry()
-    rows = [{"id": i, "name": reg.get(i).name, "grid_intensity_gco2e_per_kwh": reg.get(i).grid_intensity_gco2e_per_kwh,
-             "electricity_price_usd_per_kwh": reg.get(i).electricity_price_usd_per_kwh, "pue": reg.get(i).pue,
-             "cooling": reg.get(i).cooling, "year": reg.get(i).year, "sources": dict(reg.get(i).sources)}
-            for i in reg.names()]
+    rows = api.list_sites()
     _emit_json({"sites": rows}) if args.json else _render("sites_table", rows)
 
 
@@ -283,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--energy", default=None, help="facility energy, e.g. '1 GWh'")
     sp.add_argument("--budget-usd", type=float, default=None, help="dollars for device-hours")
     sp.add_argument("--site", default=None, help="site id (see `flopcast sites`) [us-average]")
+    sp = add("serve", cmd_serve, "run the web service: the same reports over HTTP (bad input: HTTP 422)")
+    sp.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
+    sp.add_argument("--port", type=int, default=8000, help="port [8000]; 0 picks a free one")
     add("sites", cmd_sites, "list catalog sites: grid carbon, electricity price, PUE")
     add("models", cmd_models, "list catalog models with exact parameter counts")
     sp = add("hardware", cmd_hardware, "list catalog accelerators, or show one with its sources")
