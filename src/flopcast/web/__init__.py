@@ -16,7 +16,6 @@ requests, searches run in the serving process.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
