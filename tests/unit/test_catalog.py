@@ -115,3 +115,20 @@ def test_unknown_site_suggests():
 
     with _pytest.raises(UnknownName, match="did you mean 'france'"):
         resolve_site("frence")
+
+
+def test_every_data_file_ships_in_the_package():
+    """Every non-Python file under src/flopcast matches a [tool.setuptools.package-data] pattern, so a
+    regular (non-editable) install carries the whole catalog."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["flopcast"]
+    pkg = root / "src" / "flopcast"
+    data = [p.relative_to(pkg).as_posix() for p in pkg.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
+    missing = [f for f in data if not any(fnmatch.fnmatch(f, pat) and f.count("/") == pat.count("/")
+                                          for pat in patterns)]
+    assert data and not missing, missing
