@@ -201,6 +201,7 @@ class PlanReport:
     training: Any = None
     serving: Any = None
     simulation: Any = None
+    inputs: dict[str, Any] = field(default_factory=dict)   # the scenario's sections as given
     assumptions: tuple[Assumption, ...] = field(default=())
 
     def cluster_dict(self) -> dict[str, Any]:
@@ -224,6 +225,9 @@ class PlanReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "flopcast_version": catalog.flopcast_version(),
+            "catalog_revision": catalog.revision(),
+            "inputs": self.inputs,
             "model": self.model.to_dict(),
             "hardware": hardware_dict(self.hardware),
             "cluster": self.cluster_dict(),
@@ -274,7 +278,9 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
                     if k in rs.sections and k not in done)
     return PlanReport(name=rs.name, model=model, hardware=rs.hardware, cluster=rs.cluster,
                       pending_sections=pending, training=training_est, serving=serving_est,
-                      simulation=simulation, assumptions=tuple(assumptions))
+                      simulation=simulation, inputs={"model": rs.model_ref, "hardware": rs.hardware.id,
+                                                     **{k: v for k, v in rs.sections.items()}},
+                      assumptions=tuple(assumptions))
 
 
 def _training_inputs(rs: ResolvedScenario):

@@ -76,3 +76,26 @@ def hardware_ids() -> list[str]:
 
 def model_ids() -> list[str]:
     return model_registry().names()
+
+
+@cache
+def revision() -> str:
+    """A short digest of every catalog file (names and contents): reports carry it, so a number can be
+    traced to the catalog it came from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in CATALOG_DIR.rglob("*") if p.is_file() and p.suffix in (".yaml", ".json", ".md")):
+        h.update(path.relative_to(CATALOG_DIR).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+@cache
+def flopcast_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("flopcast")
+    except PackageNotFoundError:
+        return "unknown"

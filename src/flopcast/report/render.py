@@ -175,6 +175,8 @@ def plan_tables(d: dict[str, Any]) -> Group:
                                [("-", ", ".join(d["pending_sections"]))]))
     if d["assumptions"]:
         parts.append(_assumptions(d))
+    if d.get("catalog_revision"):
+        parts.append(f"flopcast {d['flopcast_version']}, catalog revision {d['catalog_revision']}")
     return Group(*parts)
 
 
