@@ -146,3 +146,16 @@ def test_inference_median_error_target():
 def test_inference_max_error_target():
     """Issue 5 target: no usable row worse than 35%."""
     assert vi.summary(vi.run())["max_abs_error"] <= 0.35
+
+
+def test_pipeline_parallel_tpot_is_a_round_through_every_stage():
+    """pp = 2: a token passes both stages, so batch-1 TPOT is at least that of one device holding the
+    whole model (each stage reads half the weights, one after the other, plus the hop), not half of it;
+    at a large batch the pp micro-batches in flight keep both stages busy."""
+    one = api.estimate_serving(sc(batch_size=1))
+    two = api.estimate_serving(sc(devices=2, pp=2, batch_size=1))
+    assert two.tpot_s >= one.tpot_s
+    assert two.tpot_s < 1.2 * one.tpot_s
+    big1 = api.estimate_serving(sc(batch_size=64))
+    big2 = api.estimate_serving(sc(devices=2, pp=2, batch_size=128))
+    assert big2.output_tokens_per_s > 1.5 * big1.output_tokens_per_s

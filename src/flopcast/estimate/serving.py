@@ -224,11 +224,19 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
 
 def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float, prompt: float,
                n_sampled: float) -> dict[str, float]:
-    """Time of one engine iteration on the slowest pipeline stage, by op class."""
+    """Time, by op class, of one engine iteration: every decoding sequence advances one token and
+    n_prefill prompt tokens are processed. With pp > 1 stages, the engine splits the tokens into
+    min(pp, tokens) micro-batches in flight (vLLM virtual engines, TensorRT-LLM micro-batches): an
+    iteration is a round of pp micro-batch steps on the slowest stage (each step reading the stage's
+    weights once), including the activations' hops between stages."""
     m = sv.model
     p = sv.spec.pp
     total = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0,
              "lm_head": 0.0, "sampling": 0.0, "pp_comm": 0.0, "launch": 0.0}
+    # min(pp, tokens) micro-batches: a round is pp stage steps either way (fewer micro-batches than
+    # stages leave stages idle; a token still crosses every stage)
+    micro = min(p, max(1.0, n_decode + n_prefill))
+    n_decode, n_prefill, n_sampled = n_decode / micro, n_prefill / micro, n_sampled / micro
     global_tokens = (n_decode + n_prefill) * (sv.spec.dp if sv.spec.ep > 1 else 1)
     per_stage = math.ceil(m.num_layers / p)
     for layer, count in m.layer_groups():
@@ -243,7 +251,7 @@ def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float,
         total["pp_comm"] = comm.p2p_s(msg, sv.ctx.links, False)
     if n_prefill > 0:
         total["launch"] = per_stage * KERNELS_PER_LAYER * EAGER_LAUNCH_S
-    return total
+    return {k: p * v for k, v in total.items()} if p > 1 else total
 
 
 def _weights_per_device(sv: _Serve) -> float:
