@@ -160,7 +160,7 @@ def hardware_dict(hw: AcceleratorSpec) -> dict[str, Any]:
         "scale_up_bandwidth_bytes_per_s": hw.scale_up_bandwidth_bytes_per_s,
         "scale_up_domain": hw.scale_up_domain,
         "scale_out_bandwidth_bytes_per_s": hw.scale_out_bandwidth_bytes_per_s,
-        "node_size": hw.node_size, "tdp_w": hw.tdp_w,
+        "node_size": hw.node_size, "tdp_w": hw.tdp_w, "power_idle_w": hw.power_idle_w, "power_max_w": hw.power_max_w,
         "host_memory_bytes_per_node": hw.host_memory_bytes_per_node,
         "host_link_bandwidth_bytes_per_s": hw.host_link_bandwidth_bytes_per_s,
         "sources": dict(hw.sources), "notes": hw.notes,
@@ -608,7 +608,9 @@ def _with_datacenter(rs: ResolvedScenario, est, fn):
     """Attach the datacenter keys when the hardware states a power; otherwise say why not."""
     import dataclasses
 
-    if rs.hardware.tdp_w is None:
+    from flopcast.estimate.datacenter import has_power
+
+    if not has_power(rs.hardware):
         note = Assumption("datacenter", "not estimated", f"{rs.hardware.id} has no published power (tdp)")
         return dataclasses.replace(est, assumptions=est.assumptions + (note,))
     extra, notes = fn(rs, est)

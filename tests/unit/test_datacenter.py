@@ -148,3 +148,14 @@ def test_hardware_without_power_skips_datacenter_with_a_note():
     e = api.estimate_training(sc)
     assert "power_it_w" not in e.to_dict()
     assert any(a.name == "datacenter" and "no published power" in a.why for a in e.assumptions)
+
+
+def test_measured_chip_power_is_used_where_published():
+    """TPU v4 publishes measured chip power (90 W min, 192 W max) and no TDP: devices draw 90 W idle
+    and 192 W fully busy, linear between; the assumption says 'measured'."""
+    tpu = catalog.get_hardware("tpu-v4")
+    site = resolve_site("us-average")
+    assert dc.power(tpu, 10, 0.0, site).device_w == pytest.approx(900.0)
+    assert dc.power(tpu, 10, 1.0, site).device_w == pytest.approx(1920.0)
+    assert dc.power(tpu, 10, 0.5, site).device_w == pytest.approx(1410.0)
+    assert "measured" in dc.power_assumptions(tpu, site)[0].value

@@ -1,7 +1,8 @@
 """Datacenter layer: power, energy, cost, carbon and failures, for training runs and serving.
 
-Power (per device, averaged over a step): P = P_idle + (TDP - P_idle) u, with u the share of the
-step the device computes (from the training or serving breakdown) and P_idle = 15% of TDP. Host
+Power (per device, averaged over a step): P = P_idle + (P_max - P_idle) u, with u the share of the
+step the device computes (from the training or serving breakdown); P_idle and P_max are the
+measured chip power where the vendor publishes it (TPU v4: 90 W and 192 W), else 15% of TDP and TDP. Host
 (CPUs, memory, NICs, NVSwitch, fans): the reference system's maximum power minus its accelerators'
 TDPs (catalog/systems.yaml: DGX A100 6.5 kW, DGX H100 10.2 kW, DGX B200 14.3 kW, GB200 NVL72 132 kW),
 drawing (0.5 + 0.5 u) of it on average. Network: 60 W per device for a two-tier fat tree (about 2.5
@@ -59,7 +60,24 @@ class Power:
                 "it_w": self.it_w, "facility_w": self.facility_w, "peak_it_w": self.peak_it_w}
 
 
+def has_power(hw: AcceleratorSpec) -> bool:
+    """A TDP or a measured full-load power is published for this device."""
+    return hw.tdp_w is not None or hw.power_max_w is not None
+
+
+def device_power_range_w(hw: AcceleratorSpec) -> tuple[float, float, str]:
+    """(idle, full-load) power of one device and where they come from: measured chip power where
+    the vendor publishes it (TPU v4: 90 W min, 192 W max), else 15% of TDP idle and TDP."""
+    if hw.power_max_w is not None:
+        idle = hw.power_idle_w if hw.power_idle_w is not None else IDLE_FRAC_OF_TDP * hw.power_max_w
+        return idle, hw.power_max_w, "measured"
+    tdp = device_tdp_w(hw)
+    return IDLE_FRAC_OF_TDP * tdp, tdp, "tdp"
+
+
 def device_tdp_w(hw: AcceleratorSpec) -> float:
+    if hw.tdp_w is None and hw.power_max_w is not None:
+        return hw.power_max_w
     if hw.tdp_w is None:
         raise InvalidScenario(f"hardware.tdp: {hw.id} has no published power; give one inline "
                               f"(hardware: {{base: {hw.id}, tdp: '... W'}}) for energy, cost and carbon")
@@ -83,19 +101,21 @@ def power(hw: AcceleratorSpec, num_devices: int, busy_frac: float, site: SiteSpe
     if num_devices < 1:
         raise InvalidScenario(f"num_devices: expected a positive count, got {num_devices}")
     u = min(1.0, max(0.0, busy_frac))
-    tdp = device_tdp_w(hw)
-    dev = num_devices * (IDLE_FRAC_OF_TDP * tdp + (1 - IDLE_FRAC_OF_TDP) * tdp * u)
+    idle, full, _ = device_power_range_w(hw)
+    dev = num_devices * (idle + (full - idle) * u)
     host_max = num_devices * host_max_w_per_device(hw)
     host = host_max * (0.5 + 0.5 * u)
     net = num_devices * NETWORK_W_PER_DEVICE if hw.memory_kind != "unified" and num_devices > 1 else 0.0
     it = dev + host + net
-    return Power(dev, host, net, it, it * site.pue, num_devices * tdp + host_max + net)
+    return Power(dev, host, net, it, it * site.pue, num_devices * full + host_max + net)
 
 
 def power_assumptions(hw: AcceleratorSpec, site: SiteSpec) -> list[Assumption]:
+    idle, full, kind = device_power_range_w(hw)
+    what = (f"measured {idle:.0f} W idle to {full:.0f} W under load" if kind == "measured"
+            else f"{IDLE_FRAC_OF_TDP:.0%} of TDP idle, TDP when computing")
     return [
-        Assumption("device_power", f"{IDLE_FRAC_OF_TDP:.0%} of TDP idle, TDP when computing",
-                   "average over the step by the compute share of the step time"),
+        Assumption("device_power", what, "average over the step by the compute share of the step time"),
         Assumption("host_power_w_per_device", round(host_max_w_per_device(hw), 1),
                    "reference system max power minus accelerator TDPs (catalog/systems.yaml), (0.5 + 0.5 u) of it"),
         Assumption("network_w_per_device", NETWORK_W_PER_DEVICE,

@@ -361,7 +361,8 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
     replicas = spec.dp
     out_tps = replicas * B_run / t_iter
     total_tps = out_tps * (I + O) / O
-    tpj = out_tps / (hw.tdp_w * spec.num_devices) if hw.tdp_w else None
+    full_w = hw.tdp_w or hw.power_max_w   # per device at full load: TDP, or the measured maximum
+    tpj = out_tps / (full_w * spec.num_devices) if full_w else None
     dec_only = _iteration(sv, B_run, ctx_dec, 0, I, B_run)
     mem = {"weights": weights, "kv_cache": B_run * kv_seq, "workspace": workspace, "reserve": reserve}
     return ServingEstimate(

@@ -112,6 +112,8 @@ def hardware_rows(h: dict[str, Any]) -> list[tuple[str, str]]:
         ("node", f"{h['node_size']} devices, host memory "
                  f"{opt(h['host_memory_bytes_per_node'], format_bytes)}"),
         ("TDP", opt(h["tdp_w"], lambda v: f"{v:,.0f} W")),
+        *([("measured power", f"{h['power_idle_w'] or 0:,.0f} W idle, {h['power_max_w']:,.0f} W max")]
+          if h.get("power_max_w") else []),
     ]
 
 

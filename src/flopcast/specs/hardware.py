@@ -38,6 +38,8 @@ class AcceleratorSpec:
     host_memory_bytes_per_node: float | None
     host_link_bandwidth_bytes_per_s: float | None  # device <-> host, each direction
     compute_units: int | None = None               # SMs / CUs / cores that run matmul tiles
+    power_idle_w: float | None = None              # measured chip power, idle (where published)
+    power_max_w: float | None = None               # measured chip power under full load (where published)
     catalog_id: str | None = None                  # the catalog entry this spec derives from (for lookups)
     sources: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
@@ -70,6 +72,8 @@ _FIELDS: dict[str, tuple[str, str, bool]] = {
     "host_memory": ("host_memory_bytes_per_node", "bytes", False),
     "host_link_bandwidth": ("host_link_bandwidth_bytes_per_s", "bytes_per_s", False),
     "compute_units": ("compute_units", "int", False),
+    "power_idle": ("power_idle_w", "w", False),
+    "power_max": ("power_max_w", "w", False),
 }
 _TEXT = ("id", "name", "vendor", "status", "memory_kind", "notes")
 NUMERIC_FIELDS = (*_FIELDS, "peak_flops")
