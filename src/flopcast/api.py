@@ -487,8 +487,10 @@ def _simulate_serving_resolved(rs: ResolvedScenario):
     slo = slo_from_mapping(section.get("slo"))
     assumptions = list(rs.assumptions)
     if "workload" not in section:
-        assumptions.append(Assumption("workload", "none given", "every request at t = 0 needs an arrival rate: give "
-                                      "inference.workload.arrival"))
+        assumptions.append(Assumption("workload", f"burst of {workload.num_requests} requests of "
+                                      f"{spec.input_tokens} + {spec.output_tokens} tokens",
+                                      "no inference.workload: every request arrives at t = 0 (the saturated server); "
+                                      "give inference.workload.arrival for a load"))
     if "scheduler" not in section:
         assumptions.append(Assumption("scheduler", "sarathi", "continuous batching with chunked prefill (vLLM v1, "
                                       "TensorRT-LLM in-flight batching)"))

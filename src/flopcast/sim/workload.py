@@ -98,8 +98,12 @@ def _length(data: Any, field: str, default: int) -> LengthDist:
 
 
 def workload_from_mapping(data: Mapping[str, Any] | None, *, input_tokens: int, output_tokens: int) -> WorkloadSpec:
-    """Parse `inference.workload`; lengths default to the section's input_tokens / output_tokens."""
-    data = dict(data or {})
+    """Parse `inference.workload`; lengths default to the section's input_tokens / output_tokens. No
+    workload at all means a burst of the default number of fixed-length requests (the saturation case)."""
+    if not data:
+        return WorkloadSpec(process="burst", input_tokens=_length(None, "", input_tokens),
+                            output_tokens=_length(None, "", output_tokens))
+    data = dict(data)
     check_keys(data, "inference.workload", WORKLOAD_KEYS)
     arrival = data.get("arrival") or {}
     if not isinstance(arrival, Mapping):
