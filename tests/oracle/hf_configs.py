@@ -11,7 +11,8 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2",
-            "deepseek_v3", "gpt2", "gpt_neox", "opt", "nemotron", "gpt_oss", "gemma2", "phi3")
+            "deepseek_v3", "gpt2", "gpt_neox", "opt", "nemotron", "gpt_oss", "gemma2", "phi3", "gemma",
+            "gemma3_text", "olmo2", "starcoder2", "falcon", "mpt")
 
 small = st.integers(min_value=1, max_value=48)
 
@@ -160,6 +161,56 @@ def config_for(draw, family: str) -> dict:
     elif family == "phi3":
         cfg = draw(llama_like("phi3"))
         cfg["sliding_window"] = draw(st.one_of(st.none(), st.integers(16, 64)))
+    elif family == "gemma":
+        cfg = draw(llama_like("gemma", explicit_head_dim=True))
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "gemma3_text":
+        cfg = draw(llama_like("gemma3_text", explicit_head_dim=True))
+        draw(maybe(cfg, "sliding_window", st.integers(16, 64)))
+        draw(maybe(cfg, "sliding_window_pattern", st.integers(1, 4)))
+        kinds = st.sampled_from(["full_attention", "sliding_attention"])
+        n = cfg["num_hidden_layers"]
+        draw(maybe(cfg, "layer_types", st.lists(kinds, min_size=n, max_size=n)))
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "olmo2":
+        cfg = draw(llama_like("olmo2"))
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "starcoder2":
+        cfg = draw(llama_like("starcoder2"))
+        draw(maybe(cfg, "sliding_window", st.one_of(st.none(), st.integers(16, 64))))
+        draw(maybe(cfg, "use_bias", b))
+    elif family == "falcon":
+        heads = draw(st.sampled_from([1, 2, 4, 8]))
+        cfg = {"model_type": "falcon", "vocab_size": draw(st.integers(4, 300)),
+               "hidden_size": heads * 2 * draw(st.integers(1, 6)), "num_attention_heads": heads,
+               "num_hidden_layers": draw(st.integers(1, 4)), "max_position_embeddings": 256}
+        draw(maybe(cfg, "ffn_hidden_size", st.one_of(st.none(), small)))
+        for key in ("alibi", "bias", "tie_word_embeddings", "multi_query"):
+            draw(maybe(cfg, key, b))
+        if draw(b):
+            # Falcon-40B layout: grouped K/V heads; its forward needs the parallel block.
+            cfg["new_decoder_architecture"] = True
+            draw(maybe(cfg, "num_kv_heads", st.sampled_from([d for d in range(1, heads + 1) if heads % d == 0])))
+            draw(maybe(cfg, "num_ln_in_parallel_attn", st.sampled_from([None, 1, 2])))
+        else:
+            draw(maybe(cfg, "new_decoder_architecture", st.just(False)))
+            draw(maybe(cfg, "parallel_attn", b))
+            if cfg.get("multi_query", True):
+                draw(maybe(cfg, "num_kv_heads", st.integers(1, 4)))  # unused by transformers here
+    elif family == "mpt":
+        heads = draw(st.sampled_from([1, 2, 3, 4]))
+        cfg = {"model_type": "mpt", "vocab_size": draw(st.integers(4, 300)),
+               "d_model": heads * draw(st.integers(1, 8)), "n_heads": heads,
+               "n_layers": draw(st.integers(1, 4)), "max_seq_len": draw(st.integers(16, 128))}
+        draw(maybe(cfg, "tie_word_embeddings", b))
+        # Keys transformers does not honour: the oracle shows they leave the built model unchanged.
+        draw(maybe(cfg, "expansion_ratio", st.integers(1, 4)))
+        draw(maybe(cfg, "no_bias", b))
+        draw(maybe(cfg, "learned_pos_emb", b))
+        attn = st.fixed_dictionaries({}, optional={
+            "attn_type": st.sampled_from(["multihead_attention", "multiquery_attention"]),
+            "qk_ln": b, "alibi": b, "alibi_bias_max": st.integers(1, 8)})
+        draw(maybe(cfg, "attn_config", attn))
     else:
         raise ValueError(family)
     # Token ids of the default configs (e.g. Phi-3's pad 32000) would fall outside tiny vocabularies.

@@ -114,3 +114,75 @@ def test_missing_and_invalid_config_files(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(InvalidScenario, match="not valid JSON"):
         api.show_model(str(bad))
+
+
+def test_gemma3_text_window_pattern():
+    """Gemma-3 text: without layer_types, layer i slides unless (i + 1) is a multiple of
+    sliding_window_pattern (default 6); four norms and per-head q/k norms per layer."""
+    spec = from_hf_config({"model_type": "gemma3_text", "num_hidden_layers": 7})
+    assert [lay.attention.window for lay in spec.layers] == [4096] * 5 + [None, 4096]
+    spec = from_hf_config({"model_type": "gemma3_text", "num_hidden_layers": 4, "sliding_window_pattern": 2,
+                           "sliding_window": 512})
+    assert [lay.attention.window for lay in spec.layers] == [512, None, 512, None]
+    attn = spec.layers[0].attention
+    assert attn.qk_norm and attn.qk_norm_scope == "head" and spec.layers[0].num_norms == 4
+    assert counts.params_breakdown(spec)["attention/qk_norm"] == 4 * 2 * 256
+
+
+def test_olmo2_qk_norm_spans_the_projection():
+    """OLMo-2 normalizes the whole q (H d_head) and k (H_kv d_head) projections."""
+    spec = from_hf_config({**TINY_LLAMA, "model_type": "olmo2"})
+    assert spec.layers[0].attention.qk_norm_scope == "projection"
+    assert counts.params_breakdown(spec)["attention/qk_norm"] == 2 * (4 + 2) * 16
+
+
+@pytest.mark.parametrize(
+    ("patch", "kv_heads", "norms"),
+    [
+        ({}, 1, 1),                                                    # Falcon-7B: multi-query, one shared norm
+        ({"multi_query": False}, 8, 1),
+        ({"parallel_attn": False}, 1, 2),
+        ({"new_decoder_architecture": True, "num_kv_heads": 2}, 2, 2),  # Falcon-40B: ln_attn and ln_mlp
+        ({"new_decoder_architecture": True, "num_kv_heads": 2, "num_ln_in_parallel_attn": 1}, 2, 1),
+    ],
+)
+def test_falcon_kv_heads_and_norms(patch, kv_heads, norms):
+    """Falcon: K/V heads from new_decoder_architecture / multi_query; one or two LayerNorms per layer."""
+    spec = from_hf_config({"model_type": "falcon", "hidden_size": 64, "num_attention_heads": 8,
+                           "num_hidden_layers": 2, "vocab_size": 50, **patch})
+    assert spec.layers[0].attention.num_kv_heads == kv_heads and spec.layers[0].num_norms == norms
+    assert spec.positions == "rope" and spec.norm.bias
+
+
+def test_falcon_alibi_and_unused_kv_heads():
+    """alibi: true means no rotary positions; num_kv_heads without new_decoder_architecture is reported."""
+    spec = from_hf_config({"model_type": "falcon", "hidden_size": 64, "num_attention_heads": 8,
+                           "num_hidden_layers": 2, "vocab_size": 50, "alibi": True, "num_kv_heads": 4})
+    assert spec.positions == "alibi" and spec.layers[0].attention.num_kv_heads == 1
+    assert "num_kv_heads" in dict(spec.unmodeled_fields)
+
+
+def test_mpt_counts_what_transformers_builds_and_reports_the_rest():
+    """MPT: ALiBi, MHA, MLP of 4 h, no biases, weight-only norms; keys transformers does not honour
+    are reported (and attn_config sub-keys checked), never silently dropped."""
+    spec = from_hf_config({"model_type": "mpt", "d_model": 64, "n_heads": 4, "n_layers": 2, "vocab_size": 50,
+                           "expansion_ratio": 2, "no_bias": False,
+                           "attn_config": {"attn_type": "multiquery_attention", "qk_ln": True, "alibi_bias_max": 8,
+                                           "alibbi": True}})
+    assert spec.positions == "alibi" and spec.tie_embeddings and not spec.norm.bias
+    assert spec.layers[0].ffn.d_ff == 256 and spec.layers[0].attention.num_kv_heads == 4
+    fields = dict(spec.unmodeled_fields)
+    assert {"expansion_ratio", "no_bias", "attn_config.attn_type", "attn_config.qk_ln"} <= set(fields)
+    assert "did you mean 'alibi'" in fields["attn_config.alibbi"]
+    assert "attn_config.alibi_bias_max" not in fields
+    with pytest.raises(InvalidScenario, match="model.attn_config: expected a mapping"):
+        from_hf_config({"model_type": "mpt", "attn_config": "torch"})
+
+
+def test_starcoder2_biases_and_window():
+    """Starcoder2: use_bias on every projection, LayerNorm with bias, one window on every layer."""
+    spec = from_hf_config({"model_type": "starcoder2", "num_hidden_layers": 3, "sliding_window": 4096})
+    attn, ffn = spec.layers[0].attention, spec.layers[0].ffn
+    assert attn.qkv_bias and attn.out_bias and ffn.bias and not ffn.gated and spec.norm.bias
+    assert [lay.attention.window for lay in spec.layers] == [4096] * 3
+    assert not from_hf_config({"model_type": "starcoder2", "use_bias": False}).layers[0].ffn.bias

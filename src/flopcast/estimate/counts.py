@@ -57,7 +57,8 @@ def attention_parts(a: StandardAttention | LatentAttention, h: int) -> list[Part
                 _p("attention/o", H * d * h, h if a.out_bias else 0),
             ]
             if a.qk_norm:
-                parts.append(_p("attention/qk_norm", 2 * d, matmul=False))
+                qk_norm = 2 * d if a.qk_norm_scope == "head" else (H + Hkv) * d
+                parts.append(_p("attention/qk_norm", qk_norm, matmul=False))
             if a.sinks:
                 parts.append(_p("attention/sinks", H, matmul=False))
             return parts

@@ -288,7 +288,11 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             G(T, h, q * dh)
             sharded_params += (h * (H + 2 * Hkv) * dh + H * dh * h) / t
             sharded_params += ((H + 2 * Hkv) * dh if a.qkv_bias else 0) / t + (h if a.out_bias else 0)
-            replicated_params += (2 * dh if a.qk_norm else 0) + (H / t if a.sinks else 0)
+            if a.qk_norm and a.qk_norm_scope == "projection":   # OLMo-2: norms over the whole q and k
+                sharded_params += (H + Hkv) * dh / t
+            elif a.qk_norm:                                      # Qwen3, Gemma-3: one d_head norm each
+                replicated_params += 2 * dh
+            replicated_params += H / t if a.sinks else 0
             act_shard += (q + 2 * kv_rank) * dh           # Q, K, V
             gin_shard += q * dh                           # attention output = o-projection input
             heads, dqk, dv = q, dh, dh

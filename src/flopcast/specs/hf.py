@@ -56,7 +56,10 @@ IGNORED_KEYS: dict[str, str] = {
         "logits_scaling residual_multiplier attention_multiplier qk_layernorm qk_head_dim "
         "id2label label2id problem_type chunk_size_feed_forward pruned_heads "
         "is_encoder_decoder finetuning_task rope_local_base_freq cache_implementation use_mrope "
-        "initial_context_length sliding_window_size mlp_only_layers decoder_sparse_step"
+        "initial_context_length sliding_window_size mlp_only_layers decoder_sparse_step "
+        "norm_epsilon residual_dropout embedding_dropout emb_pdrop embedding_fraction logit_scale "
+        "init_device init_config norm_type verbose tokenizer_name activation_function "
+        "apply_residual_connection_post_layernorm"
     ).split()
 }
 # Counted but described as "used" once read; listed here only when transformers ignores them.
@@ -90,6 +93,11 @@ class _Reader:
                 self.cfg[target] = self.cfg[alias]
         self.defaults = defaults
         self.used: set[str] = set(aliases or {})
+        self.notes: list[tuple[str, str]] = []
+
+    def unmodeled(self, key: str, why: str) -> None:
+        """Report a key (or `parent.sub` key) whose value transformers does not build: counted as built."""
+        self.notes.append((key, why))
 
     def raw(self, key: str, default: Any = _MISSING) -> Any:
         self.used.add(key)
@@ -177,7 +185,7 @@ class _Reader:
                 if hint:
                     why += f" (did you mean {hint[0]!r}?)"
                 unmodeled.append((key, why))
-        return tuple(sorted(ignored)), tuple(unmodeled)
+        return tuple(sorted(ignored)), tuple(unmodeled + self.notes)
 
 
 def _heads(r: _Reader, hidden: int) -> tuple[int, int]:
@@ -276,12 +284,37 @@ _OPT = dict(vocab_size=50272, hidden_size=768, num_hidden_layers=12, ffn_dim=307
             max_position_embeddings=2048, do_layer_norm_before=True, _remove_final_layer_norm=False,
             word_embed_proj_dim=None, num_attention_heads=12, activation_function="relu",
             enable_bias=True, layer_norm_elementwise_affine=True, tie_word_embeddings=True)
+_GEMMA = dict(vocab_size=256000, hidden_size=3072, intermediate_size=24576, num_hidden_layers=28,
+              num_attention_heads=16, num_key_value_heads=16, head_dim=256, hidden_act="gelu_pytorch_tanh",
+              max_position_embeddings=8192, tie_word_embeddings=True, attention_bias=False,
+              hidden_activation=None)  # hidden_activation: key of later Gemma files, transformers reads hidden_act
+# sliding_window_pattern is not a field of the config class, but its __post_init__ reads it (default 6);
+# hidden_act: legacy key, transformers reads hidden_activation.
+_GEMMA3_TEXT = dict(_GEMMA2, vocab_size=262208, max_position_embeddings=131072, sliding_window_pattern=6)
+# head_dim is not an OLMo-2 / Starcoder2 config field, but their attention reads it when a file sets it.
+_OLMO2 = dict(vocab_size=50304, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+              num_attention_heads=32, num_key_value_heads=None, head_dim=None, hidden_act="silu",
+              max_position_embeddings=2048, tie_word_embeddings=False, attention_bias=False)
+_STARCODER2 = dict(vocab_size=49152, hidden_size=3072, intermediate_size=12288, num_hidden_layers=30,
+                   num_attention_heads=24, num_key_value_heads=2, head_dim=None, hidden_act="gelu_pytorch_tanh",
+                   max_position_embeddings=4096, sliding_window=None, use_bias=True, tie_word_embeddings=True,
+                   mlp_type="default")  # mlp_type: key of the original BigCode files, unused by transformers
+_FALCON = dict(vocab_size=65024, hidden_size=4544, num_hidden_layers=32, num_attention_heads=71,
+               num_ln_in_parallel_attn=None, num_kv_heads=None, alibi=False, new_decoder_architecture=False,
+               multi_query=True, parallel_attn=True, bias=False, max_position_embeddings=2048,
+               ffn_hidden_size=None, activation="gelu", tie_word_embeddings=True)
+_MPT = dict(vocab_size=50368, d_model=2048, n_heads=16, n_layers=24, expansion_ratio=4, max_seq_len=2048,
+            learned_pos_emb=True, no_bias=True, attn_config=None, tie_word_embeddings=True)
+_MPT_ATTN = dict(attn_type="multihead_attention", attn_pdrop=0, attn_impl="torch", clip_qkv=None,
+                 softmax_scale=None, prefix_lm=False, qk_ln=False, attn_uses_sequence_id=False, alibi=True,
+                 alibi_bias_max=8)
 
 RMS = NormSpec(kind="rmsnorm")
+LN = NormSpec(kind="layernorm", bias=True)
 
 
 def _llama_like(r: _Reader, name: str, source: str, *, qkv_bias_key: str | None = "attention_bias",
-                o_bias_key: str | None = "attention_bias", qk_norm: bool = False,
+                o_bias_key: str | None = "attention_bias", qk_norm: bool = False, qk_norm_scope: str = "head",
                 windows: list[int | None] | None = None, ffn_for: Callable[[int], Any] | None = None,
                 num_norms: int = 2, head_dim_rule: str = "split", qkv_bias: bool | None = None,
                 act_key: str = "hidden_act", mlp_bias_key: str | None = None,
@@ -308,7 +341,8 @@ def _llama_like(r: _Reader, name: str, source: str, *, qkv_bias_key: str | None 
         LayerSpec(
             attention=StandardAttention(
                 num_heads=heads, num_kv_heads=kv, head_dim=head_dim, qkv_bias=qkv_bias,
-                out_bias=o_bias, qk_norm=qk_norm, sinks=sinks, window=windows[i],
+                out_bias=o_bias, qk_norm=qk_norm, qk_norm_scope=qk_norm_scope, sinks=sinks,
+                window=windows[i],
             ),
             ffn=ffn_for(i),
             num_norms=num_norms,
@@ -482,6 +516,143 @@ def _phi3(cfg, name, source):
     return _llama_like(r, name, source, qkv_bias_key=None, o_bias_key=None, windows=[w] * n)
 
 
+def _gemma(cfg, name, source):
+    """Gemma: llama-shaped with an explicit head_dim, GeGLU, a tied head by default; the embedding
+    output is scaled by sqrt(h), which costs no parameters and no matmul FLOPs."""
+    r = _Reader(cfg, "gemma", _GEMMA)
+    return _llama_like(r, name, source, head_dim_rule="given")
+
+
+def _gemma3_text(cfg, name, source):
+    """Gemma-3 text: Gemma-2's four norms per layer plus per-head q/k RMSNorms; without layer_types,
+    layer i slides unless (i + 1) is a multiple of sliding_window_pattern (5 local : 1 global)."""
+    r = _Reader(cfg, "gemma3_text", _GEMMA3_TEXT)
+    n = r.int("num_hidden_layers")
+    pattern = r.int("sliding_window_pattern")
+    types = r.layer_types(n, ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(n)])
+    windows = _window_list(types, r.opt_int("sliding_window"))
+    if r.raw("use_bidirectional_attention", None):
+        r.unmodeled("use_bidirectional_attention", "bidirectional (embedding-model) attention is counted as a "
+                    "causal decoder's, with sliding_window as the window")
+    return _llama_like(r, name, source, windows=windows, num_norms=4, head_dim_rule="given", qk_norm=True,
+                       act_key="hidden_activation")
+
+
+def _olmo2(cfg, name, source):
+    """OLMo-2: llama-shaped, norms after attention and after the MLP (two per layer, none before),
+    and RMSNorms over the whole q and k projections (H d_head and H_kv d_head weights)."""
+    r = _Reader(cfg, "olmo2", _OLMO2)
+    return _llama_like(r, name, source, qk_norm=True, qk_norm_scope="projection")
+
+
+def _starcoder2(cfg, name, source):
+    """Starcoder2: GQA with a sliding window on every layer, plain c_fc/c_proj MLP, LayerNorms with
+    bias, and use_bias on every projection."""
+    r = _Reader(cfg, "starcoder2", _STARCODER2)
+    n = r.int("num_hidden_layers")
+    w = r.opt_int("sliding_window")
+    if r.raw("mlp_type") != "default":
+        r.unmodeled("mlp_type", "transformers builds the plain c_fc/c_proj MLP whatever mlp_type says; "
+                    "counted as built")
+    return _llama_like(r, name, source, qkv_bias_key="use_bias", o_bias_key="use_bias", mlp_bias_key="use_bias",
+                       gated=False, norm=LN, windows=[w] * n)
+
+
+def _falcon(cfg, name, source):
+    """Falcon: one fused query_key_value projection, plain MLP, LayerNorms with bias, `bias` on every
+    projection, rotary positions or ALiBi (`alibi`).
+
+    K/V heads: num_kv_heads with new_decoder_architecture (Falcon-40B/180B), else 1 when multi_query
+    (Falcon-7B), else H. Norms per layer: two (input and post-attention) without parallel_attn; with
+    it, two (ln_attn, ln_mlp) when num_ln_in_parallel_attn is 2 (the default under
+    new_decoder_architecture), else one norm shared by attention and MLP."""
+    r = _Reader(cfg, "falcon", _FALCON, aliases={"n_embed": "hidden_size"})
+    vocab, hidden, n, heads = (r.int("vocab_size"), r.int("hidden_size"), r.int("num_hidden_layers"),
+                               r.int("num_attention_heads"))
+    if hidden % heads:
+        raise InvalidScenario(f"model.hidden_size: {hidden} is not divisible by num_attention_heads {heads}")
+    new_arch = r.bool("new_decoder_architecture")
+    multi_query = r.bool("multi_query")
+    given_kv = r.opt_int("num_kv_heads")
+    if new_arch:
+        kv = heads if given_kv is None else given_kv
+        if heads % kv:
+            raise InvalidScenario(f"model.num_kv_heads: {kv} does not divide num_attention_heads {heads}")
+    else:
+        kv = 1 if multi_query else heads
+        if given_kv is not None and given_kv != kv:
+            r.unmodeled("num_kv_heads", f"used only with new_decoder_architecture; transformers builds {kv} "
+                        "key/value head(s) here (multi_query decides); counted as built")
+    ln_parallel = r.opt_int("num_ln_in_parallel_attn")
+    if ln_parallel is None and new_arch:
+        ln_parallel = 2
+    num_norms = 2 if (not r.bool("parallel_attn") or ln_parallel == 2) else 1
+    d_ff = r.opt_int("ffn_hidden_size")
+    bias = r.bool("bias")
+    layer = LayerSpec(
+        attention=StandardAttention(num_heads=heads, num_kv_heads=kv, head_dim=hidden // heads,
+                                    qkv_bias=bias, out_bias=bias),
+        ffn=DenseFFN(d_ff=4 * hidden if d_ff is None else d_ff, gated=False, bias=bias,
+                     activation=r.str("activation")),
+        num_norms=num_norms,
+    )
+    return _finish(r, name, source, [layer] * n, LN, hidden=hidden, vocab=vocab,
+                   tie=r.bool("tie_word_embeddings"), max_seq=r.opt_int("max_position_embeddings"),
+                   positions="alibi" if r.bool("alibi") else "rope")
+
+
+def _mpt_attn_config(r: _Reader) -> Mapping[str, Any]:
+    """MPT's nested attn_config, checked, with what transformers does not build from it reported."""
+    attn = r.raw("attn_config")
+    if attn is None:
+        return {}
+    if not isinstance(attn, Mapping):
+        raise InvalidScenario(f"model.attn_config: expected a mapping, got {attn!r}")
+    for key in attn:
+        if key not in _MPT_ATTN:
+            hint = did_you_mean(str(key), _MPT_ATTN, n=1)
+            r.unmodeled(f"attn_config.{key}", "not recognised for model_type 'mpt'"
+                        + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    rules = (
+        ("attn_type", lambda v: v != "multihead_attention",
+         "transformers builds multi-head attention (Wqkv: h -> 3 h) whatever attn_type says"),
+        ("qk_ln", bool, "transformers builds no q/k LayerNorms"),
+        ("alibi", lambda v: v is False, "transformers always applies ALiBi and builds no position table"),
+    )
+    for key, differs, why in rules:
+        if key in attn and differs(attn[key]):
+            r.unmodeled(f"attn_config.{key}", f"{why}; counted as built")
+    return attn
+
+
+def _mpt(cfg, name, source):
+    """MPT as transformers builds it: ALiBi, multi-head Wqkv (h -> 3 h) and out_proj, a plain GeLU
+    MLP of width 4 h, no linear biases, weight-only LayerNorms, head tied by default. transformers
+    reads neither expansion_ratio, no_bias, learned_pos_emb nor attn_config's attn_type and qk_ln;
+    values it does not honour are reported and the model is counted as built."""
+    r = _Reader(cfg, "mpt", _MPT, aliases={
+        "hidden_size": "d_model", "num_attention_heads": "n_heads", "num_hidden_layers": "n_layers"})
+    vocab, hidden, n, heads = r.int("vocab_size"), r.int("d_model"), r.int("n_layers"), r.int("n_heads")
+    if hidden % heads:
+        raise InvalidScenario(f"model.d_model: {hidden} is not divisible by n_heads {heads}")
+    attn = _mpt_attn_config(r)
+    if r.int("expansion_ratio") != 4:
+        r.unmodeled("expansion_ratio", "transformers builds the MLP at 4 x d_model whatever expansion_ratio "
+                    "says; counted as built")
+    if not r.bool("no_bias"):
+        r.unmodeled("no_bias", "transformers builds no linear or norm biases; counted as built")
+    if r.bool("learned_pos_emb") and attn.get("alibi", True) is False:
+        r.unmodeled("learned_pos_emb", "transformers builds no learned position table (ALiBi always); "
+                    "counted as built")
+    layer = LayerSpec(
+        attention=StandardAttention(num_heads=heads, num_kv_heads=heads, head_dim=hidden // heads),
+        ffn=DenseFFN(d_ff=4 * hidden, gated=False, activation="gelu"),
+    )
+    return _finish(r, name, source, [layer] * n, NormSpec(kind="layernorm", bias=False), hidden=hidden,
+                   vocab=vocab, tie=r.bool("tie_word_embeddings"), max_seq=r.int("max_seq_len"),
+                   positions="alibi")
+
+
 def _gpt2(cfg, name, source):
     r = _Reader(cfg, "gpt2", _GPT2, aliases={
         "hidden_size": "n_embd", "max_position_embeddings": "n_positions",
@@ -552,7 +723,8 @@ FAMILIES: dict[str, Callable[[Mapping[str, Any], str, str], ModelSpec]] = {
     "qwen2_moe": _qwen2_moe, "qwen3": _qwen3, "qwen3_moe": _qwen3_moe,
     "deepseek_v2": _deepseek_v2, "deepseek_v3": _deepseek_v3, "gpt2": _gpt2,
     "gpt_neox": _gpt_neox, "opt": _opt, "nemotron": _nemotron, "gpt_oss": _gpt_oss,
-    "gemma2": _gemma2, "phi3": _phi3,
+    "gemma2": _gemma2, "phi3": _phi3, "gemma": _gemma, "gemma3_text": _gemma3_text, "olmo2": _olmo2,
+    "starcoder2": _starcoder2, "falcon": _falcon, "mpt": _mpt,
 }
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 

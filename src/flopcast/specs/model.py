@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 NormKind = Literal["rmsnorm", "layernorm"]
+QKNormScope = Literal["head", "projection"]
+Positions = Literal["rope", "learned", "alibi", "none"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,7 +39,9 @@ class StandardAttention:
     """Multi-head attention with H query heads sharing H_kv key/value heads (MHA: H_kv = H,
     MQA: H_kv = 1, GQA otherwise). q: h -> H d_head, k and v: h -> H_kv d_head, o: H d_head -> h.
 
-    `qk_norm` is a per-head RMSNorm on q and k (Qwen3); `sinks` is one learned logit per head
+    `qk_norm` is an RMSNorm on q and k: over each head's d_head elements, weights shared by the heads
+    (Qwen3, Gemma-3: 2 d_head weights) when `qk_norm_scope == "head"`, or over the whole projection
+    (OLMo-2: (H + H_kv) d_head weights) when it is "projection". `sinks` is one learned logit per head
     (gpt-oss). `window` caps the attended keys (sliding-window layers); None means global."""
 
     num_heads: int
@@ -46,6 +50,7 @@ class StandardAttention:
     qkv_bias: bool = False
     out_bias: bool = False
     qk_norm: bool = False
+    qk_norm_scope: QKNormScope = "head"
     sinks: bool = False
     window: int | None = None
 
@@ -120,7 +125,7 @@ FFN = DenseFFN | MoEFFN
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LayerSpec:
     """One decoder block: attention, FFN and `num_norms` hidden-size norms (2 pre-norms for most
-    families; 4 for Gemma-2's pre/post norms)."""
+    families; 4 for Gemma-2/3's pre/post norms; 1 for Falcon's parallel block sharing one norm)."""
 
     attention: Attention
     ffn: FFN
@@ -133,8 +138,9 @@ class ModelSpec:
 
     Embedding: V x e token table (e = `embedding_dim`, equal to h unless OPT's word_embed_proj_dim
     differs, in which case project_in e -> h and project_out h -> e exist); learned positions
-    `position_rows` x h when `positions == "learned"`. Head: h (or e) -> V, sharing the token table
-    when `tie_embeddings`."""
+    `position_rows` x h when `positions == "learned"`; "rope" and "alibi" (a fixed per-head linear bias
+    on the scores: MPT, some Falcons) have no parameters and no matmul FLOPs. Head: h (or e) -> V,
+    sharing the token table when `tie_embeddings`."""
 
     name: str
     family: str
@@ -144,7 +150,7 @@ class ModelSpec:
     norm: NormSpec
     final_norm: bool = True
     tie_embeddings: bool = False
-    positions: Literal["rope", "learned", "none"] = "rope"
+    positions: Positions = "rope"
     position_rows: int = 0
     embedding_dim: int | None = None
     max_seq_len: int | None = None

@@ -107,6 +107,9 @@ def _model(row: dict[str, str], seq_len: int) -> Any:
     L, h, a, V = (_int(row[k]) for k in ("layers", "hidden", "heads", "vocab"))
     if not (L and h and a):
         return None
+    if name.startswith("MPT"):   # MosaicML MPT: no biases, ALiBi, 4x GeLU MLP, tied embeddings
+        return {"model_type": "mpt", "n_layers": L, "d_model": h, "n_heads": a, "vocab_size": V or 50368,
+                "max_seq_len": seq_len, "name": name}
     cfg: dict[str, Any] = {"model_type": "gpt2", "n_layer": L, "n_embd": h, "n_head": a,
                            "vocab_size": V or 51200, "n_positions": seq_len, "name": name}
     ffn = _int(row["ffn_hidden"])
