@@ -534,7 +534,11 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
                               "or a trace, not a burst")
     if not isinstance(max_replicas, int) or max_replicas < 1:
         raise InvalidScenario(f"max_replicas: expected a positive integer, got {max_replicas!r}")
-    per_replica = int(section.get("tp", 1)) * int(section.get("pp", 1))
+    from flopcast.specs.serving import inference_from_mapping, validate_inference
+
+    one = inference_from_mapping(dict(section) | {"dp": 1})     # validates the section's fields
+    per_replica = one.tp * one.pp
+    validate_inference(one, rs.model, num_devices=per_replica)
     trials: dict[int, Any] = {}
 
     def run(n: int):
@@ -552,9 +556,7 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
 
     from flopcast.estimate.serving import estimate_serving as _analytic
     from flopcast.sim.workload import generate, workload_from_mapping
-    from flopcast.specs.serving import inference_from_mapping
 
-    one = inference_from_mapping(dict(section) | {"dp": 1})
     arrivals, _, outs = generate(workload_from_mapping(section.get("workload"), input_tokens=one.input_tokens,
                                                        output_tokens=one.output_tokens))
     span = float(arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0

@@ -232,3 +232,9 @@ def test_fifo_single_server_is_md1(rho):
         free_at = max(a, free_at) + service
         done.append(free_at)
     assert np.allclose(res.requests["done_s"], done, rtol=0, atol=1e-9)
+
+
+def test_fleet_sizing_validates_the_section_first():
+    """A bad tp is a one-line error naming the rule before any simulation runs."""
+    with pytest.raises(InvalidScenario, match="inference.tp: 3 must divide"):
+        api.size_fleet(scenario(tp=3, slo={"ttft_p99": "1 s"}))
