@@ -159,3 +159,12 @@ def test_pipeline_parallel_tpot_is_a_round_through_every_stage():
     big1 = api.estimate_serving(sc(batch_size=64))
     big2 = api.estimate_serving(sc(devices=2, pp=2, batch_size=128))
     assert big2.output_tokens_per_s > 1.5 * big1.output_tokens_per_s
+
+
+def test_hardware_efficiency_override_reaches_serving():
+    """A measured streaming-memory fraction (hardware.efficiency.memory) at half the catalog's slows
+    the memory-bound batch-1 decode: the weight reads take twice as long, the fixed kernel tails do
+    not, so TPOT grows by between 1.5x and 2x."""
+    ref = api.estimate_serving(sc(batch_size=1))
+    slow = api.estimate_serving(sc(hardware={"base": "h100-sxm", "efficiency": {"memory": 0.44}}, batch_size=1))
+    assert 1.5 * ref.tpot_s < slow.tpot_s < 2.0 * ref.tpot_s

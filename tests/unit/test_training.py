@@ -200,3 +200,27 @@ def test_fp8_speeds_up_matmuls_only():
     bf16 = est(**kw)
     fp8 = est(**copy.deepcopy(kw) | {"training": kw["training"] | {"precision": "fp8"}})
     assert 1.0 < bf16.step_time_s / fp8.step_time_s < 2.0
+
+
+def test_hardware_efficiency_overrides_replace_the_catalog():
+    """hardware: {base: h100-sxm, efficiency: {...}}: a user's measured matmul, attention and memory
+    fractions replace the catalog's; a lower matmul fraction slows the GEMMs by the ratio (large
+    shapes); bad fractions and unknown keys are one-line errors naming the field."""
+    import pytest
+
+    from flopcast import api
+    from flopcast.errors import FlopcastError
+
+    base = {"model": "llama-3.1-8b", "cluster": {"num_devices": 8},
+            "training": {"seq_len": 8192, "global_batch_seqs": 64},
+            "parallel": {"tp": 1, "pp": 1, "dp": 8, "zero_stage": 1, "recompute": "selective"}}
+    ref = api.estimate_training(base | {"hardware": "h100-sxm"})
+    slow = api.estimate_training(base | {"hardware": {"base": "h100-sxm", "efficiency": {
+        "matmul": {"bf16": 0.4015}, "attention": {"flash3": [0.325, 0.225]}}}})
+    assert slow.compute_breakdown_s["gemm"] > 1.9 * ref.compute_breakdown_s["gemm"]
+    assert slow.compute_breakdown_s["attention"] == pytest.approx(2 * ref.compute_breakdown_s["attention"], rel=1e-3)
+    assert any(a.name == "hardware.efficiency" for a in slow.assumptions)
+    for bad, needle in (({"matmul": {"bf16": 1.5}}, "efficiency.matmul.bf16"), ({"matmull": {}}, "did you mean"),
+                        ({"attention": {"flash3": [0.5]}}, "[forward, backward]"), ({"memory": 0}, "efficiency.memory")):
+        with pytest.raises(FlopcastError, match=needle.replace("[", r"\[")):
+            api.estimate_training(base | {"hardware": {"base": "h100-sxm", "efficiency": bad}})

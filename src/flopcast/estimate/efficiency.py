@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
+from typing import TYPE_CHECKING
 
 from flopcast.catalog import CATALOG_DIR, _read_yaml
+
+if TYPE_CHECKING:
+    from flopcast.specs.hardware import AcceleratorSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +57,25 @@ def efficiency(hw_id: str, dtype: str, attention_kernel: str = "flash3") -> Effi
         source=entry.get("source", d["matmul"]["source"]),
         best_shape=_shape(entry, dtype_key),
     )
+
+
+def efficiency_for(hw: AcceleratorSpec, dtype: str, attention_kernel: str = "flash3") -> Efficiency:
+    """The catalog efficiencies of `hw`, with any the scenario measured itself (hardware.efficiency)
+    in their place. A matmul override is the fraction at the catalog's anchor (large, well-shaped
+    GEMMs); smaller shapes still lose through waves and the per-tile fill."""
+    eff = efficiency(hw.lookup_id, dtype, attention_kernel)
+    if not hw.efficiency_overrides:
+        return eff
+    o = dict(hw.efficiency_overrides)
+    dtype_key = "bf16" if dtype not in ("bf16", "fp16", "fp8") else dtype
+    changes: dict = {}
+    if f"matmul.{dtype_key}" in o:
+        changes["matmul_frac"] = o[f"matmul.{dtype_key}"]
+    if f"attention.{attention_kernel}" in o:
+        changes["attention_fwd_frac"], changes["attention_bwd_frac"] = o[f"attention.{attention_kernel}"]
+    for key in ("memory", "scale_up", "scale_out"):
+        if key in o:
+            changes[f"{key}_frac"] = o[key]
+    if changes:
+        changes["source"] = "given in the scenario (hardware.efficiency): " + ", ".join(sorted(o))
+    return replace(eff, **changes)

@@ -27,7 +27,7 @@ from flopcast import units
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import comm, counts
-from flopcast.estimate.efficiency import efficiency
+from flopcast.estimate.efficiency import efficiency_for
 from flopcast.estimate.training import KERNEL_TAIL_S, _Ctx, matmul_fraction
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
@@ -107,7 +107,7 @@ def _setup(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve
     native = wd in peaks and wd not in ("bf16", "fp16")
     compute_dtype = wd if native else "bf16"
     peak = peaks[wd] if native else half
-    eff = efficiency(hw.lookup_id, "fp8" if compute_dtype in ("fp8", "fp4", "int8", "int4") else "bf16")
+    eff = efficiency_for(hw, "fp8" if compute_dtype in ("fp8", "fp4", "int8", "int4") else "bf16")
     su = (hw.scale_up_bandwidth_bytes_per_s or hw.host_link_bandwidth_bytes_per_s or 1e9) * eff.scale_up_frac
     so = (hw.scale_out_bandwidth_bytes_per_s or su) * eff.scale_out_frac
     ctx = _Ctx(hw=hw, eff=eff, peak_flops_per_s=peak, attn_peak_flops_per_s=half,

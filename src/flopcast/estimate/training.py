@@ -40,7 +40,7 @@ from typing import Any
 from flopcast import units
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.estimate import comm, counts
-from flopcast.estimate.efficiency import Efficiency, efficiency
+from flopcast.estimate.efficiency import Efficiency, efficiency_for
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
@@ -473,7 +473,7 @@ def _stage_layers(model: ModelSpec, plan: ParallelPlan) -> list[list[int]]:
 
 def _prepared(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, devices_per_node: int,
               scale_out_bandwidth_bytes_per_s: float | None) -> tuple[Efficiency, float, float, comm.Links, int]:
-    eff = efficiency(hw.lookup_id, train.precision, train.attention_kernel)
+    eff = efficiency_for(hw, train.precision, train.attention_kernel)
     dtype = "fp16" if train.precision == "fp16" else "bf16"
     half_peak = hw.peak_flops_per_s.get(dtype) or hw.peak_flops_per_s.get("bf16") or hw.peak_flops_per_s.get("fp16")
     if half_peak is None:

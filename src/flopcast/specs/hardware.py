@@ -41,6 +41,9 @@ class AcceleratorSpec:
     power_idle_w: float | None = None              # measured chip power, idle (where published)
     power_max_w: float | None = None               # measured chip power under full load (where published)
     catalog_id: str | None = None                  # the catalog entry this spec derives from (for lookups)
+    # user calibration of catalog/efficiency.yaml (the `efficiency` field of an inline hardware
+    # mapping): ((key, value), ...) with keys matmul.<dtype>, attention.<kernel>, memory, scale_up, scale_out
+    efficiency_overrides: tuple[tuple[str, Any], ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
 
@@ -77,7 +80,9 @@ _FIELDS: dict[str, tuple[str, str, bool]] = {
 }
 _TEXT = ("id", "name", "vendor", "status", "memory_kind", "notes")
 NUMERIC_FIELDS = (*_FIELDS, "peak_flops")
-ACCEPTED_KEYS = (*_TEXT, *NUMERIC_FIELDS, "sources", "base")
+ACCEPTED_KEYS = (*_TEXT, *NUMERIC_FIELDS, "sources", "base", "efficiency")
+EFFICIENCY_KEYS = ("matmul", "attention", "memory", "scale_up", "scale_out")
+ATTENTION_KERNELS = ("flash2", "flash3")
 
 
 def _parse_field(key: str, value: Any, kind: str, prefix: str) -> Any:
@@ -102,6 +107,46 @@ def _parse_peaks(value: Any, prefix: str) -> dict[str, float]:
     return peaks
 
 
+def _fraction(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise InvalidScenario(f"{name}: expected a fraction of the datasheet figure in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _parse_efficiency(value: Any, prefix: str) -> tuple[tuple[str, Any], ...]:
+    """Measured efficiencies that replace the catalog's for this device: matmul fraction of the dense
+    peak per dtype (at large, well-shaped GEMMs), [forward, backward] fused-attention fractions per
+    kernel generation, and streaming-memory / scale-up / scale-out bandwidth fractions."""
+    name = f"{prefix}.efficiency"
+    if not isinstance(value, Mapping):
+        raise InvalidScenario(f"{name}: expected a mapping such as {{matmul: {{bf16: 0.7}}, attention: "
+                              f"{{flash3: [0.55, 0.4]}}, memory: 0.85}}")
+    out: list[tuple[str, Any]] = []
+    for key, v in value.items():
+        if key not in EFFICIENCY_KEYS:
+            raise UnknownName(f"{name} field", str(key), EFFICIENCY_KEYS)
+        if key == "matmul":
+            if not isinstance(v, Mapping):
+                raise InvalidScenario(f"{name}.matmul: expected a mapping of dtype to fraction, e.g. {{bf16: 0.7}}")
+            for dtype, frac in v.items():
+                if dtype not in COMPUTE_DTYPES:
+                    raise UnknownName(f"{name}.matmul dtype", str(dtype), COMPUTE_DTYPES)
+                out.append((f"matmul.{dtype}", _fraction(frac, f"{name}.matmul.{dtype}")))
+        elif key == "attention":
+            if not isinstance(v, Mapping):
+                raise InvalidScenario(f"{name}.attention: expected {{flash3: [forward, backward]}} fractions")
+            for kernel, pair in v.items():
+                if kernel not in ATTENTION_KERNELS:
+                    raise UnknownName(f"{name}.attention kernel", str(kernel), ATTENTION_KERNELS)
+                if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                    raise InvalidScenario(f"{name}.attention.{kernel}: expected [forward, backward] fractions")
+                out.append((f"attention.{kernel}", (_fraction(pair[0], f"{name}.attention.{kernel}[0]"),
+                                                    _fraction(pair[1], f"{name}.attention.{kernel}[1]"))))
+        else:
+            out.append((key, _fraction(v, f"{name}.{key}")))
+    return tuple(out)
+
+
 def accelerator_from_mapping(data: Mapping[str, Any], *, base: AcceleratorSpec | None = None,
                              prefix: str = "hardware") -> AcceleratorSpec:
     """Build an AcceleratorSpec from catalog/scenario fields; with `base`, `data` overrides it."""
@@ -122,6 +167,11 @@ def accelerator_from_mapping(data: Mapping[str, Any], *, base: AcceleratorSpec |
             values[key] = str(data[key]).strip()
     if "sources" in data:
         values["sources"] = {**(base.sources if base else {}), **dict(data["sources"])}
+    if data.get("efficiency") is not None:
+        given = _parse_efficiency(data["efficiency"], prefix)
+        keys = {k for k, _ in given}
+        values["efficiency_overrides"] = tuple(
+            (k, v) for k, v in (base.efficiency_overrides if base else ()) if k not in keys) + given
     if "status" in values and values["status"] not in STATUSES:
         raise InvalidScenario(f"{prefix}.status: {values['status']!r}; accepted: {', '.join(STATUSES)}")
     if "memory_kind" in values and values["memory_kind"] not in MEMORY_KINDS:

@@ -119,6 +119,10 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
         raise InvalidScenario("hardware: missing; give a catalog id (see `flopcast hardware`) or a mapping")
     model, model_ref = resolve_model(data["model"], base_dir=base_dir)
     hw = resolve_hardware(data["hardware"])
+    if hw.efficiency_overrides:
+        assumptions.append(Assumption(
+            "hardware.efficiency", ", ".join(f"{k}={v}" for k, v in hw.efficiency_overrides),
+            "given in the scenario: replaces catalog/efficiency.yaml for these kernels"))
 
     cl = data.get("cluster") or {}
     if not isinstance(cl, Mapping):
