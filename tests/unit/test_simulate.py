@@ -238,3 +238,13 @@ def test_fleet_sizing_validates_the_section_first():
     """A bad tp is a one-line error naming the rule before any simulation runs."""
     with pytest.raises(InvalidScenario, match="inference.tp: 3 must divide"):
         api.size_fleet(scenario(tp=3, slo={"ttft_p99": "1 s"}))
+
+
+def test_a_model_that_does_not_fit_is_a_result_not_an_error():
+    """Llama 3.1 70B in bf16 on one H100 leaves no KV memory: every request is rejected and the
+    result says why (infeasible is a value); the CLI exits 0 and prints the reason."""
+    sc = {"model": "llama-3.1-70b", "hardware": "h100-sxm", "cluster": {"num_devices": 1},
+          "inference": {"tp": 1, "workload": {"num_requests": 5, "arrival": {"process": "burst"}}}}
+    res = api.simulate_serving(sc)
+    assert res.num_rejected == 5 and res.num_completed == 0 and "no memory for a KV cache" in res.infeasible_reason
+    assert res.output_tokens_per_s == 0 and res.ttft_p99_s is None

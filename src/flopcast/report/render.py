@@ -360,7 +360,9 @@ def simulation_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Gr
         ("engine", f"{d['num_iterations']:,} iterations, {d['mean_batch_size']:,.1f} tokens per iteration, "
                    f"{d['num_preemptions']:,} preemptions"),
     ]
-    if d.get("power_facility_w") is not None:
+    if d.get("infeasible_reason"):
+        rows.append(("does not fit", d["infeasible_reason"]))
+    if d.get("power_facility_w") is not None and d.get("energy_per_output_token_j") is not None:
         cost = d.get("cost_per_million_output_tokens_usd")
         rows.append(("datacenter", f"{100 * d['busy_frac']:.0f}% busy, facility {d['power_facility_w'] / 1e3:,.1f} kW, "
                                    f"{d['energy_per_output_token_j']:,.2f} J per output token"

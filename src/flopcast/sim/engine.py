@@ -70,6 +70,7 @@ class SimulationResult:
     num_preemptions: int
     mean_batch_size: float
     busy_frac: float                 # share of the simulated time the replicas spend in iterations
+    infeasible_reason: str | None
     analytic_max_output_tokens_per_s: float
     datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
@@ -109,10 +110,12 @@ class _Sim:
         self.budget = spec.max_tokens_per_iteration
         self.max_seqs = spec.batch_size or self.budget
         _, _, _, free = sv_mod._memory(self.sv)
-        if free <= 0:
-            raise InvalidScenario(
-                f"inference: the weights of this model leave no memory for a KV cache on {hw.id} at tp {spec.tp}, "
-                f"pp {spec.pp}; run `flopcast infer` for what would fit")
+        self.infeasible_reason = None
+        if free <= 0:   # infeasible is a value: every request is rejected, with the reason
+            self.infeasible_reason = (
+                f"the weights, workspace and reserve leave no memory for a KV cache on {hw.id} at tp {spec.tp}, "
+                f"pp {spec.pp}; `flopcast infer` says what would fit")
+            free = 0.0
         self.kv_capacity = free
         self.kv_groups = sv_mod.kv_page_groups(self.sv)
         # Per-request state in plain lists: the event loop reads and writes single entries, which
@@ -450,8 +453,9 @@ def simulate(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workloa
         slo_attainment_frac=attain, goodput_requests_per_s=goodput, simulated_s=span, scheduler=scheduler,
         num_replicas=spec.dp, num_iterations=sim.iterations, num_preemptions=sim.preemptions,
         mean_batch_size=sim.batch_tokens / max(sim.iterations, 1),
-        busy_frac=min(1.0, sim.busy_s / (spec.dp * span)),
-        analytic_max_output_tokens_per_s=analytic.output_tokens_per_s, assumptions=assumptions,
+        busy_frac=min(1.0, sim.busy_s / (spec.dp * span)), infeasible_reason=sim.infeasible_reason,
+        analytic_max_output_tokens_per_s=analytic.output_tokens_per_s if analytic.fits else 0.0,
+        assumptions=assumptions,
         requests={"arrival_s": arrival, "input_tokens": sim.inp_arr, "output_tokens": out,
                   "first_token_s": first, "done_s": done, "replica": np.array(sim.replica_of)},
     )
