@@ -707,6 +707,16 @@ def _serving_energy_cost(rs: ResolvedScenario, n: int, busy: float, seconds: flo
     return out, assumptions
 
 
+def audit_claims(path: str | Path | None = None) -> dict[str, Any]:
+    """`flopcast audit`: check each quantitative claim of a claims CSV (default: the built-in industry
+    claims) against flopcast's catalog and estimators; a verdict and the computation for each."""
+    from flopcast import audit
+
+    verdicts = audit.audit(audit.load_claims(path))
+    return {"claims": [v.to_dict() for v in verdicts], "summary": audit.summary(verdicts),
+            "source": str(path) if path else "built-in industry claims (validation/claims.csv)"}
+
+
 BUDGET_MFU = 0.40      # Llama 3 405B reported 38-43% MFU on 16K H100 (Dubey et al. 2024, Table 4)
 BUDGET_BUSY = 0.90     # share of the step devices compute at that MFU (power model)
 

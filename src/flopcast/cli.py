@@ -186,6 +186,13 @@ def _fixed(items: list[str]) -> dict:
     return out
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    out = api.audit_claims(args.file)
+    _emit_json(out) if args.json else _render("audit_table", out)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from flopcast.web import make_server
 
@@ -294,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--energy", default=None, help="facility energy, e.g. '1 GWh'")
     sp.add_argument("--budget-usd", type=float, default=None, help="dollars for device-hours")
     sp.add_argument("--site", default=None, help="site id (see `flopcast sites`) [us-average]")
+    sp = add("audit", cmd_audit, "check quantitative industry claims against flopcast's catalog and estimators")
+    sp.add_argument("file", nargs="?", default=None, help="claims CSV (default: the built-in industry claims)")
     sp = add("serve", cmd_serve, "run the web service: the same reports over HTTP (bad input: HTTP 422)")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
     sp.add_argument("--port", type=int, default=8000, help="port [8000]; 0 picks a free one")

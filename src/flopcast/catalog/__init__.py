@@ -99,3 +99,9 @@ def flopcast_version() -> str:
         return version("flopcast")
     except PackageNotFoundError:
         return "unknown"
+
+
+@cache
+def reference_runs() -> dict[str, dict[str, Any]]:
+    """Published training runs with GPU-hours, tokens, energy and emissions (reference_runs.yaml)."""
+    return dict(_read_yaml(CATALOG_DIR / "reference_runs.yaml").get("runs") or {})

@@ -382,6 +382,18 @@ def simulation_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Gr
     return Group(*parts)
 
 
+def audit_table(d: dict[str, Any]) -> Group:
+    t = Table(title=f"Claims audit ({d['source']})", title_justify="left", show_lines=True)
+    for col in ("id", "claim", "claimed", "flopcast", "verdict", "why"):
+        t.add_column(col, overflow="fold")
+    style = {"consistent": "green", "inconsistent": "red", "unverifiable": "yellow"}
+    for c in d["claims"]:
+        t.add_row(c["id"], c["claim_text"], c["claimed"], c["flopcast"] or "-", c["verdict"], c["explanation"],
+                  style=None if c["verdict"] == "consistent" else style[c["verdict"]])
+    s = d["summary"]
+    return Group(t, f"{s['consistent']} consistent, {s['inconsistent']} inconsistent, {s['unverifiable']} unverifiable")
+
+
 def fleet_tables(d: dict[str, Any]) -> Group:
     slo = d["slo"]
     target = ", ".join(f"{k.replace('_s', '')} <= {_ms(v)}" for k, v in slo.items() if v is not None)
