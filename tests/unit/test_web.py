@@ -55,7 +55,8 @@ def test_yaml_body_and_listings(base):
     yaml_body = b"model: llama-3.1-8b\nhardware: h100-sxm\ncluster: {num_devices: 8}\n"
     status, text = call(base + "/api/plan", yaml_body, "application/yaml")
     assert status == 200 and json.loads(text)["model"]["params_total"] == 8_030_261_248
-    for path, key in (("/api/models", "models"), ("/api/hardware", "hardware"), ("/api/sites", "sites")):
+    for path, key in (("/api/models", "models"), ("/api/hardware", "hardware"), ("/api/sites", "sites"),
+                      ("/api/audit", "claims")):
         status, text = call(base + path)
         assert status == 200 and len(json.loads(text)[key]) > 10
     status, text = call(base + "/api/model/llama-3.1-8b?seq_len=8192&kv_dtype=fp8")

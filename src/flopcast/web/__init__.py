@@ -3,7 +3,7 @@
     POST /api/plan | /api/train | /api/search | /api/infer | /api/simulate | /api/fleet
          body: a scenario as JSON or YAML (the same mapping as a scenario file)
     POST /api/budget      body: {"hardware", "days", and one of "power", "energy", "budget_usd"; "site"}
-    GET  /api/models | /api/hardware | /api/sites | /api/model/ID[?seq_len=&kv_dtype=]
+    GET  /api/models | /api/hardware | /api/sites | /api/audit | /api/model/ID[?seq_len=&kv_dtype=]
     GET  /                a page to paste a scenario and see the report
 
 Responses are the same objects `--json` prints. Bad input is HTTP 422 with {"error": "<one line>"}
@@ -165,6 +165,8 @@ class Handler(BaseHTTPRequestHandler):
             self._guard(lambda: {"hardware": api.list_hardware()})
         elif path == "/api/sites":
             self._guard(lambda: {"sites": api.list_sites()})
+        elif path == "/api/audit":
+            self._guard(lambda: api.audit_claims())
         elif path.startswith("/api/model/"):
             q = parse_qs(url.query)
 
