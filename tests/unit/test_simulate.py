@@ -148,6 +148,8 @@ def test_trace_workload(tmp_path):
     trace.write_text("arrival_s,input_tokens,output_tokens\n0.0,100,10\n0.5,200,20\n0.25,300,5\n")
     res = api.simulate_serving(scenario(workload={"trace": str(trace)}))
     assert res.num_completed == 3 and res.num_requests == 3
+    alias = api.simulate_serving(scenario(workload={"arrival": {"trace": str(trace)}}))
+    assert alias.to_dict() == res.to_dict()
 
 
 @pytest.mark.parametrize(("workload", "needle"), [

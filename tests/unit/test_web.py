@@ -70,6 +70,8 @@ def test_yaml_body_and_listings(base):
     ("/api/train", TRAIN | {"hardware": "h100-sxn"}, "did you mean"),
     ("/api/infer", SERVE | {"model": "/etc/passwd"}, "model"),
     ("/api/simulate", SERVE | {"inference": SERVE["inference"] | {"workload": {"trace": "/etc/hosts"}}}, "reads no files"),
+    ("/api/simulate", SERVE | {"inference": SERVE["inference"] | {"workload": {"arrival": {"trace": "/etc/hosts"}}}},
+     "reads no files"),
     ("/api/plan", b"{not: [valid", "not valid JSON or YAML"),
     ("/api/plan", [1, 2], "expected a scenario mapping"),
     ("/api/budget", {"hardware": "b200", "days": 90, "power": "-5 MW"}, "power"),

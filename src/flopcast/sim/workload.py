@@ -4,10 +4,10 @@
 Arrivals are a Poisson process (`process: poisson`, exponential gaps at `rate_per_s`), a gamma
 renewal process with coefficient of variation `cv` (bursty when cv > 1; cv = 1 is Poisson), a
 burst (`process: burst`: every request at t = 0, the saturation test) or a trace (`trace: path.csv`
-with columns arrival_s, input_tokens, output_tokens). Lengths are `fixed` (`value`), `uniform`
-(`min`..`max`) or `lognormal` (`mean`, `cv` default 1, truncated to `min`..`max`); a plain integer
-means fixed. Everything is drawn from one seeded generator, so a scenario always simulates the same
-requests.
+in the workload or in its `arrival`, with columns arrival_s, input_tokens, output_tokens). Lengths are
+`fixed` (`value`), `uniform` (`min`..`max`) or `lognormal` (`mean`, `cv` default 1, truncated to
+`min`..`max`); a plain integer means fixed. Everything is drawn from one seeded generator, so a
+scenario always simulates the same requests.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ PROCESSES = ("poisson", "gamma", "burst")
 DISTS = ("fixed", "uniform", "lognormal")
 SCHEDULERS = ("static", "vllm", "sarathi", "disaggregated")
 WORKLOAD_KEYS = ("num_requests", "arrival", "input_tokens", "output_tokens", "seed", "trace")
-ARRIVAL_KEYS = ("process", "rate_per_s", "cv")
+ARRIVAL_KEYS = ("process", "rate_per_s", "cv", "trace")
 LENGTH_KEYS = ("dist", "value", "mean", "cv", "min", "max")
 SLO_KEYS = ("ttft_p99", "tpot_p99")
 DISAGG_KEYS = ("prefill_replicas",)
@@ -109,7 +109,7 @@ def workload_from_mapping(data: Mapping[str, Any] | None, *, input_tokens: int, 
     if not isinstance(arrival, Mapping):
         raise InvalidScenario("inference.workload.arrival: expected a mapping such as {process: poisson, rate_per_s: 20}")
     check_keys(arrival, "inference.workload.arrival", ARRIVAL_KEYS)
-    trace = data.get("trace")
+    trace = data.get("trace", arrival.get("trace"))   # workload.trace or workload.arrival.trace (SCENARIO.md)
     process = choice(arrival, "inference.workload.arrival", "process", "poisson", PROCESSES)
     rate = None
     if trace is None and process != "burst":

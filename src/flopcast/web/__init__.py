@@ -77,7 +77,8 @@ def _service_safe(scenario: Any) -> Mapping[str, Any]:
     if isinstance(inference, Mapping):
         workload = inference.get("workload")
         if isinstance(workload, Mapping):
-            if "trace" in workload:
+            arrival = workload.get("arrival")
+            if "trace" in workload or (isinstance(arrival, Mapping) and "trace" in arrival):
                 raise InvalidScenario("inference.workload.trace: the service reads no files; give an arrival "
                                       "process instead (or run `flopcast simulate` locally)")
             n = workload.get("num_requests", 0)
