@@ -5,6 +5,8 @@ Each returns a small frozen report whose `to_dict()` is the `--json` output (key
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -240,8 +242,9 @@ class PlanReport:
 
 
 def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
-    """`flopcast plan`: resolve the scenario and report every section this version estimates
-    (model and hardware now; training, serving and datacenter sections come with their estimators)."""
+    """`flopcast plan`: resolve the scenario and report every section it has: model counts, hardware
+    and cluster; training (the given plan, or the search's best when there is no `parallel`
+    section), serving, the simulation when the inference section has a workload, datacenter keys."""
     rs = resolve(scenario)
     seq_len = DEFAULT_SEQ_LEN
     training = rs.sections.get("training")
@@ -264,6 +267,20 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
     training_est = None
     if "training" in rs.sections and "parallel" in rs.sections:
         training_est = _estimate_training_resolved(rs)
+    elif "training" in rs.sections:
+        # no parallel section: the search chooses the plan (SCENARIO.md), and the report says so
+        found = search_training(scenario, top=1)
+        if found.plans:
+            best = found.plans[0].plan.to_dict()
+            chosen = dataclasses.replace(rs, sections=dict(rs.sections) | {"parallel": best})
+            training_est = _estimate_training_resolved(chosen)
+            note = Assumption("parallel", ", ".join(f"{k}={v}" for k, v in best.items()),
+                              f"no parallel section: the fastest of {found.num_evaluated:,} plans flopcast's "
+                              f"search evaluated ({found.num_fitting:,} fit)")
+            training_est = dataclasses.replace(training_est, assumptions=training_est.assumptions + (note,))
+        else:
+            assumptions.append(Assumption("training", "not estimated",
+                                          "no parallel section, and no plan of the search fits in memory"))
     done = {"training", "parallel"} if training_est is not None else set()
     serving_est = None
     simulation = None

@@ -183,3 +183,13 @@ def test_cli_search_fix(tmp_path):
     r = subprocess.run([sys.executable, "-m", "flopcast.cli", "search", str(sc), "--fix", "tp"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--fix" in r.stderr
+
+
+def test_plan_without_a_parallel_section_uses_the_best_plan():
+    """`flopcast plan` on a training scenario without `parallel` reports the search's best plan (the
+    same step time as the search) and says so in the assumptions."""
+    rep = api.plan(scenario())
+    best = api.search_training(scenario(), top=1, workers=1).plans[0]
+    assert rep.training is not None and rep.training.step_time_s == pytest.approx(best.step_time_s)
+    assert "training" not in rep.pending_sections
+    assert any(a.name == "parallel" and "fastest" in a.why for a in rep.training.assumptions)
