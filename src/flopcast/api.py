@@ -6,7 +6,6 @@ Each returns a small frozen report whose `to_dict()` is the `--json` output (key
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
