@@ -357,7 +357,7 @@ def simulation_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Gr
                      f"in {d['simulated_s']:,.1f} s ({d['scheduler']}, {d['num_replicas']} replicas)"),
         ("throughput", f"{d['output_tokens_per_s']:,.0f} output tokens/s, {d['requests_per_s']:,.2f} requests/s "
                        f"(analytic maximum {d['analytic_max_output_tokens_per_s']:,.0f} output tokens/s)"),
-        ("engine", f"{d['num_iterations']:,} iterations, {d['mean_batch_size']:,.1f} tokens per iteration, "
+        ("engine", f"{d['num_iterations']:,} iterations, {d['mean_tokens_per_iteration']:,.1f} tokens per iteration, "
                    f"{d['num_preemptions']:,} preemptions"),
     ]
     if d.get("infeasible_reason"):

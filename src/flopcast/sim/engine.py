@@ -68,7 +68,7 @@ class SimulationResult:
     num_replicas: int
     num_iterations: int
     num_preemptions: int
-    mean_batch_size: float
+    mean_tokens_per_iteration: float
     busy_frac: float                 # share of the simulated time the replicas spend in iterations
     infeasible_reason: str | None
     analytic_max_output_tokens_per_s: float
@@ -452,7 +452,7 @@ def simulate(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workloa
         output_tokens_per_s=float(out[ok].sum()) / span, requests_per_s=completed / span,
         slo_attainment_frac=attain, goodput_requests_per_s=goodput, simulated_s=span, scheduler=scheduler,
         num_replicas=spec.dp, num_iterations=sim.iterations, num_preemptions=sim.preemptions,
-        mean_batch_size=sim.batch_tokens / max(sim.iterations, 1),
+        mean_tokens_per_iteration=sim.batch_tokens / max(sim.iterations, 1),
         busy_frac=min(1.0, sim.busy_s / (spec.dp * span)), infeasible_reason=sim.infeasible_reason,
         analytic_max_output_tokens_per_s=analytic.output_tokens_per_s if analytic.fits else 0.0,
         assumptions=assumptions,
