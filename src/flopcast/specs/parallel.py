@@ -93,10 +93,9 @@ def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, glo
     if p.vpp > 1:
         if p.pp == 1:
             raise InvalidScenario("parallel.vpp: interleaving (vpp > 1) needs pp > 1")
-        if L % (p.pp * p.vpp):
+        if L < p.pp * p.vpp:
             raise InvalidScenario(
-                f"parallel.vpp: {p.vpp} virtual stages must divide layers/pp = {L}/{p.pp}: "
-                f"{L} layers is not a multiple of pp*vpp = {p.pp * p.vpp}")
+                f"parallel.vpp: pp*vpp = {p.pp}*{p.vpp} = {p.pp * p.vpp} virtual stages exceed the {L} layers")
     experts = [lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)]
     if p.ep > 1:
         if not experts:
