@@ -2,9 +2,9 @@
 it was written by more than the stated margin, and the issue's targets are asserted (strict xfail
 while unmet, so meeting one turns the test red until the marker goes).
 
-Figures when written (`flopcast validate training --cv source --baseline`): 76 rows from 11 source
-families; in-sample median 5.4%; leave-one-source-out median 9.5%; one-parameter baseline
-leave-one-source-out median 21.9%. Margin: 1.5 percentage points (fit noise across numpy builds is
+Figures when written (`flopcast validate training --cv source --baseline`): 81 rows from 11 source
+families; in-sample median 5.4%; leave-one-source-out median 11.2%; one-parameter baseline
+leave-one-source-out median 21.0%. Margin: 1.5 percentage points (fit noise across numpy builds is
 far below that; the figures are deterministic)."""
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def test_more_runs_rows_are_used(report):
 
 def test_no_regression(report):
     """Rows, in-sample and cross-validated medians stay at least as good as when written."""
-    assert report["num_rows"] >= 76
+    assert report["num_rows"] >= 81
     assert report["num_sources"] >= 11
     assert report["median_abs_error_frac"] <= 0.054 + MARGIN
-    assert report["cv_median_abs_error_frac"] <= 0.095 + MARGIN
+    assert report["cv_median_abs_error_frac"] <= 0.112 + MARGIN
 
 
 def test_beats_the_one_parameter_baseline_by_a_third(report):
@@ -58,7 +58,6 @@ def test_beats_the_one_parameter_baseline_by_a_third(report):
     assert report["cv_median_abs_error_frac"] <= (2 / 3) * report["baseline_cv_median_abs_error_frac"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 target: >= 80 rows (76 usable today)")
 def test_cv_target(report):
     """Issue 10: leave-one-source-out median <= 12% over >= 80 training rows."""
     assert report["num_rows"] >= 80 and report["cv_median_abs_error_frac"] <= 0.12

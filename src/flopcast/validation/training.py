@@ -116,8 +116,33 @@ def _scale_out(row_id: str, hw: str) -> str:
     return "400 Gb/s"          # DGX H100 / B200: one 400 Gb/s NIC per GPU
 
 
+# NeMo 24.07's performance table names models without shapes; the shapes are NeMo's own configs
+# (NVIDIA/NeMo: nemo/collections/llm/gpt/model/base.py GPTConfig5B / GPTConfig20B, GELU MLP with
+# biases, GPT-2 BPE vocabulary padded to 50304; nemotron.py Nemotron3Config8B / 22B (MHA) and
+# Nemotron4Config340B (8 query groups): squared-ReLU MLP, no biases, 256k vocabulary, untied).
+NEMO_MODELS: dict[str, dict[str, Any]] = {
+    "GPT3-5B": {"model_type": "gpt2", "n_layer": 24, "n_embd": 4096, "n_head": 32, "n_inner": 16384,
+                "vocab_size": 50304},
+    "GPT3-20B": {"model_type": "gpt2", "n_layer": 44, "n_embd": 6144, "n_head": 48, "n_inner": 24576,
+                 "vocab_size": 50304},
+    "Nemotron-8B": {"model_type": "nemotron", "num_hidden_layers": 32, "hidden_size": 4096,
+                    "num_attention_heads": 32, "num_key_value_heads": 32, "intermediate_size": 16384,
+                    "vocab_size": 256000},
+    "Nemotron-22B": {"model_type": "nemotron", "num_hidden_layers": 40, "hidden_size": 6144,
+                     "num_attention_heads": 48, "num_key_value_heads": 48, "intermediate_size": 24576,
+                     "vocab_size": 256000},
+    "Nemotron-340B": {"model_type": "nemotron", "num_hidden_layers": 96, "hidden_size": 18432,
+                      "num_attention_heads": 96, "num_key_value_heads": 8, "intermediate_size": 73728,
+                      "vocab_size": 256000},
+}
+
+
 def _model(row: dict[str, str], seq_len: int) -> Any:
     name = row["model"]
+    if name in NEMO_MODELS:
+        cfg = dict(NEMO_MODELS[name], name=name)
+        cfg["n_positions" if cfg["model_type"] == "gpt2" else "max_position_embeddings"] = seq_len
+        return cfg
     for key, model_id in CATALOG_MODELS.items():
         if name.startswith(key):
             return model_id
