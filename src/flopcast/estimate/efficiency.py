@@ -150,6 +150,7 @@ class Stack:
     grad_reduce: str
     attention_kernel: str
     source: str
+    moe_dispatch: str = "per_copy"
 
 
 @cache
@@ -160,7 +161,8 @@ def training_stack(name: str, compiled: bool = False) -> Stack:
     return Stack(name=name, elementwise_factor=float(e["elementwise_factor"]),
                  kernels_per_layer=int(e["kernels_per_layer"]), moe_kernels_per_layer=int(e["moe_kernels_per_layer"]),
                  host_s_per_kernel=float(e["host_s_per_kernel"]), tp_comm_overlap=bool(e["tp_comm_overlap"]),
-                 grad_reduce=str(e["grad_reduce"]), attention_kernel=str(e["attention_kernel"]), source=str(e["source"]))
+                 grad_reduce=str(e["grad_reduce"]), attention_kernel=str(e["attention_kernel"]), source=str(e["source"]),
+                 moe_dispatch=str(e.get("moe_dispatch", "per_copy")))
 
 
 @dataclass(frozen=True, slots=True)

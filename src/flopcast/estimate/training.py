@@ -398,9 +398,22 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             if ffn.shared_gate:
                 replicated_params += h
             if plan.ep > 1:
-                inside = plan.ep * plan.tp <= ctx.hw.scale_up_domain
-                msg = tokens_routed * imb * h * ACT_BYTES / sp_div
-                c.ep_fwd_s = 2 * comm.all_to_all_s(plan.ep, msg, ctx.links, inside)   # dispatch + combine
+                domain = max(1, ctx.hw.scale_up_domain)
+                inside = plan.ep * plan.tp <= domain
+                stack_ = ctx.stack
+                if not inside and stack_ is not None and stack_.moe_dispatch == "dedup":
+                    # a token crosses to each remote scale-up domain holding one of its experts once
+                    # (expected distinct domains of k uniform picks), at most max_nodes_per_token
+                    domains = math.ceil(plan.ep * plan.tp / domain)
+                    remote = (domains - 1) * (1 - (1 - 1 / domains) ** k)
+                    if train.moe_max_nodes_per_token:
+                        remote = min(remote, max(0, train.moe_max_nodes_per_token - 1 / domains))
+                    cross = T * imb * remote * h * ACT_BYTES / sp_div
+                    lat = (domains - 1) * comm.SCALE_OUT_STEP_LATENCY_S + comm.call_latency_s(False)
+                    c.ep_fwd_s = 2 * (cross / ctx.links.scale_out_bytes_per_s + lat)   # dispatch + combine
+                else:
+                    msg = tokens_routed * imb * h * ACT_BYTES / sp_div
+                    c.ep_fwd_s = 2 * comm.all_to_all_s(plan.ep, msg, ctx.links, inside)   # dispatch + combine
     c.gemm_fwd_s, c.gemm_bwd_s = gemm
     # --- element-wise traffic (forward): norms (read+write h), two residual/dropout adds (read 2h,
     # write h, + mask), activation (elem_f read and written), rope on q and k.
@@ -629,8 +642,13 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             tp_hidden = min(tp, hidden) if stack.tp_comm_overlap else 0.0
             cp_hidden = min(cp, sc.attn_fwd_s + sc.attn_bwd_s)
             tp, cp = tp - tp_hidden, cp - cp_hidden
+            # expert all-to-all hides behind another micro-batch's compute only where the schedule
+            # interleaves them (Megatron-Core 1F1B A2A overlap, DualPipe): parallel.ep_comm_overlap
+            ep_hidden = min(ep, sc.gemm_fwd_s + sc.gemm_bwd_s + sc.attn_fwd_s + sc.attn_bwd_s) \
+                if plan.ep_comm_overlap else 0.0
+            ep -= ep_hidden
             # the hidden part still occupies the SMs its communication kernels run on
-            parts["comm_kernels"] = (tp_hidden + cp_hidden) * comm_sm_frac
+            parts["comm_kernels"] = (tp_hidden + cp_hidden + ep_hidden) * comm_sm_frac
         # host dispatch: forward, twice as many kernels backward, the recomputed forward; the GPU
         # waits where the host is slower than the work it launches
         passes = 3 + (1 if recompute_full else 0)

@@ -14,7 +14,7 @@ from flopcast.specs.fields import check_keys, choice, flag
 PRECISIONS = ("bf16", "fp16", "fp8")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
-                 "framework", "compile", "moe_routing")
+                 "framework", "compile", "moe_routing", "moe_max_nodes_per_token")
 MOE_ROUTING = ("dropless", "forced_balance")
 ATTENTION_KERNELS = ("flash3", "flash2")
 
@@ -47,6 +47,7 @@ class TrainingSpec:
     framework: str = "megatron-core"
     compile: bool = False
     moe_routing: str = "dropless"
+    moe_max_nodes_per_token: int | None = None
     profile: Profile = Profile("training")
 
     @property
@@ -98,5 +99,16 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         dropout=flag(data, "training", "dropout", False),
         comm_overlap=flag(data, "training", "comm_overlap", True), grad_reduce_dtype=grad_dtype, attention_kernel=kernel,
         framework=framework, compile=flag(data, "training", "compile", False), moe_routing=routing,
+        moe_max_nodes_per_token=_max_nodes(data.get("moe_max_nodes_per_token")),
         profile=profile if profile is not None else calibration.shipped("training"),
     )
+
+
+def _max_nodes(value: Any) -> int | None:
+    """training.moe_max_nodes_per_token: node-limited routing (DeepSeek-V3 sends each token to at most
+    4 nodes); None = unlimited."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidScenario(f"training.moe_max_nodes_per_token: expected a positive integer, got {value!r}")
+    return value
