@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 from flopcast.estimate import comm
@@ -66,6 +66,7 @@ class DeviceCtx:
     stack: Stack | None = None
 
 
+@lru_cache(maxsize=1 << 16)
 def tiling(m: float, n: float, count: float, compute_units: int | None, k: float = 0.0) -> tuple[float, int]:
     """(fraction of the compute units doing useful work, K splits) for `count` GEMMs with (m x n)
     outputs cut into tiles (and K into splits when tiles are too few), in waves of one tile per unit;

@@ -117,6 +117,7 @@ class TrainingEstimate:
     nvme_per_device_bytes: float = 0.0
     datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
+    ops: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {**(self.datacenter or {}), **{
@@ -140,6 +141,7 @@ class TrainingEstimate:
             "device_hours": self.device_hours,
             "num_microbatches": self.num_microbatches,
             "parallel": self.plan.to_dict(),
+            "ops": [dict(o) for o in self.ops],
             "assumptions": [a.to_dict() for a in self.assumptions],
         }}
 
@@ -781,3 +783,24 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         time_to_train_s=ttt, device_hours=dh, num_microbatches=m, plan=plan,
         host_memory_per_node_bytes=host_bytes, nvme_per_device_bytes=nvme_bytes, assumptions=assumptions,
     )
+
+
+def op_breakdown(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                 devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None) -> tuple[dict[str, Any], ...]:
+    """The forward ops of one micro-batch on one device (estimate/ops.py), each timed by the same
+    roofline and calibrated efficiencies as the step, with the number of layers it repeats in (the
+    whole model, before the pipeline split). For reports: the step itself does not need it."""
+    from flopcast.estimate import ops as ops_mod
+
+    eff, half_peak, mm_peak, links, group = _prepared(model, hw, train, devices_per_node,
+                                                      scale_out_bandwidth_bytes_per_s)
+    ctx = DeviceCtx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
+                    mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
+                    tp_inside=plan.tp <= group, stack=training_stack(train.framework, train.compile))
+    mb_tokens = plan.microbatch_seqs * train.seq_len / plan.cp
+    elem = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
+    rows = []
+    for n, group in ops_mod.model_ops(model, seq_len=train.seq_len, tokens=mb_tokens, tp=plan.tp, ep=plan.ep):
+        for row in ops_mod.time_ops(group, ctx, elem_bytes=elem):
+            rows.append({"layers": n, **row})
+    return tuple(rows)
