@@ -175,9 +175,10 @@ def _kv_elems_per_token_device(a, tp: int) -> float:
 
 
 def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float, n_prefill: float,
-                prompt: float, global_tokens: float) -> dict[str, float]:
-    """One layer of one iteration on one device: n_decode sequences at context ctx_decode plus
-    n_prefill prompt tokens of prompts of length `prompt`."""
+                prompt: float, global_tokens: float, queries_per_seq: float = 1.0) -> dict[str, float]:
+    """One layer of one iteration on one device: n_decode decode tokens (queries_per_seq per
+    sequence: 1, or 1 + k when verifying k speculative drafts) at context ctx_decode plus n_prefill
+    prompt tokens of prompts of length `prompt`."""
     m = sv.model
     h = m.hidden_size
     t = sv.spec.tp
@@ -208,7 +209,7 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
     # attention over the cache (decode) and over the prompt (prefill)
     w = a.window
     c = min(ctx_decode, w) if w else ctx_decode
-    kv_read = n_decode * c * _kv_elems_per_token_device(a, t) * sv.kv_bytes
+    kv_read = n_decode / queries_per_seq * c * _kv_elems_per_token_device(a, t) * sv.kv_bytes
     f_dec = n_decode * 2 * q * (dec_dqk + dec_dv) * c
     eff = sv.ctx.eff
     t_dec = max(f_dec / (eff.attention_fwd_frac * sv.half_peak), kv_read / sv.ctx.mem_bytes_per_s) if n_decode else 0.0
@@ -259,7 +260,7 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
 
 
 def iteration_breakdown_s(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float, prompt: float,
-               n_sampled: float) -> dict[str, float]:
+                          n_sampled: float, queries_per_seq: float = 1.0) -> dict[str, float]:
     """Time, by op class, of one engine iteration: every decoding sequence advances one token and
     n_prefill prompt tokens are processed. With pp > 1 stages, the engine splits the tokens into
     min(pp, tokens) micro-batches in flight (vLLM virtual engines, TensorRT-LLM micro-batches): an
@@ -283,7 +284,8 @@ def iteration_breakdown_s(sv: _Serve, n_decode: float, ctx_decode: float, n_pref
     compute_keys = ("matmul", "expert_matmul", "attention", "elementwise")
     for layer, count in m.layer_groups():
         share = count / m.num_layers * per_stage
-        step = _layer_step(sv, layer, n_decode / split, ctx_decode, n_prefill / split, prompt, global_tokens)
+        step = _layer_step(sv, layer, n_decode / split, ctx_decode, n_prefill / split, prompt, global_tokens,
+                           queries_per_seq)
         if tbo and step["ep_comm"] > 0:
             c = sum(step[k] for k in compute_keys)
             step = {k: split * v for k, v in step.items()}
@@ -430,11 +432,27 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
             output_tokens_per_s_per_device=out_tps / spec.num_devices, decode_step_breakdown_s=it,
             prefill_breakdown_s=pre, tokens_per_j=out_tps / (full_w * spec.num_devices) if full_w else None,
             spec=spec, assumptions=assumptions)
-    it = iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter, I, B_run + (B_run / O if spec.pool == "both" else 0))
-    t_iter = sum(it.values())
-    # a sequence's time per output token: the iterations of its decode phase, which carry the prompt
-    # chunks of the other B - 1 sequences (at batch 1, a pure decode step, as the simulator has it)
-    tpot = sum(iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter * (B_run - 1) / B_run, I, B_run).values())
+    sp = spec.speculative
+    if sp is not None:
+        # a speculative step: draft k tokens per sequence, verify 1 + k query tokens per sequence in one
+        # forward (the KV cache read once per sequence), yield acceptance_length tokens per sequence
+        q = 1 + sp.num_draft_tokens
+        prefill_step = prefill_per_iter * sp.acceptance_length
+        draft = _draft_time_s(sv, B_run, ctx_dec, I)
+        it = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step, I, B_run * q, queries_per_seq=q)
+        it["draft"] = draft
+        t_step = sum(it.values())
+        t_iter = t_step / sp.acceptance_length      # time per output token of every sequence
+        mine = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step * (B_run - 1) / B_run, I, B_run * q,
+                                     queries_per_seq=q)
+        tpot = (sum(mine.values()) + draft) / sp.acceptance_length
+    else:
+        it = iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter, I,
+                                   B_run + (B_run / O if spec.pool == "both" else 0))
+        t_iter = sum(it.values())
+        # a sequence's time per output token: the iterations of its decode phase, which carry the
+        # prompt chunks of the other B - 1 sequences (at batch 1, a pure decode step, as the simulator has it)
+        tpot = sum(iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter * (B_run - 1) / B_run, I, B_run).values())
     # unloaded: the prompt alone in chunks of the budget, then the first token
     chunks = math.ceil(I / budget)
     pre = iteration_breakdown_s(sv, 0, 0, I / chunks, I, 1 / chunks)
@@ -484,3 +502,20 @@ def _dispatch_combine_s(sv: _Serve, tokens: float, k: int, h: int, ep: int, imb:
     if tokens <= 256:
         t_comm = max(t_comm, deepep_floor_s(ep) * max(1.0, tokens / 128))
     return t_comm
+
+
+def _draft_time_s(sv: _Serve, batch: float, ctx: float, prompt: float) -> float:
+    """Time to draft num_draft_tokens tokens for `batch` sequences. mtp / eagle: one decoder layer
+    of the target's width (DeepSeek-V3's MTP module; an EAGLE head) plus the LM head, per draft
+    token; draft_model: a decode step of the draft model per draft token, on the same devices."""
+    sp = sv.spec.speculative
+    k = sp.num_draft_tokens
+    if sp.method == "draft_model":
+        dspec = replace(sv.spec, speculative=None, ep=1, eplb=False, two_batch_overlap=False)
+        dsv = prepare(sp.draft_model, sv.hw, dspec)
+        return k * sum(iteration_breakdown_s(dsv, batch, ctx, 0.0, prompt, batch).values())
+    m = sv.model
+    layer = m.layers[-1]
+    step = _layer_step(sv, layer, batch, ctx, 0.0, prompt, batch * sv.spec.ep)
+    head = _gemm(sv, batch, m.vocab_size / sv.spec.tp, m.embed_dim, weight_bytes=ACT_BYTES)
+    return k * (sum(step.values()) + head)

@@ -16,7 +16,50 @@ KV_DTYPES = ("bf16", "fp16", "fp8", "int8")
 INFERENCE_KEYS = ("tp", "pp", "dp", "ep", "weights_dtype", "kv_dtype", "batch_size", "input_tokens", "output_tokens",
                   "max_tokens_per_iteration", "block_size", "workload", "scheduler", "slo",
                   "engine", "max_num_tokens", "max_batch_size", "eplb", "prefix_cache_hit_frac", "pool",
-                  "two_batch_overlap")
+                  "two_batch_overlap", "speculative")
+SPECULATIVE_METHODS = ("mtp", "eagle", "draft_model")
+SPECULATIVE_KEYS = ("method", "num_draft_tokens", "acceptance_length", "draft_model")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeculativeSpec:
+    """Speculative decoding: every step drafts `num_draft_tokens` tokens per sequence (mtp: the
+    model's own multi-token-prediction layer; eagle: a one-layer draft head on the target's features;
+    draft_model: a separate small model), then verifies them in one forward of 1 + k query tokens per
+    sequence; `acceptance_length` is the mean tokens a verify step yields (accepted drafts + the
+    bonus token), 1 <= a <= k + 1."""
+
+    method: str
+    num_draft_tokens: int
+    acceptance_length: float
+    draft_model: Any = None      # ModelSpec of the draft model (method draft_model)
+
+
+def _speculative(value: Any) -> SpeculativeSpec | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidScenario("inference.speculative: expected a mapping {method, num_draft_tokens, acceptance_length}")
+    check_keys(value, "inference.speculative", SPECULATIVE_KEYS)
+    method = choice(value, "inference.speculative", "method", "mtp", SPECULATIVE_METHODS)
+    k = value.get("num_draft_tokens", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 16:
+        raise InvalidScenario(f"inference.speculative.num_draft_tokens: expected an integer 1..16, got {k!r}")
+    a = value.get("acceptance_length")
+    if isinstance(a, bool) or not isinstance(a, (int, float)) or not 1.0 <= float(a) <= k + 1:
+        raise InvalidScenario(f"inference.speculative.acceptance_length: expected tokens per verify step in "
+                              f"[1, num_draft_tokens + 1 = {k + 1}], got {a!r}")
+    draft = None
+    if method == "draft_model":
+        if "draft_model" not in value:
+            raise InvalidScenario("inference.speculative.draft_model: missing; give a catalog model id "
+                                  "(e.g. llama-3.2-1b) for method draft_model")
+        from flopcast import catalog
+
+        draft = catalog.get_model(str(value["draft_model"]))
+    elif "draft_model" in value:
+        raise InvalidScenario(f"inference.speculative.draft_model: only for method draft_model (method is {method})")
+    return SpeculativeSpec(method=method, num_draft_tokens=k, acceptance_length=float(a), draft_model=draft)
 POOLS = ("both", "prefill", "decode")
 
 
@@ -45,6 +88,7 @@ class InferenceSpec:
     prefix_cache_hit_frac: float = 0.0
     pool: str = "both"
     two_batch_overlap: bool = False
+    speculative: SpeculativeSpec | None = None
     profile: Profile = Profile("inference")
 
     @property
@@ -94,6 +138,7 @@ def inference_from_mapping(data: Mapping[str, Any], profile: Profile | None = No
         eplb=flag(data, "inference", "eplb", False), prefix_cache_hit_frac=float(hit),
         pool=choice(data, "inference", "pool", "both", POOLS),
         two_batch_overlap=flag(data, "inference", "two_batch_overlap", False),
+        speculative=_speculative(data.get("speculative")),
         profile=profile if profile is not None else calibration.shipped("inference"),
     )
 
