@@ -57,7 +57,7 @@ def test_kv_head_and_expert_rules():
            "num_key_value_heads": 8, "intermediate_size": 1024, "num_local_experts": 8, "vocab_size": 1000}
     with pytest.raises(InvalidScenario, match="3 must divide the 8 experts"):
         est(model=moe, devices=6, parallel={"tp": 1, "pp": 1, "dp": 6, "ep": 3}, training={"global_batch_seqs": 6})
-    with pytest.raises(InvalidScenario, match="must divide the data x context ranks dp\\*cp = 2\\*1 = 2"):
+    with pytest.raises(InvalidScenario, match="ep\\*etp = 4\\*1 must divide tp\\*cp\\*dp = 1\\*1\\*2 = 2"):
         est(model=moe, devices=2, parallel={"tp": 1, "pp": 1, "dp": 2, "ep": 4})
 
 

@@ -290,20 +290,23 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             elem_f = (3 if gated else 2) * f / t
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             local_experts = E / plan.ep
-            tokens_routed = T * k                            # copies a device processes (balanced routing)
+            et = plan.expert_tp
+            # copies a device processes (balanced routing): its tensor-parallel group's T k copies,
+            # split over etp ranks by expert width (MoE parallel folding: etp may differ from tp)
+            tokens_routed = T * k * et / t
             # dropless routing: the most-loaded expert-parallel rank sets the pace (max/mean load)
             imb = moe_imbalance("training", plan.ep) if train.moe_routing == "dropless" else 1.0
             m_e = tokens_routed / local_experts * imb
             mult = 2 if ffn.gated else 1
             G(T, E, h, eb=ACT_BYTES)          # router (replicated, bf16)
-            G(m_e, mult * fe / t, h, count=local_experts)
-            G(m_e, h, fe / t, count=local_experts)
-            expert_w = local_experts * (mult + 1) * h * fe / t
-            expert_b = local_experts * (mult * fe / t + h) if ffn.expert_bias else 0.0
+            G(m_e, mult * fe / et, h, count=local_experts)
+            G(m_e, h, fe / et, count=local_experts)
+            expert_w = local_experts * (mult + 1) * h * fe / et
+            expert_b = local_experts * (mult * fe / et + h) if ffn.expert_bias else 0.0
             c.expert_params = expert_w + expert_b
             replicated_params += h * E + (E if ffn.router_bias else 0)
             act_shard += k * mult * fe / t
-            gin_shard += k * fe / t
+            gin_shard += k * fe / t                          # (the same per device under any etp)
             gin_rep += k * h                                 # dispatched token copies (expert inputs)
             elem_f = k * (mult + 1) * fe / t
             if ffn.shared_d_ff:
@@ -318,12 +321,12 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
                 replicated_params += h
             if plan.ep > 1:
                 domain = max(1, ctx.hw.scale_up_domain)
-                inside = plan.ep * plan.tp <= domain
+                inside = plan.ep * et <= domain
                 stack_ = ctx.stack
                 if not inside and stack_ is not None and stack_.moe_dispatch == "dedup":
                     # a token crosses to each remote scale-up domain holding one of its experts once
                     # (expected distinct domains of k uniform picks), at most max_nodes_per_token
-                    domains = math.ceil(plan.ep * plan.tp / domain)
+                    domains = math.ceil(plan.ep * et / domain)
                     remote = (domains - 1) * (1 - (1 - 1 / domains) ** k)
                     if train.moe_max_nodes_per_token:
                         remote = min(remote, max(0, train.moe_max_nodes_per_token - 1 / domains))
@@ -406,14 +409,27 @@ def _embedding_params(model: ModelSpec, plan: ParallelPlan) -> float:
     return p
 
 
+def stage_layer_counts(num_layers: int, chunks: int) -> list[int]:
+    """The default split of layers over virtual stages: even where it divides; else the remainder
+    goes to the middle stages, so that the first and last stages, which also hold the embedding and
+    the loss, get fewer (Llama 3.1 405B: 126 layers over 16 stages = 7, 8 x 14, 7, as Meta ran it)."""
+    base, extra = divmod(num_layers, chunks)
+    counts = [base] * chunks
+    if extra:
+        first = (chunks - extra) // 2
+        for i in range(first, first + extra):
+            counts[i] += 1
+    return counts
+
+
 def _stage_layers(model: ModelSpec, plan: ParallelPlan) -> list[list[int]]:
-    """Layer indices held by each pipeline rank (interleaved chunks when vpp > 1)."""
+    """Layer indices held by each pipeline rank (interleaved chunks when vpp > 1), from
+    parallel.pipeline_layout or the default split."""
     L, p, v = model.num_layers, plan.pp, plan.vpp
     chunks = p * v
-    base, extra = divmod(L, chunks)
+    sizes = list(plan.pipeline_layout) if plan.pipeline_layout else stage_layer_counts(L, chunks)
     bounds, start = [], 0
-    for i in range(chunks):
-        n = base + (1 if i < extra else 0)
+    for n in sizes:
         bounds.append(range(start, start + n))
         start += n
     return [[i for c in range(rank, chunks, p) for i in bounds[c]] for rank in range(p)]
@@ -494,7 +510,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     b = plan.microbatch_seqs
     mb_tokens = b * train.seq_len / plan.cp
     m = train.global_batch_seqs // (plan.dp * b)
-    lkey = ("layers", plan.tp, plan.cp, plan.sp, plan.ep, b, plan.recompute, plan.pp == 1)
+    lkey = ("layers", plan.tp, plan.cp, plan.sp, plan.ep, plan.expert_tp, b, plan.recompute, plan.pp == 1)
     if lkey not in cache:
         cache[lkey] = ([_layer_cost(spec, model, plan, train, ctx, mb_tokens) for spec in model.distinct_layers],
                        _head_cost(model, plan, ctx, mb_tokens), _embed_cost(model, plan, ctx, mb_tokens))
@@ -502,7 +518,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     group_of = model.layer_group_index
 
     # --- per pipeline rank: sum the layers it holds
-    skey = ("stages", plan.pp, plan.vpp)
+    skey = ("stages", plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, plan.ep_comm_overlap)
     if skey not in cache:
         stages_ = _stage_layers(model, plan)
         cache[skey] = (stages_, [Counter(group_of[i] for i in idx) for idx in stages_])
@@ -564,7 +580,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             # expert all-to-all hides behind another micro-batch's compute only where the schedule
             # interleaves them (Megatron-Core 1F1B A2A overlap, DualPipe): parallel.ep_comm_overlap
             ep_hidden = min(ep, sc.gemm_fwd_s + sc.gemm_bwd_s + sc.attn_fwd_s + sc.attn_bwd_s) \
-                if plan.ep_comm_overlap else 0.0
+                if plan.ep_comm_overlap or plan.pp_schedule == "dualpipe" else 0.0
             ep -= ep_hidden
             # the hidden part still occupies the SMs its communication kernels run on
             parts["comm_kernels"] = (tp_hidden + cp_hidden + ep_hidden) * comm_sm_frac
@@ -580,7 +596,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
 
     # --- optimizer shard (the stage with the most parameters) and offloaded state
     d = plan.dp * plan.cp
-    d_exp = max(1, d // plan.ep)
+    d_exp = plan.expert_dp
     heavy = bucket.get("heavy")
     if heavy is None:
         heavy = bucket["heavy"] = max(stage_costs, key=lambda c: c.params)
@@ -606,6 +622,9 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             per_layer = (dense + exp) / max(1, len(stages[rank]))
             weights += 2 * per_layer * WEIGHT_BYTES
         grads = dense * GRAD_BYTES / g_shard + exp * GRAD_BYTES / ge
+        if plan.pp_schedule == "dualpipe":
+            # DualPipe keeps two copies of the parameters, one per direction (DeepSeek-V3 report, Table 2)
+            weights, grads = 2 * weights, 2 * grads
         optim = 0.0 if plan.offload != "none" else dense * OPTIMIZER_BYTES / o_shard + exp * OPTIMIZER_BYTES / oe
         akey = ("acts", rank, plan.dp)
         acts = bucket.get(akey)
@@ -614,6 +633,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             inflight = min(m, plan.pp - rank) if plan.pp > 1 else 1
             if plan.vpp > 1 and rank == 0:
                 inflight = min(m * plan.vpp, plan.pp * (1 + (plan.pp - 1) / (plan.pp * plan.vpp)))
+            if plan.pp_schedule == "dualpipe":
+                inflight = min(m, plan.pp + 1)      # PP + 1 micro-batches (DeepSeek-V3 report, Table 2)
             here = stage_groups[rank]
             if recompute_full:
                 layer_input = sum(layer_cost[spec].act_full_recompute_bytes * n for spec, n in here.items())
@@ -672,7 +693,17 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         inside = plan.num_devices <= devices_per_node
         msg = mb_tokens * model.hidden_size * ACT_BYTES / plan.tp
         pp_comm_mb = 2 * plan.vpp * comm.p2p_s(msg, links, inside)
-    bubble = (plan.pp - 1) / plan.vpp * (t_mb + pp_comm_mb)
+    # pipeline bubble, in micro-batch times (forward, backward-for-input and backward-for-weights
+    # taken as a third of one each): 1F1B (p - 1) / v (Narayanan et al. SC'21); zero bubble ZB-H1
+    # (p - 1)(T_F + T_B - T_W) = (p - 1) / 3 (Qi et al. 2024); DualPipe (p/2 - 1)(T_F&B + T_B - 3 T_W)
+    # = (p/2 - 1) / 3 with the overlapped chunk T_F&B = one micro-batch (DeepSeek-V3 report, Table 2)
+    if plan.pp_schedule == "zero_bubble":
+        bubble_mbs = (plan.pp - 1) / 3
+    elif plan.pp_schedule == "dualpipe":
+        bubble_mbs = (plan.pp / 2 - 1) / 3
+    else:
+        bubble_mbs = (plan.pp - 1) / plan.vpp
+    bubble = bubble_mbs * (t_mb + pp_comm_mb)
 
     # --- data-parallel gradient reduction and parameter gathers (ZeRO)
     sc = stage_costs[slow]
