@@ -26,6 +26,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_INVALID)
 
 
+class _Version(argparse.Action):
+    """`--version`: prints `flopcast X.Y.Z` and exits (the version is looked up only when asked)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from flopcast.catalog import flopcast_version
+
+        sys.stdout.write(f"flopcast {flopcast_version()}\n")
+        raise SystemExit(0)
+
+
 def _emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
@@ -249,6 +262,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flopcast", description="Plan and simulate AI compute: exact model counts, "
                 "sourced hardware, training and serving estimates.")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -277,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("scenario", help="base scenario YAML/JSON file")
     sp.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                     help="e.g. hardware=h100-sxm,b200 or cluster.num_devices=1024,4096 (repeatable)")
-    sp.add_argument("--out", default=None, help="write the table to this .csv (and .parquet when pyarrow is present)")
+    sp.add_argument("--out", default=None,
+                    help="also write the table to FILE.csv, or FILE.parquet (needs the `parquet` extra)")
     sp.add_argument("--objective", default="throughput", choices=("throughput", "time-to-train", "cost", "energy"))
     sp.add_argument("--backend", default="local", choices=("local", "ray"))
     sp.add_argument("--ray-address", default=None)
