@@ -109,7 +109,7 @@ def test_fill_plan_and_read_the_charts(service, browser):
     assert b.find_element(By.ID, "status").text == "done"
 
     sent = json.loads(b.find_element(By.CSS_SELECTOR, "#scenario-echo pre").get_attribute("textContent"))
-    assert sent["model"] == "llama-3.2-3b" and sent["parallel"]["tp"] == 2
+    assert sent["model"] == "llama-3.2-3b" and sent["parallel"]["tp"] == 2 and sent["cluster"]["num_devices"] == 8
     expected = api.plan(sent).to_dict()
 
     report = b.find_element(By.ID, "report")

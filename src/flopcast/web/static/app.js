@@ -437,7 +437,15 @@ function renderReport(d) {
   }
   details.querySelector("summary").textContent = `Assumptions (${rows.length}): every default flopcast filled in`;
   details.querySelector("div").replaceChildren(gridTable("", ["name", "value", "why"], rows));
-  $("#scenario-echo pre").textContent = JSON.stringify(d.inputs, null, 2);
+}
+
+// The scenario of a report (its echoed sections plus the resolved cluster), for the follow-up calls
+// (search, the latency curve) of a pasted YAML scenario.
+function echoedScenario(d) {
+  const c = d.cluster;
+  const cluster = {num_devices: c.num_devices, devices_per_node: c.devices_per_node};
+  if (c.scale_out_bandwidth_bytes_per_s != null) cluster.scale_out_bandwidth = c.scale_out_bandwidth_bytes_per_s;
+  return {...d.inputs, cluster};
 }
 
 function datacenterCharts(d, est, what) {
@@ -523,9 +531,11 @@ async function run(ev) {
   try {
     const d = await post("plan", body);
     renderReport(d);
+    $("#scenario-echo pre").textContent = typeof body === "string" ? body : JSON.stringify(body, null, 2);
+    const base = typeof body === "string" ? echoedScenario(d) : body;
     const extra = [];
-    if (d.training && d.inputs.training) extra.push(paretoChart(d.inputs, d.training));
-    if (d.serving && d.serving.fits) extra.push(latencyChart(d.inputs, d));
+    if (d.training && base.training) extra.push(paretoChart(base, d.training));
+    if (d.serving && d.serving.fits) extra.push(latencyChart(base, d));
     await Promise.all(extra);
     status.textContent = "done";
     document.body.dataset.state = "done";
