@@ -85,6 +85,10 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
         written = write_plots(d, args.plots)
         d["plots"] = written
+    if args.html:
+        from flopcast.report.html import write_html
+
+        d["html"] = write_html(report, args.scenario, args.html)["path"]
     if args.json:
         _emit_json(d)
     elif args.markdown:
@@ -97,6 +101,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
         _render("plan_tables", d)
         if written:
             print("plots written: " + ", ".join(written))
+        if args.html:
+            print(f"report written: {d['html']}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -276,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("scenario", help="scenario YAML/JSON file (see examples/)")
     sp.add_argument("--markdown", action="store_true", help="print the report as Markdown")
     sp.add_argument("--plots", default=None, metavar="DIR", help="also write the report's charts as SVG into DIR")
+    sp.add_argument("--html", default=None, metavar="FILE",
+                    help="also write one self-contained HTML report with its charts (needs the `plots` extra)")
     sp = add("train", cmd_train, "training estimate (memory per device, step time, MFU) for the scenario's plan")
     sp.add_argument("scenario", help="scenario YAML/JSON file with training and parallel sections")
     sp = add("search", cmd_search, "the best parallel plans for the scenario's model, devices and batch")
