@@ -76,19 +76,33 @@ def cmd_model_show(args: argparse.Namespace) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> None:
     from flopcast import api
+    from flopcast.errors import InvalidScenario
 
     report = api.plan(args.scenario)
     d = report.to_dict()
     written = []
+    data = None
+    if args.plots or args.html:
+        try:
+            from flopcast.report import mpl
+        except ImportError:   # without the `plots` extra: --plots falls back to plain SVG bars
+            if args.html:
+                raise InvalidScenario("--html: the report's charts need matplotlib "
+                                      "(pip install 'flopcast[plots]')") from None
+            mpl = None
+        data = mpl.gather(report, args.scenario) if mpl else None
     if args.plots:
-        from flopcast.report.plots import write_plots
+        if mpl:
+            written = mpl.write_plots(d, data, args.plots)
+        else:
+            from flopcast.report.plots import write_plots
 
-        written = write_plots(d, args.plots)
+            written = write_plots(d, args.plots)
         d["plots"] = written
     if args.html:
         from flopcast.report.html import write_html
 
-        d["html"] = write_html(report, args.scenario, args.html)["path"]
+        d["html"] = write_html(report, args.scenario, args.html, data)["path"]
     if args.json:
         _emit_json(d)
     elif args.markdown:
@@ -281,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("plan", cmd_plan, "the main job: every section of a scenario in one report")
     sp.add_argument("scenario", help="scenario YAML/JSON file (see examples/)")
     sp.add_argument("--markdown", action="store_true", help="print the report as Markdown")
-    sp.add_argument("--plots", default=None, metavar="DIR", help="also write the report's charts as SVG into DIR")
+    sp.add_argument("--plots", default=None, metavar="DIR",
+                    help="also write the report's charts as SVG into DIR (matplotlib's with the `plots` extra)")
     sp.add_argument("--html", default=None, metavar="FILE",
                     help="also write one self-contained HTML report with its charts (needs the `plots` extra)")
     sp = add("train", cmd_train, "training estimate (memory per device, step time, MFU) for the scenario's plan")

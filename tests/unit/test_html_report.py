@@ -64,8 +64,7 @@ def test_plan_html_is_self_contained(tmp_path):
 def test_charts_of_a_training_and_serving_plan():
     """A plan with training, serving and a simulation gets every chart: memory, step time, Pareto front,
     latency curve, CDFs, roofline, power and cost."""
-    from flopcast.report.html import gather
-    from flopcast.report.mpl import figures
+    from flopcast.report.mpl import figures, gather
 
     sc = {"model": "llama-3.2-1b", "hardware": "h100-sxm", "cluster": {"num_devices": 8},
           "training": {"seq_len": 2048, "global_batch_seqs": 64, "total_tokens": 1e10},

@@ -4,14 +4,12 @@ The verdict first (the same findings as the terminal briefing), then the matplot
 SVG, then the report's tables, then every assumption in a collapsed block. The file loads nothing: no
 script, no stylesheet, font or image from anywhere (styles are inline, charts are inline SVG).
 
-`gather(report, scenario)` runs what the charts need beyond the plan (the search's plans, the analytic
-latency at several batch sizes) and takes the simulated requests from the report; `render_html` is
-pure: a plan dict, chart SVGs -> one HTML string.
+`render_html` is pure: a plan dict and chart SVGs -> one HTML string; `write_html` draws the charts
+(`flopcast.report.mpl`) and writes the file.
 """
 
 from __future__ import annotations
 
-import copy
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -33,59 +31,6 @@ th,td{border-bottom:1px solid #eef0f3;padding:.2rem .6rem;text-align:right}th:fi
 details{margin:1rem 0;border:1px solid #d9dde5;border-radius:8px;padding:.5rem 1rem}summary{cursor:pointer;font-weight:600}
 details td{text-align:left}
 """
-
-
-def _scenario_mapping(scenario: Any) -> dict[str, Any]:
-    """The scenario as a plain mapping whose relative model path still resolves (as the sweep does)."""
-    from flopcast.specs.scenario import load_scenario
-
-    sc = copy.deepcopy(load_scenario(scenario))
-    base = Path(sc.pop("_base_dir"))
-    model = sc.get("model")
-    if isinstance(model, str) and model.endswith(".json") and not Path(model).is_absolute():
-        sc["model"] = str(base / model)
-    return sc
-
-
-def _batch_sizes(max_batch: int) -> list[int]:
-    """1, 2, 4, ... below the largest batch that fits, and that largest batch."""
-    sizes = [b for b in (2 ** k for k in range(16)) if b < max_batch]
-    return sizes + [max_batch]
-
-
-def gather(report: Any, scenario: Any):
-    """The ChartData of a PlanReport: search (when it trains), latency curve (when it serves and fits),
-    the completed requests' TTFT and TPOT (when it simulates), the SLO in seconds."""
-    import numpy as np
-
-    from flopcast import api
-    from flopcast.report.mpl import ChartData
-    from flopcast.sim.workload import slo_from_mapping
-
-    sc = _scenario_mapping(scenario)
-    search = None
-    if report.training is not None:
-        found = api.search_training({k: v for k, v in sc.items() if k != "parallel"}, top=10)
-        search = found.to_dict()
-    curve = []
-    inference = sc.get("inference")
-    if report.serving is not None and report.serving.fits and isinstance(inference, dict):
-        base = {k: v for k, v in inference.items() if k != "workload"}
-        for b in _batch_sizes(int(report.serving.max_batch_size)):
-            est = api.estimate_serving(sc | {"inference": base | {"batch_size": b}}).to_dict()
-            curve.append({k: est[k] for k in ("batch_size", "fits", "ttft_s", "tpot_s", "output_tokens_per_s")})
-    ttft, tpot = (), ()
-    sim = report.simulation
-    if sim is not None and sim.requests:
-        r = sim.requests
-        done = ~np.isnan(np.asarray(r["done_s"], dtype=float))
-        arrival, first = np.asarray(r["arrival_s"])[done], np.asarray(r["first_token_s"])[done]
-        out = np.asarray(r["output_tokens"])[done]
-        ttft = tuple((first - arrival).tolist())
-        tpot = tuple(((np.asarray(r["done_s"])[done] - first) / np.maximum(out - 1, 1)).tolist())
-    slo = slo_from_mapping(inference.get("slo") if isinstance(inference, dict) else None)
-    slo_s = {k: v for k, v in (("ttft_p99", slo.ttft_s), ("tpot_p99", slo.tpot_s)) if v is not None}
-    return ChartData(search=search, latency_curve=tuple(curve), ttft_s=ttft, tpot_s=tpot, slo_s=slo_s)
 
 
 def _table_html(table: Any) -> str:
@@ -156,11 +101,12 @@ Numbers are estimates from the model, hardware and plan below; every default is 
 """
 
 
-def write_html(report: Any, scenario: Any, path: str | Path) -> dict[str, Any]:
-    """Gather, draw and write the report to `path`; returns {"path", "charts": [names]}."""
-    from flopcast.report.mpl import figures, to_svg
+def write_html(report: Any, scenario: Any, path: str | Path, data: Any = None) -> dict[str, Any]:
+    """Draw the charts (gathering their data unless given) and write the report to `path`;
+    returns {"path", "charts": [names]}."""
+    from flopcast.report.mpl import figures, gather, to_svg
 
     d = report.to_dict()
-    charts = [(name, title, to_svg(fig)) for name, title, fig in figures(d, gather(report, scenario))]
+    charts = [(name, title, to_svg(fig)) for name, title, fig in figures(d, data or gather(report, scenario))]
     Path(path).write_text(render_html(d, charts), encoding="utf-8")
     return {"path": str(path), "charts": [name for name, _, _ in charts]}

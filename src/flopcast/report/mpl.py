@@ -9,16 +9,19 @@
     power_cost_chart   where the power goes, and cost and energy accumulating over the run
 
 Each function takes the plan dict (`flopcast plan --json`) and, where a chart needs more than the plan
-holds, a `ChartData` gathered by `flopcast.report.html.gather`; it returns a matplotlib `Figure` or None
+holds, a `ChartData` from `gather(report, scenario)` (the search's plans, the analytic latency at several
+batch sizes, the simulated requests); it returns a matplotlib `Figure` or None
 when the plan has nothing to draw. Figures are made with `matplotlib.figure.Figure` (no pyplot, no global
 state). This module is imported only when charts are asked for: the CLI's cold start never pays for it.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -41,6 +44,58 @@ class ChartData:
     ttft_s: tuple[float, ...] = ()
     tpot_s: tuple[float, ...] = ()
     slo_s: dict[str, float] = field(default_factory=dict)    # {"ttft_p99": s, "tpot_p99": s}
+
+
+def _scenario_mapping(scenario: Any) -> dict[str, Any]:
+    """The scenario as a plain mapping whose relative model path still resolves (as the sweep does)."""
+    from flopcast.specs.scenario import load_scenario
+
+    sc = copy.deepcopy(load_scenario(scenario))
+    base = Path(sc.pop("_base_dir"))
+    model = sc.get("model")
+    if isinstance(model, str) and model.endswith(".json") and not Path(model).is_absolute():
+        sc["model"] = str(base / model)
+    return sc
+
+
+def _batch_sizes(max_batch: int) -> list[int]:
+    """1, 2, 4, ... below the largest batch that fits, and that largest batch."""
+    sizes = [b for b in (2 ** k for k in range(16)) if b < max_batch]
+    return sizes + [max_batch]
+
+
+def gather(report: Any, scenario: Any):
+    """The ChartData of a PlanReport: search (when it trains), latency curve (when it serves and fits),
+    the completed requests' TTFT and TPOT (when it simulates), the SLO in seconds."""
+    import numpy as np
+
+    from flopcast import api
+    from flopcast.sim.workload import slo_from_mapping
+
+    sc = _scenario_mapping(scenario)
+    search = None
+    if report.training is not None:
+        found = api.search_training({k: v for k, v in sc.items() if k != "parallel"}, top=10)
+        search = found.to_dict()
+    curve = []
+    inference = sc.get("inference")
+    if report.serving is not None and report.serving.fits and isinstance(inference, dict):
+        base = {k: v for k, v in inference.items() if k != "workload"}
+        for b in _batch_sizes(int(report.serving.max_batch_size)):
+            est = api.estimate_serving(sc | {"inference": base | {"batch_size": b}}).to_dict()
+            curve.append({k: est[k] for k in ("batch_size", "fits", "ttft_s", "tpot_s", "output_tokens_per_s")})
+    ttft, tpot = (), ()
+    sim = report.simulation
+    if sim is not None and sim.requests:
+        r = sim.requests
+        done = ~np.isnan(np.asarray(r["done_s"], dtype=float))
+        arrival, first = np.asarray(r["arrival_s"])[done], np.asarray(r["first_token_s"])[done]
+        out = np.asarray(r["output_tokens"])[done]
+        ttft = tuple((first - arrival).tolist())
+        tpot = tuple(((np.asarray(r["done_s"])[done] - first) / np.maximum(out - 1, 1)).tolist())
+    slo = slo_from_mapping(inference.get("slo") if isinstance(inference, dict) else None)
+    slo_s = {k: v for k, v in (("ttft_p99", slo.ttft_s), ("tpot_p99", slo.tpot_s)) if v is not None}
+    return ChartData(search=search, latency_curve=tuple(curve), ttft_s=ttft, tpot_s=tpot, slo_s=slo_s)
 
 
 def _figure(width_in: float = 7.5, height_in: float = 3.6) -> Figure:
@@ -421,3 +476,15 @@ def figures(d: dict[str, Any], data: ChartData) -> list[tuple[str, str, Figure]]
         if fig is not None:
             out.append((name, title, fig))
     return out
+
+
+def write_plots(d: dict[str, Any], data: ChartData, directory: str | Path) -> list[str]:
+    """Write every chart as DIR/NAME.svg (directory created); the paths written."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, _, fig in figures(d, data):
+        path = out / f"{name}.svg"
+        path.write_text(to_svg(fig))
+        written.append(str(path))
+    return written
