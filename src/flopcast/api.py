@@ -301,7 +301,7 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
 
 def _training_inputs(rs: ResolvedScenario):
     if "training" not in rs.sections:
-        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see SCENARIO.md)")
+        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
     if "parallel" not in rs.sections:
         raise InvalidScenario("parallel: missing; give tp/pp/dp (or run `flopcast search` to choose them)")
     train = training_from_mapping(rs.sections["training"])
@@ -351,7 +351,7 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
 
     rs = resolve(scenario)
     if "training" not in rs.sections:
-        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see SCENARIO.md)")
+        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
     train = training_from_mapping(rs.sections["training"])
     assumptions = list(rs.assumptions)
     if rs.sections.get("parallel"):

@@ -118,3 +118,28 @@ def test_sweep_out_parquet_or_refused(tmp_path):
     assert table.num_rows == 2 and set(table.column("hardware").to_pylist()) == {"h100-sxm", "a100-sxm-80gb"}
     with pytest.raises(InvalidScenario, match=r"\.csv or \.parquet"):
         api.sweep_training(str(base), vary=["hardware=h100-sxm"], out=str(tmp_path / "x.xlsx"))
+
+
+def test_docs_scenario_lists_every_accepted_key():
+    """docs/scenario.md, which error messages point to, has a row for every key the parsers accept
+    (top level, cluster, training, parallel, inference, workload, arrival, lengths, SLO, scheduler,
+    hardware fields, efficiency)."""
+    from flopcast.sim import workload as wl
+    from flopcast.specs import hardware, parallel, scenario, serving
+    from flopcast.specs import workload as tw
+
+    text = (ROOT / "docs" / "scenario.md").read_text()
+    keys = {*scenario.TOP_LEVEL_KEYS, *scenario.CLUSTER_KEYS, *tw.TRAINING_KEYS, *parallel.PARALLEL_KEYS,
+            *serving.INFERENCE_KEYS, *wl.WORKLOAD_KEYS, *wl.ARRIVAL_KEYS, *wl.LENGTH_KEYS, *wl.SLO_KEYS,
+            *wl.DISAGG_KEYS, *hardware.ACCEPTED_KEYS, *hardware.EFFICIENCY_KEYS}
+    missing = sorted(k for k in keys if f"`{k}`" not in text)
+    assert not missing, missing
+
+
+def test_unknown_keys_point_to_the_docs(tmp_path):
+    """An unknown scenario or section key names docs/scenario.md, which exists in the repository."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: llama-3.1-8b\nhardware: h100-sxm\ntraining: {seq_len: 10, global_bach_seqs: 3}\n")
+    r = run("plan", bad)
+    assert r.returncode == 2 and "docs/scenario.md" in r.stderr and "global_batch_seqs" in r.stderr
+    assert (ROOT / "docs" / "scenario.md").is_file()
