@@ -25,8 +25,23 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _value(name: str, value: Any) -> str:
+    """An assumption's value for people: a number named in bytes or watts gets its unit."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if name.endswith("_bytes"):
+            return format_bytes(value)
+        if name.endswith("_bytes_per_s"):
+            return format_si(value, "B/s")
+        if name.endswith("_w") or name.endswith("_w_per_device"):
+            return format_si(value, "W")
+        if isinstance(value, float) and value.is_integer():
+            return f"{value:,.0f}"
+    return str(value)
+
+
 def _assumptions(d: dict[str, Any]) -> Table:
-    return _kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]])
+    return _kv_table("Assumptions", [(a["name"], f"{_value(a['name'], a['value'])} ({a['why']})")
+                                     for a in d["assumptions"]])
 
 
 def _comparison(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]], cells) -> tuple[Table, list]:
@@ -212,12 +227,20 @@ def plan_tables(d: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
+def _secs(s: float) -> str:
+    """A time for a table cell: 3.79 s, 142 ms, 0.457 ms."""
+    return f"{s:.3g} s" if s >= 1 else f"{s * 1e3:.3g} ms"
+
+
 def print_renderable(obj: Any) -> None:
+    import os
     import sys
 
-    # Piped output gets a wide console rather than rich's 80-column default, so tables do not wrap.
+    # A terminal's tables are sized to its width; piped output honours COLUMNS, else gets 140 columns
+    # rather than rich's 80, so tables do not wrap.
     # markup off: catalog sources contain [brackets]; highlight off: it costs ~50 ms per report.
-    Console(width=None if sys.stdout.isatty() else 140, markup=False, highlight=False, emoji=False).print(obj)
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
+    Console(width=width, markup=False, highlight=False, emoji=False).print(obj)
 
 
 def training_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Group:
@@ -234,15 +257,15 @@ def training_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Grou
     st = d["step_time_s"]
     t = Table(title=f"Step time {st:.3f} s", title_justify="left")
     t.add_column("part")
-    t.add_column("seconds", justify="right")
+    t.add_column("time", justify="right")
     t.add_column("share", justify="right")
     for k, v in d["step_time_breakdown_s"].items():
         if v:
-            t.add_row(k, f"{v:.4g}", f"{100 * v / st:.1f}%")
+            t.add_row(k, _secs(v), f"{100 * v / st:.1f}%")
             if k == "compute":
                 for sub, sv in d.get("compute_breakdown_s", {}).items():
                     if sv:
-                        t.add_row(f"  {sub}", f"{sv:.4g}", f"{100 * sv / st:.1f}%", style="dim")
+                        t.add_row(f"  {sub}", _secs(sv), f"{100 * sv / st:.1f}%", style="dim")
     p = d["parallel"]
     rows = [
         ("plan", f"tp {p['tp']} pp {p['pp']} dp {p['dp']} cp {p['cp']} ep {p['ep']} vpp {p['vpp']} "
@@ -341,10 +364,10 @@ def search_tables(d: dict[str, Any]) -> Group:
         best = d["plans"][0]
         bd = Table(title="Best plan: step-time breakdown", title_justify="left", min_width=30)
         bd.add_column("part")
-        bd.add_column("seconds", justify="right")
+        bd.add_column("time", justify="right")
         for k, v in best["step_time_breakdown_s"].items():
             if v:
-                bd.add_row(k, f"{v:.4g}")
+                bd.add_row(k, _secs(v))
         parts.append(bd)
     return Group(*parts)
 
