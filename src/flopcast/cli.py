@@ -127,18 +127,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    if args.what == "training":
-        from flopcast.validation import training as vt
+    from flopcast import api
 
-        results = vt.run()
-        report = {"kind": "training", "summary": vt.summary(results), "rows": [r.to_dict() for r in results]}
-        _emit_json(report) if args.json else _render("validation_tables", report)
-    else:
-        from flopcast.validation import inference as vi
+    report = api.validate(args.what, cv=args.cv == "source", baseline=args.baseline, profile=args.profile)
+    _emit_json(report) if args.json else _render("fit_validation_tables", report)
 
-        results = vi.run()
-        report = {"kind": "inference", "summary": vi.summary(results), "rows": [r.to_dict() for r in results]}
-        _emit_json(report) if args.json else _render("inference_validation_tables", report)
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    out = api.calibrate(args.runs, out=args.out, hardware=args.hardware, framework=args.framework)
+    _emit_json(out) if args.json else _render("calibration_tables", out)
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
@@ -322,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=_positive_int, default=None)
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
     sp.add_argument("what", choices=("training", "inference"), help="which estimator to validate")
+    sp.add_argument("--cv", choices=("source",), default=None,
+                    help="also cross-validate: predict each source family with parameters fitted without it")
+    sp.add_argument("--baseline", action="store_true",
+                    help="also report the one-parameter baseline (model FLOPs / (devices x peak x one efficiency))")
+    sp.add_argument("--profile", default=None, metavar="PROFILE",
+                    help="calibration profile: shipped (default), none, or a profile YAML from `flopcast calibrate`")
+    sp = add("calibrate", cmd_calibrate, "fit the calibration profile's global parameters to measured runs")
+    sp.add_argument("runs", nargs="+", metavar="RUNS",
+                    help="RUNS.csv files (id,source,scenario,metric,value) or the built-in sets: training, inference")
+    sp.add_argument("--out", default=None, metavar="PROFILE.yaml", help="write the fitted profile here")
+    sp.add_argument("--hardware", default=None, help="only runs on this accelerator id")
+    sp.add_argument("--framework", default=None, help="only runs under this training framework or serving engine")
     sp = add("infer", cmd_infer, "serving estimate: KV capacity, TTFT, TPOT, steady-state throughput")
     sp.add_argument("scenario", help="scenario YAML/JSON file with an inference section")
     sp = add("simulate", cmd_simulate, "discrete-event serving simulation of the inference workload: latency "

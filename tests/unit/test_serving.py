@@ -33,12 +33,14 @@ def test_decode_is_memory_bound_at_batch_1():
     """At batch 1 a pure decode step (CUDA-graph replay) costs about weights / achieved bandwidth
     (Llama 3.1 8B bf16 on H100: 16 GB / (3.35 TB/s x 0.88) = 5.4 ms, plus small terms); the
     steady-state TPOT adds the amortised prompt work and eager launches of mixed iterations."""
-    r = api.estimate_serving(sc(batch_size=1, input_tokens=128, output_tokens=128))
+    r = api.estimate_serving({**sc(batch_size=1, input_tokens=128, output_tokens=128), "calibration": "none"})
     weights = r.memory_breakdown_bytes["weights"]
     floor = weights / (3.35e12 * 0.88)
     decode = sum(r.decode_step_breakdown_s.values())
-    assert floor < decode < 1.25 * floor
-    assert r.decode_step_breakdown_s["launch"] == 0 and r.tpot_s > decode
+    launch = r.decode_step_breakdown_s["launch"]
+    assert floor < decode - launch < 1.25 * floor
+    # a graph-replayed decode step pays only the engine's host time per iteration (frameworks.yaml)
+    assert r.decode_step_breakdown_s["launch"] == pytest.approx(1e-3) and r.tpot_s > decode
 
 
 def test_bigger_batches_raise_throughput_and_tpot():
@@ -141,8 +143,6 @@ def test_inference_median_error_target():
     assert vi.summary(vi.run())["median_abs_error"] <= 0.15
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5 max-error target not met: NVFP4 rows on B200/GB200 (+39/+40%), "
-                                       "no measured fp4 GEMM efficiency (see benchmarks/validate_inference.py)")
 def test_inference_max_error_target():
     """Issue 5 target: no usable row worse than 35%."""
     assert vi.summary(vi.run())["max_abs_error"] <= 0.35

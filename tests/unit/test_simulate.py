@@ -41,7 +41,7 @@ def scenario(**inference):
 def test_low_load_ttft_is_the_analytic_prefill_time(scheduler):
     """One request at a time: every TTFT equals the analytic unloaded TTFT (same cost model)."""
     spec = InferenceSpec(tp=1, dp=2, input_tokens=1024, output_tokens=64)
-    res = simulate(MODEL, H100, spec, fixed(20, rate=0.05, out=64), scheduler=scheduler)
+    res = simulate(MODEL, H100, spec, fixed(20, rate=0.01, out=64), scheduler=scheduler)
     analytic = estimate_serving(MODEL, H100, spec).ttft_unloaded_s
     assert res.num_completed == 20
     assert res.ttft_p50_s == pytest.approx(analytic, rel=1e-6)

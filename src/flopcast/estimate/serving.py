@@ -20,14 +20,21 @@ iteration token budget; so output tokens/s per replica = B / t_iteration and TPO
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flopcast import units
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import comm, counts
-from flopcast.estimate.efficiency import efficiency_for
+from flopcast.estimate.efficiency import (
+    efficiency_for,
+    fp4_matmul_frac,
+    generation_of,
+    moe_imbalance,
+    power_clock_factor,
+    serving_engine,
+)
 from flopcast.estimate.training import KERNEL_TAIL_S, _Ctx, matmul_fraction
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
@@ -82,7 +89,8 @@ class ServingEstimate:
             "decode_step_breakdown_s": dict(self.decode_step_breakdown_s),
             "prefill_breakdown_s": dict(self.prefill_breakdown_s),
             "output_tokens_per_j": self.tokens_per_j,
-            "inference": {k: getattr(self.spec, k) for k in self.spec.__slots__},
+            "inference": {k: (getattr(self.spec, k) if k != "profile" else self.spec.profile.as_dict())
+                          for k in self.spec.__slots__},
             "assumptions": [a.to_dict() for a in self.assumptions],
         }}
 
@@ -108,6 +116,17 @@ def _setup(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve
     compute_dtype = wd if native else "bf16"
     peak = peaks[wd] if native else half
     eff = efficiency_for(hw, "fp8" if compute_dtype in ("fp8", "fp4", "int8", "int4") else "bf16")
+    if native and wd == "fp4" and fp4_matmul_frac(hw.lookup_id):
+        eff = replace(eff, matmul_frac=fp4_matmul_frac(hw.lookup_id))   # measured NVFP4 kernels
+    prof = spec.profile
+    gen = generation_of(hw.lookup_id)
+    compute = power_clock_factor(hw) * prof.get(f"compute.{gen}") * prof.get(f"engine.{spec.engine}")
+    memory = prof.get(f"memory.{gen}") * prof.get(f"engine.{spec.engine}")
+    if compute != 1.0 or memory != 1.0:
+        eff = replace(eff, matmul_frac=min(0.98, eff.matmul_frac * compute),
+                      attention_fwd_frac=min(0.98, eff.attention_fwd_frac * compute),
+                      attention_bwd_frac=min(0.98, eff.attention_bwd_frac * compute),
+                      memory_frac=min(0.98, eff.memory_frac * memory))
     su = (hw.scale_up_bandwidth_bytes_per_s or hw.host_link_bandwidth_bytes_per_s or 1e9) * eff.scale_up_frac
     so = (hw.scale_out_bandwidth_bytes_per_s or su) * eff.scale_out_frac
     ctx = _Ctx(hw=hw, eff=eff, peak_flops_per_s=peak, attn_peak_flops_per_s=half,
@@ -135,6 +154,9 @@ def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_b
     t = max(flops / (frac * sv.ctx.peak_flops_per_s), moved / sv.ctx.mem_bytes_per_s)
     if not sv.native and sv.spec.weights_dtype not in ("bf16", "fp16") and weight_bytes is None:
         t += count * n * k * math.ceil(m / 128) * DEQUANT_OPS_PER_WEIGHT / sv.vector_peak
+    if sv.native and sv.spec.weights_dtype == "fp4" and weight_bytes is None:
+        # activation quantization to NVFP4 before the GEMM: read 16-bit, write 4-bit + scales
+        t += count * m * k * (ACT_BYTES + sv.w_bytes) / sv.ctx.mem_bytes_per_s + KERNEL_TAIL_S
     return t + KERNEL_TAIL_S
 
 
@@ -198,7 +220,9 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             ep = sv.spec.ep
             local = E / ep
-            routed = global_tokens * k / ep if ep > 1 else T * k     # token copies this device computes
+            # the most-loaded expert-parallel rank sets the pace (real routing; EPLB rebalances)
+            imb = moe_imbalance("inference_eplb" if sv.spec.eplb else "inference", ep)
+            routed = global_tokens * k / ep * imb if ep > 1 else T * k     # token copies this device computes
             tokens_for_routing = global_tokens if ep > 1 else T
             # expected distinct experts touched by the routed copies (uniform routing)
             touched = local * (1 - (1 - 1 / E) ** (tokens_for_routing * k))
@@ -237,7 +261,7 @@ def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float,
     # stages leave stages idle; a token still crosses every stage)
     micro = min(p, max(1.0, n_decode + n_prefill))
     n_decode, n_prefill, n_sampled = n_decode / micro, n_prefill / micro, n_sampled / micro
-    global_tokens = (n_decode + n_prefill) * (sv.spec.dp if sv.spec.ep > 1 else 1)
+    global_tokens = (n_decode + n_prefill) * sv.spec.ep    # tokens of the expert-parallel group
     per_stage = math.ceil(m.num_layers / p)
     for layer, count in m.layer_groups():
         share = count / m.num_layers * per_stage
@@ -249,8 +273,10 @@ def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float,
     if p > 1:
         msg = (n_decode + n_prefill) * m.hidden_size * ACT_BYTES
         total["pp_comm"] = comm.p2p_s(msg, sv.ctx.links, False)
-    if n_prefill > 0:
+    engine = serving_engine(sv.spec.engine)
+    if n_prefill > 0 and not engine.mixed_graphs:
         total["launch"] = per_stage * KERNELS_PER_LAYER * EAGER_LAUNCH_S
+    total["launch"] += engine.host_s_per_iteration / p
     return {k: p * v for k, v in total.items()} if p > 1 else total
 
 
@@ -326,6 +352,8 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
         B = min(max_batch, budget_batch)
     else:
         B = spec.batch_size
+    if spec.max_batch_size is not None:
+        B = min(B, spec.max_batch_size)        # the engine's cap on concurrent sequences
     fits = max_batch >= 1 and B <= max_batch
     reason = None
     if max_batch < 1:
@@ -345,7 +373,8 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
         reason = (f"batch_size {B} needs {units.format_bytes(B * kv_seq)} of KV cache per device; "
                   f"only {max_batch} sequences fit")
     B_run = max(1, min(B, max(max_batch, 1)))
-    prefill_per_iter = B_run * I / O
+    # prompt tokens served from a prefix cache need no prefill compute (their KV is read back)
+    prefill_per_iter = B_run * I / O * (1.0 - spec.prefix_cache_hit_frac)
     ctx_dec = I + O / 2
     it = _iteration(sv, B_run, ctx_dec, prefill_per_iter, I, B_run + B_run / O)
     t_iter = sum(it.values())

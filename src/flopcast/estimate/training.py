@@ -40,7 +40,15 @@ from typing import Any
 from flopcast import units
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.estimate import comm, counts
-from flopcast.estimate.efficiency import Efficiency, efficiency_for
+from flopcast.estimate.efficiency import (
+    Efficiency,
+    Stack,
+    efficiency_for,
+    generation_of,
+    moe_imbalance,
+    power_clock_factor,
+    training_stack,
+)
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
@@ -155,6 +163,7 @@ class _Cost:
     expert_params: float = 0.0      # of which expert weights (sharded over dp*cp/ep for ZeRO)
     act_bytes: float = 0.0          # activations kept for backward (this layer, one micro-batch)
     act_full_recompute_bytes: float = 0.0
+    kernels: float = 0.0            # GPU kernels launched by one forward pass (host dispatch cost)
 
     def add(self, o: _Cost, times: float = 1.0) -> None:
         for name in _Cost.__slots__:
@@ -170,6 +179,7 @@ class _Ctx:
     mem_bytes_per_s: float
     links: comm.Links
     tp_inside: bool
+    stack: Stack | None = None
 
 
 # Output tiles of the GEMM kernels a library chooses from: (rows, cols, tiles resident per compute
@@ -362,7 +372,9 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             local_experts = E / plan.ep
             tokens_routed = T * k                            # copies a device processes (balanced routing)
-            m_e = tokens_routed / local_experts
+            # dropless routing: the most-loaded expert-parallel rank sets the pace (max/mean load)
+            imb = moe_imbalance("training", plan.ep) if train.moe_routing == "dropless" else 1.0
+            m_e = tokens_routed / local_experts * imb
             mult = 2 if ffn.gated else 1
             G(T, E, h, eb=ACT_BYTES)          # router (replicated, bf16)
             G(m_e, mult * fe / t, h, count=local_experts)
@@ -386,9 +398,22 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             if ffn.shared_gate:
                 replicated_params += h
             if plan.ep > 1:
-                inside = plan.ep * plan.tp <= ctx.hw.scale_up_domain
-                msg = tokens_routed * h * ACT_BYTES / sp_div
-                c.ep_fwd_s = 2 * comm.all_to_all_s(plan.ep, msg, ctx.links, inside)   # dispatch + combine
+                domain = max(1, ctx.hw.scale_up_domain)
+                inside = plan.ep * plan.tp <= domain
+                stack_ = ctx.stack
+                if not inside and stack_ is not None and stack_.moe_dispatch == "dedup":
+                    # a token crosses to each remote scale-up domain holding one of its experts once
+                    # (expected distinct domains of k uniform picks), at most max_nodes_per_token
+                    domains = math.ceil(plan.ep * plan.tp / domain)
+                    remote = (domains - 1) * (1 - (1 - 1 / domains) ** k)
+                    if train.moe_max_nodes_per_token:
+                        remote = min(remote, max(0, train.moe_max_nodes_per_token - 1 / domains))
+                    cross = T * imb * remote * h * ACT_BYTES / sp_div
+                    lat = (domains - 1) * comm.SCALE_OUT_STEP_LATENCY_S + comm.call_latency_s(False)
+                    c.ep_fwd_s = 2 * (cross / ctx.links.scale_out_bytes_per_s + lat)   # dispatch + combine
+                else:
+                    msg = tokens_routed * imb * h * ACT_BYTES / sp_div
+                    c.ep_fwd_s = 2 * comm.all_to_all_s(plan.ep, msg, ctx.links, inside)   # dispatch + combine
     c.gemm_fwd_s, c.gemm_bwd_s = gemm
     # --- element-wise traffic (forward): norms (read+write h), two residual/dropout adds (read 2h,
     # write h, + mask), activation (elem_f read and written), rope on q and k.
@@ -399,7 +424,11 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     # fp8 (Transformer Engine): each GEMM input is read in bf16 and written as fp8 plus its fp8
     # transpose for the backward GEMMs (cast-transpose kernels): 2 + 1 + 1 bytes per element.
     fp8_cast_bytes = cast_elems[0] * (ACT_BYTES + 2 * BYTES_PER_ELEMENT["fp8"])
-    c.elem_fwd_s = (T * elem_bytes + fp8_cast_bytes) / ctx.mem_bytes_per_s + 6 * KERNEL_TAIL_S
+    ew_factor = ctx.stack.elementwise_factor if ctx.stack else 1.0
+    c.elem_fwd_s = (T * elem_bytes * ew_factor + fp8_cast_bytes) / ctx.mem_bytes_per_s + 6 * KERNEL_TAIL_S
+    if ctx.stack:
+        c.kernels = ctx.stack.kernels_per_layer + (ctx.stack.moe_kernels_per_layer
+                                                   if isinstance(layer.ffn, MoEFFN) else 0)
     # --- tensor-parallel collectives: 2 per forward (attention and MLP outputs)
     if t > 1:
         msg = T * h * ACT_BYTES
@@ -471,9 +500,30 @@ def _stage_layers(model: ModelSpec, plan: ParallelPlan) -> list[list[int]]:
     return [[i for c in range(rank, chunks, p) for i in bounds[c]] for rank in range(p)]
 
 
+def calibrated_efficiency(hw: AcceleratorSpec, train: TrainingSpec) -> Efficiency:
+    """The catalog efficiencies of `hw` as one training step sustains them: GEMM and attention
+    fractions times the power-cap clock factor and the profile's `compute.<generation>`; every
+    compute-rate fraction times the profile's `stack.<framework>`. Fractions are capped at 0.98."""
+    eff = efficiency_for(hw, train.precision, train.attention_kernel)
+    prof = train.profile
+    compute = power_clock_factor(hw) * prof.get(f"compute.{generation_of(hw.lookup_id)}")
+    stack = prof.get(f"stack.{train.framework}")
+    if compute == 1.0 and stack == 1.0:
+        return eff
+    from dataclasses import replace
+
+    def cap(x: float) -> float:
+        return min(0.98, x)
+
+    return replace(eff, matmul_frac=cap(eff.matmul_frac * compute * stack),
+                   attention_fwd_frac=cap(eff.attention_fwd_frac * compute * stack),
+                   attention_bwd_frac=cap(eff.attention_bwd_frac * compute * stack),
+                   memory_frac=cap(eff.memory_frac * stack))
+
+
 def _prepared(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, devices_per_node: int,
               scale_out_bandwidth_bytes_per_s: float | None) -> tuple[Efficiency, float, float, comm.Links, int]:
-    eff = efficiency_for(hw, train.precision, train.attention_kernel)
+    eff = calibrated_efficiency(hw, train)
     dtype = "fp16" if train.precision == "fp16" else "bf16"
     half_peak = hw.peak_flops_per_s.get(dtype) or hw.peak_flops_per_s.get("bf16") or hw.peak_flops_per_s.get("fp16")
     if half_peak is None:
@@ -482,7 +532,8 @@ def _prepared(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, device
     su = (hw.scale_up_bandwidth_bytes_per_s or hw.host_link_bandwidth_bytes_per_s or 1e9) * eff.scale_up_frac
     so_raw = scale_out_bandwidth_bytes_per_s or hw.scale_out_bandwidth_bytes_per_s or su / eff.scale_up_frac
     links = comm.Links(su, so_raw * eff.scale_out_frac, hw.scale_up_domain)
-    scale_up_group = min(hw.scale_up_domain, devices_per_node) if hw.scale_up_domain > 1 else 1
+    # collectives stay on the scale-up fabric within its domain (an NVL72 rack spans 18 nodes)
+    scale_up_group = max(1, hw.scale_up_domain)
     return eff, half_peak, mm_peak, links, scale_up_group
 
 
@@ -518,7 +569,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     if ctx is None:
         ctx = cache[xkey] = _Ctx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
                                  mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
-                                 tp_inside=plan.tp <= scale_up_group)
+                                 tp_inside=plan.tp <= scale_up_group,
+                                 stack=training_stack(train.framework, train.compile))
 
     b = plan.microbatch_seqs
     mb_tokens = b * train.seq_len / plan.cp
@@ -560,6 +612,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     stage_costs = bucket["costs"]
 
     comm_sm_frac = COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
+    stack = ctx.stack
 
     def mb_times(sc: _Cost) -> dict[str, float]:
         """One micro-batch on a stage: compute parts (summing to "compute") and exposed comm."""
@@ -583,13 +636,25 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         ep = n_pass * sc.ep_fwd_s
         cp = n_pass * sc.cp_fwd_s
         if train.comm_overlap:
-            # Overlapped with the GEMMs they are split against; only the excess is exposed.
+            # Overlapped with the GEMMs they are split against; only the excess is exposed. TP
+            # collectives overlap only where the stack implements it (frameworks.yaml).
             hidden = 0.5 * ((2 if recompute_full else 1) * sc.gemm_fwd_s + sc.gemm_bwd_s)
-            tp_hidden = min(tp, hidden)
+            tp_hidden = min(tp, hidden) if stack.tp_comm_overlap else 0.0
             cp_hidden = min(cp, sc.attn_fwd_s + sc.attn_bwd_s)
             tp, cp = tp - tp_hidden, cp - cp_hidden
+            # expert all-to-all hides behind another micro-batch's compute only where the schedule
+            # interleaves them (Megatron-Core 1F1B A2A overlap, DualPipe): parallel.ep_comm_overlap
+            ep_hidden = min(ep, sc.gemm_fwd_s + sc.gemm_bwd_s + sc.attn_fwd_s + sc.attn_bwd_s) \
+                if plan.ep_comm_overlap else 0.0
+            ep -= ep_hidden
             # the hidden part still occupies the SMs its communication kernels run on
-            parts["comm_kernels"] = (tp_hidden + cp_hidden) * comm_sm_frac
+            parts["comm_kernels"] = (tp_hidden + cp_hidden + ep_hidden) * comm_sm_frac
+        # host dispatch: forward, twice as many kernels backward, the recomputed forward; the GPU
+        # waits where the host is slower than the work it launches
+        passes = 3 + (1 if recompute_full else 0)
+        host = sc.kernels * passes * stack.host_s_per_kernel
+        gpu = sum(parts.values()) + tp + ep + cp
+        parts["host"] = max(0.0, host - gpu)
         compute = sum(parts.values())
         return {"compute": compute, "tp_comm": tp, "ep_comm": ep, "cp_comm": cp, "_parts": parts,
                 "_fwd": fwd_compute + sc.embed_s, "_bwd": compute - fwd_compute - sc.embed_s}
@@ -693,7 +758,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     # --- data-parallel gradient reduction and parameter gathers (ZeRO)
     sc = stage_costs[slow]
     dense_params = sc.params - sc.expert_params
-    in_node = max(1, devices_per_node // (plan.tp * plan.cp)) if plan.tp * plan.cp < devices_per_node else 1
+    domain = max(1, hw.scale_up_domain)
+    in_node = max(1, domain // (plan.tp * plan.cp)) if plan.tp * plan.cp < domain else 1
     dp_s = 0.0
     if d > 1:
         grad_b = BYTES_PER_ELEMENT[train.grad_reduce_dtype]
@@ -718,14 +784,23 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             # ZeRO-1 keeps a full gradient buffer and reduce-scatters it once, behind the last
             # backward; ZeRO-2 shards the gradients, so every micro-batch reduce-scatters its own
             # behind its backward. The updated parameters are all-gathered behind the first forward.
-            n_rs = m if plan.zero_stage == 2 else 1
+            n_rs = m if (plan.zero_stage == 2 and stack.grad_reduce == "per_microbatch") else 1
             dp_s = n_rs * max(0.0, rs - bwd_window) + max(0.0, ag - fwd_window)
             dp_s += (n_rs * min(rs, bwd_window) + min(ag, fwd_window)) * comm_sm_frac
         else:
             # ZeRO-3 / FSDP: every micro-batch gathers the parameters for forward and again for
-            # backward, and reduce-scatters its gradients
-            dp_s = m * (max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window)
-                        + (min(ag, fwd_window) + min(ag + rs, bwd_window)) * comm_sm_frac)
+            # backward, layer by layer (one call per layer and pass, each paying the collective's
+            # latency), and reduce-scatters its gradients (every micro-batch, or once per step
+            # where the stack accumulates unsharded gradients: Megatron-Core's distributed optimizer)
+            n_layers = max(1, len(stages[slow]))
+            lat = (n_layers - 1) * comm.hierarchical_gather_latency_s(d, min(in_node, d))
+            ag_l, rs_l = ag + lat, rs + lat
+            if stack.grad_reduce == "per_step":
+                dp_s = (m * (max(0.0, ag_l - fwd_window) + max(0.0, ag_l - bwd_window)) + max(0.0, rs_l - bwd_window)
+                        + (m * (min(ag_l, fwd_window) + min(ag_l, bwd_window)) + min(rs_l, bwd_window)) * comm_sm_frac)
+            else:
+                dp_s = m * (max(0.0, ag_l - fwd_window) + max(0.0, ag_l + rs_l - bwd_window)
+                            + (min(ag_l, fwd_window) + min(ag_l + rs_l, bwd_window)) * comm_sm_frac)
 
     # --- optimizer step (memory-bound Adam over the local shard) and offload transfers
     offload_s = 0.0

@@ -608,3 +608,59 @@ def to_markdown(obj: Any) -> str:
             lines += ["", f"*{_md_cell(obj.caption)}*"]
         return "\n".join(lines) + "\n"
     return _md_cell(obj) + "\n"
+
+
+def fit_validation_tables(d: dict[str, Any]) -> Group:
+    """`flopcast validate`: predicted vs measured per row (and cross-validated), then the figures."""
+    cv = "cv_median_abs_error_frac" in d
+    t = Table(title=f"{d['kind'].capitalize()}: predicted vs measured", title_justify="left")
+    cols = ["id", "source", "model", "hardware", "quantity", "measured", "predicted", "error"]
+    if cv:
+        cols.append("cv error")
+    for c in cols:
+        t.add_column(c, justify="right" if c in ("measured", "predicted", "error", "cv error") else "left")
+    for r in d["rows"]:
+        cells = [r["id"], r["source"], str(r["model"])[:28], r["hardware"], r["quantity"], f"{r['measured']:.4g}",
+                 f"{r['predicted']:.4g}", f"{100 * r['error_frac']:+.1f}%"]
+        if cv:
+            cells.append("n/a" if r.get("cv_error_frac") is None else f"{100 * r['cv_error_frac']:+.1f}%")
+        t.add_row(*cells)
+    rows = [("rows", str(d["num_rows"])),
+            ("profile", f"{d['profile_source']}"),
+            ("in-sample median / max |error|", f"{_pct(d['median_abs_error_frac'])} / {_pct(d['max_abs_error_frac'])}")]
+    if cv:
+        rows.append(("leave-one-source-out median / max |error|",
+                     f"{_pct(d['cv_median_abs_error_frac'])} / {_pct(d['cv_max_abs_error_frac'])} "
+                     f"over {d['num_sources']} sources"))
+    if "baseline_median_abs_error_frac" in d:
+        rows.append(("one-parameter baseline: efficiency, median |error|",
+                     f"{d['baseline_efficiency']:.3f}, {_pct(d['baseline_median_abs_error_frac'])}"))
+        if "baseline_cv_median_abs_error_frac" in d:
+            rows.append(("baseline leave-one-source-out median / max |error|",
+                         f"{_pct(d['baseline_cv_median_abs_error_frac'])} / {_pct(d['baseline_cv_max_abs_error_frac'])}"))
+    skipped = [(s["id"], s["why"]) for s in d.get("skipped", [])]
+    return Group(t, _kv_table("Summary", rows), _kv_table("Skipped", skipped))
+
+
+def calibration_tables(d: dict[str, Any]) -> Group:
+    """`flopcast calibrate`: fitted parameters with their rows, and the error before / after / cross-validated."""
+    parts = []
+    for kind in ("training", "inference"):
+        k = d.get(kind)
+        if not k:
+            continue
+        t = Table(title=f"{kind.capitalize()} calibration ({k['num_rows']} runs)", title_justify="left")
+        t.add_column("parameter")
+        t.add_column("value", justify="right")
+        t.add_column("runs", justify="right")
+        for name, v in k["parameters"].items():
+            t.add_row(name, f"{v:.4f}", str(len(k["rows_per_parameter"][name])))
+        parts.append(t)
+        parts.append(_kv_table("Error", [
+            ("median |error| before", _pct(k["median_abs_error_frac_before"])),
+            ("median / max |error| after", f"{_pct(k['median_abs_error_frac_after'])} / {_pct(k['max_abs_error_frac_after'])}"),
+            ("leave-one-source-out median / max", f"{_pct(k['cv_median_abs_error_frac'])} / {_pct(k['cv_max_abs_error_frac'])}"),
+        ]))
+    if d.get("written"):
+        parts.append(_kv_table("Written", [("profile", d["written"])]))
+    return Group(*parts)

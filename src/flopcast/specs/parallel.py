@@ -19,7 +19,7 @@ RECOMPUTE = ("none", "selective", "full")
 OFFLOAD = ("none", "cpu", "nvme")
 ZERO_STAGES = (0, 1, 2, 3)
 PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute",
-                 "microbatch_seqs", "offload")
+                 "microbatch_seqs", "offload", "ep_comm_overlap")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +35,7 @@ class ParallelPlan:
     recompute: str = "selective"
     microbatch_seqs: int = 1
     offload: str = "none"
+    ep_comm_overlap: bool = False
 
     @property
     def num_devices(self) -> int:
@@ -67,7 +68,7 @@ def plan_from_mapping(data: Mapping[str, Any] | None) -> ParallelPlan:
         tp=_pos_int(data, "tp", 1), pp=_pos_int(data, "pp", 1), dp=_pos_int(data, "dp", 1),
         cp=_pos_int(data, "cp", 1), ep=_pos_int(data, "ep", 1), sp=sp, vpp=_pos_int(data, "vpp", 1),
         zero_stage=zero, recompute=recompute, microbatch_seqs=_pos_int(data, "microbatch_seqs", 1),
-        offload=offload,
+        offload=offload, ep_comm_overlap=flag(data, "parallel", "ep_comm_overlap", False),
     )
 
 
@@ -93,10 +94,9 @@ def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, glo
     if p.vpp > 1:
         if p.pp == 1:
             raise InvalidScenario("parallel.vpp: interleaving (vpp > 1) needs pp > 1")
-        if L % (p.pp * p.vpp):
+        if L < p.pp * p.vpp:
             raise InvalidScenario(
-                f"parallel.vpp: {p.vpp} virtual stages must divide layers/pp = {L}/{p.pp}: "
-                f"{L} layers is not a multiple of pp*vpp = {p.pp * p.vpp}")
+                f"parallel.vpp: pp*vpp = {p.pp}*{p.vpp} = {p.pp * p.vpp} virtual stages exceed the {L} layers")
     experts = [lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)]
     if p.ep > 1:
         if not experts:

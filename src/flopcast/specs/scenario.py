@@ -19,7 +19,7 @@ from flopcast.specs.hf import from_hf_config, load_config_file
 from flopcast.specs.model import ModelSpec
 
 TOP_LEVEL_KEYS = ("name", "model", "hardware", "cluster", "site", "pricing", "training", "parallel",
-                  "inference", "description")
+                  "inference", "description", "calibration")
 CLUSTER_KEYS = ("num_devices", "devices_per_node", "scale_out_bandwidth")
 
 
@@ -156,6 +156,12 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
     cluster = ClusterSpec(num_devices=num_devices, devices_per_node=per_node,
                           scale_out_bandwidth_bytes_per_s=so)
     sections = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference") if k in data}
+    if "calibration" in data:
+        from flopcast.estimate.calibration import resolve_profile
+
+        value = data["calibration"]
+        sections["calibration"] = {kind: resolve_profile(value, kind, base_dir=base_dir)
+                                   for kind in ("training", "inference")}
     return ResolvedScenario(
         name=str(data.get("name") or f"{model_ref} on {num_devices}x {hw.id}"),
         model=model, model_ref=model_ref, hardware=hw, cluster=cluster, sections=sections,

@@ -8,12 +8,14 @@ from typing import Any
 
 from flopcast import units
 from flopcast.errors import InvalidScenario
-from flopcast.specs.fields import check_keys, choice
+from flopcast.estimate.calibration import Profile
+from flopcast.specs.fields import check_keys, choice, flag
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "fp4", "int4")
 KV_DTYPES = ("bf16", "fp16", "fp8", "int8")
 INFERENCE_KEYS = ("tp", "pp", "dp", "ep", "weights_dtype", "kv_dtype", "batch_size", "input_tokens", "output_tokens",
-                  "max_tokens_per_iteration", "block_size", "workload", "scheduler", "slo")
+                  "max_tokens_per_iteration", "block_size", "workload", "scheduler", "slo",
+                  "engine", "max_num_tokens", "max_batch_size", "eplb", "prefix_cache_hit_frac")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,6 +37,11 @@ class InferenceSpec:
     output_tokens: int = 256
     max_tokens_per_iteration: int = 8192
     block_size: int = 16
+    engine: str = "vllm"
+    max_batch_size: int | None = None
+    eplb: bool = False
+    prefix_cache_hit_frac: float = 0.0
+    profile: Profile = Profile("inference")
 
     @property
     def num_devices(self) -> int:
@@ -52,7 +59,12 @@ def _pos(data: Mapping[str, Any], key: str, default: int) -> int:
     return n
 
 
-def inference_from_mapping(data: Mapping[str, Any]) -> InferenceSpec:
+def inference_from_mapping(data: Mapping[str, Any], profile: Profile | None = None) -> InferenceSpec:
+    """Parse the `inference` section; `profile` is the calibration profile (None: the shipped one).
+    max_num_tokens is the engines' name for max_tokens_per_iteration (give one of them)."""
+    from flopcast.estimate import calibration
+    from flopcast.estimate.efficiency import inference_engines
+
     if not isinstance(data, Mapping):
         raise InvalidScenario("inference: expected a mapping (tp, weights_dtype, batch_size, input_tokens, ...)")
     check_keys(data, "inference", INFERENCE_KEYS)
@@ -60,12 +72,23 @@ def inference_from_mapping(data: Mapping[str, Any]) -> InferenceSpec:
     kd = choice(data, "inference", "kv_dtype", "bf16", KV_DTYPES)
     bs = data.get("batch_size", "max")
     batch = None if bs == "max" else _pos(data, "batch_size", 1)
+    if "max_num_tokens" in data and "max_tokens_per_iteration" in data:
+        raise InvalidScenario("inference.max_num_tokens: give it or max_tokens_per_iteration, not both (same key)")
+    budget_key = "max_num_tokens" if "max_num_tokens" in data else "max_tokens_per_iteration"
+    cap = data.get("max_batch_size")
+    hit = data.get("prefix_cache_hit_frac", 0.0)
+    if isinstance(hit, bool) or not isinstance(hit, (int, float)) or not 0.0 <= float(hit) < 1.0:
+        raise InvalidScenario(f"inference.prefix_cache_hit_frac: expected a fraction in [0, 1), got {hit!r}")
     return InferenceSpec(
         tp=_pos(data, "tp", 1), pp=_pos(data, "pp", 1), dp=_pos(data, "dp", 1), ep=_pos(data, "ep", 1),
         weights_dtype=wd, kv_dtype=kd, batch_size=batch, input_tokens=_pos(data, "input_tokens", 1024),
         output_tokens=_pos(data, "output_tokens", 256),
-        max_tokens_per_iteration=_pos(data, "max_tokens_per_iteration", 8192),
+        max_tokens_per_iteration=_pos(data, budget_key, 8192),
         block_size=_pos(data, "block_size", 16),
+        engine=choice(data, "inference", "engine", "vllm", inference_engines()),
+        max_batch_size=None if cap is None else _pos(data, "max_batch_size", 1),
+        eplb=flag(data, "inference", "eplb", False), prefix_cache_hit_frac=float(hit),
+        profile=profile if profile is not None else calibration.shipped("inference"),
     )
 
 
