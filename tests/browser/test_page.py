@@ -34,16 +34,37 @@ def _need_browser():
 
 @pytest.fixture(scope="module")
 def service():
-    """`flopcast serve --port 0` as a subprocess; its first line names the URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "flopcast.cli", "serve", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """`flopcast serve --port N` as a subprocess on a free port, ready when GET / answers (whichever
+    server the CLI runs)."""
+    import socket
+    import tempfile
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tempfile.TemporaryFile(mode="w+")   # a file, not a pipe: a chatty server never blocks on it
+    proc = subprocess.Popen([sys.executable, "-m", "flopcast.cli", "serve", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
     try:
-        line = proc.stdout.readline()
-        url = next(w for w in line.split() if w.startswith("http://"))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"flopcast serve did not start: {log.read()[-2000:]}") from None
+                time.sleep(0.2)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +165,7 @@ def test_fill_plan_and_read_the_charts(service, browser):
 
     # every resource the page loaded came from the service itself (no CDN)
     origins = b.execute_script("return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)")
-    assert set(origins) <= {service.rstrip("/")}
+    assert set(origins) <= {service}
 
     # the shareable URL reproduces the scenario in a fresh page
     url = b.current_url

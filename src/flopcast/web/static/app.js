@@ -469,6 +469,10 @@ async function paretoChart(inputs, chosen) {
   const fig = $("#chart-pareto");
   try {
     const res = await post("search", {...inputs, parallel: undefined});
+    if (!res.pareto.length) {
+      fig.querySelector(".note").textContent = `${fmtInt(res.num_evaluated)} plans evaluated; none fits in memory`;
+      return;
+    }
     fig.querySelector(".note").textContent =
       `${fmtInt(res.num_evaluated)} plans evaluated, ${fmtInt(res.num_fitting)} fit; the front trades throughput for memory headroom`;
     const pt = (p) => [p.memory_per_device_bytes / GiB, p.tokens_per_s_per_device,
@@ -497,6 +501,7 @@ async function latencyChart(inputs, d) {
   const results = await Promise.all(sizes.map((b) =>
     post("infer", {...inputs, inference: {...inf, batch_size: b}}).catch(() => null)));
   const ok = results.map((r, i) => [r, sizes[i]]).filter(([r]) => r && r.fits);
+  if (!ok.length) { fig.querySelector(".note").textContent = "no batch size fits"; return; }
   const slo = (inputs.inference || {}).slo || {};
   const hl = [];
   const ms = (q) => (typeof q === "number" ? q * 1e3 : parseFloat(q) * ({ms: 1, s: 1e3, us: 1e-3}[String(q).trim().split(/\s+/)[1]] || 1));
