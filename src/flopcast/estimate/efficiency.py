@@ -190,3 +190,20 @@ def moe_imbalance(kind: str, ep: int) -> float:
         return 1.0
     e = _table()["moe_imbalance"][kind]
     return 1.0 + (float(e["value"]) - 1.0) * math.log2(ep) / math.log2(float(e["ref_ep"]))
+
+
+def deepep_floor_s(ep: int) -> float:
+    """One dispatch + combine of DeepEP's low-latency kernels at `ep` ranks (log-interpolated in ep)."""
+    import numpy as np
+
+    d = _table()["deepep_low_latency"]
+    x = np.log2(np.asarray(d["ep"], dtype=float))
+    y = np.asarray(d["dispatch_s"], dtype=float) + np.asarray(d["combine_s"], dtype=float)
+    return float(np.interp(math.log2(max(2, ep)), x, y, left=y[0] * math.log2(max(2, ep)) / x[0]))
+
+
+def moe_serving_data() -> dict:
+    t = _table()
+    return {"grouped_gemm_memory_frac": float(t["grouped_gemm_memory_frac"]["value"]),
+            "grouped_gemm_max_tokens": float(t["grouped_gemm_memory_frac"]["max_tokens_per_expert"]),
+            "attention_dp_balance": float(t["attention_dp_balance"]["balanced"])}

@@ -28,14 +28,16 @@ from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import comm, counts
 from flopcast.estimate.efficiency import (
+    deepep_floor_s,
     efficiency_for,
+    moe_serving_data,
     fp4_matmul_frac,
     generation_of,
     moe_imbalance,
     power_clock_factor,
     serving_engine,
 )
-from flopcast.estimate.training import KERNEL_TAIL_S, _Ctx, matmul_fraction
+from flopcast.estimate.training import COMM_UNITS, KERNEL_TAIL_S, _Ctx, matmul_fraction
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
@@ -69,6 +71,7 @@ class ServingEstimate:
     tpot_s: float
     output_tokens_per_s: float
     total_tokens_per_s: float
+    input_tokens_per_s: float
     output_tokens_per_s_per_device: float
     decode_step_breakdown_s: dict[str, float]
     prefill_breakdown_s: dict[str, float]
@@ -85,6 +88,7 @@ class ServingEstimate:
             "memory_breakdown_bytes": dict(self.memory_breakdown_bytes),
             "ttft_s": self.ttft_s, "ttft_unloaded_s": self.ttft_unloaded_s, "tpot_s": self.tpot_s,
             "output_tokens_per_s": self.output_tokens_per_s, "total_tokens_per_s": self.total_tokens_per_s,
+            "input_tokens_per_s": self.input_tokens_per_s,
             "output_tokens_per_s_per_device": self.output_tokens_per_s_per_device,
             "decode_step_breakdown_s": dict(self.decode_step_breakdown_s),
             "prefill_breakdown_s": dict(self.prefill_breakdown_s),
@@ -142,7 +146,8 @@ def _setup(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve
     return _Serve(model, hw, spec, ctx, native, w_bytes, BYTES_PER_ELEMENT[kv], half, vector)
 
 
-def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_bytes: float | None = None) -> float:
+def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_bytes: float | None = None,
+          mem_bytes_per_s: float | None = None) -> float:
     """One (batched) GEMM with m tokens against `count` weight matrices of k x n in the weights'
     dtype; dequantisation to 16-bit when the hardware lacks the format."""
     if m <= 0 or n <= 0 or k <= 0 or count <= 0:
@@ -151,7 +156,7 @@ def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_b
     wb = sv.w_bytes if weight_bytes is None else weight_bytes
     moved = count * (n * k * wb + ACT_BYTES * m * (n + k))
     frac = matmul_fraction(sv.ctx, m, n, k, count)
-    t = max(flops / (frac * sv.ctx.peak_flops_per_s), moved / sv.ctx.mem_bytes_per_s)
+    t = max(flops / (frac * sv.ctx.peak_flops_per_s), moved / (mem_bytes_per_s or sv.ctx.mem_bytes_per_s))
     if not sv.native and sv.spec.weights_dtype not in ("bf16", "fp16") and weight_bytes is None:
         t += count * n * k * math.ceil(m / 128) * DEQUANT_OPS_PER_WEIGHT / sv.vector_peak
     if sv.native and sv.spec.weights_dtype == "fp4" and weight_bytes is None:
@@ -177,7 +182,7 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
     h = m.hidden_size
     t = sv.spec.tp
     T = n_decode + n_prefill
-    out = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0}
+    out = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0, "expert_matmul": 0.0}
     a = layer.attention
     match a:
         case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
@@ -211,6 +216,11 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
     f_pre = n_prefill * 2 * q * (dqk + dv) * keys
     t_pre = f_pre / (eff.attention_fwd_frac * sv.half_peak) if n_prefill else 0.0
     out["attention"] = t_dec + t_pre + 2 * KERNEL_TAIL_S
+    if sv.spec.ep > 1 and sv.spec.dp > 1:
+        # attention data parallel: the slowest rank's attention sets the pace of the layer
+        bal = moe_serving_data()["attention_dp_balance"]
+        out["attention"] /= bal
+        out["matmul"] /= bal
     # FFN
     ffn = layer.ffn
     match ffn:
@@ -219,7 +229,7 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
             act = (3 if gated else 2) * f / t
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             ep = sv.spec.ep
-            local = E / ep
+            local = math.ceil(E / ep) if sv.spec.eplb else E / ep   # EPLB: redundant experts fill the slots
             # the most-loaded expert-parallel rank sets the pace (real routing; EPLB rebalances)
             imb = moe_imbalance("inference_eplb" if sv.spec.eplb else "inference", ep)
             routed = global_tokens * k / ep * imb if ep > 1 else T * k     # token copies this device computes
@@ -229,16 +239,18 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
             mult = 2 if ffn.gated else 1
             per_expert = routed / max(touched, 1e-9)
             out["matmul"] += _gemm(sv, T, E, h, weight_bytes=ACT_BYTES)                       # router
-            out["matmul"] += _gemm(sv, per_expert, mult * fe / t, h, count=touched)
-            out["matmul"] += _gemm(sv, per_expert, h, fe / t, count=touched)
+            # grouped GEMMs with few tokens per expert stream weights below the HBM microbenchmark
+            md = moe_serving_data()
+            gbw = (sv.hw.hbm_bandwidth_bytes_per_s * md["grouped_gemm_memory_frac"]
+                   if per_expert <= md["grouped_gemm_max_tokens"] else None)
+            out["expert_matmul"] = (_gemm(sv, per_expert, mult * fe / t, h, count=touched, mem_bytes_per_s=gbw)
+                                    + _gemm(sv, per_expert, h, fe / t, count=touched, mem_bytes_per_s=gbw))
             act = k * (mult + 1) * fe / t
             if ffn.shared_d_ff:
                 out["matmul"] += _gemm(sv, T, 2 * ffn.shared_d_ff / t, h) + _gemm(sv, T, h, ffn.shared_d_ff / t)
                 act += 3 * ffn.shared_d_ff / t
             if ep > 1:
-                inside = ep * t <= sv.hw.scale_up_domain
-                msg = routed * h * ACT_BYTES
-                out["ep_comm"] = 2 * comm.all_to_all_s(ep, msg, sv.ctx.links, inside)
+                out["ep_comm"] = _dispatch_combine_s(sv, T, k, h, ep, imb)
     elem = T * ((layer.num_norms * 2 + 6) * h + act) * ACT_BYTES
     out["elementwise"] = elem / sv.ctx.mem_bytes_per_s + (KERNELS_PER_LAYER - 6) * KERNEL_TAIL_S
     if t > 1:
@@ -255,17 +267,33 @@ def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float,
     weights once), including the activations' hops between stages."""
     m = sv.model
     p = sv.spec.pp
-    total = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0,
-             "lm_head": 0.0, "sampling": 0.0, "pp_comm": 0.0, "launch": 0.0}
+    total = {"matmul": 0.0, "expert_matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0,
+             "ep_comm": 0.0, "lm_head": 0.0, "sampling": 0.0, "pp_comm": 0.0, "launch": 0.0}
     # min(pp, tokens) micro-batches: a round is pp stage steps either way (fewer micro-batches than
     # stages leave stages idle; a token still crosses every stage)
     micro = min(p, max(1.0, n_decode + n_prefill))
     n_decode, n_prefill, n_sampled = n_decode / micro, n_prefill / micro, n_sampled / micro
-    global_tokens = (n_decode + n_prefill) * sv.spec.ep    # tokens of the expert-parallel group
     per_stage = math.ceil(m.num_layers / p)
+    tbo = sv.spec.two_batch_overlap and sv.spec.ep > 1 and n_decode + n_prefill >= 2
+    # two-batch overlap (SGLang, DeepSeek): the batch runs as two halves, one half's dispatch/combine
+    # under the other half's compute; each half re-reads the weights, so a layer costs
+    # 2 max(compute(half), comm(half)) instead of compute(all) + comm(all)
+    split = 2 if tbo else 1
+    global_tokens = (n_decode + n_prefill) / split * sv.spec.ep    # tokens of the expert-parallel group
+    compute_keys = ("matmul", "expert_matmul", "attention", "elementwise")
     for layer, count in m.layer_groups():
         share = count / m.num_layers * per_stage
-        for k, v in _layer_step(sv, layer, n_decode, ctx_decode, n_prefill, prompt, global_tokens).items():
+        step = _layer_step(sv, layer, n_decode / split, ctx_decode, n_prefill / split, prompt, global_tokens)
+        if tbo and step["ep_comm"] > 0:
+            c = sum(step[k] for k in compute_keys)
+            step = {k: split * v for k, v in step.items()}
+            hidden = min(step["ep_comm"], split * c)
+            # exposed beyond the other half's compute; the hidden part still runs its communication
+            # kernels on some of the device's compute units (DeepSeek-V3: 20 of 132 SMs)
+            step["ep_comm"] = step["ep_comm"] - hidden + hidden * COMM_UNITS / (sv.hw.compute_units or 132)
+        elif split > 1:
+            step = {k: split * v for k, v in step.items()}
+        for k, v in step.items():
             total[k] += share * v
     V, e = m.vocab_size, m.embed_dim
     total["lm_head"] = _gemm(sv, n_sampled, V / sv.spec.tp, e, weight_bytes=ACT_BYTES)
@@ -293,7 +321,9 @@ def _weights_per_device(sv: _Serve) -> float:
         elif comp == "norm":
             total += part.params * ACT_BYTES / s.pp
         elif part.key == "moe/experts":
-            total += part.params * sv.w_bytes / (s.tp * s.ep * s.pp)
+            E = next(lay.ffn.num_experts for lay in m.layers if isinstance(lay.ffn, MoEFFN))
+            slots = math.ceil(E / s.ep) * s.ep if s.eplb else E      # redundant experts under EPLB
+            total += part.params * slots / E * sv.w_bytes / (s.tp * s.ep * s.pp)
         elif part.key == "moe/router":
             total += part.params * ACT_BYTES / s.pp
         else:
@@ -376,7 +406,31 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
     # prompt tokens served from a prefix cache need no prefill compute (their KV is read back)
     prefill_per_iter = B_run * I / O * (1.0 - spec.prefix_cache_hit_frac)
     ctx_dec = I + O / 2
-    it = _iteration(sv, B_run, ctx_dec, prefill_per_iter, I, B_run + B_run / O)
+    if spec.pool == "decode":
+        # a decode pool (disaggregated serving): prompts arrive prefilled with their KV cache
+        prefill_per_iter = 0.0
+    if spec.pool == "prefill":
+        # a prefill pool: every iteration fills the token budget with prompts and emits their first token
+        B_run = max(1, math.ceil(budget / I))
+        it = _iteration(sv, 0, 0, budget * (1.0 - spec.prefix_cache_hit_frac), I, budget / I)
+        t_iter = sum(it.values())
+        in_tps = spec.dp * budget / t_iter
+        out_tps = in_tps / I
+        chunks = math.ceil(I / budget)
+        pre = _iteration(sv, 0, 0, I / chunks, I, 1 / chunks)
+        mem = {"weights": weights, "kv_cache": budget * kv_bytes_per_sequence(sv, I) / max(I, 1),
+               "workspace": workspace, "reserve": reserve}
+        full_w = hw.tdp_w or hw.power_max_w
+        return ServingEstimate(
+            fits=free > mem["kv_cache"], infeasible_reason=None if free > mem["kv_cache"] else
+            "the prompts of one iteration do not fit beside the weights", max_batch_size=max_batch, batch_size=B_run,
+            kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(model, S, spec.kv_dtype),
+            memory_breakdown_bytes=mem, ttft_s=t_iter, ttft_unloaded_s=chunks * sum(pre.values()), tpot_s=t_iter,
+            output_tokens_per_s=out_tps, total_tokens_per_s=in_tps + out_tps, input_tokens_per_s=in_tps,
+            output_tokens_per_s_per_device=out_tps / spec.num_devices, decode_step_breakdown_s=it,
+            prefill_breakdown_s=pre, tokens_per_j=out_tps / (full_w * spec.num_devices) if full_w else None,
+            spec=spec, assumptions=assumptions)
+    it = _iteration(sv, B_run, ctx_dec, prefill_per_iter, I, B_run + (B_run / O if spec.pool == "both" else 0))
     t_iter = sum(it.values())
     # unloaded: the prompt alone in chunks of the budget, then the first token
     chunks = math.ceil(I / budget)
@@ -398,8 +452,32 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
         fits=fits, infeasible_reason=reason, max_batch_size=max_batch, batch_size=B_run,
         kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(model, S, spec.kv_dtype),
         memory_breakdown_bytes=mem, ttft_s=ttft, ttft_unloaded_s=ttft_unloaded, tpot_s=t_iter,
-        output_tokens_per_s=out_tps, total_tokens_per_s=total_tps,
+        output_tokens_per_s=out_tps, total_tokens_per_s=total_tps, input_tokens_per_s=out_tps * I / O,
         output_tokens_per_s_per_device=out_tps / spec.num_devices,
         decode_step_breakdown_s=dec_only, prefill_breakdown_s=pre, tokens_per_j=tpj, spec=spec,
         assumptions=assumptions,
     )
+
+
+def _dispatch_combine_s(sv: _Serve, tokens: float, k: int, h: int, ep: int, imb: float) -> float:
+    """MoE dispatch + combine of one layer on one rank holding `tokens` tokens, each routed to k
+    experts spread over `ep` ranks. Inside one scale-up domain: every remote copy over the scale-up
+    links. Across domains (DeepEP normal kernels): a token crosses to each remote domain holding one
+    of its experts once (expected distinct domains of k uniform picks), dispatch in the weights'
+    8-bit format where the GEMMs run in it, combine in bf16; decode-sized batches pay at least
+    DeepEP's measured low-latency kernel times for this EP size."""
+    domain = max(1, sv.hw.scale_up_domain)
+    t = sv.spec.tp
+    disp_bytes = 1.0 if sv.spec.weights_dtype in ("fp8", "fp4", "int8", "int4") else ACT_BYTES
+    per_elem = disp_bytes + ACT_BYTES              # dispatch + combine
+    if ep * t <= domain:
+        copies = tokens * k * imb * (ep - 1) / ep
+        bw = copies * h * per_elem / sv.ctx.links.scale_up_bytes_per_s
+        return bw + 2 * comm.call_latency_s(True)
+    domains = math.ceil(ep * t / domain)
+    remote = (domains - 1) * (1 - (1 - 1 / domains) ** k)
+    bw = tokens * imb * remote * h * per_elem / sv.ctx.links.scale_out_bytes_per_s
+    t_comm = bw + 2 * comm.call_latency_s(False)
+    if tokens <= 256:
+        t_comm = max(t_comm, deepep_floor_s(ep) * max(1.0, tokens / 128))
+    return t_comm

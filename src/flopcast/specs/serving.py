@@ -15,7 +15,9 @@ WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "fp4", "int4")
 KV_DTYPES = ("bf16", "fp16", "fp8", "int8")
 INFERENCE_KEYS = ("tp", "pp", "dp", "ep", "weights_dtype", "kv_dtype", "batch_size", "input_tokens", "output_tokens",
                   "max_tokens_per_iteration", "block_size", "workload", "scheduler", "slo",
-                  "engine", "max_num_tokens", "max_batch_size", "eplb", "prefix_cache_hit_frac")
+                  "engine", "max_num_tokens", "max_batch_size", "eplb", "prefix_cache_hit_frac", "pool",
+                  "two_batch_overlap")
+POOLS = ("both", "prefill", "decode")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +43,8 @@ class InferenceSpec:
     max_batch_size: int | None = None
     eplb: bool = False
     prefix_cache_hit_frac: float = 0.0
+    pool: str = "both"
+    two_batch_overlap: bool = False
     profile: Profile = Profile("inference")
 
     @property
@@ -88,6 +92,8 @@ def inference_from_mapping(data: Mapping[str, Any], profile: Profile | None = No
         engine=choice(data, "inference", "engine", "vllm", inference_engines()),
         max_batch_size=None if cap is None else _pos(data, "max_batch_size", 1),
         eplb=flag(data, "inference", "eplb", False), prefix_cache_hit_frac=float(hit),
+        pool=choice(data, "inference", "pool", "both", POOLS),
+        two_batch_overlap=flag(data, "inference", "two_batch_overlap", False),
         profile=profile if profile is not None else calibration.shipped("inference"),
     )
 
@@ -112,7 +118,8 @@ def validate_inference(spec: InferenceSpec, model, *, num_devices: int) -> None:
         experts = next((lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
         if experts is None:
             raise InvalidScenario(f"inference.ep: {spec.ep} > 1 but the model has no MoE layers")
-        if experts % spec.ep:
-            raise InvalidScenario(f"inference.ep: {spec.ep} must divide the {experts} experts")
+        if experts % spec.ep and not spec.eplb:
+            raise InvalidScenario(f"inference.ep: {spec.ep} must divide the {experts} experts (or set "
+                                  "inference.eplb: true, whose redundant experts fill ceil(E/ep) slots per rank)")
         if spec.dp % spec.ep:
             raise InvalidScenario(f"inference.ep: {spec.ep} must divide the attention data-parallel ranks dp = {spec.dp}")

@@ -135,6 +135,10 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
             return est.output_tokens_per_s_per_device
         if metric == "total_tokens_per_s":
             return est.total_tokens_per_s
+        if metric == "input_tokens_per_s":
+            return est.input_tokens_per_s
+        if metric == "tpot_s":
+            return est.tpot_s
         return est.output_tokens_per_s
 
     # the one-parameter baseline at efficiency 1: devices x dense peak / model FLOPs per output token
@@ -151,6 +155,11 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
     baseline = n * peak / per_output
     if metric == "total_tokens_per_s":
         baseline *= S / spec.output_tokens
+    if metric == "input_tokens_per_s":
+        baseline *= spec.input_tokens / spec.output_tokens
+    if metric == "tpot_s":   # a time: one output token of every sequence in the batch
+        batch = spec.batch_size or 1
+        baseline = batch * per_output / (spec.num_devices * peak)
     return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity=metric,
                 measured=value, predict=predict, baseline=baseline,
                 params=(f"compute.{generation_of(rs.hardware.lookup_id)}", f"memory.{generation_of(rs.hardware.lookup_id)}",
@@ -170,10 +179,23 @@ def cases() -> tuple[list, list[dict[str, Any]]]:
                                      float(row["value"])))
         except FlopcastError as e:
             skipped.append({"id": row["id"], "why": f"invalid: {e}"})
-    more = Path(__file__).resolve().parent / "more_runs.csv"
-    with more.open(newline="", encoding="utf-8") as f:
+    import yaml
+
+    here = Path(__file__).resolve().parent
+    spec = yaml.safe_load((here / "more_runs.yaml").read_text(encoding="utf-8"))
+    written = spec.get("inference", {})
+    why_not = spec.get("inference_skipped", {})
+    with (here / "more_runs.csv").open(newline="", encoding="utf-8") as f:
         for r in csv.DictReader(f):
-            if r["kind"] == "serving":
-                skipped.append({"id": r["id"], "why": "MoE serving with attention-DP + expert parallelism in "
-                                "disaggregated prefill/decode pools is not written as a validation scenario yet"})
+            if r["kind"] != "serving":
+                continue
+            entry = written.get(r["id"])
+            if entry is None:
+                skipped.append({"id": r["id"], "why": why_not.get(r["id"], "no scenario written for this row")})
+                continue
+            try:
+                out.append(_serving_case(r["id"], source_family(r["id"]), r["model"], entry["scenario"],
+                                         entry["metric"], float(entry["value"])))
+            except FlopcastError as e:
+                skipped.append({"id": r["id"], "why": f"invalid: {e}"})
     return out, skipped

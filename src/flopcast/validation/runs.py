@@ -11,7 +11,7 @@ A user's RUNS.csv has one measured run per row:
 that share a measurement method (cross-validation leaves a whole source out). Training metrics:
 step_time_s, tokens_per_s_per_device, tokens_per_s, model_tflops_per_device (flopcast's model FLOPs);
 serving metrics: output_tokens_per_s (whole configuration), output_tokens_per_s_per_device,
-total_tokens_per_s.
+total_tokens_per_s, input_tokens_per_s (prefill pools), tpot_s.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import Any
 from flopcast.errors import InvalidScenario
 
 TRAINING_METRICS = ("step_time_s", "tokens_per_s_per_device", "tokens_per_s", "model_tflops_per_device")
-SERVING_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_device", "total_tokens_per_s")
+SERVING_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_device", "total_tokens_per_s",
+                   "input_tokens_per_s", "tpot_s")
 COLUMNS = ("id", "source", "scenario", "metric", "value")
 
 
@@ -108,6 +109,7 @@ def load(runs: list[str]) -> tuple[dict[str, list], list[dict[str, Any]]]:
         else:
             c, s = read_runs_csv(r)
             for case in c:
-                by_kind["training" if case.is_time else "inference"].append(case)
+                kind = "training" if any(p.startswith("stack.") for p in case.params) else "inference"
+                by_kind[kind].append(case)
         skipped += s
     return by_kind, skipped
