@@ -30,14 +30,14 @@ from flopcast.estimate import comm, counts
 from flopcast.estimate.efficiency import (
     deepep_floor_s,
     efficiency_for,
-    moe_serving_data,
     fp4_matmul_frac,
     generation_of,
     moe_imbalance,
+    moe_serving_data,
     power_clock_factor,
     serving_engine,
 )
-from flopcast.estimate.training import COMM_UNITS, KERNEL_TAIL_S, _Ctx, matmul_fraction
+from flopcast.estimate.roofline import COMM_UNITS, KERNEL_TAIL_S, DeviceCtx, gemm_time_s
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
@@ -104,7 +104,7 @@ class _Serve:
     model: ModelSpec
     hw: AcceleratorSpec
     spec: InferenceSpec
-    ctx: _Ctx                   # matmuls at the weights' compute dtype
+    ctx: DeviceCtx              # matmuls at the weights' compute dtype
     native: bool                # hardware computes in the weights' dtype (else dequantise to 16-bit)
     w_bytes: float              # bytes per weight element (with block scales)
     kv_bytes: float
@@ -133,7 +133,7 @@ def _setup(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve
                       memory_frac=min(0.98, eff.memory_frac * memory))
     su = (hw.scale_up_bandwidth_bytes_per_s or hw.host_link_bandwidth_bytes_per_s or 1e9) * eff.scale_up_frac
     so = (hw.scale_out_bandwidth_bytes_per_s or su) * eff.scale_out_frac
-    ctx = _Ctx(hw=hw, eff=eff, peak_flops_per_s=peak, attn_peak_flops_per_s=half,
+    ctx = DeviceCtx(hw=hw, eff=eff, peak_flops_per_s=peak, attn_peak_flops_per_s=half,
                mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac,
                links=comm.Links(su, so, hw.scale_up_domain), tp_inside=spec.tp <= max(1, hw.scale_up_domain))
     kv = spec.kv_dtype
@@ -149,20 +149,18 @@ def _setup(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve
 def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_bytes: float | None = None,
           mem_bytes_per_s: float | None = None) -> float:
     """One (batched) GEMM with m tokens against `count` weight matrices of k x n in the weights'
-    dtype; dequantisation to 16-bit when the hardware lacks the format."""
+    dtype (roofline.gemm_time_s); dequantisation to 16-bit when the hardware lacks the format, and
+    the activation-quantization pass of native fp4 GEMMs."""
     if m <= 0 or n <= 0 or k <= 0 or count <= 0:
         return 0.0
-    flops = 2.0 * m * n * k * count
     wb = sv.w_bytes if weight_bytes is None else weight_bytes
-    moved = count * (n * k * wb + ACT_BYTES * m * (n + k))
-    frac = matmul_fraction(sv.ctx, m, n, k, count)
-    t = max(flops / (frac * sv.ctx.peak_flops_per_s), moved / (mem_bytes_per_s or sv.ctx.mem_bytes_per_s))
+    t = gemm_time_s(sv.ctx, m, n, k, count, ACT_BYTES, weight_bytes=wb, mem_bytes_per_s=mem_bytes_per_s)
     if not sv.native and sv.spec.weights_dtype not in ("bf16", "fp16") and weight_bytes is None:
         t += count * n * k * math.ceil(m / 128) * DEQUANT_OPS_PER_WEIGHT / sv.vector_peak
     if sv.native and sv.spec.weights_dtype == "fp4" and weight_bytes is None:
         # activation quantization to NVFP4 before the GEMM: read 16-bit, write 4-bit + scales
         t += count * m * k * (ACT_BYTES + sv.w_bytes) / sv.ctx.mem_bytes_per_s + KERNEL_TAIL_S
-    return t + KERNEL_TAIL_S
+    return t
 
 
 def _kv_elems_per_token_device(a, tp: int) -> float:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from flopcast import units
@@ -42,12 +41,17 @@ from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.estimate import comm, counts
 from flopcast.estimate.efficiency import (
     Efficiency,
-    Stack,
     efficiency_for,
     generation_of,
     moe_imbalance,
     power_clock_factor,
     training_stack,
+)
+from flopcast.estimate.roofline import (
+    COMM_UNITS,
+    KERNEL_TAIL_S,
+    DeviceCtx,
+    gemm_fwd_bwd_s,
 )
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
@@ -81,11 +85,8 @@ EMBED_GRAD_BYTES_PER_ENTRY = 12.0
 RUNTIME_CONTEXT_BYTES = 1.0 * units.GiB    # CUDA/ROCm context, cuBLAS/cuDNN workspaces
 COMM_BUFFER_BYTES = 0.5 * units.GiB        # NCCL channels and buffers
 FRAGMENTATION_FRAC = 0.10                   # caching-allocator fragmentation, fraction of activations
-# Communication overlapped with compute still runs kernels on some SMs: DeepSeek-V3 (tech report
-# sec. 3.2.2) needs 20 of an H800's 132 SMs to drive IB + NVLink at full rate. While hidden
-# communication runs, compute loses that share of the device.
-COMM_UNITS = 20
-KERNEL_TAIL_S = 2e-6                        # per kernel: launch ramp-up and tail wave, not hidden
+# Communication overlapped with compute still runs kernels on some SMs (roofline.COMM_UNITS): while
+# hidden communication runs, compute loses that share of the device.
 HOST_MEMORY_BANDWIDTH_BYTES_PER_S = 200e9   # per node, CPU Adam for ZeRO-Offload (8-channel DDR5 ~300 GB/s peak)
 NVME_BANDWIDTH_BYTES_PER_S = 6e9            # per device, ZeRO-Infinity (PCIe Gen4 x4 NVMe ~7 GB/s read)
 
@@ -116,6 +117,7 @@ class TrainingEstimate:
     nvme_per_device_bytes: float = 0.0
     datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
+    ops: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {**(self.datacenter or {}), **{
@@ -139,6 +141,7 @@ class TrainingEstimate:
             "device_hours": self.device_hours,
             "num_microbatches": self.num_microbatches,
             "parallel": self.plan.to_dict(),
+            "ops": [dict(o) for o in self.ops],
             "assumptions": [a.to_dict() for a in self.assumptions],
         }}
 
@@ -170,93 +173,9 @@ class _Cost:
             setattr(self, name, getattr(self, name) + times * getattr(o, name))
 
 
-@dataclass(frozen=True, slots=True)
-class _Ctx:
-    hw: AcceleratorSpec
-    eff: Efficiency
-    peak_flops_per_s: float       # matmul peak for the training precision
-    attn_peak_flops_per_s: float  # attention runs in bf16/fp16 even under fp8 training
-    mem_bytes_per_s: float
-    links: comm.Links
-    tp_inside: bool
-    stack: Stack | None = None
-
-
-# Output tiles of the GEMM kernels a library chooses from: (rows, cols, tiles resident per compute
-# unit). Large 256x128 tiles in either orientation, or 128x128 tiles two per unit (CUTLASS/cuBLAS
-# Ampere and Hopper kernels); 64- and 16-row tiles, which reuse loaded operands less, only for
-# skinny GEMMs of fewer than 128 rows (decode, small batches), as the libraries' kernel heuristics
-# do. When a GEMM has fewer tiles than units, the library splits K across units (>= 512 per split).
-GEMM_TILES = ((256, 128, 1), (128, 256, 1), (128, 128, 2), (64, 128, 2), (16, 128, 4))
-SPLIT_K_MIN = 512
-
-
-# Per output tile a GEMM kernel first fills its operand pipeline (3 stages of 64-wide K slices on
-# Ampere/Hopper) and at the end stores its output tile. Storing a tile of a x b outputs (2 B each)
-# at the device's per-unit memory bandwidth takes as long as computing P/W elements of K at its
-# per-unit compute rate (P/W: the machine balance in FLOP/byte). The fixed cost per tile, in K
-# elements, is therefore K0 = P/W + 192.
-GEMM_PIPELINE_FILL_K = 192
-# Shape assumed for the measured matmul fraction where the benchmark's shape is not recorded.
-DEFAULT_BEST_SHAPE = (8192, 8192, 8192)
-
-
-def wave_efficiency(m: float, n: float, count: float, compute_units: int | None, k: float = 0.0) -> float:
-    """Fraction of the compute units doing useful work when `count` GEMMs with (m x n) outputs are
-    cut into tiles (and K into splits when tiles are too few) and run in waves of one tile per
-    unit; the library picks the best tiling. Devices without a published unit count: 1."""
-    if not compute_units:
-        return 1.0
-    best = 0.0
-    for a, b, per_unit in GEMM_TILES:
-        if a < 128 and m >= 128:
-            continue
-        tiles = count * math.ceil(m / a) * math.ceil(n / b)
-        slots = compute_units * per_unit
-        splits = max(1, min(slots // tiles, int(k // SPLIT_K_MIN))) if tiles < slots else 1
-        waves = math.ceil(tiles * splits / slots)
-        best = max(best, count * m * n * splits / (waves * slots * a * b))
-    return best
-
-
-def shape_efficiency(m: float, n: float, k: float, count: float, compute_units: int | None, k0: float) -> float:
-    """Relative GEMM efficiency of a shape: output-tile waves x K / (K + K0)."""
-    return wave_efficiency(m, n, count, compute_units, k) * k / (k + k0)
-
-
-@cache
-def _anchor(compute_units: int | None, best_shape: tuple[int, int, int] | None, k0: float) -> float:
-    m, n, k = best_shape or DEFAULT_BEST_SHAPE
-    return shape_efficiency(m, n, k, 1, compute_units, k0)
-
-
-def matmul_fraction(ctx: _Ctx, m: float, n: float, k: float, count: float) -> float:
-    """Achieved fraction of the dense peak for this GEMM shape: the measured best-shape fraction,
-    scaled by this shape's relative efficiency against the measured shape's (at most 1)."""
-    k0 = ctx.peak_flops_per_s / ctx.hw.hbm_bandwidth_bytes_per_s + GEMM_PIPELINE_FILL_K
-    units = ctx.hw.compute_units
-    rel = shape_efficiency(m, n, k, count, units, k0) / _anchor(units, ctx.eff.best_shape, k0)
-    return ctx.eff.matmul_frac * min(1.0, rel)
-
-
-def _one_gemm_s(ctx: _Ctx, m: float, n: float, k: float, count: float, elem_bytes: float) -> float:
-    flops = 2.0 * m * n * k * count
-    moved = count * (elem_bytes * (m * k + k * n) + ACT_BYTES * m * n)
-    rate = matmul_fraction(ctx, m, n, k, count) * ctx.peak_flops_per_s
-    return max(flops / rate, moved / ctx.mem_bytes_per_s) + KERNEL_TAIL_S
-
-
-def _gemm_s(ctx: _Ctx, m: float, n: float, k: float, count: float = 1.0,
-            elem_bytes: float = ACT_BYTES) -> tuple[float, float]:
-    """(forward, backward) roofline times of `count` GEMMs (m x k) @ (k x n) run as one batched or
-    grouped kernel: max(F / (eta_mm x wave efficiency x P), bytes / W) plus a per-kernel tail.
-    Backward is the input gradient (m x n) @ (n x k) and the weight gradient (k x m) @ (m x n),
-    each with its own output tiling."""
-    if m <= 0 or n <= 0 or k <= 0 or count <= 0:
-        return 0.0, 0.0
-    fwd = _one_gemm_s(ctx, m, n, k, count, elem_bytes)
-    bwd = _one_gemm_s(ctx, m, k, n, count, elem_bytes) + _one_gemm_s(ctx, k, n, m, count, elem_bytes)
-    return fwd, bwd
+# The per-op roofline lives in estimate/roofline.py; training schedules its ops.
+_Ctx = DeviceCtx
+_gemm_s = gemm_fwd_bwd_s
 
 
 def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: TrainingSpec,
@@ -864,3 +783,24 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         time_to_train_s=ttt, device_hours=dh, num_microbatches=m, plan=plan,
         host_memory_per_node_bytes=host_bytes, nvme_per_device_bytes=nvme_bytes, assumptions=assumptions,
     )
+
+
+def op_breakdown(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                 devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None) -> tuple[dict[str, Any], ...]:
+    """The forward ops of one micro-batch on one device (estimate/ops.py), each timed by the same
+    roofline and calibrated efficiencies as the step, with the number of layers it repeats in (the
+    whole model, before the pipeline split). For reports: the step itself does not need it."""
+    from flopcast.estimate import ops as ops_mod
+
+    eff, half_peak, mm_peak, links, group = _prepared(model, hw, train, devices_per_node,
+                                                      scale_out_bandwidth_bytes_per_s)
+    ctx = DeviceCtx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
+                    mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
+                    tp_inside=plan.tp <= group, stack=training_stack(train.framework, train.compile))
+    mb_tokens = plan.microbatch_seqs * train.seq_len / plan.cp
+    elem = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
+    rows = []
+    for n, group in ops_mod.model_ops(model, seq_len=train.seq_len, tokens=mb_tokens, tp=plan.tp, ep=plan.ep):
+        for row in ops_mod.time_ops(group, ctx, elem_bytes=elem):
+            rows.append({"layers": n, **row})
+    return tuple(rows)

@@ -658,8 +658,10 @@ def calibration_tables(d: dict[str, Any]) -> Group:
         parts.append(t)
         parts.append(_kv_table("Error", [
             ("median |error| before", _pct(k["median_abs_error_frac_before"])),
-            ("median / max |error| after", f"{_pct(k['median_abs_error_frac_after'])} / {_pct(k['max_abs_error_frac_after'])}"),
-            ("leave-one-source-out median / max", f"{_pct(k['cv_median_abs_error_frac'])} / {_pct(k['cv_max_abs_error_frac'])}"),
+            ("median / max |error| after",
+             f"{_pct(k['median_abs_error_frac_after'])} / {_pct(k['max_abs_error_frac_after'])}"),
+            ("leave-one-source-out median / max",
+             f"{_pct(k['cv_median_abs_error_frac'])} / {_pct(k['cv_max_abs_error_frac'])}"),
         ]))
     if d.get("written"):
         parts.append(_kv_table("Written", [("profile", d["written"])]))

@@ -3,9 +3,9 @@
 The rules are those of `specs.parallel.validate_plan` (a test enumerates small spaces both ways and
 checks they agree): num_devices = tp pp dp cp; tp divides the heads and divides (or is a multiple
 of) the kv heads, within the scale-up domain unless allowed beyond it; pp <= layers; interleaving
-needs pp > 1, at least one layer per virtual stage (uneven splits allowed) and micro-batches divisible by pp; ep divides the experts
-and dp cp; cp keeps the sequence divisible by 2 cp; the micro-batch divides the per-replica batch;
-offload needs ZeRO >= 1.
+needs pp > 1, at least one layer per virtual stage (uneven splits allowed) and micro-batches
+divisible by pp; ep divides the experts and dp cp; cp keeps the sequence divisible by 2 cp; the
+micro-batch divides the per-replica batch; offload needs ZeRO >= 1.
 """
 
 from __future__ import annotations

@@ -92,8 +92,8 @@ def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
     before = r.copy()
     obj = objective(r, phi)
     lam = 1e-2
-    it = 0
-    for it in range(1, MAX_ITERATIONS + 1):
+    iterations = 0
+    for iterations in range(1, MAX_ITERATIONS + 1):  # noqa: B007 (the count is reported)
         J = np.zeros((len(cases), len(names)))
         for j, rows in enumerate(touches):
             x = phi.copy()
@@ -124,7 +124,7 @@ def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
     details = {
         "parameters": {n: round(math.exp(phi[idx[n]]), 4) for n in names},
         "rows": {n: [cases[i].id for i in touches[idx[n]]] for n in names},
-        "iterations": it,
+        "iterations": iterations,
         "median_abs_error_before": float(np.median(np.abs(np.expm1(before)))),
         "median_abs_error_after": float(np.median(np.abs(np.expm1(r)))),
     }
