@@ -96,6 +96,26 @@ def test_roofline_gemm_flops_are_twice_tokens_times_weights():
     assert all(r["bytes"] > 0 for r in rows)
 
 
+def test_roofline_places_training_ops_where_the_cost_model_times_them():
+    """When the training report carries its timed ops, each roofline point of a training op is at the
+    op's own arithmetic intensity and achieved FLOP/s (no second model of the same op)."""
+    from flopcast.report.mpl import _roofline_points
+
+    sc = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 8},
+          "training": {"seq_len": 4096, "global_batch_seqs": 64},
+          "parallel": {"tp": 2, "pp": 1, "dp": 4, "microbatch_seqs": 1}}
+    d = api.plan(sc).to_dict()
+    ops = {o["name"]: o for o in d["training"].get("ops") or []}
+    if not ops:
+        pytest.skip("this version's training report has no per-op rows")
+    hw = d["hardware"]
+    points = {label: (x, y) for label, x, y, _ in _roofline_points(d, hw["peak_flops_per_s"]["bf16"],
+                                                                    hw["hbm_bandwidth_bytes_per_s"])}
+    for name, o in ops.items():
+        if o.get("arithmetic_intensity_flops_per_byte"):
+            assert points[f"training: {name}"] == (o["arithmetic_intensity_flops_per_byte"], o["achieved_flops_per_s"])
+
+
 def test_plain_cli_never_imports_matplotlib():
     """`flopcast plan` without --html/--plots leaves matplotlib unimported (cold start)."""
     code = ("import sys, io, contextlib\n"

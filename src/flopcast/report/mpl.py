@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from flopcast.report.briefing import duration, money
 from flopcast.units import GiB, format_bytes, format_si
@@ -114,7 +114,8 @@ def _ms(x: float, _pos: Any = None) -> str:
 
 
 def _log_axis(axis, fmt) -> None:
-    """Log-scale tick labels for people: major ticks formatted, minor ticks unlabelled."""
+    """Log-scale ticks for people: 1, 2, 5 of each decade labelled, the other minor ticks not."""
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(fmt))
     axis.set_minor_formatter(NullFormatter())
 
@@ -370,42 +371,67 @@ def op_intensities(d: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _roofline_points(d: dict[str, Any], peak: float, bw: float) -> list[tuple[str, float, float, float]]:
+    """(label, FLOP per byte, FLOP/s, FLOPs) per op. Training ops the cost model timed (the training
+    report's `ops`) sit at the FLOP/s it achieves; the others at what their intensity allows."""
+    timed = {o["name"]: o for o in (d.get("training") or {}).get("ops") or []}
+    estimated = op_intensities(d)
+    core = next((o for o in estimated if o["section"] == "training" and o["op"] == "attention core"), None)
+    points = []
+    for name, o in timed.items():
+        x = o.get("arithmetic_intensity_flops_per_byte")
+        if x is None and o["kind"] == "attention" and core:
+            x = core["flops"] / core["bytes"]
+        if x and o.get("achieved_flops_per_s"):
+            points.append((f"training: {name}", x, o["achieved_flops_per_s"], o["flops"]))
+    for o in estimated:
+        if o["section"] == "training" and timed:
+            continue
+        x = o["flops"] / o["bytes"]
+        points.append((f"{o['section']}: {o['op']}", x, min(peak, x * bw), o["flops"]))
+    return points
+
+
 def roofline_chart(d: dict[str, Any]) -> Figure | None:
-    """The device roofline (bandwidth slope, dense peak) with each op at its arithmetic intensity and the
-    FLOP/s that intensity allows; marker area follows the op's share of the FLOPs."""
-    ops = op_intensities(d)
-    if not ops:
-        return None
+    """The device roofline (bandwidth slope, dense peak) with each op at its arithmetic intensity: training
+    ops at the FLOP/s flopcast's cost model achieves for them, serving ops at what their intensity allows;
+    marker area follows the op's share of its section's FLOPs."""
     hw = d["hardware"]
     tr_prec = "bf16"
     if d.get("training") and str((d.get("inputs", {}).get("training") or {}).get("precision", "bf16")) == "fp8":
         tr_prec = "fp8"
     peak = hw["peak_flops_per_s"].get(tr_prec) or max(hw["peak_flops_per_s"].values())
     bw = hw["hbm_bandwidth_bytes_per_s"]
+    points = _roofline_points(d, peak, bw)
+    if not points:
+        return None
     fig = _figure(height_in=3.9)
     ax = fig.add_subplot()
-    intens = [o["flops"] / o["bytes"] for o in ops]
+    intens = [x for _, x, _, _ in points]
     lo, hi = min(intens + [peak / bw]) / 4, max(intens + [peak / bw]) * 4
     xs = [lo * (hi / lo) ** (i / 200) for i in range(201)]
     ax.plot(xs, [min(peak, x * bw) for x in xs], color="#333333", linewidth=1.5)
     ax.annotate(f"{format_si(peak, 'FLOP/s')} {tr_prec} peak", (hi, peak), xytext=(-4, 4), textcoords="offset points",
                 ha="right", fontsize=8)
-    ax.annotate(f"{format_si(bw, 'B/s')}", (lo * 2, lo * 2 * bw), xytext=(4, 6), textcoords="offset points", fontsize=8,
-                rotation=0)
-    total = sum(o["flops"] for o in ops) or 1
-    markers = {"training": "o", "decode": "s"}
-    for i, (o, x) in enumerate(zip(ops, intens, strict=True)):
-        ax.scatter([x], [min(peak, x * bw)], s=30 + 400 * o["flops"] / total, marker=markers[o["section"]],
-                   color=COLORS[i % len(COLORS)], alpha=0.8, edgecolors="white", zorder=3,
-                   label=f"{o['section']}: {o['op']}")
+    ax.annotate(f"{format_si(bw, 'B/s')}", (lo * 2, lo * 2 * bw), xytext=(4, 6), textcoords="offset points", fontsize=8)
+    totals: dict[str, float] = {}
+    for label, _, _, flops in points:
+        totals[label.split(":")[0]] = totals.get(label.split(":")[0], 0.0) + flops
+    for i, (label, x, y, flops) in enumerate(points):
+        section = label.split(":")[0]
+        ax.scatter([x], [y], s=30 + 300 * flops / (totals[section] or 1), marker="o" if section == "training" else "s",
+                   color=COLORS[i % len(COLORS)], alpha=0.85, edgecolors="white", zorder=3, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(top=peak * 2.5)
     ax.set_xlabel("arithmetic intensity (FLOP per byte of memory traffic)")
-    ax.set_ylabel("attainable FLOP/s per device")
+    ax.set_ylabel("FLOP/s per device")
     _log_axis(ax.yaxis, lambda v, _p: format_si(v, "").strip())
     ax.legend(fontsize=7, frameon=False, ncols=2, loc="lower right")
     _style(ax)
-    ax.set_title(f"Roofline of {hw['id']}: the ops of one layer", loc="left", fontsize=11)
+    ax.set_title(f"Roofline of {hw['id']}: the ops of one layer "
+                 + ("(training: as the cost model times them)" if d.get("training", {}) and
+                    (d["training"] or {}).get("ops") else ""), loc="left", fontsize=10)
     return fig
 
 
