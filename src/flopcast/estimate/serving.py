@@ -112,7 +112,9 @@ class _Serve:
     vector_peak: float          # non-tensor fp32 rate, for dequantisation
 
 
-def _setup(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve:
+def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve:
+    """What every iteration of this deployment shares (device context with calibrated efficiencies,
+    weight and KV formats): the handle the simulator and the analytic estimate both time with."""
     peaks = hw.peak_flops_per_s
     half = peaks.get("bf16") or peaks.get("fp16") or max(peaks.values())
     wd = spec.weights_dtype
@@ -256,7 +258,7 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
     return out
 
 
-def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float, prompt: float,
+def iteration_breakdown_s(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float, prompt: float,
                n_sampled: float) -> dict[str, float]:
     """Time, by op class, of one engine iteration: every decoding sequence advances one token and
     n_prefill prompt tokens are processed. With pp > 1 stages, the engine splits the tokens into
@@ -329,7 +331,7 @@ def _weights_per_device(sv: _Serve) -> float:
     return total
 
 
-def _memory(sv: _Serve) -> tuple[float, float, float, float]:
+def memory_split(sv: _Serve) -> tuple[float, float, float, float]:
     """(weights, activation workspace, runtime reserve, bytes left for the KV cache) per device."""
     model, spec = sv.model, sv.spec
     cap = sv.hw.hbm_capacity_bytes
@@ -366,11 +368,11 @@ def kv_bytes_per_sequence(sv: _Serve, tokens, groups: tuple[tuple[float, int | N
 def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, *,
                      assumptions: tuple[Assumption, ...] = ()) -> ServingEstimate:
     """Capacity, latency and steady-state throughput of `spec` (validated) on `hw`."""
-    sv = _setup(model, hw, spec)
+    sv = prepare(model, hw, spec)
     I, O = spec.input_tokens, spec.output_tokens
     S = I + O
     cap = hw.hbm_capacity_bytes
-    weights, workspace, reserve, free = _memory(sv)
+    weights, workspace, reserve, free = memory_split(sv)
     kv_seq = kv_bytes_per_sequence(sv, S)
     max_batch = max(0, int(free // kv_seq)) if kv_seq > 0 else 0
     budget = spec.max_tokens_per_iteration
@@ -410,12 +412,12 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
     if spec.pool == "prefill":
         # a prefill pool: every iteration fills the token budget with prompts and emits their first token
         B_run = max(1, math.ceil(budget / I))
-        it = _iteration(sv, 0, 0, budget * (1.0 - spec.prefix_cache_hit_frac), I, budget / I)
+        it = iteration_breakdown_s(sv, 0, 0, budget * (1.0 - spec.prefix_cache_hit_frac), I, budget / I)
         t_iter = sum(it.values())
         in_tps = spec.dp * budget / t_iter
         out_tps = in_tps / I
         chunks = math.ceil(I / budget)
-        pre = _iteration(sv, 0, 0, I / chunks, I, 1 / chunks)
+        pre = iteration_breakdown_s(sv, 0, 0, I / chunks, I, 1 / chunks)
         mem = {"weights": weights, "kv_cache": budget * kv_bytes_per_sequence(sv, I) / max(I, 1),
                "workspace": workspace, "reserve": reserve}
         full_w = hw.tdp_w or hw.power_max_w
@@ -428,28 +430,31 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
             output_tokens_per_s_per_device=out_tps / spec.num_devices, decode_step_breakdown_s=it,
             prefill_breakdown_s=pre, tokens_per_j=out_tps / (full_w * spec.num_devices) if full_w else None,
             spec=spec, assumptions=assumptions)
-    it = _iteration(sv, B_run, ctx_dec, prefill_per_iter, I, B_run + (B_run / O if spec.pool == "both" else 0))
+    it = iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter, I, B_run + (B_run / O if spec.pool == "both" else 0))
     t_iter = sum(it.values())
+    # a sequence's time per output token: the iterations of its decode phase, which carry the prompt
+    # chunks of the other B - 1 sequences (at batch 1, a pure decode step, as the simulator has it)
+    tpot = sum(iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter * (B_run - 1) / B_run, I, B_run).values())
     # unloaded: the prompt alone in chunks of the budget, then the first token
     chunks = math.ceil(I / budget)
-    pre = _iteration(sv, 0, 0, I / chunks, I, 1 / chunks)
+    pre = iteration_breakdown_s(sv, 0, 0, I / chunks, I, 1 / chunks)
     ttft_unloaded = chunks * sum(pre.values())
     # loaded: the new prompt is prefilled in chunks of the budget left by the B decoding sequences,
     # each chunk sharing its iteration with a decode step of the whole batch
     free_budget = max(1.0, budget - B_run)
     n_chunks = math.ceil(I / free_budget)
-    ttft = n_chunks * sum(_iteration(sv, B_run, ctx_dec, I / n_chunks, I, B_run).values())
+    ttft = n_chunks * sum(iteration_breakdown_s(sv, B_run, ctx_dec, I / n_chunks, I, B_run).values())
     replicas = spec.dp
     out_tps = replicas * B_run / t_iter
     total_tps = out_tps * (I + O) / O
     full_w = hw.tdp_w or hw.power_max_w   # per device at full load: TDP, or the measured maximum
     tpj = out_tps / (full_w * spec.num_devices) if full_w else None
-    dec_only = _iteration(sv, B_run, ctx_dec, 0, I, B_run)
+    dec_only = iteration_breakdown_s(sv, B_run, ctx_dec, 0, I, B_run)
     mem = {"weights": weights, "kv_cache": B_run * kv_seq, "workspace": workspace, "reserve": reserve}
     return ServingEstimate(
         fits=fits, infeasible_reason=reason, max_batch_size=max_batch, batch_size=B_run,
         kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(model, S, spec.kv_dtype),
-        memory_breakdown_bytes=mem, ttft_s=ttft, ttft_unloaded_s=ttft_unloaded, tpot_s=t_iter,
+        memory_breakdown_bytes=mem, ttft_s=ttft, ttft_unloaded_s=ttft_unloaded, tpot_s=tpot,
         output_tokens_per_s=out_tps, total_tokens_per_s=total_tps, input_tokens_per_s=out_tps * I / O,
         output_tokens_per_s_per_device=out_tps / spec.num_devices,
         decode_step_breakdown_s=dec_only, prefill_breakdown_s=pre, tokens_per_j=tpj, spec=spec,
