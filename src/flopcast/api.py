@@ -309,7 +309,7 @@ def _profile(rs: ResolvedScenario, kind: str):
 
 def _training_inputs(rs: ResolvedScenario):
     if "training" not in rs.sections:
-        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see SCENARIO.md)")
+        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
     if "parallel" not in rs.sections:
         raise InvalidScenario("parallel: missing; give tp/pp/dp (or run `flopcast search` to choose them)")
     train = training_from_mapping(rs.sections["training"], profile=_profile(rs, "training"))
@@ -369,7 +369,7 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
 
     rs = resolve(scenario)
     if "training" not in rs.sections:
-        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see SCENARIO.md)")
+        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
     train = training_from_mapping(rs.sections["training"])
     assumptions = list(rs.assumptions)
     if rs.sections.get("parallel"):
@@ -429,13 +429,14 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
                    backend: str = "local", ray_address: str | None = None, workers: int | None = None,
                    out: str | None = None) -> dict[str, Any]:
     """`flopcast sweep`: one search per combination of the varied values; the best plan of each.
-    Writes `out` as CSV (and Parquet beside it when pyarrow is installed)."""
+    Writes `out` as CSV, or as Parquet when its name ends in .parquet (pyarrow, the `parquet` extra)."""
     import copy
     import itertools
 
     from flopcast.errors import FlopcastError
     from flopcast.specs.scenario import load_scenario
 
+    write = _table_writer(Path(out)) if out else None
     base = load_scenario(scenario)
     base_dir = base.pop("_base_dir")
     axes = _parse_vary(vary)
@@ -460,26 +461,39 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
         rows.append(row)
     columns = [k for k, _ in axes] + list(SWEEP_COLUMNS)
     written = []
-    if out:
-        import csv
+    if write:
+        written.append(write(columns, rows))
+    return {"columns": columns, "rows": rows, "written": written}
 
-        out_path = Path(out)
-        with out_path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({c: r.get(c) for c in columns})
-        written.append(str(out_path))
+
+def _table_writer(path: Path):
+    """A function writing (columns, rows) to `path`: .csv, or .parquet with pyarrow (the `parquet` extra).
+    Other suffixes, and Parquet without pyarrow, are refused here, before any work is done."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
-
-            table = pa.table({c: [r.get(c) for r in rows] for c in columns})
-            pq.write_table(table, out_path.with_suffix(".parquet"))
-            written.append(str(out_path.with_suffix(".parquet")))
         except ImportError:
-            pass
-    return {"columns": columns, "rows": rows, "written": written}
+            raise InvalidScenario(f"--out {path}: writing Parquet needs pyarrow (pip install 'flopcast[parquet]'); "
+                                  "or give a .csv file") from None
+
+        def write(columns: list[str], rows: list[dict[str, Any]]) -> str:
+            pq.write_table(pa.table({c: [r.get(c) for r in rows] for c in columns}), path)
+            return str(path)
+    elif suffix == ".csv":
+        import csv
+
+        def write(columns: list[str], rows: list[dict[str, Any]]) -> str:
+            with path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+                w.writeheader()
+                for r in rows:
+                    w.writerow({c: r.get(c) for c in columns})
+            return str(path)
+    else:
+        raise InvalidScenario(f"--out {path}: give a file name ending in .csv or .parquet")
+    return write
 
 
 def _estimate_serving_resolved(rs: ResolvedScenario):

@@ -26,6 +26,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_INVALID)
 
 
+class _Version(argparse.Action):
+    """`--version`: prints `flopcast X.Y.Z` and exits (the version is looked up only when asked)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from flopcast.catalog import flopcast_version
+
+        sys.stdout.write(f"flopcast {flopcast_version()}\n")
+        raise SystemExit(0)
+
+
 def _emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
@@ -63,15 +76,33 @@ def cmd_model_show(args: argparse.Namespace) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> None:
     from flopcast import api
+    from flopcast.errors import InvalidScenario
 
     report = api.plan(args.scenario)
     d = report.to_dict()
     written = []
+    data = None
+    if args.plots or args.html:
+        try:
+            from flopcast.report import mpl
+        except ImportError:   # without the `plots` extra: --plots falls back to plain SVG bars
+            if args.html:
+                raise InvalidScenario("--html: the report's charts need matplotlib "
+                                      "(pip install 'flopcast[plots]')") from None
+            mpl = None
+        data = mpl.gather(report, args.scenario) if mpl else None
     if args.plots:
-        from flopcast.report.plots import write_plots
+        if mpl:
+            written = mpl.write_plots(d, data, args.plots)
+        else:
+            from flopcast.report.plots import write_plots
 
-        written = write_plots(d, args.plots)
+            written = write_plots(d, args.plots)
         d["plots"] = written
+    if args.html:
+        from flopcast.report.html import write_html
+
+        d["html"] = write_html(report, args.scenario, args.html, data)["path"]
     if args.json:
         _emit_json(d)
     elif args.markdown:
@@ -84,6 +115,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
         _render("plan_tables", d)
         if written:
             print("plots written: " + ", ".join(written))
+        if args.html:
+            print(f"report written: {d['html']}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -248,6 +281,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flopcast", description="Plan and simulate AI compute: exact model counts, "
                 "sourced hardware, training and serving estimates.")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -260,7 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("plan", cmd_plan, "the main job: every section of a scenario in one report")
     sp.add_argument("scenario", help="scenario YAML/JSON file (see examples/)")
     sp.add_argument("--markdown", action="store_true", help="print the report as Markdown")
-    sp.add_argument("--plots", default=None, metavar="DIR", help="also write the report's charts as SVG into DIR")
+    sp.add_argument("--plots", default=None, metavar="DIR",
+                    help="also write the report's charts as SVG into DIR (matplotlib's with the `plots` extra)")
+    sp.add_argument("--html", default=None, metavar="FILE",
+                    help="also write one self-contained HTML report with its charts (needs the `plots` extra)")
     sp = add("train", cmd_train, "training estimate (memory per device, step time, MFU) for the scenario's plan")
     sp.add_argument("scenario", help="scenario YAML/JSON file with training and parallel sections")
     sp = add("search", cmd_search, "the best parallel plans for the scenario's model, devices and batch")
@@ -276,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("scenario", help="base scenario YAML/JSON file")
     sp.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                     help="e.g. hardware=h100-sxm,b200 or cluster.num_devices=1024,4096 (repeatable)")
-    sp.add_argument("--out", default=None, help="write the table to this .csv (and .parquet when pyarrow is present)")
+    sp.add_argument("--out", default=None,
+                    help="also write the table to FILE.csv, or FILE.parquet (needs the `parquet` extra)")
     sp.add_argument("--objective", default="throughput", choices=("throughput", "time-to-train", "cost", "energy"))
     sp.add_argument("--backend", default="local", choices=("local", "ray"))
     sp.add_argument("--ray-address", default=None)

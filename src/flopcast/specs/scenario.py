@@ -69,7 +69,8 @@ def load_scenario(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         base = path.parent
     for key in data:
         if key not in TOP_LEVEL_KEYS and not str(key).startswith("x-"):
-            raise UnknownName("scenario key", str(key), TOP_LEVEL_KEYS)
+            err = UnknownName("scenario key", str(key), TOP_LEVEL_KEYS)
+            raise UnknownName(err.kind, err.name, TOP_LEVEL_KEYS, message=f"{err} (keys: docs/scenario.md)")
     data.setdefault("_base_dir", str(base))
     return data
 

@@ -4,7 +4,7 @@
          body: a scenario as JSON or YAML (the same mapping as a scenario file)
     POST /api/budget      body: {"hardware", "days", and one of "power", "energy", "budget_usd"; "site"}
     GET  /api/models | /api/hardware | /api/sites | /api/audit | /api/model/ID[?seq_len=&kv_dtype=]
-    GET  /                a page to paste a scenario and see the report
+    GET  /                the planning page (static/index.html); GET /static/NAME its scripts and styles
 
 Responses are the same objects `--json` prints. Bad input is HTTP 422 with {"error": "<one line>"}
 (the CLI's exit code 2); an unknown path is 404; a bug is 500 with a one-line message, never a
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -26,42 +27,8 @@ from flopcast.errors import FlopcastError, InvalidScenario
 MAX_BODY_BYTES = 1 << 20
 MAX_SIM_REQUESTS = 100_000
 
-PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>flopcast</title>
-<style>body{font-family:sans-serif;margin:2em;max-width:70em}textarea{width:100%;height:18em;font-family:monospace}
-pre{background:#f4f4f4;padding:1em;overflow:auto;max-height:40em}button{margin:0.3em}</style></head>
-<body><h1>flopcast</h1>
-<p>Paste a scenario (YAML or JSON, as in <code>examples/</code>) and pick what to compute.</p>
-<textarea id="s">model: llama-3.1-8b
-hardware: h100-sxm
-cluster: {num_devices: 8}
-training: {seq_len: 8192, global_batch_seqs: 512, total_tokens: 1.0e12}
-parallel: {tp: 1, pp: 1, dp: 8, zero_stage: 1, recompute: selective}
-inference:
-  tp: 1
-  dp: 8
-  input_tokens: 1024
-  output_tokens: 256
-  workload: {num_requests: 1000, arrival: {process: poisson, rate_per_s: 100}}
-  slo: {ttft_p99: "500 ms", tpot_p99: "30 ms"}
-</textarea>
-<div>
-<button onclick="go('plan')">plan</button><button onclick="go('train')">train</button>
-<button onclick="go('search')">search</button><button onclick="go('infer')">infer</button>
-<button onclick="go('simulate')">simulate</button><button onclick="go('fleet')">size fleet</button>
-</div>
-<pre id="out">results appear here</pre>
-<script>
-async function go(kind) {
-  const out = document.getElementById('out');
-  out.textContent = 'running ' + kind + ' ...';
-  const r = await fetch('/api/' + kind, {method: 'POST', headers: {'Content-Type': 'application/yaml'},
-                                         body: document.getElementById('s').value});
-  const d = await r.json();
-  out.textContent = (r.ok ? '' : 'HTTP ' + r.status + '\\n') + JSON.stringify(d, null, 2);
-}
-</script></body></html>
-"""
+STATIC_DIR = Path(__file__).parent / "static"   # the page: index.html, app.js, app.css (no CDN)
+STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
 def _service_safe(scenario: Any) -> Mapping[str, Any]:
@@ -158,8 +125,13 @@ class Handler(BaseHTTPRequestHandler):
 
         url = urlparse(self.path)
         path = url.path.rstrip("/") or "/"
-        if path == "/":
-            self._send(200, PAGE, "text/html")
+        if path == "/" or path.startswith("/static/"):
+            name = "index.html" if path == "/" else path.removeprefix("/static/")
+            files = {f.name: f for f in STATIC_DIR.iterdir() if f.suffix in STATIC_TYPES}   # no client-built paths
+            if name in files:
+                self._send(200, files[name].read_text(), STATIC_TYPES[files[name].suffix])
+            else:
+                self._send(404, {"error": f"no such file {url.path!r}"})
         elif path == "/api/models":
             self._guard(lambda: {"models": api.list_models()})
         elif path == "/api/hardware":
