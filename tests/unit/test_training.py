@@ -224,3 +224,22 @@ def test_hardware_efficiency_overrides_replace_the_catalog():
                         ({"attention": {"flash3": [0.5]}}, "[forward, backward]"), ({"memory": 0}, "efficiency.memory")):
         with pytest.raises(FlopcastError, match=needle.replace("[", r"\[")):
             api.estimate_training(base | {"hardware": {"base": "h100-sxm", "efficiency": bad}})
+
+
+def test_zero_offload_13b_on_one_32gb_v100():
+    """ZeRO-Offload's headline case (Ren et al. 2021): a 13B model trains on one 32 GB V100 when the
+    fp32 gradients and the optimizer state live in host memory (2 B of fp16 weights per parameter
+    stay on the device); without offload it needs ~220 GiB. ZeRO-Infinity with ZeRO-3 moves the
+    parameters off the device too, leaving the working layers."""
+    def run(offload, zero=1):
+        return api.estimate_training({
+            "model": "llama-2-13b", "hardware": "v100-sxm-32gb", "cluster": {"num_devices": 1},
+            "training": {"seq_len": 1024, "global_batch_seqs": 8, "precision": "fp16", "attention_kernel": "flash2"},
+            "parallel": {"dp": 1, "zero_stage": zero, "offload": offload, "recompute": "full"}})
+    assert not run("none").fits
+    cpu = run("cpu")
+    assert cpu.fits and cpu.memory_breakdown_bytes["gradients"] == 0 and cpu.memory_breakdown_bytes["optimizer"] == 0
+    assert cpu.host_memory_per_node_bytes == pytest.approx(13.0e9 * 16, rel=0.05)   # fp32 grads + Adam state
+    inf = run("nvme", zero=3)
+    assert inf.memory_breakdown_bytes["weights"] < 0.1 * cpu.memory_breakdown_bytes["weights"]
+    assert inf.nvme_per_device_bytes == pytest.approx(13.0e9 * 12, rel=0.05)

@@ -603,7 +603,16 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     sharded = plan.zero_stage >= 1
     opt_params = ((heavy.params - heavy.expert_params) / (d if sharded else 1)
                   + heavy.expert_params / (d_exp if sharded else 1))
-    host_bytes = opt_params * OPTIMIZER_BYTES * devices_per_node if plan.offload == "cpu" else 0.0
+    # ZeRO-Offload (cpu): fp32 gradients and optimizer state live in host memory, CPU Adam updates
+    # them (Ren et al. 2021). ZeRO-Infinity (nvme): the optimizer state on NVMe, gradients in host
+    # memory, and with ZeRO-3 the parameters too, fetched layer by layer (Rajbhandari et al. 2021).
+    infinity_params = plan.offload == "nvme" and plan.zero_stage >= 3
+    host_per_device = 0.0
+    if plan.offload == "cpu":
+        host_per_device = opt_params * (OPTIMIZER_BYTES + GRAD_BYTES)
+    elif plan.offload == "nvme":
+        host_per_device = opt_params * (GRAD_BYTES + (WEIGHT_BYTES if infinity_params else 0.0))
+    host_bytes = host_per_device * devices_per_node
     nvme_bytes = opt_params * OPTIMIZER_BYTES if plan.offload == "nvme" else 0.0
 
     # --- memory on the most-loaded rank (first and last stage checked)
@@ -618,10 +627,14 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         oe = d_exp if plan.zero_stage >= 1 else 1
         we = d_exp if plan.zero_stage >= 3 else 1
         weights = dense * WEIGHT_BYTES / w_shard + exp * WEIGHT_BYTES / we
+        if infinity_params:        # the parameters live off the device
+            weights = 0.0
         if plan.zero_stage >= 3:   # two layers gathered at a time (current + prefetch)
             per_layer = (dense + exp) / max(1, len(stages[rank]))
             weights += 2 * per_layer * WEIGHT_BYTES
         grads = dense * GRAD_BYTES / g_shard + exp * GRAD_BYTES / ge
+        if plan.offload != "none":
+            grads = 0.0            # streamed to the host as they are produced (reduce buckets: comm buffers)
         if plan.pp_schedule == "dualpipe":
             # DualPipe keeps two copies of the parameters, one per direction (DeepSeek-V3 report, Table 2)
             weights, grads = 2 * weights, 2 * grads
@@ -664,10 +677,10 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         reason = (f"needs {units.format_bytes(total_mem)} per device, {units.format_bytes(total_mem - cap)} "
                   f"more than the {units.format_bytes(cap)} of {hw.id}; largest part: {biggest} "
                   f"({units.format_bytes(mem[biggest])})")
-    if plan.offload == "cpu" and hw.host_memory_bytes_per_node and host_bytes > hw.host_memory_bytes_per_node:
+    if plan.offload != "none" and hw.host_memory_bytes_per_node and host_bytes > hw.host_memory_bytes_per_node:
         fits = False
         reason = None if skip else (
-                  f"offloaded optimizer state needs {units.format_bytes(host_bytes)} of host memory per node; "
+                  f"offloaded state needs {units.format_bytes(host_bytes)} of host memory per node; "
                   f"the {hw.id} reference node has {units.format_bytes(hw.host_memory_bytes_per_node)}")
 
     if not fits and summary:
@@ -760,9 +773,20 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         link = (hw.host_link_bandwidth_bytes_per_s or 32e9) * eff.memory_frac
         host_bw = HOST_MEMORY_BANDWIDTH_BYTES_PER_S / max(1, devices_per_node)
         optimizer_s = opt_params * ADAM_BYTES_MOVED / host_bw
-        offload_s = opt_params * (GRAD_BYTES + WEIGHT_BYTES) / link
+        # 16-bit gradients to the host every micro-batch, behind its backward; the updated 16-bit
+        # parameters back once per step
+        bwd_win = per_stage[slow]["_bwd"]
+        fwd_win = per_stage[slow]["_fwd"]
+        grad_d2h = opt_params * WEIGHT_BYTES / link
+        offload_s = m * max(0.0, grad_d2h - bwd_win) + opt_params * WEIGHT_BYTES / link
         if plan.offload == "nvme":
+            # optimizer state read and written on NVMe once per step
             offload_s += opt_params * OPTIMIZER_BYTES * 2 / NVME_BANDWIDTH_BYTES_PER_S
+            if infinity_params:
+                # every micro-batch fetches the parameters for forward and for backward, prefetched
+                # behind the previous layer's compute
+                fetch = opt_params * WEIGHT_BYTES / link
+                offload_s += m * (max(0.0, fetch - fwd_win) + max(0.0, fetch - bwd_win))
 
     # tied embeddings split over first and last stage: their gradients are all-reduced each step
     emb_sync = 0.0
