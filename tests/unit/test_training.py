@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from flopcast import api, units
-from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 
 GPT175 = {"model_type": "gpt2", "n_layer": 96, "n_embd": 12288, "n_head": 96, "vocab_size": 51200,
           "n_positions": 2048}
@@ -243,3 +243,28 @@ def test_zero_offload_13b_on_one_32gb_v100():
     inf = run("nvme", zero=3)
     assert inf.memory_breakdown_bytes["weights"] < 0.1 * cpu.memory_breakdown_bytes["weights"]
     assert inf.nvme_per_device_bytes == pytest.approx(13.0e9 * 12, rel=0.05)
+
+
+def test_lora_and_qlora_fine_tuning():
+    """LoRA freezes the base: gradients and Adam state only for the rank-r adapters of the targeted
+    linears, r (in + out) each; the backward skips the frozen weights' gradient GEMMs (GEMM time
+    well under full training's 3 passes); QLoRA stores the base at ~0.53 B per weight (NF4 + scales)."""
+    def run(ft=None):
+        sc = {"model": "llama-2-70b", "hardware": "h100-sxm", "cluster": {"num_devices": 8},
+              "training": {"seq_len": 4096, "global_batch_seqs": 8},
+              "parallel": {"tp": 8, "dp": 1, "sp": True, "zero_stage": 1}}
+        if ft:
+            sc["training"]["finetune"] = ft
+        return api.estimate_training(sc)
+    full, lora, qlora = run(), run({"method": "lora", "rank": 16}), run({"method": "qlora", "rank": 16})
+    # adapters on the fused qkv, o, fused gate/up and down linears (Megatron / NeMo LoRA): on a
+    # column-parallel linear A (in x r) is whole and B (r x out/t) split; on a row-parallel one A is split
+    h, qkv, f, L, t = 8192, 8192 + 2 * 1024, 28672, 80, 8
+    per_layer = 16 * ((h + qkv / t) + (h / t + h) + (h + 2 * f / t) + (f / t + h))
+    assert lora.memory_breakdown_bytes["optimizer"] == pytest.approx(L * per_layer * 12, rel=0.02)
+    assert lora.memory_breakdown_bytes["gradients"] < 0.01 * full.memory_breakdown_bytes["gradients"]
+    assert lora.compute_breakdown_s["gemm"] < 0.85 * full.compute_breakdown_s["gemm"]
+    assert qlora.memory_breakdown_bytes["weights"] == pytest.approx(
+        lora.memory_breakdown_bytes["weights"] * (0.5 + 2 / 64) / 2, rel=0.05)
+    with pytest.raises(FlopcastError, match="training.finetune.target_modules"):
+        run({"method": "lora", "target_modules": ["attn"]})

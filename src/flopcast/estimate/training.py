@@ -52,6 +52,7 @@ from flopcast.estimate.roofline import (
     KERNEL_TAIL_S,
     DeviceCtx,
     gemm_fwd_bwd_s,
+    gemm_time_s,
 )
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
@@ -69,6 +70,7 @@ OPTIMIZER_BYTES = 12.0      # fp32 master weights + Adam m and v
 # 4, write 2), zeroing the fp32 gradient buffer (write 4).
 ADAM_BYTES_MOVED = 50.0
 ACT_BYTES = 2.0             # activations in bf16/fp16
+QLORA_BYTES_PER_WEIGHT = 0.5 + 2.0 / 64   # NF4 with an fp16 absmax per 64-weight block (double quantisation ignored)
 MASK_BYTES = 1.0            # a dropout mask element
 LOGIT_BYTES = 6.0           # fp32 logits for the loss + their bf16 copy, per vocabulary entry
 # HBM traffic of an unfused fp32 cross-entropy per logit (Megatron's vocab-parallel loss; PyTorch's
@@ -167,6 +169,8 @@ class _Cost:
     act_bytes: float = 0.0          # activations kept for backward (this layer, one micro-batch)
     act_full_recompute_bytes: float = 0.0
     kernels: float = 0.0            # GPU kernels launched by one forward pass (host dispatch cost)
+    trainable: float = 0.0          # fine-tuning: adapter parameters on this device
+    frozen_bytes: float = 0.0       # fine-tuning: bytes of the frozen base weights on this device
 
     def add(self, o: _Cost, times: float = 1.0) -> None:
         for name in _Cost.__slots__:
@@ -192,8 +196,26 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
 
     cast_elems = [0.0]   # fp8: GEMM input elements cast from bf16 per micro-batch
 
-    def G(m: float, n: float, k: float, count: float = 1.0, eb: float = mm_bytes) -> None:
-        f, b = _gemm_s(ctx, m, n, k, count, eb)
+    ft = train.finetune
+    adapters = [0.0]     # fine-tuning: adapter parameters of the targeted GEMMs
+    dequant = [0.0]      # qlora: frozen weights dequantised to 16-bit per pass (elements)
+
+    def G(m: float, n: float, k: float, count: float = 1.0, eb: float = mm_bytes, module: str = "") -> None:
+        if ft is None:
+            f, b = _gemm_s(ctx, m, n, k, count, eb)
+        else:
+            # frozen weight: the backward computes the input gradient only; a targeted GEMM gains its
+            # low-rank adapters (x A then B), trained in full
+            f = gemm_time_s(ctx, m, n, k, count, eb)
+            b = gemm_time_s(ctx, m, k, n, count, eb)
+            if module in ft.target_modules:
+                r = ft.rank
+                for mm, nn, kk in ((m, r, k), (m, n, r)):
+                    f2, b2 = _gemm_s(ctx, mm, nn, kk, count)
+                    f, b = f + f2, b + b2
+                adapters[0] += r * (n + k) * count
+            if ft.method == "qlora" and module:
+                dequant[0] += n * k * count
         gemm[0] += f
         gemm[1] += b
         if eb < ACT_BYTES:
@@ -213,8 +235,8 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
         case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
             kv_rank = Hkv / t if Hkv >= t else 1  # kv heads per rank (each replicated when t > H_kv)
             q = H / t
-            G(T, (q + 2 * kv_rank) * dh, h)
-            G(T, h, q * dh)
+            G(T, (q + 2 * kv_rank) * dh, h, module="attention")
+            G(T, h, q * dh, module="attention")
             sharded_params += (h * (H + 2 * Hkv) * dh + H * dh * h) / t
             sharded_params += ((H + 2 * Hkv) * dh if a.qkv_bias else 0) / t + (h if a.out_bias else 0)
             if a.qk_norm and a.qk_norm_scope == "projection":   # OLMo-2: norms over the whole q and k
@@ -231,17 +253,17 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             q = H / t
             rq, rkv, rope = a.q_lora_rank, a.kv_lora_rank, a.qk_rope_head_dim
             if rq is None:
-                G(T, q * a.qk_head_dim, h)
+                G(T, q * a.qk_head_dim, h, module="attention")
                 sharded_params += h * H * a.qk_head_dim / t
             else:
-                G(T, rq, h)
-                G(T, q * a.qk_head_dim, rq)
+                G(T, rq, h, module="attention")
+                G(T, q * a.qk_head_dim, rq, module="attention")
                 replicated_params += h * rq + rq
                 sharded_params += rq * H * a.qk_head_dim / t
                 act_rep += rq
-            G(T, rkv + rope, h)
-            G(T, q * (a.qk_nope_head_dim + a.v_head_dim), rkv)
-            G(T, h, q * a.v_head_dim)
+            G(T, rkv + rope, h, module="attention")
+            G(T, q * (a.qk_nope_head_dim + a.v_head_dim), rkv, module="attention")
+            G(T, h, q * a.v_head_dim, module="attention")
             replicated_params += h * (rkv + rope) + rkv
             sharded_params += (rkv * H * (a.qk_nope_head_dim + a.v_head_dim) + H * a.v_head_dim * h) / t
             act_rep += rkv + rope
@@ -281,8 +303,8 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     match ffn:
         case DenseFFN(d_ff=f, gated=gated):
             width = (2 if gated else 1) * f / t
-            G(T, width, h)
-            G(T, h, f / t)
+            G(T, width, h, module="mlp")
+            G(T, h, f / t, module="mlp")
             sharded_params += ((2 if gated else 1) + 1) * h * f / t + ((2 if gated else 1) * f / t if ffn.bias else 0)
             replicated_params += h if ffn.bias else 0
             act_shard += (2 if gated else 1) * f / t      # activation-function inputs
@@ -298,9 +320,9 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             imb = moe_imbalance("training", plan.ep) if train.moe_routing == "dropless" else 1.0
             m_e = tokens_routed / local_experts * imb
             mult = 2 if ffn.gated else 1
-            G(T, E, h, eb=ACT_BYTES)          # router (replicated, bf16)
-            G(m_e, mult * fe / et, h, count=local_experts)
-            G(m_e, h, fe / et, count=local_experts)
+            G(T, E, h, eb=ACT_BYTES, module="router")          # router (replicated, bf16)
+            G(m_e, mult * fe / et, h, count=local_experts, module="experts")
+            G(m_e, h, fe / et, count=local_experts, module="experts")
             expert_w = local_experts * (mult + 1) * h * fe / et
             expert_b = local_experts * (mult * fe / et + h) if ffn.expert_bias else 0.0
             c.expert_params = expert_w + expert_b
@@ -311,8 +333,8 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             elem_f = k * (mult + 1) * fe / t
             if ffn.shared_d_ff:
                 fs = ffn.shared_d_ff
-                G(T, 2 * fs / t, h)
-                G(T, h, fs / t)
+                G(T, 2 * fs / t, h, module="mlp")
+                G(T, h, fs / t, module="mlp")
                 sharded_params += 3 * h * fs / t
                 act_shard += 2 * fs / t
                 gin_shard += fs / t
@@ -366,6 +388,12 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
         c.cp_fwd_s = (plan.cp - 1) * comm.p2p_s(kv_bytes, ctx.links, inside)
     # --- parameters and activations
     c.params = replicated_params + sharded_params + c.expert_params
+    if ft is not None:
+        c.trainable = adapters[0]
+        frozen_b = QLORA_BYTES_PER_WEIGHT if ft.method == "qlora" else WEIGHT_BYTES
+        c.frozen_bytes = (sharded_params + c.expert_params) * frozen_b + replicated_params * WEIGHT_BYTES
+        # qlora: each pass dequantises the frozen weights it uses (read 4-bit + scales, write 16-bit)
+        c.elem_fwd_s += dequant[0] * (QLORA_BYTES_PER_WEIGHT + ACT_BYTES) / ctx.mem_bytes_per_s
     mask = (2 * h / sp_div * MASK_BYTES) if train.dropout else 0.0
     gin_bytes = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
     per_token = (act_rep / sp_div + act_shard) * ACT_BYTES + (gin_rep / sp_div + gin_shard) * gin_bytes + mask
@@ -603,6 +631,9 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     sharded = plan.zero_stage >= 1
     opt_params = ((heavy.params - heavy.expert_params) / (d if sharded else 1)
                   + heavy.expert_params / (d_exp if sharded else 1))
+    ft = train.finetune
+    if ft is not None:   # only the adapters are trained: gradients, optimizer state and step
+        opt_params = heavy.trainable / (d if sharded else 1)
     # ZeRO-Offload (cpu): fp32 gradients and optimizer state live in host memory, CPU Adam updates
     # them (Ren et al. 2021). ZeRO-Infinity (nvme): the optimizer state on NVMe, gradients in host
     # memory, and with ZeRO-3 the parameters too, fetched layer by layer (Rajbhandari et al. 2021).
@@ -633,12 +664,20 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             per_layer = (dense + exp) / max(1, len(stages[rank]))
             weights += 2 * per_layer * WEIGHT_BYTES
         grads = dense * GRAD_BYTES / g_shard + exp * GRAD_BYTES / ge
+        if ft is not None:
+            # frozen base weights (bf16, or 4-bit under qlora) plus the trained adapters
+            weights = s_c.frozen_bytes / w_shard + s_c.trainable * WEIGHT_BYTES
+            if plan.zero_stage >= 3:
+                weights += 2 * s_c.frozen_bytes / max(1, len(stages[rank]))
+            grads = s_c.trainable * GRAD_BYTES / g_shard
         if plan.offload != "none":
             grads = 0.0            # streamed to the host as they are produced (reduce buckets: comm buffers)
         if plan.pp_schedule == "dualpipe":
             # DualPipe keeps two copies of the parameters, one per direction (DeepSeek-V3 report, Table 2)
             weights, grads = 2 * weights, 2 * grads
         optim = 0.0 if plan.offload != "none" else dense * OPTIMIZER_BYTES / o_shard + exp * OPTIMIZER_BYTES / oe
+        if ft is not None and plan.offload == "none":
+            optim = s_c.trainable * OPTIMIZER_BYTES / o_shard
         akey = ("acts", rank, plan.dp)
         acts = bucket.get(akey)
         if acts is None:
@@ -721,6 +760,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     # --- data-parallel gradient reduction and parameter gathers (ZeRO)
     sc = stage_costs[slow]
     dense_params = sc.params - sc.expert_params
+    grad_params, grad_expert = (sc.trainable, 0.0) if ft is not None else (dense_params, sc.expert_params)
     domain = max(1, hw.scale_up_domain)
     in_node = max(1, domain // (plan.tp * plan.cp)) if plan.tp * plan.cp < domain else 1
     dp_s = 0.0
@@ -735,10 +775,10 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         dkey = ("dp", plan.dp)
         if dkey not in bucket:
             bucket[dkey] = (
-                gather(d, dense_params * grad_b) + gather(d_exp, sc.expert_params * grad_b),
+                gather(d, grad_params * grad_b) + gather(d_exp, grad_expert * grad_b),
                 gather(d, dense_params * WEIGHT_BYTES) + gather(d_exp, sc.expert_params * WEIGHT_BYTES),
-                comm.hierarchical_all_reduce_s(d, min(in_node, d), dense_params * grad_b, links)
-                + comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), sc.expert_params * grad_b, links))
+                comm.hierarchical_all_reduce_s(d, min(in_node, d), grad_params * grad_b, links)
+                + comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), grad_expert * grad_b, links))
         rs, ag, ar = bucket[dkey]
         if plan.zero_stage == 0:
             # one all-reduce of the gradients, hidden behind the last micro-batch's backward

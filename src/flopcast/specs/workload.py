@@ -14,7 +14,44 @@ from flopcast.specs.fields import check_keys, choice, flag
 PRECISIONS = ("bf16", "fp16", "fp8")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
-                 "framework", "compile", "moe_routing", "moe_max_nodes_per_token")
+                 "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune")
+FINETUNE_METHODS = ("lora", "qlora")
+FINETUNE_KEYS = ("method", "rank", "target_modules")
+TARGET_MODULES = ("attention", "mlp", "experts")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FinetuneSpec:
+    """Parameter-efficient fine-tuning: the base weights are frozen (bf16 for lora, 4-bit NF4 with
+    one scale per 64 weights for qlora) and every targeted linear layer (in x out) gains trainable
+    adapters of rank r x (in + out) with gradients and Adam state (Hu et al. 2021; Dettmers et al. 2023)."""
+
+    method: str = "lora"
+    rank: int = 16
+    target_modules: tuple[str, ...] = ("attention", "mlp")
+
+
+def _finetune(value: Any) -> FinetuneSpec | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidScenario("training.finetune: expected a mapping {method: lora | qlora, rank, target_modules}")
+    check_keys(value, "training.finetune", FINETUNE_KEYS)
+    method = choice(value, "training.finetune", "method", "lora", FINETUNE_METHODS)
+    rank = value.get("rank", 16)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 4096:
+        raise InvalidScenario(f"training.finetune.rank: expected an integer 1..4096, got {rank!r}")
+    targets = value.get("target_modules", ["attention", "mlp"])
+    if isinstance(targets, str):
+        targets = [targets]
+    if not isinstance(targets, (list, tuple)) or not targets:
+        raise InvalidScenario("training.finetune.target_modules: expected a list of attention, mlp, experts")
+    for t in targets:
+        if t not in TARGET_MODULES:
+            from flopcast.errors import UnknownName
+
+            raise UnknownName("training.finetune.target_modules", str(t), TARGET_MODULES)
+    return FinetuneSpec(method=method, rank=rank, target_modules=tuple(targets))
 MOE_ROUTING = ("dropless", "forced_balance")
 ATTENTION_KERNELS = ("flash3", "flash2")
 
@@ -48,6 +85,7 @@ class TrainingSpec:
     compile: bool = False
     moe_routing: str = "dropless"
     moe_max_nodes_per_token: int | None = None
+    finetune: FinetuneSpec | None = None
     profile: Profile = Profile("training")
 
     @property
@@ -100,6 +138,7 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         comm_overlap=flag(data, "training", "comm_overlap", True), grad_reduce_dtype=grad_dtype, attention_kernel=kernel,
         framework=framework, compile=flag(data, "training", "compile", False), moe_routing=routing,
         moe_max_nodes_per_token=_max_nodes(data.get("moe_max_nodes_per_token")),
+        finetune=_finetune(data.get("finetune")),
         profile=profile if profile is not None else calibration.shipped("training"),
     )
 
