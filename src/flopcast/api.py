@@ -885,7 +885,8 @@ def calibrate(runs_: list[str], *, out: str | Path | None = None, hardware: str 
             "cv_max_abs_error_frac": max(loo_abs),
         }
         doc[kind] = {"parameters": details["parameters"],
-                     "fitted_on": {n: len(r) for n, r in details["rows"].items()}}
+                     "fitted_on": {n: len(r) for n, r in details["rows"].items()},
+                     "cv_median_abs_error_frac": round(statistics.median(loo_abs), 4)}
     if out is not None:
         path = Path(out)
         if path.is_dir():

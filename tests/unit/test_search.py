@@ -193,3 +193,17 @@ def test_plan_without_a_parallel_section_uses_the_best_plan():
     assert rep.training is not None and rep.training.step_time_s == pytest.approx(best.step_time_s)
     assert "training" not in rep.pending_sections
     assert any(a.name == "parallel" and "fastest" in a.why for a in rep.training.assumptions)
+
+
+def test_plans_carry_the_models_error_band():
+    """Each searched plan's step time comes with the calibration profile's leave-one-source-out error
+    band; the best plan is within it of itself, and a plan slower than best x (1 + e)/(1 - e) is not."""
+    from flopcast import api
+
+    d = api.search_training("examples/gpt3-175b-search.yaml", top=5, workers=1).to_dict()
+    e = d["model_error_frac"]
+    assert 0 < e < 0.5
+    best = d["plans"][0]
+    assert best["within_error_of_best"] and best["step_time_s_band"][0] < best["step_time_s"] < best["step_time_s_band"][1]
+    for p in d["plans"]:
+        assert p["within_error_of_best"] == (p["step_time_s"] <= best["step_time_s"] * (1 + e) / (1 - e))

@@ -39,6 +39,7 @@ class Profile:
     kind: str
     params: tuple[tuple[str, float], ...] = ()
     source: str = "uncalibrated (every parameter 1.0)"
+    cv_median_abs_error_frac: float | None = None   # the fit's leave-one-source-out median error
 
     def get(self, name: str) -> float:
         for k, v in self.params:
@@ -51,7 +52,7 @@ class Profile:
 
     def with_params(self, values: Mapping[str, float], source: str | None = None) -> Profile:
         merged = {**self.as_dict(), **values}
-        return Profile(self.kind, tuple(sorted(merged.items())), source or self.source)
+        return Profile(self.kind, tuple(sorted(merged.items())), source or self.source, self.cv_median_abs_error_frac)
 
 
 def _check(kind: str, params: Mapping[str, Any], where: str) -> tuple[tuple[str, float], ...]:
@@ -81,12 +82,16 @@ def profile_from_mapping(data: Mapping[str, Any], kind: str, *, where: str = "ca
         section = {}
     else:
         section = data
+    cv = section.get("cv_median_abs_error_frac") if isinstance(section, Mapping) else None
     if isinstance(section, Mapping) and "parameters" in section:
         section = section["parameters"]
     if not isinstance(section, Mapping):
         raise InvalidScenario(f"{where}.{kind}: expected a mapping of parameter: value")
-    params = {k: v for k, v in section.items() if k not in ("source", "fitted_on", "fit")}
-    return Profile(kind, _check(kind, params, f"{where}.{kind}"), str(data.get("source", source)))
+    params = {k: v for k, v in section.items() if k not in ("source", "fitted_on", "fit", "cv_median_abs_error_frac")}
+    if cv is not None and (isinstance(cv, bool) or not isinstance(cv, (int, float)) or not 0 <= cv < 1):
+        raise InvalidScenario(f"{where}.{kind}.cv_median_abs_error_frac: expected a fraction in [0, 1), got {cv!r}")
+    return Profile(kind, _check(kind, params, f"{where}.{kind}"), str(data.get("source", source)),
+                   float(cv) if cv is not None else None)
 
 
 def load_profile_file(path: str | Path, kind: str) -> Profile:

@@ -157,12 +157,21 @@ class SearchResult:
     objective: str
     backend: str
     assumptions: tuple[Assumption, ...] = field(default=())
+    model_error_frac: float | None = None   # leave-one-source-out median error of the profile used
 
     def to_dict(self) -> dict[str, Any]:
+        band = self.model_error_frac
+        best = self.plans[0].step_time_s if self.plans else None
+
         def row(e: TrainingEstimate) -> dict[str, Any]:
             d = e.to_dict()
             par = d.pop("parallel")
             d.pop("assumptions")
+            d.pop("ops", None)
+            if band is not None:
+                # the model's cross-validated error: a plan within it of the best is not shown to be slower
+                d["step_time_s_band"] = [e.step_time_s * (1 - band), e.step_time_s * (1 + band)]
+                d["within_error_of_best"] = e.step_time_s <= best * (1 + band) / (1 - band)
             return {**par, **d}
 
         return {
@@ -171,6 +180,7 @@ class SearchResult:
             "num_evaluated": self.num_evaluated,
             "num_fitting": self.num_fitting,
             "num_pruned": self.num_evaluated - self.num_fitting,  # sized, found not to fit, never timed
+            "model_error_frac": band,
             "plans": [row(e) for e in self.plans],
             "pareto": [row(e) for e in self.pareto],
             "assumptions": [a.to_dict() for a in self.assumptions],
@@ -232,8 +242,10 @@ def search(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, *, num_de
                                  scale_out_bandwidth_bytes_per_s=scale_out_bandwidth_bytes_per_s)
 
     return SearchResult(
+        model_error_frac=train.profile.cv_median_abs_error_frac,
         plans=tuple(full(p) for _, p in best), pareto=tuple(full(candidates[k]) for k in front),
         num_evaluated=sum(r.num_evaluated for r in results), num_fitting=sum(r.num_fitting for r in results),
         objective=objective, backend=backend, assumptions=assumptions,
     )
+
 
