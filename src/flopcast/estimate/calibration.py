@@ -9,7 +9,9 @@ A profile is a small set of named multipliers (1.0 = the uncalibrated physical m
 - ``stack.<framework>`` (training) / ``engine.<engine>`` (serving): achieved compute and memory
   rates under one software stack: fusion, synchronisation and host effects beyond the ones
   catalog/frameworks.yaml models explicitly;
-- ``memory.<generation>`` (serving): achieved HBM bandwidth of memory-bound decode kernels.
+- ``memory.<generation>`` (serving): achieved HBM bandwidth of memory-bound decode kernels;
+- ``moe.<generation>`` (serving): achieved rate of the grouped expert GEMMs of MoE layers relative to
+  dense GEMMs of the same shape (fitted only on MoE runs).
 
 The shipped profiles (catalog/calibration.yaml) are produced by the same command from the shipped
 validation rows (`python benchmarks/calibrate.py` re-derives them; a test checks they match).
@@ -27,7 +29,7 @@ from typing import Any
 from flopcast.errors import InvalidScenario
 
 KINDS = ("training", "inference")
-PREFIXES = {"training": ("compute", "stack"), "inference": ("compute", "memory", "engine")}
+PREFIXES = {"training": ("compute", "stack"), "inference": ("compute", "memory", "engine", "moe")}
 # A multiplier outside this range is not a calibration but a different machine: refused.
 MIN_VALUE, MAX_VALUE = 0.2, 2.0
 

@@ -110,6 +110,7 @@ class _Serve:
     kv_bytes: float
     half_peak: float
     vector_peak: float          # non-tensor fp32 rate, for dequantisation
+    moe_factor: float = 1.0     # calibrated grouped-GEMM rate of MoE experts (profile moe.<generation>)
 
 
 def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve:
@@ -145,7 +146,8 @@ def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serv
             f"(it supports {', '.join(peaks)}); use bf16")
     w_bytes = BYTES_PER_ELEMENT[wd] + SCALE_BYTES_PER_WEIGHT.get(wd, 0.0)
     vector = peaks.get("fp32") or half / 16
-    return _Serve(model, hw, spec, ctx, native, w_bytes, BYTES_PER_ELEMENT[kv], half, vector)
+    return _Serve(model, hw, spec, ctx, native, w_bytes, BYTES_PER_ELEMENT[kv], half, vector,
+                  prof.get(f"moe.{gen}"))
 
 
 def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_bytes: float | None = None,
@@ -245,8 +247,12 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
             gbw = (sv.hw.hbm_bandwidth_bytes_per_s * md["grouped_gemm_memory_frac"]
                    if per_expert <= md["grouped_gemm_max_tokens"] else None)
             out["expert_matmul"] = (_gemm(sv, per_expert, mult * fe / t, h, count=touched, mem_bytes_per_s=gbw)
-                                    + _gemm(sv, per_expert, h, fe / t, count=touched, mem_bytes_per_s=gbw))
-            act = k * (mult + 1) * fe / t
+                                    + _gemm(sv, per_expert, h, fe / t, count=touched, mem_bytes_per_s=gbw)
+                                    ) / sv.moe_factor
+            # activation, plus the token permutation around the experts: gather each token's k copies
+            # into expert order (read h, write k h) and the weighted combine back (read k h, write h)
+            # (Megatron-Core permute/unpermute, TensorRT-LLM expandInputRows / finalize)
+            act = k * (mult + 1) * fe / t + 2 * (h + k * h)
             if ffn.shared_d_ff:
                 out["matmul"] += _gemm(sv, T, 2 * ffn.shared_d_ff / t, h) + _gemm(sv, T, h, ffn.shared_d_ff / t)
                 act += 3 * ffn.shared_d_ff / t

@@ -330,7 +330,9 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             act_shard += k * mult * fe / t
             gin_shard += k * fe / t                          # (the same per device under any etp)
             gin_rep += k * h                                 # dispatched token copies (expert inputs)
-            elem_f = k * (mult + 1) * fe / t
+            # activation, plus the token permutation around the experts (read h, write k h; then read
+            # k h, write h: Megatron-Core permute / unpermute)
+            elem_f = k * (mult + 1) * fe / t + 2 * (h + k * h) / sp_div
             if ffn.shared_d_ff:
                 fs = ffn.shared_d_ff
                 G(T, 2 * fs / t, h, module="mlp")

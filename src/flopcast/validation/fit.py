@@ -30,6 +30,11 @@ HUBER_DELTA = 0.10       # log error beyond which a row counts linearly (about 1
 RIDGE = 0.10             # prior weight pulling each log(theta) towards 0
 MAX_ITERATIONS = 25
 FD_STEP = 0.02           # forward-difference step in log(theta)
+# Physical bounds of each kind of multiplier: a sustained rate above the best-shape microbenchmark
+# by more than 25%, or an HBM fraction above ~0.98 (0.88 x 1.12), is not a calibration but a
+# missing mechanism; the fit stops at the bound.
+BOUNDS = {"compute": (0.3, 1.25), "stack": (0.3, 1.25), "engine": (0.3, 1.25), "moe": (0.3, 1.25),
+          "memory": (0.5, 1.12)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +82,9 @@ def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
         return base, {"parameters": {}, "rows": {}, "iterations": 0}
     idx = {n: j for j, n in enumerate(names)}
     touches = [[i for i, c in enumerate(cases) if n in c.params] for n in names]
-    lo, hi = math.log(MIN_VALUE), math.log(MAX_VALUE)
-    phi = np.array([math.log(base.get(n)) for n in names])
+    lo = np.array([math.log(BOUNDS.get(n.split(".")[0], (MIN_VALUE, MAX_VALUE))[0]) for n in names])
+    hi = np.array([math.log(BOUNDS.get(n.split(".")[0], (MIN_VALUE, MAX_VALUE))[1]) for n in names])
+    phi = np.clip(np.array([math.log(base.get(n)) for n in names]), lo, hi)
 
     def prof(x: np.ndarray) -> Profile:
         return base.with_params({n: float(math.exp(v)) for n, v in zip(names, x, strict=True)})

@@ -163,7 +163,7 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
     return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity=metric,
                 measured=value, predict=predict, baseline=baseline,
                 params=(f"compute.{generation_of(rs.hardware.lookup_id)}", f"memory.{generation_of(rs.hardware.lookup_id)}",
-                        f"engine.{spec.engine}"))
+                        f"engine.{spec.engine}") + ((f"moe.{generation_of(rs.hardware.lookup_id)}",) if m.is_moe else ()))
 
 
 def cases() -> tuple[list, list[dict[str, Any]]]:
@@ -198,4 +198,11 @@ def cases() -> tuple[list, list[dict[str, Any]]]:
                                          entry["metric"], float(entry["value"])))
             except FlopcastError as e:
                 skipped.append({"id": r["id"], "why": f"invalid: {e}"})
+    extra = yaml.safe_load((here / "extra_runs.yaml").read_text(encoding="utf-8"))
+    for entry in extra.get("inference", []):
+        try:
+            out.append(_serving_case(entry["id"], source_family(entry["id"]), entry["scenario"]["model"],
+                                     entry["scenario"], entry["metric"], float(entry["value"])))
+        except FlopcastError as e:
+            skipped.append({"id": entry["id"], "why": f"invalid: {e}"})
     return out, skipped
