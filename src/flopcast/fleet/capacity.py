@@ -1,0 +1,247 @@
+"""What one serving unit delivers at full load, from flopcast's serving estimator (`api.estimate_serving`,
+called through its public interface so that the fleet improves when the estimator does).
+
+A unit is one `inference` layout: tp * pp * dp devices (with ep > 1 the dp ranks run attention data
+parallel and share the experts). Three kinds:
+- colocated: continuous batching with chunked prefill; capacity = the estimator's steady-state
+  output tokens/s of the unit (prefill of the prompts included);
+- prefill (disaggregated): a unit that only prefills. It is the estimator's steady state with one
+  output token per request (each request: its prompt and its first token), at the iteration token
+  budget; capacity = computed prompt tokens/s = total tokens/s x I / (I + 1); TTFT = one iteration;
+- decode (disaggregated): a unit that only decodes; capacity = dp B / t_step from the estimator's
+  decode-step breakdown (an iteration with B decoding sequences at mean context I + O/2, no prompt
+  tokens); TPOT = t_step.
+With a latency SLO the batch B per dp rank is the largest that meets it (TPOT at or under
+tpot_p99, TTFT at or under ttft_p99; both grow with B, so a bisection over 1..B_max finds it),
+else the largest that memory and the iteration budget allow. The analytic times are means: the
+SLO is applied to them, and the simulator checks percentiles where the fleet asks it to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flopcast.errors import InvalidScenario
+
+# Contract keys (SCENARIO.md) that a serving estimator may or may not honour yet: passed through when
+# specs.serving accepts them, else dropped and reported.
+OPTIONAL_ESTIMATOR_KEYS = ("engine", "speculative", "prefix_cache_hit_frac", "eplb", "max_batch_size",
+                           "max_num_tokens")
+COMM_KEYS = ("tp_comm", "ep_comm", "pp_comm")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolCapacity:
+    """One unit of a pool at full load."""
+
+    role: str                      # colocated | prefill | decode
+    unit_devices: int
+    batch_size: int                # concurrent sequences per dp rank
+    tokens_per_s: float            # colocated, decode: output tokens/s; prefill: computed prompt tokens/s
+    ttft_s: float | None
+    tpot_s: float | None
+    busy_frac: float               # compute share of the time at full load (for the power model)
+    infeasible_reason: str | None = None
+    dropped_keys: tuple[str, ...] = ()
+
+    @property
+    def feasible(self) -> bool:
+        return self.infeasible_reason is None and self.tokens_per_s > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "unit_devices": self.unit_devices, "batch_size": self.batch_size,
+                "tokens_per_s": self.tokens_per_s, "tokens_per_s_per_device": self.tokens_per_s / self.unit_devices,
+                "ttft_s": self.ttft_s, "tpot_s": self.tpot_s, "busy_frac": self.busy_frac,
+                "feasible": self.feasible, "infeasible_reason": self.infeasible_reason}
+
+
+def accepted_keys() -> tuple[str, ...]:
+    from flopcast.specs.serving import INFERENCE_KEYS
+
+    return tuple(INFERENCE_KEYS)
+
+
+def _degree(layout: Mapping[str, Any], key: str, where: str) -> int:
+    v = layout.get(key, 1)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise InvalidScenario(f"{where}.{key}: expected a positive integer, got {v!r}")
+    return v
+
+
+def unit_devices(layout: Mapping[str, Any], where: str) -> int:
+    return _degree(layout, "tp", where) * _degree(layout, "pp", where) * _degree(layout, "dp", where)
+
+
+def _busy(bd: Mapping[str, float]) -> float:
+    total = sum(bd.values())
+    return (total - sum(bd.get(k, 0.0) for k in COMM_KEYS)) / total if total > 0 else 1.0
+
+
+class _Runner:
+    """Calls the estimator for one (model, hardware, layout) at given lengths and batch."""
+
+    def __init__(self, model: Any, hardware: Any, layout: Mapping[str, Any], where: str,
+                 devices_per_node: int | None, extra: Mapping[str, Any]):
+        ok = accepted_keys()
+        full = dict(layout) | dict(extra)
+        self.dropped = tuple(k for k in full if k in OPTIONAL_ESTIMATOR_KEYS and k not in ok)
+        self.layout = {k: v for k, v in full.items() if k not in self.dropped}
+        self.n = unit_devices(self.layout, where)
+        self.dp = _degree(self.layout, "dp", where)
+        cluster: dict[str, Any] = {"num_devices": self.n}
+        if devices_per_node:
+            cluster["devices_per_node"] = min(devices_per_node, self.n)
+        self.base = {"model": model, "hardware": hardware, "cluster": cluster}
+
+    def __call__(self, input_tokens: int, output_tokens: int, batch: int | str, **over: Any):
+        from flopcast import api
+
+        inf = self.layout | over | {"input_tokens": input_tokens, "output_tokens": output_tokens, "batch_size": batch}
+        return api.estimate_serving(self.base | {"inference": inf})
+
+
+def _largest(lo: int, hi: int, ok) -> int | None:
+    """Largest b in lo..hi with ok(b), for ok true up to some point and false after; None if not ok(lo)."""
+    if not ok(lo):
+        return None
+    if ok(hi):
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1e3:,.1f} ms"
+
+
+def colocated(run: _Runner, I: int, O: int, slo_ttft_s: float | None, slo_tpot_s: float | None) -> PoolCapacity:
+    fixed = run.layout.get("batch_size", "max")
+    first = run(I, O, fixed)
+    if not first.fits:
+        return PoolCapacity(role="colocated", unit_devices=run.n, batch_size=0, tokens_per_s=0.0, ttft_s=None,
+                            tpot_s=None, busy_frac=1.0, infeasible_reason=first.infeasible_reason,
+                            dropped_keys=run.dropped)
+    cache = {first.batch_size: first}
+
+    def est(b: int):
+        if b not in cache:
+            cache[b] = run(I, O, b)
+        return cache[b]
+
+    def ok(b: int) -> bool:
+        e = est(b)
+        return (slo_tpot_s is None or e.tpot_s <= slo_tpot_s) and (slo_ttft_s is None or e.ttft_s <= slo_ttft_s)
+
+    reason = None
+    b = first.batch_size
+    if (slo_ttft_s or slo_tpot_s) and fixed == "max":
+        found = _largest(1, first.batch_size, ok)
+        if found is None:
+            e1 = est(1)
+            reason = (f"no batch meets the SLO: at batch 1 per replica TTFT {_ms(e1.ttft_s)}, TPOT {_ms(e1.tpot_s)}")
+        b = found or 1
+    elif (slo_ttft_s or slo_tpot_s) and not ok(b):
+        reason = f"batch_size {b} misses the SLO (TTFT {_ms(first.ttft_s)}, TPOT {_ms(first.tpot_s)})"
+    e = est(b)
+    return PoolCapacity(role="colocated", unit_devices=run.n, batch_size=e.batch_size,
+                        tokens_per_s=e.output_tokens_per_s, ttft_s=e.ttft_s, tpot_s=e.tpot_s,
+                        busy_frac=_busy(e.decode_step_breakdown_s), infeasible_reason=reason,
+                        dropped_keys=run.dropped)
+
+
+def decode(run: _Runner, I: int, O: int, slo_tpot_s: float | None) -> PoolCapacity:
+    fixed = run.layout.get("batch_size", "max")
+    first = run(I, O, fixed)
+    if not first.fits:
+        return PoolCapacity(role="decode", unit_devices=run.n, batch_size=0, tokens_per_s=0.0, ttft_s=None,
+                            tpot_s=None, busy_frac=1.0, infeasible_reason=first.infeasible_reason,
+                            dropped_keys=run.dropped)
+    steps: dict[int, Any] = {first.batch_size: first.decode_step_breakdown_s}
+
+    def step_s(b: int) -> float:
+        if b not in steps:
+            steps[b] = run(I, O, b).decode_step_breakdown_s
+        return sum(steps[b].values())
+
+    reason = None
+    b = first.batch_size
+    if slo_tpot_s is not None and fixed == "max":
+        found = _largest(1, first.batch_size, lambda x: step_s(x) <= slo_tpot_s)
+        if found is None:
+            reason = f"no batch meets tpot_p99 {_ms(slo_tpot_s)}: a decode step at batch 1 takes {_ms(step_s(1))}"
+        b = found or 1
+    elif slo_tpot_s is not None and step_s(b) > slo_tpot_s:
+        reason = f"batch_size {b} misses tpot_p99 {_ms(slo_tpot_s)} (decode step {_ms(step_s(b))})"
+    t = step_s(b)
+    return PoolCapacity(role="decode", unit_devices=run.n, batch_size=b, tokens_per_s=run.dp * b / t, ttft_s=None,
+                        tpot_s=t, busy_frac=_busy(steps[b]), infeasible_reason=reason, dropped_keys=run.dropped)
+
+
+def prefill(run: _Runner, I: int, slo_ttft_s: float | None) -> PoolCapacity:
+    fixed = run.layout.get("batch_size", "max")
+    first = run(I, 1, fixed)
+    if not first.fits:
+        return PoolCapacity(role="prefill", unit_devices=run.n, batch_size=0, tokens_per_s=0.0, ttft_s=None,
+                            tpot_s=None, busy_frac=1.0, infeasible_reason=first.infeasible_reason,
+                            dropped_keys=run.dropped)
+    cache = {first.batch_size: first}
+
+    def est(b: int):
+        if b not in cache:
+            cache[b] = run(I, 1, b)
+        return cache[b]
+
+    reason = None
+    b = first.batch_size
+    if slo_ttft_s is not None and fixed == "max":
+        found = _largest(1, first.batch_size, lambda x: est(x).tpot_s <= slo_ttft_s)
+        if found is None:
+            reason = f"no batch meets ttft_p99 {_ms(slo_ttft_s)}: one prompt of {I} tokens takes {_ms(est(1).tpot_s)}"
+        b = found or 1
+    elif slo_ttft_s is not None and est(b).tpot_s > slo_ttft_s:
+        reason = f"batch_size {b} misses ttft_p99 {_ms(slo_ttft_s)} (prefill iteration {_ms(est(b).tpot_s)})"
+    e = est(b)
+    return PoolCapacity(role="prefill", unit_devices=run.n, batch_size=e.batch_size,
+                        tokens_per_s=e.total_tokens_per_s * I / (I + 1), ttft_s=e.tpot_s, tpot_s=None,
+                        busy_frac=_busy(e.prefill_breakdown_s), infeasible_reason=reason, dropped_keys=run.dropped)
+
+
+def pools(model: Any, hardware: Any, dep, where: str, I: float, O: float, hit: float,
+          slo_ttft_s: float | None, slo_tpot_s: float | None) -> tuple[PoolCapacity, ...]:
+    """The pools of deployment `dep` for requests of mean I prompt and O output tokens, a share
+    `hit` of prompt tokens from a prefix cache. The estimator's own input errors (a layout that breaks
+    a divisibility rule, a model that does not fit) make the deployment infeasible, with the reason."""
+    I_i, O_i = max(1, round(I)), max(1, round(O))
+    extra: dict[str, Any] = {"engine": dep.engine} if dep.engine else {}
+
+    def guard(role: str, layout, fn) -> PoolCapacity:
+        try:
+            return fn()
+        except InvalidScenario as e:
+            n = unit_devices(layout, f"{where}.{role}")
+            return PoolCapacity(role=role, unit_devices=n, batch_size=0, tokens_per_s=0.0, ttft_s=None, tpot_s=None,
+                                busy_frac=1.0, infeasible_reason=str(e))
+
+    if not dep.disaggregated:
+        colo_extra = extra | ({"prefix_cache_hit_frac": hit} if hit > 0 else {})
+        return (guard("inference", dep.inference, lambda: colocated(
+            _Runner(model, hardware, dep.inference, f"{where}.inference", dep.devices_per_node, colo_extra),
+            I_i, O_i, slo_ttft_s, slo_tpot_s)),)
+    return (
+        guard("prefill", dep.prefill, lambda: prefill(
+            _Runner(model, hardware, dep.prefill, f"{where}.prefill", dep.devices_per_node, extra), I_i, slo_ttft_s)),
+        guard("decode", dep.decode, lambda: decode(
+            _Runner(model, hardware, dep.decode, f"{where}.decode", dep.devices_per_node, extra), I_i, O_i,
+            slo_tpot_s)),
+    )
+
+
+def ceil_units(load, capacity: float, target_utilisation: float):
+    """Units to carry `load` (a number or numpy array) at `target_utilisation` of each unit's capacity."""
+    import numpy as np
+
+    return np.ceil(np.asarray(load, dtype=float) / (capacity * target_utilisation) - 1e-9).clip(min=0)
