@@ -223,12 +223,14 @@ def pools(model: Any, hardware: Any, dep, where: str, I: float, O: float, hit: f
             return fn()
         except InvalidScenario as e:
             n = unit_devices(layout, f"{where}.{role}")
+            ok = accepted_keys()
+            dropped = tuple(k for k in dict(layout) | extra if k in OPTIONAL_ESTIMATOR_KEYS and k not in ok)
             return PoolCapacity(role=role, unit_devices=n, batch_size=0, tokens_per_s=0.0, ttft_s=None, tpot_s=None,
-                                busy_frac=1.0, infeasible_reason=str(e))
+                                busy_frac=1.0, infeasible_reason=str(e), dropped_keys=dropped)
 
     if not dep.disaggregated:
         colo_extra = extra | ({"prefix_cache_hit_frac": hit} if hit > 0 else {})
-        return (guard("inference", dep.inference, lambda: colocated(
+        return (guard("colocated", dep.inference, lambda: colocated(
             _Runner(model, hardware, dep.inference, f"{where}.inference", dep.devices_per_node, colo_extra),
             I_i, O_i, slo_ttft_s, slo_tpot_s)),)
     return (

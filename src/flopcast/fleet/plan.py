@@ -156,7 +156,9 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
         rows.append({
             "model": labels[mi], "deployment": dep.name, "hardware": _hw_id(dep.hardware),
             "disaggregated": dep.disaggregated, "feasible": not reasons, "infeasible_reason": "; ".join(reasons) or None,
-            "exceeds_power_cap": over, **{k: v for k, v in t.items() if k != "hourly"},
+            "exceeds_power_cap": over,
+            # an infeasible candidate has no fleet figures (a pool it cannot run would count as zero devices)
+            **{k: (v if not reasons else None) for k, v in t.items() if k != "hourly"},
             "capacity": [{"region": spec.regions[c.region_index].name, "pools": [p.to_dict() for p in c.pools]}
                          for c in cs],
         })
