@@ -167,7 +167,8 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 def cmd_fleet(args: argparse.Namespace) -> None:
     from flopcast import api
 
-    d = api.plan_fleet(args.scenario, backend=args.backend, ray_address=args.ray_address).to_dict()
+    d = api.plan_fleet(args.scenario, backend=args.backend, ray_address=args.ray_address,
+                       confirm=not args.no_confirm).to_dict()
     if args.plots:
         from flopcast.fleet.plot import write_fleet_plots
 
@@ -369,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     sp.add_argument("--plots", default=None, metavar="DIR",
                     help="also write devices and MW over the day per region, and the candidates compared, as SVG")
+    sp.add_argument("--no-confirm", action="store_true",
+                    help="skip the simulation of each region's binding hour (analytic sizing only)")
     sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys")
     sp.add_argument("--hardware", required=True, help="accelerator id, e.g. b200")
     sp.add_argument("--days", type=float, required=True, help="duration of the run in days")

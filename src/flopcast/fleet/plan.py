@@ -18,6 +18,7 @@ import numpy as np
 
 from flopcast import units as u
 from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.fleet.confirm import confirm_pool
 from flopcast.fleet.sizing import Cell, Job, size_cells
 from flopcast.fleet.spec import HOURS, FleetSpec, fleet_from_scenario
 from flopcast.report import Assumption
@@ -125,8 +126,9 @@ def _absolute_model(ref: Any, base_dir: str) -> Any:
 
 
 def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "local",
-               ray_address: str | None = None) -> FleetReport:
-    """Size the scenario's `fleet` section (see docs/fleet.md)."""
+               ray_address: str | None = None, confirm: bool = True) -> FleetReport:
+    """Size the scenario's `fleet` section (see docs/fleet.md). confirm: simulate each region's
+    binding hour of the chosen colocated pools (fleet/confirm.py)."""
     from flopcast.specs.scenario import load_scenario
 
     if backend not in BACKENDS:
@@ -196,6 +198,10 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
                               "batch_size": p.batch_size, "ttft_s": p.ttft_s, "tpot_s": p.tpot_s,
                               "utilisation_frac_mean": sum(util_h) / HOURS,
                               "hourly_units": list(units_h), "hourly_utilisation_frac": list(util_h)})
+                if confirm:
+                    pools[-1]["confirmation"] = confirm_pool(
+                        job.model_refs[c.model_index], spec.deployments[c.deployment_index], pools[-1],
+                        region.demand, spec.slo_ttft_s, spec.slo_tpot_s)
         site = _site_id(region.site)
         regions.append({"name": region.name, "site": site, "power_cap_w": region.power_cap_w,
                         "within_power_cap": region.power_cap_w is None or t["power_facility_w_peak"] <= region.power_cap_w,

@@ -25,6 +25,13 @@ def _twh(j: float | None) -> str:
         if j >= 3.6e12 else f"{j / 3.6e9:,.1f} MWh"
 
 
+def _confirmation(c: dict[str, Any]) -> str:
+    if not c["simulated"]:
+        return f"not simulated: {c['why']}"
+    verdict = "" if c["meets_slo"] is None else ("; meets the SLO" if c["meets_slo"] else "; MISSES the SLO")
+    return f"{_ms(c['ttft_p99_s'])} / {_ms(c['tpot_p99_s'])} ({c['units_simulated']} units){verdict}"
+
+
 def fleet_plan_tables(d: dict[str, Any]) -> Group:
     chosen = ", ".join(f"{m}: {dep or 'none feasible'}" for m, dep in d["selected"].items())
     nodes = f" ({d['num_nodes_mean']:,.1f} nodes)" if d.get("num_nodes_mean") is not None else ""
@@ -64,6 +71,16 @@ def fleet_plan_tables(d: dict[str, Any]) -> Group:
             pools.add_row(r["name"], p["deployment"], p["role"], str(p["unit_devices"]), str(p["batch_size"]),
                           f"{p['tokens_per_s_per_unit']:,.0f}", _ms(p["ttft_s"]), _ms(p["tpot_s"]),
                           str(p["units_peak"]), f"{p['units_mean']:,.1f}", f"{100 * p['utilisation_frac_mean']:.0f}%")
+    sim = Table(title="Binding hours simulated (the hour of highest utilisation per unit)", title_justify="left")
+    for c in ("region", "deployment", "role", "hour (UTC)", "utilisation", "simulated p99 TTFT / TPOT"):
+        sim.add_column(c, justify="left" if c in ("region", "deployment", "role", "simulated p99 TTFT / TPOT")
+                       else "right")
+    for r in d["regions"]:
+        for p in r["pools"]:
+            c = p.get("confirmation")
+            if c:
+                sim.add_row(r["name"], p["deployment"], p["role"], f"{c['hour_utc']:02d}",
+                            f"{100 * c['utilisation_frac']:.0f}%", _confirmation(c))
     cand = Table(title="Candidate deployments compared (whole fleet)", title_justify="left")
     for c in ("model", "deployment", "hardware", "devices peak", "devices mean", "MW peak", "$/day", "$/Mtok out",
               "tCO2e/yr op+emb", "note"):
@@ -81,4 +98,7 @@ def fleet_plan_tables(d: dict[str, Any]) -> Group:
                      "-" if r["power_facility_w_peak"] is None else f"{r['power_facility_w_peak'] / 1e6:,.2f}",
                      _money(r["cost_usd_per_day"]), _money(r["cost_per_million_output_tokens_usd"], 3),
                      "-" if carbon is None else f"{carbon / 1e3:,.0f}", note)
-    return Group(_kv_table(f"Fleet: {d['name']}", rows), reg, pools, cand, _assumptions(d))
+    parts = [_kv_table(f"Fleet: {d['name']}", rows), reg, pools]
+    if sim.row_count:
+        parts.append(sim)
+    return Group(*parts, cand, _assumptions(d))
