@@ -95,6 +95,11 @@ def _objective_value(t: Mapping[str, Any], objective: str) -> tuple[float, float
     raise ValueError(objective)
 
 
+def _best(rows: list[dict[str, Any]], objective: str) -> str | None:
+    """The deployment of the row with the smallest objective value (None for no rows)."""
+    return min(rows, key=lambda r: _objective_value(r, objective))["deployment"] if rows else None
+
+
 def _model_label(ref: Any) -> str:
     return ref if isinstance(ref, str) else str(ref.get("name") or ref.get("model_type") or "inline model")
 
@@ -169,17 +174,13 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
     objective = spec.policy.objective
     selected: dict[str, str | None] = {}
     choices: dict[str, dict[str, str | None]] = {}
-    for mi, label in enumerate(labels):
+    for label in labels:
         cand = [r for r in rows if r["model"] == label and r["feasible"]]
         within = [r for r in cand if not r["exceeds_power_cap"]] or cand
-
-        def best(obj: str, pool=within) -> str | None:
-            return min(pool, key=lambda r: _objective_value(r, obj))["deployment"] if pool else None
-
         priced = [r for r in within if r["cost_usd_per_day"] is not None]
-        choices[label] = {"cheapest": best("cost", priced), "lowest_carbon": best("carbon"),
-                          "fewest_devices": best("devices")}
-        selected[label] = best(objective)
+        choices[label] = {"cheapest": _best(priced, "cost"), "lowest_carbon": _best(within, "carbon"),
+                          "fewest_devices": _best(within, "devices")}
+        selected[label] = _best(within, objective)       # unpriced rows rank last on cost
     dep_index = {d.name: i for i, d in enumerate(spec.deployments)}
     chosen = [c for c in cells if selected[labels[c.model_index]] is not None
               and c.deployment_index == dep_index[selected[labels[c.model_index]]]]
