@@ -83,7 +83,7 @@ class _Runner:
     """Calls the estimator for one (model, hardware, layout) at given lengths and batch."""
 
     def __init__(self, model: Any, hardware: Any, layout: Mapping[str, Any], where: str,
-                 devices_per_node: int | None, extra: Mapping[str, Any]):
+                 devices_per_node: int | None, extra: Mapping[str, Any], context: Mapping[str, Any]):
         ok = accepted_keys()
         full = dict(layout) | dict(extra)
         self.dropped = tuple(k for k in full if k in OPTIONAL_ESTIMATOR_KEYS and k not in ok)
@@ -93,7 +93,7 @@ class _Runner:
         cluster: dict[str, Any] = {"num_devices": self.n}
         if devices_per_node:
             cluster["devices_per_node"] = min(devices_per_node, self.n)
-        self.base = {"model": model, "hardware": hardware, "cluster": cluster}
+        self.base = dict(context) | {"model": model, "hardware": hardware, "cluster": cluster}
 
     def __call__(self, input_tokens: int, output_tokens: int, batch: int | str, **over: Any):
         from flopcast import api
@@ -211,10 +211,13 @@ def prefill(run: _Runner, I: int, slo_ttft_s: float | None) -> PoolCapacity:
 
 
 def pools(model: Any, hardware: Any, dep, where: str, I: float, O: float, hit: float,
-          slo_ttft_s: float | None, slo_tpot_s: float | None) -> tuple[PoolCapacity, ...]:
+          slo_ttft_s: float | None, slo_tpot_s: float | None,
+          context: Mapping[str, Any] | None = None) -> tuple[PoolCapacity, ...]:
     """The pools of deployment `dep` for requests of mean I prompt and O output tokens, a share
-    `hit` of prompt tokens from a prefix cache. The estimator's own input errors (a layout that breaks
-    a divisibility rule, a model that does not fit) make the deployment infeasible, with the reason."""
+    `hit` of prompt tokens from a prefix cache. `context`: scenario sections every estimator call
+    carries (e.g. `calibration`). The estimator's own input errors (a layout that breaks a
+    divisibility rule, a model that does not fit) make the deployment infeasible, with the reason."""
+    context = context or {}
     I_i, O_i = max(1, round(I)), max(1, round(O))
     extra: dict[str, Any] = {"engine": dep.engine} if dep.engine else {}
 
@@ -231,13 +234,15 @@ def pools(model: Any, hardware: Any, dep, where: str, I: float, O: float, hit: f
     if not dep.disaggregated:
         colo_extra = extra | ({"prefix_cache_hit_frac": hit} if hit > 0 else {})
         return (guard("colocated", dep.inference, lambda: colocated(
-            _Runner(model, hardware, dep.inference, f"{where}.inference", dep.devices_per_node, colo_extra),
+            _Runner(model, hardware, dep.inference, f"{where}.inference", dep.devices_per_node, colo_extra,
+                    context),
             I_i, O_i, slo_ttft_s, slo_tpot_s)),)
     return (
         guard("prefill", dep.prefill, lambda: prefill(
-            _Runner(model, hardware, dep.prefill, f"{where}.prefill", dep.devices_per_node, extra), I_i, slo_ttft_s)),
+            _Runner(model, hardware, dep.prefill, f"{where}.prefill", dep.devices_per_node, extra, context), I_i,
+            slo_ttft_s)),
         guard("decode", dep.decode, lambda: decode(
-            _Runner(model, hardware, dep.decode, f"{where}.decode", dep.devices_per_node, extra), I_i, O_i,
+            _Runner(model, hardware, dep.decode, f"{where}.decode", dep.devices_per_node, extra, context), I_i, O_i,
             slo_tpot_s)),
     )
 

@@ -20,7 +20,7 @@ CONFIRM_SEED = 0
 
 
 def confirm_pool(model: Any, dep, pool: dict[str, Any], demand, slo_ttft_s: float | None,
-                 slo_tpot_s: float | None) -> dict[str, Any]:
+                 slo_tpot_s: float | None, context: Any = None) -> dict[str, Any]:
     """Simulate the pool's binding hour; a dict with the hour, what was simulated and whether the
     simulated p99s meet the SLO (None when there is no SLO)."""
     from flopcast import api
@@ -57,8 +57,8 @@ def confirm_pool(model: Any, dep, pool: dict[str, Any], demand, slo_ttft_s: floa
         inference["slo"] = slo
     devices = pool["unit_devices"] * n
     try:
-        res = api.simulate_serving({"model": model, "hardware": dep.hardware, "cluster": {"num_devices": devices},
-                                    "inference": inference})
+        res = api.simulate_serving(dict(context or {}) | {
+            "model": model, "hardware": dep.hardware, "cluster": {"num_devices": devices}, "inference": inference})
     except InvalidScenario as e:
         return base | {"simulated": False, "why": str(e)}
     meets = None

@@ -24,6 +24,7 @@ from flopcast.fleet.spec import HOURS, FleetSpec, fleet_from_scenario
 from flopcast.report import Assumption
 
 BACKENDS = ("local", "ray")
+CONTEXT_KEYS = ("calibration",)     # top-level sections passed to every serving-estimator call
 DAYS_PER_YEAR = u.YEAR_S / u.DAY_S
 
 
@@ -124,6 +125,13 @@ def run_cells(job: Job, cells: list[tuple[int, int, int]], backend: str, ray_add
     return [done[c] for c in cells]
 
 
+def _relative_to(value: Any, base_dir: str) -> Any:
+    """A file path given relative to the scenario file, made absolute (other values unchanged)."""
+    if isinstance(value, str) and not Path(value).is_absolute() and (Path(base_dir) / value).is_file():
+        return str(Path(base_dir) / value)
+    return value
+
+
 def _absolute_model(ref: Any, base_dir: str) -> Any:
     if isinstance(ref, str) and ref.endswith(".json") and not Path(ref).is_absolute():
         return str(Path(base_dir) / ref)
@@ -142,7 +150,7 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
     base_dir = data.pop("_base_dir")
     spec: FleetSpec = fleet_from_scenario(data)
     job = Job(fleet=spec, model_refs=tuple(_absolute_model(m, base_dir) for m, _ in spec.models),
-              pricing=data.get("pricing"))
+              pricing=data.get("pricing"), context={k: _relative_to(data[k], base_dir) for k in CONTEXT_KEYS if k in data})
     labels = [_model_label(m) for m, _ in spec.models]
     grid = [(mi, di, ri) for mi in range(len(spec.models)) for di, dep in enumerate(spec.deployments)
             if dep.model in (None, str(spec.models[mi][0])) for ri in range(len(spec.regions))]
@@ -202,7 +210,7 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
                 if confirm:
                     pools[-1]["confirmation"] = confirm_pool(
                         job.model_refs[c.model_index], spec.deployments[c.deployment_index], pools[-1],
-                        region.demand, spec.slo_ttft_s, spec.slo_tpot_s)
+                        region.demand, spec.slo_ttft_s, spec.slo_tpot_s, job.context)
         site = _site_id(region.site)
         regions.append({"name": region.name, "site": site, "power_cap_w": region.power_cap_w,
                         "within_power_cap": region.power_cap_w is None or t["power_facility_w_peak"] <= region.power_cap_w,

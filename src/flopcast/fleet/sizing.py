@@ -34,6 +34,7 @@ class Job:
     fleet: FleetSpec
     model_refs: tuple[Any, ...]        # as given, relative paths made absolute
     pricing: Any
+    context: Any = None                # scenario sections every estimator call carries (calibration)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,13 +64,13 @@ def pool_capacities(job: Job, mi: int, di: int, ri: int) -> tuple[cap.PoolCapaci
     dep, region = f.deployments[di], f.regions[ri]
     d = region.demand
     key = repr((job.model_refs[mi], dep, round(d.input_tokens), round(d.output_tokens), d.prefix_cache_hit_frac,
-                f.slo_ttft_s, f.slo_tpot_s))
+                f.slo_ttft_s, f.slo_tpot_s, job.context))
     if key not in _CAPACITY_CACHE:
         if len(_CAPACITY_CACHE) > 512:
             _CAPACITY_CACHE.clear()
         _CAPACITY_CACHE[key] = cap.pools(job.model_refs[mi], dep.hardware, dep, f"fleet.deployments[{di}]",
                                          d.input_tokens, d.output_tokens, d.prefix_cache_hit_frac,
-                                         f.slo_ttft_s, f.slo_tpot_s)
+                                         f.slo_ttft_s, f.slo_tpot_s, job.context)
     return _CAPACITY_CACHE[key]
 
 
