@@ -287,3 +287,41 @@ def test_ray_backend_agrees_with_local():
         ray.shutdown()
     assert local.pop("backend") == "local" and remote.pop("backend") == "ray"
     assert remote == local
+
+
+def test_model_mix_splits_demand_and_restricts_deployments():
+    """fleet.models shares split every region's demand; a deployment with `model:` serves only that
+    model, and the fleet's output tokens are the sum over models."""
+    s = scenario()
+    s["fleet"]["models"] = [{"model": "llama-3.1-8b", "share": 0.75}, {"model": "mixtral-8x7b", "share": 0.25}]
+    s["fleet"]["deployments"] = [
+        {"name": "small", "hardware": "h100-sxm", "inference": {"tp": 1}},
+        {"name": "moe", "hardware": "h100-sxm", "model": "mixtral-8x7b", "inference": {"tp": 2}},
+    ]
+    r = api.plan_fleet(s, confirm=False).to_dict()
+    served = {(x["model"], x["deployment"]) for x in r["deployments"]}
+    assert served == {("llama-3.1-8b", "small"), ("mixtral-8x7b", "small"), ("mixtral-8x7b", "moe")}
+    by = {(x["model"], x["deployment"]): x for x in r["deployments"]}
+    total = 2.0e10 + 300 * 128 * 86400
+    assert by[("llama-3.1-8b", "small")]["output_tokens_per_day"] == pytest.approx(0.75 * total)
+    assert r["output_tokens_per_day"] == pytest.approx(total)
+    assert set(r["selected"]) == {"llama-3.1-8b", "mixtral-8x7b"}
+    s["fleet"]["models"][1]["share"] = 0.5
+    with pytest.raises(InvalidScenario, match="shares sum to 1.25"):
+        api.plan_fleet(s, confirm=False)
+
+
+def test_failover_region_carries_its_neighbours_load():
+    """With two regions that are each other's only neighbour, each hour's units cover the region's own
+    load plus all of the other's (the failed region's load moves to its one neighbour)."""
+    s = scenario(failover="neighbours")
+    s["fleet"]["deployments"] = [s["fleet"]["deployments"][0]]
+    r = api.plan_fleet(s, confirm=False).to_dict()
+    a, b = (reg["pools"][0] for reg in r["regions"])
+
+    def own(p, h):
+        return p["hourly_utilisation_frac"][h] * p["hourly_units"][h] * p["tokens_per_s_per_unit"]
+
+    for h in range(HOURS):
+        need = own(a, h) + own(b, h)
+        assert a["hourly_units"][h] == math.ceil(need / a["tokens_per_s_per_unit"] - 1e-9)

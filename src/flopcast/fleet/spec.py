@@ -22,8 +22,9 @@ REGION_KEYS = ("name", "site", "demand", "power_cap", "neighbours")
 # one rate key; requests or output tokens per s / day / week
 RATE_KEYS = ("requests_per_s", "requests_per_day", "output_tokens_per_s", "output_tokens_per_day",
              "output_tokens_per_week")
-DEMAND_KEYS = RATE_KEYS + ("input_tokens_per_day", "input_tokens", "output_tokens", "prefix_cache_hit_frac",
-                           "profile", "peak_to_mean", "peak_hour_utc")
+INPUT_RATE_KEYS = ("input_tokens_per_s", "input_tokens_per_day", "input_tokens_per_week")
+DEMAND_KEYS = RATE_KEYS + INPUT_RATE_KEYS + ("input_tokens", "output_tokens", "prefix_cache_hit_frac",
+                                             "profile", "peak_to_mean", "peak_hour_utc")
 LENGTH_KEYS = ("dist", "value", "mean", "cv", "min", "max")
 MODEL_MIX_KEYS = ("model", "share")
 SLO_KEYS = ("ttft_p99", "tpot_p99")
@@ -171,15 +172,14 @@ def demand_from_mapping(data: Any, where: str) -> tuple[Demand, list[tuple[str, 
         out_len, out_given = 256.0, 256
         notes.append((f"{where}.output_tokens", 256, "mean output tokens per request not given"))
     req_per_s = rate if key.startswith("requests") else rate / out_len
-    if "input_tokens_per_day" in d and "input_tokens" in d:
-        raise InvalidScenario(f"{where}: give either input_tokens (mean per request) or input_tokens_per_day, not both")
-    if "input_tokens_per_day" in d:
-        per_day = _number(d["input_tokens_per_day"], f"{where}.input_tokens_per_day", lo_open=True)
-        if req_per_s <= 0:
-            raise InvalidScenario(f"{where}.input_tokens_per_day: needs a positive request or output rate")
-        in_len, in_given = per_day / units.DAY_S / req_per_s, None
-        notes.append((f"{where}.input_tokens", round(in_len, 1), "mean prompt length: input tokens per day over "
-                                                                 "requests per day"))
+    in_rates = [k for k in INPUT_RATE_KEYS if k in d]
+    if len(in_rates) + ("input_tokens" in d) > 1:
+        raise InvalidScenario(f"{where}: give one of input_tokens (mean per request), {', '.join(INPUT_RATE_KEYS)}")
+    if in_rates:
+        k = in_rates[0]
+        per_s = _number(d[k], f"{where}.{k}", lo_open=True) / _PER[k.rsplit("_per_", 1)[1]]
+        in_len, in_given = per_s / req_per_s, None
+        notes.append((f"{where}.input_tokens", round(in_len, 1), f"mean prompt length: {k} over the request rate"))
     elif "input_tokens" in d:
         in_len, in_given = _length(d["input_tokens"], f"{where}.input_tokens")
     else:
