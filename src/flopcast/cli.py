@@ -176,8 +176,13 @@ def cmd_fleet(args: argparse.Namespace) -> None:
     if args.json:
         return _emit_json(d)
     from flopcast.report.fleet_render import fleet_plan_tables
-    from flopcast.report.render import print_renderable
+    from flopcast.report.render import print_renderable, to_markdown
 
+    if args.markdown:
+        sys.stdout.write(f"# flopcast fleet: {d['name']}\n\n" + to_markdown(fleet_plan_tables(d)))
+        for path in d.get("plots", []):
+            sys.stdout.write(f"\n![{Path(path).stem}]({path})\n")
+        return
     print_renderable(fleet_plan_tables(d))
     if d.get("plots") and not args.json:
         print("plots written: " + ", ".join(d["plots"]))
@@ -370,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
     sp.add_argument("--plots", default=None, metavar="DIR",
                     help="also write devices and MW over the day per region, and the candidates compared, as SVG")
+    sp.add_argument("--markdown", action="store_true", help="print the report as Markdown")
     sp.add_argument("--no-confirm", action="store_true",
                     help="skip the simulation of each region's binding hour (analytic sizing only)")
     sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys")
