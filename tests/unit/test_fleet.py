@@ -325,3 +325,19 @@ def test_failover_region_carries_its_neighbours_load():
     for h in range(HOURS):
         need = own(a, h) + own(b, h)
         assert a["hourly_units"][h] == math.ceil(need / a["tokens_per_s_per_unit"] - 1e-9)
+
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda s: s["fleet"]["deployments"][0].__setitem__("hardware", "h100"),
+     r"fleet.deployments\[0\].hardware: unknown hardware 'h100'; did you mean 'h100-sxm'"),
+    (lambda s: s["fleet"]["regions"][0].__setitem__("site", "irelnd"),
+     r"fleet.regions\[0\].site: unknown site 'irelnd'; did you mean 'ireland'"),
+    (lambda s: s["fleet"]["deployments"][0]["inference"].__setitem__("tpp", 2),
+     r"fleet.deployments\[0\].inference: unknown inference field 'tpp'; did you mean 'tp'"),
+])
+def test_bad_names_name_their_field(mutate, match):
+    """A misspelt hardware, site or layout key is one error naming its place in the fleet section."""
+    s = scenario()
+    mutate(s)
+    with pytest.raises(UnknownName, match=match):
+        api.plan_fleet(s, confirm=False)

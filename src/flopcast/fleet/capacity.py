@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flopcast.errors import InvalidScenario
+from flopcast.errors import InvalidScenario, UnknownName
 
 # Contract keys (SCENARIO.md) that a serving estimator may or may not honour yet: passed through when
 # specs.serving accepts them, else dropped and reported.
@@ -224,6 +224,9 @@ def pools(model: Any, hardware: Any, dep, where: str, I: float, O: float, hit: f
     def guard(role: str, layout, fn) -> PoolCapacity:
         try:
             return fn()
+        except UnknownName as e:       # a misspelt layout key or value: bad input, named with its field
+            key = "inference" if role == "colocated" else role
+            raise UnknownName(e.kind, e.name, e.known, message=f"{where}.{key}: {e}") from None
         except InvalidScenario as e:
             n = unit_devices(layout, f"{where}.{role}")
             ok = accepted_keys()

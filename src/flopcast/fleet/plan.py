@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from flopcast import units as u
-from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 from flopcast.fleet.confirm import confirm_pool
 from flopcast.fleet.sizing import Cell, Job, size_cells
 from flopcast.fleet.spec import HOURS, FleetSpec, fleet_from_scenario
@@ -105,6 +105,28 @@ def _model_label(ref: Any) -> str:
     return ref if isinstance(ref, str) else str(ref.get("name") or ref.get("model_type") or "inline model")
 
 
+def _check_names(spec: FleetSpec, job: Job) -> None:
+    """Resolve every model, hardware and site once here, so that a bad name is one error naming its
+    field (and never surfaces from inside a worker)."""
+    from flopcast.specs.scenario import resolve_hardware, resolve_model
+    from flopcast.specs.site import resolve_site
+
+    def check(where: str, fn, value) -> None:
+        try:
+            fn(value)
+        except UnknownName as e:
+            raise UnknownName(e.kind, e.name, e.known, message=f"{where}: {e}") from None
+        except InvalidScenario as e:
+            raise InvalidScenario(f"{where}: {e}") from None
+
+    for i, ref in enumerate(job.model_refs):
+        check(f"fleet.models[{i}].model" if len(job.model_refs) > 1 else "model", resolve_model, ref)
+    for i, dep in enumerate(spec.deployments):
+        check(f"fleet.deployments[{i}].hardware", resolve_hardware, dep.hardware)
+    for i, region in enumerate(spec.regions):
+        check(f"fleet.regions[{i}].site", resolve_site, region.site)
+
+
 def run_cells(job: Job, cells: list[tuple[int, int, int]], backend: str, ray_address: str | None) -> list[Cell]:
     """Size every cell on the chosen backend; results in the order of `cells`."""
     if backend == "local":
@@ -121,7 +143,14 @@ def run_cells(job: Job, cells: list[tuple[int, int, int]], backend: str, ray_add
     remote = ray.remote(size_cells)
     job_ref = ray.put(job)
     refs = [remote.remote(job_ref, g) for g in groups.values()]
-    done = {(c.model_index, c.deployment_index, c.region_index): c for batch in ray.get(refs) for c in batch}
+    try:
+        batches = ray.get(refs)
+    except ray.exceptions.RayTaskError as e:      # bad input found by a worker: the same one-line error
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, FlopcastError):
+            raise cause from None
+        raise
+    done = {(c.model_index, c.deployment_index, c.region_index): c for batch in batches for c in batch}
     return [done[c] for c in cells]
 
 
@@ -151,6 +180,7 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
     spec: FleetSpec = fleet_from_scenario(data)
     job = Job(fleet=spec, model_refs=tuple(_absolute_model(m, base_dir) for m, _ in spec.models),
               pricing=data.get("pricing"), context={k: _relative_to(data[k], base_dir) for k in CONTEXT_KEYS if k in data})
+    _check_names(spec, job)
     labels = [_model_label(m) for m, _ in spec.models]
     grid = [(mi, di, ri) for mi in range(len(spec.models)) for di, dep in enumerate(spec.deployments)
             if dep.model in (None, str(spec.models[mi][0])) for ri in range(len(spec.regions))]
