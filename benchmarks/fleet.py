@@ -8,7 +8,7 @@ Usage: python benchmarks/fleet.py
   mean number of H800 nodes flopcast sizes from its own throughputs, against the published average of
   226.75 nodes (open-infra-index day 6; groundtruth more_runs.csv DS-PROD-*). Target: within 25%.
   Also the per-node throughputs against the published 73.7k input tokens/s per prefill node
-  (including cache hits; ~32.2k computed) and 14.8k output tokens/s per decode node.
+  (including cache hits) and 14.8k output tokens/s per decode node.
 """
 
 from __future__ import annotations
@@ -43,20 +43,23 @@ def main() -> None:
     print(f"DeepSeek production day: {nodes:,.1f} H800 nodes on average (published {PUBLISHED_NODES_MEAN}): "
           f"{100 * err:+.1f}% ({'within' if abs(err) <= 0.25 else 'outside'} the 25% target); peak "
           f"{peak_nodes:,.0f} nodes (published {PUBLISHED_NODES_PEAK}); chosen {r['selected']}")
-    hit = 0.563
     for p in r["regions"][0]["pools"]:
         per_node = p["tokens_per_s_per_unit"] / (p["unit_devices"] / 8)
         if p["role"] == "prefill":
-            published = PUBLISHED_PREFILL_INPUT_TOKENS_PER_S_PER_NODE * (1 - hit)
-            what = "computed prompt tokens/s per prefill node"
+            published = PUBLISHED_PREFILL_INPUT_TOKENS_PER_S_PER_NODE
+            what = "input tokens/s per prefill node (cache hits included)"
         else:
             published = PUBLISHED_DECODE_OUTPUT_TOKENS_PER_S_PER_NODE
             what = "output tokens/s per decode node"
-        print(f"  {what}: flopcast {per_node:,.0f} (batch {p['batch_size']} per GPU), published {published:,.0f} "
+        print(f"  {what}: flopcast {per_node:,.0f} (batch {p['batch_size']} per dp rank), published {published:,.0f} "
               f"({per_node / published:.2f}x)")
     for d in r["deployments"]:
         if not d["feasible"]:
             print(f"  candidate {d['deployment']}: infeasible today: {d['infeasible_reason']}")
+        else:
+            print(f"  candidate {d['deployment']}: {d['num_devices_mean'] / 8:,.1f} nodes on average "
+                  f"({100 * (d['num_devices_mean'] / 8 / PUBLISHED_NODES_MEAN - 1):+.1f}%), peak "
+                  f"{d['num_devices_peak'] / 8:,.0f}, ${d['cost_usd_per_day']:,.0f} per day")
     for a in r["assumptions"]:
         if a["value"] == "not applied":
             print(f"  {a['name']}: not applied ({a['why']})")

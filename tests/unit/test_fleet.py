@@ -175,8 +175,9 @@ def test_slo_batch_is_the_largest_that_meets_it(report):
 
 
 def test_prefix_cache_hits_shrink_only_the_prefill_pool():
-    """Cached prompt tokens need no prefill compute: a hit share h scales the prefill pool's load by
-    (1 - h) and leaves the decode pool's alone."""
+    """Cached prompt tokens need no prefill compute: with a hit share h the prefill pool carries the
+    same prompt tokens at a higher capacity per unit (the estimator computes only the uncached
+    share), so it needs fewer units; the decode pool is unchanged."""
     def pools(hit):
         s = scenario()
         s["fleet"]["regions"] = [s["fleet"]["regions"][1]]
@@ -188,8 +189,10 @@ def test_prefix_cache_hits_shrink_only_the_prefill_pool():
 
     a, b = pools(0.0), pools(0.75)
     load = lambda p: p["hourly_utilisation_frac"][0] * p["hourly_units"][0] * p["tokens_per_s_per_unit"]  # noqa: E731
-    assert load(b["prefill"]) == pytest.approx(0.25 * load(a["prefill"]))
-    assert load(b["decode"]) == pytest.approx(load(a["decode"]))
+    assert load(b["prefill"]) == pytest.approx(load(a["prefill"]))
+    assert b["prefill"]["tokens_per_s_per_unit"] > 2 * a["prefill"]["tokens_per_s_per_unit"]
+    assert b["prefill"]["units_mean"] < a["prefill"]["units_mean"]
+    assert b["decode"] == a["decode"]
 
 
 def test_static_scaling_holds_the_peak_and_failover_adds_devices():
@@ -244,15 +247,18 @@ def test_confirmation_simulates_the_binding_hour():
 
 
 def test_deepseek_example_predicts_every_throughput():
-    """The shipped DeepSeek day: DeepSeek's EP144 decode layout is reported with the estimator's reason
-    while it refuses it; the EP128 candidate is sized from the estimator's throughputs (never the
-    published ones: 73.7k input tokens/s per prefill node, 14.8k output tokens/s per decode node)."""
-    r = api.plan_fleet(EXAMPLES / "deepseek-production-day.yaml").to_dict()
+    """The shipped DeepSeek day is sized from the estimator's throughputs (never the published ones:
+    73.7k input tokens/s per prefill node, 14.8k output tokens/s per decode node), with DeepSeek's
+    4-node prefill and 18-node decode units among the candidates."""
+    r = api.plan_fleet(EXAMPLES / "deepseek-production-day.yaml", confirm=False).to_dict()
     assert r["output_tokens_per_day"] == pytest.approx(168e9)
     assert r["input_tokens_per_day"] == pytest.approx(608e9)
-    pools = {p["role"]: p for p in r["regions"][0]["pools"]}
-    assert pools["prefill"]["unit_devices"] == 32
-    assert pools["decode"]["tokens_per_s_per_unit"] / (pools["decode"]["unit_devices"] / 8) != pytest.approx(14800)
+    rows = {d["deployment"]: d for d in r["deployments"]}
+    units = {p["role"]: p["unit_devices"] for p in rows["deepseek-ep32-ep144"]["capacity"][0]["pools"]}
+    assert units == {"prefill": 32, "decode": 144}
+    for p in r["regions"][0]["pools"]:
+        per_node = p["tokens_per_s_per_unit"] / (p["unit_devices"] / 8)
+        assert per_node != pytest.approx(73_700) and per_node != pytest.approx(14_800)
     assert r["num_nodes_mean"] == pytest.approx(r["num_devices_mean"] / 8)
 
 
@@ -351,7 +357,7 @@ def test_fleet_layer_reproduces_deepseek_with_published_unit_throughputs(monkeyp
     from flopcast.fleet import sizing
     from flopcast.fleet.capacity import PoolCapacity
 
-    published = (PoolCapacity(role="prefill", unit_devices=32, batch_size=1, tokens_per_s=4 * 73_700 * (1 - 0.563),
+    published = (PoolCapacity(role="prefill", unit_devices=32, batch_size=1, tokens_per_s=4 * 73_700,
                               ttft_s=None, tpot_s=None, busy_frac=1.0),
                  PoolCapacity(role="decode", unit_devices=144, batch_size=1, tokens_per_s=18 * 14_800,
                               ttft_s=None, tpot_s=None, busy_frac=1.0))

@@ -2,15 +2,14 @@
 called through its public interface so that the fleet improves when the estimator does).
 
 A unit is one `inference` layout: tp * pp * dp devices (with ep > 1 the dp ranks run attention data
-parallel and share the experts). Three kinds:
-- colocated: continuous batching with chunked prefill; capacity = the estimator's steady-state
-  output tokens/s of the unit (prefill of the prompts included);
-- prefill (disaggregated): a unit that only prefills. It is the estimator's steady state with one
-  output token per request (each request: its prompt and its first token), at the iteration token
-  budget; capacity = computed prompt tokens/s = total tokens/s x I / (I + 1); TTFT = one iteration;
-- decode (disaggregated): a unit that only decodes; capacity = dp B / t_step from the estimator's
-  decode-step breakdown (an iteration with B decoding sequences at mean context I + O/2, no prompt
-  tokens); TPOT = t_step.
+parallel and share the experts). Three kinds, each one of the estimator's `inference.pool` roles:
+- colocated (`pool: both`): continuous batching with chunked prefill; capacity = the steady-state
+  output tokens/s of the unit (prefill of the prompts included, prefix-cache hits credited);
+- prefill (`pool: prefill`): every iteration fills the token budget with prompts and emits their
+  first token; capacity = prompt tokens/s, cached ones included (only the uncached share is
+  computed); TTFT = one iteration;
+- decode (`pool: decode`): prompts arrive prefilled with their KV cache; capacity = output
+  tokens/s of B sequences at mean context I + O/2; TPOT = one step.
 With a latency SLO the batch B per dp rank is the largest that meets it (TPOT at or under
 tpot_p99, TTFT at or under ttft_p99; both grow with B, so a bisection over 1..B_max finds it),
 else the largest that memory and the iteration budget allow. The analytic times are means: the
@@ -39,7 +38,7 @@ class PoolCapacity:
     role: str                      # colocated | prefill | decode
     unit_devices: int
     batch_size: int                # concurrent sequences per dp rank
-    tokens_per_s: float            # colocated, decode: output tokens/s; prefill: computed prompt tokens/s
+    tokens_per_s: float            # colocated, decode: output tokens/s; prefill: prompt tokens/s (cached included)
     ttft_s: float | None
     tpot_s: float | None
     busy_frac: float               # compute share of the time at full load (for the power model)
@@ -154,60 +153,67 @@ def colocated(run: _Runner, I: int, O: int, slo_ttft_s: float | None, slo_tpot_s
 
 
 def decode(run: _Runner, I: int, O: int, slo_tpot_s: float | None) -> PoolCapacity:
+    """A decode unit: the estimator's `pool: decode` (prompts arrive prefilled with their KV cache)."""
     fixed = run.layout.get("batch_size", "max")
-    first = run(I, O, fixed)
+    first = run(I, O, fixed, pool="decode")
     if not first.fits:
         return PoolCapacity(role="decode", unit_devices=run.n, batch_size=0, tokens_per_s=0.0, ttft_s=None,
-                            tpot_s=None, busy_frac=1.0, infeasible_reason=first.infeasible_reason,
-                            dropped_keys=run.dropped)
-    steps: dict[int, Any] = {first.batch_size: first.decode_step_breakdown_s}
-
-    def step_s(b: int) -> float:
-        if b not in steps:
-            steps[b] = run(I, O, b).decode_step_breakdown_s
-        return sum(steps[b].values())
-
-    reason = None
-    b = first.batch_size
-    if slo_tpot_s is not None and fixed == "max":
-        found = _largest(1, first.batch_size, lambda x: step_s(x) <= slo_tpot_s)
-        if found is None:
-            reason = f"no batch meets tpot_p99 {_ms(slo_tpot_s)}: a decode step at batch 1 takes {_ms(step_s(1))}"
-        b = found or 1
-    elif slo_tpot_s is not None and step_s(b) > slo_tpot_s:
-        reason = f"batch_size {b} misses tpot_p99 {_ms(slo_tpot_s)} (decode step {_ms(step_s(b))})"
-    t = step_s(b)
-    return PoolCapacity(role="decode", unit_devices=run.n, batch_size=b, tokens_per_s=run.dp * b / t, ttft_s=None,
-                        tpot_s=t, busy_frac=_busy(steps[b]), infeasible_reason=reason, dropped_keys=run.dropped)
-
-
-def prefill(run: _Runner, I: int, slo_ttft_s: float | None) -> PoolCapacity:
-    fixed = run.layout.get("batch_size", "max")
-    first = run(I, 1, fixed)
-    if not first.fits:
-        return PoolCapacity(role="prefill", unit_devices=run.n, batch_size=0, tokens_per_s=0.0, ttft_s=None,
                             tpot_s=None, busy_frac=1.0, infeasible_reason=first.infeasible_reason,
                             dropped_keys=run.dropped)
     cache = {first.batch_size: first}
 
     def est(b: int):
         if b not in cache:
-            cache[b] = run(I, 1, b)
+            cache[b] = run(I, O, b, pool="decode")
         return cache[b]
 
     reason = None
     b = first.batch_size
-    if slo_ttft_s is not None and fixed == "max":
-        found = _largest(1, first.batch_size, lambda x: est(x).tpot_s <= slo_ttft_s)
+    if slo_tpot_s is not None and fixed == "max":
+        found = _largest(1, first.batch_size, lambda x: est(x).tpot_s <= slo_tpot_s)
         if found is None:
-            reason = f"no batch meets ttft_p99 {_ms(slo_ttft_s)}: one prompt of {I} tokens takes {_ms(est(1).tpot_s)}"
+            reason = f"no batch meets tpot_p99 {_ms(slo_tpot_s)}: a decode step at batch 1 takes {_ms(est(1).tpot_s)}"
         b = found or 1
-    elif slo_ttft_s is not None and est(b).tpot_s > slo_ttft_s:
-        reason = f"batch_size {b} misses ttft_p99 {_ms(slo_ttft_s)} (prefill iteration {_ms(est(b).tpot_s)})"
+    elif slo_tpot_s is not None and est(b).tpot_s > slo_tpot_s:
+        reason = f"batch_size {b} misses tpot_p99 {_ms(slo_tpot_s)} (decode step {_ms(est(b).tpot_s)})"
     e = est(b)
-    return PoolCapacity(role="prefill", unit_devices=run.n, batch_size=e.batch_size,
-                        tokens_per_s=e.total_tokens_per_s * I / (I + 1), ttft_s=e.tpot_s, tpot_s=None,
-                        busy_frac=_busy(e.prefill_breakdown_s), infeasible_reason=reason, dropped_keys=run.dropped)
+    return PoolCapacity(role="decode", unit_devices=run.n, batch_size=e.batch_size,
+                        tokens_per_s=e.output_tokens_per_s, ttft_s=None, tpot_s=e.tpot_s,
+                        busy_frac=_busy(e.decode_step_breakdown_s), infeasible_reason=reason,
+                        dropped_keys=run.dropped)
+
+
+def prefill(run: _Runner, I: int, slo_ttft_s: float | None) -> PoolCapacity:
+    """A prefill unit: the estimator's `pool: prefill` (every iteration fills the token budget with
+    prompts and emits their first token). Capacity in prompt tokens/s, cached ones included (the
+    estimator computes only the uncached share). With a TTFT SLO the token budget per iteration is
+    the largest (down to one prompt) whose iteration time meets it."""
+    budget = int(run.layout.get("max_tokens_per_iteration", 8192))
+    first = run(I, 1, "max", pool="prefill")
+    if not first.fits:
+        return PoolCapacity(role="prefill", unit_devices=run.n, batch_size=0, tokens_per_s=0.0, ttft_s=None,
+                            tpot_s=None, busy_frac=1.0, infeasible_reason=first.infeasible_reason,
+                            dropped_keys=run.dropped)
+    cache = {budget: first}
+
+    def est(tokens: int):
+        if tokens not in cache:
+            cache[tokens] = run(I, 1, "max", pool="prefill", max_tokens_per_iteration=tokens)
+        return cache[tokens]
+
+    reason = None
+    tokens = budget
+    if slo_ttft_s is not None and first.ttft_s > slo_ttft_s:
+        lo = min(I, budget)
+        found = _largest(lo, budget, lambda x: est(x).ttft_s <= slo_ttft_s)
+        if found is None:
+            reason = (f"no token budget meets ttft_p99 {_ms(slo_ttft_s)}: one prompt of {I} tokens takes "
+                      f"{_ms(est(lo).ttft_s)}")
+        tokens = found or lo
+    e = est(tokens)
+    return PoolCapacity(role="prefill", unit_devices=run.n, batch_size=e.batch_size, tokens_per_s=e.input_tokens_per_s,
+                        ttft_s=e.ttft_s, tpot_s=None, busy_frac=_busy(e.decode_step_breakdown_s),
+                        infeasible_reason=reason, dropped_keys=run.dropped)
 
 
 def pools(model: Any, hardware: Any, dep, where: str, I: float, O: float, hit: float,
@@ -234,15 +240,15 @@ def pools(model: Any, hardware: Any, dep, where: str, I: float, O: float, hit: f
             return PoolCapacity(role=role, unit_devices=n, batch_size=0, tokens_per_s=0.0, ttft_s=None, tpot_s=None,
                                 busy_frac=1.0, infeasible_reason=str(e), dropped_keys=dropped)
 
+    cached = {"prefix_cache_hit_frac": hit} if hit > 0 else {}
     if not dep.disaggregated:
-        colo_extra = extra | ({"prefix_cache_hit_frac": hit} if hit > 0 else {})
         return (guard("colocated", dep.inference, lambda: colocated(
-            _Runner(model, hardware, dep.inference, f"{where}.inference", dep.devices_per_node, colo_extra,
+            _Runner(model, hardware, dep.inference, f"{where}.inference", dep.devices_per_node, extra | cached,
                     context),
             I_i, O_i, slo_ttft_s, slo_tpot_s)),)
     return (
         guard("prefill", dep.prefill, lambda: prefill(
-            _Runner(model, hardware, dep.prefill, f"{where}.prefill", dep.devices_per_node, extra, context), I_i,
+            _Runner(model, hardware, dep.prefill, f"{where}.prefill", dep.devices_per_node, extra | cached, context), I_i,
             slo_ttft_s)),
         guard("decode", dep.decode, lambda: decode(
             _Runner(model, hardware, dep.decode, f"{where}.decode", dep.devices_per_node, extra, context), I_i, O_i,

@@ -283,9 +283,9 @@ def _assumptions(spec: FleetSpec, rows: list[dict[str, Any]], cells: list[Cell])
     out = [Assumption(n, v, w) for n, v, w in spec.assumptions]
     out += [
         Assumption("capacity", "flopcast's serving estimator (flopcast infer), one call per pool and batch",
-                   "colocated: steady-state output tokens/s with chunked prefill; prefill units: the steady state "
-                   "with one output token per request (prompt tokens/s at the iteration budget); decode units: "
-                   "dp x batch / decode-step time"),
+                   "colocated units: inference.pool both (steady-state output tokens/s with chunked prefill); "
+                   "prefill units: pool prefill (prompt tokens/s at the iteration budget); decode units: pool "
+                   "decode (output tokens/s, prompts arriving with their KV cache)"),
         Assumption("batch_size", "largest meeting fleet.slo" if spec.slo_ttft_s or spec.slo_tpot_s else
                    "largest that memory and the iteration budget allow",
                    "SLOs are applied to the analytic (mean) TTFT and TPOT; a deployment's own batch_size is kept "
@@ -293,11 +293,11 @@ def _assumptions(spec: FleetSpec, rows: list[dict[str, Any]], cells: list[Cell])
         Assumption("lengths", "means per request", "the analytic sizing uses mean prompt and output lengths; "
                    "distributions matter to the simulator only"),
         Assumption("prefix_cache", "cached prompt tokens need no prefill compute",
-                   "disaggregated prefill pools carry I (1 - prefix_cache_hit_frac) prompt tokens per request; "
-                   "colocated units get inference.prefix_cache_hit_frac only if the serving estimator accepts it"),
+                   "the region's prefix_cache_hit_frac is passed to colocated and prefill units as "
+                   "inference.prefix_cache_hit_frac (the estimator computes only the uncached share)"),
         Assumption("speculative_decoding", "as the serving estimator models it",
-                   "decode units run the estimator's decode step (one token per sequence per step today); "
-                   "inference.speculative is passed only if the estimator accepts it"),
+                   "inference.speculative is passed only if the estimator accepts it (else listed below as not "
+                   "applied)"),
         Assumption("scaling", pol.scaling, "hourly: units follow the load and released devices do other work "
                    "(cost and embodied carbon count devices while held); static: each region holds its daily peak"),
         Assumption("headroom", f"N+{pol.spare_replicas} units per region and pool, at most "

@@ -2,7 +2,8 @@
 deployment, hour by hour over a day (UTC).
 
 Per hour h and pool (colocated, or prefill and decode):
-  load(h)   = share x requests/s x profile(h) x (O output tokens | I (1 - hit) computed prompt tokens)
+  load(h)   = share x requests/s x profile(h) x (O output tokens | I prompt tokens, for prefill pools;
+              their capacity credits the prefix-cache hits: cached prompt tokens need no prefill compute)
   units(h)  = ceil((load(h) + failover(h)) / (capacity x target_utilisation)) + spare_replicas
   failover(h) = max over the neighbours n that list this region of load_n(h) / (number of n's neighbours)
                 (the worst single region failure, its load spread evenly over its neighbours)
@@ -75,11 +76,11 @@ def pool_capacities(job: Job, mi: int, di: int, ri: int) -> tuple[cap.PoolCapaci
 
 
 def loads(job: Job, mi: int, ri: int) -> tuple[np.ndarray, np.ndarray]:
-    """(output tokens/s, computed prompt tokens/s) of model mi in region ri, per hour."""
+    """(output tokens/s, prompt tokens/s) of model mi in region ri, per hour."""
     share = job.fleet.models[mi][1]
     d = job.fleet.regions[ri].demand
     req = share * d.requests_per_s * np.asarray(d.profile)
-    return req * d.output_tokens, req * d.input_tokens * (1.0 - d.prefix_cache_hit_frac)
+    return req * d.output_tokens, req * d.input_tokens
 
 
 def failover_loads(job: Job, mi: int, ri: int) -> tuple[np.ndarray, np.ndarray]:
