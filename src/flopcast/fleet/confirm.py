@@ -55,6 +55,8 @@ def confirm_pool(model: Any, dep, pool: dict[str, Any], demand, slo_ttft_s: floa
                           "input_tokens": round(demand.input_tokens), "output_tokens": round(demand.output_tokens)}
     if slo:
         inference["slo"] = slo
+    if demand.prefix_cache_hit_frac > 0 and "prefix_cache_hit_frac" in ok:
+        inference["prefix_cache_hit_frac"] = demand.prefix_cache_hit_frac
     devices = pool["unit_devices"] * n
     try:
         res = api.simulate_serving(dict(context or {}) | {
