@@ -898,3 +898,14 @@ def calibrate(runs_: list[str], *, out: str | Path | None = None, hardware: str 
         path.write_text(header + yaml.safe_dump(doc, sort_keys=True), encoding="utf-8")
         result["written"] = str(path)
     return result
+
+
+def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "local", ray_address: str | None = None,
+               confirm: bool = True):
+    """`flopcast fleet`: a serving fleet over regions and hours from the scenario's `fleet` section:
+    devices, utilisation, power, energy, cost and carbon per region and hour, for each candidate
+    deployment, and the chosen one (see docs/fleet.md). backend: local | ray (same results); confirm:
+    simulate each region's binding hour."""
+    from flopcast.fleet import plan_fleet as _plan_fleet
+
+    return _plan_fleet(scenario, backend=backend, ray_address=ray_address, confirm=confirm)

@@ -164,6 +164,30 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     _emit_json(d) if args.json else _render("simulation_tables", d)
 
 
+def cmd_fleet(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    d = api.plan_fleet(args.scenario, backend=args.backend, ray_address=args.ray_address,
+                       confirm=not args.no_confirm).to_dict()
+    if args.plots:
+        from flopcast.fleet.plot import write_fleet_plots
+
+        d["plots"] = write_fleet_plots(d, args.plots)
+    if args.json:
+        return _emit_json(d)
+    from flopcast.report.fleet_render import fleet_plan_tables
+    from flopcast.report.render import print_renderable, to_markdown
+
+    if args.markdown:
+        sys.stdout.write(f"# flopcast fleet: {d['name']}\n\n" + to_markdown(fleet_plan_tables(d)))
+        for path in d.get("plots", []):
+            sys.stdout.write(f"\n![{Path(path).stem}]({path})\n")
+        return
+    print_renderable(fleet_plan_tables(d))
+    if d.get("plots") and not args.json:
+        print("plots written: " + ", ".join(d["plots"]))
+
+
 def _progress_bar(enabled: bool):
     """A rich progress bar on stderr for searches longer than a second, only on a terminal."""
     if not enabled or not sys.stderr.isatty():
@@ -343,6 +367,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-replicas", type=_positive_int, default=1024, help="largest fleet tried [1024]")
     sp.add_argument("--requests", default=None, metavar="FILE",
                     help="also write one CSV row per request (arrival, lengths, TTFT, TPOT, end-to-end)")
+    sp = add("fleet", cmd_fleet, "size a serving fleet over regions and hours: devices, MW, energy, $ per token and "
+                                 "carbon for each candidate deployment (the scenario's fleet section)")
+    sp.add_argument("scenario", help="scenario YAML/JSON file with a fleet section (see docs/fleet.md)")
+    sp.add_argument("--backend", default="local", choices=("local", "ray"),
+                    help="size the region x deployment grid in this process or as Ray tasks (same results)")
+    sp.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local one)")
+    sp.add_argument("--plots", default=None, metavar="DIR",
+                    help="also write devices and MW over the day per region, and the candidates compared, as SVG")
+    sp.add_argument("--markdown", action="store_true", help="print the report as Markdown")
+    sp.add_argument("--no-confirm", action="store_true",
+                    help="skip the simulation of each region's binding hour (analytic sizing only)")
     sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys")
     sp.add_argument("--hardware", required=True, help="accelerator id, e.g. b200")
     sp.add_argument("--days", type=float, required=True, help="duration of the run in days")

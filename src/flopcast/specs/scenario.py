@@ -19,7 +19,7 @@ from flopcast.specs.hf import from_hf_config, load_config_file
 from flopcast.specs.model import ModelSpec
 
 TOP_LEVEL_KEYS = ("name", "model", "hardware", "cluster", "site", "pricing", "training", "parallel",
-                  "inference", "description", "calibration")
+                  "inference", "description", "calibration", "fleet")
 CLUSTER_KEYS = ("num_devices", "devices_per_node", "scale_out_bandwidth")
 
 
