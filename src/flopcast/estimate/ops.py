@@ -43,9 +43,12 @@ def _gemm(name: str, m: float, n: float, k: float, count: float = 1.0) -> Op:
               weight_elems=n * k * count)
 
 
-def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: float, keys: float, tp: int = 1) -> list[Op]:
+def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: float, keys: float, tp: int = 1,
+                  absorbed_tokens: float = 0.0) -> list[Op]:
     """Projections and core of one attention block for `tokens` query tokens attending `keys` keys
-    each (the caller applies the causal / full convention and sliding windows)."""
+    each (the caller applies the causal / full convention and sliding windows). MLA serving runs
+    decode tokens in the absorbed form (`absorbed_tokens` of the tokens): kv_b is folded into the
+    query and output sides (two batched GEMMs per head) instead of expanding the cached latent."""
     T, t = tokens, tp
     match a:
         case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
@@ -63,26 +66,34 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
             else:
                 ops += [_gemm("attention/q_a", T, rq, h), _gemm("attention/q_b", T, q * a.qk_head_dim, rq)]
             ops += [_gemm("attention/kv_a", T, rkv + rope, h),
-                    _gemm("attention/kv_b", T, q * (a.qk_nope_head_dim + a.v_head_dim), rkv),
-                    Op("attention/core", "attention", 2.0 * q * (a.qk_head_dim + a.v_head_dim) * keys * T),
+                    _gemm("attention/kv_b", T - absorbed_tokens, q * (a.qk_nope_head_dim + a.v_head_dim), rkv)]
+            if absorbed_tokens:
+                ops += [_gemm("attention/absorb_q", absorbed_tokens, rkv, a.qk_nope_head_dim, count=q),
+                        _gemm("attention/absorb_out", absorbed_tokens, a.v_head_dim, rkv, count=q)]
+            ops += [Op("attention/core", "attention", 2.0 * q * (a.qk_head_dim + a.v_head_dim) * keys * T),
                     _gemm("attention/out", T, h, q * a.v_head_dim)]
             return ops
     raise TypeError(a)
 
 
-def ffn_ops(f: DenseFFN | MoEFFN, h: int, *, tokens: float, tp: int = 1, ep: int = 1) -> list[Op]:
-    """The MLP or MoE block for `tokens` tokens on one device (balanced routing across ep ranks)."""
+def ffn_ops(f: DenseFFN | MoEFFN, h: int, *, tokens: float, tp: int = 1, ep: int = 1,
+            expert_tokens: float | None = None, expert_count: float | None = None,
+            expert_tp: int | None = None) -> list[Op]:
+    """The MLP or MoE block for `tokens` tokens on one device: balanced routing across ep ranks, or
+    (serving) `expert_count` experts receiving `expert_tokens` routed copies each; expert weights
+    split over `expert_tp` ranks by width (MoE parallel folding; default tp)."""
     T, t = tokens, tp
     match f:
         case DenseFFN(d_ff=d, gated=gated):
             return [_gemm("mlp/up", T, (2 if gated else 1) * d / t, h), _gemm("mlp/down", T, h, d / t)]
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             mult = 2 if f.gated else 1
-            local = E / ep
-            per_expert = T * k / local if ep > 1 else T * k / E    # routed copies per local expert
+            local = E / ep if expert_count is None else expert_count
+            per_expert = (T * k / local if ep > 1 else T * k / E) if expert_tokens is None else expert_tokens
+            et = expert_tp or t
             ops = [_gemm("moe/router", T, E, h),
-                   _gemm("moe/experts_up", per_expert, mult * fe / t, h, count=local),
-                   _gemm("moe/experts_down", per_expert, h, fe / t, count=local)]
+                   _gemm("moe/experts_up", per_expert, mult * fe / et, h, count=local),
+                   _gemm("moe/experts_down", per_expert, h, fe / et, count=local)]
             if f.shared_d_ff:
                 ops += [_gemm("moe/shared_up", T, 2 * f.shared_d_ff / t, h),
                         _gemm("moe/shared_down", T, h, f.shared_d_ff / t)]
@@ -90,6 +101,18 @@ def ffn_ops(f: DenseFFN | MoEFFN, h: int, *, tokens: float, tp: int = 1, ep: int
                 ops.append(_gemm("moe/shared_gate", T, 1, h))
             return ops
     raise TypeError(f)
+
+
+MODULE_OF = {"attention": "attention", "mlp": "mlp", "moe/router": "router", "moe/experts": "experts",
+             "moe/shared": "mlp"}
+
+
+def module_of(op: Op) -> str:
+    """The fine-tuning target module an op's weight belongs to: attention, mlp, experts or router."""
+    for prefix, module in MODULE_OF.items():
+        if op.name.startswith(prefix):
+            return module
+    return ""
 
 
 def layer_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, keys: float, tp: int = 1, ep: int = 1) -> list[Op]:

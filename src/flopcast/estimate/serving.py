@@ -27,6 +27,7 @@ from flopcast import units
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import comm, counts
+from flopcast.estimate import ops as ops_mod
 from flopcast.estimate.efficiency import (
     deepep_floor_s,
     efficiency_for,
@@ -187,25 +188,18 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
     T = n_decode + n_prefill
     out = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0, "expert_matmul": 0.0}
     a = layer.attention
+    # projections: the op rows of estimate/ops.py (MLA decode tokens in the absorbed form)
+    mla = isinstance(a, LatentAttention)
+    for op in ops_mod.attention_ops(a, h, tokens=T, keys=0.0, tp=t, absorbed_tokens=n_decode if mla else 0.0):
+        if op.kind == "gemm":
+            out["matmul"] += _gemm(sv, op.m, op.n, op.k, op.count)
+    q = a.num_heads / t
     match a:
-        case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
-            q = H / t
-            kv = max(1.0, Hkv / t)
-            out["matmul"] += _gemm(sv, T, (q + 2 * kv) * dh, h) + _gemm(sv, T, h, q * dh)
+        case StandardAttention(head_dim=dh):
             dqk = dv = dh
             dec_dqk, dec_dv = dh, dh
-        case LatentAttention(num_heads=H):
-            q = H / t
-            rq, rkv, rope = a.q_lora_rank, a.kv_lora_rank, a.qk_rope_head_dim
-            if rq is None:
-                out["matmul"] += _gemm(sv, T, q * a.qk_head_dim, h)
-            else:
-                out["matmul"] += _gemm(sv, T, rq, h) + _gemm(sv, T, q * a.qk_head_dim, rq)
-            out["matmul"] += _gemm(sv, T, rkv + rope, h) + _gemm(sv, T, h, q * a.v_head_dim)
-            # prefill expands K/V through kv_b; decode absorbs kv_b into the query and output sides
-            out["matmul"] += _gemm(sv, n_prefill, q * (a.qk_nope_head_dim + a.v_head_dim), rkv)
-            out["matmul"] += _gemm(sv, n_decode, rkv, a.qk_nope_head_dim, count=q)
-            out["matmul"] += _gemm(sv, n_decode, a.v_head_dim, rkv, count=q)
+        case LatentAttention():
+            rkv, rope = a.kv_lora_rank, a.qk_rope_head_dim
             dqk, dv = a.qk_head_dim, a.v_head_dim
             dec_dqk, dec_dv = rkv + rope, rkv
     # attention over the cache (decode) and over the prompt (prefill)
@@ -228,7 +222,8 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
     ffn = layer.ffn
     match ffn:
         case DenseFFN(d_ff=f, gated=gated):
-            out["matmul"] += _gemm(sv, T, (2 if gated else 1) * f / t, h) + _gemm(sv, T, h, f / t)
+            for op in ops_mod.ffn_ops(ffn, h, tokens=T, tp=t):
+                out["matmul"] += _gemm(sv, op.m, op.n, op.k, op.count)
             act = (3 if gated else 2) * f / t
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             ep = sv.spec.ep
@@ -241,20 +236,22 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
             touched = local * (1 - (1 - 1 / E) ** (tokens_for_routing * k))
             mult = 2 if ffn.gated else 1
             per_expert = routed / max(touched, 1e-9)
-            out["matmul"] += _gemm(sv, T, E, h, weight_bytes=ACT_BYTES)                       # router
             # grouped GEMMs with few tokens per expert stream weights below the HBM microbenchmark
             md = moe_serving_data()
             gbw = (sv.hw.hbm_bandwidth_bytes_per_s * md["grouped_gemm_memory_frac"]
                    if per_expert <= md["grouped_gemm_max_tokens"] else None)
-            out["expert_matmul"] = (_gemm(sv, per_expert, mult * fe / t, h, count=touched, mem_bytes_per_s=gbw)
-                                    + _gemm(sv, per_expert, h, fe / t, count=touched, mem_bytes_per_s=gbw)
-                                    ) / sv.moe_factor
+            for op in ops_mod.ffn_ops(ffn, h, tokens=T, tp=t, ep=ep, expert_tokens=per_expert, expert_count=touched):
+                if op.name == "moe/router":                      # router weights stay 16-bit
+                    out["matmul"] += _gemm(sv, op.m, op.n, op.k, op.count, weight_bytes=ACT_BYTES)
+                elif op.name.startswith("moe/experts"):
+                    out["expert_matmul"] += _gemm(sv, op.m, op.n, op.k, op.count, mem_bytes_per_s=gbw) / sv.moe_factor
+                else:                                            # shared experts
+                    out["matmul"] += _gemm(sv, op.m, op.n, op.k, op.count)
             # activation, plus the token permutation around the experts: gather each token's k copies
             # into expert order (read h, write k h) and the weighted combine back (read k h, write h)
             # (Megatron-Core permute/unpermute, TensorRT-LLM expandInputRows / finalize)
             act = k * (mult + 1) * fe / t + 2 * (h + k * h)
             if ffn.shared_d_ff:
-                out["matmul"] += _gemm(sv, T, 2 * ffn.shared_d_ff / t, h) + _gemm(sv, T, h, ffn.shared_d_ff / t)
                 act += 3 * ffn.shared_d_ff / t
             if ep > 1:
                 out["ep_comm"] = _dispatch_combine_s(sv, T, k, h, ep, imb)

@@ -39,6 +39,7 @@ from typing import Any
 from flopcast import units
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.estimate import comm, counts
+from flopcast.estimate import ops as ops_mod
 from flopcast.estimate.efficiency import (
     Efficiency,
     efficiency_for,
@@ -235,8 +236,6 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
         case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
             kv_rank = Hkv / t if Hkv >= t else 1  # kv heads per rank (each replicated when t > H_kv)
             q = H / t
-            G(T, (q + 2 * kv_rank) * dh, h, module="attention")
-            G(T, h, q * dh, module="attention")
             sharded_params += (h * (H + 2 * Hkv) * dh + H * dh * h) / t
             sharded_params += ((H + 2 * Hkv) * dh if a.qkv_bias else 0) / t + (h if a.out_bias else 0)
             if a.qk_norm and a.qk_norm_scope == "projection":   # OLMo-2: norms over the whole q and k
@@ -253,17 +252,11 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             q = H / t
             rq, rkv, rope = a.q_lora_rank, a.kv_lora_rank, a.qk_rope_head_dim
             if rq is None:
-                G(T, q * a.qk_head_dim, h, module="attention")
                 sharded_params += h * H * a.qk_head_dim / t
             else:
-                G(T, rq, h, module="attention")
-                G(T, q * a.qk_head_dim, rq, module="attention")
                 replicated_params += h * rq + rq
                 sharded_params += rq * H * a.qk_head_dim / t
                 act_rep += rq
-            G(T, rkv + rope, h, module="attention")
-            G(T, q * (a.qk_nope_head_dim + a.v_head_dim), rkv, module="attention")
-            G(T, h, q * a.v_head_dim, module="attention")
             replicated_params += h * (rkv + rope) + rkv
             sharded_params += (rkv * H * (a.qk_nope_head_dim + a.v_head_dim) + H * a.v_head_dim * h) / t
             act_rep += rkv + rope
@@ -272,6 +265,10 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             heads, dqk, dv = q, a.qk_head_dim, a.v_head_dim
             kv_elems_per_token = rkv + rope
             rope_elems = q * rope + rope
+    # projections: the op rows of estimate/ops.py
+    for op in ops_mod.attention_ops(a, h, tokens=T, keys=0.0, tp=t):
+        if op.kind == "gemm":
+            G(op.m, op.n, op.k, op.count, module="attention")
     # --- attention scores
     s = train.seq_len
     s_local = s / plan.cp
@@ -302,9 +299,6 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     ffn = layer.ffn
     match ffn:
         case DenseFFN(d_ff=f, gated=gated):
-            width = (2 if gated else 1) * f / t
-            G(T, width, h, module="mlp")
-            G(T, h, f / t, module="mlp")
             sharded_params += ((2 if gated else 1) + 1) * h * f / t + ((2 if gated else 1) * f / t if ffn.bias else 0)
             replicated_params += h if ffn.bias else 0
             act_shard += (2 if gated else 1) * f / t      # activation-function inputs
@@ -320,9 +314,6 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             imb = moe_imbalance("training", plan.ep) if train.moe_routing == "dropless" else 1.0
             m_e = tokens_routed / local_experts * imb
             mult = 2 if ffn.gated else 1
-            G(T, E, h, eb=ACT_BYTES, module="router")          # router (replicated, bf16)
-            G(m_e, mult * fe / et, h, count=local_experts, module="experts")
-            G(m_e, h, fe / et, count=local_experts, module="experts")
             expert_w = local_experts * (mult + 1) * h * fe / et
             expert_b = local_experts * (mult * fe / et + h) if ffn.expert_bias else 0.0
             c.expert_params = expert_w + expert_b
@@ -335,8 +326,6 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             elem_f = k * (mult + 1) * fe / t + 2 * (h + k * h) / sp_div
             if ffn.shared_d_ff:
                 fs = ffn.shared_d_ff
-                G(T, 2 * fs / t, h, module="mlp")
-                G(T, h, fs / t, module="mlp")
                 sharded_params += 3 * h * fs / t
                 act_shard += 2 * fs / t
                 gin_shard += fs / t
@@ -360,6 +349,12 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
                 else:
                     msg = tokens_routed * imb * h * ACT_BYTES / sp_div
                     c.ep_fwd_s = 2 * comm.all_to_all_s(plan.ep, msg, ctx.links, inside)   # dispatch + combine
+    # FFN GEMMs: the op rows of estimate/ops.py (experts with this plan's routed copies and etp)
+    moe_kw = {"ep": plan.ep, "expert_tokens": m_e, "expert_count": local_experts, "expert_tp": et} \
+        if isinstance(ffn, MoEFFN) else {}
+    for op in ops_mod.ffn_ops(ffn, h, tokens=T, tp=t, **moe_kw):
+        module = ops_mod.module_of(op)
+        G(op.m, op.n, op.k, op.count, eb=ACT_BYTES if module == "router" else mm_bytes, module=module)
     c.gemm_fwd_s, c.gemm_bwd_s = gemm
     # --- element-wise traffic (forward): norms (read+write h), two residual/dropout adds (read 2h,
     # write h, + mask), activation (elem_f read and written), rope on q and k.
