@@ -56,3 +56,14 @@ def test_bigger_gemms_are_not_less_efficient(hw_id):
     ctx = _ctx(hw_id)
     fr = [roofline.matmul_fraction(ctx, s, s, s, 1) for s in (1024, 2048, 4096, 8192)]
     assert all(b >= a - 1e-12 for a, b in zip(fr, fr[1:], strict=False))
+
+
+def test_attention_efficiency_by_sequence_length():
+    """FlashAttention-3's causal forward on H100 runs ~290 TFLOP/s at 512 keys and ~615 at 16k (paper
+    Fig. 5): the curve reproduces that ratio (2.12) within 5% and is 1 at the catalog's training length."""
+    from flopcast.estimate.efficiency import attention_seq_factor
+
+    assert attention_seq_factor(8192) == pytest.approx(1.0)
+    assert attention_seq_factor(16384) / attention_seq_factor(512) == pytest.approx(615 / 290, rel=0.05)
+    assert attention_seq_factor(16384, backward=True) / attention_seq_factor(512, backward=True) == pytest.approx(
+        560 / 315, rel=0.05)

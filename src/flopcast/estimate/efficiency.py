@@ -207,3 +207,12 @@ def moe_serving_data() -> dict:
     return {"grouped_gemm_memory_frac": float(t["grouped_gemm_memory_frac"]["value"]),
             "grouped_gemm_max_tokens": float(t["grouped_gemm_memory_frac"]["max_tokens_per_expert"]),
             "attention_dp_balance": float(t["attention_dp_balance"]["balanced"])}
+
+
+def attention_seq_factor(seq: float, backward: bool = False) -> float:
+    """Fused-attention efficiency at `seq` keys relative to the catalog's (training-length) fraction."""
+    c = _table()["attention_seq_curve"]
+    s0 = float(c["bwd_s0" if backward else "fwd_s0"])
+    ref = float(c["ref_seq"])
+    s = max(1.0, float(seq))
+    return (s / (s + s0)) / (ref / (ref + s0))

@@ -29,6 +29,7 @@ from flopcast.errors import InvalidScenario
 from flopcast.estimate import comm, counts
 from flopcast.estimate import ops as ops_mod
 from flopcast.estimate.efficiency import (
+    attention_seq_factor,
     deepep_floor_s,
     efficiency_for,
     fp4_matmul_frac,
@@ -211,7 +212,8 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
     t_dec = max(f_dec / (eff.attention_fwd_frac * sv.half_peak), kv_read / sv.ctx.mem_bytes_per_s) if n_decode else 0.0
     keys = counts.attended_keys(prompt, w, "causal") if n_prefill else 0.0
     f_pre = n_prefill * 2 * q * (dqk + dv) * keys
-    t_pre = f_pre / (eff.attention_fwd_frac * sv.half_peak) if n_prefill else 0.0
+    pre_frac = min(0.98, eff.attention_fwd_frac * attention_seq_factor(prompt)) if n_prefill else 1.0
+    t_pre = f_pre / (pre_frac * sv.half_peak) if n_prefill else 0.0
     out["attention"] = t_dec + t_pre + 2 * KERNEL_TAIL_S
     if sv.spec.ep > 1 and sv.spec.dp > 1:
         # attention data parallel: the slowest rank's attention sets the pace of the layer

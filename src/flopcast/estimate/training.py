@@ -42,6 +42,7 @@ from flopcast.estimate import comm, counts
 from flopcast.estimate import ops as ops_mod
 from flopcast.estimate.efficiency import (
     Efficiency,
+    attention_seq_factor,
     efficiency_for,
     generation_of,
     moe_imbalance,
@@ -277,8 +278,11 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     if train.flash_attention:
         keys = counts.attended_keys(s, a.window, "causal")
         f_attn = 2.0 * heads * (dqk + dv) * keys * T
-        c.attn_fwd_s = f_attn / (ctx.eff.attention_fwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
-        c.attn_bwd_s = 2.5 * f_attn / (ctx.eff.attention_bwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
+        # efficiency by sequence length (keys per query block); capped at the 0.98 fraction
+        fwd_frac = min(0.98, ctx.eff.attention_fwd_frac * attention_seq_factor(s_local))
+        bwd_frac = min(0.98, ctx.eff.attention_bwd_frac * attention_seq_factor(s_local, backward=True))
+        c.attn_fwd_s = f_attn / (fwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
+        c.attn_bwd_s = 2.5 * f_attn / (bwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
         c.attn_recompute_s = c.attn_fwd_s
         act_shard += heads * 2  # softmax log-sum-exp, fp32 (4 B = 2 activation elements)
     else:
