@@ -121,3 +121,17 @@ def nearest_valid_device_counts(model: ModelSpec, *, num_devices: int, global_ba
         if len(found) >= k:
             break
     return sorted(found[:k])
+
+
+def plan_space_bound(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
+                     scale_up_domain: int, space: SearchSpace = SearchSpace()) -> int:
+    """An upper bound on the number of plans `enumerate_plans` yields, counted per (tp, cp, pp) group
+    without building any plan (so a search past the limit is refused before it starts)."""
+    experts = next((lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
+    per_microbatch = ((len(divisors(experts)) if experts else 1) * space.max_vpp * 2 * len(space.recompute)
+                      * len(space.zero_stages) * len(space.offload))
+    total = 0
+    for tp, cp, pp in plan_groups(model, num_devices=num_devices, global_batch_seqs=global_batch_seqs,
+                                  seq_len=seq_len, scale_up_domain=scale_up_domain, space=space):
+        total += len(divisors(global_batch_seqs // (num_devices // (tp * cp * pp)))) * per_microbatch
+    return total

@@ -14,9 +14,9 @@ from typing import Any
 from flopcast import catalog, inputs, units
 from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.report import Assumption
+from flopcast.specs import limits
 from flopcast.specs.hardware import AcceleratorSpec, accelerator_from_mapping
 from flopcast.specs.hf import from_hf_config, load_config_file
-from flopcast.specs import limits
 from flopcast.specs.model import ModelSpec
 
 TOP_LEVEL_KEYS = ("name", "model", "hardware", "cluster", "site", "pricing", "training", "parallel",
@@ -111,6 +111,10 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
     if "hardware" not in data:
         raise InvalidScenario("hardware: missing; give a catalog id (see `flopcast hardware`) or a mapping")
     model, model_ref = resolve_model(data["model"], base_dir=base_dir)
+    if not (isinstance(data["model"], str) and data["model"] in catalog.model_registry()):
+        from flopcast.estimate.counts import params_total
+
+        limits.check_params(params_total(model))
     hw = resolve_hardware(data["hardware"])
     if hw.efficiency_overrides:
         assumptions.append(Assumption(

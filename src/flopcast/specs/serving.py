@@ -8,6 +8,7 @@ from typing import Any
 
 from flopcast import units
 from flopcast.errors import InvalidScenario
+from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "fp4", "int4")
@@ -49,6 +50,8 @@ def _pos(data: Mapping[str, Any], key: str, default: int) -> int:
         raise InvalidScenario(f"inference.{key}: expected a positive integer, got {v!r}") from None
     if n < 1:
         raise InvalidScenario(f"inference.{key}: expected a positive integer, got {v!r}")
+    limits.check_count(n, limits.MAX_TOKENS_PER_REQUEST if key.endswith("_tokens") else limits.MAX_DEVICES,
+                       field=f"inference.{key}")
     return n
 
 
