@@ -215,18 +215,33 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    """uvicorn with the web extra's ASGI app (imported only here: the other commands stay light)."""
+    from flopcast.errors import InvalidScenario
+
+    try:
+        import uvicorn
+
+        import flopcast.web.app  # noqa: F401  (the web extra is installed)
+    except ImportError as e:
+        raise InvalidScenario(f"serve: the web extra is not installed ({e.name}); pip install 'flopcast[web]'") from None
     from flopcast.web import make_server
 
-    server = make_server(args.host, args.port)
-    host, port = server.server_address[:2]
-    print(f"flopcast service on http://{host}:{port}/ (POST /api/plan, /api/train, /api/search, /api/infer, "
-          "/api/simulate, /api/fleet, /api/budget; Ctrl-C stops)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    if args.workers == 1:
+        try:
+            server = make_server(args.host, args.port)
+        except OSError as e:
+            raise InvalidScenario(f"--port: cannot listen on {args.host}:{args.port} ({e.strerror})") from None
+        host, port = server.server_address[:2]
+        print(f"flopcast service on http://{host}:{port}/ (API: /openapi.json; Ctrl-C stops)", flush=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+        return
+    print(f"flopcast service on http://{args.host}:{args.port}/ with {args.workers} workers (API: /openapi.json)",
+          flush=True)
+    uvicorn.run("flopcast.web:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                backlog=2048, timeout_keep_alive=5, log_level="warning", access_log=False, lifespan="off")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
