@@ -82,6 +82,9 @@ class ModelReport:
 def _check_seq_len(seq_len: Any) -> int:
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise InvalidScenario(f"seq_len: expected a positive integer number of tokens, got {seq_len!r}")
+    from flopcast.specs import limits
+
+    limits.check_count(seq_len, limits.MAX_SEQ_LEN, field="seq_len")
     return seq_len
 
 
@@ -512,6 +515,11 @@ def _cap_workload(workload, max_requests: int | None, limit: int | None):
     limit = limits.MAX_SIM_REQUESTS if limit is None else limit
     limits.check_count(workload.num_requests, limit, field="inference.workload.num_requests",
                        hint="simulate fewer requests, or cap them with `flopcast simulate --max-requests N`")
+    if workload.trace is None:
+        tokens = workload.num_requests * (workload.input_tokens.mean + workload.output_tokens.mean)
+        limits.check_count(round(tokens), limits.MAX_SIM_TOKENS, field="inference.workload: expected tokens "
+                           "(num_requests x mean input + output)",
+                           hint="simulate fewer or shorter requests, or cap them with --max-requests N")
     return workload, why
 
 

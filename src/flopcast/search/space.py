@@ -109,9 +109,10 @@ def enumerate_plans(model: ModelSpec, *, num_devices: int, global_batch_seqs: in
 
 def nearest_valid_device_counts(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
                                 scale_up_domain: int, space: SearchSpace = SearchSpace(), k: int = 4) -> list[int]:
-    """Device counts closest to `num_devices` that have at least one valid plan."""
+    """Device counts closest to `num_devices` that have at least one valid plan (within 256 of it:
+    the look-up is bounded, so a far-off count gets no suggestion rather than a long wait)."""
     found: list[int] = []
-    for delta in range(1, 4 * num_devices + 1):
+    for delta in range(1, min(4 * num_devices, 256) + 1):
         for n in (num_devices - delta, num_devices + delta):
             if n < 1 or n in found:
                 continue

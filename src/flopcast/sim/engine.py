@@ -53,7 +53,7 @@ from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
 from flopcast.specs.serving import InferenceSpec
 
-PROGRESS_EVERY = 1024  # arrivals between progress calls
+PROGRESS_EVERY = 1024  # instants between progress calls
 CTX_BUCKET = 8       # iteration costs are memoised with contexts rounded to 8 tokens (< 0.1% of a cost)
 NAN = float("nan")
 
@@ -195,14 +195,16 @@ class _Sim:
         now = 0.0
         entry_role = "prefill" if self.scheduler == "disaggregated" else "both"
         trace, progress = self.trace, self.progress
+        steps = 0
         while nxt < n or self.events:
+            steps += 1
+            if progress is not None and steps % PROGRESS_EVERY == 0:
+                progress(nxt, n)
             now = min(self.arrival[nxt] if nxt < n else math.inf, self.events[0][0] if self.events else math.inf)
             woken: set[int] = set()      # replicas that may start an iteration once the instant is processed
             while nxt < n and self.arrival[nxt] <= now:
                 r = nxt
                 nxt += 1
-                if progress is not None and nxt % PROGRESS_EVERY == 0:
-                    progress(nxt, n)
                 if self.kv_bytes(self.inp[r] + self.out[r]) > self.kv_capacity:
                     self.rejected[r] = True
                     if trace is not None:
@@ -448,7 +450,7 @@ def simulate(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workloa
              assumptions: tuple[Assumption, ...] = (), progress=None,
              trace: list | None = None) -> SimulationResult:
     """Simulate every request of `workload` on spec.dp replicas; latency percentiles and rates.
-    `progress(done, total)` is called every PROGRESS_EVERY arrivals (it may raise to stop the run);
+    `progress(arrived, total)` is called every PROGRESS_EVERY instants (it may raise to stop the run);
     `trace`, a list, receives every event as (time_s, kind, replica, detail) in processing order."""
     sim = _Sim(model, hw, spec, workload, scheduler, prefill_replicas)
     sim.trace, sim.progress = trace, progress

@@ -37,6 +37,7 @@ MAX_PLANS = 2_000_000            # parallel plans one search may evaluate (count
 MAX_SIM_REQUESTS = 1_000_000     # requests one CLI simulation may hold (`--max-requests` caps a workload)
 MAX_SIM_REQUESTS_SERVICE = 100_000
 MAX_TOKENS_PER_REQUEST = 1 << 22  # input + output tokens of one simulated request (bounds its iterations)
+MAX_SIM_TOKENS = 1_000_000_000   # expected tokens of one simulation: num_requests x (mean input + output)
 MAX_FLEET_REPLICAS = 4096        # replicas `--size-fleet` may try
 MAX_BUDGET_DAYS = 36_525.0       # a century
 
@@ -82,11 +83,11 @@ def check_count(value: int | float, limit: int | float, *, field: str, hint: str
 
 # ------------------------------------------------------------------------------- plausibility
 # dimension -> (lowest, highest, the unit suggested for a bare number that falls below)
-_BOUNDS: dict[str, tuple[float, float, str]] = {
-    "bytes": (1e6, 1e15, "GB"),                  # 1 MB .. 1 PB (a device or a node's host memory)
-    "bytes_per_s": (1e6, 1e15, "GB/s"),          # 1 MB/s .. 1 PB/s
-    "flops_per_s": (1e8, 1e18, "TFLOP/s"),       # 0.1 GFLOP/s .. 1 EFLOP/s per package
-    "w": (0.1, 1e6, "kW"),                       # 0.1 W (a phone NPU at idle) .. 1 MW (a rack)
+_BOUNDS: dict[str, tuple[float, float, str, str]] = {
+    "bytes": (1e6, 1e15, "GB", "1 MB..1 PB"),                     # a device's memory or a node's host memory
+    "bytes_per_s": (1e6, 1e15, "GB/s", "1 MB/s..1 PB/s"),
+    "flops_per_s": (1e8, 1e18, "TFLOP/s", "0.1 GFLOP/s..1 EFLOP/s"),   # per package
+    "w": (0.1, 1e6, "kW", "0.1 W..1 MW"),                         # a phone NPU at idle .. a rack
 }
 _NIC_HINT_FIELDS = ("scale_out_bandwidth", "host_link_bandwidth")
 
@@ -96,7 +97,7 @@ def check_plausible(field: str, raw: Any, value: float, dimension: str) -> float
     bounds = _BOUNDS.get(dimension)
     if bounds is None or value == 0 and dimension == "w":
         return value
-    lo, hi, hint_unit = bounds
+    lo, hi, hint_unit, accepted = bounds
     if lo <= value <= hi:
         return value
     if dimension == "bytes_per_s" and field.rsplit(".", 1)[-1] in _NIC_HINT_FIELDS:
@@ -107,9 +108,8 @@ def check_plausible(field: str, raw: Any, value: float, dimension: str) -> float
     bare = isinstance(raw, (int, float)) and not isinstance(raw, bool)
     hint = f"; did you mean '{raw:g} {hint_unit}'?" if bare and value < lo else ""
     side = "low" if value < lo else "high"
-    return _refuse(f"{field}: {raw!r} is {shown}, implausibly {side} (accepted: "
-                   f"{units.format_si(lo, '')}..{units.format_si(hi, '')} in base units; write the unit, e.g. "
-                   f"'400 Gb/s', '80 GiB', '989 TFLOP/s', '700 W'){hint}")
+    return _refuse(f"{field}: {raw!r} is {shown}, implausibly {side}; expected {accepted} with its unit "
+                   f"(a bare number is in base units){hint}")
 
 
 def _refuse(message: str):
