@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route
 
 from flopcast import web
 from flopcast.errors import FlopcastError, InvalidScenario
-from flopcast.web import Context, Endpoint, WorkTimeout, error_line
+from flopcast.web import Context, Endpoint, error_line
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
