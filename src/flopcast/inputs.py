@@ -21,7 +21,7 @@ from typing import Any
 from flopcast.errors import InvalidScenario
 
 MAX_FILE_BYTES = 16 << 20      # a scenario, config.json or claims file larger than 16 MiB is not one
-MAX_YAML_NODES = 100_000       # nodes after alias expansion (the largest catalog file has ~2,000)
+MAX_YAML_NODES = 20_000        # nodes after alias expansion (a scenario with an inline config has < 1,000)
 MAX_NESTING = 64               # mapping / list depth (scenarios nest 4 deep)
 
 
@@ -56,8 +56,9 @@ def decode_text(raw: bytes, *, what: str) -> str:
 def _loader_class():
     import yaml
 
-    class StrictLoader(yaml.SafeLoader):
-        """SafeLoader that refuses duplicate keys (a later key silently replacing an earlier one)."""
+    class StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        """SafeLoader (libyaml's parser when present) that refuses duplicate keys (a later key
+        silently replacing an earlier one)."""
 
         def construct_mapping(self, node, deep=False):
             if isinstance(node, yaml.MappingNode):
@@ -167,6 +168,10 @@ def _no_constant(name: str) -> Any:
     raise InvalidScenario(f"{name} is not a number JSON allows")
 
 
+class NotJSON(InvalidScenario):
+    """The text is not JSON at all (it may still be YAML)."""
+
+
 def load_json(text: str, *, what: str) -> Any:
     """Parse JSON strictly: no duplicate keys, no NaN / Infinity, bounded nesting."""
     import json
@@ -176,7 +181,7 @@ def load_json(text: str, *, what: str) -> Any:
     except InvalidScenario as e:
         raise InvalidScenario(f"{what}: {e}; expected JSON with unique keys and finite numbers") from None
     except json.JSONDecodeError as e:
-        raise InvalidScenario(f"{what}: not valid JSON ({e.msg} at line {e.lineno}); expected a JSON object") from None
+        raise NotJSON(f"{what}: not valid JSON ({e.msg} at line {e.lineno}); expected a JSON object") from None
     except RecursionError:
         raise InvalidScenario(f"{what}: nested too deeply; at most {MAX_NESTING} levels") from None
 

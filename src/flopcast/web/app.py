@@ -101,8 +101,9 @@ async def _read_body(request: Request) -> bytes:
 
 
 class _TooLarge(Exception):
-    def __init__(self, size: int):
+    def __init__(self, size: int, why: str = ""):
         self.size = size
+        self.why = why or f"over the service's limit of {web.MAX_BODY_BYTES:,}"
 
 
 def _parse_body(raw: bytes) -> Any:
@@ -111,6 +112,16 @@ def _parse_body(raw: bytes) -> Any:
     text = inputs.decode_text(raw, what="body")
     if not text.strip():
         raise InvalidScenario("body: empty; expected a scenario as a JSON object or YAML mapping")
+    if text.lstrip()[:1] in "{[":      # JSON first: strict and fast (YAML flow style falls through)
+        try:
+            data = inputs.load_json(text, what="body")
+            inputs.check_finite(data)
+            return data
+        except inputs.NotJSON:
+            pass
+    if len(raw) > web.MAX_YAML_BODY_BYTES:
+        raise _TooLarge(len(raw), f"a YAML body is limited to {web.MAX_YAML_BODY_BYTES:,} bytes; send JSON "
+                                  f"(up to {web.MAX_BODY_BYTES:,} bytes)")
     try:
         data = inputs.load_yaml(text, what="body")
     except InvalidScenario as e:
@@ -215,7 +226,7 @@ def create_app() -> Starlette:
             try:
                 body = _parse_body(await _read_body(request))
             except _TooLarge as e:
-                return _error(413, f"body: {e.size:,} bytes is over the service's limit of {web.MAX_BODY_BYTES:,}")
+                return _error(413, f"body: {e.size:,} bytes; {e.why}")
             except FlopcastError as e:
                 return _error(422, error_line(e))
             if ep.job:
@@ -271,6 +282,17 @@ def create_app() -> Starlette:
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed, Exception: server_error})
 
 
+EXAMPLES = {
+    "scenario": {"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 8},
+                 "training": {"seq_len": 4096, "global_batch_seqs": 64},
+                 "parallel": {"tp": 1, "pp": 1, "dp": 8},
+                 "inference": {"tp": 1, "dp": 8, "input_tokens": 512, "output_tokens": 64,
+                               "workload": {"num_requests": 200, "arrival": {"process": "poisson", "rate_per_s": 50}},
+                               "slo": {"ttft_p99": "1 s", "tpot_p99": "50 ms"}}},
+    "budget": {"hardware": "b200", "days": 90, "power": "100 MW"},
+}
+
+
 def openapi_schema(table: dict[str, Endpoint]) -> dict[str, Any]:
     """OpenAPI 3.1 for the endpoint table: bodies are scenario mappings (SCENARIO.md), answers objects."""
     error = {"description": "bad input (one line)", "content": {"application/json": {"schema": {
@@ -288,7 +310,7 @@ def openapi_schema(table: dict[str, Endpoint]) -> dict[str, Any]:
                               "responses": {"200": ok, "422": error}}
         if ep.method == "POST":
             op["requestBody"] = {"required": True, "content": {
-                "application/json": {"schema": bodies[ep.body or "scenario"]},
+                "application/json": {"schema": bodies[ep.body or "scenario"], "example": EXAMPLES[ep.body or "scenario"]},
                 "application/yaml": {"schema": {"type": "string"}}}}
             op["responses"]["413"] = too_large
             if ep.job:
