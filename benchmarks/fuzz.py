@@ -49,6 +49,7 @@ def main() -> int:
     counts: collections.Counter = collections.Counter()
     samples: dict[str, list] = collections.defaultdict(list)
     slowest = [0.0, ""]
+    seen: set[str] = set()
 
     def hang(signum, frame):
         raise _Hang
@@ -73,8 +74,14 @@ def main() -> int:
             except _Hang:
                 kind = "hang_over_10_s"
             except Exception as e:   # a traceback in the CLI's terms
+                import traceback
+
                 kind = "other_exception"
-                samples[kind].append(f"{name}: {type(e).__name__}: {e} on {sc!r}"[:600])
+                frame = traceback.extract_tb(e.__traceback__)[-1]
+                where = f"{Path(frame.filename).name}:{frame.lineno}"
+                if where not in seen:   # one sample per place it was raised
+                    seen.add(where)
+                    samples[kind].append(f"{name}: {type(e).__name__} at {where}: {e} on {sc!r}"[:600])
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             dt = time.perf_counter() - t0
@@ -89,7 +96,7 @@ def main() -> int:
     print(json.dumps({**counts, "calls": sum(v for k, v in counts.items() if k != "scenarios"),
                       "slowest_call_s": round(slowest[0], 3), "slowest_call": slowest[1],
                       "wall_s": round(time.perf_counter() - start, 1),
-                      "samples": {k: v[:3] for k, v in samples.items()}}, indent=2))
+                      "samples": {k: v[:20] for k, v in samples.items()}}, indent=2))
     return 1 if bad else 0
 
 

@@ -255,7 +255,10 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
     if isinstance(training, Mapping) and "seq_len" in training:
         seq_len = _check_seq_len(training["seq_len"])
     elif isinstance(inference, Mapping) and "input_tokens" in inference:
-        seq_len = _check_seq_len(int(inference["input_tokens"]) + int(inference.get("output_tokens", 0)))
+        from flopcast import units
+
+        seq_len = _check_seq_len(units.parse_count(inference["input_tokens"], field="inference.input_tokens")
+                                 + units.parse_count(inference.get("output_tokens", 0), field="inference.output_tokens"))
     else:
         assumptions.append(Assumption("seq_len", seq_len, "no training.seq_len or inference lengths given"))
     kv_dtype = DEFAULT_KV_DTYPE

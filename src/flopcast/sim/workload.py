@@ -108,6 +108,9 @@ def _length(data: Any, field: str, default: int) -> LengthDist:
 def workload_from_mapping(data: Mapping[str, Any] | None, *, input_tokens: int, output_tokens: int) -> WorkloadSpec:
     """Parse `inference.workload`; lengths default to the section's input_tokens / output_tokens. No
     workload at all means a burst of the default number of fixed-length requests (the saturation case)."""
+    if data is not None and not isinstance(data, Mapping):
+        raise InvalidScenario("inference.workload: expected a mapping such as {num_requests: 1000, arrival: "
+                              "{process: poisson, rate_per_s: 20}}")
     if not data:
         return WorkloadSpec(process="burst", input_tokens=_length(None, "", input_tokens),
                             output_tokens=_length(None, "", output_tokens))

@@ -92,6 +92,7 @@ def _parse_field(key: str, value: Any, kind: str, prefix: str) -> Any:
         n = units.parse_count(value, field=name)
         if n < 1:
             raise InvalidScenario(f"{name}: expected a positive integer, got {value!r}")
+        limits.check_count(n, limits.MAX_DEVICES, field=name)
         return n
     return limits.check_plausible(name, value, units.parse(value, kind, field=name), kind)
 

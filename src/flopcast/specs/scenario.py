@@ -139,6 +139,7 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
         per_node = units.parse_count(cl["devices_per_node"], field="cluster.devices_per_node")
         if per_node < 1:
             raise InvalidScenario("cluster.devices_per_node: expected a positive integer")
+        limits.check_count(per_node, limits.MAX_DEVICES, field="cluster.devices_per_node")
     else:
         per_node = min(hw.node_size, num_devices)
         assumptions.append(Assumption("cluster.devices_per_node", per_node,
