@@ -198,13 +198,20 @@ class Server:
                                                      timeout_keep_alive=5, backlog=backlog, lifespan="off"))
 
     def serve_forever(self) -> None:
-        self._server.run(sockets=[self.socket])
+        import threading
 
-    def shutdown(self) -> None:
+        self._running = threading.Event()
+        self._running.set()
+        try:
+            self._server.run(sockets=[self.socket])
+        finally:
+            self._running.clear()
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Stop serving; returns when serve_forever has returned (or after timeout_s)."""
         self._server.should_exit = True
-        for _ in range(200):
-            if not self._server.started or self._server.should_exit and not self._server.server_state.tasks:
-                break
+        end = time.monotonic() + timeout_s
+        while getattr(self, "_running", None) is not None and self._running.is_set() and time.monotonic() < end:
             time.sleep(0.01)
 
     def server_close(self) -> None:
