@@ -435,6 +435,10 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
     base = load_scenario(scenario)
     base_dir = base.pop("_base_dir")
     axes = _parse_vary(vary)
+    from flopcast.specs import limits
+
+    limits.check_count(math.prod(len(v) for _, v in axes), limits.MAX_SWEEP_COMBINATIONS,
+                       field="--vary: combinations", hint="one search each; vary fewer values")
     rows = []
     for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
         sc = copy.deepcopy(base)

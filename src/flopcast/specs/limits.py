@@ -33,6 +33,7 @@ MAX_SEQ_LEN = 1 << 24            # tokens per sequence (training seq_len, servin
 MAX_BATCH_SEQS = 1 << 24         # sequences per optimizer step
 MAX_TOTAL_TOKENS = 1e18          # training tokens (~60,000x Llama 3's 15.6e12)
 MAX_DEVICES = 1 << 24            # devices in a cluster (the largest ~2025 clusters hold ~2**18)
+MAX_SWEEP_COMBINATIONS = 1024   # searches one `flopcast sweep` may run
 MAX_PLANS = 2_000_000            # parallel plans one search may evaluate (counted before enumeration)
 MAX_SIM_REQUESTS = 1_000_000     # requests one CLI simulation may hold (`--max-requests` caps a workload)
 MAX_SIM_REQUESTS_SERVICE = 100_000
