@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
+from tests.property.test_scenario_fuzz import CALLS, MAX_CASE_S, scenarios  # noqa: E402
 
 from flopcast.errors import FlopcastError  # noqa: E402
-from tests.property.test_scenario_fuzz import CALLS, MAX_CASE_S, scenarios  # noqa: E402
 
 
 def _has_nan(x) -> bool:
