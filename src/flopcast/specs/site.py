@@ -46,15 +46,9 @@ class SiteSpec:
 def _num(data: Mapping[str, Any], keys: tuple[str, ...], field_name: str, default: float | None = None) -> float:
     for k in keys:
         if k in data and data[k] is not None:
-            v = data[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                try:
-                    v = float(str(v).split()[0])
-                except ValueError:
-                    raise InvalidScenario(f"{field_name}: expected a number, got {data[k]!r}") from None
-            if v != v or v < 0:
-                raise InvalidScenario(f"{field_name}: expected a non-negative number, got {data[k]!r}")
-            return float(v)
+            from flopcast import inputs
+
+            return inputs.finite_number(data[k], field=field_name, minimum=0, accepted="a non-negative number")
     if default is None:
         raise InvalidScenario(f"{field_name}: missing")
     return default
