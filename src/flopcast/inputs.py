@@ -31,8 +31,10 @@ def read_text(path: str | Path, *, what: str, max_bytes: int = MAX_FILE_BYTES) -
     try:
         if p.is_dir():
             raise InvalidScenario(f"{what}: {str(p)!r} is a directory; expected a file")
-        if not p.is_file():
+        if not p.exists():
             raise InvalidScenario(f"{what}: file not found: {p}")
+        if not p.is_file():
+            raise InvalidScenario(f"{what}: {str(p)!r} is not a regular file (a pipe or device); save it to a file")
         size = p.stat().st_size
         if size > max_bytes:
             raise InvalidScenario(f"{what}: {str(p)!r} is {size:,} bytes; at most {max_bytes:,} are read")
