@@ -305,12 +305,20 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
                       assumptions=tuple(assumptions))
 
 
+def _profile(rs: ResolvedScenario, kind: str):
+    """The calibration profile the scenario names (`calibration:`), else the shipped one."""
+    from flopcast.estimate.calibration import shipped
+
+    cal = rs.sections.get("calibration")
+    return cal[kind] if cal else shipped(kind)
+
+
 def _training_inputs(rs: ResolvedScenario):
     if "training" not in rs.sections:
-        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see SCENARIO.md)")
+        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
     if "parallel" not in rs.sections:
         raise InvalidScenario("parallel: missing; give tp/pp/dp (or run `flopcast search` to choose them)")
-    train = training_from_mapping(rs.sections["training"])
+    train = training_from_mapping(rs.sections["training"], profile=_profile(rs, "training"))
     plan = plan_from_mapping(rs.sections["parallel"])
     validate_plan(plan, rs.model, num_devices=rs.cluster.num_devices,
                   global_batch_seqs=train.global_batch_seqs, seq_len=train.seq_len)
@@ -338,10 +346,20 @@ def _estimate_training_resolved(rs: ResolvedScenario):
                    "model FLOPs count causal attention as half of the S x S scores (Megatron-Core)"),
         Assumption("mfu_peak_dtype", train.precision,
                    "MFU and HFU are relative to the dense peak of the training precision"),
+        Assumption("framework", train.framework + (" + torch.compile" if train.compile else ""),
+                   "training.framework: fusion, host launch cost, overlap and ZeRO semantics (catalog/frameworks.yaml)"),
+        Assumption("calibration", train.profile.as_dict() or "none", train.profile.source),
     ]
     est = _estimate(rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
                     scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s,
                     assumptions=tuple(assumptions))
+    import dataclasses
+
+    from flopcast.estimate.training import op_breakdown
+
+    est = dataclasses.replace(est, ops=op_breakdown(
+        rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
+        scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s))
     return _with_datacenter(rs, est, _training_datacenter)
 
 
@@ -357,7 +375,7 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
 
     rs = resolve(scenario)
     if "training" not in rs.sections:
-        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see SCENARIO.md)")
+        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
     train = training_from_mapping(rs.sections["training"])
     assumptions = list(rs.assumptions)
     if rs.sections.get("parallel"):
@@ -425,13 +443,14 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
                    backend: str = "local", ray_address: str | None = None, workers: int | None = None,
                    out: str | None = None) -> dict[str, Any]:
     """`flopcast sweep`: one search per combination of the varied values; the best plan of each.
-    Writes `out` as CSV (and Parquet beside it when pyarrow is installed)."""
+    Writes `out` as CSV, or as Parquet when its name ends in .parquet (pyarrow, the `parquet` extra)."""
     import copy
     import itertools
 
     from flopcast.errors import FlopcastError
     from flopcast.specs.scenario import load_scenario
 
+    write = _table_writer(Path(out)) if out else None
     base = load_scenario(scenario)
     base_dir = base.pop("_base_dir")
     axes = _parse_vary(vary)
@@ -460,26 +479,39 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
         rows.append(row)
     columns = [k for k, _ in axes] + list(SWEEP_COLUMNS)
     written = []
-    if out:
-        import csv
+    if write:
+        written.append(write(columns, rows))
+    return {"columns": columns, "rows": rows, "written": written}
 
-        out_path = Path(out)
-        with out_path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            w.writeheader()
-            for r in rows:
-                w.writerow({c: r.get(c) for c in columns})
-        written.append(str(out_path))
+
+def _table_writer(path: Path):
+    """A function writing (columns, rows) to `path`: .csv, or .parquet with pyarrow (the `parquet` extra).
+    Other suffixes, and Parquet without pyarrow, are refused here, before any work is done."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
-
-            table = pa.table({c: [r.get(c) for r in rows] for c in columns})
-            pq.write_table(table, out_path.with_suffix(".parquet"))
-            written.append(str(out_path.with_suffix(".parquet")))
         except ImportError:
-            pass
-    return {"columns": columns, "rows": rows, "written": written}
+            raise InvalidScenario(f"--out {path}: writing Parquet needs pyarrow (pip install 'flopcast[parquet]'); "
+                                  "or give a .csv file") from None
+
+        def write(columns: list[str], rows: list[dict[str, Any]]) -> str:
+            pq.write_table(pa.table({c: [r.get(c) for r in rows] for c in columns}), path)
+            return str(path)
+    elif suffix == ".csv":
+        import csv
+
+        def write(columns: list[str], rows: list[dict[str, Any]]) -> str:
+            with path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+                w.writeheader()
+                for r in rows:
+                    w.writerow({c: r.get(c) for c in columns})
+            return str(path)
+    else:
+        raise InvalidScenario(f"--out {path}: give a file name ending in .csv or .parquet")
+    return write
 
 
 def _estimate_serving_resolved(rs: ResolvedScenario):
@@ -488,9 +520,12 @@ def _estimate_serving_resolved(rs: ResolvedScenario):
 
     if "inference" not in rs.sections:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, batch_size, input_tokens, output_tokens")
-    spec = inference_from_mapping(rs.sections["inference"])
+    spec = inference_from_mapping(rs.sections["inference"], profile=_profile(rs, "inference"))
     validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
     assumptions = list(rs.assumptions) + [
+        Assumption("calibration", spec.profile.as_dict() or "none", spec.profile.source),
+        Assumption("engine", spec.engine, "inference.engine: CUDA-graph coverage and host time per iteration "
+                   "(catalog/frameworks.yaml)"),
         Assumption("runtime_reserve", "1 GiB + 5% of device memory",
                    "CUDA context and workspaces, CUDA graphs, NCCL; engines keep 5-10% of memory free"),
         Assumption("max_tokens_per_iteration", spec.max_tokens_per_iteration,
@@ -539,7 +574,7 @@ def _simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None
     if "inference" not in rs.sections:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, input_tokens, output_tokens and a workload")
     section = rs.sections["inference"]
-    spec = inference_from_mapping(section)
+    spec = inference_from_mapping(section, profile=_profile(rs, "inference"))
     validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
     workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
                                      output_tokens=spec.output_tokens)
@@ -854,3 +889,73 @@ def budget(*, hardware: str, days: float, power: Any = None, energy: Any = None,
         "optimal_params": n_opt, "optimal_tokens": 20 * n_opt, "site": site_spec.id,
         "assumptions": [a.to_dict() for a in assumptions],
     }
+
+
+def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: Any = None,
+             progress=None) -> dict[str, Any]:
+    """`flopcast validate training|inference`: predicted vs measured on every usable published run,
+    under the shipped calibration profile (or `profile`: none, a path, a mapping); with `cv`, the
+    leave-one-source-out figures; with `baseline`, the one-parameter baseline's."""
+    from flopcast.estimate.calibration import resolve_profile
+    from flopcast.validation import fit, runs
+
+    if kind not in ("training", "inference"):
+        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference")
+    cases, skipped = runs.builtin(kind)
+    return fit.report(cases, kind, resolve_profile(profile, kind), cv=cv, baseline=baseline, skipped=skipped,
+                      progress=progress)
+
+
+def calibrate(runs_: list[str], *, out: str | Path | None = None, hardware: str | None = None,
+              framework: str | None = None, progress=None) -> dict[str, Any]:
+    """`flopcast calibrate RUNS... --out PROFILE.yaml`: fit the named global parameters (compute.<gen>,
+    stack.<framework> for training; compute/memory.<gen>, engine.<engine> for serving) to measured runs
+    (the built-in sets `training` / `inference`, or RUNS.csv files), print before / after /
+    leave-one-source-out error, and write a profile a scenario can name (`calibration: PROFILE.yaml`)."""
+    import yaml
+
+    from flopcast.estimate.calibration import Profile
+    from flopcast.validation import fit, runs
+
+    if not runs_:
+        raise InvalidScenario("calibrate: give at least one RUNS.csv or a built-in set (training, inference)")
+    by_kind, skipped = runs.load(list(runs_))
+    result: dict[str, Any] = {"skipped": skipped}
+    doc: dict[str, Any] = {"source": "flopcast calibrate " + " ".join(runs_)
+                           + (f" --hardware {hardware}" if hardware else "")
+                           + (f" --framework {framework}" if framework else "")}
+    for kind, cases in by_kind.items():
+        if hardware:
+            cases = [c for c in cases if c.hardware == hardware]
+        if framework:
+            cases = [c for c in cases if f"stack.{framework}" in c.params or f"engine.{framework}" in c.params]
+        if not cases:
+            continue
+        profile, details = fit.fit(cases, kind)
+        before = fit.report(cases, kind, Profile(kind))
+        after = fit.report(cases, kind, profile)
+        loo = fit.cross_validate(cases, kind, progress=progress)
+        import statistics
+
+        loo_abs = [abs(v) for v in loo.values()]
+        result[kind] = {
+            "num_rows": len(cases), "parameters": details["parameters"], "rows_per_parameter": details["rows"],
+            "median_abs_error_frac_before": before["median_abs_error_frac"],
+            "median_abs_error_frac_after": after["median_abs_error_frac"],
+            "max_abs_error_frac_after": after["max_abs_error_frac"],
+            "cv_median_abs_error_frac": statistics.median(loo_abs),
+            "cv_max_abs_error_frac": max(loo_abs),
+        }
+        doc[kind] = {"parameters": details["parameters"],
+                     "fitted_on": {n: len(r) for n, r in details["rows"].items()}}
+    if out is not None:
+        path = Path(out)
+        if path.is_dir():
+            raise InvalidScenario(f"calibrate --out: {path} is a directory; give a .yaml file path")
+        if not path.parent.exists():
+            raise InvalidScenario(f"calibrate --out: directory {path.parent} does not exist")
+        header = ("# Calibration profile written by `flopcast calibrate` (robust least squares on log error,\n"
+                  "# leave-one-source-out checked). Name it in a scenario: `calibration: <this file>`.\n")
+        path.write_text(header + yaml.safe_dump(doc, sort_keys=True), encoding="utf-8")
+        result["written"] = str(path)
+    return result

@@ -26,6 +26,19 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_INVALID)
 
 
+class _Version(argparse.Action):
+    """`--version`: prints `flopcast X.Y.Z` and exits (the version is looked up only when asked)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from flopcast.catalog import flopcast_version
+
+        sys.stdout.write(f"flopcast {flopcast_version()}\n")
+        raise SystemExit(0)
+
+
 def _emit_json(obj: Any) -> None:
     try:
         text = json.dumps(obj, indent=2, allow_nan=False)
@@ -71,6 +84,7 @@ def cmd_model_show(args: argparse.Namespace) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> None:
     from flopcast import api
+    from flopcast.errors import InvalidScenario
 
     if args.plots:
         from flopcast.inputs import writable_dir
@@ -79,11 +93,28 @@ def cmd_plan(args: argparse.Namespace) -> None:
     report = api.plan(args.scenario)
     d = report.to_dict()
     written = []
+    data = None
+    if args.plots or args.html:
+        try:
+            from flopcast.report import mpl
+        except ImportError:   # without the `plots` extra: --plots falls back to plain SVG bars
+            if args.html:
+                raise InvalidScenario("--html: the report's charts need matplotlib "
+                                      "(pip install 'flopcast[plots]')") from None
+            mpl = None
+        data = mpl.gather(report, args.scenario) if mpl else None
     if args.plots:
-        from flopcast.report.plots import write_plots
+        if mpl:
+            written = mpl.write_plots(d, data, args.plots)
+        else:
+            from flopcast.report.plots import write_plots
 
-        written = write_plots(d, args.plots)
+            written = write_plots(d, args.plots)
         d["plots"] = written
+    if args.html:
+        from flopcast.report.html import write_html
+
+        d["html"] = write_html(report, args.scenario, args.html, data)["path"]
     if args.json:
         _emit_json(d)
     elif args.markdown:
@@ -96,6 +127,8 @@ def cmd_plan(args: argparse.Namespace) -> None:
         _render("plan_tables", d)
         if written:
             print("plots written: " + ", ".join(written))
+        if args.html:
+            print(f"report written: {d['html']}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -106,18 +139,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
-    if args.what == "training":
-        from flopcast.validation import training as vt
+    from flopcast import api
 
-        results = vt.run()
-        report = {"kind": "training", "summary": vt.summary(results), "rows": [r.to_dict() for r in results]}
-        _emit_json(report) if args.json else _render("validation_tables", report)
-    else:
-        from flopcast.validation import inference as vi
+    report = api.validate(args.what, cv=args.cv == "source", baseline=args.baseline, profile=args.profile)
+    _emit_json(report) if args.json else _render("fit_validation_tables", report)
 
-        results = vi.run()
-        report = {"kind": "inference", "summary": vi.summary(results), "rows": [r.to_dict() for r in results]}
-        _emit_json(report) if args.json else _render("inference_validation_tables", report)
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from flopcast import api
+
+    out = api.calibrate(args.runs, out=args.out, hardware=args.hardware, framework=args.framework)
+    _emit_json(out) if args.json else _render("calibration_tables", out)
 
 
 def cmd_infer(args: argparse.Namespace) -> None:
@@ -307,6 +339,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="flopcast", description="Plan and simulate AI compute: exact model counts, "
                 "sourced hardware, training and serving estimates.")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -319,7 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("plan", cmd_plan, "the main job: every section of a scenario in one report")
     sp.add_argument("scenario", help="scenario YAML/JSON file (see examples/)")
     sp.add_argument("--markdown", action="store_true", help="print the report as Markdown")
-    sp.add_argument("--plots", default=None, metavar="DIR", help="also write the report's charts as SVG into DIR")
+    sp.add_argument("--plots", default=None, metavar="DIR",
+                    help="also write the report's charts as SVG into DIR (matplotlib's with the `plots` extra)")
+    sp.add_argument("--html", default=None, metavar="FILE",
+                    help="also write one self-contained HTML report with its charts (needs the `plots` extra)")
     sp = add("train", cmd_train, "training estimate (memory per device, step time, MFU) for the scenario's plan")
     sp.add_argument("scenario", help="scenario YAML/JSON file with training and parallel sections")
     sp = add("search", cmd_search, "the best parallel plans for the scenario's model, devices and batch")
@@ -335,13 +371,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("scenario", help="base scenario YAML/JSON file")
     sp.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                     help="e.g. hardware=h100-sxm,b200 or cluster.num_devices=1024,4096 (repeatable)")
-    sp.add_argument("--out", default=None, help="write the table to this .csv (and .parquet when pyarrow is present)")
+    sp.add_argument("--out", default=None,
+                    help="also write the table to FILE.csv, or FILE.parquet (needs the `parquet` extra)")
     sp.add_argument("--objective", default="throughput", choices=("throughput", "time-to-train", "cost", "energy"))
     sp.add_argument("--backend", default="local", choices=("local", "ray"))
     sp.add_argument("--ray-address", default=None)
     sp.add_argument("--workers", type=_positive_int, default=None)
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
     sp.add_argument("what", choices=("training", "inference"), help="which estimator to validate")
+    sp.add_argument("--cv", choices=("source",), default=None,
+                    help="also cross-validate: predict each source family with parameters fitted without it")
+    sp.add_argument("--baseline", action="store_true",
+                    help="also report the one-parameter baseline (model FLOPs / (devices x peak x one efficiency))")
+    sp.add_argument("--profile", default=None, metavar="PROFILE",
+                    help="calibration profile: shipped (default), none, or a profile YAML from `flopcast calibrate`")
+    sp = add("calibrate", cmd_calibrate, "fit the calibration profile's global parameters to measured runs")
+    sp.add_argument("runs", nargs="+", metavar="RUNS",
+                    help="RUNS.csv files (id,source,scenario,metric,value) or the built-in sets: training, inference")
+    sp.add_argument("--out", default=None, metavar="PROFILE.yaml", help="write the fitted profile here")
+    sp.add_argument("--hardware", default=None, help="only runs on this accelerator id")
+    sp.add_argument("--framework", default=None, help="only runs under this training framework or serving engine")
     sp = add("infer", cmd_infer, "serving estimate: KV capacity, TTFT, TPOT, steady-state throughput")
     sp.add_argument("scenario", help="scenario YAML/JSON file with an inference section")
     sp = add("simulate", cmd_simulate, "discrete-event serving simulation of the inference workload: latency "

@@ -175,8 +175,9 @@ def format_si(x: float, unit: str, digits: int = 3) -> str:
 
 
 def format_count(n: float) -> str:
-    """Parameter-style counts: 8.03B, 46.7B, 124M."""
+    """Parameter-style counts to three significant figures: 8.03B, 46.7B, 124M, 1B (not 1e+03M:
+    the prefix is chosen after rounding)."""
     for p, f in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= f:
-            return f"{n / f:.3g}{p}" if n / f < 1000 else f"{n / f:.0f}{p}"
+        if abs(float(f"{n:.3g}")) >= f:
+            return f"{float(f'{n / f:.3g}'):g}{p}" if abs(n / f) < 1000 else f"{n / f:,.0f}{p}"
     return f"{n:.0f}"

@@ -79,3 +79,52 @@ def test_forward_flops_equal_torch_flop_counter(family, data):
     expected_attention = counts.attention_flops_per_token(_unwindowed(spec), seq_len, "full") * tokens
     assert attention == pytest.approx(expected_attention, rel=0, abs=0), cfg
     assert other == 0, "the counter saw an op this test does not classify"
+
+
+def per_layer_flops(cfg: dict, batch: int, seq_len: int, seed: int) -> tuple[dict[int, int], int]:
+    """({decoder layer index: its mm + addmm + bmm FLOPs, rotary outer products excluded}, total) of one
+    forward pass, from the counter's per-module table."""
+    import re
+
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(hf_config_object(cfg), attn_implementation="eager",
+                                             experts_implementation="eager")
+    model.eval()
+    mode = FlopCounterMode(display=False)
+    with torch.no_grad(), mode:
+        model(input_ids=torch.randint(0, cfg["vocab_size"], (batch, seq_len)))
+    by_module = mode.get_flop_counts()
+    layer_re = re.compile(r"\.(?:layers|h|blocks)\.(\d+)$")
+    out: dict[int, int] = {}
+    for name, ops_ in by_module.items():
+        m = layer_re.search(name)
+        if m:
+            rotary = sum(o.get(aten.bmm, 0) for n, o in by_module.items()
+                         if n.startswith(name + ".") and n.split(".")[-1] == "rotary_emb")
+            out[int(m.group(1))] = ops_.get(aten.mm, 0) + ops_.get(aten.addmm, 0) + ops_.get(aten.bmm, 0) - rotary
+    g = by_module["Global"]
+    return out, g.get(aten.mm, 0) + g.get(aten.addmm, 0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_per_layer_op_rows_equal_torch_flop_counter(family, data):
+    """estimate/ops.py, layer by layer: each decoder layer's op rows (tp = ep = 1, every key scored as
+    eager attention does) sum to exactly what the torch counter measures inside that layer's module."""
+    from flopcast.estimate import ops
+
+    cfg = data.draw(config_for(family))
+    batch = data.draw(st.integers(1, 2))
+    seq_len = data.draw(st.integers(2, 8))
+    if cfg["model_type"] in ("gpt2", "opt") and seq_len > cfg.get("n_positions", cfg.get("max_position_embeddings", 256)):
+        seq_len = 2
+    measured, _ = per_layer_flops(cfg, batch, seq_len, seed=data.draw(st.integers(0, 2**16)))
+    spec = _unwindowed(from_hf_config(cfg))
+    tokens = batch * seq_len
+    assert sorted(measured) == list(range(spec.num_layers))
+    for i, layer in enumerate(spec.layers):
+        rows = ops.layer_ops(layer, spec, tokens=tokens, keys=seq_len)
+        assert sum(o.flops for o in rows) == measured[i], (cfg, i)

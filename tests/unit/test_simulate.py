@@ -41,7 +41,7 @@ def scenario(**inference):
 def test_low_load_ttft_is_the_analytic_prefill_time(scheduler):
     """One request at a time: every TTFT equals the analytic unloaded TTFT (same cost model)."""
     spec = InferenceSpec(tp=1, dp=2, input_tokens=1024, output_tokens=64)
-    res = simulate(MODEL, H100, spec, fixed(20, rate=0.05, out=64), scheduler=scheduler)
+    res = simulate(MODEL, H100, spec, fixed(20, rate=0.01, out=64), scheduler=scheduler)
     analytic = estimate_serving(MODEL, H100, spec).ttft_unloaded_s
     assert res.num_completed == 20
     assert res.ttft_p50_s == pytest.approx(analytic, rel=1e-6)
@@ -250,3 +250,15 @@ def test_a_model_that_does_not_fit_is_a_result_not_an_error():
     res = api.simulate_serving(sc)
     assert res.num_rejected == 5 and res.num_completed == 0 and "no memory for a KV cache" in res.infeasible_reason
     assert res.output_tokens_per_s == 0 and res.ttft_p99_s is None
+
+
+@pytest.mark.parametrize("model_id", ["llama-3.1-8b", "mixtral-8x7b"])
+def test_infer_and_simulate_agree_on_batch_1_tpot(model_id):
+    """One request at a time: `flopcast infer` at batch 1 and the simulator's TPOT are the same decode
+    iteration of the same cost model (to 1%); the analytic TPOT counts other sequences' prompt chunks
+    only, and at batch 1 there are none."""
+    model = catalog.get_model(model_id)
+    spec = InferenceSpec(tp=2, dp=1, input_tokens=512, output_tokens=128, batch_size=1)
+    res = simulate(model, H100, spec, fixed(10, rate=0.01, inp=512, out=128), scheduler="sarathi")
+    analytic = estimate_serving(model, H100, spec).tpot_s
+    assert res.tpot_p50_s == pytest.approx(analytic, rel=0.01)

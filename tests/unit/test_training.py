@@ -34,7 +34,7 @@ def est(**kw):
         ({"devices": 128}, "tp*pp*dp*cp = 8*8*1*1 = 64 must equal cluster.num_devices = 128"),
         ({"parallel": {"tp": 5, "pp": 8, "dp": 1}, "devices": 40}, "5 must divide the 96 attention heads"),
         ({"parallel": {"pp": 97, "tp": 1, "dp": 1}, "devices": 97}, "97 pipeline stages exceed the 96 layers"),
-        ({"parallel": {"vpp": 5}}, "5 virtual stages must divide layers/pp = 96/8"),
+        ({"parallel": {"vpp": 13}}, "pp*vpp = 8*13 = 104 virtual stages exceed the 96 layers"),
         ({"parallel": {"microbatch_seqs": 3}}, "3 must divide the per-replica batch global_batch_seqs/dp = 64/1 = 64"),
         ({"training": {"global_batch_seqs": 63}, "parallel": {"tp": 8, "pp": 1, "dp": 8}}, "63 is not divisible by dp = 8"),
         ({"parallel": {"ep": 2}}, "has no MoE layers"),
@@ -57,7 +57,7 @@ def test_kv_head_and_expert_rules():
            "num_key_value_heads": 8, "intermediate_size": 1024, "num_local_experts": 8, "vocab_size": 1000}
     with pytest.raises(InvalidScenario, match="3 must divide the 8 experts"):
         est(model=moe, devices=6, parallel={"tp": 1, "pp": 1, "dp": 6, "ep": 3}, training={"global_batch_seqs": 6})
-    with pytest.raises(InvalidScenario, match="must divide the data x context ranks dp\\*cp = 2\\*1 = 2"):
+    with pytest.raises(InvalidScenario, match="ep\\*etp = 4\\*1 must divide tp\\*cp\\*dp = 1\\*1\\*2 = 2"):
         est(model=moe, devices=2, parallel={"tp": 1, "pp": 1, "dp": 2, "ep": 4})
 
 

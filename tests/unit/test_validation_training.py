@@ -1,46 +1,72 @@
-"""The training validation harness: rows convert to scenarios, measurements to step times, and the
-issue's accuracy targets are asserted."""
+"""Accuracy guards for training (issue 10): every figure may not get worse than the one measured when
+it was written by more than the stated margin, and the issue's targets are asserted (strict xfail
+while unmet, so meeting one turns the test red until the marker goes).
+
+Figures when written (`flopcast validate training --cv source --baseline`): 81 rows from 11 source
+families; in-sample median 5.0%; leave-one-source-out median 10.8%; one-parameter baseline
+leave-one-source-out median 21.0%. Margin: 1.5 percentage points (fit noise across numpy builds is
+far below that; the figures are deterministic)."""
 
 from __future__ import annotations
 
 import pytest
 
+from flopcast import api
 from flopcast.validation import training as vt
+
+MARGIN = 0.015
 
 
 @pytest.fixture(scope="module")
-def results():
-    return vt.run()
+def report():
+    return api.validate("training", cv=True, baseline=True)
 
 
-def test_eq3_matches_megatron_reported_aggregate():
-    """Narayanan et al. 2021 report 44% of peak for the 39.1B row: eq. 3 FLOPs / (TFLOP/s x GPUs)
-    round-trips (138 TFLOP/s x 512 GPUs = 70.7 PFLOP/s aggregate, as the paper states 70.8)."""
-    F = vt.megatron_eq3_flops(1536, 2048, 48, 8192, 51200)
-    step = F / (138e12 * 512)
-    assert F / step / 512 / 312e12 == pytest.approx(0.44, abs=0.005)
+def test_measured_step_time_of_a_megatron_tflops_row():
+    """A Megatron SC'21 "TFLOP/s per GPU" converts to a step time with that paper's eq. 3 FLOP count
+    (which counts the recomputed forward): F / (TFLOP/s x GPUs)."""
+    row = next(r for r in vt.load_rows() if r["id"] == "MEG-SC21-01")
+    case = vt.row_to_case(row)
+    F = vt.megatron_eq3_flops(512, 2048, 24, 2304, 51200)
+    assert vt.measured_step_s(case, row, model_flops_per_step=0.0) == pytest.approx(F / (137e12 * 32), rel=1e-12)
 
 
-def test_harness_uses_the_korthikanti_rows(results):
-    """All 8 KORTH-E2E rows are usable and compared against their measured step times."""
-    korth = [r for r in results if r.id.startswith("KORTH-E2E")]
-    assert len(korth) == 8 and all(r.error_frac is not None for r in korth)
-    assert {r.measured_step_s for r in korth} == {1.42, 1.10, 18.13, 13.75, 49.05, 37.83, 94.42, 71.49}
+def test_harness_uses_the_korthikanti_rows(report):
+    """All 8 KORTH-E2E rows are compared against their measured step times."""
+    korth = {r["id"]: r["measured"] for r in report["rows"] if r["id"].startswith("KORTH-E2E")}
+    assert sorted(korth.values()) == sorted([1.42, 1.10, 18.13, 13.75, 49.05, 37.83, 94.42, 71.49])
 
 
-def test_skips_carry_reasons(results):
-    """Rows that cannot be used say why."""
-    skipped = [r for r in results if r.skipped]
-    assert skipped and all(r.skipped for r in skipped)
-    assert sum(r.error_frac is not None for r in results) >= 40
+def test_more_runs_rows_are_used(report):
+    """The torchtitan, NeMo AutoModel, Megatron-Core GB200 and MLPerf rows of more_runs.csv are
+    predicted, each in its own source family; rows that cannot be written say why."""
+    sources = {r["source"] for r in report["rows"]}
+    assert {"torchtitan", "nemo-automodel", "megatron-core-gb200-2025", "mlperf-training-5.1"} <= sources
+    assert all(s["why"] for s in report["skipped"])
 
 
-@pytest.mark.xfail(strict=True, reason="accuracy targets of issue 3 not met yet (see benchmarks/validate_training.py)")
-def test_accuracy_targets(results):
-    """Issue 3 targets: KORTH-E2E mean |error| <= 3% and max <= 8%; all usable rows median <= 10%
-    and none worse than 25%."""
-    s = vt.summary(results)
-    assert s["korth_e2e_mean_abs_error"] <= 0.03
-    assert s["korth_e2e_max_abs_error"] <= 0.08
-    assert s["median_abs_error"] <= 0.10
-    assert s["max_abs_error"] <= 0.25
+def test_no_regression(report):
+    """Rows, in-sample and cross-validated medians stay at least as good as when written."""
+    assert report["num_rows"] >= 81
+    assert report["num_sources"] >= 11
+    assert report["median_abs_error_frac"] <= 0.050 + MARGIN
+    assert report["cv_median_abs_error_frac"] <= 0.108 + MARGIN
+
+
+def test_beats_the_one_parameter_baseline_by_a_third(report):
+    """Cross-validated, flopcast's median error is at most 2/3 of the one-efficiency baseline's."""
+    assert report["cv_median_abs_error_frac"] <= (2 / 3) * report["baseline_cv_median_abs_error_frac"]
+
+
+def test_cv_target(report):
+    """Issue 10: leave-one-source-out median <= 12% over >= 80 training rows."""
+    assert report["num_rows"] >= 80 and report["cv_median_abs_error_frac"] <= 0.12
+
+
+def test_korthikanti_goal(report):
+    """Korthikanti's 8 end-to-end runs under the shipped profile: mean |error| <= 3% (1.6% when
+    written, max 3.3%); cross-validated (their family left out of the fit) mean <= 5% (3.5% when written)."""
+    errs = [abs(r["error_frac"]) for r in report["rows"] if r["id"].startswith("KORTH-E2E")]
+    cv = [abs(r["cv_error_frac"]) for r in report["rows"] if r["id"].startswith("KORTH-E2E")]
+    assert sum(errs) / len(errs) <= 0.03
+    assert sum(cv) / len(cv) <= 0.05

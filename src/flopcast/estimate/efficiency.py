@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import cache
 from typing import TYPE_CHECKING
@@ -79,3 +80,130 @@ def efficiency_for(hw: AcceleratorSpec, dtype: str, attention_kernel: str = "fla
     if changes:
         changes["source"] = "given in the scenario (hardware.efficiency): " + ", ".join(sorted(o))
     return replace(eff, **changes)
+
+
+@cache
+def generation_of(hw_id: str) -> str:
+    """The hardware generation calibrated parameters are keyed by (catalog/efficiency.yaml)."""
+    for gen, ids in _table().get("generations", {}).items():
+        if hw_id in ids:
+            return gen
+    return "other"
+
+
+def fp4_matmul_frac(hw_id: str) -> float | None:
+    """Measured NVFP4/MXFP4 GEMM fraction of the dense fp4 peak, without the quantization pass."""
+    v = _table().get("fp4_matmul", {}).get(hw_id)
+    return float(v) if v is not None else None
+
+
+def power_clock_factor(hw: AcceleratorSpec) -> float:
+    """Sustained compute rate of `hw` relative to its catalog part when its `tdp` is set lower
+    (a power-capped SKU): f/f0 = ((P_cap - P_static) / (TDP - P_static))^(1/exponent). 1.0 when the
+    TDP is the catalog's (or higher: clocks do not rise above the rated boost)."""
+    from flopcast import catalog
+
+    if not hw.tdp_w:
+        return 1.0
+    try:
+        ref = catalog.get_hardware(hw.lookup_id)
+    except Exception:   # an inline part with no catalog base: its own TDP is the reference
+        return 1.0
+    if not ref.tdp_w or hw.tdp_w >= ref.tdp_w:
+        return 1.0
+    p = _table()["power"]
+    static = ref.power_idle_w or p["static_frac"] * ref.tdp_w
+    if hw.tdp_w <= static:
+        return 0.05
+    return ((hw.tdp_w - static) / (ref.tdp_w - static)) ** (1.0 / p["exponent"])
+
+
+def collective_latency_s(tier: str) -> tuple[float, float]:
+    """(per-call, per-hop) latency of a collective on the `scale_up` or `scale_out` tier."""
+    c = _table()["collectives"][tier]
+    return float(c["call_latency_s"]), float(c["hop_latency_s"])
+
+
+@cache
+def _frameworks() -> dict:
+    return _read_yaml(CATALOG_DIR / "frameworks.yaml")
+
+
+def training_frameworks() -> tuple[str, ...]:
+    return tuple(_frameworks()["training"])
+
+
+def inference_engines() -> tuple[str, ...]:
+    return tuple(_frameworks()["inference"])
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """What a training framework sets in the cost model (catalog/frameworks.yaml)."""
+
+    name: str
+    elementwise_factor: float
+    kernels_per_layer: int
+    moe_kernels_per_layer: int
+    host_s_per_kernel: float
+    tp_comm_overlap: bool
+    grad_reduce: str
+    attention_kernel: str
+    source: str
+    moe_dispatch: str = "per_copy"
+
+
+@cache
+def training_stack(name: str, compiled: bool = False) -> Stack:
+    e = dict(_frameworks()["training"][name])
+    if compiled and "compile" in e:
+        e.update(e["compile"])
+    return Stack(name=name, elementwise_factor=float(e["elementwise_factor"]),
+                 kernels_per_layer=int(e["kernels_per_layer"]), moe_kernels_per_layer=int(e["moe_kernels_per_layer"]),
+                 host_s_per_kernel=float(e["host_s_per_kernel"]), tp_comm_overlap=bool(e["tp_comm_overlap"]),
+                 grad_reduce=str(e["grad_reduce"]), attention_kernel=str(e["attention_kernel"]), source=str(e["source"]),
+                 moe_dispatch=str(e.get("moe_dispatch", "per_copy")))
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """What a serving engine sets in the cost model (catalog/frameworks.yaml)."""
+
+    name: str
+    decode_graphs: bool
+    mixed_graphs: bool
+    host_s_per_iteration: float
+    source: str
+
+
+@cache
+def serving_engine(name: str) -> Engine:
+    e = _frameworks()["inference"][name]
+    return Engine(name=name, decode_graphs=bool(e["decode_graphs"]), mixed_graphs=bool(e["mixed_graphs"]),
+                  host_s_per_iteration=float(e["host_s_per_iteration"]), source=str(e["source"]))
+
+
+def moe_imbalance(kind: str, ep: int) -> float:
+    """max/mean tokens per expert-parallel rank under real routing (catalog/efficiency.yaml
+    `moe_imbalance`: training, inference, inference_eplb)."""
+    if ep <= 1:
+        return 1.0
+    e = _table()["moe_imbalance"][kind]
+    return 1.0 + (float(e["value"]) - 1.0) * math.log2(ep) / math.log2(float(e["ref_ep"]))
+
+
+def deepep_floor_s(ep: int) -> float:
+    """One dispatch + combine of DeepEP's low-latency kernels at `ep` ranks (log-interpolated in ep)."""
+    import numpy as np
+
+    d = _table()["deepep_low_latency"]
+    x = np.log2(np.asarray(d["ep"], dtype=float))
+    y = np.asarray(d["dispatch_s"], dtype=float) + np.asarray(d["combine_s"], dtype=float)
+    return float(np.interp(math.log2(max(2, ep)), x, y, left=y[0] * math.log2(max(2, ep)) / x[0]))
+
+
+def moe_serving_data() -> dict:
+    t = _table()
+    return {"grouped_gemm_memory_frac": float(t["grouped_gemm_memory_frac"]["value"]),
+            "grouped_gemm_max_tokens": float(t["grouped_gemm_memory_frac"]["max_tokens_per_expert"]),
+            "attention_dp_balance": float(t["attention_dp_balance"]["balanced"])}

@@ -20,15 +20,24 @@ iteration token budget; so output tokens/s per replica = B / t_iteration and TPO
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flopcast import units
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import comm, counts
-from flopcast.estimate.efficiency import efficiency_for
-from flopcast.estimate.training import KERNEL_TAIL_S, _Ctx, matmul_fraction
+from flopcast.estimate.efficiency import (
+    deepep_floor_s,
+    efficiency_for,
+    fp4_matmul_frac,
+    generation_of,
+    moe_imbalance,
+    moe_serving_data,
+    power_clock_factor,
+    serving_engine,
+)
+from flopcast.estimate.roofline import COMM_UNITS, KERNEL_TAIL_S, DeviceCtx, gemm_time_s
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
@@ -62,6 +71,7 @@ class ServingEstimate:
     tpot_s: float
     output_tokens_per_s: float
     total_tokens_per_s: float
+    input_tokens_per_s: float
     output_tokens_per_s_per_device: float
     decode_step_breakdown_s: dict[str, float]
     prefill_breakdown_s: dict[str, float]
@@ -78,11 +88,13 @@ class ServingEstimate:
             "memory_breakdown_bytes": dict(self.memory_breakdown_bytes),
             "ttft_s": self.ttft_s, "ttft_unloaded_s": self.ttft_unloaded_s, "tpot_s": self.tpot_s,
             "output_tokens_per_s": self.output_tokens_per_s, "total_tokens_per_s": self.total_tokens_per_s,
+            "input_tokens_per_s": self.input_tokens_per_s,
             "output_tokens_per_s_per_device": self.output_tokens_per_s_per_device,
             "decode_step_breakdown_s": dict(self.decode_step_breakdown_s),
             "prefill_breakdown_s": dict(self.prefill_breakdown_s),
             "output_tokens_per_j": self.tokens_per_j,
-            "inference": {k: getattr(self.spec, k) for k in self.spec.__slots__},
+            "inference": {k: (getattr(self.spec, k) if k != "profile" else self.spec.profile.as_dict())
+                          for k in self.spec.__slots__},
             "assumptions": [a.to_dict() for a in self.assumptions],
         }}
 
@@ -92,7 +104,7 @@ class _Serve:
     model: ModelSpec
     hw: AcceleratorSpec
     spec: InferenceSpec
-    ctx: _Ctx                   # matmuls at the weights' compute dtype
+    ctx: DeviceCtx              # matmuls at the weights' compute dtype
     native: bool                # hardware computes in the weights' dtype (else dequantise to 16-bit)
     w_bytes: float              # bytes per weight element (with block scales)
     kv_bytes: float
@@ -100,7 +112,9 @@ class _Serve:
     vector_peak: float          # non-tensor fp32 rate, for dequantisation
 
 
-def _setup(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve:
+def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve:
+    """What every iteration of this deployment shares (device context with calibrated efficiencies,
+    weight and KV formats): the handle the simulator and the analytic estimate both time with."""
     peaks = hw.peak_flops_per_s
     half = peaks.get("bf16") or peaks.get("fp16") or max(peaks.values())
     wd = spec.weights_dtype
@@ -108,9 +122,20 @@ def _setup(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve
     compute_dtype = wd if native else "bf16"
     peak = peaks[wd] if native else half
     eff = efficiency_for(hw, "fp8" if compute_dtype in ("fp8", "fp4", "int8", "int4") else "bf16")
+    if native and wd == "fp4" and fp4_matmul_frac(hw.lookup_id):
+        eff = replace(eff, matmul_frac=fp4_matmul_frac(hw.lookup_id))   # measured NVFP4 kernels
+    prof = spec.profile
+    gen = generation_of(hw.lookup_id)
+    compute = power_clock_factor(hw) * prof.get(f"compute.{gen}") * prof.get(f"engine.{spec.engine}")
+    memory = prof.get(f"memory.{gen}") * prof.get(f"engine.{spec.engine}")
+    if compute != 1.0 or memory != 1.0:
+        eff = replace(eff, matmul_frac=min(0.98, eff.matmul_frac * compute),
+                      attention_fwd_frac=min(0.98, eff.attention_fwd_frac * compute),
+                      attention_bwd_frac=min(0.98, eff.attention_bwd_frac * compute),
+                      memory_frac=min(0.98, eff.memory_frac * memory))
     su = (hw.scale_up_bandwidth_bytes_per_s or hw.host_link_bandwidth_bytes_per_s or 1e9) * eff.scale_up_frac
     so = (hw.scale_out_bandwidth_bytes_per_s or su) * eff.scale_out_frac
-    ctx = _Ctx(hw=hw, eff=eff, peak_flops_per_s=peak, attn_peak_flops_per_s=half,
+    ctx = DeviceCtx(hw=hw, eff=eff, peak_flops_per_s=peak, attn_peak_flops_per_s=half,
                mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac,
                links=comm.Links(su, so, hw.scale_up_domain), tp_inside=spec.tp <= max(1, hw.scale_up_domain))
     kv = spec.kv_dtype
@@ -123,19 +148,21 @@ def _setup(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve
     return _Serve(model, hw, spec, ctx, native, w_bytes, BYTES_PER_ELEMENT[kv], half, vector)
 
 
-def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_bytes: float | None = None) -> float:
+def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_bytes: float | None = None,
+          mem_bytes_per_s: float | None = None) -> float:
     """One (batched) GEMM with m tokens against `count` weight matrices of k x n in the weights'
-    dtype; dequantisation to 16-bit when the hardware lacks the format."""
+    dtype (roofline.gemm_time_s); dequantisation to 16-bit when the hardware lacks the format, and
+    the activation-quantization pass of native fp4 GEMMs."""
     if m <= 0 or n <= 0 or k <= 0 or count <= 0:
         return 0.0
-    flops = 2.0 * m * n * k * count
     wb = sv.w_bytes if weight_bytes is None else weight_bytes
-    moved = count * (n * k * wb + ACT_BYTES * m * (n + k))
-    frac = matmul_fraction(sv.ctx, m, n, k, count)
-    t = max(flops / (frac * sv.ctx.peak_flops_per_s), moved / sv.ctx.mem_bytes_per_s)
+    t = gemm_time_s(sv.ctx, m, n, k, count, ACT_BYTES, weight_bytes=wb, mem_bytes_per_s=mem_bytes_per_s)
     if not sv.native and sv.spec.weights_dtype not in ("bf16", "fp16") and weight_bytes is None:
         t += count * n * k * math.ceil(m / 128) * DEQUANT_OPS_PER_WEIGHT / sv.vector_peak
-    return t + KERNEL_TAIL_S
+    if sv.native and sv.spec.weights_dtype == "fp4" and weight_bytes is None:
+        # activation quantization to NVFP4 before the GEMM: read 16-bit, write 4-bit + scales
+        t += count * m * k * (ACT_BYTES + sv.w_bytes) / sv.ctx.mem_bytes_per_s + KERNEL_TAIL_S
+    return t
 
 
 def _kv_elems_per_token_device(a, tp: int) -> float:
@@ -148,14 +175,15 @@ def _kv_elems_per_token_device(a, tp: int) -> float:
 
 
 def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float, n_prefill: float,
-                prompt: float, global_tokens: float) -> dict[str, float]:
-    """One layer of one iteration on one device: n_decode sequences at context ctx_decode plus
-    n_prefill prompt tokens of prompts of length `prompt`."""
+                prompt: float, global_tokens: float, queries_per_seq: float = 1.0) -> dict[str, float]:
+    """One layer of one iteration on one device: n_decode decode tokens (queries_per_seq per
+    sequence: 1, or 1 + k when verifying k speculative drafts) at context ctx_decode plus n_prefill
+    prompt tokens of prompts of length `prompt`."""
     m = sv.model
     h = m.hidden_size
     t = sv.spec.tp
     T = n_decode + n_prefill
-    out = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0}
+    out = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0, "expert_matmul": 0.0}
     a = layer.attention
     match a:
         case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
@@ -181,7 +209,7 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
     # attention over the cache (decode) and over the prompt (prefill)
     w = a.window
     c = min(ctx_decode, w) if w else ctx_decode
-    kv_read = n_decode * c * _kv_elems_per_token_device(a, t) * sv.kv_bytes
+    kv_read = n_decode / queries_per_seq * c * _kv_elems_per_token_device(a, t) * sv.kv_bytes
     f_dec = n_decode * 2 * q * (dec_dqk + dec_dv) * c
     eff = sv.ctx.eff
     t_dec = max(f_dec / (eff.attention_fwd_frac * sv.half_peak), kv_read / sv.ctx.mem_bytes_per_s) if n_decode else 0.0
@@ -189,6 +217,11 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
     f_pre = n_prefill * 2 * q * (dqk + dv) * keys
     t_pre = f_pre / (eff.attention_fwd_frac * sv.half_peak) if n_prefill else 0.0
     out["attention"] = t_dec + t_pre + 2 * KERNEL_TAIL_S
+    if sv.spec.ep > 1 and sv.spec.dp > 1:
+        # attention data parallel: the slowest rank's attention sets the pace of the layer
+        bal = moe_serving_data()["attention_dp_balance"]
+        out["attention"] /= bal
+        out["matmul"] /= bal
     # FFN
     ffn = layer.ffn
     match ffn:
@@ -197,24 +230,28 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
             act = (3 if gated else 2) * f / t
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             ep = sv.spec.ep
-            local = E / ep
-            routed = global_tokens * k / ep if ep > 1 else T * k     # token copies this device computes
+            local = math.ceil(E / ep) if sv.spec.eplb else E / ep   # EPLB: redundant experts fill the slots
+            # the most-loaded expert-parallel rank sets the pace (real routing; EPLB rebalances)
+            imb = moe_imbalance("inference_eplb" if sv.spec.eplb else "inference", ep)
+            routed = global_tokens * k / ep * imb if ep > 1 else T * k     # token copies this device computes
             tokens_for_routing = global_tokens if ep > 1 else T
             # expected distinct experts touched by the routed copies (uniform routing)
             touched = local * (1 - (1 - 1 / E) ** (tokens_for_routing * k))
             mult = 2 if ffn.gated else 1
             per_expert = routed / max(touched, 1e-9)
             out["matmul"] += _gemm(sv, T, E, h, weight_bytes=ACT_BYTES)                       # router
-            out["matmul"] += _gemm(sv, per_expert, mult * fe / t, h, count=touched)
-            out["matmul"] += _gemm(sv, per_expert, h, fe / t, count=touched)
+            # grouped GEMMs with few tokens per expert stream weights below the HBM microbenchmark
+            md = moe_serving_data()
+            gbw = (sv.hw.hbm_bandwidth_bytes_per_s * md["grouped_gemm_memory_frac"]
+                   if per_expert <= md["grouped_gemm_max_tokens"] else None)
+            out["expert_matmul"] = (_gemm(sv, per_expert, mult * fe / t, h, count=touched, mem_bytes_per_s=gbw)
+                                    + _gemm(sv, per_expert, h, fe / t, count=touched, mem_bytes_per_s=gbw))
             act = k * (mult + 1) * fe / t
             if ffn.shared_d_ff:
                 out["matmul"] += _gemm(sv, T, 2 * ffn.shared_d_ff / t, h) + _gemm(sv, T, h, ffn.shared_d_ff / t)
                 act += 3 * ffn.shared_d_ff / t
             if ep > 1:
-                inside = ep * t <= sv.hw.scale_up_domain
-                msg = routed * h * ACT_BYTES
-                out["ep_comm"] = 2 * comm.all_to_all_s(ep, msg, sv.ctx.links, inside)
+                out["ep_comm"] = _dispatch_combine_s(sv, T, k, h, ep, imb)
     elem = T * ((layer.num_norms * 2 + 6) * h + act) * ACT_BYTES
     out["elementwise"] = elem / sv.ctx.mem_bytes_per_s + (KERNELS_PER_LAYER - 6) * KERNEL_TAIL_S
     if t > 1:
@@ -222,8 +259,8 @@ def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float
     return out
 
 
-def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float, prompt: float,
-               n_sampled: float) -> dict[str, float]:
+def iteration_breakdown_s(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float, prompt: float,
+                          n_sampled: float, queries_per_seq: float = 1.0) -> dict[str, float]:
     """Time, by op class, of one engine iteration: every decoding sequence advances one token and
     n_prefill prompt tokens are processed. With pp > 1 stages, the engine splits the tokens into
     min(pp, tokens) micro-batches in flight (vLLM virtual engines, TensorRT-LLM micro-batches): an
@@ -231,17 +268,34 @@ def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float,
     weights once), including the activations' hops between stages."""
     m = sv.model
     p = sv.spec.pp
-    total = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0,
-             "lm_head": 0.0, "sampling": 0.0, "pp_comm": 0.0, "launch": 0.0}
+    total = {"matmul": 0.0, "expert_matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0,
+             "ep_comm": 0.0, "lm_head": 0.0, "sampling": 0.0, "pp_comm": 0.0, "launch": 0.0}
     # min(pp, tokens) micro-batches: a round is pp stage steps either way (fewer micro-batches than
     # stages leave stages idle; a token still crosses every stage)
     micro = min(p, max(1.0, n_decode + n_prefill))
     n_decode, n_prefill, n_sampled = n_decode / micro, n_prefill / micro, n_sampled / micro
-    global_tokens = (n_decode + n_prefill) * (sv.spec.dp if sv.spec.ep > 1 else 1)
     per_stage = math.ceil(m.num_layers / p)
+    tbo = sv.spec.two_batch_overlap and sv.spec.ep > 1 and n_decode + n_prefill >= 2
+    # two-batch overlap (SGLang, DeepSeek): the batch runs as two halves, one half's dispatch/combine
+    # under the other half's compute; each half re-reads the weights, so a layer costs
+    # 2 max(compute(half), comm(half)) instead of compute(all) + comm(all)
+    split = 2 if tbo else 1
+    global_tokens = (n_decode + n_prefill) / split * sv.spec.ep    # tokens of the expert-parallel group
+    compute_keys = ("matmul", "expert_matmul", "attention", "elementwise")
     for layer, count in m.layer_groups():
         share = count / m.num_layers * per_stage
-        for k, v in _layer_step(sv, layer, n_decode, ctx_decode, n_prefill, prompt, global_tokens).items():
+        step = _layer_step(sv, layer, n_decode / split, ctx_decode, n_prefill / split, prompt, global_tokens,
+                           queries_per_seq)
+        if tbo and step["ep_comm"] > 0:
+            c = sum(step[k] for k in compute_keys)
+            step = {k: split * v for k, v in step.items()}
+            hidden = min(step["ep_comm"], split * c)
+            # exposed beyond the other half's compute; the hidden part still runs its communication
+            # kernels on some of the device's compute units (DeepSeek-V3: 20 of 132 SMs)
+            step["ep_comm"] = step["ep_comm"] - hidden + hidden * COMM_UNITS / (sv.hw.compute_units or 132)
+        elif split > 1:
+            step = {k: split * v for k, v in step.items()}
+        for k, v in step.items():
             total[k] += share * v
     V, e = m.vocab_size, m.embed_dim
     total["lm_head"] = _gemm(sv, n_sampled, V / sv.spec.tp, e, weight_bytes=ACT_BYTES)
@@ -249,8 +303,10 @@ def _iteration(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float,
     if p > 1:
         msg = (n_decode + n_prefill) * m.hidden_size * ACT_BYTES
         total["pp_comm"] = comm.p2p_s(msg, sv.ctx.links, False)
-    if n_prefill > 0:
+    engine = serving_engine(sv.spec.engine)
+    if n_prefill > 0 and not engine.mixed_graphs:
         total["launch"] = per_stage * KERNELS_PER_LAYER * EAGER_LAUNCH_S
+    total["launch"] += engine.host_s_per_iteration / p
     return {k: p * v for k, v in total.items()} if p > 1 else total
 
 
@@ -267,7 +323,9 @@ def _weights_per_device(sv: _Serve) -> float:
         elif comp == "norm":
             total += part.params * ACT_BYTES / s.pp
         elif part.key == "moe/experts":
-            total += part.params * sv.w_bytes / (s.tp * s.ep * s.pp)
+            E = next(lay.ffn.num_experts for lay in m.layers if isinstance(lay.ffn, MoEFFN))
+            slots = math.ceil(E / s.ep) * s.ep if s.eplb else E      # redundant experts under EPLB
+            total += part.params * slots / E * sv.w_bytes / (s.tp * s.ep * s.pp)
         elif part.key == "moe/router":
             total += part.params * ACT_BYTES / s.pp
         else:
@@ -275,7 +333,7 @@ def _weights_per_device(sv: _Serve) -> float:
     return total
 
 
-def _memory(sv: _Serve) -> tuple[float, float, float, float]:
+def memory_split(sv: _Serve) -> tuple[float, float, float, float]:
     """(weights, activation workspace, runtime reserve, bytes left for the KV cache) per device."""
     model, spec = sv.model, sv.spec
     cap = sv.hw.hbm_capacity_bytes
@@ -312,11 +370,11 @@ def kv_bytes_per_sequence(sv: _Serve, tokens, groups: tuple[tuple[float, int | N
 def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, *,
                      assumptions: tuple[Assumption, ...] = ()) -> ServingEstimate:
     """Capacity, latency and steady-state throughput of `spec` (validated) on `hw`."""
-    sv = _setup(model, hw, spec)
+    sv = prepare(model, hw, spec)
     I, O = spec.input_tokens, spec.output_tokens
     S = I + O
     cap = hw.hbm_capacity_bytes
-    weights, workspace, reserve, free = _memory(sv)
+    weights, workspace, reserve, free = memory_split(sv)
     kv_seq = kv_bytes_per_sequence(sv, S)
     max_batch = max(0, int(free // kv_seq)) if kv_seq > 0 else 0
     budget = spec.max_tokens_per_iteration
@@ -326,6 +384,8 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
         B = min(max_batch, budget_batch)
     else:
         B = spec.batch_size
+    if spec.max_batch_size is not None:
+        B = min(B, spec.max_batch_size)        # the engine's cap on concurrent sequences
     fits = max_batch >= 1 and B <= max_batch
     reason = None
     if max_batch < 1:
@@ -345,32 +405,117 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
         reason = (f"batch_size {B} needs {units.format_bytes(B * kv_seq)} of KV cache per device; "
                   f"only {max_batch} sequences fit")
     B_run = max(1, min(B, max(max_batch, 1)))
-    prefill_per_iter = B_run * I / O
+    # prompt tokens served from a prefix cache need no prefill compute (their KV is read back)
+    prefill_per_iter = B_run * I / O * (1.0 - spec.prefix_cache_hit_frac)
     ctx_dec = I + O / 2
-    it = _iteration(sv, B_run, ctx_dec, prefill_per_iter, I, B_run + B_run / O)
-    t_iter = sum(it.values())
+    if spec.pool == "decode":
+        # a decode pool (disaggregated serving): prompts arrive prefilled with their KV cache
+        prefill_per_iter = 0.0
+    if spec.pool == "prefill":
+        # a prefill pool: every iteration fills the token budget with prompts and emits their first token
+        B_run = max(1, math.ceil(budget / I))
+        it = iteration_breakdown_s(sv, 0, 0, budget * (1.0 - spec.prefix_cache_hit_frac), I, budget / I)
+        t_iter = sum(it.values())
+        in_tps = spec.dp * budget / t_iter
+        out_tps = in_tps / I
+        chunks = math.ceil(I / budget)
+        pre = iteration_breakdown_s(sv, 0, 0, I / chunks, I, 1 / chunks)
+        mem = {"weights": weights, "kv_cache": budget * kv_bytes_per_sequence(sv, I) / max(I, 1),
+               "workspace": workspace, "reserve": reserve}
+        full_w = hw.tdp_w or hw.power_max_w
+        return ServingEstimate(
+            fits=free > mem["kv_cache"], infeasible_reason=None if free > mem["kv_cache"] else
+            "the prompts of one iteration do not fit beside the weights", max_batch_size=max_batch, batch_size=B_run,
+            kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(model, S, spec.kv_dtype),
+            memory_breakdown_bytes=mem, ttft_s=t_iter, ttft_unloaded_s=chunks * sum(pre.values()), tpot_s=t_iter,
+            output_tokens_per_s=out_tps, total_tokens_per_s=in_tps + out_tps, input_tokens_per_s=in_tps,
+            output_tokens_per_s_per_device=out_tps / spec.num_devices, decode_step_breakdown_s=it,
+            prefill_breakdown_s=pre, tokens_per_j=out_tps / (full_w * spec.num_devices) if full_w else None,
+            spec=spec, assumptions=assumptions)
+    sp = spec.speculative
+    if sp is not None:
+        # a speculative step: draft k tokens per sequence, verify 1 + k query tokens per sequence in one
+        # forward (the KV cache read once per sequence), yield acceptance_length tokens per sequence
+        q = 1 + sp.num_draft_tokens
+        prefill_step = prefill_per_iter * sp.acceptance_length
+        draft = _draft_time_s(sv, B_run, ctx_dec, I)
+        it = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step, I, B_run * q, queries_per_seq=q)
+        it["draft"] = draft
+        t_step = sum(it.values())
+        t_iter = t_step / sp.acceptance_length      # time per output token of every sequence
+        mine = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step * (B_run - 1) / B_run, I, B_run * q,
+                                     queries_per_seq=q)
+        tpot = (sum(mine.values()) + draft) / sp.acceptance_length
+    else:
+        it = iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter, I,
+                                   B_run + (B_run / O if spec.pool == "both" else 0))
+        t_iter = sum(it.values())
+        # a sequence's time per output token: the iterations of its decode phase, which carry the
+        # prompt chunks of the other B - 1 sequences (at batch 1, a pure decode step, as the simulator has it)
+        tpot = sum(iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter * (B_run - 1) / B_run, I, B_run).values())
     # unloaded: the prompt alone in chunks of the budget, then the first token
     chunks = math.ceil(I / budget)
-    pre = _iteration(sv, 0, 0, I / chunks, I, 1 / chunks)
+    pre = iteration_breakdown_s(sv, 0, 0, I / chunks, I, 1 / chunks)
     ttft_unloaded = chunks * sum(pre.values())
     # loaded: the new prompt is prefilled in chunks of the budget left by the B decoding sequences,
     # each chunk sharing its iteration with a decode step of the whole batch
     free_budget = max(1.0, budget - B_run)
     n_chunks = math.ceil(I / free_budget)
-    ttft = n_chunks * sum(_iteration(sv, B_run, ctx_dec, I / n_chunks, I, B_run).values())
+    ttft = n_chunks * sum(iteration_breakdown_s(sv, B_run, ctx_dec, I / n_chunks, I, B_run).values())
     replicas = spec.dp
     out_tps = replicas * B_run / t_iter
     total_tps = out_tps * (I + O) / O
     full_w = hw.tdp_w or hw.power_max_w   # per device at full load: TDP, or the measured maximum
     tpj = out_tps / (full_w * spec.num_devices) if full_w else None
-    dec_only = _iteration(sv, B_run, ctx_dec, 0, I, B_run)
+    dec_only = iteration_breakdown_s(sv, B_run, ctx_dec, 0, I, B_run)
     mem = {"weights": weights, "kv_cache": B_run * kv_seq, "workspace": workspace, "reserve": reserve}
     return ServingEstimate(
         fits=fits, infeasible_reason=reason, max_batch_size=max_batch, batch_size=B_run,
         kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(model, S, spec.kv_dtype),
-        memory_breakdown_bytes=mem, ttft_s=ttft, ttft_unloaded_s=ttft_unloaded, tpot_s=t_iter,
-        output_tokens_per_s=out_tps, total_tokens_per_s=total_tps,
+        memory_breakdown_bytes=mem, ttft_s=ttft, ttft_unloaded_s=ttft_unloaded, tpot_s=tpot,
+        output_tokens_per_s=out_tps, total_tokens_per_s=total_tps, input_tokens_per_s=out_tps * I / O,
         output_tokens_per_s_per_device=out_tps / spec.num_devices,
         decode_step_breakdown_s=dec_only, prefill_breakdown_s=pre, tokens_per_j=tpj, spec=spec,
         assumptions=assumptions,
     )
+
+
+def _dispatch_combine_s(sv: _Serve, tokens: float, k: int, h: int, ep: int, imb: float) -> float:
+    """MoE dispatch + combine of one layer on one rank holding `tokens` tokens, each routed to k
+    experts spread over `ep` ranks. Inside one scale-up domain: every remote copy over the scale-up
+    links. Across domains (DeepEP normal kernels): a token crosses to each remote domain holding one
+    of its experts once (expected distinct domains of k uniform picks), dispatch in the weights'
+    8-bit format where the GEMMs run in it, combine in bf16; decode-sized batches pay at least
+    DeepEP's measured low-latency kernel times for this EP size."""
+    domain = max(1, sv.hw.scale_up_domain)
+    t = sv.spec.tp
+    disp_bytes = 1.0 if sv.spec.weights_dtype in ("fp8", "fp4", "int8", "int4") else ACT_BYTES
+    per_elem = disp_bytes + ACT_BYTES              # dispatch + combine
+    if ep * t <= domain:
+        copies = tokens * k * imb * (ep - 1) / ep
+        bw = copies * h * per_elem / sv.ctx.links.scale_up_bytes_per_s
+        return bw + 2 * comm.call_latency_s(True)
+    domains = math.ceil(ep * t / domain)
+    remote = (domains - 1) * (1 - (1 - 1 / domains) ** k)
+    bw = tokens * imb * remote * h * per_elem / sv.ctx.links.scale_out_bytes_per_s
+    t_comm = bw + 2 * comm.call_latency_s(False)
+    if tokens <= 256:
+        t_comm = max(t_comm, deepep_floor_s(ep) * max(1.0, tokens / 128))
+    return t_comm
+
+
+def _draft_time_s(sv: _Serve, batch: float, ctx: float, prompt: float) -> float:
+    """Time to draft num_draft_tokens tokens for `batch` sequences. mtp / eagle: one decoder layer
+    of the target's width (DeepSeek-V3's MTP module; an EAGLE head) plus the LM head, per draft
+    token; draft_model: a decode step of the draft model per draft token, on the same devices."""
+    sp = sv.spec.speculative
+    k = sp.num_draft_tokens
+    if sp.method == "draft_model":
+        dspec = replace(sv.spec, speculative=None, ep=1, eplb=False, two_batch_overlap=False)
+        dsv = prepare(sp.draft_model, sv.hw, dspec)
+        return k * sum(iteration_breakdown_s(dsv, batch, ctx, 0.0, prompt, batch).values())
+    m = sv.model
+    layer = m.layers[-1]
+    step = _layer_step(sv, layer, batch, ctx, 0.0, prompt, batch * sv.spec.ep)
+    head = _gemm(sv, batch, m.vocab_size / sv.spec.tp, m.embed_dim, weight_bytes=ACT_BYTES)
+    return k * (sum(step.values()) + head)

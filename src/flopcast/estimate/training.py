@@ -34,13 +34,25 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from flopcast import units
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.estimate import comm, counts
-from flopcast.estimate.efficiency import Efficiency, efficiency_for
+from flopcast.estimate.efficiency import (
+    Efficiency,
+    efficiency_for,
+    generation_of,
+    moe_imbalance,
+    power_clock_factor,
+    training_stack,
+)
+from flopcast.estimate.roofline import (
+    COMM_UNITS,
+    KERNEL_TAIL_S,
+    DeviceCtx,
+    gemm_fwd_bwd_s,
+)
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
@@ -73,11 +85,8 @@ EMBED_GRAD_BYTES_PER_ENTRY = 12.0
 RUNTIME_CONTEXT_BYTES = 1.0 * units.GiB    # CUDA/ROCm context, cuBLAS/cuDNN workspaces
 COMM_BUFFER_BYTES = 0.5 * units.GiB        # NCCL channels and buffers
 FRAGMENTATION_FRAC = 0.10                   # caching-allocator fragmentation, fraction of activations
-# Communication overlapped with compute still runs kernels on some SMs: DeepSeek-V3 (tech report
-# sec. 3.2.2) needs 20 of an H800's 132 SMs to drive IB + NVLink at full rate. While hidden
-# communication runs, compute loses that share of the device.
-COMM_UNITS = 20
-KERNEL_TAIL_S = 2e-6                        # per kernel: launch ramp-up and tail wave, not hidden
+# Communication overlapped with compute still runs kernels on some SMs (roofline.COMM_UNITS): while
+# hidden communication runs, compute loses that share of the device.
 HOST_MEMORY_BANDWIDTH_BYTES_PER_S = 200e9   # per node, CPU Adam for ZeRO-Offload (8-channel DDR5 ~300 GB/s peak)
 NVME_BANDWIDTH_BYTES_PER_S = 6e9            # per device, ZeRO-Infinity (PCIe Gen4 x4 NVMe ~7 GB/s read)
 
@@ -108,6 +117,7 @@ class TrainingEstimate:
     nvme_per_device_bytes: float = 0.0
     datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
+    ops: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {**(self.datacenter or {}), **{
@@ -131,6 +141,7 @@ class TrainingEstimate:
             "device_hours": self.device_hours,
             "num_microbatches": self.num_microbatches,
             "parallel": self.plan.to_dict(),
+            "ops": [dict(o) for o in self.ops],
             "assumptions": [a.to_dict() for a in self.assumptions],
         }}
 
@@ -155,98 +166,16 @@ class _Cost:
     expert_params: float = 0.0      # of which expert weights (sharded over dp*cp/ep for ZeRO)
     act_bytes: float = 0.0          # activations kept for backward (this layer, one micro-batch)
     act_full_recompute_bytes: float = 0.0
+    kernels: float = 0.0            # GPU kernels launched by one forward pass (host dispatch cost)
 
     def add(self, o: _Cost, times: float = 1.0) -> None:
         for name in _Cost.__slots__:
             setattr(self, name, getattr(self, name) + times * getattr(o, name))
 
 
-@dataclass(frozen=True, slots=True)
-class _Ctx:
-    hw: AcceleratorSpec
-    eff: Efficiency
-    peak_flops_per_s: float       # matmul peak for the training precision
-    attn_peak_flops_per_s: float  # attention runs in bf16/fp16 even under fp8 training
-    mem_bytes_per_s: float
-    links: comm.Links
-    tp_inside: bool
-
-
-# Output tiles of the GEMM kernels a library chooses from: (rows, cols, tiles resident per compute
-# unit). Large 256x128 tiles in either orientation, or 128x128 tiles two per unit (CUTLASS/cuBLAS
-# Ampere and Hopper kernels); 64- and 16-row tiles, which reuse loaded operands less, only for
-# skinny GEMMs of fewer than 128 rows (decode, small batches), as the libraries' kernel heuristics
-# do. When a GEMM has fewer tiles than units, the library splits K across units (>= 512 per split).
-GEMM_TILES = ((256, 128, 1), (128, 256, 1), (128, 128, 2), (64, 128, 2), (16, 128, 4))
-SPLIT_K_MIN = 512
-
-
-# Per output tile a GEMM kernel first fills its operand pipeline (3 stages of 64-wide K slices on
-# Ampere/Hopper) and at the end stores its output tile. Storing a tile of a x b outputs (2 B each)
-# at the device's per-unit memory bandwidth takes as long as computing P/W elements of K at its
-# per-unit compute rate (P/W: the machine balance in FLOP/byte). The fixed cost per tile, in K
-# elements, is therefore K0 = P/W + 192.
-GEMM_PIPELINE_FILL_K = 192
-# Shape assumed for the measured matmul fraction where the benchmark's shape is not recorded.
-DEFAULT_BEST_SHAPE = (8192, 8192, 8192)
-
-
-def wave_efficiency(m: float, n: float, count: float, compute_units: int | None, k: float = 0.0) -> float:
-    """Fraction of the compute units doing useful work when `count` GEMMs with (m x n) outputs are
-    cut into tiles (and K into splits when tiles are too few) and run in waves of one tile per
-    unit; the library picks the best tiling. Devices without a published unit count: 1."""
-    if not compute_units:
-        return 1.0
-    best = 0.0
-    for a, b, per_unit in GEMM_TILES:
-        if a < 128 and m >= 128:
-            continue
-        tiles = count * math.ceil(m / a) * math.ceil(n / b)
-        slots = compute_units * per_unit
-        splits = max(1, min(slots // tiles, int(k // SPLIT_K_MIN))) if tiles < slots else 1
-        waves = math.ceil(tiles * splits / slots)
-        best = max(best, count * m * n * splits / (waves * slots * a * b))
-    return best
-
-
-def shape_efficiency(m: float, n: float, k: float, count: float, compute_units: int | None, k0: float) -> float:
-    """Relative GEMM efficiency of a shape: output-tile waves x K / (K + K0)."""
-    return wave_efficiency(m, n, count, compute_units, k) * k / (k + k0)
-
-
-@cache
-def _anchor(compute_units: int | None, best_shape: tuple[int, int, int] | None, k0: float) -> float:
-    m, n, k = best_shape or DEFAULT_BEST_SHAPE
-    return shape_efficiency(m, n, k, 1, compute_units, k0)
-
-
-def matmul_fraction(ctx: _Ctx, m: float, n: float, k: float, count: float) -> float:
-    """Achieved fraction of the dense peak for this GEMM shape: the measured best-shape fraction,
-    scaled by this shape's relative efficiency against the measured shape's (at most 1)."""
-    k0 = ctx.peak_flops_per_s / ctx.hw.hbm_bandwidth_bytes_per_s + GEMM_PIPELINE_FILL_K
-    units = ctx.hw.compute_units
-    rel = shape_efficiency(m, n, k, count, units, k0) / _anchor(units, ctx.eff.best_shape, k0)
-    return ctx.eff.matmul_frac * min(1.0, rel)
-
-
-def _one_gemm_s(ctx: _Ctx, m: float, n: float, k: float, count: float, elem_bytes: float) -> float:
-    flops = 2.0 * m * n * k * count
-    moved = count * (elem_bytes * (m * k + k * n) + ACT_BYTES * m * n)
-    rate = matmul_fraction(ctx, m, n, k, count) * ctx.peak_flops_per_s
-    return max(flops / rate, moved / ctx.mem_bytes_per_s) + KERNEL_TAIL_S
-
-
-def _gemm_s(ctx: _Ctx, m: float, n: float, k: float, count: float = 1.0,
-            elem_bytes: float = ACT_BYTES) -> tuple[float, float]:
-    """(forward, backward) roofline times of `count` GEMMs (m x k) @ (k x n) run as one batched or
-    grouped kernel: max(F / (eta_mm x wave efficiency x P), bytes / W) plus a per-kernel tail.
-    Backward is the input gradient (m x n) @ (n x k) and the weight gradient (k x m) @ (m x n),
-    each with its own output tiling."""
-    if m <= 0 or n <= 0 or k <= 0 or count <= 0:
-        return 0.0, 0.0
-    fwd = _one_gemm_s(ctx, m, n, k, count, elem_bytes)
-    bwd = _one_gemm_s(ctx, m, k, n, count, elem_bytes) + _one_gemm_s(ctx, k, n, m, count, elem_bytes)
-    return fwd, bwd
+# The per-op roofline lives in estimate/roofline.py; training schedules its ops.
+_Ctx = DeviceCtx
+_gemm_s = gemm_fwd_bwd_s
 
 
 def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: TrainingSpec,
@@ -361,18 +290,23 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             elem_f = (3 if gated else 2) * f / t
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             local_experts = E / plan.ep
-            tokens_routed = T * k                            # copies a device processes (balanced routing)
-            m_e = tokens_routed / local_experts
+            et = plan.expert_tp
+            # copies a device processes (balanced routing): its tensor-parallel group's T k copies,
+            # split over etp ranks by expert width (MoE parallel folding: etp may differ from tp)
+            tokens_routed = T * k * et / t
+            # dropless routing: the most-loaded expert-parallel rank sets the pace (max/mean load)
+            imb = moe_imbalance("training", plan.ep) if train.moe_routing == "dropless" else 1.0
+            m_e = tokens_routed / local_experts * imb
             mult = 2 if ffn.gated else 1
             G(T, E, h, eb=ACT_BYTES)          # router (replicated, bf16)
-            G(m_e, mult * fe / t, h, count=local_experts)
-            G(m_e, h, fe / t, count=local_experts)
-            expert_w = local_experts * (mult + 1) * h * fe / t
-            expert_b = local_experts * (mult * fe / t + h) if ffn.expert_bias else 0.0
+            G(m_e, mult * fe / et, h, count=local_experts)
+            G(m_e, h, fe / et, count=local_experts)
+            expert_w = local_experts * (mult + 1) * h * fe / et
+            expert_b = local_experts * (mult * fe / et + h) if ffn.expert_bias else 0.0
             c.expert_params = expert_w + expert_b
             replicated_params += h * E + (E if ffn.router_bias else 0)
             act_shard += k * mult * fe / t
-            gin_shard += k * fe / t
+            gin_shard += k * fe / t                          # (the same per device under any etp)
             gin_rep += k * h                                 # dispatched token copies (expert inputs)
             elem_f = k * (mult + 1) * fe / t
             if ffn.shared_d_ff:
@@ -386,9 +320,22 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             if ffn.shared_gate:
                 replicated_params += h
             if plan.ep > 1:
-                inside = plan.ep * plan.tp <= ctx.hw.scale_up_domain
-                msg = tokens_routed * h * ACT_BYTES / sp_div
-                c.ep_fwd_s = 2 * comm.all_to_all_s(plan.ep, msg, ctx.links, inside)   # dispatch + combine
+                domain = max(1, ctx.hw.scale_up_domain)
+                inside = plan.ep * et <= domain
+                stack_ = ctx.stack
+                if not inside and stack_ is not None and stack_.moe_dispatch == "dedup":
+                    # a token crosses to each remote scale-up domain holding one of its experts once
+                    # (expected distinct domains of k uniform picks), at most max_nodes_per_token
+                    domains = math.ceil(plan.ep * et / domain)
+                    remote = (domains - 1) * (1 - (1 - 1 / domains) ** k)
+                    if train.moe_max_nodes_per_token:
+                        remote = min(remote, max(0, train.moe_max_nodes_per_token - 1 / domains))
+                    cross = T * imb * remote * h * ACT_BYTES / sp_div
+                    lat = (domains - 1) * comm.SCALE_OUT_STEP_LATENCY_S + comm.call_latency_s(False)
+                    c.ep_fwd_s = 2 * (cross / ctx.links.scale_out_bytes_per_s + lat)   # dispatch + combine
+                else:
+                    msg = tokens_routed * imb * h * ACT_BYTES / sp_div
+                    c.ep_fwd_s = 2 * comm.all_to_all_s(plan.ep, msg, ctx.links, inside)   # dispatch + combine
     c.gemm_fwd_s, c.gemm_bwd_s = gemm
     # --- element-wise traffic (forward): norms (read+write h), two residual/dropout adds (read 2h,
     # write h, + mask), activation (elem_f read and written), rope on q and k.
@@ -399,7 +346,11 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     # fp8 (Transformer Engine): each GEMM input is read in bf16 and written as fp8 plus its fp8
     # transpose for the backward GEMMs (cast-transpose kernels): 2 + 1 + 1 bytes per element.
     fp8_cast_bytes = cast_elems[0] * (ACT_BYTES + 2 * BYTES_PER_ELEMENT["fp8"])
-    c.elem_fwd_s = (T * elem_bytes + fp8_cast_bytes) / ctx.mem_bytes_per_s + 6 * KERNEL_TAIL_S
+    ew_factor = ctx.stack.elementwise_factor if ctx.stack else 1.0
+    c.elem_fwd_s = (T * elem_bytes * ew_factor + fp8_cast_bytes) / ctx.mem_bytes_per_s + 6 * KERNEL_TAIL_S
+    if ctx.stack:
+        c.kernels = ctx.stack.kernels_per_layer + (ctx.stack.moe_kernels_per_layer
+                                                   if isinstance(layer.ffn, MoEFFN) else 0)
     # --- tensor-parallel collectives: 2 per forward (attention and MLP outputs)
     if t > 1:
         msg = T * h * ACT_BYTES
@@ -458,22 +409,56 @@ def _embedding_params(model: ModelSpec, plan: ParallelPlan) -> float:
     return p
 
 
+def stage_layer_counts(num_layers: int, chunks: int) -> list[int]:
+    """The default split of layers over virtual stages: even where it divides; else the remainder
+    goes to the middle stages, so that the first and last stages, which also hold the embedding and
+    the loss, get fewer (Llama 3.1 405B: 126 layers over 16 stages = 7, 8 x 14, 7, as Meta ran it)."""
+    base, extra = divmod(num_layers, chunks)
+    counts = [base] * chunks
+    if extra:
+        first = (chunks - extra) // 2
+        for i in range(first, first + extra):
+            counts[i] += 1
+    return counts
+
+
 def _stage_layers(model: ModelSpec, plan: ParallelPlan) -> list[list[int]]:
-    """Layer indices held by each pipeline rank (interleaved chunks when vpp > 1)."""
+    """Layer indices held by each pipeline rank (interleaved chunks when vpp > 1), from
+    parallel.pipeline_layout or the default split."""
     L, p, v = model.num_layers, plan.pp, plan.vpp
     chunks = p * v
-    base, extra = divmod(L, chunks)
+    sizes = list(plan.pipeline_layout) if plan.pipeline_layout else stage_layer_counts(L, chunks)
     bounds, start = [], 0
-    for i in range(chunks):
-        n = base + (1 if i < extra else 0)
+    for n in sizes:
         bounds.append(range(start, start + n))
         start += n
     return [[i for c in range(rank, chunks, p) for i in bounds[c]] for rank in range(p)]
 
 
+def calibrated_efficiency(hw: AcceleratorSpec, train: TrainingSpec) -> Efficiency:
+    """The catalog efficiencies of `hw` as one training step sustains them: GEMM and attention
+    fractions times the power-cap clock factor and the profile's `compute.<generation>`; every
+    compute-rate fraction times the profile's `stack.<framework>`. Fractions are capped at 0.98."""
+    eff = efficiency_for(hw, train.precision, train.attention_kernel)
+    prof = train.profile
+    compute = power_clock_factor(hw) * prof.get(f"compute.{generation_of(hw.lookup_id)}")
+    stack = prof.get(f"stack.{train.framework}")
+    if compute == 1.0 and stack == 1.0:
+        return eff
+    from dataclasses import replace
+
+    def cap(x: float) -> float:
+        return min(0.98, x)
+
+    return replace(eff, matmul_frac=cap(eff.matmul_frac * compute * stack),
+                   attention_fwd_frac=cap(eff.attention_fwd_frac * compute * stack),
+                   attention_bwd_frac=cap(eff.attention_bwd_frac * compute * stack),
+                   memory_frac=cap(eff.memory_frac * stack))
+
+
 def _prepared(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, devices_per_node: int,
               scale_out_bandwidth_bytes_per_s: float | None) -> tuple[Efficiency, float, float, comm.Links, int]:
-    eff = efficiency_for(hw, train.precision, train.attention_kernel)
+    eff = calibrated_efficiency(hw, train)
     dtype = "fp16" if train.precision == "fp16" else "bf16"
     half_peak = hw.peak_flops_per_s.get(dtype) or hw.peak_flops_per_s.get("bf16") or hw.peak_flops_per_s.get("fp16")
     if half_peak is None:
@@ -482,7 +467,8 @@ def _prepared(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, device
     su = (hw.scale_up_bandwidth_bytes_per_s or hw.host_link_bandwidth_bytes_per_s or 1e9) * eff.scale_up_frac
     so_raw = scale_out_bandwidth_bytes_per_s or hw.scale_out_bandwidth_bytes_per_s or su / eff.scale_up_frac
     links = comm.Links(su, so_raw * eff.scale_out_frac, hw.scale_up_domain)
-    scale_up_group = min(hw.scale_up_domain, devices_per_node) if hw.scale_up_domain > 1 else 1
+    # collectives stay on the scale-up fabric within its domain (an NVL72 rack spans 18 nodes)
+    scale_up_group = max(1, hw.scale_up_domain)
     return eff, half_peak, mm_peak, links, scale_up_group
 
 
@@ -518,12 +504,13 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     if ctx is None:
         ctx = cache[xkey] = _Ctx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
                                  mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
-                                 tp_inside=plan.tp <= scale_up_group)
+                                 tp_inside=plan.tp <= scale_up_group,
+                                 stack=training_stack(train.framework, train.compile))
 
     b = plan.microbatch_seqs
     mb_tokens = b * train.seq_len / plan.cp
     m = train.global_batch_seqs // (plan.dp * b)
-    lkey = ("layers", plan.tp, plan.cp, plan.sp, plan.ep, b, plan.recompute, plan.pp == 1)
+    lkey = ("layers", plan.tp, plan.cp, plan.sp, plan.ep, plan.expert_tp, b, plan.recompute, plan.pp == 1)
     if lkey not in cache:
         cache[lkey] = ([_layer_cost(spec, model, plan, train, ctx, mb_tokens) for spec in model.distinct_layers],
                        _head_cost(model, plan, ctx, mb_tokens), _embed_cost(model, plan, ctx, mb_tokens))
@@ -531,7 +518,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     group_of = model.layer_group_index
 
     # --- per pipeline rank: sum the layers it holds
-    skey = ("stages", plan.pp, plan.vpp)
+    skey = ("stages", plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, plan.ep_comm_overlap)
     if skey not in cache:
         stages_ = _stage_layers(model, plan)
         cache[skey] = (stages_, [Counter(group_of[i] for i in idx) for idx in stages_])
@@ -560,6 +547,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     stage_costs = bucket["costs"]
 
     comm_sm_frac = COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
+    stack = ctx.stack
 
     def mb_times(sc: _Cost) -> dict[str, float]:
         """One micro-batch on a stage: compute parts (summing to "compute") and exposed comm."""
@@ -583,20 +571,32 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         ep = n_pass * sc.ep_fwd_s
         cp = n_pass * sc.cp_fwd_s
         if train.comm_overlap:
-            # Overlapped with the GEMMs they are split against; only the excess is exposed.
+            # Overlapped with the GEMMs they are split against; only the excess is exposed. TP
+            # collectives overlap only where the stack implements it (frameworks.yaml).
             hidden = 0.5 * ((2 if recompute_full else 1) * sc.gemm_fwd_s + sc.gemm_bwd_s)
-            tp_hidden = min(tp, hidden)
+            tp_hidden = min(tp, hidden) if stack.tp_comm_overlap else 0.0
             cp_hidden = min(cp, sc.attn_fwd_s + sc.attn_bwd_s)
             tp, cp = tp - tp_hidden, cp - cp_hidden
+            # expert all-to-all hides behind another micro-batch's compute only where the schedule
+            # interleaves them (Megatron-Core 1F1B A2A overlap, DualPipe): parallel.ep_comm_overlap
+            ep_hidden = min(ep, sc.gemm_fwd_s + sc.gemm_bwd_s + sc.attn_fwd_s + sc.attn_bwd_s) \
+                if plan.ep_comm_overlap or plan.pp_schedule == "dualpipe" else 0.0
+            ep -= ep_hidden
             # the hidden part still occupies the SMs its communication kernels run on
-            parts["comm_kernels"] = (tp_hidden + cp_hidden) * comm_sm_frac
+            parts["comm_kernels"] = (tp_hidden + cp_hidden + ep_hidden) * comm_sm_frac
+        # host dispatch: forward, twice as many kernels backward, the recomputed forward; the GPU
+        # waits where the host is slower than the work it launches
+        passes = 3 + (1 if recompute_full else 0)
+        host = sc.kernels * passes * stack.host_s_per_kernel
+        gpu = sum(parts.values()) + tp + ep + cp
+        parts["host"] = max(0.0, host - gpu)
         compute = sum(parts.values())
         return {"compute": compute, "tp_comm": tp, "ep_comm": ep, "cp_comm": cp, "_parts": parts,
                 "_fwd": fwd_compute + sc.embed_s, "_bwd": compute - fwd_compute - sc.embed_s}
 
     # --- optimizer shard (the stage with the most parameters) and offloaded state
     d = plan.dp * plan.cp
-    d_exp = max(1, d // plan.ep)
+    d_exp = plan.expert_dp
     heavy = bucket.get("heavy")
     if heavy is None:
         heavy = bucket["heavy"] = max(stage_costs, key=lambda c: c.params)
@@ -622,6 +622,9 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             per_layer = (dense + exp) / max(1, len(stages[rank]))
             weights += 2 * per_layer * WEIGHT_BYTES
         grads = dense * GRAD_BYTES / g_shard + exp * GRAD_BYTES / ge
+        if plan.pp_schedule == "dualpipe":
+            # DualPipe keeps two copies of the parameters, one per direction (DeepSeek-V3 report, Table 2)
+            weights, grads = 2 * weights, 2 * grads
         optim = 0.0 if plan.offload != "none" else dense * OPTIMIZER_BYTES / o_shard + exp * OPTIMIZER_BYTES / oe
         akey = ("acts", rank, plan.dp)
         acts = bucket.get(akey)
@@ -630,6 +633,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             inflight = min(m, plan.pp - rank) if plan.pp > 1 else 1
             if plan.vpp > 1 and rank == 0:
                 inflight = min(m * plan.vpp, plan.pp * (1 + (plan.pp - 1) / (plan.pp * plan.vpp)))
+            if plan.pp_schedule == "dualpipe":
+                inflight = min(m, plan.pp + 1)      # PP + 1 micro-batches (DeepSeek-V3 report, Table 2)
             here = stage_groups[rank]
             if recompute_full:
                 layer_input = sum(layer_cost[spec].act_full_recompute_bytes * n for spec, n in here.items())
@@ -688,12 +693,23 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         inside = plan.num_devices <= devices_per_node
         msg = mb_tokens * model.hidden_size * ACT_BYTES / plan.tp
         pp_comm_mb = 2 * plan.vpp * comm.p2p_s(msg, links, inside)
-    bubble = (plan.pp - 1) / plan.vpp * (t_mb + pp_comm_mb)
+    # pipeline bubble, in micro-batch times (forward, backward-for-input and backward-for-weights
+    # taken as a third of one each): 1F1B (p - 1) / v (Narayanan et al. SC'21); zero bubble ZB-H1
+    # (p - 1)(T_F + T_B - T_W) = (p - 1) / 3 (Qi et al. 2024); DualPipe (p/2 - 1)(T_F&B + T_B - 3 T_W)
+    # = (p/2 - 1) / 3 with the overlapped chunk T_F&B = one micro-batch (DeepSeek-V3 report, Table 2)
+    if plan.pp_schedule == "zero_bubble":
+        bubble_mbs = (plan.pp - 1) / 3
+    elif plan.pp_schedule == "dualpipe":
+        bubble_mbs = (plan.pp / 2 - 1) / 3
+    else:
+        bubble_mbs = (plan.pp - 1) / plan.vpp
+    bubble = bubble_mbs * (t_mb + pp_comm_mb)
 
     # --- data-parallel gradient reduction and parameter gathers (ZeRO)
     sc = stage_costs[slow]
     dense_params = sc.params - sc.expert_params
-    in_node = max(1, devices_per_node // (plan.tp * plan.cp)) if plan.tp * plan.cp < devices_per_node else 1
+    domain = max(1, hw.scale_up_domain)
+    in_node = max(1, domain // (plan.tp * plan.cp)) if plan.tp * plan.cp < domain else 1
     dp_s = 0.0
     if d > 1:
         grad_b = BYTES_PER_ELEMENT[train.grad_reduce_dtype]
@@ -718,14 +734,23 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             # ZeRO-1 keeps a full gradient buffer and reduce-scatters it once, behind the last
             # backward; ZeRO-2 shards the gradients, so every micro-batch reduce-scatters its own
             # behind its backward. The updated parameters are all-gathered behind the first forward.
-            n_rs = m if plan.zero_stage == 2 else 1
+            n_rs = m if (plan.zero_stage == 2 and stack.grad_reduce == "per_microbatch") else 1
             dp_s = n_rs * max(0.0, rs - bwd_window) + max(0.0, ag - fwd_window)
             dp_s += (n_rs * min(rs, bwd_window) + min(ag, fwd_window)) * comm_sm_frac
         else:
             # ZeRO-3 / FSDP: every micro-batch gathers the parameters for forward and again for
-            # backward, and reduce-scatters its gradients
-            dp_s = m * (max(0.0, ag - fwd_window) + max(0.0, ag + rs - bwd_window)
-                        + (min(ag, fwd_window) + min(ag + rs, bwd_window)) * comm_sm_frac)
+            # backward, layer by layer (one call per layer and pass, each paying the collective's
+            # latency), and reduce-scatters its gradients (every micro-batch, or once per step
+            # where the stack accumulates unsharded gradients: Megatron-Core's distributed optimizer)
+            n_layers = max(1, len(stages[slow]))
+            lat = (n_layers - 1) * comm.hierarchical_gather_latency_s(d, min(in_node, d))
+            ag_l, rs_l = ag + lat, rs + lat
+            if stack.grad_reduce == "per_step":
+                dp_s = (m * (max(0.0, ag_l - fwd_window) + max(0.0, ag_l - bwd_window)) + max(0.0, rs_l - bwd_window)
+                        + (m * (min(ag_l, fwd_window) + min(ag_l, bwd_window)) + min(rs_l, bwd_window)) * comm_sm_frac)
+            else:
+                dp_s = m * (max(0.0, ag_l - fwd_window) + max(0.0, ag_l + rs_l - bwd_window)
+                            + (min(ag_l, fwd_window) + min(ag_l + rs_l, bwd_window)) * comm_sm_frac)
 
     # --- optimizer step (memory-bound Adam over the local shard) and offload transfers
     offload_s = 0.0
@@ -789,3 +814,24 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         time_to_train_s=ttt, device_hours=dh, num_microbatches=m, plan=plan,
         host_memory_per_node_bytes=host_bytes, nvme_per_device_bytes=nvme_bytes, assumptions=assumptions,
     )
+
+
+def op_breakdown(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                 devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None) -> tuple[dict[str, Any], ...]:
+    """The forward ops of one micro-batch on one device (estimate/ops.py), each timed by the same
+    roofline and calibrated efficiencies as the step, with the number of layers it repeats in (the
+    whole model, before the pipeline split). For reports: the step itself does not need it."""
+    from flopcast.estimate import ops as ops_mod
+
+    eff, half_peak, mm_peak, links, group = _prepared(model, hw, train, devices_per_node,
+                                                      scale_out_bandwidth_bytes_per_s)
+    ctx = DeviceCtx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
+                    mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
+                    tp_inside=plan.tp <= group, stack=training_stack(train.framework, train.compile))
+    mb_tokens = plan.microbatch_seqs * train.seq_len / plan.cp
+    elem = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
+    rows = []
+    for n, group in ops_mod.model_ops(model, seq_len=train.seq_len, tokens=mb_tokens, tp=plan.tp, ep=plan.ep):
+        for row in ops_mod.time_ops(group, ctx, elem_bytes=elem):
+            rows.append({"layers": n, **row})
+    return tuple(rows)

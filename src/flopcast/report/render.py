@@ -25,15 +25,30 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _value(name: str, value: Any) -> str:
+    """An assumption's value for people: a number named in bytes or watts gets its unit."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if name.endswith("_bytes"):
+            return format_bytes(value)
+        if name.endswith("_bytes_per_s"):
+            return format_si(value, "B/s")
+        if name.endswith("_w") or name.endswith("_w_per_device"):
+            return format_si(value, "W")
+        if isinstance(value, float) and value.is_integer():
+            return f"{value:,.0f}"
+    return str(value)
+
+
 def _assumptions(d: dict[str, Any]) -> Table:
-    return _kv_table("Assumptions", [(a["name"], f"{a['value']} ({a['why']})") for a in d["assumptions"]])
+    return _kv_table("Assumptions", [(a["name"], f"{_value(a['name'], a['value'])} ({a['why']})")
+                                     for a in d["assumptions"]])
 
 
 def _comparison(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]], cells) -> tuple[Table, list]:
     """A predicted-vs-measured table of the used rows, and the (id, reason) of the skipped ones."""
     t = Table(title=title, title_justify="left")
     for c in columns:
-        t.add_column(c, justify="left" if c in ("id", "hardware") else "right")
+        t.add_column(c, justify="left" if c in ("id", "model", "hardware") else "right")
     skipped = []
     for r in rows:
         if r["skipped"]:
@@ -154,47 +169,86 @@ def hardware_list_table(rows: list[dict[str, Any]]) -> Table:
     return t
 
 
+def _merged_assumptions(d: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plan's assumptions and its sections', each (name, value) once, in first-seen order."""
+    seen, out = set(), []
+    for part in (d, d.get("training") or {}, d.get("serving") or {}, d.get("simulation") or {}):
+        for a in part.get("assumptions", []):
+            key = (a["name"], str(a["value"]))
+            if key not in seen:
+                seen.add(key)
+                out.append(a)
+    return out
+
+
+def verdict_table(d: dict[str, Any]) -> Group:
+    """The briefing's first block: a headline sentence and the findings (fit, time, cost, power, carbon)."""
+    from flopcast.report.briefing import headline, verdict
+
+    mark = {True: "yes", False: "NO", None: ""}
+    t = Table(title="Verdict", show_header=False, title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")
+    for f in verdict(d):
+        t.add_row(f.label, mark[f.ok], f.value)
+    return Group(headline(d), t)
+
+
 def plan_tables(d: dict[str, Any]) -> Group:
+    """A plan as a briefing: the verdict first, then the sections, then the inputs (model, hardware,
+    cluster), then every assumption once."""
     c = d["cluster"]
     hw = d["hardware"]
     cl_rows = [
         ("devices", f"{c['num_devices']:,} x {hw['id']} in {c['num_nodes']:,} nodes of {c['devices_per_node']}"),
         ("peak bf16", format_si(c["peak_flops_per_s"].get("bf16", 0), "FLOP/s")),
         ("memory", f"{format_bytes(c['hbm_capacity_bytes'])}, {format_si(c['hbm_bandwidth_bytes_per_s'], 'B/s')}"),
-        ("TDP", f"{c['tdp_w'] / 1e3:,.1f} kW" if c["tdp_w"] else "n/a"),
+        ("TDP", format_si(c["tdp_w"], "W") if c["tdp_w"] else "n/a"),
         ("devices for weights alone", ", ".join(f"{k} {v}" for k, v in c["min_devices_for_weights"].items())),
     ]
-    parts: list[Any] = [model_tables(d["model"]), _kv_table(f"Hardware {hw['id']}", hardware_rows(hw)),
-                        _kv_table("Cluster", cl_rows)]
+    parts: list[Any] = [verdict_table(d)]
     if d.get("training"):
-        parts.append(training_tables(d["training"]))
+        parts.append(training_tables(d["training"], with_assumptions=False))
     if d.get("serving"):
-        parts.append(serving_tables(d["serving"]))
+        parts.append(serving_tables(d["serving"], with_assumptions=False))
     if d.get("simulation"):
         parts.append(simulation_tables(d["simulation"], with_assumptions=False))
+    parts += [_kv_table("Cluster", cl_rows), model_tables(d["model"]),
+              _kv_table(f"Hardware {hw['id']}", hardware_rows(hw))]
     if d["pending_sections"]:
         parts.append(_kv_table("Not yet estimated by this version",
                                [("-", ", ".join(d["pending_sections"]))]))
-    if d["assumptions"]:
-        parts.append(_assumptions(d))
+    merged = _merged_assumptions(d)
+    if merged:
+        parts.append(_assumptions({"assumptions": merged}))
     if d.get("catalog_revision"):
         parts.append(f"flopcast {d['flopcast_version']}, catalog revision {d['catalog_revision']}")
     return Group(*parts)
 
 
+def _secs(s: float) -> str:
+    """A time for a table cell: 3.79 s, 142 ms, 0.457 ms."""
+    return f"{s:.3g} s" if s >= 1 else f"{s * 1e3:.3g} ms"
+
+
 def print_renderable(obj: Any) -> None:
+    import os
     import sys
 
-    # Piped output gets a wide console rather than rich's 80-column default, so tables do not wrap.
+    # A terminal's tables are sized to its width; piped output honours COLUMNS, else gets 140 columns
+    # rather than rich's 80, so tables do not wrap.
     # markup off: catalog sources contain [brackets]; highlight off: it costs ~50 ms per report.
-    Console(width=None if sys.stdout.isatty() else 140, markup=False, highlight=False, emoji=False).print(obj)
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
+    Console(width=width, markup=False, highlight=False, emoji=False).print(obj)
 
 
-def training_tables(d: dict[str, Any]) -> Group:
+def training_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Group:
     mem = d["memory_breakdown_bytes"]
     total = d["memory_per_device_bytes"]
-    m = Table(title=f"Memory per device ({'fits' if d['fits'] else 'DOES NOT FIT'}: "
-                    f"{format_bytes(total)} of {format_bytes(d['memory_capacity_bytes'])})", title_justify="left")
+    title = (f"Memory per device ({'fits' if d['fits'] else 'DOES NOT FIT'}: "
+             f"{format_bytes(total)} of {format_bytes(d['memory_capacity_bytes'])})")
+    m = Table(title=title, title_justify="left", min_width=len(title))
     m.add_column("part")
     m.add_column("bytes", justify="right")
     m.add_column("share", justify="right")
@@ -203,15 +257,15 @@ def training_tables(d: dict[str, Any]) -> Group:
     st = d["step_time_s"]
     t = Table(title=f"Step time {st:.3f} s", title_justify="left")
     t.add_column("part")
-    t.add_column("seconds", justify="right")
+    t.add_column("time", justify="right")
     t.add_column("share", justify="right")
     for k, v in d["step_time_breakdown_s"].items():
         if v:
-            t.add_row(k, f"{v:.4g}", f"{100 * v / st:.1f}%")
+            t.add_row(k, _secs(v), f"{100 * v / st:.1f}%")
             if k == "compute":
                 for sub, sv in d.get("compute_breakdown_s", {}).items():
                     if sv:
-                        t.add_row(f"  {sub}", f"{sv:.4g}", f"{100 * sv / st:.1f}%", style="dim")
+                        t.add_row(f"  {sub}", _secs(sv), f"{100 * sv / st:.1f}%", style="dim")
     p = d["parallel"]
     rows = [
         ("plan", f"tp {p['tp']} pp {p['pp']} dp {p['dp']} cp {p['cp']} ep {p['ep']} vpp {p['vpp']} "
@@ -233,7 +287,7 @@ def training_tables(d: dict[str, Any]) -> Group:
     parts: list[Any] = [_kv_table("Training", rows), m, t]
     if "power_it_w" in d:
         parts.append(datacenter_table(d, "run" if d.get("datacenter_period") == "run" else "hour of training"))
-    if d.get("assumptions"):
+    if with_assumptions and d.get("assumptions"):
         parts.append(_assumptions(d))
     return Group(*parts)
 
@@ -241,8 +295,8 @@ def training_tables(d: dict[str, Any]) -> Group:
 def validation_tables(d: dict[str, Any]) -> Group:
     t, skipped = _comparison(
         "Training step time: predicted vs measured",
-        ("id", "hardware", "devices", "measured s", "predicted s", "error", "fits"), d["rows"],
-        lambda r: (r["id"], r["hardware"], str(r["num_devices"]), f"{r['measured_step_s']:.4g}",
+        ("id", "model", "hardware", "devices", "measured s", "predicted s", "error", "fits"), d["rows"],
+        lambda r: (r["id"], r["model"], r["hardware"], str(r["num_devices"]), f"{r['measured_step_s']:.4g}",
                    f"{r['predicted_step_s']:.4g}", f"{100 * r['error_frac']:+.1f}%", "yes" if r["fits"] else "no"))
     s = d["summary"]
     summ = _kv_table("Summary", [
@@ -261,17 +315,38 @@ def _plan_cols(p: dict[str, Any]) -> list[str]:
 PLAN_HEADERS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero", "recompute", "mb", "offload")
 
 
+def trim_front(front: list[dict[str, Any]], *, max_rows: int, min_frac: float = 0.5) -> list[dict[str, Any]]:
+    """The Pareto points a person reads: those within `min_frac` of the front's best throughput, at most
+    `max_rows` of them spread evenly along the front (its first and last kept point included)."""
+    if not front:
+        return []
+    best = max(p["tokens_per_s_per_device"] for p in front)
+    kept = [p for p in front if p["tokens_per_s_per_device"] >= min_frac * best]
+    if len(kept) <= max_rows:
+        return kept
+    step = (len(kept) - 1) / (max_rows - 1)
+    return [kept[round(i * step)] for i in range(max_rows)]
+
+
 def search_tables(d: dict[str, Any]) -> Group:
-    def table(title: str, rows: list[dict[str, Any]]) -> Table:
-        t = Table(title=title, title_justify="left")
+    def table(title: str, rows: list[dict[str, Any]], caption: str | None = None) -> Table:
+        cols = [(h, i) for i, h in enumerate(PLAN_HEADERS)]
+        same = [h for h, i in cols if len({_plan_cols(p)[i] for p in rows}) == 1]
+        shown = [(h, i) for h, i in cols if h not in same or h in ("tp", "pp", "dp")]
+        if rows and same:
+            title += " (all: " + ", ".join(f"{h} {_plan_cols(rows[0])[i]}" for h, i in cols
+                                          if h in same and h not in ("tp", "pp", "dp")) + ")"
+        t = Table(title=title, title_justify="left", caption=caption)
         t.add_column("#", justify="right")
-        for h in PLAN_HEADERS:
+        for h, _ in shown:
             t.add_column(h, justify="right")
-        for h in ("step s", "tokens/s/dev", "MFU", "memory", "headroom"):
-            t.add_column(h, justify="right")
+        for h in ("step", "tokens/s/dev", "MFU", "memory", "headroom"):
+            t.add_column(h, justify="right", no_wrap=True)
         for i, p in enumerate(rows, 1):
-            t.add_row(str(i), *_plan_cols(p), f"{p['step_time_s']:.4g}", f"{p['tokens_per_s_per_device']:,.0f}",
-                      f"{100 * p['mfu']:.1f}%", format_bytes(p["memory_per_device_bytes"]),
+            plan = _plan_cols(p)
+            t.add_row(str(i), *(plan[j] for _, j in shown), f"{p['step_time_s']:.3g} s",
+                      f"{p['tokens_per_s_per_device']:,.0f}", f"{100 * p['mfu']:.1f}%",
+                      format_bytes(p["memory_per_device_bytes"]),
                       format_bytes(p["memory_capacity_bytes"] - p["memory_per_device_bytes"]))
         return t
 
@@ -279,40 +354,63 @@ def search_tables(d: dict[str, Any]) -> Group:
         ("plans evaluated", f"{d['num_evaluated']:,} ({d['num_fitting']:,} fit in memory)"),
         ("objective", d["objective"]), ("backend", d["backend"]),
     ])
+    front = trim_front(d["pareto"], max_rows=max(len(d["plans"]), 5))
+    left = len(d["pareto"]) - len(front)
     parts: list[Any] = [summary, table("Best plans", d["plans"]),
-                        table("Pareto front (throughput vs memory headroom)", d["pareto"])]
+                        table("Pareto front: throughput vs memory headroom", front,
+                              f"{left} more points of the front (under half the best throughput, or between these) "
+                              "in --json" if left else None)]
     if d["plans"]:
         best = d["plans"][0]
-        bd = Table(title="Best plan: step-time breakdown", title_justify="left")
+        bd = Table(title="Best plan: step-time breakdown", title_justify="left", min_width=30)
         bd.add_column("part")
-        bd.add_column("seconds", justify="right")
+        bd.add_column("time", justify="right")
         for k, v in best["step_time_breakdown_s"].items():
             if v:
-                bd.add_row(k, f"{v:.4g}")
+                bd.add_row(k, _secs(v))
         parts.append(bd)
     return Group(*parts)
 
 
+_SWEEP_CELLS: dict[str, tuple[str, Any]] = {
+    "sp": ("sp", lambda v: "y" if v else "n"), "zero_stage": ("zero", str), "microbatch_seqs": ("mb", str),
+    "step_time_s": ("step", lambda v: f"{v:.3g} s"), "tokens_per_s": ("tokens/s", lambda v: f"{v:,.0f}"),
+    "tokens_per_s_per_device": ("per device", lambda v: f"{v:,.0f}"), "mfu": ("MFU", lambda v: f"{100 * v:.1f}%"),
+    "memory_per_device_bytes": ("memory", format_bytes), "num_evaluated": ("plans", lambda v: f"{v:,}"),
+}
+
+
 def sweep_table(d: dict[str, Any]) -> Group:
-    t = Table(title="Sweep: best plan per combination", title_justify="left")
-    cols = [c for c in d["columns"] if c not in ("num_fitting",)]
-    for c in cols:
-        t.add_column(c, justify="right")
+    """One row per combination; short headers, numbers for people, columns equal in every row folded into
+    the title (everything is in --json and --out)."""
+    cols = [c for c in d["columns"] if c != "num_fitting" and (c != "error" or any(r.get(c) for r in d["rows"]))]
+
+    def cell(c: str, v: Any) -> str:
+        if v is None:
+            return ""
+        fmt = _SWEEP_CELLS.get(c, (c, None))[1]
+        return fmt(v) if fmt else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
+    plan_keys = {"cp", "ep", "sp", "vpp", "zero_stage", "recompute", "microbatch_seqs", "offload"}
+    same = [c for c in cols if len(d["rows"]) > 1 and c in plan_keys and len({cell(c, r.get(c)) for r in d["rows"]}) == 1]
+    title = "Sweep: best plan per combination"
+    if same:
+        title += " (all: " + ", ".join(f"{_SWEEP_CELLS.get(c, (c,))[0]} {cell(c, d['rows'][0].get(c))}"
+                                       for c in same) + ")"
+    t = Table(title=title, title_justify="left")
+    shown = [c for c in cols if c not in same]
+    for c in shown:
+        t.add_column(_SWEEP_CELLS.get(c, (c.split(".")[-1],))[0], justify="left" if c == "error" else "right",
+                     no_wrap=c != "error", overflow="fold")
     for r in d["rows"]:
-        cells = []
-        for c in cols:
-            v = r.get(c)
-            if isinstance(v, float):
-                v = f"{v:.4g}"
-            cells.append("" if v is None else str(v))
-        t.add_row(*cells)
+        t.add_row(*(cell(c, r.get(c)) for c in shown))
     parts: list[Any] = [t]
     if d.get("written"):
         parts.append(_kv_table("Written", [("-", w) for w in d["written"]]))
     return Group(*parts)
 
 
-def serving_tables(d: dict[str, Any]) -> Group:
+def serving_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Group:
     s = d["inference"]
     rows = [
         ("configuration", f"tp {s['tp']} pp {s['pp']} dp {s['dp']} ep {s['ep']}, weights {s['weights_dtype']}, "
@@ -342,7 +440,7 @@ def serving_tables(d: dict[str, Any]) -> Group:
     parts: list[Any] = [_kv_table("Serving", rows), mem, ops]
     if "power_it_w" in d:
         parts.append(datacenter_table(d, "hour of serving"))
-    if d.get("assumptions"):
+    if with_assumptions and d.get("assumptions"):
         parts.append(_assumptions(d))
     return Group(*parts)
 
@@ -510,3 +608,61 @@ def to_markdown(obj: Any) -> str:
             lines += ["", f"*{_md_cell(obj.caption)}*"]
         return "\n".join(lines) + "\n"
     return _md_cell(obj) + "\n"
+
+
+def fit_validation_tables(d: dict[str, Any]) -> Group:
+    """`flopcast validate`: predicted vs measured per row (and cross-validated), then the figures."""
+    cv = "cv_median_abs_error_frac" in d
+    t = Table(title=f"{d['kind'].capitalize()}: predicted vs measured", title_justify="left")
+    cols = ["id", "source", "model", "hardware", "quantity", "measured", "predicted", "error"]
+    if cv:
+        cols.append("cv error")
+    for c in cols:
+        t.add_column(c, justify="right" if c in ("measured", "predicted", "error", "cv error") else "left")
+    for r in d["rows"]:
+        cells = [r["id"], r["source"], str(r["model"])[:28], r["hardware"], r["quantity"], f"{r['measured']:.4g}",
+                 f"{r['predicted']:.4g}", f"{100 * r['error_frac']:+.1f}%"]
+        if cv:
+            cells.append("n/a" if r.get("cv_error_frac") is None else f"{100 * r['cv_error_frac']:+.1f}%")
+        t.add_row(*cells)
+    rows = [("rows", str(d["num_rows"])),
+            ("profile", f"{d['profile_source']}"),
+            ("in-sample median / max |error|", f"{_pct(d['median_abs_error_frac'])} / {_pct(d['max_abs_error_frac'])}")]
+    if cv:
+        rows.append(("leave-one-source-out median / max |error|",
+                     f"{_pct(d['cv_median_abs_error_frac'])} / {_pct(d['cv_max_abs_error_frac'])} "
+                     f"over {d['num_sources']} sources"))
+    if "baseline_median_abs_error_frac" in d:
+        rows.append(("one-parameter baseline: efficiency, median |error|",
+                     f"{d['baseline_efficiency']:.3f}, {_pct(d['baseline_median_abs_error_frac'])}"))
+        if "baseline_cv_median_abs_error_frac" in d:
+            rows.append(("baseline leave-one-source-out median / max |error|",
+                         f"{_pct(d['baseline_cv_median_abs_error_frac'])} / {_pct(d['baseline_cv_max_abs_error_frac'])}"))
+    skipped = [(s["id"], s["why"]) for s in d.get("skipped", [])]
+    return Group(t, _kv_table("Summary", rows), _kv_table("Skipped", skipped))
+
+
+def calibration_tables(d: dict[str, Any]) -> Group:
+    """`flopcast calibrate`: fitted parameters with their rows, and the error before / after / cross-validated."""
+    parts = []
+    for kind in ("training", "inference"):
+        k = d.get(kind)
+        if not k:
+            continue
+        t = Table(title=f"{kind.capitalize()} calibration ({k['num_rows']} runs)", title_justify="left")
+        t.add_column("parameter")
+        t.add_column("value", justify="right")
+        t.add_column("runs", justify="right")
+        for name, v in k["parameters"].items():
+            t.add_row(name, f"{v:.4f}", str(len(k["rows_per_parameter"][name])))
+        parts.append(t)
+        parts.append(_kv_table("Error", [
+            ("median |error| before", _pct(k["median_abs_error_frac_before"])),
+            ("median / max |error| after",
+             f"{_pct(k['median_abs_error_frac_after'])} / {_pct(k['max_abs_error_frac_after'])}"),
+            ("leave-one-source-out median / max",
+             f"{_pct(k['cv_median_abs_error_frac'])} / {_pct(k['cv_max_abs_error_frac'])}"),
+        ]))
+    if d.get("written"):
+        parts.append(_kv_table("Written", [("profile", d["written"])]))
+    return Group(*parts)

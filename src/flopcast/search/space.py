@@ -3,9 +3,9 @@
 The rules are those of `specs.parallel.validate_plan` (a test enumerates small spaces both ways and
 checks they agree): num_devices = tp pp dp cp; tp divides the heads and divides (or is a multiple
 of) the kv heads, within the scale-up domain unless allowed beyond it; pp <= layers; interleaving
-needs pp > 1, layers divisible by pp vpp and micro-batches divisible by pp; ep divides the experts
-and dp cp; cp keeps the sequence divisible by 2 cp; the micro-batch divides the per-replica batch;
-offload needs ZeRO >= 1.
+needs pp > 1, at least one layer per virtual stage (uneven splits allowed) and micro-batches
+divisible by pp; ep divides the experts and dp cp; cp keeps the sequence divisible by 2 cp; the
+micro-batch divides the per-replica batch; offload needs ZeRO >= 1.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def plans_in_group(model: ModelSpec, group: tuple[int, int, int], *, num_devices
         m = per_replica // mb
         vpps = [1]
         if pp > 1 and m % pp == 0:
-            vpps += [v for v in range(2, space.max_vpp + 1) if L % (pp * v) == 0]
+            vpps += [v for v in range(2, space.max_vpp + 1) if pp * v <= L]
         for ep in eps:
             for vpp in space.allowed("vpp", vpps):
                 for sp in sps:

@@ -115,11 +115,11 @@ class _Sim:
 
     def __init__(self, model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workload: WorkloadSpec,
                  scheduler: str, prefill_replicas: int | None):
-        self.sv = sv_mod._setup(model, hw, spec)
+        self.sv = sv_mod.prepare(model, hw, spec)
         self.spec, self.scheduler = spec, scheduler
         self.budget = spec.max_tokens_per_iteration
         self.max_seqs = spec.batch_size or self.budget
-        _, _, _, free = sv_mod._memory(self.sv)
+        _, _, _, free = sv_mod.memory_split(self.sv)
         self.infeasible_reason = None
         if free <= 0:   # infeasible is a value: every request is rejected, with the reason
             self.infeasible_reason = (
@@ -176,7 +176,7 @@ class _Sim:
         key = (n_dec, ctx, n_pre, prompt, n_sampled)
         t = self.cost_cache.get(key)
         if t is None:
-            it = sv_mod._iteration(self.sv, n_dec, ctx * CTX_BUCKET, n_pre, prompt * CTX_BUCKET, n_sampled)
+            it = sv_mod.iteration_breakdown_s(self.sv, n_dec, ctx * CTX_BUCKET, n_pre, prompt * CTX_BUCKET, n_sampled)
             t = self.cost_cache[key] = sum(it.values())
         return t
 

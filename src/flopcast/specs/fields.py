@@ -8,12 +8,15 @@ from typing import Any
 
 from flopcast.errors import InvalidScenario, UnknownName
 
+DOC = "docs/scenario.md"   # every scenario key with its type, default, unit and an example
+
 
 def check_keys(data: Mapping[str, Any], section: str, accepted: tuple[str, ...]) -> None:
-    """Every key of `data` must be in `accepted` (an unknown one gets 'did you mean')."""
+    """Every key of `data` must be in `accepted` (an unknown one gets 'did you mean' and the docs page)."""
     for key in data:
         if key not in accepted:
-            raise UnknownName(f"{section} field", str(key), accepted)
+            err = UnknownName(f"{section} field", str(key), accepted)
+            raise UnknownName(err.kind, err.name, accepted, message=f"{err} (keys: {DOC})")
 
 
 def choice(data: Mapping[str, Any], section: str, key: str, default: str, accepted: tuple[str, ...]) -> str:

@@ -19,7 +19,8 @@ RECOMPUTE = ("none", "selective", "full")
 OFFLOAD = ("none", "cpu", "nvme")
 ZERO_STAGES = (0, 1, 2, 3)
 PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute",
-                 "microbatch_seqs", "offload")
+                 "microbatch_seqs", "offload", "ep_comm_overlap", "etp", "pipeline_layout", "pp_schedule")
+PP_SCHEDULES = ("1f1b", "interleaved", "dualpipe", "zero_bubble")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,13 +36,29 @@ class ParallelPlan:
     recompute: str = "selective"
     microbatch_seqs: int = 1
     offload: str = "none"
+    ep_comm_overlap: bool = False
+    etp: int | None = None                         # expert tensor parallel; None = tp
+    pipeline_layout: tuple[int, ...] | None = None  # layers per virtual stage (pp x vpp entries)
+    pp_schedule: str = "1f1b"
 
     @property
     def num_devices(self) -> int:
         return self.tp * self.pp * self.dp * self.cp
 
+    @property
+    def expert_tp(self) -> int:
+        return self.etp or self.tp
+
+    @property
+    def expert_dp(self) -> int:
+        """Ranks holding the same experts (ZeRO shards expert state over them): tp cp dp / (ep etp)."""
+        return max(1, self.tp * self.cp * self.dp // (self.ep * self.expert_tp))
+
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in PARALLEL_KEYS}
+        d = {k: getattr(self, k) for k in PARALLEL_KEYS}
+        d["etp"] = self.expert_tp
+        d["pipeline_layout"] = list(self.pipeline_layout) if self.pipeline_layout else None
+        return d
 
 
 def _pos_int(data: Mapping[str, Any], key: str, default: int) -> int:
@@ -69,8 +86,43 @@ def plan_from_mapping(data: Mapping[str, Any] | None) -> ParallelPlan:
         tp=_pos_int(data, "tp", 1), pp=_pos_int(data, "pp", 1), dp=_pos_int(data, "dp", 1),
         cp=_pos_int(data, "cp", 1), ep=_pos_int(data, "ep", 1), sp=sp, vpp=_pos_int(data, "vpp", 1),
         zero_stage=zero, recompute=recompute, microbatch_seqs=_pos_int(data, "microbatch_seqs", 1),
-        offload=offload,
+        offload=offload, ep_comm_overlap=flag(data, "parallel", "ep_comm_overlap", False),
+        etp=_pos_int(data, "etp", 1) if data.get("etp") is not None else None,
+        pipeline_layout=_layout(data.get("pipeline_layout")),
+        pp_schedule=choice(data, "parallel", "pp_schedule", "1f1b", PP_SCHEDULES),
     )
+
+
+def _layout(value: Any) -> tuple[int, ...] | None:
+    """parallel.pipeline_layout: a list of transformer layers per virtual stage, or a Megatron-Core
+    layout string: stages separated by `|`, `t` a transformer layer, `E` the embedding and `L` the
+    loss (placement markers), `(...)*n` a repeated group; e.g. "Et|(tt|)*30L" = [1, 2 x 30, 0]."""
+    import re
+
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
+            raise InvalidScenario("parallel.pipeline_layout: expected layer counts >= 0 per virtual stage, "
+                                  f"e.g. [7, 8, 8, 7], got {value!r}")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise InvalidScenario("parallel.pipeline_layout: expected a list of layer counts or a layout string "
+                              "such as \"Et|(tt|)*30L\"")
+    text = value.replace(" ", "")
+    pattern = re.compile(r"\(([^()]*)\)\*(\d+)")
+    for _ in range(8):   # expand (group)*n, innermost first
+        new = pattern.sub(lambda m: m.group(1) * int(m.group(2)), text)
+        if new == text:
+            break
+        if len(new) > 100_000:
+            raise InvalidScenario("parallel.pipeline_layout: the layout string expands beyond 100,000 characters")
+        text = new
+    if set(text) - set("EtL|"):
+        bad = sorted(set(text) - set("EtL|"))
+        raise InvalidScenario(f"parallel.pipeline_layout: unknown symbol(s) {''.join(bad)!r}; accepted: E (embedding), "
+                              "t (transformer layer), L (loss), | (stage boundary), (...)*n (repeat)")
+    return tuple(stage.count("t") for stage in text.split("|"))
 
 
 def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, global_batch_seqs: int,
@@ -95,19 +147,36 @@ def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, glo
     if p.vpp > 1:
         if p.pp == 1:
             raise InvalidScenario("parallel.vpp: interleaving (vpp > 1) needs pp > 1")
-        if L % (p.pp * p.vpp):
+        if L < p.pp * p.vpp and p.pipeline_layout is None:
             raise InvalidScenario(
-                f"parallel.vpp: {p.vpp} virtual stages must divide layers/pp = {L}/{p.pp}: "
-                f"{L} layers is not a multiple of pp*vpp = {p.pp * p.vpp}")
+                f"parallel.vpp: pp*vpp = {p.pp}*{p.vpp} = {p.pp * p.vpp} virtual stages exceed the {L} layers")
     experts = [lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)]
     if p.ep > 1:
         if not experts:
             raise InvalidScenario(f"parallel.ep: {p.ep} > 1 but {model.name} has no MoE layers")
         if experts[0] % p.ep:
             raise InvalidScenario(f"parallel.ep: {p.ep} must divide the {experts[0]} experts")
-        if (p.dp * p.cp) % p.ep:
+        if (p.tp * p.cp * p.dp) % (p.ep * p.expert_tp):
             raise InvalidScenario(
-                f"parallel.ep: {p.ep} must divide the data x context ranks dp*cp = {p.dp}*{p.cp} = {p.dp * p.cp}")
+                f"parallel.ep: ep*etp = {p.ep}*{p.expert_tp} must divide tp*cp*dp = {p.tp}*{p.cp}*{p.dp} = "
+                f"{p.tp * p.cp * p.dp} (MoE parallel folding, Megatron-Core)")
+    if p.etp is not None and experts:
+        f = next(lay.ffn.expert_d_ff for lay in model.layers if isinstance(lay.ffn, MoEFFN))
+        if f % p.etp:
+            raise InvalidScenario(f"parallel.etp: {p.etp} must divide the expert FFN width {f}")
+    if p.pipeline_layout is not None:
+        if len(p.pipeline_layout) != p.pp * p.vpp:
+            raise InvalidScenario(
+                f"parallel.pipeline_layout: {len(p.pipeline_layout)} virtual stages given, pp*vpp = "
+                f"{p.pp}*{p.vpp} = {p.pp * p.vpp} needed")
+        if sum(p.pipeline_layout) != L:
+            raise InvalidScenario(
+                f"parallel.pipeline_layout: {sum(p.pipeline_layout)} layers given, the model has {L}")
+    if p.pp_schedule == "dualpipe" and p.pp % 2:
+        raise InvalidScenario(f"parallel.pp_schedule: dualpipe runs two pipelines in opposite directions and "
+                              f"needs an even pp, got {p.pp}")
+    if p.pp_schedule in ("dualpipe", "zero_bubble") and p.pp == 1:
+        raise InvalidScenario(f"parallel.pp_schedule: {p.pp_schedule} needs pp > 1")
     if p.cp > 1 and seq_len % (2 * p.cp):
         raise InvalidScenario(
             f"parallel.cp: seq_len {seq_len} must be divisible by 2*cp = {2 * p.cp} "

@@ -20,7 +20,7 @@ from flopcast.specs.hf import from_hf_config, load_config_file
 from flopcast.specs.model import ModelSpec
 
 TOP_LEVEL_KEYS = ("name", "model", "hardware", "cluster", "site", "pricing", "training", "parallel",
-                  "inference", "description")
+                  "inference", "description", "calibration")
 CLUSTER_KEYS = ("num_devices", "devices_per_node", "scale_out_bandwidth")
 
 
@@ -62,7 +62,8 @@ def load_scenario(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     inputs.check_finite(data)
     for key in data:
         if key not in TOP_LEVEL_KEYS and not str(key).startswith("x-"):
-            raise UnknownName("scenario key", str(key), TOP_LEVEL_KEYS)
+            err = UnknownName("scenario key", str(key), TOP_LEVEL_KEYS)
+            raise UnknownName(err.kind, err.name, TOP_LEVEL_KEYS, message=f"{err} (keys: docs/scenario.md)")
     data.setdefault("_base_dir", str(base))
     return data
 
@@ -157,6 +158,12 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
     sections = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference") if k in data}
     if "pricing" in sections:
         sections["pricing"] = limits.normalize_pricing(sections["pricing"])
+    if "calibration" in data:
+        from flopcast.estimate.calibration import resolve_profile
+
+        value = data["calibration"]
+        sections["calibration"] = {kind: resolve_profile(value, kind, base_dir=base_dir)
+                                   for kind in ("training", "inference")}
     return ResolvedScenario(
         name=str(data.get("name") or f"{model_ref} on {num_devices}x {hw.id}"),
         model=model, model_ref=model_ref, hardware=hw, cluster=cluster, sections=sections,

@@ -8,13 +8,60 @@ from typing import Any
 
 from flopcast import units
 from flopcast.errors import InvalidScenario
+from flopcast.estimate.calibration import Profile
 from flopcast.specs import limits
-from flopcast.specs.fields import check_keys, choice
+from flopcast.specs.fields import check_keys, choice, flag
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "fp4", "int4")
 KV_DTYPES = ("bf16", "fp16", "fp8", "int8")
 INFERENCE_KEYS = ("tp", "pp", "dp", "ep", "weights_dtype", "kv_dtype", "batch_size", "input_tokens", "output_tokens",
-                  "max_tokens_per_iteration", "block_size", "workload", "scheduler", "slo")
+                  "max_tokens_per_iteration", "block_size", "workload", "scheduler", "slo",
+                  "engine", "max_num_tokens", "max_batch_size", "eplb", "prefix_cache_hit_frac", "pool",
+                  "two_batch_overlap", "speculative")
+SPECULATIVE_METHODS = ("mtp", "eagle", "draft_model")
+SPECULATIVE_KEYS = ("method", "num_draft_tokens", "acceptance_length", "draft_model")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeculativeSpec:
+    """Speculative decoding: every step drafts `num_draft_tokens` tokens per sequence (mtp: the
+    model's own multi-token-prediction layer; eagle: a one-layer draft head on the target's features;
+    draft_model: a separate small model), then verifies them in one forward of 1 + k query tokens per
+    sequence; `acceptance_length` is the mean tokens a verify step yields (accepted drafts + the
+    bonus token), 1 <= a <= k + 1."""
+
+    method: str
+    num_draft_tokens: int
+    acceptance_length: float
+    draft_model: Any = None      # ModelSpec of the draft model (method draft_model)
+
+
+def _speculative(value: Any) -> SpeculativeSpec | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidScenario("inference.speculative: expected a mapping {method, num_draft_tokens, acceptance_length}")
+    check_keys(value, "inference.speculative", SPECULATIVE_KEYS)
+    method = choice(value, "inference.speculative", "method", "mtp", SPECULATIVE_METHODS)
+    k = value.get("num_draft_tokens", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 16:
+        raise InvalidScenario(f"inference.speculative.num_draft_tokens: expected an integer 1..16, got {k!r}")
+    a = value.get("acceptance_length")
+    if isinstance(a, bool) or not isinstance(a, (int, float)) or not 1.0 <= float(a) <= k + 1:
+        raise InvalidScenario(f"inference.speculative.acceptance_length: expected tokens per verify step in "
+                              f"[1, num_draft_tokens + 1 = {k + 1}], got {a!r}")
+    draft = None
+    if method == "draft_model":
+        if "draft_model" not in value:
+            raise InvalidScenario("inference.speculative.draft_model: missing; give a catalog model id "
+                                  "(e.g. llama-3.2-1b) for method draft_model")
+        from flopcast import catalog
+
+        draft = catalog.get_model(str(value["draft_model"]))
+    elif "draft_model" in value:
+        raise InvalidScenario(f"inference.speculative.draft_model: only for method draft_model (method is {method})")
+    return SpeculativeSpec(method=method, num_draft_tokens=k, acceptance_length=float(a), draft_model=draft)
+POOLS = ("both", "prefill", "decode")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +83,14 @@ class InferenceSpec:
     output_tokens: int = 256
     max_tokens_per_iteration: int = 8192
     block_size: int = 16
+    engine: str = "vllm"
+    max_batch_size: int | None = None
+    eplb: bool = False
+    prefix_cache_hit_frac: float = 0.0
+    pool: str = "both"
+    two_batch_overlap: bool = False
+    speculative: SpeculativeSpec | None = None
+    profile: Profile = Profile("inference")
 
     @property
     def num_devices(self) -> int:
@@ -55,7 +110,12 @@ def _pos(data: Mapping[str, Any], key: str, default: int) -> int:
     return n
 
 
-def inference_from_mapping(data: Mapping[str, Any]) -> InferenceSpec:
+def inference_from_mapping(data: Mapping[str, Any], profile: Profile | None = None) -> InferenceSpec:
+    """Parse the `inference` section; `profile` is the calibration profile (None: the shipped one).
+    max_num_tokens is the engines' name for max_tokens_per_iteration (give one of them)."""
+    from flopcast.estimate import calibration
+    from flopcast.estimate.efficiency import inference_engines
+
     if not isinstance(data, Mapping):
         raise InvalidScenario("inference: expected a mapping (tp, weights_dtype, batch_size, input_tokens, ...)")
     check_keys(data, "inference", INFERENCE_KEYS)
@@ -63,12 +123,26 @@ def inference_from_mapping(data: Mapping[str, Any]) -> InferenceSpec:
     kd = choice(data, "inference", "kv_dtype", "bf16", KV_DTYPES)
     bs = data.get("batch_size", "max")
     batch = None if bs == "max" else _pos(data, "batch_size", 1)
+    if "max_num_tokens" in data and "max_tokens_per_iteration" in data:
+        raise InvalidScenario("inference.max_num_tokens: give it or max_tokens_per_iteration, not both (same key)")
+    budget_key = "max_num_tokens" if "max_num_tokens" in data else "max_tokens_per_iteration"
+    cap = data.get("max_batch_size")
+    hit = data.get("prefix_cache_hit_frac", 0.0)
+    if isinstance(hit, bool) or not isinstance(hit, (int, float)) or not 0.0 <= float(hit) < 1.0:
+        raise InvalidScenario(f"inference.prefix_cache_hit_frac: expected a fraction in [0, 1), got {hit!r}")
     return InferenceSpec(
         tp=_pos(data, "tp", 1), pp=_pos(data, "pp", 1), dp=_pos(data, "dp", 1), ep=_pos(data, "ep", 1),
         weights_dtype=wd, kv_dtype=kd, batch_size=batch, input_tokens=_pos(data, "input_tokens", 1024),
         output_tokens=_pos(data, "output_tokens", 256),
-        max_tokens_per_iteration=_pos(data, "max_tokens_per_iteration", 8192),
+        max_tokens_per_iteration=_pos(data, budget_key, 8192),
         block_size=_pos(data, "block_size", 16),
+        engine=choice(data, "inference", "engine", "vllm", inference_engines()),
+        max_batch_size=None if cap is None else _pos(data, "max_batch_size", 1),
+        eplb=flag(data, "inference", "eplb", False), prefix_cache_hit_frac=float(hit),
+        pool=choice(data, "inference", "pool", "both", POOLS),
+        two_batch_overlap=flag(data, "inference", "two_batch_overlap", False),
+        speculative=_speculative(data.get("speculative")),
+        profile=profile if profile is not None else calibration.shipped("inference"),
     )
 
 
@@ -92,7 +166,8 @@ def validate_inference(spec: InferenceSpec, model, *, num_devices: int) -> None:
         experts = next((lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
         if experts is None:
             raise InvalidScenario(f"inference.ep: {spec.ep} > 1 but the model has no MoE layers")
-        if experts % spec.ep:
-            raise InvalidScenario(f"inference.ep: {spec.ep} must divide the {experts} experts")
+        if experts % spec.ep and not spec.eplb:
+            raise InvalidScenario(f"inference.ep: {spec.ep} must divide the {experts} experts (or set "
+                                  "inference.eplb: true, whose redundant experts fill ceil(E/ep) slots per rank)")
         if spec.dp % spec.ep:
             raise InvalidScenario(f"inference.ep: {spec.ep} must divide the attention data-parallel ranks dp = {spec.dp}")

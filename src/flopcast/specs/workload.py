@@ -8,12 +8,15 @@ from typing import Any
 
 from flopcast import units
 from flopcast.errors import InvalidScenario
+from flopcast.estimate.calibration import Profile
 from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice, flag
 
 PRECISIONS = ("bf16", "fp16", "fp8")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
-                 "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype")
+                 "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
+                 "framework", "compile", "moe_routing", "moe_max_nodes_per_token")
+MOE_ROUTING = ("dropless", "forced_balance")
 ATTENTION_KERNELS = ("flash3", "flash2")
 
 
@@ -42,13 +45,24 @@ class TrainingSpec:
     dropout: bool = False
     comm_overlap: bool = True
     grad_reduce_dtype: str = "bf16"
+    framework: str = "megatron-core"
+    compile: bool = False
+    moe_routing: str = "dropless"
+    moe_max_nodes_per_token: int | None = None
+    profile: Profile = Profile("training")
 
     @property
     def tokens_per_step(self) -> int:
         return self.seq_len * self.global_batch_seqs
 
 
-def training_from_mapping(data: Mapping[str, Any]) -> TrainingSpec:
+def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = None) -> TrainingSpec:
+    """Parse the `training` section. The attention kernel defaults to the framework's
+    (catalog/frameworks.yaml); `profile` is the calibration profile the estimate uses (None: the
+    shipped one)."""
+    from flopcast.estimate import calibration
+    from flopcast.estimate.efficiency import training_frameworks, training_stack
+
     if not isinstance(data, Mapping):
         raise InvalidScenario("training: expected a mapping with seq_len and global_batch_seqs")
     check_keys(data, "training", TRAINING_KEYS)
@@ -78,11 +92,27 @@ def training_from_mapping(data: Mapping[str, Any]) -> TrainingSpec:
             raise InvalidScenario("training.total_tokens: expected a positive number of tokens")
         limits.check_count(total, limits.MAX_TOTAL_TOKENS, field="training.total_tokens")
     precision = choice(data, "training", "precision", "bf16", PRECISIONS)
-    kernel = choice(data, "training", "attention_kernel", "flash3", ATTENTION_KERNELS)
+    framework = choice(data, "training", "framework", "megatron-core", training_frameworks())
+    kernel = choice(data, "training", "attention_kernel", training_stack(framework).attention_kernel,
+                    ATTENTION_KERNELS)
+    routing = choice(data, "training", "moe_routing", "dropless", MOE_ROUTING)
     grad_dtype = choice(data, "training", "grad_reduce_dtype", "bf16", ("bf16", "fp32"))
     return TrainingSpec(
         seq_len=seq_len, global_batch_seqs=batch, total_tokens=total, precision=precision,
         flash_attention=flag(data, "training", "flash_attention", True),
         dropout=flag(data, "training", "dropout", False),
         comm_overlap=flag(data, "training", "comm_overlap", True), grad_reduce_dtype=grad_dtype, attention_kernel=kernel,
+        framework=framework, compile=flag(data, "training", "compile", False), moe_routing=routing,
+        moe_max_nodes_per_token=_max_nodes(data.get("moe_max_nodes_per_token")),
+        profile=profile if profile is not None else calibration.shipped("training"),
     )
+
+
+def _max_nodes(value: Any) -> int | None:
+    """training.moe_max_nodes_per_token: node-limited routing (DeepSeek-V3 sends each token to at most
+    4 nodes); None = unlimited."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidScenario(f"training.moe_max_nodes_per_token: expected a positive integer, got {value!r}")
+    return value

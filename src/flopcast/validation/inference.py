@@ -59,6 +59,7 @@ def row_to_scenario(row: dict[str, str]) -> dict[str, Any] | str:
     return {
         "name": row["id"], "model": model, "hardware": hw, "cluster": {"num_devices": n},
         "inference": {"tp": t, "dp": n // t, "weights_dtype": wd, "kv_dtype": "fp8" if wd != "bf16" else "bf16",
+                      "engine": "trtllm" if row["engine"].lower().startswith(("trt", "tensorrt")) else "vllm",
                       "batch_size": "max", "input_tokens": int(m.group(1)), "output_tokens": int(m.group(2))},
     }
 
@@ -97,3 +98,104 @@ def summary(results: list[Result]) -> dict[str, Any]:
     return {"num_rows": len(results), "num_used": len(used), "num_skipped": len(results) - len(used),
             "median_abs_error": statistics.median(used) if used else None,
             "max_abs_error": max(used) if used else None, "worst_row": worst.id if worst else None}
+
+
+# --------------------------------------------------------------------------- cases for fitting
+def source_family(row_id: str) -> str:
+    """Rows of one benchmark series leave together in cross-validation."""
+    for prefix, family in (("MLPI41", "mlperf-inference-4.1"), ("TRT-", "trtllm-bench"), ("SGL-", "sglang-blog"),
+                           ("DS-PROD", "deepseek-production"), ("DSTACK", "dstack"), ("VLLM", "vllm-blog")):
+        if row_id.startswith(prefix):
+            return family
+    return row_id.split("-")[0].lower()
+
+
+def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric: str, value: float):
+    """A fit.Case predicting a serving throughput under a calibration profile."""
+    from dataclasses import replace
+
+    from flopcast import api
+    from flopcast.estimate.calibration import Profile
+    from flopcast.estimate.efficiency import generation_of
+    from flopcast.estimate.serving import estimate_serving
+    from flopcast.specs.scenario import resolve
+    from flopcast.specs.serving import inference_from_mapping, validate_inference
+    from flopcast.validation.fit import Case
+
+    rs = resolve(scenario)
+    if "inference" not in rs.sections:
+        raise FlopcastError(f"runs: {rid}: the scenario has no inference section")
+    spec = inference_from_mapping(rs.sections["inference"])
+    validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
+    del api
+
+    def predict(profile: Profile) -> float:
+        est = estimate_serving(rs.model, rs.hardware, replace(spec, profile=profile))
+        if metric == "output_tokens_per_s_per_device":
+            return est.output_tokens_per_s_per_device
+        if metric == "total_tokens_per_s":
+            return est.total_tokens_per_s
+        if metric == "input_tokens_per_s":
+            return est.input_tokens_per_s
+        if metric == "tpot_s":
+            return est.tpot_s
+        return est.output_tokens_per_s
+
+    # the one-parameter baseline at efficiency 1: devices x dense peak / model FLOPs per output token
+    # (prompt tokens included as the steady state has them)
+    from flopcast.estimate import counts
+
+    m = rs.model
+    S = spec.input_tokens + spec.output_tokens
+    f_tok = counts.forward_flops_per_token(m, S, "causal")
+    peaks = rs.hardware.peak_flops_per_s
+    peak = peaks.get(spec.weights_dtype) or peaks.get("bf16") or max(peaks.values())
+    per_output = f_tok * S / spec.output_tokens
+    n = spec.num_devices if metric != "output_tokens_per_s_per_device" else 1
+    baseline = n * peak / per_output
+    if metric == "total_tokens_per_s":
+        baseline *= S / spec.output_tokens
+    if metric == "input_tokens_per_s":
+        baseline *= spec.input_tokens / spec.output_tokens
+    if metric == "tpot_s":   # a time: one output token of every sequence in the batch
+        batch = spec.batch_size or 1
+        baseline = batch * per_output / (spec.num_devices * peak)
+    return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity=metric,
+                measured=value, predict=predict, baseline=baseline,
+                params=(f"compute.{generation_of(rs.hardware.lookup_id)}", f"memory.{generation_of(rs.hardware.lookup_id)}",
+                        f"engine.{spec.engine}"))
+
+
+def cases() -> tuple[list, list[dict[str, Any]]]:
+    """Every usable serving row as a fit.Case, and the skipped rows with their reasons."""
+    out, skipped = [], []
+    for row in load_rows():
+        sc = row_to_scenario(row)
+        if isinstance(sc, str):
+            skipped.append({"id": row["id"], "why": sc})
+            continue
+        try:
+            out.append(_serving_case(row["id"], source_family(row["id"]), row["model"], sc, "output_tokens_per_s",
+                                     float(row["value"])))
+        except FlopcastError as e:
+            skipped.append({"id": row["id"], "why": f"invalid: {e}"})
+    import yaml
+
+    here = Path(__file__).resolve().parent
+    spec = yaml.safe_load((here / "more_runs.yaml").read_text(encoding="utf-8"))
+    written = spec.get("inference", {})
+    why_not = spec.get("inference_skipped", {})
+    with (here / "more_runs.csv").open(newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            if r["kind"] != "serving":
+                continue
+            entry = written.get(r["id"])
+            if entry is None:
+                skipped.append({"id": r["id"], "why": why_not.get(r["id"], "no scenario written for this row")})
+                continue
+            try:
+                out.append(_serving_case(r["id"], source_family(r["id"]), r["model"], entry["scenario"],
+                                         entry["metric"], float(entry["value"])))
+            except FlopcastError as e:
+                skipped.append({"id": r["id"], "why": f"invalid: {e}"})
+    return out, skipped

@@ -36,6 +36,25 @@ CATALOG_MODELS = {
     "Llama 3 70B": "llama-3-70b", "GPT-OSS 120B": "gpt-oss-120b",
 }
 LEGACY_PREFIXES = ("MEG-SC21", "KORTH", "BLOOM")   # 2021-2022 Megatron-LM / Megatron-DeepSpeed
+MORE_RUNS_CSV = Path(__file__).resolve().parent / "more_runs.csv"
+MORE_RUNS_YAML = Path(__file__).resolve().parent / "more_runs.yaml"
+# Source families for leave-one-source-out cross-validation: rows from one publication or one
+# vendor's benchmark series share their measurement method and software, so they leave together.
+SOURCE_FAMILIES = (
+    ("MEG-SC21", "megatron-lm-sc21"), ("KORTH", "korthikanti-2022"), ("BLOOM", "bloom-2022"),
+    ("MPT", "mosaicml-2023"), ("MCORE-DSV3", "megatron-core-gb200-2025"), ("MCORE-H100", "megatron-core-readme"),
+    ("NEMO2407", "nemo-24.07"), ("MB-25", "megatron-bridge-2025"), ("TT-", "torchtitan"),
+    ("AUTOMODEL", "nemo-automodel"), ("MAXTEXT", "maxtext"), ("MLPT51", "mlperf-training-5.1"),
+)
+# Training framework of each source (catalog/frameworks.yaml): set per source, never per row.
+FRAMEWORK_BY_PREFIX = (("MPT", "llm-foundry"), ("BLOOM", "deepspeed"))
+
+
+def source_family(row_id: str) -> str:
+    for prefix, family in SOURCE_FAMILIES:
+        if row_id.startswith(prefix):
+            return family
+    return row_id.split("-")[0].lower()
 FLASH2_PREFIXES = ("MPT",)                         # 2023 llm-foundry: FlashAttention-2 / Triton kernels
 
 
@@ -97,8 +116,33 @@ def _scale_out(row_id: str, hw: str) -> str:
     return "400 Gb/s"          # DGX H100 / B200: one 400 Gb/s NIC per GPU
 
 
+# NeMo 24.07's performance table names models without shapes; the shapes are NeMo's own configs
+# (NVIDIA/NeMo: nemo/collections/llm/gpt/model/base.py GPTConfig5B / GPTConfig20B, GELU MLP with
+# biases, GPT-2 BPE vocabulary padded to 50304; nemotron.py Nemotron3Config8B / 22B (MHA) and
+# Nemotron4Config340B (8 query groups): squared-ReLU MLP, no biases, 256k vocabulary, untied).
+NEMO_MODELS: dict[str, dict[str, Any]] = {
+    "GPT3-5B": {"model_type": "gpt2", "n_layer": 24, "n_embd": 4096, "n_head": 32, "n_inner": 16384,
+                "vocab_size": 50304},
+    "GPT3-20B": {"model_type": "gpt2", "n_layer": 44, "n_embd": 6144, "n_head": 48, "n_inner": 24576,
+                 "vocab_size": 50304},
+    "Nemotron-8B": {"model_type": "nemotron", "num_hidden_layers": 32, "hidden_size": 4096,
+                    "num_attention_heads": 32, "num_key_value_heads": 32, "intermediate_size": 16384,
+                    "vocab_size": 256000},
+    "Nemotron-22B": {"model_type": "nemotron", "num_hidden_layers": 40, "hidden_size": 6144,
+                     "num_attention_heads": 48, "num_key_value_heads": 48, "intermediate_size": 24576,
+                     "vocab_size": 256000},
+    "Nemotron-340B": {"model_type": "nemotron", "num_hidden_layers": 96, "hidden_size": 18432,
+                      "num_attention_heads": 96, "num_key_value_heads": 8, "intermediate_size": 73728,
+                      "vocab_size": 256000},
+}
+
+
 def _model(row: dict[str, str], seq_len: int) -> Any:
     name = row["model"]
+    if name in NEMO_MODELS:
+        cfg = dict(NEMO_MODELS[name], name=name)
+        cfg["n_positions" if cfg["model_type"] == "gpt2" else "max_position_embeddings"] = seq_len
+        return cfg
     for key, model_id in CATALOG_MODELS.items():
         if name.startswith(key):
             return model_id
@@ -177,7 +221,8 @@ def row_to_case(row: dict[str, str]) -> Case | str:
         "training": {"seq_len": seq_len, "global_batch_seqs": batch, "precision": precision,
                      "flash_attention": not legacy, "dropout": legacy and not rid.startswith("BLOOM"),
                      "comm_overlap": not legacy, "grad_reduce_dtype": "fp32" if legacy else "bf16",
-                     "attention_kernel": "flash2" if rid.startswith(FLASH2_PREFIXES) else "flash3"},
+                     "attention_kernel": "flash2" if rid.startswith(FLASH2_PREFIXES) else "flash3",
+                     "framework": next((f for p_, f in FRAMEWORK_BY_PREFIX if rid.startswith(p_)), "megatron-core")},
         "parallel": {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
                      "zero_stage": zero, "recompute": recompute, "microbatch_seqs": mb},
     }
@@ -249,3 +294,104 @@ def summary(results: list[Result]) -> dict[str, Any]:
         "max_abs_error": max(all_abs) if all_abs else None,
         "worst_row": max(used, key=lambda r: abs(r.error_frac)).id if used else None,
     }
+
+
+# --------------------------------------------------------------------------- cases for fitting
+def _more_runs() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """(training rows of more_runs.csv with their scenario from more_runs.yaml, skipped id -> why)."""
+    import yaml
+
+    spec = yaml.safe_load(MORE_RUNS_YAML.read_text(encoding="utf-8"))
+    with MORE_RUNS_CSV.open(newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["kind"] == "training"]
+    out, skipped = [], dict(spec.get("skipped", {}))
+    for r in rows:
+        entry = spec["training"].get(r["id"])
+        if entry is None:
+            skipped.setdefault(r["id"], "no scenario written for this row")
+            continue
+        out.append({"row": r, **entry})
+    return out, skipped
+
+
+def _predictor(rs_inputs, train, n_dev: int):
+    """A function profile -> predicted step time for one pre-resolved scenario."""
+    from dataclasses import replace
+
+    from flopcast.estimate.training import estimate_training
+
+    model, hw, plan, dpn, so = rs_inputs
+
+    def predict(profile) -> float:
+        est = estimate_training(model, hw, plan, replace(train, profile=profile), devices_per_node=dpn,
+                                scale_out_bandwidth_bytes_per_s=so)
+        return est.step_time_s
+    return predict
+
+
+def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], measured_of, source: str):
+    """A fit.Case for one scenario; `measured_of(model_flops_per_step)` gives the measured step time."""
+    from flopcast import api
+    from flopcast.estimate.calibration import Profile
+    from flopcast.estimate.efficiency import generation_of
+    from flopcast.specs.scenario import resolve
+    from flopcast.validation.fit import Case
+
+    rs = resolve(scenario)
+    train, plan = api._training_inputs(rs)
+    pred = _predictor((rs.model, rs.hardware, plan, rs.cluster.devices_per_node,
+                       rs.cluster.scale_out_bandwidth_bytes_per_s), train, plan.num_devices)
+    from dataclasses import replace as _r
+
+    from flopcast.estimate.training import estimate_training
+    est = estimate_training(rs.model, rs.hardware, plan, _r(train, profile=Profile("training")),
+                            devices_per_node=rs.cluster.devices_per_node,
+                            scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s)
+    measured = measured_of(est.model_flops_per_step)
+    params = (f"compute.{generation_of(rs.hardware.lookup_id)}", f"stack.{train.framework}")
+    # the one-parameter baseline at efficiency 1: model FLOPs / (devices x dense peak)
+    baseline = est.step_time_s * est.mfu
+    return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity="step_time_s",
+                measured=measured, params=params, predict=pred, baseline=baseline)
+
+
+def cases() -> tuple[list, list[dict[str, Any]]]:
+    """Every usable training row (training_runs.csv and more_runs.csv) as a fit.Case, and the
+    skipped rows with their reasons."""
+    out, skipped = [], []
+    for row in load_rows():
+        case = row_to_case(row)
+        if isinstance(case, str):
+            skipped.append({"id": row["id"], "why": case})
+            continue
+        try:
+            out.append(_case_from_scenario(case.id, case.model, case.scenario,
+                                           lambda f, case=case, row=row: measured_step_s(case, row, f),
+                                           source_family(case.id)))
+        except FlopcastError as e:
+            skipped.append({"id": case.id, "why": f"invalid plan: {e}"})
+    more, more_skipped = _more_runs()
+    skipped += [{"id": k, "why": v} for k, v in more_skipped.items()]
+    for entry in more:
+        row = entry["row"]
+        sc = entry["scenario"]
+        t = sc["training"]
+        value = float(row["value"])
+        n = int(row["num_devices"])
+
+        def measured(f, row=row, t=t, value=value, n=n, entry=entry):
+            metric = row["metric"]
+            if metric == "tokens_per_sec_per_device":
+                return t["seq_len"] * t["global_batch_seqs"] / (value * n)
+            if metric == "step_time_s":
+                return value
+            if metric == "model_tflops_per_device":
+                return f / (value * 1e12 * n)
+            if metric == "throughput_samples_per_s":
+                return t["global_batch_seqs"] / value
+            raise ValueError(metric)
+        try:
+            out.append(_case_from_scenario(row["id"], row["model"], sc, measured, source_family(row["id"])))
+        except FlopcastError as e:
+            skipped.append({"id": row["id"], "why": f"invalid plan: {e}"})
+    return out, skipped

@@ -6,7 +6,7 @@
     GET  /api/models | /api/hardware | /api/sites | /api/audit | /api/model/ID[?seq_len=&kv_dtype=]
     GET  /api/jobs/ID     a long search: its progress, then its result
     GET  /openapi.json    the OpenAPI 3.1 schema of all of the above
-    GET  /                the page (src/flopcast/web/static/index.html when present), /static/ its assets
+    GET  /                the planning page (static/index.html, else a minimal one); GET /static/NAME its assets
 
 Responses are the same objects `--json` prints. Bad input is HTTP 422 with {"error": "<one line>"}
 (the CLI's exit code 2); a body over MAX_BODY_BYTES is 413; an unknown path 404; a bug is 500 with a

@@ -1,0 +1,46 @@
+"""Re-derive the shipped calibration profile and print the honest accuracy figures.
+
+    python benchmarks/calibrate.py          # compare with src/flopcast/catalog/calibration.yaml
+    python benchmarks/calibrate.py --write  # rewrite it (the same as
+                                            # `flopcast calibrate training inference --out ...`)
+
+Prints, per estimator: fitted parameters, in-sample and leave-one-source-out median/max error, and
+the one-parameter baseline's leave-one-source-out median.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from flopcast import api
+from flopcast.estimate.calibration import shipped
+
+OUT = Path(__file__).resolve().parents[1] / "src" / "flopcast" / "catalog" / "calibration.yaml"
+
+
+def main() -> int:
+    t = time.perf_counter()
+    fresh = api.calibrate(["training", "inference"], out=OUT if "--write" in sys.argv else None)
+    print(f"fit of both profiles with leave-one-source-out: {time.perf_counter() - t:.1f} s")
+    same = True
+    for kind in ("training", "inference"):
+        f = fresh[kind]
+        print(f"\n{kind}: {f['num_rows']} rows")
+        for name, v in f["parameters"].items():
+            old = shipped(kind).get(name)
+            flag = "" if abs(old - v) < 1e-4 else f"   (committed {old:.4f})"
+            same &= not flag
+            print(f"  {name:24s} {v:.4f}  from {len(f['rows_per_parameter'][name])} rows{flag}")
+        rep = api.validate(kind, cv=True, baseline=True)
+        print(f"  in-sample median {rep['median_abs_error_frac']:.1%}, max {rep['max_abs_error_frac']:.1%}")
+        print(f"  leave-one-source-out median {rep['cv_median_abs_error_frac']:.1%}, max {rep['cv_max_abs_error_frac']:.1%}"
+              f" over {rep['num_sources']} sources")
+        print(f"  baseline leave-one-source-out median {rep['baseline_cv_median_abs_error_frac']:.1%}")
+    print("\ncommitted profile matches" if same else "\ncommitted profile DIFFERS: run with --write")
+    return 0 if same or "--write" in sys.argv else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

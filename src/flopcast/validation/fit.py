@@ -1,0 +1,218 @@
+"""Calibration and cross-validation over measured runs, shared by training and serving.
+
+A `Case` is one measured run with a function that predicts the same quantity under a calibration
+profile. `fit` finds the named global multipliers (see estimate/calibration.py) that minimise
+
+    sum_i huber(log(predicted_i / measured_i)) + ridge * sum_j log(theta_j)^2
+
+(robust least squares on log error: a run off by 2x counts like one off by 1/2, and a few outliers
+cannot drag a parameter; the ridge keeps parameters that few rows inform near the physical model's
+1.0). It is a damped Gauss-Newton (Levenberg-Marquardt) on log(theta) with forward differences;
+each parameter's derivative re-predicts only the rows it touches. `cross_validate` predicts every
+source family with parameters fitted without it (leave-one-source-out): the honest error figure.
+`baseline_*` do the same for the one-parameter baseline, step time = model FLOPs / (devices x peak
+x one fitted efficiency).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from flopcast.estimate.calibration import MAX_VALUE, MIN_VALUE, Profile
+
+HUBER_DELTA = 0.10       # log error beyond which a row counts linearly (about 10%)
+RIDGE = 0.10             # prior weight pulling each log(theta) towards 0
+MAX_ITERATIONS = 25
+FD_STEP = 0.02           # forward-difference step in log(theta)
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One measured run. `predict(profile)` returns flopcast's figure for the measured quantity
+    (`quantity`: step_time_s, lower is faster; or a throughput, higher is faster). `baseline` is
+    the one-parameter baseline's figure at efficiency 1 (it scales as 1/eta for times, eta for
+    rates)."""
+
+    id: str
+    source: str
+    model: str
+    hardware: str
+    quantity: str
+    measured: float
+    params: tuple[str, ...]
+    predict: Callable[[Profile], float]
+    baseline: float | None = None
+
+    @property
+    def is_time(self) -> bool:
+        return self.quantity.endswith("_s")
+
+
+def _huber_weight(r: np.ndarray) -> np.ndarray:
+    a = np.abs(r)
+    return np.where(a <= HUBER_DELTA, 1.0, HUBER_DELTA / np.maximum(a, 1e-12))
+
+
+def _residuals(cases: Sequence[Case], profile: Profile) -> np.ndarray:
+    out = np.empty(len(cases))
+    for i, c in enumerate(cases):
+        p = c.predict(profile)
+        out[i] = math.log(p / c.measured) if p > 0 and math.isfinite(p) else 5.0
+    return out
+
+
+def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
+        names: Sequence[str] | None = None) -> tuple[Profile, dict[str, Any]]:
+    """The profile minimising the robust log error over `cases`; returns it with fit details
+    (parameters, the rows each came from, before/after median error)."""
+    base = base or Profile(kind)
+    names = sorted(set(names) if names is not None else {p for c in cases for p in c.params})
+    if not cases or not names:
+        return base, {"parameters": {}, "rows": {}, "iterations": 0}
+    idx = {n: j for j, n in enumerate(names)}
+    touches = [[i for i, c in enumerate(cases) if n in c.params] for n in names]
+    lo, hi = math.log(MIN_VALUE), math.log(MAX_VALUE)
+    phi = np.array([math.log(base.get(n)) for n in names])
+
+    def prof(x: np.ndarray) -> Profile:
+        return base.with_params({n: float(math.exp(v)) for n, v in zip(names, x, strict=True)})
+
+    def objective(r: np.ndarray, x: np.ndarray) -> float:
+        a = np.abs(r)
+        h = np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+        return float(h.sum() + 0.5 * RIDGE * (x * x).sum())
+
+    r = _residuals(cases, prof(phi))
+    before = r.copy()
+    obj = objective(r, phi)
+    lam = 1e-2
+    iterations = 0
+    for iterations in range(1, MAX_ITERATIONS + 1):  # noqa: B007 (the count is reported)
+        J = np.zeros((len(cases), len(names)))
+        for j, rows in enumerate(touches):
+            x = phi.copy()
+            x[j] += FD_STEP
+            p = prof(x)
+            for i in rows:
+                v = cases[i].predict(p)
+                ri = math.log(v / cases[i].measured) if v > 0 and math.isfinite(v) else 5.0
+                J[i, j] = (ri - r[i]) / FD_STEP
+        w = _huber_weight(r)
+        A = J.T @ (w[:, None] * J) + RIDGE * np.eye(len(names))
+        g = J.T @ (w * r) + RIDGE * phi
+        improved = False
+        for _ in range(8):
+            step = np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-9), -g)
+            x = np.clip(phi + step, lo, hi)
+            r_new = _residuals(cases, prof(x))
+            o_new = objective(r_new, x)
+            if o_new < obj - 1e-12:
+                phi, r, obj = x, r_new, o_new
+                lam = max(lam / 3, 1e-6)
+                improved = True
+                break
+            lam *= 4
+        if not improved or np.max(np.abs(step)) < 1e-4:
+            break
+    profile = prof(np.round(phi, 4))
+    details = {
+        "parameters": {n: round(math.exp(phi[idx[n]]), 4) for n in names},
+        "rows": {n: [cases[i].id for i in touches[idx[n]]] for n in names},
+        "iterations": iterations,
+        "median_abs_error_before": float(np.median(np.abs(np.expm1(before)))),
+        "median_abs_error_after": float(np.median(np.abs(np.expm1(r)))),
+    }
+    return profile, details
+
+
+def error_frac(case: Case, predicted: float) -> float:
+    return (predicted - case.measured) / case.measured
+
+
+def cross_validate(cases: Sequence[Case], kind: str, *, progress: Callable[[str], None] | None = None
+                   ) -> dict[str, float]:
+    """Leave-one-source-out: each source family predicted with a profile fitted on the others."""
+    out: dict[str, float] = {}
+    for src in sorted({c.source for c in cases}):
+        if progress:
+            progress(src)
+        train = [c for c in cases if c.source != src]
+        profile, _ = fit(train, kind)
+        for c in cases:
+            if c.source == src:
+                out[c.id] = error_frac(c, c.predict(profile))
+    return out
+
+
+def _baseline_eta(cases: Sequence[Case]) -> float:
+    """The one efficiency minimising the median absolute log error (an L1 fit: the median)."""
+    logs = [math.log(c.baseline / c.measured) if c.is_time else math.log(c.measured / c.baseline)
+            for c in cases if c.baseline]
+    return math.exp(statistics.median(logs)) if logs else 1.0
+
+
+def _baseline_pred(c: Case, eta: float) -> float:
+    return c.baseline / eta if c.is_time else c.baseline * eta
+
+
+def baseline_cv(cases: Sequence[Case]) -> dict[str, float]:
+    """Leave-one-source-out errors of the one-parameter baseline."""
+    out = {}
+    for src in sorted({c.source for c in cases}):
+        eta = _baseline_eta([c for c in cases if c.source != src and c.baseline])
+        for c in cases:
+            if c.source == src and c.baseline:
+                out[c.id] = error_frac(c, _baseline_pred(c, eta))
+    return out
+
+
+def baseline_in_sample(cases: Sequence[Case]) -> tuple[float, dict[str, float]]:
+    eta = _baseline_eta([c for c in cases if c.baseline])
+    return eta, {c.id: error_frac(c, _baseline_pred(c, eta)) for c in cases if c.baseline}
+
+
+def report(cases: Sequence[Case], kind: str, profile: Profile, *, cv: bool = False, baseline: bool = False,
+           skipped: Sequence[dict[str, Any]] = (), progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The `validate --json` object: rows with predicted / measured / error under `profile`, the
+    in-sample figures and, with `cv`, the leave-one-source-out figures (and the baseline's)."""
+    rows = []
+    errs = []
+    for c in cases:
+        p = c.predict(profile)
+        e = error_frac(c, p)
+        errs.append(abs(e))
+        rows.append({"id": c.id, "source": c.source, "model": c.model, "hardware": c.hardware,
+                     "quantity": c.quantity, "predicted": p, "measured": c.measured, "error_frac": e})
+    out: dict[str, Any] = {
+        "kind": kind, "num_rows": len(rows), "rows": rows,
+        "median_abs_error_frac": statistics.median(errs) if errs else None,
+        "max_abs_error_frac": max(errs) if errs else None,
+        "profile": profile.as_dict(), "profile_source": profile.source,
+        "skipped": list(skipped),
+    }
+    if cv:
+        cvs = cross_validate(cases, kind, progress=progress)
+        for r in rows:
+            r["cv_error_frac"] = cvs.get(r["id"])
+        a = [abs(v) for v in cvs.values()]
+        out["cv_median_abs_error_frac"] = statistics.median(a) if a else None
+        out["cv_max_abs_error_frac"] = max(a) if a else None
+        out["num_sources"] = len({c.source for c in cases})
+    if baseline:
+        eta, ins = baseline_in_sample(cases)
+        out["baseline_efficiency"] = eta
+        out["baseline_median_abs_error_frac"] = statistics.median([abs(v) for v in ins.values()]) if ins else None
+        if cv:
+            b = baseline_cv(cases)
+            for r in rows:
+                r["baseline_cv_error_frac"] = b.get(r["id"])
+            ab = [abs(v) for v in b.values()]
+            out["baseline_cv_median_abs_error_frac"] = statistics.median(ab) if ab else None
+            out["baseline_cv_max_abs_error_frac"] = max(ab) if ab else None
+    return out
