@@ -283,10 +283,10 @@ def create_app() -> Starlette:
 
 
 EXAMPLES = {
-    "scenario": {"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 8},
-                 "training": {"seq_len": 4096, "global_batch_seqs": 64},
-                 "parallel": {"tp": 1, "pp": 1, "dp": 8},
-                 "inference": {"tp": 1, "dp": 8, "input_tokens": 512, "output_tokens": 64,
+    "scenario": {"model": "llama-3.2-1b", "hardware": "h100-sxm", "cluster": {"num_devices": 2},
+                 "training": {"seq_len": 2048, "global_batch_seqs": 4},
+                 "parallel": {"tp": 1, "pp": 1, "dp": 2},
+                 "inference": {"tp": 1, "dp": 2, "input_tokens": 512, "output_tokens": 64,
                                "workload": {"num_requests": 200, "arrival": {"process": "poisson", "rate_per_s": 50}},
                                "slo": {"ttft_p99": "1 s", "tpot_p99": "50 ms"}}},
     "budget": {"hardware": "b200", "days": 90, "power": "100 MW"},
