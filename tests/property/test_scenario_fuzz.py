@@ -60,11 +60,18 @@ PATHS = [
     "inference.workload.num_requests", "inference.workload.arrival.process", "inference.workload.arrival.rate_per_s",
     "inference.workload.arrival.cv", "inference.workload.input_tokens", "inference.workload.output_tokens",
     "inference.workload.seed", "inference.slo.ttft_p99", "inference.prefix_cache_hit_frac", "x-note", "unknown_key",
+    "training.framework", "training.moe_routing", "training.compile", "training.moe_max_nodes_per_token",
+    "parallel.etp", "parallel.pipeline_layout", "parallel.pp_schedule", "parallel.ep_comm_overlap",
+    "inference.engine", "inference.max_num_tokens", "inference.max_batch_size", "inference.eplb", "inference.pool",
+    "inference.speculative", "inference.speculative.method", "inference.speculative.num_draft_tokens",
+    "inference.speculative.acceptance_length", "inference.two_batch_overlap", "inference.ep", "calibration",
 ]
 WORDS = ["", "abc", "nan", "inf", "-inf", "1e999", "80 GiB", "80 gb", "400 Gb/s", "400", "8 cents/kWh",
          "0.4 kgCO2e/kWh", "989 TFLOP/s", "1 s", "0 s", "max", "h100-sxm", "b200", "llama-3.1-8b", "gpt2", "bf16",
          "fp8", "vllm", "static", "disaggregated", "burst", "poisson", "gamma", "-5 W", "1e12", "$2/h", "700 W",
-         "hourly", "tco", "selective", "full", "cpu", "lognormal"]
+         "hourly", "tco", "selective", "full", "cpu", "lognormal", "megatron-core", "torchtitan", "dualpipe",
+         "zero_bubble", "Et|(tt|)*30L", "mtp", "eagle", "sglang", "trtllm", "prefill", "decode", "forced_balance",
+         "default", "none"]
 # Valid counts stay small (a search over 64 devices is seconds of legitimate work, not what this
 # test looks for); past-the-limit counts are there to be refused.
 VALUES = st.one_of(
