@@ -90,6 +90,15 @@ _LOADER = None
 def _expanded_size(root) -> int:
     """Number of nodes of the YAML graph with every alias expanded, computed without expanding
     (memoised per node; a node that contains itself is refused)."""
+    import yaml
+
+    def children(node) -> list:
+        if isinstance(node, yaml.MappingNode):
+            return [x for pair in node.value for x in pair]
+        if isinstance(node, yaml.SequenceNode):
+            return node.value
+        return []
+
     size: dict[int, int] = {}
     stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
     on_path: set[int] = set()
@@ -98,8 +107,8 @@ def _expanded_size(root) -> int:
         nid = id(node)
         if done:
             on_path.discard(nid)
-            children = _children(node)
-            size[nid] = min(1 + sum(size[id(c)] for c in children), MAX_YAML_NODES + 1)
+            kids = children(node)
+            size[nid] = min(1 + sum(size[id(c)] for c in kids), MAX_YAML_NODES + 1)
             if size[nid] > MAX_YAML_NODES:
                 raise InvalidScenario(f"more than {MAX_YAML_NODES:,} values once its aliases (*name) are expanded; "
                                       "write the document out or use fewer aliases")
@@ -112,20 +121,10 @@ def _expanded_size(root) -> int:
             raise InvalidScenario(f"nested more than {MAX_NESTING} levels deep")
         on_path.add(nid)
         stack.append((node, depth, True))
-        for c in _children(node):
+        for c in children(node):
             if id(c) not in size:
                 stack.append((c, depth + 1, False))
     return size[id(root)]
-
-
-def _children(node) -> list:
-    import yaml
-
-    if isinstance(node, yaml.MappingNode):
-        return [x for pair in node.value for x in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
 
 
 def load_yaml(text: str, *, what: str) -> Any:
