@@ -82,6 +82,9 @@ class ModelReport:
 def _check_seq_len(seq_len: Any) -> int:
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise InvalidScenario(f"seq_len: expected a positive integer number of tokens, got {seq_len!r}")
+    from flopcast.specs import limits
+
+    limits.check_count(seq_len, limits.MAX_SEQ_LEN, field="seq_len")
     return seq_len
 
 
@@ -252,7 +255,10 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
     if isinstance(training, Mapping) and "seq_len" in training:
         seq_len = _check_seq_len(training["seq_len"])
     elif isinstance(inference, Mapping) and "input_tokens" in inference:
-        seq_len = _check_seq_len(int(inference["input_tokens"]) + int(inference.get("output_tokens", 0)))
+        from flopcast import units
+
+        seq_len = _check_seq_len(units.parse_count(inference["input_tokens"], field="inference.input_tokens")
+                                 + units.parse_count(inference.get("output_tokens", 0), field="inference.output_tokens"))
     else:
         assumptions.append(Assumption("seq_len", seq_len, "no training.seq_len or inference lengths given"))
     kv_dtype = DEFAULT_KV_DTYPE
@@ -384,6 +390,13 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
     assumptions.append(Assumption(
         "objective_equivalence", objective,
         "for a fixed device count, cost, energy and time-to-train all rank plans as step time does"))
+    from flopcast.search.space import plan_space_bound
+    from flopcast.specs import limits
+
+    bound = plan_space_bound(rs.model, num_devices=rs.cluster.num_devices, global_batch_seqs=train.global_batch_seqs,
+                             seq_len=train.seq_len, scale_up_domain=rs.hardware.scale_up_domain, space=space)
+    limits.check_count(bound, limits.MAX_PLANS, field="search: plans to evaluate",
+                       hint="fix some plan keys (--fix tp=8 --fix pp=4) or search fewer devices; see docs/limits.md")
     return search(rs.model, rs.hardware, train, num_devices=rs.cluster.num_devices,
                   devices_per_node=rs.cluster.devices_per_node,
                   scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, top=top,
@@ -397,14 +410,15 @@ SWEEP_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recom
 
 
 def _parse_vary(vary: list[str]) -> list[tuple[str, list[Any]]]:
-    import yaml
+    from flopcast import inputs
 
     out = []
     for item in vary:
         if "=" not in item:
             raise InvalidScenario(f"--vary: {item!r} should read KEY=V1,V2 (e.g. hardware=h100-sxm,b200)")
         key, values = item.split("=", 1)
-        vals = [yaml.safe_load(v) for v in values.split(",") if v.strip()]
+        vals = [inputs.load_yaml(v, what=f"--vary {key}") for v in values.split(",") if v.strip()]
+        inputs.check_finite(vals, where=f"--vary {key}")
         if not key or not vals:
             raise InvalidScenario(f"--vary: {item!r} should read KEY=V1,V2 with at least one value")
         out.append((key.strip(), vals))
@@ -440,6 +454,10 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
     base = load_scenario(scenario)
     base_dir = base.pop("_base_dir")
     axes = _parse_vary(vary)
+    from flopcast.specs import limits
+
+    limits.check_count(math.prod(len(v) for _, v in axes), limits.MAX_SWEEP_COMBINATIONS,
+                       field="--vary: combinations", hint="one search each; vary fewer values")
     rows = []
     for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
         sc = copy.deepcopy(base)
@@ -522,7 +540,33 @@ def _estimate_serving_resolved(rs: ResolvedScenario):
     return _with_datacenter(rs, est, _serving_datacenter)
 
 
-def _simulate_serving_resolved(rs: ResolvedScenario):
+def _cap_workload(workload, max_requests: int | None, limit: int | None):
+    """The workload cut to `max_requests` (the first ones, in arrival order) and why; past `limit`
+    (flopcast's bound on one simulation) it is refused before any request is generated."""
+    import dataclasses
+
+    from flopcast.specs import limits
+
+    why = None
+    if max_requests is not None:
+        if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 1:
+            raise InvalidScenario(f"max_requests: expected a positive integer, got {max_requests!r}")
+        if workload.num_requests > max_requests:
+            why = f"capped from {workload.num_requests:,} (--max-requests): the first requests in arrival order"
+            workload = dataclasses.replace(workload, num_requests=max_requests)
+    limit = limits.MAX_SIM_REQUESTS if limit is None else limit
+    limits.check_count(workload.num_requests, limit, field="inference.workload.num_requests",
+                       hint="simulate fewer requests, or cap them with `flopcast simulate --max-requests N`")
+    if workload.trace is None:
+        tokens = workload.num_requests * (workload.input_tokens.mean + workload.output_tokens.mean)
+        limits.check_count(round(tokens), limits.MAX_SIM_TOKENS, field="inference.workload: expected tokens "
+                           "(num_requests x mean input + output)",
+                           hint="simulate fewer or shorter requests, or cap them with --max-requests N")
+    return workload, why
+
+
+def _simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None = None,
+                               limit_requests: int | None = None, progress=None):
     from flopcast.sim.engine import simulate
     from flopcast.sim.workload import scheduler_from_mapping, slo_from_mapping, workload_from_mapping
     from flopcast.specs.serving import inference_from_mapping, validate_inference
@@ -534,6 +578,7 @@ def _simulate_serving_resolved(rs: ResolvedScenario):
     validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
     workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
                                      output_tokens=spec.output_tokens)
+    workload, capped = _cap_workload(workload, max_requests, limit_requests)
     scheduler, prefill_replicas = scheduler_from_mapping(section.get("scheduler"))
     slo = slo_from_mapping(section.get("slo"))
     assumptions = list(rs.assumptions)
@@ -557,8 +602,10 @@ def _simulate_serving_resolved(rs: ResolvedScenario):
     ]
     if slo.ttft_s is None and slo.tpot_s is None:
         assumptions.append(Assumption("slo", "none", "no inference.slo: slo_attainment_frac and goodput are null"))
+    if capped:
+        assumptions.append(Assumption("num_requests", workload.num_requests, capped))
     res = simulate(rs.model, rs.hardware, spec, workload, scheduler=scheduler, slo=slo,
-                   prefill_replicas=prefill_replicas, assumptions=tuple(assumptions))
+                   prefill_replicas=prefill_replicas, assumptions=tuple(assumptions), progress=progress)
     return _with_datacenter(rs, res, _simulation_datacenter)
 
 
@@ -583,8 +630,11 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
     if "trace" not in (section.get("workload") or {}) and arrival.get("process", "poisson") == "burst":
         raise InvalidScenario("inference.workload.arrival: fleet sizing needs an arrival rate (poisson or gamma) "
                               "or a trace, not a burst")
+    from flopcast.specs import limits
+
     if not isinstance(max_replicas, int) or max_replicas < 1:
         raise InvalidScenario(f"max_replicas: expected a positive integer, got {max_replicas!r}")
+    limits.check_count(max_replicas, limits.MAX_FLEET_REPLICAS, field="max_replicas")
     from flopcast.specs.serving import inference_from_mapping, validate_inference
 
     one = inference_from_mapping(dict(section) | {"dp": 1})     # validates the section's fields
@@ -654,9 +704,14 @@ def _simulation_datacenter(rs: ResolvedScenario, res) -> tuple[dict[str, Any], l
                                 res.output_tokens_per_s, "simulated time")
 
 
-def simulate_serving(scenario: str | Path | Mapping[str, Any]):
-    """`flopcast simulate`: discrete-event simulation of the inference section's workload."""
-    return _simulate_serving_resolved(resolve(scenario))
+def simulate_serving(scenario: str | Path | Mapping[str, Any], *, max_requests: int | None = None,
+                     limit_requests: int | None = None, progress=None):
+    """`flopcast simulate`: discrete-event simulation of the inference section's workload.
+    `max_requests` caps the workload (the first requests, recorded as an assumption); `limit_requests`
+    lowers flopcast's bound on one simulation (the service's); `progress(done, total)` is called
+    as requests arrive in the simulation (it may raise to stop it)."""
+    return _simulate_serving_resolved(resolve(scenario), max_requests=max_requests, limit_requests=limit_requests,
+                                      progress=progress)
 
 
 def _with_datacenter(rs: ResolvedScenario, est, fn):
@@ -784,8 +839,14 @@ def budget(*, hardware: str, days: float, power: Any = None, energy: Any = None,
     given = [x is not None for x in (power, energy, budget_usd)]
     if sum(given) != 1:
         raise InvalidScenario("budget: give exactly one of --power, --energy, --budget-usd")
-    if not isinstance(days, (int, float)) or isinstance(days, bool) or days <= 0:
-        raise InvalidScenario(f"days: expected a positive number of days, got {days!r}")
+    from flopcast import inputs
+    from flopcast.specs import limits
+
+    days = inputs.finite_number(days, field="days", minimum=0, exclusive_minimum=True,
+                                maximum=limits.MAX_BUDGET_DAYS, accepted="a positive number of days up to 36,525")
+    if budget_usd is not None:
+        budget_usd = inputs.finite_number(budget_usd, field="budget_usd", minimum=0, exclusive_minimum=True,
+                                          maximum=1e15, accepted="a positive dollar amount up to 1e15")
     if not 0 < mfu <= 1:
         raise InvalidScenario(f"mfu: expected a fraction in (0, 1], got {mfu!r}")
     hw = resolve_hardware(hardware)
@@ -814,6 +875,7 @@ def budget(*, hardware: str, days: float, power: Any = None, energy: Any = None,
             raise InvalidScenario(f"budget_usd: no device-hour price for {hw.id} in the catalog ({why})")
         n = int(budget_usd // (price * seconds / u.HOUR_S))
         assumptions.append(Assumption("price_per_device_hour", price, why))
+    limits.check_count(n, limits.MAX_DEVICES, field="budget: devices bought", hint="give a smaller budget")
     if n < 1:
         raise InvalidScenario(f"budget: not enough for one {hw.id} for {days:g} days "
                               f"(one device draws {per_dev:,.0f} W at the facility)")

@@ -410,11 +410,18 @@ REQUIRED_COLUMNS = ("id", "claim_text", "subject", "quantity", "value", "unit")
 
 
 def load_claims(path: str | Path | None = None) -> list[dict[str, str]]:
+    import io
+
+    from flopcast import inputs
+
     p = Path(path) if path else CLAIMS_PATH
-    if not p.is_file():
+    if not p.exists():
         raise InvalidScenario(f"claims: no such file {str(p)!r} (a CSV with columns {', '.join(REQUIRED_COLUMNS)}, ...)")
-    with p.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        rows = list(csv.DictReader(io.StringIO(inputs.read_text(p, what="claims"), newline="")))
+    except csv.Error as e:
+        raise InvalidScenario(f"claims: {str(p)!r} is not a readable CSV ({e}); expected columns "
+                              f"{', '.join(REQUIRED_COLUMNS)}") from None
     missing = [c for c in REQUIRED_COLUMNS if rows and c not in rows[0]]
     if not rows or missing:
         raise InvalidScenario(f"claims: {str(p)!r} needs a header with {', '.join(REQUIRED_COLUMNS)}"

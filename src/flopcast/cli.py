@@ -40,7 +40,15 @@ class _Version(argparse.Action):
 
 
 def _emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    try:
+        text = json.dumps(obj, indent=2, allow_nan=False)
+    except ValueError:   # a NaN or inf reached a result: a bug, reported as one line, never printed
+        raise _InternalError("a result holds a NaN or infinite number") from None
+    sys.stdout.write(text + "\n")
+
+
+class _InternalError(Exception):
+    """A bug found at the output edge (the CLI reports it on one line and exits 1)."""
 
 
 def _render(kind: str, data: Any) -> None:
@@ -78,6 +86,10 @@ def cmd_plan(args: argparse.Namespace) -> None:
     from flopcast import api
     from flopcast.errors import InvalidScenario
 
+    if args.plots:
+        from flopcast.inputs import writable_dir
+
+        writable_dir(args.plots, what="--plots")
     report = api.plan(args.scenario)
     d = report.to_dict()
     written = []
@@ -154,7 +166,16 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         out = api.size_fleet(args.scenario, max_replicas=args.max_replicas)
         _emit_json(out) if args.json else _render("fleet_tables", out)
         return
-    res = api.simulate_serving(args.scenario)
+    if args.requests:
+        from flopcast.inputs import writable_file
+
+        writable_file(args.requests, what="--requests")
+    update, close = _progress_bar(not args.json, "simulating requests")
+    try:
+        res = api.simulate_serving(args.scenario, max_requests=args.max_requests, progress=update)
+    finally:
+        if close:
+            close()
     d = res.to_dict()
     if args.requests:
         from flopcast.sim.engine import write_requests_csv
@@ -188,7 +209,7 @@ def cmd_fleet(args: argparse.Namespace) -> None:
         print("plots written: " + ", ".join(d["plots"]))
 
 
-def _progress_bar(enabled: bool):
+def _progress_bar(enabled: bool, what: str = "evaluating plans (tp, cp, pp groups)"):
     """A rich progress bar on stderr for searches longer than a second, only on a terminal."""
     if not enabled or not sys.stderr.isatty():
         return None, None
@@ -202,7 +223,7 @@ def _progress_bar(enabled: bool):
         if state["bar"] is None and time.perf_counter() - state["start"] > 1.0:
             state["bar"] = Progress(transient=True)
             state["bar"].start()
-            state["task"] = state["bar"].add_task("evaluating plans (tp, cp, pp groups)", total=total)
+            state["task"] = state["bar"].add_task(what, total=total)
         if state["bar"] is not None:
             state["bar"].update(state["task"], completed=done)
 
@@ -229,8 +250,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def _fixed(items: list[str]) -> dict:
     """--fix tp=8 --fix recompute=full -> {"tp": 8, "recompute": "full"}."""
-    import yaml
-
+    from flopcast import inputs
     from flopcast.errors import InvalidScenario
 
     out = {}
@@ -238,7 +258,8 @@ def _fixed(items: list[str]) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
             raise InvalidScenario(f"--fix: {item!r} should read KEY=VALUE (e.g. tp=8)")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = inputs.load_yaml(value, what=f"--fix {key.strip()}")
+        inputs.check_finite(out[key.strip()], where=f"--fix {key.strip()}")
     return out
 
 
@@ -250,23 +271,42 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    """uvicorn with the web extra's ASGI app (imported only here: the other commands stay light)."""
+    from flopcast.errors import InvalidScenario
+
+    try:
+        import uvicorn
+
+        import flopcast.web.app  # noqa: F401  (the web extra is installed)
+    except ImportError as e:
+        raise InvalidScenario(f"serve: the web extra is not installed ({e.name}); pip install 'flopcast[web]'") from None
     from flopcast.web import make_server
 
-    server = make_server(args.host, args.port)
-    host, port = server.server_address[:2]
-    print(f"flopcast service on http://{host}:{port}/ (POST /api/plan, /api/train, /api/search, /api/infer, "
-          "/api/simulate, /api/fleet, /api/budget; Ctrl-C stops)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    if args.workers == 1:
+        try:
+            server = make_server(args.host, args.port)
+        except OSError as e:
+            raise InvalidScenario(f"--port: cannot listen on {args.host}:{args.port} ({e.strerror})") from None
+        host, port = server.server_address[:2]
+        print(f"flopcast service on http://{host}:{port}/ (API: /openapi.json; Ctrl-C stops)", flush=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+        return
+    print(f"flopcast service on http://{args.host}:{args.port}/ with {args.workers} workers (API: /openapi.json)",
+          flush=True)
+    uvicorn.run("flopcast.web:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+                backlog=2048, timeout_keep_alive=5, log_level="warning", access_log=False, lifespan="off")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from flopcast import api
 
+    if args.out:
+        from flopcast.inputs import writable_file
+
+        writable_file(args.out, what="--out")
     update, close = _progress_bar(not args.json)
     try:
         result = api.sweep_training(args.scenario, vary=args.vary, objective=args.objective, backend=args.backend,
@@ -290,6 +330,24 @@ def cmd_sites(args: argparse.Namespace) -> None:
 
     rows = api.list_sites()
     _emit_json({"sites": rows}) if args.json else _render("sites_table", rows)
+
+
+def _finite_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text!r}")
+    return int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -367,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-replicas", type=_positive_int, default=1024, help="largest fleet tried [1024]")
     sp.add_argument("--requests", default=None, metavar="FILE",
                     help="also write one CSV row per request (arrival, lengths, TTFT, TPOT, end-to-end)")
+    sp.add_argument("--max-requests", type=_positive_int, default=None, metavar="N",
+                    help="simulate only the first N requests of the workload (stated in the assumptions)")
     sp = add("fleet", cmd_fleet, "size a serving fleet over regions and hours: devices, MW, energy, $ per token and "
                                  "carbon for each candidate deployment (the scenario's fleet section)")
     sp.add_argument("scenario", help="scenario YAML/JSON file with a fleet section (see docs/fleet.md)")
@@ -380,16 +440,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip the simulation of each region's binding hour (analytic sizing only)")
     sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys")
     sp.add_argument("--hardware", required=True, help="accelerator id, e.g. b200")
-    sp.add_argument("--days", type=float, required=True, help="duration of the run in days")
+    sp.add_argument("--days", type=_finite_float, required=True, help="duration of the run in days")
     sp.add_argument("--power", default=None, help="facility power, e.g. '100 MW'")
     sp.add_argument("--energy", default=None, help="facility energy, e.g. '1 GWh'")
-    sp.add_argument("--budget-usd", type=float, default=None, help="dollars for device-hours")
+    sp.add_argument("--budget-usd", type=_finite_float, default=None, help="dollars for device-hours")
     sp.add_argument("--site", default=None, help="site id (see `flopcast sites`) [us-average]")
     sp = add("audit", cmd_audit, "check quantitative industry claims against flopcast's catalog and estimators")
     sp.add_argument("file", nargs="?", default=None, help="claims CSV (default: the built-in industry claims)")
     sp = add("serve", cmd_serve, "run the web service: the same reports over HTTP (bad input: HTTP 422)")
     sp.add_argument("--host", default="127.0.0.1", help="address to listen on [127.0.0.1]")
-    sp.add_argument("--port", type=int, default=8000, help="port [8000]; 0 picks a free one")
+    sp.add_argument("--port", type=_port, default=8000, help="port [8000]; 0 picks a free one")
+    sp.add_argument("--workers", type=_positive_int, default=1,
+                    help="server processes [1]; each runs requests on a bounded thread pool")
     add("sites", cmd_sites, "list catalog sites: grid carbon, electricity price, PUE")
     add("models", cmd_models, "list catalog models with exact parameter counts")
     sp = add("hardware", cmd_hardware, "list catalog accelerators, or show one with its sources")
@@ -420,11 +482,30 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else EXIT_INVALID
     except FlopcastError as e:
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(f"error: {_one_line(str(e))}\n")
         return EXIT_INVALID
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except OSError as e:   # a file the command writes (--plots, --out, --requests): name it, no traceback
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        sys.stderr.write(f"error: {where}{e.strerror or type(e).__name__}; check the path and its permissions\n")
+        return EXIT_INVALID
+    except Exception as e:   # a bug: one line, never a traceback (FLOPCAST_DEBUG=1 shows it)
+        import os
+
+        if os.environ.get("FLOPCAST_DEBUG"):
+            raise
+        sys.stderr.write(f"error: internal error ({type(e).__name__}: {_one_line(str(e))}); this is a bug in "
+                         "flopcast, please report it with the input\n")
+        return 1
     return 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if text else "invalid input"
 
 
 def _entry() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from flopcast.errors import UnknownName
 
 T = TypeVar("T")
+_LOAD_LOCK = threading.RLock()   # one for all registries: a loader may read another registry
 
 
 class Registry(Generic[T]):
@@ -39,12 +41,18 @@ class Registry(Generic[T]):
         return item
 
     def get(self, name: str) -> T:
+        """The entry named `name`, loaded on first use. Safe from several threads (the service):
+        a loader runs once, and an entry being loaded is never reported unknown."""
         if name in self._items:
             return self._items[name]
-        if name in self._loaders:
-            item = self._loaders.pop(name)()
-            self._items[name] = item
-            return item
+        with _LOAD_LOCK:
+            if name in self._items:
+                return self._items[name]
+            if name in self._loaders:
+                item = self._loaders[name]()
+                self._items[name] = item
+                del self._loaders[name]
+                return item
         raise UnknownName(self.kind, name, self.names())
 
     def names(self) -> list[str]:

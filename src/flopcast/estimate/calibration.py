@@ -97,15 +97,11 @@ def profile_from_mapping(data: Mapping[str, Any], kind: str, *, where: str = "ca
 
 
 def load_profile_file(path: str | Path, kind: str) -> Profile:
-    import yaml
+    from flopcast import inputs
 
     p = Path(path)
-    if not p.is_file():
-        raise InvalidScenario(f"calibration: file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise InvalidScenario(f"calibration: {p} is not a YAML profile") from None
+    data = inputs.load_yaml(inputs.read_text(p, what="calibration"), what=f"calibration: {str(p)!r}")
+    inputs.check_finite(data, where="calibration")
     return profile_from_mapping(data or {}, kind, where="calibration", source=str(p))
 
 

@@ -109,9 +109,10 @@ def enumerate_plans(model: ModelSpec, *, num_devices: int, global_batch_seqs: in
 
 def nearest_valid_device_counts(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
                                 scale_up_domain: int, space: SearchSpace = SearchSpace(), k: int = 4) -> list[int]:
-    """Device counts closest to `num_devices` that have at least one valid plan."""
+    """Device counts closest to `num_devices` that have at least one valid plan (within 256 of it:
+    the look-up is bounded, so a far-off count gets no suggestion rather than a long wait)."""
     found: list[int] = []
-    for delta in range(1, 4 * num_devices + 1):
+    for delta in range(1, min(4 * num_devices, 256) + 1):
         for n in (num_devices - delta, num_devices + delta):
             if n < 1 or n in found:
                 continue
@@ -121,3 +122,17 @@ def nearest_valid_device_counts(model: ModelSpec, *, num_devices: int, global_ba
         if len(found) >= k:
             break
     return sorted(found[:k])
+
+
+def plan_space_bound(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
+                     scale_up_domain: int, space: SearchSpace = SearchSpace()) -> int:
+    """An upper bound on the number of plans `enumerate_plans` yields, counted per (tp, cp, pp) group
+    without building any plan (so a search past the limit is refused before it starts)."""
+    experts = next((lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
+    per_microbatch = ((len(divisors(experts)) if experts else 1) * space.max_vpp * 2 * len(space.recompute)
+                      * len(space.zero_stages) * len(space.offload))
+    total = 0
+    for tp, cp, pp in plan_groups(model, num_devices=num_devices, global_batch_seqs=global_batch_seqs,
+                                  seq_len=seq_len, scale_up_domain=scale_up_domain, space=space):
+        total += len(divisors(global_batch_seqs // (num_devices // (tp * cp * pp)))) * per_microbatch
+    return total

@@ -25,11 +25,20 @@ preempted and later recomputed (its prompt plus the tokens generated so far are 
 as vLLM does. Requests whose whole sequence can never fit one replica are rejected.
 
 The concurrency limit per replica is batch_size, or the token budget when batch_size is `max`.
+
+Event order (total and deterministic): the simulation advances instant by instant. At one instant it
+takes (1) every arrival at that time, in arrival order, each routed as it comes; then (2) every
+engine event due at that time (`end` of an iteration, `kv_ready`, `kv_sent`) in the order they were
+scheduled (the heap key is (time_s, seq) with a per-simulation counter); and only then (3) each idle
+replica touched at that instant starts its next iteration, in replica order. So requests that arrive
+together, or that arrive just as an iteration ends, join one iteration; none is served first merely
+because of tie order. `simulate(..., trace=[])` records the events in this order for tests.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +53,7 @@ from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
 from flopcast.specs.serving import InferenceSpec
 
+PROGRESS_EVERY = 1024  # instants between progress calls
 CTX_BUCKET = 8       # iteration costs are memoised with contexts rounded to 8 tokens (< 0.1% of a cost)
 NAN = float("nan")
 
@@ -153,6 +163,8 @@ class _Sim:
         self.batch_tokens = 0.0
         link = (hw.scale_out_bandwidth_bytes_per_s or hw.scale_up_bandwidth_bytes_per_s or 1e9)
         self.kv_link_bytes_per_s = link * self.sv.ctx.eff.scale_out_frac
+        self.trace: list[tuple[float, str, int, Any]] | None = None
+        self.progress = None
 
     # --- cost model -------------------------------------------------------------------------
     def kv_bytes(self, tokens):
@@ -177,39 +189,54 @@ class _Sim:
         return min((r for r in self.replicas if r.role == role), key=lambda r: (r.outstanding(), r.id))
 
     def run(self) -> float:
+        """Advance instant by instant (the event order of the module docstring) to the last event."""
         n = len(self.arrival)
         nxt = 0
         now = 0.0
         entry_role = "prefill" if self.scheduler == "disaggregated" else "both"
+        trace, progress = self.trace, self.progress
+        steps = 0
         while nxt < n or self.events:
-            if nxt < n and (not self.events or self.arrival[nxt] <= self.events[0][0]):
-                now = self.arrival[nxt]
+            steps += 1
+            if progress is not None and steps % PROGRESS_EVERY == 0:
+                progress(nxt, n)
+            now = min(self.arrival[nxt] if nxt < n else math.inf, self.events[0][0] if self.events else math.inf)
+            woken: set[int] = set()      # replicas that may start an iteration once the instant is processed
+            while nxt < n and self.arrival[nxt] <= now:
                 r = nxt
                 nxt += 1
                 if self.kv_bytes(self.inp[r] + self.out[r]) > self.kv_capacity:
                     self.rejected[r] = True
+                    if trace is not None:
+                        trace.append((now, "reject", -1, r))
                     continue
                 rep = self.route(entry_role)
                 self.replica_of[r] = rep.id
                 self.target[r] = self.inp[r]
                 rep.waiting.append(r)
+                woken.add(rep.id)
+                if trace is not None:
+                    trace.append((now, "arrive", rep.id, r))
+            while self.events and self.events[0][0] <= now:
+                _, _, kind, rid, data = heapq.heappop(self.events)
+                rep = self.replicas[rid]
+                if trace is not None:
+                    trace.append((now, kind, rid, data if kind == "kv_ready" else None))
+                if kind == "end":
+                    self.finish(rep, now, data)
+                    rep.busy = False
+                elif kind == "kv_ready":     # a prefilled request reaches its decode replica
+                    rep.incoming -= 1
+                    rep.waiting.append(data)
+                elif kind == "kv_sent":      # the prefill replica frees the pages it sent
+                    rep.kv_free += data
+                woken.add(rid)
+            for rid in sorted(woken):
+                rep = self.replicas[rid]
                 if not rep.busy:
                     self.start(rep, now)
-                continue
-            now, _, kind, rid, data = heapq.heappop(self.events)
-            rep = self.replicas[rid]
-            if kind == "end":
-                self.finish(rep, now, data)
-                self.start(rep, now)
-            elif kind == "kv_ready":     # a prefilled request reaches its decode replica
-                rep.incoming -= 1
-                rep.waiting.append(data)
-                if not rep.busy:
-                    self.start(rep, now)
-            elif kind == "kv_sent":      # the prefill replica frees the pages it sent
-                rep.kv_free += data
-                if not rep.busy:
-                    self.start(rep, now)
+        if progress is not None:
+            progress(n, n)
         return now
 
     # --- scheduling ---------------------------------------------------------------------------
@@ -274,6 +301,8 @@ class _Sim:
         finishing = sum(1 for r, c in chunks if self.pre[r] + c >= self.target[r])
         dt = self.cost(n_dec, ctx_sum, n_pre, keys, len(decoding) + finishing)
         rep.busy = True
+        if self.trace is not None:
+            self.trace.append((now, "start", rep.id, tuple(sorted({*decoding, *(r for r, _ in chunks)}))))
         self.iterations += 1
         self.busy_s += dt
         self.batch_tokens += n_dec + n_pre
@@ -418,9 +447,13 @@ def _pct(x: np.ndarray, q: float) -> float | None:
 
 def simulate(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workload: WorkloadSpec, *,
              scheduler: str = "sarathi", slo: SLO = SLO(), prefill_replicas: int | None = None,
-             assumptions: tuple[Assumption, ...] = ()) -> SimulationResult:
-    """Simulate every request of `workload` on spec.dp replicas; latency percentiles and rates."""
+             assumptions: tuple[Assumption, ...] = (), progress=None,
+             trace: list | None = None) -> SimulationResult:
+    """Simulate every request of `workload` on spec.dp replicas; latency percentiles and rates.
+    `progress(arrived, total)` is called every PROGRESS_EVERY instants (it may raise to stop the run);
+    `trace`, a list, receives every event as (time_s, kind, replica, detail) in processing order."""
     sim = _Sim(model, hw, spec, workload, scheduler, prefill_replicas)
+    sim.trace, sim.progress = trace, progress
     end = sim.run()
     arrival, out = sim.arrival_arr, sim.out_arr
     first, done = np.array(sim.first, dtype=float), np.array(sim.done, dtype=float)

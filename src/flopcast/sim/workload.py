@@ -23,6 +23,7 @@ import numpy as np
 
 from flopcast import units
 from flopcast.errors import InvalidScenario
+from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice
 
 PROCESSES = ("poisson", "gamma", "burst")
@@ -78,15 +79,19 @@ def _length(data: Any, field: str, default: int) -> LengthDist:
         return LengthDist(value=default, mean=float(default))
     if not isinstance(data, Mapping):
         n = _positive(data, field, integer=True)
+        limits.check_count(n, limits.MAX_TOKENS_PER_REQUEST, field=field, hint="tokens per simulated request")
         return LengthDist(value=n, mean=float(n))
     check_keys(data, field, LENGTH_KEYS)
     dist = choice(data, field, "dist", "lognormal" if "mean" in data else "fixed", DISTS)
     lo = _positive(data.get("min", 1), f"{field}.min", integer=True)
     hi = _positive(data.get("max", 1 << 20), f"{field}.max", integer=True)
+    limits.check_count(max(lo, hi), limits.MAX_TOKENS_PER_REQUEST, field=f"{field}.max",
+                       hint="tokens per simulated request; see docs/limits.md")
     if lo > hi:
         raise InvalidScenario(f"{field}: min {lo} exceeds max {hi}")
     if dist == "fixed":
         n = _positive(data.get("value", default), f"{field}.value", integer=True)
+        limits.check_count(n, limits.MAX_TOKENS_PER_REQUEST, field=f"{field}.value", hint="tokens per simulated request")
         return LengthDist(value=n, mean=float(n), min=lo, max=hi)
     if dist == "uniform":
         if "min" not in data or "max" not in data:
@@ -94,12 +99,18 @@ def _length(data: Any, field: str, default: int) -> LengthDist:
         return LengthDist(dist="uniform", mean=(lo + hi) / 2, min=lo, max=hi)
     mean = _positive(data.get("mean", default), f"{field}.mean")
     cv = _positive(data.get("cv", 1.0), f"{field}.cv")
+    limits.check_count(mean, limits.MAX_TOKENS_PER_REQUEST, field=f"{field}.mean", hint="tokens per simulated request")
+    if cv > 100:
+        raise InvalidScenario(f"{field}.cv: {cv:g} is above 100; expected a coefficient of variation in (0, 100]")
     return LengthDist(dist="lognormal", mean=mean, cv=cv, min=lo, max=hi)
 
 
 def workload_from_mapping(data: Mapping[str, Any] | None, *, input_tokens: int, output_tokens: int) -> WorkloadSpec:
     """Parse `inference.workload`; lengths default to the section's input_tokens / output_tokens. No
     workload at all means a burst of the default number of fixed-length requests (the saturation case)."""
+    if data is not None and not isinstance(data, Mapping):
+        raise InvalidScenario("inference.workload: expected a mapping such as {num_requests: 1000, arrival: "
+                              "{process: poisson, rate_per_s: 20}}")
     if not data:
         return WorkloadSpec(process="burst", input_tokens=_length(None, "", input_tokens),
                             output_tokens=_length(None, "", output_tokens))
@@ -118,7 +129,12 @@ def workload_from_mapping(data: Mapping[str, Any] | None, *, input_tokens: int, 
                 f"inference.workload.arrival.rate_per_s: required for a {process} process (requests per second), "
                 "or use process: burst, or a trace")
         rate = _positive(arrival["rate_per_s"], "inference.workload.arrival.rate_per_s")
+        if not 1e-6 <= rate <= 1e9:
+            raise InvalidScenario(f"inference.workload.arrival.rate_per_s: {rate:g} requests/s is outside 1e-6..1e9")
     cv = _positive(arrival.get("cv", 1.0), "inference.workload.arrival.cv")
+    if cv > 100:
+        raise InvalidScenario(f"inference.workload.arrival.cv: {cv:g} is above 100; expected a coefficient of "
+                              "variation in (0, 100]")
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidScenario(f"inference.workload.seed: expected a non-negative integer, got {seed!r}")
@@ -170,12 +186,16 @@ def _draw(rng: np.random.Generator, d: LengthDist, n: int) -> np.ndarray:
 
 
 def _read_trace(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import io
+
+    from flopcast import inputs
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InvalidScenario(f"inference.workload.trace: no such file {path!r} (a CSV with columns "
                               "arrival_s, input_tokens, output_tokens)")
-    with p.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    text = inputs.read_text(p, what="inference.workload.trace")
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
     need = ("arrival_s", "input_tokens", "output_tokens")
     if not rows or any(k not in rows[0] for k in need):
         raise InvalidScenario(f"inference.workload.trace: {path!r} needs a header with {', '.join(need)}")
@@ -183,10 +203,12 @@ def _read_trace(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         t = np.array([float(r["arrival_s"]) for r in rows])
         i = np.array([int(r["input_tokens"]) for r in rows], dtype=np.int64)
         o = np.array([int(r["output_tokens"]) for r in rows], dtype=np.int64)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         raise InvalidScenario(f"inference.workload.trace: {path!r}: {e}") from None
-    if (t < 0).any() or (i < 1).any() or (o < 1).any() or not np.isfinite(t).all():
-        raise InvalidScenario(f"inference.workload.trace: {path!r}: arrival_s must be >= 0 and token counts >= 1")
+    if (t < 0).any() or (i < 1).any() or (o < 1).any() or not np.isfinite(t).all() \
+            or (i + o > limits.MAX_TOKENS_PER_REQUEST).any():
+        raise InvalidScenario(f"inference.workload.trace: {path!r}: arrival_s must be finite and >= 0, token counts "
+                              f">= 1 and input + output at most {limits.MAX_TOKENS_PER_REQUEST:,}")
     order = np.argsort(t, kind="stable")
     return t[order], i[order], o[order]
 

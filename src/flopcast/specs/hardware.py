@@ -13,6 +13,7 @@ from typing import Any
 from flopcast import units
 from flopcast.dtypes import COMPUTE_DTYPES
 from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.specs import limits
 
 STATUSES = ("shipping", "announced")
 MEMORY_KINDS = ("hbm", "unified", "gddr", "lpddr")
@@ -91,8 +92,9 @@ def _parse_field(key: str, value: Any, kind: str, prefix: str) -> Any:
         n = units.parse_count(value, field=name)
         if n < 1:
             raise InvalidScenario(f"{name}: expected a positive integer, got {value!r}")
+        limits.check_count(n, limits.MAX_DEVICES, field=name)
         return n
-    return units.parse(value, kind, field=name)
+    return limits.check_plausible(name, value, units.parse(value, kind, field=name), kind)
 
 
 def _parse_peaks(value: Any, prefix: str) -> dict[str, float]:
@@ -103,7 +105,8 @@ def _parse_peaks(value: Any, prefix: str) -> dict[str, float]:
     for dtype, rate in value.items():
         if dtype not in COMPUTE_DTYPES:
             raise UnknownName(f"{prefix}.peak_flops dtype", str(dtype), COMPUTE_DTYPES)
-        peaks[dtype] = units.parse(rate, "flops_per_s", field=f"{prefix}.peak_flops.{dtype}")
+        name = f"{prefix}.peak_flops.{dtype}"
+        peaks[dtype] = limits.check_plausible(name, rate, units.parse(rate, "flops_per_s", field=name), "flops_per_s")
     return peaks
 
 

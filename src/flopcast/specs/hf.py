@@ -13,12 +13,12 @@ unrecognised so that a typo ("hiden_size") never passes silently.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from flopcast.errors import InvalidScenario, UnknownName, did_you_mean
+from flopcast.specs import limits
 from flopcast.specs.model import (
     DenseFFN,
     LatentAttention,
@@ -748,18 +748,16 @@ def from_hf_config(config: Mapping[str, Any], *, name: str | None = None, source
             f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}",
         )
     label = name or config.get("_name_or_path") or str(model_type)
+    limits.check_model_config(config)
     return FAMILIES[model_type](config, label, source)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """Read a config.json (or a flopcast catalog model file, which wraps it under `config`)."""
+    from flopcast import inputs
+
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InvalidScenario(f"model: file not found: {p}") from None
-    except json.JSONDecodeError as e:
-        raise InvalidScenario(f"model: {p} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    data = inputs.load_json(inputs.read_text(p, what="model"), what=f"model: {str(p)!r}")
     if not isinstance(data, dict):
         raise InvalidScenario(f"model: {p} must hold a JSON object")
     if "config" in data and isinstance(data["config"], dict) and "model_type" not in data:

@@ -72,6 +72,8 @@ def _pos_int(data: Mapping[str, Any], key: str, default: int) -> int:
 
 def plan_from_mapping(data: Mapping[str, Any] | None) -> ParallelPlan:
     """Parse the `parallel` section (unknown keys get suggestions)."""
+    if data is not None and not isinstance(data, Mapping):
+        raise InvalidScenario("parallel: expected a mapping such as {tp: 8, pp: 4, dp: 16}")
     data = dict(data or {})
     check_keys(data, "parallel", PARALLEL_KEYS)
     sp = flag(data, "parallel", "sp", False)

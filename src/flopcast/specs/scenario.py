@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flopcast import catalog, units
+from flopcast import catalog, inputs, units
 from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.report import Assumption
+from flopcast.specs import limits
 from flopcast.specs.hardware import AcceleratorSpec, accelerator_from_mapping
 from flopcast.specs.hf import from_hf_config, load_config_file
 from flopcast.specs.model import ModelSpec
@@ -54,19 +55,11 @@ def load_scenario(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         base = Path.cwd()
     else:
         path = Path(source)
-        if not path.is_file():
-            raise InvalidScenario(f"scenario: file not found: {path}")
-        import yaml
-
-        try:
-            data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise InvalidScenario(f"scenario: {path} is not valid YAML{where}") from None
+        data = inputs.load_yaml(inputs.read_text(path, what="scenario"), what=f"scenario: {str(path)!r}")
         if not isinstance(data, dict):
             raise InvalidScenario(f"scenario: {path} must hold a mapping (model:, hardware:, ...)")
         base = path.parent
+    inputs.check_finite(data)
     for key in data:
         if key not in TOP_LEVEL_KEYS and not str(key).startswith("x-"):
             err = UnknownName("scenario key", str(key), TOP_LEVEL_KEYS)
@@ -119,6 +112,10 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
     if "hardware" not in data:
         raise InvalidScenario("hardware: missing; give a catalog id (see `flopcast hardware`) or a mapping")
     model, model_ref = resolve_model(data["model"], base_dir=base_dir)
+    if not (isinstance(data["model"], str) and data["model"] in catalog.model_registry()):
+        from flopcast.estimate.counts import params_total
+
+        limits.check_params(params_total(model))
     hw = resolve_hardware(data["hardware"])
     if hw.efficiency_overrides:
         assumptions.append(Assumption(
@@ -135,6 +132,7 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
         num_devices = units.parse_count(cl["num_devices"], field="cluster.num_devices")
         if num_devices < 1:
             raise InvalidScenario(f"cluster.num_devices: expected a positive integer, got {cl['num_devices']!r}")
+        limits.check_count(num_devices, limits.MAX_DEVICES, field="cluster.num_devices")
     else:
         num_devices = hw.node_size
         assumptions.append(Assumption("cluster.num_devices", num_devices, f"one {hw.id} node"))
@@ -142,12 +140,14 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
         per_node = units.parse_count(cl["devices_per_node"], field="cluster.devices_per_node")
         if per_node < 1:
             raise InvalidScenario("cluster.devices_per_node: expected a positive integer")
+        limits.check_count(per_node, limits.MAX_DEVICES, field="cluster.devices_per_node")
     else:
         per_node = min(hw.node_size, num_devices)
         assumptions.append(Assumption("cluster.devices_per_node", per_node,
                                       f"the node size of {hw.id} in its reference system"))
     if "scale_out_bandwidth" in cl:
         so = units.parse(cl["scale_out_bandwidth"], "bytes_per_s", field="cluster.scale_out_bandwidth")
+        limits.check_plausible("cluster.scale_out_bandwidth", cl["scale_out_bandwidth"], so, "bytes_per_s")
     else:
         so = hw.scale_out_bandwidth_bytes_per_s
         if so is not None:
@@ -156,6 +156,8 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
     cluster = ClusterSpec(num_devices=num_devices, devices_per_node=per_node,
                           scale_out_bandwidth_bytes_per_s=so)
     sections = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference") if k in data}
+    if "pricing" in sections:
+        sections["pricing"] = limits.normalize_pricing(sections["pricing"])
     if "calibration" in data:
         from flopcast.estimate.calibration import resolve_profile
 

@@ -9,6 +9,7 @@ from typing import Any
 from flopcast import units
 from flopcast.errors import InvalidScenario
 from flopcast.estimate.calibration import Profile
+from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice, flag
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "fp4", "int4")
@@ -104,6 +105,8 @@ def _pos(data: Mapping[str, Any], key: str, default: int) -> int:
         raise InvalidScenario(f"inference.{key}: expected a positive integer, got {v!r}") from None
     if n < 1:
         raise InvalidScenario(f"inference.{key}: expected a positive integer, got {v!r}")
+    limits.check_count(n, limits.MAX_TOKENS_PER_REQUEST if key.endswith("_tokens") else limits.MAX_DEVICES,
+                       field=f"inference.{key}")
     return n
 
 

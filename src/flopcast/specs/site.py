@@ -11,6 +11,7 @@ from flopcast import units
 from flopcast.catalog import CATALOG_DIR, _read_yaml
 from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.registry import Registry
+from flopcast.specs import limits
 
 SITES_DIR = CATALOG_DIR / "sites"
 COOLING = ("air", "liquid", "immersion")
@@ -45,17 +46,21 @@ class SiteSpec:
 def _num(data: Mapping[str, Any], keys: tuple[str, ...], field_name: str, default: float | None = None) -> float:
     for k in keys:
         if k in data and data[k] is not None:
-            v = data[k]
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                try:
-                    v = float(str(v).split()[0])
-                except ValueError:
-                    raise InvalidScenario(f"{field_name}: expected a number, got {data[k]!r}") from None
-            if v != v or v < 0:
-                raise InvalidScenario(f"{field_name}: expected a non-negative number, got {data[k]!r}")
-            return float(v)
+            from flopcast import inputs
+
+            return inputs.finite_number(data[k], field=field_name, minimum=0, accepted="a non-negative number")
     if default is None:
         raise InvalidScenario(f"{field_name}: missing")
+    return default
+
+
+def _with_unit(data: Mapping[str, Any], keys: tuple[str, ...], prefix: str, parse, default: float | None) -> float:
+    """The first of `keys` present, parsed with its unit by `parse` (limits.py); else the default."""
+    for k in keys:
+        if k in data and data[k] is not None:
+            return parse(data[k], field=f"{prefix}.{k}")
+    if default is None:
+        raise InvalidScenario(f"{prefix}.{keys[-1]}: missing")
     return default
 
 
@@ -72,10 +77,12 @@ def site_from_mapping(data: Mapping[str, Any], prefix: str = "site", base: SiteS
     pue = _num(data, ("pue",), f"{prefix}.pue", base.pue if base else DEFAULT_PUE[cooling])
     if pue < 1.0:
         raise InvalidScenario(f"{prefix}.pue: {pue} is below 1; PUE is facility power / IT power (>= 1.0)")
-    gi = _num(data, ("grid_intensity_gco2e_per_kwh", "grid_intensity"), f"{prefix}.grid_intensity (gCO2e/kWh)",
-              base.grid_intensity_gco2e_per_kwh if base else None)
-    price = _num(data, ("electricity_price_usd_per_kwh", "electricity_price"), f"{prefix}.electricity_price ($/kWh)",
-                 base.electricity_price_usd_per_kwh if base else None)
+    gi = _with_unit(data, ("grid_intensity_gco2e_per_kwh", "grid_intensity"), prefix,
+                    limits.grid_intensity_gco2e_per_kwh, base.grid_intensity_gco2e_per_kwh if base else None)
+    price = _with_unit(data, ("electricity_price_usd_per_kwh", "electricity_price"), prefix,
+                       limits.electricity_price_usd_per_kwh, base.electricity_price_usd_per_kwh if base else None)
+    if pue > 5:
+        raise InvalidScenario(f"{prefix}.pue: {pue} is above 5; PUE is facility power / IT power (1.0..5)")
     return SiteSpec(
         id=str(data.get("id", base.id if base else "custom")), name=str(data.get("name", base.name if base else "custom")),
         grid_intensity_kgco2e_per_j=gi / 1e3 / units.KWH_J, electricity_price_usd_per_j=price / units.KWH_J,

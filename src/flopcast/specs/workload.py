@@ -9,6 +9,7 @@ from typing import Any
 from flopcast import units
 from flopcast.errors import InvalidScenario
 from flopcast.estimate.calibration import Profile
+from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice, flag
 
 PRECISIONS = ("bf16", "fp16", "fp8")
@@ -120,11 +121,14 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         raise InvalidScenario("training.global_batch_seqs: missing (sequences per optimizer step)")
     if batch < 1:
         raise InvalidScenario("training.global_batch_seqs: expected a positive integer")
+    limits.check_count(seq_len, limits.MAX_SEQ_LEN, field="training.seq_len")
+    limits.check_count(batch, limits.MAX_BATCH_SEQS, field="training.global_batch_seqs")
     total = data.get("total_tokens")
     if total is not None:
         total = float(units.parse(total, "count", field="training.total_tokens"))
         if total <= 0:
             raise InvalidScenario("training.total_tokens: expected a positive number of tokens")
+        limits.check_count(total, limits.MAX_TOTAL_TOKENS, field="training.total_tokens")
     precision = choice(data, "training", "precision", "bf16", PRECISIONS)
     framework = choice(data, "training", "framework", "megatron-core", training_frameworks())
     kernel = choice(data, "training", "attention_kernel", training_stack(framework).attention_kernel,

@@ -1,38 +1,77 @@
-"""flopcast as a web service: a thin JSON layer over `flopcast.api` (standard library only).
+"""flopcast as a web service: a thin JSON layer over `flopcast.api` (the `web` extra: Starlette on uvicorn).
 
     POST /api/plan | /api/train | /api/search | /api/infer | /api/simulate | /api/fleet
          body: a scenario as JSON or YAML (the same mapping as a scenario file)
     POST /api/budget      body: {"hardware", "days", and one of "power", "energy", "budget_usd"; "site"}
     GET  /api/models | /api/hardware | /api/sites | /api/audit | /api/model/ID[?seq_len=&kv_dtype=]
-    GET  /                the planning page (static/index.html); GET /static/NAME its scripts and styles
+    GET  /api/jobs/ID     a long search: its progress, then its result
+    GET  /openapi.json    the OpenAPI 3.1 schema of all of the above
+    GET  /                the planning page (static/index.html, else a minimal one); GET /static/NAME its assets
 
 Responses are the same objects `--json` prints. Bad input is HTTP 422 with {"error": "<one line>"}
-(the CLI's exit code 2); an unknown path is 404; a bug is 500 with a one-line message, never a
-traceback. A service reads no files named by its clients: models must be catalog ids or inline
-configs, and workload traces are refused. Bodies are limited to 1 MiB, simulations to 100,000
-requests, searches run in the serving process.
+(the CLI's exit code 2); a body over MAX_BODY_BYTES is 413; an unknown path 404; a bug is 500 with a
+one-line message, never a traceback. A service reads no files named by its clients: models must be
+catalog ids or inline configs, and workload traces are refused. Work is bounded before it starts
+(docs/limits.md) and in time: a request that runs past REQUEST_TIMEOUT_S is answered 422. A search
+that is not done within SEARCH_SYNC_WAIT_S is answered 202 with a job to poll.
+
+This module holds the endpoint table and is importable without the web extra; `flopcast.web.app`
+builds the ASGI app from it. Adding an endpoint is one line in `endpoints()`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
-from flopcast.errors import FlopcastError, InvalidScenario
+from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 
-MAX_BODY_BYTES = 1 << 20
-MAX_SIM_REQUESTS = 100_000
+MAX_BODY_BYTES = 1 << 20          # 1 MiB of request body (a scenario is ~1 kB; 413 beyond)
+MAX_YAML_BODY_BYTES = 256 << 10   # YAML bodies (parsed ~10x slower than JSON): 256 KiB
+MAX_SIM_REQUESTS = 100_000        # simulated requests per service call (the CLI allows 1,000,000)
+MAX_FLEET_REPLICAS = 256          # replicas a fleet-sizing call may try
+REQUEST_TIMEOUT_S = 60.0          # wall time of one synchronous request (422 beyond)
+SEARCH_SYNC_WAIT_S = 10.0         # a search still running after this becomes a job (202)
+JOB_TIMEOUT_S = 600.0             # wall time of one search job
+MAX_JOBS = 32                     # search jobs kept (running + finished); the oldest finished go first
+WORK_THREADS = 4                  # requests computed at once per process (the others wait their turn)
+MEMORY_PER_REQUEST_BYTES = 256 << 20   # the bound tests/web/test_service.py holds (largest simulation)
 
-STATIC_DIR = Path(__file__).parent / "static"   # the page: index.html, app.js, app.css (no CDN)
-STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+
+class WorkTimeout(FlopcastError):
+    """A request ran past its time limit (HTTP 422: ask for less work)."""
 
 
-def _service_safe(scenario: Any) -> Mapping[str, Any]:
-    """Refuse what would make the server read its own files."""
+@dataclass(slots=True)
+class Context:
+    """What an endpoint may use while it runs: a deadline and a progress sink (for jobs)."""
+
+    deadline: float = float("inf")
+    done: int = 0
+    total: int = 0
+    what: str = ""
+
+    def progress(self, done: int, total: int) -> None:
+        """Record progress; past the deadline, stop the work with WorkTimeout."""
+        self.done, self.total = done, total
+        if time.monotonic() > self.deadline:
+            raise WorkTimeout(f"{self.what or 'request'}: ran past the service's time limit; ask for less work "
+                              "(fewer requests, --fix keys for a search) or run it with the CLI")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str            # GET or POST
+    run: Callable[..., Any]   # POST: run(body, ctx); GET: run(params: dict[str, str], ctx)
+    summary: str
+    body: str | None = None   # "scenario" | "budget" | None
+    job: bool = False         # long: runs as a job past SEARCH_SYNC_WAIT_S
+
+
+def service_safe(scenario: Any) -> Mapping[str, Any]:
+    """Refuse what would make the server read its own files, and work past the service's bounds."""
     from flopcast import catalog
 
     if not isinstance(scenario, Mapping):
@@ -49,140 +88,136 @@ def _service_safe(scenario: Any) -> Mapping[str, Any]:
                 raise InvalidScenario("inference.workload.trace: the service reads no files; give an arrival "
                                       "process instead (or run `flopcast simulate` locally)")
             n = workload.get("num_requests", 0)
-            if isinstance(n, (int, float)) and n > MAX_SIM_REQUESTS:
+            if isinstance(n, (int, float)) and not isinstance(n, bool) and n > MAX_SIM_REQUESTS:
                 raise InvalidScenario(f"inference.workload.num_requests: at most {MAX_SIM_REQUESTS:,} on the service, "
                                       f"got {n!r} (run `flopcast simulate` locally for more)")
     return scenario
 
 
-def _scenario_call(fn):
-    def call(body: Any) -> dict[str, Any]:
-        return fn(_service_safe(body))
-    return call
-
-
-def _routes() -> dict[str, Any]:
+def _budget(body: Any, ctx: Context) -> dict[str, Any]:
     from flopcast import api
 
-    def search(sc):
-        return api.search_training(sc, workers=1).to_dict()
+    if not isinstance(body, Mapping):
+        raise InvalidScenario("body: expected a mapping with hardware, days and one of power, energy, budget_usd")
+    allowed = ("hardware", "days", "power", "energy", "budget_usd", "site")
+    for key in body:
+        if key not in allowed:
+            raise UnknownName("budget field", str(key), allowed)
+    if "hardware" not in body or "days" not in body:
+        raise InvalidScenario("budget: give hardware and days (and one of power, energy, budget_usd)")
+    if not isinstance(body["hardware"], str):
+        raise InvalidScenario(f"hardware: expected a catalog id such as 'b200', got {body['hardware']!r}")
+    return api.budget(**{k: body[k] for k in allowed if k in body})
 
-    def budget(body):
-        if not isinstance(body, Mapping):
-            raise InvalidScenario("body: expected a mapping with hardware, days and one of power, energy, budget_usd")
-        allowed = ("hardware", "days", "power", "energy", "budget_usd", "site")
-        for key in body:
-            if key not in allowed:
-                from flopcast.errors import UnknownName
 
-                raise UnknownName("budget field", str(key), allowed)
-        if "hardware" not in body or "days" not in body:
-            raise InvalidScenario("budget: give hardware and days (and one of power, energy, budget_usd)")
-        return api.budget(**{k: body[k] for k in allowed if k in body})
+def _model(params: Mapping[str, str], ctx: Context) -> dict[str, Any]:
+    from flopcast import api, catalog
+    from flopcast.specs import limits
+
+    model_id = params["model_id"]
+    catalog.model_registry().get(model_id)   # catalog ids only: no file paths
+    seq = params.get("seq_len")
+    if seq is not None and (not seq.isdigit() or not 1 <= int(seq) <= limits.MAX_SEQ_LEN):
+        raise InvalidScenario(f"seq_len: expected a positive integer up to {limits.MAX_SEQ_LEN:,}, got {seq!r}")
+    return api.show_model(model_id, seq_len=int(seq) if seq else None, kv_dtype=params.get("kv_dtype")).to_dict()
+
+
+def _scenario(fn: Callable[[Mapping[str, Any], Context], Any]) -> Callable[[Any, Context], Any]:
+    return lambda body, ctx: fn(service_safe(body), ctx)
+
+
+def endpoints() -> dict[str, Endpoint]:
+    """Every endpoint under /api/, by path. One line each."""
+    from flopcast import api
 
     return {
-        "plan": _scenario_call(lambda sc: api.plan(sc).to_dict()),
-        "train": _scenario_call(lambda sc: api.estimate_training(sc).to_dict()),
-        "search": _scenario_call(search),
-        "infer": _scenario_call(lambda sc: api.estimate_serving(sc).to_dict()),
-        "simulate": _scenario_call(lambda sc: api.simulate_serving(sc).to_dict()),
-        "fleet": _scenario_call(lambda sc: api.size_fleet(sc)),
-        "budget": budget,
+        "plan": Endpoint("POST", _scenario(lambda sc, ctx: api.plan(sc).to_dict()),
+                         "every section of a scenario in one report", "scenario"),
+        "train": Endpoint("POST", _scenario(lambda sc, ctx: api.estimate_training(sc).to_dict()),
+                          "training estimate for the scenario's parallel plan", "scenario"),
+        "search": Endpoint("POST", _scenario(lambda sc, ctx: api.search_training(
+            sc, workers=1, progress=ctx.progress).to_dict()), "best parallel plans (a job when long)", "scenario",
+            job=True),
+        "infer": Endpoint("POST", _scenario(lambda sc, ctx: api.estimate_serving(sc).to_dict()),
+                          "analytic serving estimate", "scenario"),
+        "simulate": Endpoint("POST", _scenario(lambda sc, ctx: api.simulate_serving(
+            sc, limit_requests=MAX_SIM_REQUESTS, progress=ctx.progress).to_dict()),
+            "discrete-event serving simulation of the workload", "scenario"),
+        "fleet": Endpoint("POST", _scenario(lambda sc, ctx: _fleet(sc, ctx)),
+                          "fewest replicas that meet the SLO", "scenario"),
+        "budget": Endpoint("POST", _budget, "devices and compute a power, energy or dollar budget buys", "budget"),
+        "models": Endpoint("GET", lambda q, ctx: {"models": api.list_models()}, "catalog models"),
+        "hardware": Endpoint("GET", lambda q, ctx: {"hardware": api.list_hardware()}, "catalog accelerators"),
+        "sites": Endpoint("GET", lambda q, ctx: {"sites": api.list_sites()}, "catalog sites"),
+        "audit": Endpoint("GET", lambda q, ctx: api.audit_claims(), "industry claims checked against flopcast"),
+        "model/{model_id}": Endpoint("GET", _model, "one catalog model's exact counts"),
     }
 
 
-class Handler(BaseHTTPRequestHandler):
-    server_version = "flopcast"
-    routes: dict[str, Any] = {}
+def _fleet(sc: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
+    from flopcast import api
+    from flopcast.specs import limits
 
-    def log_message(self, fmt: str, *args: Any) -> None:   # quiet: no per-request stderr lines
-        pass
+    workload = (sc.get("inference") or {}).get("workload") if isinstance(sc.get("inference"), Mapping) else None
+    n = workload.get("num_requests") if isinstance(workload, Mapping) else None
+    if isinstance(n, (int, float)) and not isinstance(n, bool):
+        limits.check_count(n, MAX_SIM_REQUESTS, field="inference.workload.num_requests",
+                           hint="the service's bound per simulation; run `flopcast simulate --size-fleet` locally")
+    return api.size_fleet(sc, max_replicas=MAX_FLEET_REPLICAS)
 
-    def _send(self, status: int, payload: Any, content_type: str = "application/json") -> None:
-        if content_type == "application/json":
-            try:
-                body = json.dumps(payload, allow_nan=False).encode()
-            except ValueError as e:
-                status, body = 500, json.dumps({"error": f"internal error: {e}"}).encode()
-        else:
-            body = payload.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type + "; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
-    def _guard(self, fn) -> None:
+def error_line(e: BaseException) -> str:
+    """One line for an error response."""
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def create_app():
+    """The ASGI app (needs the web extra: `pip install 'flopcast[web]'`)."""
+    from flopcast.web.app import create_app as _create
+
+    return _create()
+
+
+class Server:
+    """uvicorn serving the app on a socket bound now (port 0 picks a free one); the interface of
+    socketserver's servers: serve_forever / shutdown / server_close / server_address."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8000, *, backlog: int = 2048):
+        import socket
+
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((host, port))
+        self.socket.listen(backlog)
+        self.server_address = self.socket.getsockname()
+        self._server = uvicorn.Server(uvicorn.Config(create_app(), log_level="warning", access_log=False,
+                                                     timeout_keep_alive=5, backlog=backlog, lifespan="off"))
+
+    def serve_forever(self) -> None:
+        import threading
+
+        self._running = threading.Event()
+        self._running.set()
         try:
-            self._send(200, fn())
-        except FlopcastError as e:
-            self._send(422, {"error": str(e).splitlines()[0] if str(e) else type(e).__name__})
-        except Exception as e:   # a bug: one line, no traceback
-            self._send(500, {"error": f"internal error: {type(e).__name__}: {e}".splitlines()[0]})
+            self._server.run(sockets=[self.socket])
+        finally:
+            self._running.clear()
 
-    def do_GET(self) -> None:
-        from flopcast import api
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Stop serving; returns when serve_forever has returned (or after timeout_s)."""
+        self._server.should_exit = True
+        end = time.monotonic() + timeout_s
+        while getattr(self, "_running", None) is not None and self._running.is_set() and time.monotonic() < end:
+            time.sleep(0.01)
 
-        url = urlparse(self.path)
-        path = url.path.rstrip("/") or "/"
-        if path == "/" or path.startswith("/static/"):
-            name = "index.html" if path == "/" else path.removeprefix("/static/")
-            files = {f.name: f for f in STATIC_DIR.iterdir() if f.suffix in STATIC_TYPES}   # no client-built paths
-            if name in files:
-                self._send(200, files[name].read_text(), STATIC_TYPES[files[name].suffix])
-            else:
-                self._send(404, {"error": f"no such file {url.path!r}"})
-        elif path == "/api/models":
-            self._guard(lambda: {"models": api.list_models()})
-        elif path == "/api/hardware":
-            self._guard(lambda: {"hardware": api.list_hardware()})
-        elif path == "/api/sites":
-            self._guard(lambda: {"sites": api.list_sites()})
-        elif path == "/api/audit":
-            self._guard(lambda: api.audit_claims())
-        elif path.startswith("/api/model/"):
-            q = parse_qs(url.query)
-
-            def show():
-                from flopcast import catalog
-
-                model_id = path.removeprefix("/api/model/")
-                catalog.model_registry().get(model_id)   # catalog ids only: no file paths
-                seq = q.get("seq_len", [None])[0]
-                if seq is not None and not seq.isdigit():
-                    raise InvalidScenario(f"seq_len: expected a positive integer, got {seq!r}")
-                return api.show_model(model_id, seq_len=int(seq) if seq else None,
-                                      kv_dtype=q.get("kv_dtype", [None])[0]).to_dict()
-            self._guard(show)
-        else:
-            self._send(404, {"error": f"no such path {url.path!r}; see GET / for the page and the API list"})
-
-    def do_POST(self) -> None:
-        path = urlparse(self.path).path.rstrip("/")
-        name = path.removeprefix("/api/")
-        if not path.startswith("/api/") or name not in self.routes:
-            self._send(404, {"error": f"no such endpoint {path!r}; POST one of "
-                                      + ", ".join(f"/api/{k}" for k in self.routes)})
-            return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._send(422, {"error": f"body: {length:,} bytes is over the service's limit of {MAX_BODY_BYTES:,}"})
-            return
-        raw = self.rfile.read(length).decode("utf-8", errors="replace")
-
-        def run():
-            import yaml
-
-            try:
-                body = yaml.safe_load(raw) if raw.strip() else None
-            except yaml.YAMLError as e:
-                first = str(e).splitlines()[0]
-                raise InvalidScenario(f"body: not valid JSON or YAML ({first})") from None
-            return self.routes[name](body)
-        self._guard(run)
+    def server_close(self) -> None:
+        self.socket.close()
 
 
-def make_server(host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+def make_server(host: str = "127.0.0.1", port: int = 8000) -> Server:
     """A ready server (call serve_forever); port 0 picks a free port (server.server_address)."""
-    handler = type("FlopcastHandler", (Handler,), {"routes": _routes()})
-    return ThreadingHTTPServer((host, port), handler)
+    return Server(host, port)

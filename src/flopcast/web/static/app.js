@@ -136,8 +136,14 @@ function scenarioFromForm(st) {
 async function post(kind, body) {
   const text = typeof body === "string" ? body : JSON.stringify(body);
   const r = await fetch(`/api/${kind}`, {method: "POST", headers: {"Content-Type": "application/yaml"}, body: text});
-  const d = await r.json();
+  let d = await r.json();
   if (!r.ok) throw new Error(d.error || `HTTP ${r.status}`);
+  while (r.status === 202 && d.status === "running") {   // a long search runs as a job: poll it
+    await new Promise((ok) => setTimeout(ok, 1000));
+    d = await (await fetch(d.poll)).json();
+    if (d.status === "done") return d.result;
+    if (d.status === "error") throw new Error(d.error);
+  }
   return d;
 }
 

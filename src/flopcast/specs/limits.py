@@ -1,0 +1,244 @@
+"""Limits on the work one call may ask for, and plausibility bounds on physical inputs.
+
+Limits are checked before any work starts (docs/limits.md lists them with their reasons); a value
+past a limit is an InvalidScenario naming the field, the value and the limit. Plausibility bounds
+catch a unit left off or mistyped: a bare `scale_out_bandwidth: 400` is 400 bytes/s, five orders
+below any NIC, so it is refused with "did you mean '400 Gb/s'?" rather than giving a time to train
+of 530 million days.
+
+Site and price fields are parsed here with their units (gCO2e/kWh, kgCO2e/kWh, $/kWh, cents/kWh,
+$/device-hour); a bare number is in the field's documented unit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from flopcast import units
+from flopcast.errors import InvalidScenario, UnknownName
+
+# ----------------------------------------------------------------------------------- work limits
+# Model shape (checked on the config mapping before a ModelSpec is built). The largest published
+# models are ~1,000x inside these: 126 layers (Llama 3.1 405B), hidden 18,432, vocab 262,144, 384 experts.
+MAX_LAYERS = 4096
+MAX_MODEL_DIM = 1 << 20          # hidden_size, intermediate sizes, head_dim, lora ranks
+MAX_VOCAB = 1 << 24
+MAX_HEADS = 1 << 16
+MAX_EXPERTS = 1 << 16
+MAX_PARAMS = 1e15                # total parameters (~500x the largest published model)
+MAX_SEQ_LEN = 1 << 24            # tokens per sequence (training seq_len, serving input / output)
+MAX_BATCH_SEQS = 1 << 24         # sequences per optimizer step
+MAX_TOTAL_TOKENS = 1e18          # training tokens (~60,000x Llama 3's 15.6e12)
+MAX_DEVICES = 1 << 24            # devices in a cluster (the largest ~2025 clusters hold ~2**18)
+MAX_SWEEP_COMBINATIONS = 1024   # searches one `flopcast sweep` may run
+MAX_PLANS = 2_000_000            # parallel plans one search may evaluate (counted before enumeration)
+MAX_SIM_REQUESTS = 1_000_000     # requests one CLI simulation may hold (`--max-requests` caps a workload)
+MAX_SIM_REQUESTS_SERVICE = 100_000
+MAX_TOKENS_PER_REQUEST = 1 << 22  # input + output tokens of one simulated request (bounds its iterations)
+MAX_SIM_TOKENS = 1_000_000_000   # expected tokens of one simulation: num_requests x (mean input + output)
+MAX_FLEET_REPLICAS = 4096        # replicas `--size-fleet` may try
+MAX_BUDGET_DAYS = 36_525.0       # a century
+
+_CONFIG_LIMITS = {
+    "num_hidden_layers": MAX_LAYERS, "n_layer": MAX_LAYERS, "num_layers": MAX_LAYERS, "n_layers": MAX_LAYERS,
+    "hidden_size": MAX_MODEL_DIM, "n_embd": MAX_MODEL_DIM, "d_model": MAX_MODEL_DIM,
+    "intermediate_size": MAX_MODEL_DIM, "ffn_dim": MAX_MODEL_DIM, "n_inner": MAX_MODEL_DIM,
+    "moe_intermediate_size": MAX_MODEL_DIM, "shared_expert_intermediate_size": MAX_MODEL_DIM,
+    "head_dim": MAX_MODEL_DIM, "kv_lora_rank": MAX_MODEL_DIM, "q_lora_rank": MAX_MODEL_DIM,
+    "qk_nope_head_dim": MAX_MODEL_DIM, "qk_rope_head_dim": MAX_MODEL_DIM, "v_head_dim": MAX_MODEL_DIM,
+    "vocab_size": MAX_VOCAB, "num_attention_heads": MAX_HEADS, "num_key_value_heads": MAX_HEADS,
+    "n_head": MAX_HEADS, "num_local_experts": MAX_EXPERTS, "n_routed_experts": MAX_EXPERTS,
+    "num_experts": MAX_EXPERTS, "n_shared_experts": MAX_EXPERTS, "num_experts_per_tok": MAX_EXPERTS,
+    "max_position_embeddings": MAX_SEQ_LEN, "n_positions": MAX_SEQ_LEN, "sliding_window": MAX_SEQ_LEN,
+    "first_k_dense_replace": MAX_LAYERS, "num_nextn_predict_layers": MAX_LAYERS,
+}
+
+
+def check_model_config(config: Mapping[str, Any]) -> None:
+    """Refuse a config whose shape is past the limits (before layers are built)."""
+    for key, limit in _CONFIG_LIMITS.items():
+        v = config.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if not math.isfinite(v) or v > limit:
+            raise InvalidScenario(f"model.{key}: {v!r} is past flopcast's limit of {limit:,}; "
+                                  "see docs/limits.md")
+    types = config.get("layer_types")
+    if isinstance(types, (list, tuple)) and len(types) > MAX_LAYERS:
+        raise InvalidScenario(f"model.layer_types: {len(types):,} entries; at most {MAX_LAYERS:,} layers")
+
+
+def check_params(params_total: float, *, field: str = "model") -> None:
+    if params_total > MAX_PARAMS:
+        raise InvalidScenario(f"{field}: {params_total:.3g} parameters is past flopcast's limit of "
+                              f"{MAX_PARAMS:.0e}; see docs/limits.md")
+
+
+def check_count(value: int | float, limit: int | float, *, field: str, hint: str = "see docs/limits.md") -> None:
+    if value > limit:
+        raise InvalidScenario(f"{field}: {value:,} is past the limit of {limit:,}; {hint}")
+
+
+# ------------------------------------------------------------------------------- plausibility
+# dimension -> (lowest, highest, the unit suggested for a bare number that falls below)
+_BOUNDS: dict[str, tuple[float, float, str, str]] = {
+    "bytes": (1e6, 1e15, "GB", "1 MB..1 PB"),                     # a device's memory or a node's host memory
+    "bytes_per_s": (1e6, 1e15, "GB/s", "1 MB/s..1 PB/s"),
+    "flops_per_s": (1e8, 1e18, "TFLOP/s", "0.1 GFLOP/s..1 EFLOP/s"),   # per package
+    "w": (0.1, 1e6, "kW", "0.1 W..1 MW"),                         # a phone NPU at idle .. a rack
+}
+_NIC_HINT_FIELDS = ("scale_out_bandwidth", "host_link_bandwidth")
+
+
+def check_plausible(field: str, raw: Any, value: float, dimension: str) -> float:
+    """Refuse a parsed quantity outside the bounds of its dimension; a bare number gets a unit hint."""
+    bounds = _BOUNDS.get(dimension)
+    if bounds is None or value == 0 and dimension == "w":
+        return value
+    lo, hi, hint_unit, accepted = bounds
+    if lo <= value <= hi:
+        return value
+    if dimension == "bytes_per_s" and field.rsplit(".", 1)[-1] in _NIC_HINT_FIELDS:
+        hint_unit = "Gb/s"
+    if dimension == "bytes" and "hbm" in field:
+        hint_unit = "GiB"
+    shown = units.format_si(value, {"bytes": "B", "bytes_per_s": "B/s", "flops_per_s": "FLOP/s", "w": "W"}[dimension])
+    bare = isinstance(raw, (int, float)) and not isinstance(raw, bool)
+    hint = f"; did you mean '{raw:g} {hint_unit}'?" if bare and value < lo else ""
+    side = "low" if value < lo else "high"
+    return _refuse(f"{field}: {raw!r} is {shown}, implausibly {side}; expected {accepted} with its unit "
+                   f"(a bare number is in base units){hint}")
+
+
+def _refuse(message: str):
+    raise InvalidScenario(message)
+
+
+# ---------------------------------------------------------------------------- site and prices
+_NUM = r"([+-]?(?:\d[\d_,]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
+# unit -> factor to the field's base unit
+_INTENSITY_UNITS = {  # -> gCO2e/kWh
+    "gco2e/kwh": 1.0, "gco2/kwh": 1.0, "g/kwh": 1.0, "kgco2e/kwh": 1e3, "kgco2/kwh": 1e3, "kg/kwh": 1e3,
+    "kgco2e/mwh": 1.0, "kgco2/mwh": 1.0, "tco2e/mwh": 1e3, "tco2/mwh": 1e3, "gco2e/mwh": 1e-3,
+}
+_ENERGY_PRICE_UNITS = {  # -> $/kWh
+    "$/kwh": 1.0, "usd/kwh": 1.0, "cents/kwh": 0.01, "cent/kwh": 0.01, "¢/kwh": 0.01, "c/kwh": 0.01,
+    "$/mwh": 1e-3, "usd/mwh": 1e-3,
+}
+_HOURLY_UNITS = {  # -> $/device-hour
+    "$/device-hour": 1.0, "$/device-h": 1.0, "$/gpu-hour": 1.0, "$/gpu-h": 1.0, "$/chip-hour": 1.0,
+    "$/hour": 1.0, "$/hr": 1.0, "$/h": 1.0, "usd/device-hour": 1.0, "usd/gpu-hour": 1.0, "usd/hour": 1.0,
+    "usd/h": 1.0, "cents/device-hour": 0.01, "cents/hour": 0.01,
+}
+_USD_UNITS = {"$": 1.0, "usd": 1.0, "k$": 1e3, "$k": 1e3}
+
+
+def _with_unit(value: Any, table: dict[str, float], *, field: str, accepted: str) -> float:
+    """A number in the field's unit: a bare number, or a string with one of `table`'s units
+    ('8 cents/kWh', '$0.08/kWh', '0.4 kgCO2e/kWh', '$2.50/GPU-hour')."""
+    if isinstance(value, bool) or value is None:
+        raise InvalidScenario(f"{field}: expected {accepted}, got {value!r}")
+    if isinstance(value, (int, float)):
+        number, factor = float(value), 1.0
+    elif isinstance(value, str):
+        text = value.strip().replace(" per ", "/").replace(" / ", "/")
+        dollar = text.startswith("$")
+        if dollar:
+            text = text[1:].lstrip()
+        m = re.fullmatch(_NUM + r"\s*(.*)", text)
+        if not m:
+            raise InvalidScenario(f"{field}: cannot read {value!r}; expected {accepted}")
+        number = float(m.group(1).replace("_", "").replace(",", ""))
+        unit = m.group(2).replace(" ", "").lower()
+        if dollar and unit and not unit.startswith("$"):
+            unit = "$" + unit
+        if dollar and not unit:
+            unit = "$"
+        if unit == "":
+            factor = 1.0
+        elif unit in table:
+            factor = table[unit]
+        else:
+            raise InvalidScenario(f"{field}: unknown unit {m.group(2)!r} in {value!r}; expected {accepted}")
+    else:
+        raise InvalidScenario(f"{field}: expected {accepted}, got {type(value).__name__}")
+    if not math.isfinite(number):
+        raise InvalidScenario(f"{field}: {value!r} is not a finite number; expected {accepted}")
+    if number < 0:
+        raise InvalidScenario(f"{field}: {value!r} is negative; expected a non-negative value, {accepted}")
+    return number * factor
+
+
+def grid_intensity_gco2e_per_kwh(value: Any, *, field: str) -> float:
+    accepted = "gCO2e/kWh as a number or with its unit, e.g. 390, '390 gCO2e/kWh' or '0.39 kgCO2e/kWh' (0..2000 g)"
+    g = _with_unit(value, _INTENSITY_UNITS, field=field, accepted=accepted)
+    if g > 2000:
+        raise InvalidScenario(f"{field}: {value!r} is {g:g} gCO2e/kWh, above any grid (coal is ~1000); "
+                              f"expected {accepted}")
+    if 0 < g < 1 and isinstance(value, (int, float)):
+        raise InvalidScenario(f"{field}: {value!r} gCO2e/kWh is implausibly low (the cleanest grids are ~10); "
+                              f"did you mean '{value:g} kgCO2e/kWh'?")
+    return g
+
+
+def electricity_price_usd_per_kwh(value: Any, *, field: str) -> float:
+    accepted = "$/kWh as a number or with its unit, e.g. 0.08, '0.08 $/kWh', '8 cents/kWh' or '80 $/MWh' (0..2 $)"
+    p = _with_unit(value, _ENERGY_PRICE_UNITS, field=field, accepted=accepted)
+    if p > 2:
+        hint = f" did you mean '{value:g} cents/kWh'?" if isinstance(value, (int, float)) else ""
+        raise InvalidScenario(f"{field}: {value!r} is ${p:g}/kWh, above any grid price (~$0.05..0.50);{hint} "
+                              f"expected {accepted}")
+    return p
+
+
+def price_per_device_hour_usd(value: Any, *, field: str) -> float:
+    accepted = "$ per device-hour as a number or with its unit, e.g. 2.5, '$2.50/device-hour' or '250 cents/hour'"
+    p = _with_unit(value, _HOURLY_UNITS, field=field, accepted=accepted)
+    if p > 1000:
+        raise InvalidScenario(f"{field}: {value!r} is ${p:g} per device-hour, above any rental price (~$1..20); "
+                              f"expected {accepted}")
+    return p
+
+
+def usd(value: Any, *, field: str, maximum: float = 1e9) -> float:
+    accepted = f"dollars as a number or with its unit, e.g. 30000, '$30,000' or '30000 USD' (at most {maximum:.0e})"
+    v = _with_unit(value, _USD_UNITS, field=field, accepted=accepted)
+    if v > maximum:
+        raise InvalidScenario(f"{field}: {value!r} is above {maximum:.0e} $; expected {accepted}")
+    return v
+
+
+PRICING_KEYS = ("mode", "price_per_device_hour", "capex_usd", "node_capex_usd", "depreciation_years")
+PRICING_MODES = ("hourly", "tco")
+
+
+def normalize_pricing(data: Any) -> dict[str, Any]:
+    """The scenario's `pricing` section with its numbers parsed (units, bounds); unknown keys refused."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise InvalidScenario("pricing: expected a mapping such as {mode: hourly, price_per_device_hour: 2.5} "
+                              "or {mode: tco, capex_usd: 30000}")
+    for key in data:
+        if key not in PRICING_KEYS:
+            raise UnknownName("pricing field", str(key), PRICING_KEYS)
+    out: dict[str, Any] = {}
+    if "mode" in data:
+        if data["mode"] not in PRICING_MODES:
+            raise UnknownName("pricing.mode", str(data["mode"]), PRICING_MODES)
+        out["mode"] = data["mode"]
+    if "price_per_device_hour" in data:
+        out["price_per_device_hour"] = price_per_device_hour_usd(data["price_per_device_hour"],
+                                                                 field="pricing.price_per_device_hour")
+    for key in ("capex_usd", "node_capex_usd"):
+        if key in data:
+            out[key] = usd(data[key], field=f"pricing.{key}")
+    if "depreciation_years" in data:
+        v = data["depreciation_years"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 50:
+            raise InvalidScenario(f"pricing.depreciation_years: {v!r}; expected a number of years in (0, 50]")
+        out["depreciation_years"] = float(v)
+    return out
