@@ -6,7 +6,6 @@ Each returns a small frozen report whose `to_dict()` is the `--json` output (key
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,116 +403,6 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
                   space=space, progress=progress, assumptions=tuple(assumptions))
 
 
-SWEEP_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute", "microbatch_seqs", "offload",
-                 "step_time_s", "tokens_per_s", "tokens_per_s_per_device", "mfu", "memory_per_device_bytes",
-                 "num_evaluated", "num_fitting", "error")
-
-
-def _parse_vary(vary: list[str]) -> list[tuple[str, list[Any]]]:
-    from flopcast import inputs
-
-    out = []
-    for item in vary:
-        if "=" not in item:
-            raise InvalidScenario(f"--vary: {item!r} should read KEY=V1,V2 (e.g. hardware=h100-sxm,b200)")
-        key, values = item.split("=", 1)
-        vals = [inputs.load_yaml(v, what=f"--vary {key}") for v in values.split(",") if v.strip()]
-        inputs.check_finite(vals, where=f"--vary {key}")
-        if not key or not vals:
-            raise InvalidScenario(f"--vary: {item!r} should read KEY=V1,V2 with at least one value")
-        out.append((key.strip(), vals))
-    return out
-
-
-def _set_path(data: dict, dotted: str, value: Any) -> None:
-    from flopcast.specs.scenario import TOP_LEVEL_KEYS
-
-    keys = dotted.split(".")
-    if keys[0] not in TOP_LEVEL_KEYS:
-        raise UnknownName("--vary key", keys[0], TOP_LEVEL_KEYS)
-    node = data
-    for k in keys[:-1]:
-        if not isinstance(node.get(k), dict):
-            node[k] = {}
-        node = node[k]
-    node[keys[-1]] = value
-
-
-def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str], objective: str = "throughput",
-                   backend: str = "local", ray_address: str | None = None, workers: int | None = None,
-                   out: str | None = None) -> dict[str, Any]:
-    """`flopcast sweep`: one search per combination of the varied values; the best plan of each.
-    Writes `out` as CSV, or as Parquet when its name ends in .parquet (pyarrow, the `parquet` extra)."""
-    import copy
-    import itertools
-
-    from flopcast.errors import FlopcastError
-    from flopcast.specs.scenario import load_scenario
-
-    write = _table_writer(Path(out)) if out else None
-    base = load_scenario(scenario)
-    base_dir = base.pop("_base_dir")
-    axes = _parse_vary(vary)
-    from flopcast.specs import limits
-
-    limits.check_count(math.prod(len(v) for _, v in axes), limits.MAX_SWEEP_COMBINATIONS,
-                       field="--vary: combinations", hint="one search each; vary fewer values")
-    rows = []
-    for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
-        sc = copy.deepcopy(base)
-        sc.pop("parallel", None)
-        for (key, _), value in zip(axes, combo, strict=True):
-            _set_path(sc, key, value)
-        if isinstance(sc.get("model"), str) and sc["model"].endswith(".json") and not Path(sc["model"]).is_absolute():
-            sc["model"] = str(Path(base_dir) / sc["model"])
-        row: dict[str, Any] = {key: value for (key, _), value in zip(axes, combo, strict=True)}
-        try:
-            res = search_training(sc, top=1, objective=objective, backend=backend, ray_address=ray_address,
-                                  workers=workers)
-            best = res.to_dict()["plans"][0] if res.plans else {}
-            row.update({c: best.get(c) for c in SWEEP_COLUMNS if c in best})
-            row.update(num_evaluated=res.num_evaluated, num_fitting=res.num_fitting,
-                       error=None if res.plans else "no plan fits in memory")
-        except FlopcastError as e:
-            row["error"] = str(e)
-        rows.append(row)
-    columns = [k for k, _ in axes] + list(SWEEP_COLUMNS)
-    written = []
-    if write:
-        written.append(write(columns, rows))
-    return {"columns": columns, "rows": rows, "written": written}
-
-
-def _table_writer(path: Path):
-    """A function writing (columns, rows) to `path`: .csv, or .parquet with pyarrow (the `parquet` extra).
-    Other suffixes, and Parquet without pyarrow, are refused here, before any work is done."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise InvalidScenario(f"--out {path}: writing Parquet needs pyarrow (pip install 'flopcast[parquet]'); "
-                                  "or give a .csv file") from None
-
-        def write(columns: list[str], rows: list[dict[str, Any]]) -> str:
-            pq.write_table(pa.table({c: [r.get(c) for r in rows] for c in columns}), path)
-            return str(path)
-    elif suffix == ".csv":
-        import csv
-
-        def write(columns: list[str], rows: list[dict[str, Any]]) -> str:
-            with path.open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-                w.writeheader()
-                for r in rows:
-                    w.writerow({c: r.get(c) for c in columns})
-            return str(path)
-    else:
-        raise InvalidScenario(f"--out {path}: give a file name ending in .csv or .parquet")
-    return write
-
-
 def _estimate_serving_resolved(rs: ResolvedScenario):
     from flopcast.estimate.serving import estimate_serving as _estimate
     from flopcast.specs.serving import inference_from_mapping, validate_inference
@@ -609,101 +498,6 @@ def _simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None
     return _with_datacenter(rs, res, _simulation_datacenter)
 
 
-def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 1024) -> dict[str, Any]:
-    """`flopcast simulate --size-fleet`: the fewest replicas (dp) whose simulated p99 TTFT and p99
-    TPOT meet the inference section's `slo` under its workload, found by doubling from the analytic
-    lower bound (offered output tokens/s over one replica's analytic maximum) and then bisecting;
-    with the simulation, power and cost per million output tokens at that size."""
-    import dataclasses
-    import math
-
-    from flopcast.sim.workload import slo_from_mapping
-
-    rs = resolve(scenario)
-    section = rs.sections.get("inference")
-    if not isinstance(section, Mapping):
-        raise InvalidScenario("inference: missing; give tp, weights_dtype, lengths, a workload and an slo")
-    slo = slo_from_mapping(section.get("slo"))
-    if slo.ttft_s is None and slo.tpot_s is None:
-        raise InvalidScenario('inference.slo: fleet sizing needs a target, e.g. {ttft_p99: "1 s", tpot_p99: "50 ms"}')
-    arrival = (section.get("workload") or {}).get("arrival") or {}
-    if "trace" not in (section.get("workload") or {}) and arrival.get("process", "poisson") == "burst":
-        raise InvalidScenario("inference.workload.arrival: fleet sizing needs an arrival rate (poisson or gamma) "
-                              "or a trace, not a burst")
-    from flopcast.specs import limits
-
-    if not isinstance(max_replicas, int) or max_replicas < 1:
-        raise InvalidScenario(f"max_replicas: expected a positive integer, got {max_replicas!r}")
-    limits.check_count(max_replicas, limits.MAX_FLEET_REPLICAS, field="max_replicas")
-    from flopcast.specs.serving import inference_from_mapping, validate_inference
-
-    one = inference_from_mapping(dict(section) | {"dp": 1})     # validates the section's fields
-    per_replica = one.tp * one.pp
-    validate_inference(one, rs.model, num_devices=per_replica)
-    trials: dict[int, Any] = {}
-
-    def run(n: int):
-        if n not in trials:
-            sec = dict(section) | {"dp": n}
-            cl = dataclasses.replace(rs.cluster, num_devices=n * per_replica)
-            trials[n] = _simulate_serving_resolved(dataclasses.replace(rs, cluster=cl,
-                                                                       sections=dict(rs.sections) | {"inference": sec}))
-        return trials[n]
-
-    def meets(res) -> bool:
-        return (res.num_rejected == 0 and res.ttft_p99_s is not None
-                and (slo.ttft_s is None or res.ttft_p99_s <= slo.ttft_s)
-                and (slo.tpot_s is None or res.tpot_p99_s is None or res.tpot_p99_s <= slo.tpot_s))
-
-    from flopcast.estimate.serving import estimate_serving as _analytic
-    from flopcast.sim.workload import generate, workload_from_mapping
-
-    arrivals, _, outs = generate(workload_from_mapping(section.get("workload"), input_tokens=one.input_tokens,
-                                                       output_tokens=one.output_tokens))
-    span = float(arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
-    per_replica_max = _analytic(rs.model, rs.hardware, one).output_tokens_per_s
-    offered = len(arrivals) / span * float(outs.mean()) if span > 0 else 0.0
-    lo_bound = max(1, math.ceil(offered / per_replica_max)) if per_replica_max > 0 else 1
-    lo, hi = 0, None
-    n = min(lo_bound, max_replicas)
-    while hi is None:
-        if meets(run(n)):
-            hi = n
-        elif n >= max_replicas:
-            break
-        else:
-            lo, n = n, min(2 * n, max_replicas)
-    if hi is None:
-        best = None
-    else:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if meets(run(mid)):
-                hi = mid
-            else:
-                lo = mid
-        best = trials[hi]
-    rows = [{"replicas": k, "num_devices": k * per_replica, "ttft_p99_s": v.ttft_p99_s, "tpot_p99_s": v.tpot_p99_s,
-             "meets_slo": meets(v)} for k, v in sorted(trials.items())]
-    return {
-        "replicas": hi, "num_devices": hi * per_replica if hi else None,
-        "meets_slo": hi is not None,
-        "reason": None if hi else f"no fleet of up to {max_replicas} replicas meets the SLO (a single replica's "
-                                  "latency at low load may already exceed it; see the trials)",
-        "slo": {"ttft_p99_s": slo.ttft_s, "tpot_p99_s": slo.tpot_s},
-        "analytic_min_replicas": lo_bound,
-        "simulation": best.to_dict() if best else None,
-        "trials": rows,
-    }
-
-
-def _simulation_datacenter(rs: ResolvedScenario, res) -> tuple[dict[str, Any], list[Assumption]]:
-    """Power at the simulated utilisation, and energy, emissions and cost over the simulated time."""
-
-    return _serving_energy_cost(rs, rs.cluster.num_devices, res.busy_frac, res.simulated_s,
-                                res.output_tokens_per_s, "simulated time")
-
-
 def simulate_serving(scenario: str | Path | Mapping[str, Any], *, max_requests: int | None = None,
                      limit_requests: int | None = None, progress=None):
     """`flopcast simulate`: discrete-event simulation of the inference section's workload.
@@ -714,103 +508,12 @@ def simulate_serving(scenario: str | Path | Mapping[str, Any], *, max_requests: 
                                       progress=progress)
 
 
-def _with_datacenter(rs: ResolvedScenario, est, fn):
-    """Attach the datacenter keys when the hardware states a power; otherwise say why not."""
-    import dataclasses
-
-    from flopcast.estimate.datacenter import has_power
-
-    if not has_power(rs.hardware):
-        note = Assumption("datacenter", "not estimated", f"{rs.hardware.id} has no published power (tdp)")
-        return dataclasses.replace(est, assumptions=est.assumptions + (note,))
-    extra, notes = fn(rs, est)
-    return dataclasses.replace(est, datacenter=extra, assumptions=est.assumptions + tuple(notes))
-
-
 def estimate_serving(scenario: str | Path | Mapping[str, Any]):
     """`flopcast infer`: KV capacity, TTFT, TPOT and steady-state throughput of the inference section."""
     return _estimate_serving_resolved(resolve(scenario))
 
 
 # ------------------------------------------------------------------------------- datacenter
-def _site(rs: ResolvedScenario) -> tuple[Any, list[Assumption]]:
-    from flopcast.specs.site import resolve_site, site_registry
-
-    if "site" in rs.sections:
-        return resolve_site(rs.sections["site"]), []
-    default = "us-average" if "us-average" in site_registry() else None
-    if default is None:
-        from flopcast.specs.site import site_from_mapping
-
-        site = site_from_mapping({"id": "default", "grid_intensity": 400, "electricity_price": 0.08, "cooling": "air"})
-        return site, [Assumption("site", "built-in default", "no site catalog entry found")]
-    return resolve_site(default), [Assumption("site", default, "no site given")]
-
-
-def _training_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
-    from flopcast.estimate import datacenter as dc
-
-    site, assumptions = _site(rs)
-    hw, n = rs.hardware, est.plan.num_devices
-    busy = est.step_time_breakdown_s["compute"] / est.step_time_s
-    pw = dc.power(hw, n, busy, site)
-    rel = dc.reliability(counts.params_total(rs.model), n, rs.cluster.devices_per_node)
-    assumptions += dc.power_assumptions(hw, site) + dc.reliability_assumptions(rel)
-    if est.time_to_train_s is not None:
-        seconds = est.time_to_train_s / rel.goodput_frac
-        period = "run"
-    else:
-        seconds = 3600.0
-        period = "hour"
-        assumptions.append(Assumption("datacenter_period", "one hour", "no training.total_tokens: energy, cost and "
-                                      "emissions are for one hour of training"))
-    e_it = pw.it_w * seconds
-    e_fac = pw.facility_w * seconds
-    cost, why = dc.cost_usd(hw, n, seconds, e_fac, site, rs.sections.get("pricing"))
-    emb, emb_why = dc.embodied_kgco2e(hw, n, seconds)
-    assumptions += [Assumption("cost", why, "pricing"), Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]
-    out = {
-        "power_it_w": pw.it_w, "power_facility_w": pw.facility_w, "power_breakdown_w": pw.to_dict(),
-        "energy_it_j": e_it, "energy_facility_j": e_fac,
-        "emissions_operational_kgco2e": e_fac * site.grid_intensity_kgco2e_per_j,
-        "emissions_embodied_kgco2e": emb, "cost_usd": cost, "datacenter_period": period,
-        "goodput_frac": rel.goodput_frac, "checkpoint_interval_s": rel.interval_s,
-        "checkpoint_write_s": rel.checkpoint_write_s, "mtbf_s": rel.mtbf_s,
-        "expected_interruptions": seconds / rel.mtbf_s,
-        "effective_time_to_train_s": seconds if period == "run" else None,
-    }
-    return out, assumptions
-
-
-def _serving_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
-    bd = est.decode_step_breakdown_s
-    total = sum(bd.values())
-    busy = (total - bd["tp_comm"] - bd["ep_comm"] - bd["pp_comm"]) / total if total else 1.0
-    return _serving_energy_cost(rs, est.spec.num_devices, busy, 3600.0, est.output_tokens_per_s, "hour")
-
-
-def _serving_energy_cost(rs: ResolvedScenario, n: int, busy: float, seconds: float, output_tokens_per_s: float,
-                         period: str) -> tuple[dict[str, Any], list[Assumption]]:
-    """Power of n serving devices at `busy`, and energy, emissions and cost over `seconds`, per output token."""
-    from flopcast.estimate import datacenter as dc
-
-    site, assumptions = _site(rs)
-    hw = rs.hardware
-    pw = dc.power(hw, n, busy, site)
-    cost, why = dc.cost_usd(hw, n, seconds, pw.facility_w * seconds, site, rs.sections.get("pricing"))
-    emb, emb_why = dc.embodied_kgco2e(hw, n, seconds)
-    assumptions += dc.power_assumptions(hw, site) + [Assumption("cost", why, "pricing"),
-                                                     Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]
-    tokens = output_tokens_per_s * seconds
-    out = {
-        "power_it_w": pw.it_w, "power_facility_w": pw.facility_w, "power_breakdown_w": pw.to_dict(),
-        "energy_it_j": pw.it_w * seconds, "energy_facility_j": pw.facility_w * seconds,
-        "emissions_operational_kgco2e": pw.facility_w * seconds * site.grid_intensity_kgco2e_per_j,
-        "emissions_embodied_kgco2e": emb, "cost_usd": cost, "datacenter_period": period,
-        "energy_per_output_token_j": pw.facility_w * seconds / tokens if tokens else None,
-        "cost_per_million_output_tokens_usd": cost / tokens * 1e6 if cost is not None and tokens else None,
-    }
-    return out, assumptions
 
 
 def audit_claims(path: str | Path | None = None) -> dict[str, Any]:
@@ -823,145 +526,6 @@ def audit_claims(path: str | Path | None = None) -> dict[str, Any]:
             "source": str(path) if path else "built-in industry claims (validation/claims.csv)"}
 
 
-BUDGET_MFU = 0.40      # Llama 3 405B reported 38-43% MFU on 16K H100 (Dubey et al. 2024, Table 4)
-BUDGET_BUSY = 0.90     # share of the step devices compute at that MFU (power model)
-
-
-def budget(*, hardware: str, days: float, power: Any = None, energy: Any = None, budget_usd: float | None = None,
-           site: Any = None, mfu: float = BUDGET_MFU) -> dict[str, Any]:
-    """`flopcast budget`: how many devices a power, energy or dollar budget buys for `days`, the
-    compute they deliver and the compute-optimal (Chinchilla: D = 20 N, C = 6 N D) model and tokens."""
-    from flopcast import units as u
-    from flopcast.estimate import datacenter as dc
-    from flopcast.specs.scenario import resolve_hardware
-    from flopcast.specs.site import resolve_site, site_registry
-
-    given = [x is not None for x in (power, energy, budget_usd)]
-    if sum(given) != 1:
-        raise InvalidScenario("budget: give exactly one of --power, --energy, --budget-usd")
-    from flopcast import inputs
-    from flopcast.specs import limits
-
-    days = inputs.finite_number(days, field="days", minimum=0, exclusive_minimum=True,
-                                maximum=limits.MAX_BUDGET_DAYS, accepted="a positive number of days up to 36,525")
-    if budget_usd is not None:
-        budget_usd = inputs.finite_number(budget_usd, field="budget_usd", minimum=0, exclusive_minimum=True,
-                                          maximum=1e15, accepted="a positive dollar amount up to 1e15")
-    if not 0 < mfu <= 1:
-        raise InvalidScenario(f"mfu: expected a fraction in (0, 1], got {mfu!r}")
-    hw = resolve_hardware(hardware)
-    site_spec = resolve_site(site if site is not None else ("us-average" if "us-average" in site_registry() else
-                                                             {"grid_intensity": 400, "electricity_price": 0.08}))
-    seconds = days * u.DAY_S
-    per_dev = dc.power(hw, 1000, BUDGET_BUSY, site_spec).facility_w / 1000
-    assumptions = dc.power_assumptions(hw, site_spec) + [
-        Assumption("mfu", mfu, "model FLOPs utilisation of the run (Llama 3 405B: 38-43%)"),
-        Assumption("busy_frac", BUDGET_BUSY, "share of time devices compute, for the power model")]
-    price, why = dc.device_hour_price(hw, None)
-    if power is not None:
-        p = u.parse(power, "w", field="power")
-        if p <= 0:
-            raise InvalidScenario(f"power: expected a positive power such as '100 MW', got {power!r}")
-        n = int(p // per_dev)
-    elif energy is not None:
-        e = u.parse(energy, "j", field="energy")
-        if e <= 0:
-            raise InvalidScenario(f"energy: expected a positive energy such as '1 GWh', got {energy!r}")
-        n = int(e // (per_dev * seconds))
-    else:
-        if not isinstance(budget_usd, (int, float)) or budget_usd <= 0:
-            raise InvalidScenario(f"budget_usd: expected a positive dollar amount, got {budget_usd!r}")
-        if price is None:
-            raise InvalidScenario(f"budget_usd: no device-hour price for {hw.id} in the catalog ({why})")
-        n = int(budget_usd // (price * seconds / u.HOUR_S))
-        assumptions.append(Assumption("price_per_device_hour", price, why))
-    limits.check_count(n, limits.MAX_DEVICES, field="budget: devices bought", hint="give a smaller budget")
-    if n < 1:
-        raise InvalidScenario(f"budget: not enough for one {hw.id} for {days:g} days "
-                              f"(one device draws {per_dev:,.0f} W at the facility)")
-    peak = hw.peak_flops_per_s.get("bf16") or hw.peak_flops_per_s.get("fp16") or max(hw.peak_flops_per_s.values())
-    compute = n * peak * mfu * seconds
-    n_opt = math.sqrt(compute / 120.0)
-    cost = price * n * seconds / u.HOUR_S if price is not None else None
-    return {
-        "hardware": hw.id, "days": days, "num_devices": n, "power_facility_w": n * per_dev,
-        "energy_facility_j": n * per_dev * seconds, "cost_usd": cost, "compute_flops": compute,
-        "optimal_params": n_opt, "optimal_tokens": 20 * n_opt, "site": site_spec.id,
-        "assumptions": [a.to_dict() for a in assumptions],
-    }
-
-
-def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: Any = None,
-             progress=None) -> dict[str, Any]:
-    """`flopcast validate training|inference`: predicted vs measured on every usable published run,
-    under the shipped calibration profile (or `profile`: none, a path, a mapping); with `cv`, the
-    leave-one-source-out figures; with `baseline`, the one-parameter baseline's."""
-    from flopcast.estimate.calibration import resolve_profile
-    from flopcast.validation import fit, runs
-
-    if kind not in ("training", "inference"):
-        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference")
-    cases, skipped = runs.builtin(kind)
-    return fit.report(cases, kind, resolve_profile(profile, kind), cv=cv, baseline=baseline, skipped=skipped,
-                      progress=progress)
-
-
-def calibrate(runs_: list[str], *, out: str | Path | None = None, hardware: str | None = None,
-              framework: str | None = None, progress=None) -> dict[str, Any]:
-    """`flopcast calibrate RUNS... --out PROFILE.yaml`: fit the named global parameters (compute.<gen>,
-    stack.<framework> for training; compute/memory.<gen>, engine.<engine> for serving) to measured runs
-    (the built-in sets `training` / `inference`, or RUNS.csv files), print before / after /
-    leave-one-source-out error, and write a profile a scenario can name (`calibration: PROFILE.yaml`)."""
-    import yaml
-
-    from flopcast.estimate.calibration import Profile
-    from flopcast.validation import fit, runs
-
-    if not runs_:
-        raise InvalidScenario("calibrate: give at least one RUNS.csv or a built-in set (training, inference)")
-    by_kind, skipped = runs.load(list(runs_))
-    result: dict[str, Any] = {"skipped": skipped}
-    doc: dict[str, Any] = {"source": "flopcast calibrate " + " ".join(runs_)
-                           + (f" --hardware {hardware}" if hardware else "")
-                           + (f" --framework {framework}" if framework else "")}
-    for kind, cases in by_kind.items():
-        if hardware:
-            cases = [c for c in cases if c.hardware == hardware]
-        if framework:
-            cases = [c for c in cases if f"stack.{framework}" in c.params or f"engine.{framework}" in c.params]
-        if not cases:
-            continue
-        profile, details = fit.fit(cases, kind)
-        before = fit.report(cases, kind, Profile(kind))
-        after = fit.report(cases, kind, profile)
-        loo = fit.cross_validate(cases, kind, progress=progress)
-        import statistics
-
-        loo_abs = [abs(v) for v in loo.values()]
-        result[kind] = {
-            "num_rows": len(cases), "parameters": details["parameters"], "rows_per_parameter": details["rows"],
-            "median_abs_error_frac_before": before["median_abs_error_frac"],
-            "median_abs_error_frac_after": after["median_abs_error_frac"],
-            "max_abs_error_frac_after": after["max_abs_error_frac"],
-            "cv_median_abs_error_frac": statistics.median(loo_abs),
-            "cv_max_abs_error_frac": max(loo_abs),
-        }
-        doc[kind] = {"parameters": details["parameters"],
-                     "fitted_on": {n: len(r) for n, r in details["rows"].items()},
-                     "cv_median_abs_error_frac": round(statistics.median(loo_abs), 4)}
-    if out is not None:
-        path = Path(out)
-        if path.is_dir():
-            raise InvalidScenario(f"calibrate --out: {path} is a directory; give a .yaml file path")
-        if not path.parent.exists():
-            raise InvalidScenario(f"calibrate --out: directory {path.parent} does not exist")
-        header = ("# Calibration profile written by `flopcast calibrate` (robust least squares on log error,\n"
-                  "# leave-one-source-out checked). Name it in a scenario: `calibration: <this file>`.\n")
-        path.write_text(header + yaml.safe_dump(doc, sort_keys=True), encoding="utf-8")
-        result["written"] = str(path)
-    return result
-
-
 def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "local", ray_address: str | None = None,
                confirm: bool = True):
     """`flopcast fleet`: a serving fleet over regions and hours from the scenario's `fleet` section:
@@ -971,3 +535,18 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
     from flopcast.fleet import plan_fleet as _plan_fleet
 
     return _plan_fleet(scenario, backend=backend, ray_address=ray_address, confirm=confirm)
+
+
+# Parts of the facade that live in their own modules (re-exported; api stays thin).
+from flopcast.budgeting import BUDGET_BUSY, BUDGET_MFU, budget  # noqa: E402,F401
+from flopcast.costing import (  # noqa: E402,F401
+    _serving_datacenter,
+    _serving_energy_cost,
+    _simulation_datacenter,
+    _site,
+    _training_datacenter,
+    _with_datacenter,
+)
+from flopcast.sizing import size_fleet  # noqa: E402,F401
+from flopcast.sweep import SWEEP_COLUMNS, _parse_vary, _set_path, _table_writer, sweep_training  # noqa: E402,F401
+from flopcast.validation.commands import calibrate, validate  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """flopcast as a web service: a thin JSON layer over `flopcast.api` (the `web` extra: Starlette on uvicorn).
 
-    POST /api/plan | /api/train | /api/search | /api/infer | /api/simulate | /api/fleet
+    POST /api/plan | /api/train | /api/search | /api/infer | /api/simulate | /api/fleet | /api/fleet-plan
          body: a scenario as JSON or YAML (the same mapping as a scenario file)
     POST /api/budget      body: {"hardware", "days", and one of "power", "energy", "budget_usd"; "site"}
     GET  /api/models | /api/hardware | /api/sites | /api/audit | /api/model/ID[?seq_len=&kv_dtype=]
@@ -145,6 +145,9 @@ def endpoints() -> dict[str, Endpoint]:
             "discrete-event serving simulation of the workload", "scenario"),
         "fleet": Endpoint("POST", _scenario(lambda sc, ctx: _fleet(sc, ctx)),
                           "fewest replicas that meet the SLO", "scenario"),
+        "fleet-plan": Endpoint("POST", _scenario(lambda sc, ctx: api.plan_fleet(sc, confirm=False).to_dict()),
+                               "a serving fleet over regions and hours (the scenario's fleet section; analytic)",
+                               "scenario"),
         "budget": Endpoint("POST", _budget, "devices and compute a power, energy or dollar budget buys", "budget"),
         "models": Endpoint("GET", lambda q, ctx: {"models": api.list_models()}, "catalog models"),
         "hardware": Endpoint("GET", lambda q, ctx: {"hardware": api.list_hardware()}, "catalog accelerators"),

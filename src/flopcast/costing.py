@@ -1,0 +1,111 @@
+"""Datacenter figures of a report: power, energy, cost and carbon of a training run, an hour of
+serving or a simulated load, from the scenario's site and pricing (estimate/datacenter.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flopcast.estimate import counts
+from flopcast.report import Assumption
+from flopcast.specs.scenario import ResolvedScenario
+
+
+def _simulation_datacenter(rs: ResolvedScenario, res) -> tuple[dict[str, Any], list[Assumption]]:
+    """Power at the simulated utilisation, and energy, emissions and cost over the simulated time."""
+
+    return _serving_energy_cost(rs, rs.cluster.num_devices, res.busy_frac, res.simulated_s,
+                                res.output_tokens_per_s, "simulated time")
+
+
+def _with_datacenter(rs: ResolvedScenario, est, fn):
+    """Attach the datacenter keys when the hardware states a power; otherwise say why not."""
+
+    from flopcast.estimate.datacenter import has_power
+
+    if not has_power(rs.hardware):
+        note = Assumption("datacenter", "not estimated", f"{rs.hardware.id} has no published power (tdp)")
+        return dataclasses.replace(est, assumptions=est.assumptions + (note,))
+    extra, notes = fn(rs, est)
+    return dataclasses.replace(est, datacenter=extra, assumptions=est.assumptions + tuple(notes))
+
+
+def _site(rs: ResolvedScenario) -> tuple[Any, list[Assumption]]:
+    from flopcast.specs.site import resolve_site, site_registry
+
+    if "site" in rs.sections:
+        return resolve_site(rs.sections["site"]), []
+    default = "us-average" if "us-average" in site_registry() else None
+    if default is None:
+        from flopcast.specs.site import site_from_mapping
+
+        site = site_from_mapping({"id": "default", "grid_intensity": 400, "electricity_price": 0.08, "cooling": "air"})
+        return site, [Assumption("site", "built-in default", "no site catalog entry found")]
+    return resolve_site(default), [Assumption("site", default, "no site given")]
+
+
+def _training_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
+    from flopcast.estimate import datacenter as dc
+
+    site, assumptions = _site(rs)
+    hw, n = rs.hardware, est.plan.num_devices
+    busy = est.step_time_breakdown_s["compute"] / est.step_time_s
+    pw = dc.power(hw, n, busy, site)
+    rel = dc.reliability(counts.params_total(rs.model), n, rs.cluster.devices_per_node)
+    assumptions += dc.power_assumptions(hw, site) + dc.reliability_assumptions(rel)
+    if est.time_to_train_s is not None:
+        seconds = est.time_to_train_s / rel.goodput_frac
+        period = "run"
+    else:
+        seconds = 3600.0
+        period = "hour"
+        assumptions.append(Assumption("datacenter_period", "one hour", "no training.total_tokens: energy, cost and "
+                                      "emissions are for one hour of training"))
+    e_it = pw.it_w * seconds
+    e_fac = pw.facility_w * seconds
+    cost, why = dc.cost_usd(hw, n, seconds, e_fac, site, rs.sections.get("pricing"))
+    emb, emb_why = dc.embodied_kgco2e(hw, n, seconds)
+    assumptions += [Assumption("cost", why, "pricing"), Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]
+    out = {
+        "power_it_w": pw.it_w, "power_facility_w": pw.facility_w, "power_breakdown_w": pw.to_dict(),
+        "energy_it_j": e_it, "energy_facility_j": e_fac,
+        "emissions_operational_kgco2e": e_fac * site.grid_intensity_kgco2e_per_j,
+        "emissions_embodied_kgco2e": emb, "cost_usd": cost, "datacenter_period": period,
+        "goodput_frac": rel.goodput_frac, "checkpoint_interval_s": rel.interval_s,
+        "checkpoint_write_s": rel.checkpoint_write_s, "mtbf_s": rel.mtbf_s,
+        "expected_interruptions": seconds / rel.mtbf_s,
+        "effective_time_to_train_s": seconds if period == "run" else None,
+    }
+    return out, assumptions
+
+
+def _serving_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
+    bd = est.decode_step_breakdown_s
+    total = sum(bd.values())
+    busy = (total - bd["tp_comm"] - bd["ep_comm"] - bd["pp_comm"]) / total if total else 1.0
+    return _serving_energy_cost(rs, est.spec.num_devices, busy, 3600.0, est.output_tokens_per_s, "hour")
+
+
+def _serving_energy_cost(rs: ResolvedScenario, n: int, busy: float, seconds: float, output_tokens_per_s: float,
+                         period: str) -> tuple[dict[str, Any], list[Assumption]]:
+    """Power of n serving devices at `busy`, and energy, emissions and cost over `seconds`, per output token."""
+    from flopcast.estimate import datacenter as dc
+
+    site, assumptions = _site(rs)
+    hw = rs.hardware
+    pw = dc.power(hw, n, busy, site)
+    cost, why = dc.cost_usd(hw, n, seconds, pw.facility_w * seconds, site, rs.sections.get("pricing"))
+    emb, emb_why = dc.embodied_kgco2e(hw, n, seconds)
+    assumptions += dc.power_assumptions(hw, site) + [Assumption("cost", why, "pricing"),
+                                                     Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]
+    tokens = output_tokens_per_s * seconds
+    out = {
+        "power_it_w": pw.it_w, "power_facility_w": pw.facility_w, "power_breakdown_w": pw.to_dict(),
+        "energy_it_j": pw.it_w * seconds, "energy_facility_j": pw.facility_w * seconds,
+        "emissions_operational_kgco2e": pw.facility_w * seconds * site.grid_intensity_kgco2e_per_j,
+        "emissions_embodied_kgco2e": emb, "cost_usd": cost, "datacenter_period": period,
+        "energy_per_output_token_j": pw.facility_w * seconds / tokens if tokens else None,
+        "cost_per_million_output_tokens_usd": cost / tokens * 1e6 if cost is not None and tokens else None,
+    }
+    return out, assumptions
+

@@ -1,0 +1,121 @@
+"""`flopcast sweep`: a plan search per combination of varied scenario values, written as a table."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flopcast import api  # the facade re-exports this module; api.X is read at call time
+from flopcast.errors import InvalidScenario, UnknownName
+
+SWEEP_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute", "microbatch_seqs", "offload",
+                 "step_time_s", "tokens_per_s", "tokens_per_s_per_device", "mfu", "memory_per_device_bytes",
+                 "num_evaluated", "num_fitting", "error")
+
+
+def _parse_vary(vary: list[str]) -> list[tuple[str, list[Any]]]:
+    from flopcast import inputs
+
+    out = []
+    for item in vary:
+        if "=" not in item:
+            raise InvalidScenario(f"--vary: {item!r} should read KEY=V1,V2 (e.g. hardware=h100-sxm,b200)")
+        key, values = item.split("=", 1)
+        vals = [inputs.load_yaml(v, what=f"--vary {key}") for v in values.split(",") if v.strip()]
+        inputs.check_finite(vals, where=f"--vary {key}")
+        if not key or not vals:
+            raise InvalidScenario(f"--vary: {item!r} should read KEY=V1,V2 with at least one value")
+        out.append((key.strip(), vals))
+    return out
+
+
+def _set_path(data: dict, dotted: str, value: Any) -> None:
+    from flopcast.specs.scenario import TOP_LEVEL_KEYS
+
+    keys = dotted.split(".")
+    if keys[0] not in TOP_LEVEL_KEYS:
+        raise UnknownName("--vary key", keys[0], TOP_LEVEL_KEYS)
+    node = data
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str], objective: str = "throughput",
+                   backend: str = "local", ray_address: str | None = None, workers: int | None = None,
+                   out: str | None = None) -> dict[str, Any]:
+    """`flopcast sweep`: one search per combination of the varied values; the best plan of each.
+    Writes `out` as CSV, or as Parquet when its name ends in .parquet (pyarrow, the `parquet` extra)."""
+    import copy
+    import itertools
+
+    from flopcast.errors import FlopcastError
+    from flopcast.specs.scenario import load_scenario
+
+    write = _table_writer(Path(out)) if out else None
+    base = load_scenario(scenario)
+    base_dir = base.pop("_base_dir")
+    axes = _parse_vary(vary)
+    from flopcast.specs import limits
+
+    limits.check_count(math.prod(len(v) for _, v in axes), limits.MAX_SWEEP_COMBINATIONS,
+                       field="--vary: combinations", hint="one search each; vary fewer values")
+    rows = []
+    for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
+        sc = copy.deepcopy(base)
+        sc.pop("parallel", None)
+        for (key, _), value in zip(axes, combo, strict=True):
+            _set_path(sc, key, value)
+        if isinstance(sc.get("model"), str) and sc["model"].endswith(".json") and not Path(sc["model"]).is_absolute():
+            sc["model"] = str(Path(base_dir) / sc["model"])
+        row: dict[str, Any] = {key: value for (key, _), value in zip(axes, combo, strict=True)}
+        try:
+            res = api.search_training(sc, top=1, objective=objective, backend=backend, ray_address=ray_address,
+                                  workers=workers)
+            best = res.to_dict()["plans"][0] if res.plans else {}
+            row.update({c: best.get(c) for c in SWEEP_COLUMNS if c in best})
+            row.update(num_evaluated=res.num_evaluated, num_fitting=res.num_fitting,
+                       error=None if res.plans else "no plan fits in memory")
+        except FlopcastError as e:
+            row["error"] = str(e)
+        rows.append(row)
+    columns = [k for k, _ in axes] + list(SWEEP_COLUMNS)
+    written = []
+    if write:
+        written.append(write(columns, rows))
+    return {"columns": columns, "rows": rows, "written": written}
+
+
+def _table_writer(path: Path):
+    """A function writing (columns, rows) to `path`: .csv, or .parquet with pyarrow (the `parquet` extra).
+    Other suffixes, and Parquet without pyarrow, are refused here, before any work is done."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise InvalidScenario(f"--out {path}: writing Parquet needs pyarrow (pip install 'flopcast[parquet]'); "
+                                  "or give a .csv file") from None
+
+        def write(columns: list[str], rows: list[dict[str, Any]]) -> str:
+            pq.write_table(pa.table({c: [r.get(c) for r in rows] for c in columns}), path)
+            return str(path)
+    elif suffix == ".csv":
+        import csv
+
+        def write(columns: list[str], rows: list[dict[str, Any]]) -> str:
+            with path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+                w.writeheader()
+                for r in rows:
+                    w.writerow({c: r.get(c) for c in columns})
+            return str(path)
+    else:
+        raise InvalidScenario(f"--out {path}: give a file name ending in .csv or .parquet")
+    return write
+

@@ -1,0 +1,80 @@
+"""`flopcast validate` and `flopcast calibrate`: predicted against measured runs (in sample and leave
+one source out, beside the one-parameter baseline) and the fit of a calibration profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flopcast.errors import InvalidScenario
+
+
+def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: Any = None,
+             progress=None) -> dict[str, Any]:
+    """`flopcast validate training|inference`: predicted vs measured on every usable published run,
+    under the shipped calibration profile (or `profile`: none, a path, a mapping); with `cv`, the
+    leave-one-source-out figures; with `baseline`, the one-parameter baseline's."""
+    from flopcast.estimate.calibration import resolve_profile
+    from flopcast.validation import fit, runs
+
+    if kind not in ("training", "inference"):
+        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference")
+    cases, skipped = runs.builtin(kind)
+    return fit.report(cases, kind, resolve_profile(profile, kind), cv=cv, baseline=baseline, skipped=skipped,
+                      progress=progress)
+
+
+def calibrate(runs_: list[str], *, out: str | Path | None = None, hardware: str | None = None,
+              framework: str | None = None, progress=None) -> dict[str, Any]:
+    """`flopcast calibrate RUNS... --out PROFILE.yaml`: fit the named global parameters (compute.<gen>,
+    stack.<framework> for training; compute/memory.<gen>, engine.<engine> for serving) to measured runs
+    (the built-in sets `training` / `inference`, or RUNS.csv files), print before / after /
+    leave-one-source-out error, and write a profile a scenario can name (`calibration: PROFILE.yaml`)."""
+    import yaml
+
+    from flopcast.estimate.calibration import Profile
+    from flopcast.validation import fit, runs
+
+    if not runs_:
+        raise InvalidScenario("calibrate: give at least one RUNS.csv or a built-in set (training, inference)")
+    by_kind, skipped = runs.load(list(runs_))
+    result: dict[str, Any] = {"skipped": skipped}
+    doc: dict[str, Any] = {"source": "flopcast calibrate " + " ".join(runs_)
+                           + (f" --hardware {hardware}" if hardware else "")
+                           + (f" --framework {framework}" if framework else "")}
+    for kind, cases in by_kind.items():
+        if hardware:
+            cases = [c for c in cases if c.hardware == hardware]
+        if framework:
+            cases = [c for c in cases if f"stack.{framework}" in c.params or f"engine.{framework}" in c.params]
+        if not cases:
+            continue
+        profile, details = fit.fit(cases, kind)
+        before = fit.report(cases, kind, Profile(kind))
+        after = fit.report(cases, kind, profile)
+        loo = fit.cross_validate(cases, kind, progress=progress)
+        import statistics
+
+        loo_abs = [abs(v) for v in loo.values()]
+        result[kind] = {
+            "num_rows": len(cases), "parameters": details["parameters"], "rows_per_parameter": details["rows"],
+            "median_abs_error_frac_before": before["median_abs_error_frac"],
+            "median_abs_error_frac_after": after["median_abs_error_frac"],
+            "max_abs_error_frac_after": after["max_abs_error_frac"],
+            "cv_median_abs_error_frac": statistics.median(loo_abs),
+            "cv_max_abs_error_frac": max(loo_abs),
+        }
+        doc[kind] = {"parameters": details["parameters"],
+                     "fitted_on": {n: len(r) for n, r in details["rows"].items()},
+                     "cv_median_abs_error_frac": round(statistics.median(loo_abs), 4)}
+    if out is not None:
+        path = Path(out)
+        if path.is_dir():
+            raise InvalidScenario(f"calibrate --out: {path} is a directory; give a .yaml file path")
+        if not path.parent.exists():
+            raise InvalidScenario(f"calibrate --out: directory {path.parent} does not exist")
+        header = ("# Calibration profile written by `flopcast calibrate` (robust least squares on log error,\n"
+                  "# leave-one-source-out checked). Name it in a scenario: `calibration: <this file>`.\n")
+        path.write_text(header + yaml.safe_dump(doc, sort_keys=True), encoding="utf-8")
+        result["written"] = str(path)
+    return result
