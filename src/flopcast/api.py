@@ -20,7 +20,6 @@ from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
 from flopcast.specs.parallel import plan_from_mapping, validate_plan
 from flopcast.specs.scenario import ClusterSpec, ResolvedScenario, resolve, resolve_model
-from flopcast.specs.workload import training_from_mapping
 
 DEFAULT_SEQ_LEN = 4096
 DEFAULT_KV_DTYPE = "bf16"
@@ -276,7 +275,8 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
         found = search_training(scenario, top=1)
         if found.plans:
             best = found.plans[0].plan.to_dict()
-            chosen = dataclasses.replace(rs, sections=dict(rs.sections) | {"parallel": best})
+            chosen = dataclasses.replace(rs, sections=dict(rs.sections) | {"parallel": best},
+                                         parallel=found.plans[0].plan)
             training_est = _estimate_training_resolved(chosen)
             note = Assumption("parallel", ", ".join(f"{k}={v}" for k, v in best.items()),
                               f"no parallel section: the fastest of {found.num_evaluated:,} plans flopcast's "
@@ -313,12 +313,11 @@ def _profile(rs: ResolvedScenario, kind: str):
 
 
 def _training_inputs(rs: ResolvedScenario):
-    if "training" not in rs.sections:
+    if rs.training is None:
         raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
-    if "parallel" not in rs.sections:
+    if rs.parallel is None:
         raise InvalidScenario("parallel: missing; give tp/pp/dp (or run `flopcast search` to choose them)")
-    train = training_from_mapping(rs.sections["training"], profile=_profile(rs, "training"))
-    plan = plan_from_mapping(rs.sections["parallel"])
+    train, plan = rs.training, rs.parallel
     validate_plan(plan, rs.model, num_devices=rs.cluster.num_devices,
                   global_batch_seqs=train.global_batch_seqs, seq_len=train.seq_len)
     return train, plan
@@ -370,12 +369,12 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
     rest. The scenario's own `parallel` section is not used (it is what the search replaces)."""
     from flopcast.search import search
     from flopcast.search.space import SearchSpace
-    from flopcast.specs.parallel import PARALLEL_KEYS, plan_from_mapping
+    from flopcast.specs.parallel import PARALLEL_KEYS
 
     rs = resolve(scenario)
     if "training" not in rs.sections:
         raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
-    train = training_from_mapping(rs.sections["training"])
+    train = rs.training
     assumptions = list(rs.assumptions)
     if rs.sections.get("parallel"):
         assumptions.append(Assumption("parallel", "not used", "the search chooses the plan (fix keys with --fix)"))
@@ -405,11 +404,11 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
 
 def _estimate_serving_resolved(rs: ResolvedScenario):
     from flopcast.estimate.serving import estimate_serving as _estimate
-    from flopcast.specs.serving import inference_from_mapping, validate_inference
+    from flopcast.specs.serving import validate_inference
 
     if "inference" not in rs.sections:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, batch_size, input_tokens, output_tokens")
-    spec = inference_from_mapping(rs.sections["inference"], profile=_profile(rs, "inference"))
+    spec = rs.inference
     validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
     assumptions = list(rs.assumptions) + [
         Assumption("calibration", spec.profile.as_dict() or "none", spec.profile.source),
@@ -458,12 +457,12 @@ def _simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None
                                limit_requests: int | None = None, progress=None):
     from flopcast.sim.engine import simulate
     from flopcast.sim.workload import scheduler_from_mapping, slo_from_mapping, workload_from_mapping
-    from flopcast.specs.serving import inference_from_mapping, validate_inference
+    from flopcast.specs.serving import validate_inference
 
     if "inference" not in rs.sections:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, input_tokens, output_tokens and a workload")
     section = rs.sections["inference"]
-    spec = inference_from_mapping(section, profile=_profile(rs, "inference"))
+    spec = rs.inference
     validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
     workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
                                      output_tokens=spec.output_tokens)

@@ -48,8 +48,9 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
         if n not in trials:
             sec = dict(section) | {"dp": n}
             cl = dataclasses.replace(rs.cluster, num_devices=n * per_replica)
-            trials[n] = api._simulate_serving_resolved(dataclasses.replace(rs, cluster=cl,
-                                                                       sections=dict(rs.sections) | {"inference": sec}))
+            trials[n] = api._simulate_serving_resolved(dataclasses.replace(
+                rs, cluster=cl, sections=dict(rs.sections) | {"inference": sec},
+                inference=dataclasses.replace(rs.inference, dp=n)))
         return trials[n]
 
     def meets(res) -> bool:

@@ -44,8 +44,13 @@ class ResolvedScenario:
     model_ref: str
     hardware: AcceleratorSpec
     cluster: ClusterSpec
-    sections: Mapping[str, Any] = field(default_factory=dict)  # training, parallel, inference, ...
+    sections: Mapping[str, Any] = field(default_factory=dict)  # the raw sections, as written
     assumptions: tuple[Assumption, ...] = ()
+    # typed sections, parsed once here (None when the scenario has no such section): estimators and
+    # the api use these, never the raw mappings
+    training: Any = None          # specs.workload.TrainingSpec
+    parallel: Any = None          # specs.parallel.ParallelPlan
+    inference: Any = None         # specs.serving.InferenceSpec
 
 
 def load_scenario(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -158,14 +163,23 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
     sections = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference") if k in data}
     if "pricing" in sections:
         sections["pricing"] = limits.normalize_pricing(sections["pricing"])
-    if "calibration" in data:
-        from flopcast.estimate.calibration import resolve_profile
+    from flopcast.estimate.calibration import resolve_profile, shipped
 
+    profiles = {kind: shipped(kind) for kind in ("training", "inference")}
+    if "calibration" in data:
         value = data["calibration"]
-        sections["calibration"] = {kind: resolve_profile(value, kind, base_dir=base_dir)
-                                   for kind in ("training", "inference")}
+        profiles = {kind: resolve_profile(value, kind, base_dir=base_dir) for kind in ("training", "inference")}
+        sections["calibration"] = profiles
+    from flopcast.specs.parallel import plan_from_mapping
+    from flopcast.specs.serving import inference_from_mapping
+    from flopcast.specs.workload import training_from_mapping
+
+    training = training_from_mapping(data["training"], profile=profiles["training"]) if "training" in data else None
+    parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
+    inference = (inference_from_mapping(data["inference"], profile=profiles["inference"])
+                 if "inference" in data else None)
     return ResolvedScenario(
         name=str(data.get("name") or f"{model_ref} on {num_devices}x {hw.id}"),
         model=model, model_ref=model_ref, hardware=hw, cluster=cluster, sections=sections,
-        assumptions=tuple(assumptions),
+        assumptions=tuple(assumptions), training=training, parallel=parallel, inference=inference,
     )

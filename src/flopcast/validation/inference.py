@@ -119,13 +119,13 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
     from flopcast.estimate.efficiency import generation_of
     from flopcast.estimate.serving import estimate_serving
     from flopcast.specs.scenario import resolve
-    from flopcast.specs.serving import inference_from_mapping, validate_inference
+    from flopcast.specs.serving import validate_inference
     from flopcast.validation.fit import Case
 
     rs = resolve(scenario)
     if "inference" not in rs.sections:
         raise FlopcastError(f"runs: {rid}: the scenario has no inference section")
-    spec = inference_from_mapping(rs.sections["inference"])
+    spec = rs.inference
     validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
     del api
 
