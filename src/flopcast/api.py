@@ -47,6 +47,7 @@ class ModelReport:
     kv_cache_bytes_per_sequence: float
     weights_bytes: Mapping[str, float]
     reported_params: float | None = None
+    params_mtp: int = 0       # multi-token-prediction modules, beyond params_total (transformers does not build them)
     ignored_fields: tuple[str, ...] = ()
     unmodeled_fields: tuple[tuple[str, str], ...] = ()
     assumptions: tuple[Assumption, ...] = ()
@@ -61,6 +62,7 @@ class ModelReport:
             "architecture": dict(self.architecture),
             "params_total": self.params_total,
             "params_active": self.params_active,
+            "params_mtp": self.params_mtp,
             "params_breakdown": dict(self.params_breakdown),
             "forward_flops_per_token": self.forward_flops_per_token,
             "forward_flops_convention": self.attention_convention,
@@ -110,7 +112,7 @@ def model_counts(spec: ModelSpec, *, seq_len: int = DEFAULT_SEQ_LEN, kv_dtype: s
         kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(spec, seq_len, kv_dtype),
         kv_cache_bytes_per_sequence=counts.kv_cache_bytes_per_sequence(spec, seq_len, kv_dtype),
         weights_bytes={d: total * BYTES_PER_ELEMENT[d] for d in WEIGHT_DTYPES},
-        reported_params=reported_params, ignored_fields=spec.ignored_fields,
+        reported_params=reported_params, params_mtp=counts.params_mtp(spec), ignored_fields=spec.ignored_fields,
         unmodeled_fields=spec.unmodeled_fields, assumptions=assumptions,
     )
 
@@ -348,6 +350,10 @@ def _estimate_training_resolved(rs: ResolvedScenario):
                    "training.framework: fusion, host launch cost, overlap and ZeRO semantics (catalog/frameworks.yaml)"),
         Assumption("calibration", train.profile.as_dict() or "none", train.profile.source),
     ]
+    if rs.model.mtp_layers and train.mtp_layers is None:
+        assumptions.append(Assumption(
+            "training.mtp_layers", 0, f"{rs.model.name} has {rs.model.mtp_layers} multi-token-prediction module(s) "
+            "(params_mtp); set training.mtp_layers to train them (they run on the last pipeline stage)"))
     est = _estimate(rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
                     scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s,
                     assumptions=tuple(assumptions))

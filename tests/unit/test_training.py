@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from flopcast import api, units
+from flopcast import api, catalog, units
 from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 
 GPT175 = {"model_type": "gpt2", "n_layer": 96, "n_embd": 12288, "n_head": 96, "vocab_size": 51200,
@@ -268,3 +268,24 @@ def test_lora_and_qlora_fine_tuning():
         lora.memory_breakdown_bytes["weights"] * (0.5 + 2 / 64) / 2, rel=0.05)
     with pytest.raises(FlopcastError, match="training.finetune.target_modules"):
         run({"method": "lora", "target_modules": ["attn"]})
+
+
+def test_mtp_modules_are_counted_when_trained():
+    """DeepSeek-V3's multi-token-prediction module (num_nextn_predict_layers = 1) is outside
+    params_total (transformers does not build it) and reported as params_mtp: one decoder layer like
+    the last, a 2h -> h projection and three norms (~11.6B). training.mtp_layers: 1 adds its layer,
+    projection and a second pass through the shared head and loss to the last stage."""
+    from flopcast.estimate import counts
+
+    m = catalog.get_model("deepseek-v3")
+    h = m.hidden_size
+    last = sum(p.params for p in counts.layer_parts(m.layers[-1], m))
+    assert m.mtp_layers == 1 and counts.params_mtp(m) == last + 2 * h * h + 3 * h
+    assert api.show_model("deepseek-v3").to_dict()["params_mtp"] == counts.params_mtp(m)
+    sc = {"model": "deepseek-v3", "hardware": "h800-sxm", "cluster": {"num_devices": 256},
+          "training": {"seq_len": 4096, "global_batch_seqs": 512},
+          "parallel": {"tp": 1, "pp": 8, "dp": 32, "ep": 32, "microbatch_seqs": 1}}
+    without = api.estimate_training(sc)
+    with_mtp = api.estimate_training({**sc, "training": {**sc["training"], "mtp_layers": 1}})
+    assert with_mtp.step_time_s > without.step_time_s
+    assert any(a.name == "training.mtp_layers" for a in without.assumptions)

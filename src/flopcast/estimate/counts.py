@@ -235,3 +235,16 @@ def kv_cache_bytes_per_token(spec: ModelSpec, seq_len: int | None = None, kv_dty
         b = bytes_per_element(kv_dtype, allowed=KV_DTYPES, field="kv_dtype")
         return sum(c * kv_elements_per_token_layer(lay.attention) * b for lay, c in spec.layer_groups())
     return kv_cache_bytes_per_sequence(spec, seq_len, kv_dtype) / seq_len
+
+
+def params_mtp(spec: ModelSpec, layers: int | None = None) -> int:
+    """Parameters of the multi-token-prediction modules (DeepSeek-V3 sec. 2.2): per module one decoder
+    layer like the last main layer, a projection of [embedding; hidden] (2h -> h) and two norms on
+    its inputs plus one on its output; the embedding and the head are shared with the main model."""
+    n = spec.mtp_layers if layers is None else layers
+    if n <= 0:
+        return 0
+    h = spec.hidden_size
+    last = spec.layers[-1]
+    one = sum(p.params for p in layer_parts(last, spec)) + 2 * h * h + 3 * spec.norm.params(h)
+    return n * one

@@ -418,6 +418,25 @@ def _head_cost(model: ModelSpec, plan: ParallelPlan, ctx: _Ctx, mb_tokens: float
     return c
 
 
+def _mtp_cost(model: ModelSpec, plan: ParallelPlan, ctx: _Ctx, mb_tokens: float, last: _Cost, head: _Cost,
+              n: int) -> _Cost:
+    """Multi-token-prediction modules on the last stage (DeepSeek-V3 sec. 2.2): per module a decoder
+    layer like the last main layer, the (T x 2h) @ (2h x h) projection of [embedding; hidden], and
+    the shared head's logits and loss again; parameters of the layer, projection and norms (the
+    embedding and head are shared)."""
+    h = model.hidden_size
+    c = _Cost()
+    c.add(last, n)
+    f, b = _gemm_s(ctx, mb_tokens, h / plan.tp, 2 * h)
+    c.gemm_fwd_s += n * f
+    c.gemm_bwd_s += n * b
+    c.head_gemm_s += n * head.head_gemm_s
+    c.loss_s += n * head.loss_s
+    c.act_bytes += n * head.act_bytes
+    c.params += n * (2 * h * h / plan.tp + 3 * model.norm.params(h))
+    return c
+
+
 def _embed_cost(model: ModelSpec, plan: ParallelPlan, ctx: _Ctx, mb_tokens: float) -> _Cost:
     """Embedding on the first stage: rows gathered forward (read + write T x h), and backward the
     incoming gradient read plus the dense (V/t x h) weight gradient written and accumulated."""
@@ -545,6 +564,10 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
                        _head_cost(model, plan, ctx, mb_tokens), _embed_cost(model, plan, ctx, mb_tokens))
     layer_cost, head, embed = cache[lkey]
     group_of = model.layer_group_index
+    n_mtp = train.mtp_layers or 0     # opt-in: the model's own count is reported by the api
+    mkey = ("mtp", lkey, n_mtp)
+    if n_mtp and mkey not in cache:
+        cache[mkey] = _mtp_cost(model, plan, ctx, mb_tokens, layer_cost[group_of[-1]], head, n_mtp)
 
     # --- per pipeline rank: sum the layers it holds
     skey = ("stages", plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, plan.ep_comm_overlap)
@@ -568,6 +591,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
                     sc.add(layer_cost[spec], n)
                 if rank == plan.pp - 1:
                     sc.add(head)
+                    if n_mtp:
+                        sc.add(cache[mkey])
                 if rank == 0:
                     sc.add(embed)
                 composition[key] = sc

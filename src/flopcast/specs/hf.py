@@ -65,7 +65,8 @@ IGNORED_KEYS: dict[str, str] = {
 # Counted but described as "used" once read; listed here only when transformers ignores them.
 _TRANSFORMERS_IGNORES: dict[str, str] = {
     "num_nextn_predict_layers": "multi-token-prediction layers are not built by transformers and "
-    "not counted (DeepSeek-V3 adds about 14B parameters for one MTP layer)",
+    "not in params_total; they are in params_mtp and in training (training.mtp_layers; DeepSeek-V3: "
+    "about 11.5B parameters besides the shared embedding and head for one MTP layer)",
     "moe_layer_freq": "transformers makes every layer from first_k_dense_replace on an MoE layer",
     "quantization_config": "the stored weight format; precision is chosen in the scenario",
 }
@@ -472,8 +473,10 @@ def _deepseek(cfg, name, source, family, defaults, aliases):
         if mlp_bias and moe.shared_d_ff:
             raise InvalidScenario("model.mlp_bias: true with MoE shared experts is not supported")
     layers = [LayerSpec(attention=attn, ffn=dense if i < first_dense else moe) for i in range(n)]
+    mtp = cfg.get("num_nextn_predict_layers") if family == "deepseek_v3" else None
+    mtp = mtp if isinstance(mtp, int) and not isinstance(mtp, bool) and 0 <= mtp <= 16 else 0
     return _finish(r, name, source, layers, RMS, hidden=hidden, vocab=vocab,
-                   tie=r.bool("tie_word_embeddings"), max_seq=r.opt_int("max_position_embeddings"))
+                   tie=r.bool("tie_word_embeddings"), max_seq=r.opt_int("max_position_embeddings"), mtp_layers=mtp)
 
 
 def _deepseek_v2(cfg, name, source):

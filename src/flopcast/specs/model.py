@@ -158,6 +158,9 @@ class ModelSpec:
     ignored_fields: tuple[str, ...] = ()
     unmodeled_fields: tuple[tuple[str, str], ...] = ()  # (field, what is not modeled)
     notes: tuple[str, ...] = field(default=())
+    # multi-token-prediction modules (DeepSeek-V3's num_nextn_predict_layers): not built by
+    # transformers, so not in params_total; counted by counts.params_mtp and in training
+    mtp_layers: int = 0
     # Distinct layers and, per layer, the index of its distinct spec: computed once, so estimators
     # never hash layer specs on a hot path.
     distinct_layers: tuple[LayerSpec, ...] = field(init=False, compare=False, repr=False)

@@ -15,7 +15,7 @@ from flopcast.specs.fields import check_keys, choice, flag
 PRECISIONS = ("bf16", "fp16", "fp8")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
-                 "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune")
+                 "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune", "mtp_layers")
 FINETUNE_METHODS = ("lora", "qlora")
 FINETUNE_KEYS = ("method", "rank", "target_modules")
 TARGET_MODULES = ("attention", "mlp", "experts")
@@ -87,6 +87,7 @@ class TrainingSpec:
     moe_routing: str = "dropless"
     moe_max_nodes_per_token: int | None = None
     finetune: FinetuneSpec | None = None
+    mtp_layers: int | None = None     # multi-token-prediction modules trained on the last stage (None: 0)
     profile: Profile = Profile("training")
 
     @property
@@ -143,6 +144,7 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         framework=framework, compile=flag(data, "training", "compile", False), moe_routing=routing,
         moe_max_nodes_per_token=_max_nodes(data.get("moe_max_nodes_per_token")),
         finetune=_finetune(data.get("finetune")),
+        mtp_layers=_mtp(data.get("mtp_layers")),
         profile=profile if profile is not None else calibration.shipped("training"),
     )
 
@@ -154,4 +156,13 @@ def _max_nodes(value: Any) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidScenario(f"training.moe_max_nodes_per_token: expected a positive integer, got {value!r}")
+    return value
+
+
+def _mtp(value: Any) -> int | None:
+    """training.mtp_layers: multi-token-prediction modules trained beside the model (DeepSeek-V3: 1)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16:
+        raise InvalidScenario(f"training.mtp_layers: expected an integer 0..16, got {value!r}")
     return value
