@@ -8,6 +8,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from flopcast.catalog import CATALOG_DIR, _read_yaml
+from flopcast.errors import FlopcastError
 
 if TYPE_CHECKING:
     from flopcast.specs.hardware import AcceleratorSpec
@@ -107,7 +108,7 @@ def power_clock_factor(hw: AcceleratorSpec) -> float:
         return 1.0
     try:
         ref = catalog.get_hardware(hw.lookup_id)
-    except Exception:   # an inline part with no catalog base: its own TDP is the reference
+    except FlopcastError:   # an inline part with no catalog base: its own TDP is the reference
         return 1.0
     if not ref.tdp_w or hw.tdp_w >= ref.tdp_w:
         return 1.0
@@ -192,6 +193,7 @@ def moe_imbalance(kind: str, ep: int) -> float:
     return 1.0 + (float(e["value"]) - 1.0) * math.log2(ep) / math.log2(float(e["ref_ep"]))
 
 
+@cache
 def deepep_floor_s(ep: int) -> float:
     """One dispatch + combine of DeepEP's low-latency kernels at `ep` ranks (log-interpolated in ep)."""
     import numpy as np
@@ -202,6 +204,7 @@ def deepep_floor_s(ep: int) -> float:
     return float(np.interp(math.log2(max(2, ep)), x, y, left=y[0] * math.log2(max(2, ep)) / x[0]))
 
 
+@cache
 def moe_serving_data() -> dict:
     t = _table()
     return {"grouped_gemm_memory_frac": float(t["grouped_gemm_memory_frac"]["value"]),

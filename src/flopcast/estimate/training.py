@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flopcast import units
@@ -493,7 +493,6 @@ def calibrated_efficiency(hw: AcceleratorSpec, train: TrainingSpec) -> Efficienc
     stack = prof.get(f"stack.{train.framework}")
     if compute == 1.0 and stack == 1.0:
         return eff
-    from dataclasses import replace
 
     def cap(x: float) -> float:
         return min(0.98, x)

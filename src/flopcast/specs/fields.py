@@ -33,3 +33,10 @@ def flag(data: Mapping[str, Any], section: str, key: str, default: bool) -> bool
     if not isinstance(value, bool):
         raise InvalidScenario(f"{section}.{key}: expected true or false, got {value!r}")
     return value
+
+
+def bounded_int(value: Any, field: str, lo: int, hi: int) -> int:
+    """An integer in lo..hi (booleans and floats refused), named `field` in the error."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidScenario(f"{field}: expected an integer {lo}..{hi}, got {value!r}")
+    return value

@@ -10,7 +10,7 @@ from flopcast import units
 from flopcast.errors import InvalidScenario
 from flopcast.estimate.calibration import Profile
 from flopcast.specs import limits
-from flopcast.specs.fields import check_keys, choice, flag
+from flopcast.specs.fields import bounded_int, check_keys, choice, flag
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "int8", "fp4", "int4")
 KV_DTYPES = ("bf16", "fp16", "fp8", "int8")
@@ -43,9 +43,7 @@ def _speculative(value: Any) -> SpeculativeSpec | None:
         raise InvalidScenario("inference.speculative: expected a mapping {method, num_draft_tokens, acceptance_length}")
     check_keys(value, "inference.speculative", SPECULATIVE_KEYS)
     method = choice(value, "inference.speculative", "method", "mtp", SPECULATIVE_METHODS)
-    k = value.get("num_draft_tokens", 1)
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 16:
-        raise InvalidScenario(f"inference.speculative.num_draft_tokens: expected an integer 1..16, got {k!r}")
+    k = bounded_int(value.get("num_draft_tokens", 1), "inference.speculative.num_draft_tokens", 1, 16)
     a = value.get("acceptance_length")
     if isinstance(a, bool) or not isinstance(a, (int, float)) or not 1.0 <= float(a) <= k + 1:
         raise InvalidScenario(f"inference.speculative.acceptance_length: expected tokens per verify step in "

@@ -10,7 +10,7 @@ from flopcast import units
 from flopcast.errors import InvalidScenario
 from flopcast.estimate.calibration import Profile
 from flopcast.specs import limits
-from flopcast.specs.fields import check_keys, choice, flag
+from flopcast.specs.fields import bounded_int, check_keys, choice, flag
 
 PRECISIONS = ("bf16", "fp16", "fp8")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
@@ -39,9 +39,7 @@ def _finetune(value: Any) -> FinetuneSpec | None:
         raise InvalidScenario("training.finetune: expected a mapping {method: lora | qlora, rank, target_modules}")
     check_keys(value, "training.finetune", FINETUNE_KEYS)
     method = choice(value, "training.finetune", "method", "lora", FINETUNE_METHODS)
-    rank = value.get("rank", 16)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 4096:
-        raise InvalidScenario(f"training.finetune.rank: expected an integer 1..4096, got {rank!r}")
+    rank = bounded_int(value.get("rank", 16), "training.finetune.rank", 1, 4096)
     targets = value.get("target_modules", ["attention", "mlp"])
     if isinstance(targets, str):
         targets = [targets]
@@ -161,8 +159,4 @@ def _max_nodes(value: Any) -> int | None:
 
 def _mtp(value: Any) -> int | None:
     """training.mtp_layers: multi-token-prediction modules trained beside the model (DeepSeek-V3: 1)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 16:
-        raise InvalidScenario(f"training.mtp_layers: expected an integer 0..16, got {value!r}")
-    return value
+    return None if value is None else bounded_int(value, "training.mtp_layers", 0, 16)

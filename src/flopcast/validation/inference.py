@@ -114,7 +114,6 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
     """A fit.Case predicting a serving throughput under a calibration profile."""
     from dataclasses import replace
 
-    from flopcast import api
     from flopcast.estimate.calibration import Profile
     from flopcast.estimate.efficiency import generation_of
     from flopcast.estimate.serving import estimate_serving
@@ -127,7 +126,6 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
         raise FlopcastError(f"runs: {rid}: the scenario has no inference section")
     spec = rs.inference
     validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
-    del api
 
     def predict(profile: Profile) -> float:
         est = estimate_serving(rs.model, rs.hardware, replace(spec, profile=profile))

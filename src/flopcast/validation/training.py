@@ -314,45 +314,31 @@ def _more_runs() -> tuple[list[dict[str, Any]], dict[str, str]]:
     return out, skipped
 
 
-def _predictor(rs_inputs, train, n_dev: int):
-    """A function profile -> predicted step time for one pre-resolved scenario."""
-    from dataclasses import replace
-
-    from flopcast.estimate.training import estimate_training
-
-    model, hw, plan, dpn, so = rs_inputs
-
-    def predict(profile) -> float:
-        est = estimate_training(model, hw, plan, replace(train, profile=profile), devices_per_node=dpn,
-                                scale_out_bandwidth_bytes_per_s=so)
-        return est.step_time_s
-    return predict
-
-
 def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], measured_of, source: str):
     """A fit.Case for one scenario; `measured_of(model_flops_per_step)` gives the measured step time."""
+    from dataclasses import replace
+
     from flopcast import api
     from flopcast.estimate.calibration import Profile
     from flopcast.estimate.efficiency import generation_of
+    from flopcast.estimate.training import estimate_training
     from flopcast.specs.scenario import resolve
     from flopcast.validation.fit import Case
 
     rs = resolve(scenario)
     train, plan = api._training_inputs(rs)
-    pred = _predictor((rs.model, rs.hardware, plan, rs.cluster.devices_per_node,
-                       rs.cluster.scale_out_bandwidth_bytes_per_s), train, plan.num_devices)
-    from dataclasses import replace as _r
 
-    from flopcast.estimate.training import estimate_training
-    est = estimate_training(rs.model, rs.hardware, plan, _r(train, profile=Profile("training")),
-                            devices_per_node=rs.cluster.devices_per_node,
-                            scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s)
-    measured = measured_of(est.model_flops_per_step)
+    def estimate(profile: Profile):
+        return estimate_training(rs.model, rs.hardware, plan, replace(train, profile=profile),
+                                 devices_per_node=rs.cluster.devices_per_node,
+                                 scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s)
+
+    est = estimate(Profile("training"))
     params = (f"compute.{generation_of(rs.hardware.lookup_id)}", f"stack.{train.framework}")
     # the one-parameter baseline at efficiency 1: model FLOPs / (devices x dense peak)
-    baseline = est.step_time_s * est.mfu
     return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity="step_time_s",
-                measured=measured, params=params, predict=pred, baseline=baseline)
+                measured=measured_of(est.model_flops_per_step), params=params,
+                predict=lambda profile: estimate(profile).step_time_s, baseline=est.step_time_s * est.mfu)
 
 
 def cases() -> tuple[list, list[dict[str, Any]]]:
