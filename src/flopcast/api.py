@@ -21,6 +21,8 @@ from flopcast.specs.model import ModelSpec
 from flopcast.specs.parallel import plan_from_mapping, validate_plan
 from flopcast.specs.scenario import ClusterSpec, ResolvedScenario, resolve, resolve_model
 
+MAX_MICROBATCH_TOKENS = 65536   # the plan search's largest micro-batch, tokens per device
+
 DEFAULT_SEQ_LEN = 4096
 DEFAULT_KV_DTYPE = "bf16"
 WEIGHT_DTYPES = ("fp32", "bf16", "fp8", "fp4")
@@ -338,7 +340,10 @@ def _estimate_training_resolved(rs: ResolvedScenario):
     assumptions = list(rs.assumptions)
     assumptions += [
         Assumption("model_state_bytes_per_param", 18,
-                   "bf16 weights 2 + fp32 main grads 4 + fp32 master/m/v 12 (Megatron-LM layout)"),
+                   "bf16 weights 2 + fp32 main grads 4 + fp32 master/m/v 12 (Megatron-LM layout)")
+        if train.optimizer_moments_dtype == "fp32" else
+        Assumption("model_state_bytes_per_param", 14,
+                   "bf16 weights 2 + fp32 main grads 4 + fp32 master 4 + bf16 m/v 4 (training.optimizer_moments_dtype)"),
         Assumption("runtime_reserve_bytes", 1.5 * 2**30,
                    "CUDA/ROCm context and workspaces 1 GiB + NCCL buffers 0.5 GiB, "
                    "plus 10% of activations for allocator fragmentation"),
@@ -375,7 +380,7 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
     rest. The scenario's own `parallel` section is not used (it is what the search replaces)."""
     from flopcast.search import search
     from flopcast.search.space import SearchSpace
-    from flopcast.specs.parallel import PARALLEL_KEYS
+    from flopcast.specs.parallel import OFFLOAD, PARALLEL_KEYS
 
     rs = resolve(scenario)
     if "training" not in rs.sections:
@@ -384,11 +389,17 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
     assumptions = list(rs.assumptions)
     if rs.sections.get("parallel"):
         assumptions.append(Assumption("parallel", "not used", "the search chooses the plan (fix keys with --fix)"))
-    space = SearchSpace()
+    # micro-batches past 64K tokens per device only add activation memory (GEMMs are at full shape
+    # efficiency long before); offload never shortens a step: it is searched only when no plan fits
+    # without it (or when fixed)
+    space = SearchSpace(max_microbatch_tokens=MAX_MICROBATCH_TOKENS, offload=("none",))
+    assumptions.append(Assumption("search_space", f"micro-batches <= {MAX_MICROBATCH_TOKENS:,} tokens per device",
+                                  "larger ones only add activation memory; offload searched when nothing fits without it"))
     if fixed:
         parsed = plan_from_mapping(fixed).to_dict()
         pinned = tuple((k, parsed[k]) for k in PARALLEL_KEYS if k in fixed)
-        space = SearchSpace(pinned=pinned)
+        space = dataclasses.replace(space, pinned=pinned,
+                                    offload=OFFLOAD if "offload" in fixed else space.offload)
         assumptions.append(Assumption("fixed", ", ".join(f"{k}={v}" for k, v in pinned),
                                       "held fixed (--fix); the search chooses the rest"))
     assumptions.append(Assumption(
@@ -401,11 +412,23 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
                              seq_len=train.seq_len, scale_up_domain=rs.hardware.scale_up_domain, space=space)
     limits.check_count(bound, limits.MAX_PLANS, field="search: plans to evaluate",
                        hint="fix some plan keys (--fix tp=8 --fix pp=4) or search fewer devices; see docs/limits.md")
-    return search(rs.model, rs.hardware, train, num_devices=rs.cluster.num_devices,
-                  devices_per_node=rs.cluster.devices_per_node,
-                  scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, top=top,
-                  objective=objective, backend=backend, ray_address=ray_address, workers=workers,
-                  space=space, progress=progress, assumptions=tuple(assumptions))
+    def run(space_):
+        return search(rs.model, rs.hardware, train, num_devices=rs.cluster.num_devices,
+                      devices_per_node=rs.cluster.devices_per_node,
+                      scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, top=top,
+                      objective=objective, backend=backend, ray_address=ray_address, workers=workers,
+                      space=space_, progress=progress, assumptions=tuple(assumptions))
+
+    result = run(space)
+    if not result.plans and space.offload == ("none",):
+        with_offload = dataclasses.replace(space, offload=OFFLOAD)
+        limits.check_count(plan_space_bound(rs.model, num_devices=rs.cluster.num_devices,
+                                            global_batch_seqs=train.global_batch_seqs, seq_len=train.seq_len,
+                                            scale_up_domain=rs.hardware.scale_up_domain, space=with_offload),
+                           limits.MAX_PLANS, field="search: plans to evaluate (with offload: nothing fits without)",
+                           hint="fix some plan keys (--fix tp=8 --fix pp=4) or search fewer devices; see docs/limits.md")
+        result = run(with_offload)
+    return result
 
 
 def _estimate_serving_resolved(rs: ResolvedScenario):

@@ -13,7 +13,7 @@ import pytest
 
 from flopcast import api
 from flopcast.errors import FlopcastError, InvalidScenario
-from flopcast.search.space import SearchSpace, divisors, enumerate_plans
+from flopcast.search.space import PIPELINE_SCHEDULES, SearchSpace, divisors, enumerate_plans
 from flopcast.specs.hf import from_hf_config
 from flopcast.specs.parallel import OFFLOAD, RECOMPUTE, ParallelPlan, validate_plan
 
@@ -32,24 +32,32 @@ def scenario(model=None, devices=16, batch=16, seq=1024, hardware="h100-sxm"):
 @pytest.mark.parametrize(("cfg", "devices", "batch"), [(SMALL, 16, 16), (SMALL, 12, 24), (MOE, 8, 8)])
 def test_space_equals_the_validator(cfg, devices, batch):
     """Enumerated plans are exactly the plans of a brute-force grid that validate_plan accepts
-    (tp within the 8-device scale-up domain, sp only with tp > 1, offload only with ZeRO >= 1)."""
+    (tp within the 8-device scale-up domain, sp only with tp > 1, offload only with ZeRO >= 1; every
+    pipeline schedule; for MoE, expert tensor parallelism equal to tp or folded to 1; expert
+    all-to-all overlapped when ep > 1)."""
     model = from_hf_config(cfg)
+    moe = cfg is MOE
     seq = 1024
     got = list(enumerate_plans(model, num_devices=devices, global_batch_seqs=batch, seq_len=seq, scale_up_domain=8))
     assert len(got) == len(set(got)) and got
-    shape = {(p.tp, p.pp, p.dp, p.cp, p.ep, p.microbatch_seqs, p.vpp) for p in got}
+    assert all(p.ep_comm_overlap == (p.ep > 1) for p in got)
+    shape = {(p.tp, p.pp, p.dp, p.cp, p.ep, p.microbatch_seqs, p.vpp, p.pp_schedule, p.etp) for p in got}
     want = set()
     d = divisors(devices)
-    for tp, pp, dp, cp, ep, mb, vpp in itertools.product(d, d, d, d, range(1, 9), divisors(batch), range(1, 9)):
-        if tp > 8:
+    for tp, pp, dp, cp, ep, mb, vpp, sched, etp in itertools.product(
+            d, d, d, d, range(1, 9), divisors(batch), range(1, 9), PIPELINE_SCHEDULES, (None, 1)):
+        if tp > 8 or (etp == 1 and not (moe and tp > 1)):
             continue
-        plan = ParallelPlan(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, microbatch_seqs=mb)
+        plan = ParallelPlan(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, microbatch_seqs=mb, pp_schedule=sched, etp=etp)
         try:
             validate_plan(plan, model, num_devices=devices, global_batch_seqs=batch, seq_len=seq)
         except InvalidScenario:
             continue
-        want.add((tp, pp, dp, cp, ep, mb, vpp))
+        want.add((tp, pp, dp, cp, ep, mb, vpp, sched, etp))
     assert shape == want
+    if moe:
+        assert any(s[-1] == 1 for s in shape)                  # folded plans are in the space
+    assert {s[-2] for s in shape if s[1] > 1} == set(PIPELINE_SCHEDULES)
     # every structural plan comes with every allowed (sp, zero, recompute, offload) choice
     options = {(p.sp, p.zero_stage, p.recompute, p.offload) for p in got if p.tp > 1}
     allowed = {(sp, z, rc, off) for sp, z, rc, off in itertools.product((False, True), range(4), RECOMPUTE, OFFLOAD)

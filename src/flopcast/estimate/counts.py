@@ -201,6 +201,19 @@ def attention_flops_per_token(spec: ModelSpec, seq_len: int, convention: Attenti
     return total
 
 
+def mla_up_projection_flops_per_token(spec: ModelSpec) -> float:
+    """Forward FLOPs per token of the MLA up-projections (q_b from the query latent, kv_b from the
+    key-value latent) over all layers: what recomputing them repeats (0 without MLA)."""
+    total = 0.0
+    for layer, count in spec.layer_groups():
+        a = layer.attention
+        if isinstance(a, LatentAttention):
+            q_b = (a.q_lora_rank or 0) * a.num_heads * a.qk_head_dim
+            kv_b = a.kv_lora_rank * a.num_heads * (a.qk_nope_head_dim + a.v_head_dim)
+            total += count * 2 * (q_b + kv_b)
+    return total
+
+
 def forward_flops_per_token(spec: ModelSpec, seq_len: int, convention: AttentionConvention = "causal") -> float:
     """Matmul FLOPs + attention-score FLOPs per token in a forward pass at sequence length S."""
     return matmul_flops_per_token(spec) + attention_flops_per_token(spec, seq_len, convention)

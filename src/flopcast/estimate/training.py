@@ -65,7 +65,7 @@ from flopcast.specs.workload import TrainingSpec
 # Bytes per parameter of the model states (mixed-precision Adam, Megatron-LM layout).
 WEIGHT_BYTES = 2.0          # bf16/fp16 weights (fp8 training keeps bf16 weights, casts per matmul)
 GRAD_BYTES = 4.0            # fp32 main gradients
-OPTIMIZER_BYTES = 12.0      # fp32 master weights + Adam m and v
+OPTIMIZER_BYTES_FP32_MOMENTS = 12.0      # fp32 master weights + Adam m and v
 # Optimizer step, HBM bytes per parameter (Megatron-LM mixed-precision optimizer): gradient
 # non-finite check and unscale (read 4, write 4), global-norm for clipping (read 4), Adam (read
 # master, m, v, grad 16; write master, m, v 12), copy of the master into the 16-bit weights (read
@@ -158,7 +158,8 @@ class _Cost:
     gemm_bwd_s: float = 0.0
     attn_fwd_s: float = 0.0
     attn_bwd_s: float = 0.0
-    attn_recompute_s: float = 0.0   # what selective recompute repeats
+    attn_recompute_s: float = 0.0   # what selective recompute of core attention repeats
+    module_recompute_s: float = 0.0  # what selective recompute of the other listed modules repeats
     elem_fwd_s: float = 0.0
     head_gemm_s: float = 0.0        # LM-head GEMMs forward + backward (last stage; never recomputed)
     loss_s: float = 0.0             # cross-entropy forward + backward (last stage; never recomputed)
@@ -195,6 +196,10 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     mm_bytes = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
     a = layer.attention
     gemm = [0.0, 0.0]
+
+    def selective(module: str) -> bool:
+        """parallel.recompute_modules under recompute: selective (Megatron-Core --recompute-modules)."""
+        return plan.recompute == "selective" and module in plan.recompute_modules
 
     cast_elems = [0.0]   # fp8: GEMM input elements cast from bf16 per micro-batch
 
@@ -261,7 +266,8 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             replicated_params += h * (rkv + rope) + rkv
             sharded_params += (rkv * H * (a.qk_nope_head_dim + a.v_head_dim) + H * a.v_head_dim * h) / t
             act_rep += rkv + rope
-            act_shard += q * (2 * a.qk_head_dim + a.v_head_dim)
+            if not selective("mla_up_proj"):
+                act_shard += q * (2 * a.qk_head_dim + a.v_head_dim)   # Q, K, V from the up-projections
             gin_shard += q * a.v_head_dim
             heads, dqk, dv = q, a.qk_head_dim, a.v_head_dim
             kv_elems_per_token = rkv + rope
@@ -270,6 +276,9 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     for op in ops_mod.attention_ops(a, h, tokens=T, keys=0.0, tp=t):
         if op.kind == "gemm":
             G(op.m, op.n, op.k, op.count, module="attention")
+            if op.name in ("attention/q_b", "attention/kv_b") and selective("mla_up_proj"):
+                # MLA up-projections recomputed from the kept latents (DeepSeek-V3 report sec. 3.2.3)
+                c.module_recompute_s += gemm_time_s(ctx, op.m, op.n, op.k, op.count, mm_bytes)
     # --- attention scores
     s = train.seq_len
     s_local = s / plan.cp
@@ -323,7 +332,11 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             c.expert_params = expert_w + expert_b
             replicated_params += h * E + (E if ffn.router_bias else 0)
             act_shard += k * mult * fe / t
-            gin_shard += k * fe / t                          # (the same per device under any etp)
+            if selective("moe_act"):
+                # the expert activation's output (down-projection input) recomputed from its inputs
+                c.module_recompute_s += T * k * (mult + 1) * fe / t * ACT_BYTES / ctx.mem_bytes_per_s
+            else:
+                gin_shard += k * fe / t                      # (the same per device under any etp)
             gin_rep += k * h                                 # dispatched token copies (expert inputs)
             # activation, plus the token permutation around the experts (read h, write k h; then read
             # k h, write h: Megatron-Core permute / unpermute)
@@ -398,7 +411,11 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     mask = (2 * h / sp_div * MASK_BYTES) if train.dropout else 0.0
     gin_bytes = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
     per_token = (act_rep / sp_div + act_shard) * ACT_BYTES + (gin_rep / sp_div + gin_shard) * gin_bytes + mask
-    if not train.flash_attention and plan.recompute == "none":
+    if selective("layernorm"):
+        # the two norm outputs (attention and MLP inputs) recomputed from the kept norm inputs
+        per_token -= 2 * h / sp_div * gin_bytes
+        c.module_recompute_s += T * 2 * (2 * h / sp_div) * ACT_BYTES / ctx.mem_bytes_per_s
+    if not train.flash_attention and not (plan.recompute == "full" or selective("core_attn")):
         per_token += score_bytes_per_token
     c.act_bytes = T * per_token
     c.act_full_recompute_bytes = T * h / sp_div * ACT_BYTES   # the checkpointed layer input
@@ -557,7 +574,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     b = plan.microbatch_seqs
     mb_tokens = b * train.seq_len / plan.cp
     m = train.global_batch_seqs // (plan.dp * b)
-    lkey = ("layers", plan.tp, plan.cp, plan.sp, plan.ep, plan.expert_tp, b, plan.recompute, plan.pp == 1)
+    lkey = ("layers", plan.tp, plan.cp, plan.sp, plan.ep, plan.expert_tp, b, plan.recompute, plan.recompute_modules,
+            plan.pp == 1)
     if lkey not in cache:
         cache[lkey] = ([_layer_cost(spec, model, plan, train, ctx, mb_tokens) for spec in model.distinct_layers],
                        _head_cost(model, plan, ctx, mb_tokens), _embed_cost(model, plan, ctx, mb_tokens))
@@ -596,6 +614,22 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
                     sc.add(embed)
                 composition[key] = sc
             stage_costs_.append(composition[key])
+        if plan.pp_schedule == "dualpipe":
+            # DualPipe feeds micro-batches from both ends: rank r runs stage r for one direction and
+            # stage p-1-r for the other, half the micro-batches each (DeepSeek-V3 report sec. 3.2.1),
+            # so its work per micro-batch is the pair's mean and it holds both stages' parameters
+            # (the "2x parameters" below doubles this mean). The embedding and the head (with any MTP
+            # modules) share rank 0 and rank p-1 with the middle of the model.
+            pairs: dict[tuple[int, int], _Cost] = {}
+            for rank in range(plan.pp):
+                a_, b_ = stage_costs_[rank], stage_costs_[plan.pp - 1 - rank]
+                key = tuple(sorted((id(a_), id(b_))))
+                if key not in pairs:
+                    pc = _Cost()
+                    pc.add(a_, 0.5)
+                    pc.add(b_, 0.5)
+                    pairs[key] = pc
+                stage_costs_[rank] = pairs[key]
         bucket["costs"] = stage_costs_
     stage_costs = bucket["costs"]
 
@@ -613,7 +647,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         if recompute_full:
             rec = fwd_compute
         elif plan.recompute == "selective":
-            rec = sc.attn_recompute_s
+            rec = (sc.attn_recompute_s if "core_attn" in plan.recompute_modules else 0.0) + sc.module_recompute_s
         parts = {"gemm": sc.gemm_fwd_s + sc.gemm_bwd_s + sc.head_gemm_s,
                  "attention": sc.attn_fwd_s + sc.attn_bwd_s,
                  "elementwise": 3 * sc.elem_fwd_s,       # backward moves twice the forward's bytes
@@ -662,14 +696,18 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     # ZeRO-Offload (cpu): fp32 gradients and optimizer state live in host memory, CPU Adam updates
     # them (Ren et al. 2021). ZeRO-Infinity (nvme): the optimizer state on NVMe, gradients in host
     # memory, and with ZeRO-3 the parameters too, fetched layer by layer (Rajbhandari et al. 2021).
+    # bf16 Adam moments: 4 bytes fewer stored per parameter, 8 fewer moved by the step
+    moment_saving = 2 * (4 - BYTES_PER_ELEMENT[train.optimizer_moments_dtype])
+    optimizer_bytes = OPTIMIZER_BYTES_FP32_MOMENTS - moment_saving
+    adam_bytes_moved = ADAM_BYTES_MOVED - 2 * moment_saving
     infinity_params = plan.offload == "nvme" and plan.zero_stage >= 3
     host_per_device = 0.0
     if plan.offload == "cpu":
-        host_per_device = opt_params * (OPTIMIZER_BYTES + GRAD_BYTES)
+        host_per_device = opt_params * (optimizer_bytes + GRAD_BYTES)
     elif plan.offload == "nvme":
         host_per_device = opt_params * (GRAD_BYTES + (WEIGHT_BYTES if infinity_params else 0.0))
     host_bytes = host_per_device * devices_per_node
-    nvme_bytes = opt_params * OPTIMIZER_BYTES if plan.offload == "nvme" else 0.0
+    nvme_bytes = opt_params * optimizer_bytes if plan.offload == "nvme" else 0.0
 
     # --- memory on the most-loaded rank (first and last stage checked)
     def stage_memory(rank: int) -> tuple[float, float, float, float, float]:
@@ -677,9 +715,12 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         dense = s_c.params - s_c.expert_params
         exp = s_c.expert_params
         w_shard = d if plan.zero_stage >= 3 else 1
-        g_shard = d if plan.zero_stage >= 2 else 1
+        # gradients are stored sharded only where each micro-batch reduce-scatters its own; a stack
+        # that reduces once per step (Megatron-Core's distributed optimizer) accumulates them whole
+        grads_sharded = plan.zero_stage >= 2 and stack.grad_reduce == "per_microbatch"
+        g_shard = d if grads_sharded else 1
         o_shard = d if plan.zero_stage >= 1 else 1
-        ge = d_exp if plan.zero_stage >= 2 else 1
+        ge = d_exp if grads_sharded else 1
         oe = d_exp if plan.zero_stage >= 1 else 1
         we = d_exp if plan.zero_stage >= 3 else 1
         weights = dense * WEIGHT_BYTES / w_shard + exp * WEIGHT_BYTES / we
@@ -700,27 +741,37 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         if plan.pp_schedule == "dualpipe":
             # DualPipe keeps two copies of the parameters, one per direction (DeepSeek-V3 report, Table 2)
             weights, grads = 2 * weights, 2 * grads
-        optim = 0.0 if plan.offload != "none" else dense * OPTIMIZER_BYTES / o_shard + exp * OPTIMIZER_BYTES / oe
+        optim = 0.0 if plan.offload != "none" else dense * optimizer_bytes / o_shard + exp * optimizer_bytes / oe
         if ft is not None and plan.offload == "none":
-            optim = s_c.trainable * OPTIMIZER_BYTES / o_shard
+            optim = s_c.trainable * optimizer_bytes / o_shard
         akey = ("acts", rank, plan.dp)
         acts = bucket.get(akey)
         if acts is None:
             # activations: micro-batches in flight on this rank under (interleaved) 1F1B
             inflight = min(m, plan.pp - rank) if plan.pp > 1 else 1
             if plan.vpp > 1 and rank == 0:
-                inflight = min(m * plan.vpp, plan.pp * (1 + (plan.pp - 1) / (plan.pp * plan.vpp)))
+                # interleaved: the first rank runs 2(p - 1) + (v - 1)p warm-up forward chunks, then
+                # holds one more: p + (p - 1)/v stages' worth (Korthikanti et al. 2022, sec. 4.2.3),
+                # but never more chunks than the step has (m v: with m = p it runs every forward
+                # first and holds m micro-batches, as plain 1F1B does)
+                chunks = min(m * plan.vpp, 2 * (plan.pp - 1) + (plan.vpp - 1) * plan.pp + 1)
+                inflight = chunks / plan.vpp
             if plan.pp_schedule == "dualpipe":
                 inflight = min(m, plan.pp + 1)      # PP + 1 micro-batches (DeepSeek-V3 report, Table 2)
-            here = stage_groups[rank]
-            if recompute_full:
-                layer_input = sum(layer_cost[spec].act_full_recompute_bytes * n for spec, n in here.items())
-                one_layer = max(layer_cost[spec].act_bytes for spec in here)
-                acts = inflight * layer_input + one_layer
+            def layer_acts(r: int) -> float:
+                here = stage_groups[r]
+                if recompute_full:
+                    layer_input = sum(layer_cost[spec].act_full_recompute_bytes * n for spec, n in here.items())
+                    return inflight * layer_input + max(layer_cost[spec].act_bytes for spec in here)
+                return inflight * sum(layer_cost[spec].act_bytes * n for spec, n in here.items())
+            if plan.pp_schedule == "dualpipe":   # both directions' stages, half the micro-batches each
+                acts = (layer_acts(rank) + layer_acts(plan.pp - 1 - rank)) / 2
+                if rank in (0, plan.pp - 1):
+                    acts += head.act_bytes
             else:
-                acts = inflight * sum(layer_cost[spec].act_bytes * n for spec, n in here.items())
-            if rank == plan.pp - 1:
-                acts += head.act_bytes
+                acts = layer_acts(rank)
+                if rank == plan.pp - 1:
+                    acts += head.act_bytes
             bucket[akey] = acts
         other = RUNTIME_CONTEXT_BYTES + COMM_BUFFER_BYTES + FRAGMENTATION_FRAC * acts
         return weights, grads, optim, acts, other
@@ -833,11 +884,11 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     # --- optimizer step (memory-bound Adam over the local shard) and offload transfers
     offload_s = 0.0
     if plan.offload == "none":
-        optimizer_s = opt_params * ADAM_BYTES_MOVED / ctx.mem_bytes_per_s
+        optimizer_s = opt_params * adam_bytes_moved / ctx.mem_bytes_per_s
     else:
         link = (hw.host_link_bandwidth_bytes_per_s or 32e9) * eff.memory_frac
         host_bw = HOST_MEMORY_BANDWIDTH_BYTES_PER_S / max(1, devices_per_node)
-        optimizer_s = opt_params * ADAM_BYTES_MOVED / host_bw
+        optimizer_s = opt_params * adam_bytes_moved / host_bw
         # 16-bit gradients to the host every micro-batch, behind its backward; the updated 16-bit
         # parameters back once per step
         bwd_win = per_stage[slow]["_bwd"]
@@ -846,7 +897,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         offload_s = m * max(0.0, grad_d2h - bwd_win) + opt_params * WEIGHT_BYTES / link
         if plan.offload == "nvme":
             # optimizer state read and written on NVMe once per step
-            offload_s += opt_params * OPTIMIZER_BYTES * 2 / NVME_BANDWIDTH_BYTES_PER_S
+            offload_s += opt_params * optimizer_bytes * 2 / NVME_BANDWIDTH_BYTES_PER_S
             if infinity_params:
                 # every micro-batch fetches the parameters for forward and for backward, prefetched
                 # behind the previous layer's compute
@@ -884,7 +935,9 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     if recompute_full:
         extra = fwd_per_token * tokens
     elif plan.recompute == "selective":
-        extra = attn_per_token * tokens
+        extra = (attn_per_token if "core_attn" in plan.recompute_modules else 0.0) * tokens
+        if "mla_up_proj" in plan.recompute_modules:
+            extra += counts.mla_up_projection_flops_per_token(model) * tokens
     hardware_flops = model_flops + extra
     n_dev = plan.num_devices
     peak_total = mm_peak * n_dev

@@ -84,7 +84,8 @@ def evaluate_groups(job: Job, groups: Sequence[tuple[int, tuple[int, int, int]]]
     plans: dict[tuple[int, int], ParallelPlan] = {}
     for gi, group in groups:
         for pi, plan in enumerate(plans_in_group(job.model, group, num_devices=job.num_devices,
-                                                 global_batch_seqs=job.train.global_batch_seqs, space=job.space)):
+                                                 global_batch_seqs=job.train.global_batch_seqs, space=job.space,
+                                                 seq_len=job.train.seq_len)):
             n += 1
             step, mem, fits = step_summary(job.model, job.hw, plan, job.train, devices_per_node=job.devices_per_node,
                                            scale_out_bandwidth_bytes_per_s=job.scale_out_bandwidth_bytes_per_s,

@@ -6,6 +6,13 @@ of) the kv heads, within the scale-up domain unless allowed beyond it; pp <= lay
 needs pp > 1, at least one layer per virtual stage (uneven splits allowed) and micro-batches
 divisible by pp; ep divides the experts and dp cp; cp keeps the sequence divisible by 2 cp; the
 micro-batch divides the per-replica batch; offload needs ZeRO >= 1.
+
+Beyond the degrees the space holds the pipeline schedule (1F1B, interleaved 1F1B for every virtual
+degree, ZB-H1 zero bubble, DualPipe for even pp) and, for MoE models, expert tensor parallelism
+folded to 1 as well as equal to tp (Megatron-Core MoE parallel folding: ep * etp divides tp cp dp).
+Expert all-to-all is overlapped whenever ep > 1 (Megatron-Core's 1F1B A2A overlap; a plan without
+it is never faster in the model). Layouts are the default split (uneven where layers do not
+divide).
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ from dataclasses import dataclass
 
 from flopcast.specs.model import LatentAttention, ModelSpec, MoEFFN
 from flopcast.specs.parallel import OFFLOAD, RECOMPUTE, ZERO_STAGES, ParallelPlan
+
+PIPELINE_SCHEDULES = ("1f1b", "zero_bubble", "dualpipe")
+# plan keys the search does not vary but takes from --fix when given
+CARRIED = ("recompute_modules", "pipeline_layout", "ep_comm_overlap")
 
 
 def divisors(n: int) -> list[int]:
@@ -31,6 +42,10 @@ class SearchSpace:
     recompute: tuple[str, ...] = RECOMPUTE
     offload: tuple[str, ...] = OFFLOAD
     max_vpp: int = 8
+    schedules: tuple[str, ...] = PIPELINE_SCHEDULES
+    fold_experts: bool = True            # MoE: also etp = 1 when tp > 1
+    # largest micro-batch in tokens per device (seq_len x micro-batch / cp); None: no cap
+    max_microbatch_tokens: int | None = None
     # plan fields fixed by the user (the scenario's partial `parallel` section): (name, value) pairs
     pinned: tuple[tuple[str, object], ...] = ()
 
@@ -68,34 +83,65 @@ def plan_groups(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, s
 
 
 def plans_in_group(model: ModelSpec, group: tuple[int, int, int], *, num_devices: int, global_batch_seqs: int,
-                   space: SearchSpace = SearchSpace()) -> Iterator[ParallelPlan]:
+                   space: SearchSpace = SearchSpace(), seq_len: int | None = None) -> Iterator[ParallelPlan]:
     """Every valid plan with the given (tp, cp, pp), in a fixed order."""
     tp, cp, pp = group
     L = model.num_layers
     dp = num_devices // (tp * cp * pp)
     per_replica = global_batch_seqs // dp
-    experts = next((lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
-    eps = space.allowed("ep", [e for e in divisors(experts) if (dp * cp) % e == 0] if experts else [1])
+    moe = next((lay.ffn for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
+    expert_groups = _expert_groups(moe, tp, cp, dp, space)
+    # pinned keys the space does not vary are carried into every plan
+    carried = {k: tuple(v) if isinstance(v, list) else v for k, v in space.pinned if k in CARRIED}
+    layout = carried.get("pipeline_layout")
     sps = space.allowed("sp", (False, True) if tp > 1 else (False,))
     recomputes = space.allowed("recompute", space.recompute)
     zeros = space.allowed("zero_stage", space.zero_stages)
     offloads = space.allowed("offload", space.offload)
     for mb in space.allowed("microbatch_seqs", divisors(per_replica)):
+        if space.max_microbatch_tokens and seq_len and mb > 1 and mb * seq_len / cp > space.max_microbatch_tokens:
+            continue
         m = per_replica // mb
-        vpps = [1]
-        if pp > 1 and m % pp == 0:
-            vpps += [v for v in range(2, space.max_vpp + 1) if pp * v <= L]
-        for ep in eps:
-            for vpp in space.allowed("vpp", vpps):
+        pipes = [("1f1b", 1)]
+        if pp > 1:
+            if m % pp == 0:
+                pipes += [("1f1b", v) for v in range(2, space.max_vpp + 1) if pp * v <= L]
+            pipes += [(s, 1) for s in space.schedules if s == "zero_bubble" or (s == "dualpipe" and pp % 2 == 0)]
+        if dict(space.pinned).get("pp_schedule") == "interleaved":
+            pipes = [("interleaved", v) for s, v in pipes if v > 1]
+        pipes = [(s, v) for s, v in pipes if space.allowed("vpp", [v]) and space.allowed("pp_schedule", [s])]
+        for ep, etp in expert_groups:
+            for sched, vpp in pipes:
                 for sp in sps:
                     for recompute in recomputes:
                         for zero in zeros:
                             for offload in offloads:
                                 if offload != "none" and zero == 0:
                                     continue
-                                yield ParallelPlan(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, sp=sp, vpp=vpp,
-                                                   zero_stage=zero, recompute=recompute, microbatch_seqs=mb,
-                                                   offload=offload)
+                                if layout is not None and len(layout) != pp * vpp:
+                                    continue
+                                if "recompute_modules" in carried and recompute != "selective":
+                                    continue
+                                yield ParallelPlan(**({
+                                    "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
+                                    "zero_stage": zero, "recompute": recompute, "microbatch_seqs": mb,
+                                    "offload": offload, "etp": etp, "pp_schedule": sched,
+                                    "ep_comm_overlap": ep > 1} | carried))
+
+
+def _expert_groups(moe: MoEFFN | None, tp: int, cp: int, dp: int, space: SearchSpace) -> list[tuple[int, int | None]]:
+    """(ep, etp) pairs: etp = tp (None) with ep dividing the experts and dp cp, and, folded, etp = 1
+    with ep dividing the experts and tp cp dp (Megatron-Core MoE parallel folding)."""
+    if moe is None:
+        return [(e, None) for e in space.allowed("ep", [1])]
+    experts = moe.num_experts
+    out = [(e, None) for e in space.allowed("ep", [e for e in divisors(experts) if (dp * cp) % e == 0])]
+    if space.fold_experts and tp > 1:
+        out += [(e, 1) for e in space.allowed("ep", [e for e in divisors(experts) if (tp * cp * dp) % e == 0])]
+    pinned_etp = dict(space.pinned).get("etp")
+    if pinned_etp is not None:
+        out = [(e, t) for e, t in out if (t or tp) == pinned_etp]
+    return out
 
 
 def enumerate_plans(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
@@ -104,7 +150,7 @@ def enumerate_plans(model: ModelSpec, *, num_devices: int, global_batch_seqs: in
     for group in plan_groups(model, num_devices=num_devices, global_batch_seqs=global_batch_seqs, seq_len=seq_len,
                              scale_up_domain=scale_up_domain, space=space):
         yield from plans_in_group(model, group, num_devices=num_devices, global_batch_seqs=global_batch_seqs,
-                                  space=space)
+                                  space=space, seq_len=seq_len)
 
 
 def nearest_valid_device_counts(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, seq_len: int,
@@ -128,11 +174,14 @@ def plan_space_bound(model: ModelSpec, *, num_devices: int, global_batch_seqs: i
                      scale_up_domain: int, space: SearchSpace = SearchSpace()) -> int:
     """An upper bound on the number of plans `enumerate_plans` yields, counted per (tp, cp, pp) group
     without building any plan (so a search past the limit is refused before it starts)."""
-    experts = next((lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
-    per_microbatch = ((len(divisors(experts)) if experts else 1) * space.max_vpp * 2 * len(space.recompute)
-                      * len(space.zero_stages) * len(space.offload))
+    moe = next((lay.ffn for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
+    options = 2 * len(space.recompute) * len(space.zero_stages) * len(space.offload)
     total = 0
     for tp, cp, pp in plan_groups(model, num_devices=num_devices, global_batch_seqs=global_batch_seqs,
                                   seq_len=seq_len, scale_up_domain=scale_up_domain, space=space):
-        total += len(divisors(global_batch_seqs // (num_devices // (tp * cp * pp)))) * per_microbatch
+        dp = num_devices // (tp * cp * pp)
+        mbs = [mb for mb in divisors(global_batch_seqs // dp)
+               if not (space.max_microbatch_tokens and mb > 1 and mb * seq_len / cp > space.max_microbatch_tokens)]
+        pipes = 1 + (space.max_vpp - 1 + len(space.schedules) if pp > 1 else 0)
+        total += len(mbs) * pipes * len(_expert_groups(moe, tp, cp, dp, space)) * options
     return total

@@ -11,15 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flopcast.errors import InvalidScenario
+from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.specs.fields import check_keys, choice, flag
 from flopcast.specs.model import LatentAttention, ModelSpec, MoEFFN
 
 RECOMPUTE = ("none", "selective", "full")
+# Megatron-Core --recompute-modules (with --recompute-granularity selective): what selective
+# recompute repeats in the backward instead of keeping for it; default core attention only.
+RECOMPUTE_MODULES = ("core_attn", "layernorm", "mla_up_proj", "moe_act")
 OFFLOAD = ("none", "cpu", "nvme")
 ZERO_STAGES = (0, 1, 2, 3)
 PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute",
-                 "microbatch_seqs", "offload", "ep_comm_overlap", "etp", "pipeline_layout", "pp_schedule")
+                 "microbatch_seqs", "offload", "ep_comm_overlap", "etp", "pipeline_layout", "pp_schedule",
+                 "recompute_modules")
 PP_SCHEDULES = ("1f1b", "interleaved", "dualpipe", "zero_bubble")
 
 
@@ -40,6 +44,7 @@ class ParallelPlan:
     etp: int | None = None                         # expert tensor parallel; None = tp
     pipeline_layout: tuple[int, ...] | None = None  # layers per virtual stage (pp x vpp entries)
     pp_schedule: str = "1f1b"
+    recompute_modules: tuple[str, ...] = ("core_attn",)
 
     @property
     def num_devices(self) -> int:
@@ -58,7 +63,12 @@ class ParallelPlan:
         d = {k: getattr(self, k) for k in PARALLEL_KEYS}
         d["etp"] = self.expert_tp
         d["pipeline_layout"] = list(self.pipeline_layout) if self.pipeline_layout else None
+        d["recompute_modules"] = list(self.recompute_modules) if self.recompute == "selective" else None
         return d
+
+    def recomputes(self, module: str) -> bool:
+        """Whether selective recompute repeats this module (full recompute repeats everything)."""
+        return self.recompute == "full" or (self.recompute == "selective" and module in self.recompute_modules)
 
 
 def _pos_int(data: Mapping[str, Any], key: str, default: int) -> int:
@@ -90,7 +100,25 @@ def plan_from_mapping(data: Mapping[str, Any] | None) -> ParallelPlan:
         etp=_pos_int(data, "etp", 1) if data.get("etp") is not None else None,
         pipeline_layout=_layout(data.get("pipeline_layout")),
         pp_schedule=choice(data, "parallel", "pp_schedule", "1f1b", PP_SCHEDULES),
+        recompute_modules=_modules(data.get("recompute_modules"), recompute),
     )
+
+
+def _modules(value: Any, recompute: str) -> tuple[str, ...]:
+    """parallel.recompute_modules: a list drawn from RECOMPUTE_MODULES (selective recompute only)."""
+    if value is None:
+        return ("core_attn",)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise InvalidScenario("parallel.recompute_modules: expected a list such as [layernorm, mla_up_proj, moe_act]; "
+                              f"accepted: {', '.join(RECOMPUTE_MODULES)}")
+    for v in value:
+        if v not in RECOMPUTE_MODULES:
+            raise UnknownName("parallel.recompute_modules", str(v), RECOMPUTE_MODULES)
+    if recompute != "selective":
+        raise InvalidScenario(f"parallel.recompute_modules: applies to recompute: selective, not {recompute!r}")
+    return tuple(dict.fromkeys(value))
 
 
 def _layout(value: Any) -> tuple[int, ...] | None:
@@ -177,6 +205,9 @@ def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, glo
                               f"needs an even pp, got {p.pp}")
     if p.pp_schedule in ("dualpipe", "zero_bubble") and p.pp == 1:
         raise InvalidScenario(f"parallel.pp_schedule: {p.pp_schedule} needs pp > 1")
+    if p.pp_schedule in ("dualpipe", "zero_bubble") and p.vpp > 1:
+        raise InvalidScenario(f"parallel.vpp: {p.pp_schedule} runs one stage per rank and direction; "
+                              f"vpp must be 1, got {p.vpp} (interleaving is pp_schedule: 1f1b with vpp > 1)")
     if p.cp > 1 and seq_len % (2 * p.cp):
         raise InvalidScenario(
             f"parallel.cp: seq_len {seq_len} must be divisible by 2*cp = {2 * p.cp} "

@@ -15,7 +15,8 @@ from flopcast.specs.fields import bounded_int, check_keys, choice, flag
 PRECISIONS = ("bf16", "fp16", "fp8")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
-                 "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune", "mtp_layers")
+                 "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune", "mtp_layers",
+                 "optimizer_moments_dtype")
 FINETUNE_METHODS = ("lora", "qlora")
 FINETUNE_KEYS = ("method", "rank", "target_modules")
 TARGET_MODULES = ("attention", "mlp", "experts")
@@ -86,6 +87,9 @@ class TrainingSpec:
     moe_max_nodes_per_token: int | None = None
     finetune: FinetuneSpec | None = None
     mtp_layers: int | None = None     # multi-token-prediction modules trained on the last stage (None: 0)
+    # Adam's first and second moments: fp32, or bf16 (Megatron-Core --exp-avg-dtype/--exp-avg-sq-dtype
+    # bf16; DeepSeek-V3 report sec. 3.3.2); master weights stay fp32
+    optimizer_moments_dtype: str = "fp32"
     profile: Profile = Profile("training")
 
     @property
@@ -143,6 +147,7 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         moe_max_nodes_per_token=_max_nodes(data.get("moe_max_nodes_per_token")),
         finetune=_finetune(data.get("finetune")),
         mtp_layers=_mtp(data.get("mtp_layers")),
+        optimizer_moments_dtype=choice(data, "training", "optimizer_moments_dtype", "fp32", ("fp32", "bf16")),
         profile=profile if profile is not None else calibration.shipped("training"),
     )
 
