@@ -392,14 +392,20 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
     # micro-batches past 64K tokens per device only add activation memory (GEMMs are at full shape
     # efficiency long before); offload never shortens a step: it is searched only when no plan fits
     # without it (or when fixed)
-    space = SearchSpace(max_microbatch_tokens=MAX_MICROBATCH_TOKENS, offload=("none",))
+    from flopcast.estimate.efficiency import training_stack
+
+    # a stack that reduces gradients once per step (Megatron-Core's distributed optimizer) has no
+    # ZeRO-2 distinct from ZeRO-1: the search leaves it out there
+    zeros = tuple(z for z in (0, 1, 2, 3) if not (z == 2 and training_stack(train.framework).grad_reduce == "per_step"))
+    space = SearchSpace(max_microbatch_tokens=MAX_MICROBATCH_TOKENS, offload=("none",), zero_stages=zeros)
     assumptions.append(Assumption("search_space", f"micro-batches <= {MAX_MICROBATCH_TOKENS:,} tokens per device",
                                   "larger ones only add activation memory; offload searched when nothing fits without it"))
     if fixed:
         parsed = plan_from_mapping(fixed).to_dict()
         pinned = tuple((k, parsed[k]) for k in PARALLEL_KEYS if k in fixed)
         space = dataclasses.replace(space, pinned=pinned,
-                                    offload=OFFLOAD if "offload" in fixed else space.offload)
+                                    offload=OFFLOAD if "offload" in fixed else space.offload,
+                                    zero_stages=(0, 1, 2, 3) if "zero_stage" in fixed else space.zero_stages)
         assumptions.append(Assumption("fixed", ", ".join(f"{k}={v}" for k, v in pinned),
                                       "held fixed (--fix); the search chooses the rest"))
     assumptions.append(Assumption(
@@ -408,10 +414,20 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
     from flopcast.search.space import plan_space_bound
     from flopcast.specs import limits
 
-    bound = plan_space_bound(rs.model, num_devices=rs.cluster.num_devices, global_batch_seqs=train.global_batch_seqs,
-                             seq_len=train.seq_len, scale_up_domain=rs.hardware.scale_up_domain, space=space)
-    limits.check_count(bound, limits.MAX_PLANS, field="search: plans to evaluate",
-                       hint="fix some plan keys (--fix tp=8 --fix pp=4) or search fewer devices; see docs/limits.md")
+    def bound_of(space_) -> int:
+        return plan_space_bound(rs.model, num_devices=rs.cluster.num_devices,
+                                global_batch_seqs=train.global_batch_seqs, seq_len=train.seq_len,
+                                scale_up_domain=rs.hardware.scale_up_domain, space=space_)
+
+    hint = "fix some plan keys (--fix tp=8 --fix pp=4) or search fewer devices; see docs/limits.md"
+    bound = bound_of(space)
+    if bound > limits.MAX_PLANS:
+        return _search_in_two_passes(space, bound, bound_of, run_search=lambda sp, k: search(
+            rs.model, rs.hardware, train, num_devices=rs.cluster.num_devices,
+            devices_per_node=rs.cluster.devices_per_node,
+            scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, top=k,
+            objective=objective, backend=backend, ray_address=ray_address, workers=workers,
+            space=sp, progress=progress, assumptions=tuple(assumptions)), top=top, hint=hint)
     def run(space_):
         return search(rs.model, rs.hardware, train, num_devices=rs.cluster.num_devices,
                       devices_per_node=rs.cluster.devices_per_node,
@@ -429,6 +445,50 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
                            hint="fix some plan keys (--fix tp=8 --fix pp=4) or search fewer devices; see docs/limits.md")
         result = run(with_offload)
     return result
+
+
+STRUCTURE_KEYS = ("tp", "cp", "pp", "ep", "etp", "pp_schedule", "vpp")
+REFINED_STRUCTURES = 8
+
+
+def _search_in_two_passes(space, bound: int, bound_of, *, run_search, top: int, hint: str):
+    """A plan space past the limit is searched structure first: every (tp, cp, pp, ep, etp,
+    schedule, vpp) with sequence parallelism on, power-of-two micro-batches, ZeRO 1 or 3 and
+    selective or full recompute; then the best REFINED_STRUCTURES structures with every option.
+    The result says so; it is exhaustive over structures, not over every option of each."""
+    from flopcast.search import SearchResult
+    from flopcast.specs import limits
+
+    coarse = dataclasses.replace(space, coarse=True, recompute=("selective", "full"), zero_stages=(1, 3))
+    limits.check_count(bound_of(coarse), limits.MAX_PLANS, field="search: plans to evaluate (structure pass)",
+                       hint=hint)
+    first = run_search(coarse, max(top, 4 * REFINED_STRUCTURES))
+    pinned = dict(space.pinned)
+    structures: list[tuple] = []
+    for e in first.plans:
+        key = tuple((k, e.plan.expert_tp if k == "etp" else getattr(e.plan, k)) for k in STRUCTURE_KEYS)
+        if key not in structures:
+            structures.append(key)
+    results = [first]
+    for key in structures[:REFINED_STRUCTURES]:
+        pins = tuple(pinned.items()) + tuple((k, v) for k, v in key if k not in pinned)
+        results.append(run_search(dataclasses.replace(space, pinned=pins), top))
+    everything = {e.plan: e for r in results for e in (*r.plans, *r.pareto)}
+    ranked = sorted(everything.values(), key=lambda e: (e.step_time_s, e.memory_per_device_bytes))
+    front, best_mem = [], float("inf")
+    for e in ranked:
+        if e.memory_per_device_bytes < best_mem:
+            front.append(e)
+            best_mem = e.memory_per_device_bytes
+    note = Assumption("search_passes", f"{bound:,} plans: structure first, then the best {len(structures[:REFINED_STRUCTURES])} "
+                      "structures with every option",
+                      "past the plan limit the search enumerates every (tp, cp, pp, ep, etp, schedule, vpp) with "
+                      "sp on, power-of-two micro-batches, ZeRO 1/3 and selective/full recompute, then refines")
+    return SearchResult(plans=tuple(ranked[:top]), pareto=tuple(front),
+                        num_evaluated=sum(r.num_evaluated for r in results),
+                        num_fitting=sum(r.num_fitting for r in results), objective=first.objective,
+                        backend=first.backend, assumptions=(*first.assumptions, note),
+                        model_error_frac=first.model_error_frac)
 
 
 def _estimate_serving_resolved(rs: ResolvedScenario):

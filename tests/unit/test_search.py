@@ -215,3 +215,25 @@ def test_plans_carry_the_models_error_band():
     assert best["within_error_of_best"] and best["step_time_s_band"][0] < best["step_time_s"] < best["step_time_s_band"][1]
     for p in d["plans"]:
         assert p["within_error_of_best"] == (p["step_time_s"] <= best["step_time_s"] * (1 + e) / (1 - e))
+
+
+def test_a_space_past_the_limit_is_searched_structure_first(monkeypatch):
+    """Past the plan limit the search enumerates every structure (tp, cp, pp, ep, etp, schedule,
+    vpp) with a reduced option set, then refines the best structures with every option; it says so,
+    and on a small space it finds the exhaustive search's best step time."""
+    from flopcast.specs import limits
+    full = api.search_training(scenario(), top=3, workers=1)
+    monkeypatch.setattr(limits, "MAX_PLANS", 4000)
+    two = api.search_training(scenario(), top=3, workers=1)
+    assert any(a.name == "search_passes" for a in two.assumptions)
+    assert two.plans[0].step_time_s == pytest.approx(full.plans[0].step_time_s, rel=1e-9)
+    assert two.num_evaluated < full.num_evaluated
+
+
+def test_deepseek_v3_search_chooses_expert_parallelism():
+    """DeepSeek-V3 on 2,048 H800 with DualPipe on 16 stages fixed: the best plan uses expert
+    parallelism (ep > 1), as every published DeepSeek-V3 plan does."""
+    from pathlib import Path
+    res = api.search_training(Path(__file__).parents[2] / "examples" / "deepseek-v3-pretrain.yaml", top=3,
+                              fixed={"pp": 16, "pp_schedule": "dualpipe", "tp": 1})
+    assert res.plans and res.plans[0].plan.ep > 1

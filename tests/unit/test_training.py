@@ -270,6 +270,40 @@ def test_deepseek_v3_as_deepseek_ran_it():
     assert abs(r.tokens_per_s_per_device / published - 1) <= 0.15
 
 
+def test_hybrid_sharding_shards_within_the_group_and_replicates_across():
+    """FSDP2 hybrid sharding / MiCS (parallel.shard_group g < dp): the model states are divided by g,
+    not dp, and the gradient reduction is a reduce-scatter inside the group plus an all-reduce of
+    each shard across the dp/g groups; g must divide dp*cp and needs ZeRO >= 1."""
+    sc = {"model": "llama-3.1-70b", "hardware": "h100-sxm", "cluster": {"num_devices": 256},
+          "training": {"seq_len": 8192, "global_batch_seqs": 256, "framework": "torchtitan"},
+          "parallel": {"tp": 1, "pp": 1, "dp": 256, "zero_stage": 3, "recompute": "full"}}
+    full = api.estimate_training(sc)
+    hybrid = api.estimate_training(copy.deepcopy(sc) | {"parallel": sc["parallel"] | {"shard_group": 32}})
+    assert hybrid.memory_breakdown_bytes["optimizer"] == pytest.approx(full.memory_breakdown_bytes["optimizer"] * 8)
+    assert hybrid.step_time_breakdown_s["dp_comm"] != full.step_time_breakdown_s["dp_comm"]
+    with pytest.raises(InvalidScenario, match="shard_group: 24 must divide dp"):
+        api.estimate_training(sc | {"parallel": sc["parallel"] | {"shard_group": 24}})
+    with pytest.raises(InvalidScenario, match="zero_stage >= 1"):
+        api.estimate_training(sc | {"parallel": sc["parallel"] | {"shard_group": 32, "zero_stage": 0}})
+
+
+def test_activation_offload_moves_activations_to_the_host():
+    """parallel.activation_offload f: f of the kept activations leave the device (two layers of
+    transfer buffers stay), host memory per node grows by f x activations x devices per node, and
+    the transfers beyond the forward/backward compute they hide behind show up as offload time."""
+    sc = {"model": "llama-3.1-70b", "hardware": "h100-sxm", "cluster": {"num_devices": 256},
+          "training": {"seq_len": 8192, "global_batch_seqs": 256},
+          "parallel": {"tp": 1, "pp": 1, "dp": 256, "zero_stage": 3, "recompute": "none"}}
+    none = api.estimate_training(sc)
+    half = api.estimate_training(sc | {"parallel": sc["parallel"] | {"activation_offload": 0.5}})
+    acts = none.memory_breakdown_bytes["activations"]
+    assert acts / 2 < half.memory_breakdown_bytes["activations"] < acts / 2 * 1.1
+    assert half.host_memory_per_node_bytes == pytest.approx(acts / 2 * 8)
+    assert half.step_time_breakdown_s["offload"] >= 0 and none.step_time_breakdown_s["offload"] == 0
+    with pytest.raises(InvalidScenario, match="activation_offload"):
+        api.estimate_training(sc | {"parallel": sc["parallel"] | {"activation_offload": 1.5}})
+
+
 # ---------------------------------------------------------------- time
 def test_bubble_is_p_minus_1_over_vm():
     """Interleaved 1F1B: bubble = (p - 1)/(v m) x the micro-batch work on a stage."""

@@ -684,15 +684,18 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     # --- optimizer shard (the stage with the most parameters) and offloaded state
     d = plan.dp * plan.cp
     d_exp = plan.expert_dp
+    # hybrid sharding: the states are sharded over the shard group only (experts over at most that)
+    g = plan.zero_group
+    g_exp = max(1, min(d_exp, g))
     heavy = bucket.get("heavy")
     if heavy is None:
         heavy = bucket["heavy"] = max(stage_costs, key=lambda c: c.params)
     sharded = plan.zero_stage >= 1
-    opt_params = ((heavy.params - heavy.expert_params) / (d if sharded else 1)
-                  + heavy.expert_params / (d_exp if sharded else 1))
+    opt_params = ((heavy.params - heavy.expert_params) / (g if sharded else 1)
+                  + heavy.expert_params / (g_exp if sharded else 1))
     ft = train.finetune
     if ft is not None:   # only the adapters are trained: gradients, optimizer state and step
-        opt_params = heavy.trainable / (d if sharded else 1)
+        opt_params = heavy.trainable / (g if sharded else 1)
     # ZeRO-Offload (cpu): fp32 gradients and optimizer state live in host memory, CPU Adam updates
     # them (Ren et al. 2021). ZeRO-Infinity (nvme): the optimizer state on NVMe, gradients in host
     # memory, and with ZeRO-3 the parameters too, fetched layer by layer (Rajbhandari et al. 2021).
@@ -714,15 +717,15 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         s_c = stage_costs[rank]
         dense = s_c.params - s_c.expert_params
         exp = s_c.expert_params
-        w_shard = d if plan.zero_stage >= 3 else 1
+        w_shard = g if plan.zero_stage >= 3 else 1
         # gradients are stored sharded only where each micro-batch reduce-scatters its own; a stack
         # that reduces once per step (Megatron-Core's distributed optimizer) accumulates them whole
         grads_sharded = plan.zero_stage >= 2 and stack.grad_reduce == "per_microbatch"
-        g_shard = d if grads_sharded else 1
-        o_shard = d if plan.zero_stage >= 1 else 1
-        ge = d_exp if grads_sharded else 1
-        oe = d_exp if plan.zero_stage >= 1 else 1
-        we = d_exp if plan.zero_stage >= 3 else 1
+        g_shard = g if grads_sharded else 1
+        o_shard = g if plan.zero_stage >= 1 else 1
+        ge = g_exp if grads_sharded else 1
+        oe = g_exp if plan.zero_stage >= 1 else 1
+        we = g_exp if plan.zero_stage >= 3 else 1
         weights = dense * WEIGHT_BYTES / w_shard + exp * WEIGHT_BYTES / we
         if infinity_params:        # the parameters live off the device
             weights = 0.0
@@ -773,9 +776,16 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
                 if rank == plan.pp - 1:
                     acts += head.act_bytes
             bucket[akey] = acts
+        if plan.activation_offload:
+            # the offloaded share waits in host memory; two layers' worth of one micro-batch stay on
+            # the device as transfer buffers (one going out or coming back, one being computed)
+            layer_max = max(layer_cost[spec].act_bytes for spec in stage_groups[rank])
+            offloaded_acts[rank] = plan.activation_offload * acts
+            acts = acts - offloaded_acts[rank] + 2 * layer_max * plan.activation_offload
         other = RUNTIME_CONTEXT_BYTES + COMM_BUFFER_BYTES + FRAGMENTATION_FRAC * acts
         return weights, grads, optim, acts, other
 
+    offloaded_acts: dict[int, float] = {}
     parts = stage_memory(0)
     total_mem = sum(parts)
     if plan.pp > 1:
@@ -783,6 +793,8 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         if sum(last) > total_mem:
             parts, total_mem = last, sum(last)
     mem = dict(zip(("weights", "gradients", "optimizer", "activations", "other"), parts, strict=True))
+    if offloaded_acts:
+        host_bytes += max(offloaded_acts.values()) * devices_per_node
     cap = hw.hbm_capacity_bytes
     fits = total_mem <= cap
     reason = None
@@ -792,7 +804,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         reason = (f"needs {units.format_bytes(total_mem)} per device, {units.format_bytes(total_mem - cap)} "
                   f"more than the {units.format_bytes(cap)} of {hw.id}; largest part: {biggest} "
                   f"({units.format_bytes(mem[biggest])})")
-    if plan.offload != "none" and hw.host_memory_bytes_per_node and host_bytes > hw.host_memory_bytes_per_node:
+    if host_bytes and hw.host_memory_bytes_per_node and host_bytes > hw.host_memory_bytes_per_node:
         fits = False
         reason = None if skip else (
                   f"offloaded state needs {units.format_bytes(host_bytes)} of host memory per node; "
@@ -848,11 +860,21 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         def gather(n: int, nbytes: float) -> float:
             return comm.hierarchical_gather_s(n, min(in_node, n), nbytes, links)
 
-        dkey = ("dp", plan.dp)
+        dkey = ("dp", plan.dp, plan.shard_group)
         if dkey not in bucket:
+            rs_, ag_ = (gather(g, grad_params * grad_b) + gather(g_exp, grad_expert * grad_b),
+                        gather(g, dense_params * WEIGHT_BYTES) + gather(g_exp, sc.expert_params * WEIGHT_BYTES))
+            # hybrid sharding: each shard group's reduce-scattered gradients are then all-reduced
+            # with the same shard of the other d / g replicas (one rank per group, usually across nodes)
+            rep_ = 0.0
+            if g < d:
+                r_, r_exp = d // g, max(1, d_exp // g_exp)
+                rep_in = max(1, min(r_, in_node // g)) if g < in_node else 1
+                rep_ = (comm.hierarchical_all_reduce_s(r_, rep_in, grad_params * grad_b / g, links)
+                        + (comm.hierarchical_all_reduce_s(r_exp, 1, grad_expert * grad_b / g_exp, links)
+                           if r_exp > 1 else 0.0))
             bucket[dkey] = (
-                gather(d, grad_params * grad_b) + gather(d_exp, grad_expert * grad_b),
-                gather(d, dense_params * WEIGHT_BYTES) + gather(d_exp, sc.expert_params * WEIGHT_BYTES),
+                rs_ + rep_, ag_,
                 comm.hierarchical_all_reduce_s(d, min(in_node, d), grad_params * grad_b, links)
                 + comm.hierarchical_all_reduce_s(d_exp, min(in_node, d_exp), grad_expert * grad_b, links))
         rs, ag, ar = bucket[dkey]
@@ -872,7 +894,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
             # latency), and reduce-scatters its gradients (every micro-batch, or once per step
             # where the stack accumulates unsharded gradients: Megatron-Core's distributed optimizer)
             n_layers = max(1, len(stages[slow]))
-            lat = (n_layers - 1) * comm.hierarchical_gather_latency_s(d, min(in_node, d))
+            lat = (n_layers - 1) * comm.hierarchical_gather_latency_s(g, min(in_node, g))
             ag_l, rs_l = ag + lat, rs + lat
             if stack.grad_reduce == "per_step":
                 dp_s = (m * (max(0.0, ag_l - fwd_window) + max(0.0, ag_l - bwd_window)) + max(0.0, rs_l - bwd_window)
@@ -903,6 +925,13 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
                 # behind the previous layer's compute
                 fetch = opt_params * WEIGHT_BYTES / link
                 offload_s += m * (max(0.0, fetch - fwd_win) + max(0.0, fetch - bwd_win))
+
+    if plan.activation_offload:
+        # the offloaded activations go out over the host link during the forward and come back
+        # during the backward, each behind that pass's compute (exposed only beyond it)
+        link = (hw.host_link_bandwidth_bytes_per_s or 32e9) * eff.memory_frac
+        moved = plan.activation_offload * stage_costs[slow].act_bytes / link
+        offload_s += m * (max(0.0, moved - per_stage[slow]["_fwd"]) + max(0.0, moved - per_stage[slow]["_bwd"]))
 
     # tied embeddings split over first and last stage: their gradients are all-reduced each step
     emb_sync = 0.0

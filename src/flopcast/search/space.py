@@ -25,7 +25,7 @@ from flopcast.specs.parallel import OFFLOAD, RECOMPUTE, ZERO_STAGES, ParallelPla
 
 PIPELINE_SCHEDULES = ("1f1b", "zero_bubble", "dualpipe")
 # plan keys the search does not vary but takes from --fix when given
-CARRIED = ("recompute_modules", "pipeline_layout", "ep_comm_overlap")
+CARRIED = ("recompute_modules", "pipeline_layout", "ep_comm_overlap", "shard_group", "activation_offload")
 
 
 def divisors(n: int) -> list[int]:
@@ -46,6 +46,9 @@ class SearchSpace:
     fold_experts: bool = True            # MoE: also etp = 1 when tp > 1
     # largest micro-batch in tokens per device (seq_len x micro-batch / cp); None: no cap
     max_microbatch_tokens: int | None = None
+    # structure-first pass of a space too large to enumerate: sequence parallelism always on with
+    # tp > 1 and power-of-two micro-batches only (the options are then refined per structure)
+    coarse: bool = False
     # plan fields fixed by the user (the scenario's partial `parallel` section): (name, value) pairs
     pinned: tuple[tuple[str, object], ...] = ()
 
@@ -94,11 +97,13 @@ def plans_in_group(model: ModelSpec, group: tuple[int, int, int], *, num_devices
     # pinned keys the space does not vary are carried into every plan
     carried = {k: tuple(v) if isinstance(v, list) else v for k, v in space.pinned if k in CARRIED}
     layout = carried.get("pipeline_layout")
-    sps = space.allowed("sp", (False, True) if tp > 1 else (False,))
+    sps = space.allowed("sp", ((True,) if space.coarse else (False, True)) if tp > 1 else (False,))
     recomputes = space.allowed("recompute", space.recompute)
     zeros = space.allowed("zero_stage", space.zero_stages)
     offloads = space.allowed("offload", space.offload)
     for mb in space.allowed("microbatch_seqs", divisors(per_replica)):
+        if space.coarse and mb & (mb - 1):
+            continue
         if space.max_microbatch_tokens and seq_len and mb > 1 and mb * seq_len / cp > space.max_microbatch_tokens:
             continue
         m = per_replica // mb
@@ -175,13 +180,14 @@ def plan_space_bound(model: ModelSpec, *, num_devices: int, global_batch_seqs: i
     """An upper bound on the number of plans `enumerate_plans` yields, counted per (tp, cp, pp) group
     without building any plan (so a search past the limit is refused before it starts)."""
     moe = next((lay.ffn for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
-    options = 2 * len(space.recompute) * len(space.zero_stages) * len(space.offload)
+    options = (1 if space.coarse else 2) * len(space.recompute) * len(space.zero_stages) * len(space.offload)
     total = 0
     for tp, cp, pp in plan_groups(model, num_devices=num_devices, global_batch_seqs=global_batch_seqs,
                                   seq_len=seq_len, scale_up_domain=scale_up_domain, space=space):
         dp = num_devices // (tp * cp * pp)
         mbs = [mb for mb in divisors(global_batch_seqs // dp)
-               if not (space.max_microbatch_tokens and mb > 1 and mb * seq_len / cp > space.max_microbatch_tokens)]
+               if not (space.max_microbatch_tokens and mb > 1 and mb * seq_len / cp > space.max_microbatch_tokens)
+               and not (space.coarse and mb & (mb - 1))]
         pipes = 1 + (space.max_vpp - 1 + len(space.schedules) if pp > 1 else 0)
         total += len(mbs) * pipes * len(_expert_groups(moe, tp, cp, dp, space)) * options
     return total

@@ -23,7 +23,7 @@ OFFLOAD = ("none", "cpu", "nvme")
 ZERO_STAGES = (0, 1, 2, 3)
 PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute",
                  "microbatch_seqs", "offload", "ep_comm_overlap", "etp", "pipeline_layout", "pp_schedule",
-                 "recompute_modules")
+                 "recompute_modules", "shard_group", "activation_offload")
 PP_SCHEDULES = ("1f1b", "interleaved", "dualpipe", "zero_bubble")
 
 
@@ -45,10 +45,21 @@ class ParallelPlan:
     pipeline_layout: tuple[int, ...] | None = None  # layers per virtual stage (pp x vpp entries)
     pp_schedule: str = "1f1b"
     recompute_modules: tuple[str, ...] = ("core_attn",)
+    # ZeRO/FSDP shard group (FSDP2 hybrid sharding, DeepSpeed MiCS): states sharded over this many
+    # of the dp x cp ranks, replicated across the dp cp / shard_group groups; None = all of them
+    shard_group: int | None = None
+    # share of the kept activations moved to host memory during the forward and brought back for
+    # the backward (Megatron-Core --cpu-offloading-num-layers / layers, torch save_on_cpu)
+    activation_offload: float = 0.0
 
     @property
     def num_devices(self) -> int:
         return self.tp * self.pp * self.dp * self.cp
+
+    @property
+    def zero_group(self) -> int:
+        """Ranks one ZeRO/FSDP shard of the model states is spread over."""
+        return self.shard_group or self.dp * self.cp
 
     @property
     def expert_tp(self) -> int:
@@ -101,7 +112,19 @@ def plan_from_mapping(data: Mapping[str, Any] | None) -> ParallelPlan:
         pipeline_layout=_layout(data.get("pipeline_layout")),
         pp_schedule=choice(data, "parallel", "pp_schedule", "1f1b", PP_SCHEDULES),
         recompute_modules=_modules(data.get("recompute_modules"), recompute),
+        shard_group=_pos_int(data, "shard_group", 1) if data.get("shard_group") is not None else None,
+        activation_offload=_fraction(data.get("activation_offload", 0.0), "parallel.activation_offload"),
     )
+
+
+def _fraction(value: Any, field: str) -> float:
+    """A share in [0, 1]; true means 1 and false 0."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise InvalidScenario(f"{field}: expected a share of the activations between 0 and 1 (or true/false), "
+                              f"got {value!r}")
+    return float(value)
 
 
 def _modules(value: Any, recompute: str) -> tuple[str, ...]:
@@ -225,6 +248,12 @@ def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, glo
         raise InvalidScenario(
             f"parallel.vpp: the interleaved schedule needs the number of micro-batches ({m}) "
             f"to be a multiple of pp ({p.pp})")
+    if p.shard_group is not None:
+        if (p.dp * p.cp) % p.shard_group:
+            raise InvalidScenario(f"parallel.shard_group: {p.shard_group} must divide dp*cp = {p.dp}*{p.cp} = "
+                                  f"{p.dp * p.cp} (hybrid sharding replicates whole shard groups)")
+        if p.zero_stage == 0:
+            raise InvalidScenario("parallel.shard_group: sharding needs zero_stage >= 1")
     if p.offload != "none" and p.zero_stage == 0:
         raise InvalidScenario("parallel.offload: offloading needs zero_stage >= 1 (ZeRO-Offload shards "
                               "the optimizer state it moves to the host)")
