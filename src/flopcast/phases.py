@@ -5,7 +5,7 @@ sum. A layer above the estimator: nothing here times a step.
 Rules (docs/scenario.md, "training.phases"):
 - time_to_train_s, device_hours, num_steps, energy_*, emissions_*, cost_usd, expected_interruptions
   and effective_time_to_train_s of the run are sums over the phases (in phase order);
-  goodput_frac is the run's time to train over its effective time;
+  goodput_frac is the run's time to train over its effective time (one phase: the phase's own);
 - the single-plan keys (parallel, memory, step time, throughput, MFU, power, ops) describe the main
   phase, the one with the most tokens (`main_phase` names it); power_facility_peak_w is the
   highest phase's;
@@ -117,7 +117,8 @@ class PhasedTrainingEstimate:
             out[k] = _sum([p.estimate.datacenter.get(k) for p in self.phases])
         out["power_facility_peak_w"] = max(p.estimate.datacenter["power_facility_w"] for p in self.phases)
         eff = out.get("effective_time_to_train_s")
-        out["goodput_frac"] = self.time_to_train_s / eff if eff else out.get("goodput_frac")
+        if len(self.phases) > 1 and eff:   # one phase: its own figure, exactly
+            out["goodput_frac"] = self.time_to_train_s / eff
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -238,11 +239,11 @@ def search_phases(rs: ResolvedScenario, search_one, estimate_one) -> tuple[Phase
             estimates[i] = inherited
             continue
         own = search(ph)
-        why = "invalid for it" if inherited is None else "does not fit"
+        why = "invalid for this phase" if inherited is None else "does not fit in this phase"
         if own.plans:
             estimates[i] = run(ph, own.plans[0].plan)
             notes.append(Assumption(f"phases.{ph.name}.parallel", _plan_text(own.plans[0].plan),
-                                    f"the main phase's plan is {why} here: the fastest of {own.num_evaluated:,} plans "
+                                    f"the main phase's plan is {why}: the fastest of {own.num_evaluated:,} plans "
                                     f"the search evaluated for this phase ({own.num_fitting:,} fit){held(ph)}"))
         elif inherited is not None:
             estimates[i] = inherited   # no plan fits this phase: report the inherited one, which does not

@@ -387,10 +387,14 @@ def search_tables(d: dict[str, Any]) -> Group:
                       format_bytes(p["memory_capacity_bytes"] - p["memory_per_device_bytes"]))
         return t
 
-    summary = _kv_table("Search", [
+    rows = [
         ("plans evaluated", f"{d['num_evaluated']:,} ({d['num_fitting']:,} fit in memory)"),
         ("objective", d["objective"]), ("backend", d["backend"]),
-    ])
+    ]
+    for a in d.get("assumptions", []):
+        if a["name"] in ("phase", "fixed"):
+            rows.append((a["name"], f"{a['value']} ({a['why']})"))
+    summary = _kv_table("Search", rows)
     front = trim_front(d["pareto"], max_rows=max(len(d["plans"]), 5))
     left = len(d["pareto"]) - len(front)
     parts: list[Any] = [summary, table("Best plans", d["plans"]),

@@ -205,13 +205,13 @@ def main_phase(phases: tuple[TrainingPhase, ...]) -> int:
 
 def _in_phase(err: Exception, section: str, where: str, label: str, given: Mapping[str, Any]) -> Exception:
     """`err` from parsing a phase's merged section, reworded to name the phase: a key the phase
-    wrote is named at the phase (training.phases[3].seq_len), and the message starts with the phase."""
+    wrote is named at the phase (training.phases[3].seq_len); other messages start with the phase."""
     from flopcast.errors import UnknownName
 
     msg = str(err)
     for key in sorted(given, key=len, reverse=True):
         msg = msg.replace(f"{section}.{key}", f"{where}.{key}")
-    if not msg.startswith(where):
+    if where not in msg:
         msg = f"{label}: {msg}"
     if isinstance(err, UnknownName):
         return UnknownName(err.kind, err.name, err.known, message=msg)
