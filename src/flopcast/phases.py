@@ -213,7 +213,8 @@ def search_phases(rs: ResolvedScenario, search_one, estimate_one) -> tuple[Phase
 
     def run(ph: TrainingPhase, plan):
         prs = phase_scenario(rs, ph)
-        return estimate_one(dataclasses.replace(prs, parallel=plan, sections=dict(prs.sections) | {"parallel": plan.to_dict()}))
+        return estimate_one(dataclasses.replace(prs, parallel=plan,
+                                                sections=dict(prs.sections) | {"parallel": plan.to_dict()}))
 
     found = search(main)
     if not found.plans:

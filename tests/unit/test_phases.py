@@ -292,3 +292,61 @@ def test_service_accepts_phases():
     assert r.status_code == 200 and [p["name"] for p in r.json()["phases"]] == ["short", "main", "long"]
     r = client.post("/api/plan", json=scenario([{"name": "a", "seq_len": 4096, "global_batch_seqs": 64}]))
     assert r.status_code == 422 and r.json()["error"].startswith("training.phases[0] ('a'): total_tokens missing")
+
+
+def _finite(x, where=""):
+    if isinstance(x, float):
+        assert x == x and abs(x) != float("inf"), where
+    elif isinstance(x, dict):
+        for k, v in x.items():
+            _finite(v, f"{where}.{k}")
+    elif isinstance(x, (list, tuple)):
+        for i, v in enumerate(x):
+            _finite(v, f"{where}[{i}]")
+
+
+def test_awkward_phases_are_refused_or_estimated():
+    """Hypothesis-generated phase lists (phases or their keys replaced by awkward values: huge,
+    negative, wrong types, unknown keys, strings with units): `train` and `plan` either return finite
+    JSON or raise flopcast's own error, never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from flopcast.errors import FlopcastError
+
+    values = st.one_of(st.sampled_from([-1, 0, 1, 2, 3, 4, 8, 10**9, 10**30, 2**63]), st.integers(-3, 24),
+                       st.sampled_from([0.0, 0.5, 1e-300, 1e300, 1.5, 4096.0]), st.text(max_size=5),
+                       st.sampled_from(["", "main", "bf16", "fp8", "1e9", "4 GiB", "max", "none", "full"]),
+                       st.none(), st.booleans(), st.lists(st.integers(0, 9), max_size=3),
+                       st.dictionaries(st.sampled_from(["tp", "dp", "cp", "num_devices", "x"]), st.integers(0, 9),
+                                       max_size=2))
+    keys = st.sampled_from([*tw.PHASE_KEYS, "parallel.dp", "parallel.cp", "parallel.tp", "parallel.recompute",
+                            "cluster.num_devices", "unknown"])
+
+    @st.composite
+    def cases(draw):
+        phases = copy.deepcopy(PHASES[:draw(st.integers(1, 3))])
+        if draw(st.integers(0, 9)) == 0:
+            return draw(values)
+        for _ in range(draw(st.integers(1, 3))):
+            ph = phases[draw(st.integers(0, len(phases) - 1))]
+            key, value = draw(keys), draw(values)
+            if "." in key:
+                outer, inner = key.split(".")
+                if not isinstance(ph.get(outer), dict):
+                    ph[outer] = {}
+                ph[outer][inner] = value
+            else:
+                ph[key] = value
+        return phases
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(cases())
+    def check(phases):
+        for call in (api.estimate_training, api.plan):
+            try:
+                _finite(call(scenario(phases)).to_dict())
+            except FlopcastError as e:
+                assert "\n" not in str(e)
+
+    check()

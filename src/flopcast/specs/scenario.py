@@ -177,13 +177,15 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
     from flopcast.specs.serving import inference_from_mapping
     from flopcast.specs.workload import main_phase, training_from_mapping, training_phases
 
-    parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
     phases: tuple[Any, ...] = ()
     if isinstance(data.get("training"), Mapping) and "phases" in data["training"]:
+        # the scenario's plan first: each phase's plan is it with the phase's keys over it
+        parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
         phases = training_phases(data["training"], data.get("parallel"), profile=profiles["training"])
         training = phases[main_phase(phases)].training
     else:
         training = training_from_mapping(data["training"], profile=profiles["training"]) if "training" in data else None
+        parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
     inference = (inference_from_mapping(data["inference"], profile=profiles["inference"])
                  if "inference" in data else None)
     return ResolvedScenario(
