@@ -198,7 +198,7 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
 
 def phase_scenario(rs: ResolvedScenario, phase: Any) -> ResolvedScenario:
     """The scenario as one phase of its training run sees it: the phase's training spec and plan
-    (`parallel` None when the phase has none), its device count, and its merged sections; no phases."""
+    (`parallel` None when the phase has none) and its device count; the `parallel` section is its plan."""
     import dataclasses
 
     cluster = rs.cluster
