@@ -254,7 +254,9 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
     training = rs.sections.get("training")
     inference = rs.sections.get("inference")
     assumptions = list(rs.assumptions)
-    if isinstance(training, Mapping) and "seq_len" in training:
+    if rs.phases:
+        seq_len = rs.training.seq_len   # the main phase's
+    elif isinstance(training, Mapping) and "seq_len" in training:
         seq_len = _check_seq_len(training["seq_len"])
     elif isinstance(inference, Mapping) and "input_tokens" in inference:
         from flopcast import units
@@ -274,6 +276,15 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
     training_est = None
     if "training" in rs.sections and "parallel" in rs.sections:
         training_est = _estimate_training_resolved(rs)
+    elif rs.phases:
+        # no parallel section: the search chooses each phase's plan (flopcast.phases.search_phases)
+        from flopcast.phases import search_phases
+
+        training_est, failed = search_phases(
+            rs, lambda prs, fixed: _search_training_resolved(prs, top=1, fixed=fixed), _estimate_training_resolved)
+        if training_est is None:
+            assumptions.append(Assumption("training", "not estimated", f"no parallel section, and no plan of the "
+                                          f"search fits in memory for phase {failed!r}"))
     elif "training" in rs.sections:
         # no parallel section: the search chooses the plan (SCENARIO.md), and the report says so
         found = search_training(scenario, top=1)
@@ -336,6 +347,10 @@ def estimate_training(scenario: str | Path | Mapping[str, Any]):
 def _estimate_training_resolved(rs: ResolvedScenario):
     from flopcast.estimate.training import estimate_training as _estimate
 
+    if rs.phases:   # a multi-phase run: this function per phase, and their sums (flopcast.phases)
+        from flopcast.phases import estimate_phases
+
+        return estimate_phases(rs, _estimate_training_resolved)
     train, plan = _training_inputs(rs)
     assumptions = list(rs.assumptions)
     assumptions += [
@@ -374,19 +389,55 @@ def _estimate_training_resolved(rs: ResolvedScenario):
 
 def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, objective: str = "throughput",
                     backend: str = "local", ray_address: str | None = None, workers: int | None = None,
-                    progress=None, fixed: Mapping[str, Any] | None = None):
+                    progress=None, fixed: Mapping[str, Any] | None = None, phase: str | None = None):
     """`flopcast search`: every valid plan for the scenario's model, devices and batch, best first.
     `fixed`: plan keys held at the given values (e.g. {"tp": 8, "pp": 16}); the search chooses the
-    rest. The scenario's own `parallel` section is not used (it is what the search replaces)."""
+    rest. The scenario's own `parallel` section is not used (it is what the search replaces).
+    With `training.phases`, one phase is searched: `phase` (a name), else the main phase (the most
+    tokens); the keys that phase's own `parallel` gives are held fixed too (`fixed` wins)."""
+    rs = resolve(scenario)
+    if "training" not in rs.sections:
+        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
+    notes = []
+    if rs.phases:
+        from flopcast.specs.scenario import phase_scenario
+        from flopcast.specs.workload import main_phase
+
+        names = [p.name for p in rs.phases]
+        if phase is None:
+            chosen = rs.phases[main_phase(rs.phases)]
+            why = "the main phase (the most tokens); choose another with --phase NAME"
+        elif phase in names:
+            chosen = rs.phases[names.index(phase)]
+            why = "chosen with --phase"
+        else:
+            raise UnknownName("--phase: training phase", str(phase), names)
+        total = sum(p.training.total_tokens for p in rs.phases)
+        over = dict(chosen.parallel_overrides or {})
+        notes.append(Assumption(
+            "phase", chosen.name,
+            f"training.phases: the search plans one phase, {why}; its shape ({chosen.training.seq_len} x "
+            f"{chosen.training.global_batch_seqs} sequences, {100 * chosen.training.total_tokens / total:.1f}% of "
+            "the tokens) and devices" + (f", holding its parallel keys {', '.join(f'{k}={v}' for k, v in over.items())}"
+                                         if over else "") + "; time to train and cost are this phase's"))
+        fixed = over | dict(fixed or {}) if (over or fixed) else None
+        rs = phase_scenario(rs, chosen)
+    elif phase is not None:
+        raise InvalidScenario(f"--phase: {phase!r} given, but the scenario has no training.phases")
+    return _search_training_resolved(rs, top=top, objective=objective, backend=backend, ray_address=ray_address,
+                                     workers=workers, progress=progress, fixed=fixed, notes=tuple(notes))
+
+
+def _search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective: str = "throughput",
+                              backend: str = "local", ray_address: str | None = None, workers: int | None = None,
+                              progress=None, fixed: Mapping[str, Any] | None = None,
+                              notes: tuple[Assumption, ...] = ()):
     from flopcast.search import search
     from flopcast.search.space import SearchSpace
     from flopcast.specs.parallel import OFFLOAD, PARALLEL_KEYS
 
-    rs = resolve(scenario)
-    if "training" not in rs.sections:
-        raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
     train = rs.training
-    assumptions = list(rs.assumptions)
+    assumptions = list(rs.assumptions) + list(notes)
     if rs.sections.get("parallel"):
         assumptions.append(Assumption("parallel", "not used", "the search chooses the plan (fix keys with --fix)"))
     # micro-batches past 64K tokens per device only add activation memory (GEMMs are at full shape

@@ -241,7 +241,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     try:
         result = api.search_training(args.scenario, top=args.top, objective=args.objective, backend=args.backend,
                                      ray_address=args.ray_address, workers=args.workers, progress=update,
-                                     fixed=_fixed(args.fix))
+                                     fixed=_fixed(args.fix), phase=args.phase)
     finally:
         if close:
             close()
@@ -391,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=_positive_int, default=None, help="local processes [all cores]")
     sp.add_argument("--fix", action="append", default=[], metavar="KEY=VALUE",
                     help="hold a plan key fixed, e.g. --fix tp=8 --fix pp=16 (repeatable)")
+    sp.add_argument("--phase", default=None, metavar="NAME",
+                    help="with training.phases: the phase to plan [the main phase, the one with the most tokens]")
     sp = add("sweep", cmd_sweep, "a search per combination of --vary values; one row per combination")
     sp.add_argument("scenario", help="base scenario YAML/JSON file")
     sp.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",

@@ -67,8 +67,13 @@ def _training(d: dict[str, Any], devices: str) -> list[Finding]:
                    fits)]
     p = tr["parallel"]
     plan = f"tp {p['tp']} pp {p['pp']} dp {p['dp']}" + "".join(f" {k} {p[k]}" for k in ("cp", "ep") if p[k] > 1)
-    out.append(Finding("plan", f"{plan}, ZeRO {p['zero_stage']}, recompute {p['recompute']}; "
-                               f"step {duration(tr['step_time_s'])}, MFU {100 * tr['mfu']:.1f}%"))
+    phases = tr.get("phases") or []
+    out.append(Finding("plan" + (f" ({tr['main_phase']})" if phases else ""),
+                       f"{plan}, ZeRO {p['zero_stage']}, recompute {p['recompute']}; "
+                       f"step {duration(tr['step_time_s'])}, MFU {100 * tr['mfu']:.1f}%"))
+    if phases:
+        out.append(Finding("phases", ", ".join(f"{ph['name']} {duration(ph['time_to_train_s'])}" for ph in phases)
+                           + " (the main phase's plan above; the times, cost and carbon below are the run's)"))
     if tr.get("time_to_train_s") is not None:
         eff = tr.get("effective_time_to_train_s")
         out.append(Finding("time to train", duration(tr["time_to_train_s"])
@@ -78,9 +83,11 @@ def _training(d: dict[str, Any], devices: str) -> list[Finding]:
     period = "run" if tr.get("datacenter_period") == "run" else "hour"
     if "power_facility_w" in tr:
         out.append(Finding(f"cost per {period}", money(tr.get("cost_usd"))))
+        peak = (f", up to {format_si(tr['power_facility_peak_w'], 'W')} in another phase"
+                if phases and tr.get("power_facility_peak_w", 0) > tr["power_facility_w"] else "")
         out.append(Finding("power", f"{format_si(tr['power_facility_w'], 'W')} facility "
-                                    f"({format_si(tr['power_it_w'], 'W')} IT); {energy(tr['energy_facility_j'])} "
-                                    f"per {period}"))
+                                    f"({format_si(tr['power_it_w'], 'W')} IT{', main phase' if phases else ''}{peak}); "
+                                    f"{energy(tr['energy_facility_j'])} per {period}"))
         emb = tr.get("emissions_embodied_kgco2e")
         out.append(Finding(f"carbon per {period}", f"{mass(tr['emissions_operational_kgco2e'])} CO2e operational"
                            + (f" + {mass(emb)} embodied" if emb is not None else "")))

@@ -275,21 +275,58 @@ def training_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Grou
         ("MFU / HFU", f"{100 * d['mfu']:.1f}% / {100 * d['hfu']:.1f}%"),
         ("model FLOPs / step", format_si(d["model_flops_per_step"], "FLOP")),
     ]
+    if d.get("phases"):
+        rows.insert(0, ("main phase", f"{d['main_phase']} (the most tokens): the plan, memory, step and power shown "
+                                      "are its; times, energy and cost are sums over the phases"))
     if d["time_to_train_s"] is not None:
         rows.append(("time to train", f"{d['time_to_train_s'] / 86400:,.1f} days, "
-                                      f"{d['device_hours']:,.0f} device-hours"))
+                                      f"{d['device_hours']:,.0f} device-hours"
+                                      + (f" ({len(d['phases'])} phases)" if d.get("phases") else "")))
     if d.get("host_memory_per_node_bytes"):
         rows.append(("host memory (offload)", format_bytes(d["host_memory_per_node_bytes"]) + " per node"))
     if d.get("nvme_per_device_bytes"):
         rows.append(("NVMe (offload)", format_bytes(d["nvme_per_device_bytes"]) + " per device"))
     if d.get("infeasible_reason"):
         rows.append(("does not fit", d["infeasible_reason"]))
-    parts: list[Any] = [_kv_table("Training", rows), m, t]
+    parts: list[Any] = [_kv_table("Training", rows)]
+    if d.get("phases"):
+        parts.append(phases_table(d))
+    parts += [m, t]
     if "power_it_w" in d:
         parts.append(datacenter_table(d, "run" if d.get("datacenter_period") == "run" else "hour of training"))
     if with_assumptions and d.get("assumptions"):
         parts.append(_assumptions(d))
     return Group(*parts)
+
+
+def phases_table(d: dict[str, Any]) -> Table:
+    """A multi-phase run, one row per phase and the run's totals (the sums of the JSON)."""
+    from flopcast.report.briefing import duration, energy, money
+
+    t = Table(title=f"Phases (main: {d['main_phase']})", title_justify="left")
+    for c in ("phase", "seq", "batch", "tokens", "plan", "memory", "step", "MFU", "time", "device-h", "energy", "cost"):
+        t.add_column(c, justify="left" if c in ("phase", "plan") else "right", no_wrap=True)
+
+    def plan(p: dict[str, Any]) -> str:
+        return " ".join(f"{k}{p[k]}" for k in ("tp", "pp", "dp", "cp", "ep") if k in ("tp", "pp", "dp") or p[k] > 1)
+
+    def fit(ok: bool, text: str) -> str:
+        return text if ok else f"{text} NO"
+
+    for p in d["phases"]:
+        t.add_row(p["name"] + (" *" if p["main"] else ""), f"{p['seq_len']:,}", format_count(p["tokens_per_step"]),
+                  format_count(p["total_tokens"]), plan(p["parallel"]),
+                  fit(p["fits"], format_bytes(p["memory_per_device_bytes"])), _secs(p["step_time_s"]),
+                  f"{100 * p['mfu']:.1f}%", duration(p["time_to_train_s"]), format_count(p["device_hours"]),
+                  energy(p["energy_facility_j"]) if "energy_facility_j" in p else "-",
+                  money(p.get("cost_usd")) if "cost_usd" in p else "-")
+    t.add_row("total", "", "", format_count(d["total_tokens"]), "", "all fit" if d["fits"] else "NO", "", "",
+              duration(d["time_to_train_s"]), format_count(d["device_hours"]),
+              energy(d["energy_facility_j"]) if "energy_facility_j" in d else "-",
+              money(d.get("cost_usd")) if "cost_usd" in d else "-", style="bold")
+    t.caption = ("* the main phase (the most tokens); batch in tokens; time without failures and checkpoints "
+                 "(effective time under Datacenter); energy at the facility")
+    return t
 
 
 def validation_tables(d: dict[str, Any]) -> Group:
@@ -350,10 +387,14 @@ def search_tables(d: dict[str, Any]) -> Group:
                       format_bytes(p["memory_capacity_bytes"] - p["memory_per_device_bytes"]))
         return t
 
-    summary = _kv_table("Search", [
+    rows = [
         ("plans evaluated", f"{d['num_evaluated']:,} ({d['num_fitting']:,} fit in memory)"),
         ("objective", d["objective"]), ("backend", d["backend"]),
-    ])
+    ]
+    for a in d.get("assumptions", []):
+        if a["name"] in ("phase", "fixed"):
+            rows.append((a["name"], f"{a['value']} ({a['why']})"))
+    summary = _kv_table("Search", rows)
     front = trim_front(d["pareto"], max_rows=max(len(d["plans"]), 5))
     left = len(d["pareto"]) - len(front)
     parts: list[Any] = [summary, table("Best plans", d["plans"]),
@@ -574,7 +615,10 @@ def datacenter_table(d: dict[str, Any], period: str) -> Table:
         rows.append(("energy per output token", f"{d['energy_per_output_token_j']:.3g} J"))
     if d.get("cost_per_million_output_tokens_usd") is not None:
         rows.append(("cost per million output tokens", f"${d['cost_per_million_output_tokens_usd']:.3f}"))
-    return _kv_table("Datacenter", rows)
+    note = (f"power: the main phase's ({d['main_phase']}; the highest phase draws "
+            f"{format_si(d['power_facility_peak_w'], 'W')}); energy, emissions, cost: sums over the phases"
+            if d.get("phases") and "power_facility_peak_w" in d else None)
+    return _kv_table("Datacenter", rows, note=note)
 
 
 def _energy(j: float) -> str:

@@ -41,6 +41,8 @@ MAX_TOKENS_PER_REQUEST = 1 << 22  # input + output tokens of one simulated reque
 MAX_SIM_TOKENS = 1_000_000_000   # expected tokens of one simulation: num_requests x (mean input + output)
 MAX_FLEET_REPLICAS = 4096        # replicas `--size-fleet` may try
 MAX_BUDGET_DAYS = 36_525.0       # a century
+MAX_PHASES = 32                  # training.phases: each costs an estimate (and a search in `plan` without a
+                                 # parallel section); Llama 3 405B's schedule has 10 (3 batch, 6 context, anneal)
 
 _CONFIG_LIMITS = {
     "num_hidden_layers": MAX_LAYERS, "n_layer": MAX_LAYERS, "num_layers": MAX_LAYERS, "n_layers": MAX_LAYERS,

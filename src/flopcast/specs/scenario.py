@@ -51,6 +51,9 @@ class ResolvedScenario:
     training: Any = None          # specs.workload.TrainingSpec
     parallel: Any = None          # specs.parallel.ParallelPlan
     inference: Any = None         # specs.serving.InferenceSpec
+    # training.phases (specs.workload.TrainingPhase, in order); when present, `training` is the main
+    # phase's spec (the phase with the most tokens)
+    phases: tuple[Any, ...] = ()
 
 
 def load_scenario(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -172,14 +175,38 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
         sections["calibration"] = profiles
     from flopcast.specs.parallel import plan_from_mapping
     from flopcast.specs.serving import inference_from_mapping
-    from flopcast.specs.workload import training_from_mapping
+    from flopcast.specs.workload import main_phase, training_from_mapping, training_phases
 
-    training = training_from_mapping(data["training"], profile=profiles["training"]) if "training" in data else None
-    parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
+    phases: tuple[Any, ...] = ()
+    if isinstance(data.get("training"), Mapping) and "phases" in data["training"]:
+        # the scenario's plan first: each phase's plan is it with the phase's keys over it
+        parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
+        phases = training_phases(data["training"], data.get("parallel"), profile=profiles["training"])
+        training = phases[main_phase(phases)].training
+    else:
+        training = training_from_mapping(data["training"], profile=profiles["training"]) if "training" in data else None
+        parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
     inference = (inference_from_mapping(data["inference"], profile=profiles["inference"])
                  if "inference" in data else None)
     return ResolvedScenario(
         name=str(data.get("name") or f"{model_ref} on {num_devices}x {hw.id}"),
         model=model, model_ref=model_ref, hardware=hw, cluster=cluster, sections=sections,
         assumptions=tuple(assumptions), training=training, parallel=parallel, inference=inference,
+        phases=phases,
     )
+
+
+def phase_scenario(rs: ResolvedScenario, phase: Any) -> ResolvedScenario:
+    """The scenario as one phase of its training run sees it: the phase's training spec and plan
+    (`parallel` None when the phase has none) and its device count; the `parallel` section is its plan."""
+    import dataclasses
+
+    cluster = rs.cluster
+    if phase.num_devices is not None:
+        cluster = dataclasses.replace(cluster, num_devices=phase.num_devices,
+                                      devices_per_node=min(cluster.devices_per_node, phase.num_devices))
+    sections = {k: v for k, v in rs.sections.items() if k != "parallel"}
+    if phase.plan is not None:
+        sections["parallel"] = phase.plan.to_dict()
+    return dataclasses.replace(rs, training=phase.training, parallel=phase.plan, cluster=cluster,
+                               sections=sections, phases=())

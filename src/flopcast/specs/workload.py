@@ -16,7 +16,11 @@ PRECISIONS = ("bf16", "fp16", "fp8")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
                  "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune", "mtp_layers",
-                 "optimizer_moments_dtype")
+                 "optimizer_moments_dtype", "phases")
+# A phase (training.phases[i]) overrides any training key but `phases`, and may carry `parallel` and
+# `cluster` mappings that override those sections for its duration.
+PHASE_KEYS = ("name", *(k for k in TRAINING_KEYS if k != "phases"), "parallel", "cluster")
+PHASE_CLUSTER_KEYS = ("num_devices",)
 FINETUNE_METHODS = ("lora", "qlora")
 FINETUNE_KEYS = ("method", "rank", "target_modules")
 TARGET_MODULES = ("attention", "mlp", "experts")
@@ -107,6 +111,8 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
     if not isinstance(data, Mapping):
         raise InvalidScenario("training: expected a mapping with seq_len and global_batch_seqs")
     check_keys(data, "training", TRAINING_KEYS)
+    if "phases" in data:   # specs.scenario.resolve parses these with training_phases
+        raise InvalidScenario("training.phases: a multi-phase run is parsed phase by phase (training_phases)")
     if "seq_len" not in data:
         raise InvalidScenario("training.seq_len: missing (tokens per sequence, e.g. 4096)")
     seq_len = units.parse_count(data["seq_len"], field="training.seq_len")
@@ -165,3 +171,146 @@ def _max_nodes(value: Any) -> int | None:
 def _mtp(value: Any) -> int | None:
     """training.mtp_layers: multi-token-prediction modules trained beside the model (DeepSeek-V3: 1)."""
     return None if value is None else bounded_int(value, "training.mtp_layers", 0, 16)
+
+
+# ------------------------------------------------------------------------------- phases
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainingPhase:
+    """One phase of a multi-phase run (`training.phases[i]`), e.g. a batch-size ramp step or a
+    long-context stage. `training`: the scenario's training keys overridden by the phase's (its
+    own total_tokens); `plan`: the scenario's `parallel` section overridden by the phase's
+    `parallel` keys (None when neither is given); `num_devices`: the phase's `cluster.num_devices`
+    (None: the scenario's)."""
+
+    name: str
+    index: int
+    training: TrainingSpec
+    plan: Any = None                                   # specs.parallel.ParallelPlan | None
+    parallel_overrides: Mapping[str, Any] | None = None   # the phase's own parallel keys, as written
+    num_devices: int | None = None
+
+    @property
+    def label(self) -> str:
+        """How errors and reasons name the phase: training.phases[3] ('long-context')."""
+        return f"training.phases[{self.index}] ({self.name!r})"
+
+
+def main_phase(phases: tuple[TrainingPhase, ...]) -> int:
+    """The index of the phase with the most tokens (the first of equals): the phase a run's
+    single-plan figures (plan, memory, step time, MFU, power) describe."""
+    best = 0
+    for i, p in enumerate(phases):
+        if p.training.total_tokens > phases[best].training.total_tokens:
+            best = i
+    return best
+
+
+def _in_phase(err: Exception, section: str, where: str, label: str, given: Mapping[str, Any]) -> Exception:
+    """`err` from parsing a phase's merged section, reworded to name the phase: a key the phase
+    wrote is named at the phase (training.phases[3].seq_len); other messages start with the phase."""
+    from flopcast.errors import UnknownName
+
+    msg = str(err)
+    for key in sorted(given, key=len, reverse=True):
+        msg = msg.replace(f"{section}.{key}", f"{where}.{key}")
+    if where not in msg:
+        msg = f"{label}: {msg}"
+    if isinstance(err, UnknownName):
+        return UnknownName(err.kind, err.name, err.known, message=msg)
+    return InvalidScenario(msg)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def training_phases(data: Mapping[str, Any], parallel: Mapping[str, Any] | None = None,
+                    profile: Profile | None = None) -> tuple[TrainingPhase, ...]:
+    """Parse a `training` section that has `phases`.
+
+    Each phase is a mapping of training keys that override the section's own for that phase
+    (`phases` itself excepted), plus `name` (default phase-<n>), `parallel` (keys that override the
+    scenario's `parallel` section) and `cluster` (`num_devices` only). Rules: every phase gives its
+    `total_tokens`; the section's own `total_tokens`, if given, must equal their sum (to 1e-6,
+    rounding in the file) and is not inherited; a phase giving either batch key replaces both of
+    the section's (so `global_batch_tokens` set at the top keeps the tokens per batch fixed across
+    phases of different `seq_len`); names are unique; at most limits.MAX_PHASES phases."""
+    import math
+
+    from flopcast.errors import FlopcastError
+    from flopcast.specs.parallel import PARALLEL_KEYS, plan_from_mapping
+
+    phases = data.get("phases")
+    if not isinstance(phases, (list, tuple)) or not phases:
+        raise InvalidScenario("training.phases: expected a non-empty list of phases, each a mapping such as "
+                              f"{{name: main, seq_len: 8192, global_batch_seqs: 2048, total_tokens: 12e12}}; "
+                              f"got {_short(phases)}")
+    limits.check_count(len(phases), limits.MAX_PHASES, field="training.phases: number of phases",
+                       hint="merge consecutive phases of one shape; see docs/limits.md")
+    base = {k: v for k, v in data.items() if k not in ("phases", "total_tokens")}
+    out: list[TrainingPhase] = []
+    for i, ph in enumerate(phases):
+        where = f"training.phases[{i}]"
+        if not isinstance(ph, Mapping):
+            raise InvalidScenario(f"{where}: expected a mapping such as {{name: main, seq_len: 8192, "
+                                  f"total_tokens: 12e12}}, got {_short(ph)}")
+        check_keys(ph, where, PHASE_KEYS)
+        name = ph.get("name", f"phase-{i + 1}")
+        if not isinstance(name, str) or not name.strip() or len(name) > 64:
+            raise InvalidScenario(f"{where}.name: expected a non-empty string of at most 64 characters, "
+                                  f"got {_short(name)}")
+        if any(p.name == name for p in out):
+            raise InvalidScenario(f"{where}.name: {name!r} is the name of an earlier phase; names must be unique")
+        label = f"{where} ({name!r})"
+        if ph.get("total_tokens") is None:
+            raise InvalidScenario(f"{label}: total_tokens missing; every phase gives its own tokens "
+                                  "(the run's total is their sum)")
+        given = {k: v for k, v in ph.items() if k not in ("name", "parallel", "cluster")}
+        merged = dict(base)
+        if "global_batch_seqs" in given or "global_batch_tokens" in given:
+            merged.pop("global_batch_seqs", None)
+            merged.pop("global_batch_tokens", None)
+        merged.update(given)
+        try:
+            train = training_from_mapping(merged, profile)
+        except FlopcastError as e:
+            raise _in_phase(e, "training", where, label, given) from None
+
+        over = ph.get("parallel")
+        if over is not None and not isinstance(over, Mapping):
+            raise InvalidScenario(f"{where}.parallel: expected a mapping of parallel keys such as "
+                                  f"{{cp: 16, dp: 8}}, got {_short(over)}")
+        over = dict(over or {})
+        check_keys(over, f"{where}.parallel", PARALLEL_KEYS)
+        plan = None
+        if parallel is not None or over:
+            try:
+                plan = plan_from_mapping({**(parallel or {}), **over})
+            except FlopcastError as e:
+                raise _in_phase(e, "parallel", f"{where}.parallel", label, over) from None
+
+        cl = ph.get("cluster")
+        num_devices = None
+        if cl is not None:
+            if not isinstance(cl, Mapping):
+                raise InvalidScenario(f"{where}.cluster: expected a mapping {{num_devices: N}}, got {_short(cl)}")
+            check_keys(cl, f"{where}.cluster", PHASE_CLUSTER_KEYS)
+            if "num_devices" in cl:
+                num_devices = units.parse_count(cl["num_devices"], field=f"{where}.cluster.num_devices")
+                if num_devices < 1:
+                    raise InvalidScenario(f"{where}.cluster.num_devices: expected a positive integer, "
+                                          f"got {_short(cl['num_devices'])}")
+                limits.check_count(num_devices, limits.MAX_DEVICES, field=f"{where}.cluster.num_devices")
+        out.append(TrainingPhase(name=name, index=i, training=train, plan=plan,
+                                 parallel_overrides=over or None, num_devices=num_devices))
+    total = sum(p.training.total_tokens for p in out)
+    limits.check_count(total, limits.MAX_TOTAL_TOKENS, field="training.phases: the phases' total_tokens")
+    if data.get("total_tokens") is not None:
+        given_total = float(units.parse(data["total_tokens"], "count", field="training.total_tokens"))
+        if not math.isclose(given_total, total, rel_tol=1e-6):
+            raise InvalidScenario(f"training.total_tokens: {given_total:.7g} tokens, but the phases' total_tokens "
+                                  f"sum to {total:.7g}; give their sum or leave it out")
+    return tuple(out)
