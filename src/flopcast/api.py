@@ -443,11 +443,11 @@ def _search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective:
     # micro-batches past 64K tokens per device only add activation memory (GEMMs are at full shape
     # efficiency long before); offload never shortens a step: it is searched only when no plan fits
     # without it (or when fixed)
-    from flopcast.estimate.efficiency import training_stack
+    from flopcast.estimate.efficiency import stack_for
 
     # a stack that reduces gradients once per step (Megatron-Core's distributed optimizer) has no
     # ZeRO-2 distinct from ZeRO-1: the search leaves it out there
-    zeros = tuple(z for z in (0, 1, 2, 3) if not (z == 2 and training_stack(train.framework).grad_reduce == "per_step"))
+    zeros = tuple(z for z in (0, 1, 2, 3) if not (z == 2 and stack_for(train).grad_reduce == "per_step"))
     space = SearchSpace(max_microbatch_tokens=MAX_MICROBATCH_TOKENS, offload=("none",), zero_stages=zeros)
     assumptions.append(Assumption("search_space", f"micro-batches <= {MAX_MICROBATCH_TOKENS:,} tokens per device",
                                   "larger ones only add activation memory; offload searched when nothing fits without it"))

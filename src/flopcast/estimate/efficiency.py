@@ -166,6 +166,21 @@ def training_stack(name: str, compiled: bool = False) -> Stack:
                  moe_dispatch=str(e.get("moe_dispatch", "per_copy")))
 
 
+def stack_for(train) -> Stack:
+    """The training stack with the scenario's own settings over its defaults: training.tp_comm_overlap,
+    training.moe_dispatcher (alltoall: every routed copy crosses; deepep: once per remote domain) and
+    training.cuda_graphs (graph replay: no per-kernel host launch cost)."""
+    st = training_stack(train.framework, train.compile)
+    changes: dict = {}
+    if train.tp_comm_overlap is not None:
+        changes["tp_comm_overlap"] = train.tp_comm_overlap
+    if train.moe_dispatcher is not None:
+        changes["moe_dispatch"] = {"alltoall": "per_copy", "deepep": "dedup"}[train.moe_dispatcher]
+    if train.cuda_graphs:
+        changes["host_s_per_kernel"] = 0.0
+    return replace(st, **changes) if changes else st
+
+
 @dataclass(frozen=True, slots=True)
 class Engine:
     """What a serving engine sets in the cost model (catalog/frameworks.yaml)."""

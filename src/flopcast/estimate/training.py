@@ -44,9 +44,11 @@ from flopcast.estimate.efficiency import (
     Efficiency,
     attention_seq_factor,
     efficiency_for,
+    fp4_matmul_frac,
     generation_of,
     moe_imbalance,
     power_clock_factor,
+    stack_for,
     training_stack,
 )
 from flopcast.estimate.roofline import (
@@ -72,6 +74,9 @@ OPTIMIZER_BYTES_FP32_MOMENTS = 12.0      # fp32 master weights + Adam m and v
 # 4, write 2), zeroing the fp32 gradient buffer (write 4).
 ADAM_BYTES_MOVED = 50.0
 ACT_BYTES = 2.0             # activations in bf16/fp16
+# GEMM operand bytes per element by training precision: fp8 (one byte; per-tensor or 1x32 block
+# scales ignored), NVFP4 (half a byte plus one fp8 scale per 16 elements: NVIDIA's NVFP4 recipe)
+GEMM_OPERAND_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5 + 1.0 / 16}
 QLORA_BYTES_PER_WEIGHT = 0.5 + 2.0 / 64   # NF4 with an fp16 absmax per 64-weight block (double quantisation ignored)
 MASK_BYTES = 1.0            # a dropout mask element
 LOGIT_BYTES = 6.0           # fp32 logits for the loss + their bf16 copy, per vocabulary entry
@@ -193,7 +198,7 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     t = plan.tp
     T = mb_tokens
     sp_div = t if plan.sp else 1            # h-sized element-wise work is split by t only with SP
-    mm_bytes = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
+    mm_bytes = GEMM_OPERAND_BYTES[train.precision]
     a = layer.attention
     gemm = [0.0, 0.0]
 
@@ -379,9 +384,10 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
     if train.dropout:
         elem_bytes += 2 * h / sp_div * MASK_BYTES
     elem_bytes += elem_f * ACT_BYTES + 2 * rope_elems * ACT_BYTES
-    # fp8 (Transformer Engine): each GEMM input is read in bf16 and written as fp8 plus its fp8
-    # transpose for the backward GEMMs (cast-transpose kernels): 2 + 1 + 1 bytes per element.
-    fp8_cast_bytes = cast_elems[0] * (ACT_BYTES + 2 * BYTES_PER_ELEMENT["fp8"])
+    # fp8 / fp4 (Transformer Engine): each GEMM input is read in bf16 and written quantised plus its
+    # quantised transpose for the backward GEMMs (cast-transpose kernels): 2 + 1 + 1 bytes per
+    # element in fp8, 2 + 2 x 0.5625 in NVFP4.
+    fp8_cast_bytes = cast_elems[0] * (ACT_BYTES + 2 * mm_bytes)
     ew_factor = ctx.stack.elementwise_factor if ctx.stack else 1.0
     c.elem_fwd_s = (T * elem_bytes * ew_factor + fp8_cast_bytes) / ctx.mem_bytes_per_s + 6 * KERNEL_TAIL_S
     if ctx.stack:
@@ -409,7 +415,7 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
         # qlora: each pass dequantises the frozen weights it uses (read 4-bit + scales, write 16-bit)
         c.elem_fwd_s += dequant[0] * (QLORA_BYTES_PER_WEIGHT + ACT_BYTES) / ctx.mem_bytes_per_s
     mask = (2 * h / sp_div * MASK_BYTES) if train.dropout else 0.0
-    gin_bytes = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
+    gin_bytes = GEMM_OPERAND_BYTES[train.precision]
     per_token = (act_rep / sp_div + act_shard) * ACT_BYTES + (gin_rep / sp_div + gin_shard) * gin_bytes + mask
     if selective("layernorm"):
         # the two norm outputs (attention and MLP inputs) recomputed from the kept norm inputs
@@ -504,7 +510,10 @@ def calibrated_efficiency(hw: AcceleratorSpec, train: TrainingSpec) -> Efficienc
     """The catalog efficiencies of `hw` as one training step sustains them: GEMM and attention
     fractions times the power-cap clock factor and the profile's `compute.<generation>`; every
     compute-rate fraction times the profile's `stack.<framework>`. Fractions are capped at 0.98."""
-    eff = efficiency_for(hw, train.precision, train.attention_kernel)
+    eff = efficiency_for(hw, "fp8" if train.precision == "fp4" else train.precision, train.attention_kernel)
+    if train.precision == "fp4":
+        # measured NVFP4 GEMM kernels (without the quantisation pass, which is counted on its own)
+        eff = replace(eff, matmul_frac=fp4_matmul_frac(hw.lookup_id) or eff.matmul_frac)
     prof = train.profile
     compute = power_clock_factor(hw) * prof.get(f"compute.{generation_of(hw.lookup_id)}")
     stack = prof.get(f"stack.{train.framework}")
@@ -527,7 +536,7 @@ def _prepared(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, device
     half_peak = hw.peak_flops_per_s.get(dtype) or hw.peak_flops_per_s.get("bf16") or hw.peak_flops_per_s.get("fp16")
     if half_peak is None:
         half_peak = max(hw.peak_flops_per_s.values())
-    mm_peak = hw.peak_flops_per_s.get("fp8", half_peak) if train.precision == "fp8" else half_peak
+    mm_peak = hw.peak_flops_per_s.get(train.precision, half_peak) if train.precision in ("fp8", "fp4") else half_peak
     su = (hw.scale_up_bandwidth_bytes_per_s or hw.host_link_bandwidth_bytes_per_s or 1e9) * eff.scale_up_frac
     so_raw = scale_out_bandwidth_bytes_per_s or hw.scale_out_bandwidth_bytes_per_s or su / eff.scale_up_frac
     links = comm.Links(su, so_raw * eff.scale_out_frac, hw.scale_up_domain)
@@ -569,7 +578,7 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         ctx = cache[xkey] = _Ctx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
                                  mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
                                  tp_inside=plan.tp <= scale_up_group,
-                                 stack=training_stack(train.framework, train.compile))
+                                 stack=stack_for(train))
 
     b = plan.microbatch_seqs
     mb_tokens = b * train.seq_len / plan.cp
@@ -998,9 +1007,9 @@ def op_breakdown(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, trai
                                                       scale_out_bandwidth_bytes_per_s)
     ctx = DeviceCtx(hw=hw, eff=eff, peak_flops_per_s=mm_peak, attn_peak_flops_per_s=half_peak,
                     mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=links,
-                    tp_inside=plan.tp <= group, stack=training_stack(train.framework, train.compile))
+                    tp_inside=plan.tp <= group, stack=stack_for(train))
     mb_tokens = plan.microbatch_seqs * train.seq_len / plan.cp
-    elem = BYTES_PER_ELEMENT["fp8"] if train.precision == "fp8" else ACT_BYTES
+    elem = GEMM_OPERAND_BYTES[train.precision]
     rows = []
     for n, group in ops_mod.model_ops(model, seq_len=train.seq_len, tokens=mb_tokens, tp=plan.tp, ep=plan.ep):
         for row in ops_mod.time_ops(group, ctx, elem_bytes=elem):

@@ -188,6 +188,14 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
         parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
     inference = (inference_from_mapping(data["inference"], profile=profiles["inference"])
                  if "inference" in data else None)
+    for t in [training, *(p.training for p in phases)]:
+        if t is not None and t.precision == "fp4":
+            from flopcast.estimate.efficiency import fp4_matmul_frac
+
+            if "fp4" not in hw.peak_flops_per_s or fp4_matmul_frac(hw.lookup_id) is None:
+                raise InvalidScenario(f"training.precision: fp4 (NVFP4) needs fp4 tensor cores with a measured fp4 "
+                                      f"GEMM efficiency (catalog/efficiency.yaml fp4_matmul); {hw.id} has none: "
+                                      "use fp8 or bf16, or a Blackwell part (b200, gb200, b300, gb300)")
     return ResolvedScenario(
         name=str(data.get("name") or f"{model_ref} on {num_devices}x {hw.id}"),
         model=model, model_ref=model_ref, hardware=hw, cluster=cluster, sections=sections,

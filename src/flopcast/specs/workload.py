@@ -12,11 +12,11 @@ from flopcast.estimate.calibration import Profile
 from flopcast.specs import limits
 from flopcast.specs.fields import bounded_int, check_keys, choice, flag
 
-PRECISIONS = ("bf16", "fp16", "fp8")
+PRECISIONS = ("bf16", "fp16", "fp8", "fp4")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
                  "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune", "mtp_layers",
-                 "optimizer_moments_dtype", "phases")
+                 "optimizer_moments_dtype", "tp_comm_overlap", "moe_dispatcher", "cuda_graphs", "phases")
 # A phase (training.phases[i]) overrides any training key but `phases`, and may carry `parallel` and
 # `cluster` mappings that override those sections for its duration.
 PHASE_KEYS = ("name", *(k for k in TRAINING_KEYS if k != "phases"), "parallel", "cluster")
@@ -94,6 +94,10 @@ class TrainingSpec:
     # Adam's first and second moments: fp32, or bf16 (Megatron-Core --exp-avg-dtype/--exp-avg-sq-dtype
     # bf16; DeepSeek-V3 report sec. 3.3.2); master weights stay fp32
     optimizer_moments_dtype: str = "fp32"
+    # the stack's settings, when the run chose its own (None: the framework's default)
+    tp_comm_overlap: bool | None = None      # Megatron-Core --tp-comm-overlap
+    moe_dispatcher: str | None = None        # alltoall (NCCL) | deepep (flex / DeepEP)
+    cuda_graphs: bool = False                # whole-layer CUDA graphs: no per-kernel host launch
     profile: Profile = Profile("training")
 
     @property
@@ -154,6 +158,11 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         finetune=_finetune(data.get("finetune")),
         mtp_layers=_mtp(data.get("mtp_layers")),
         optimizer_moments_dtype=choice(data, "training", "optimizer_moments_dtype", "fp32", ("fp32", "bf16")),
+        tp_comm_overlap=flag(data, "training", "tp_comm_overlap", False) if data.get("tp_comm_overlap") is not None
+        else None,
+        moe_dispatcher=choice(data, "training", "moe_dispatcher", "", ("alltoall", "deepep"))
+        if data.get("moe_dispatcher") is not None else None,
+        cuda_graphs=flag(data, "training", "cuda_graphs", False),
         profile=profile if profile is not None else calibration.shipped("training"),
     )
 
