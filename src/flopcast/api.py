@@ -472,13 +472,19 @@ def _search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective:
 
     hint = "fix some plan keys (--fix tp=8 --fix pp=4) or search fewer devices; see docs/limits.md"
     bound = bound_of(space)
+    def balanced(res):
+        if "pipeline_layout" in (fixed or {}):
+            return res
+        return _with_balanced_layouts(res, lambda plan: _estimate_plan(rs, train, plan), top)
+
     if bound > limits.MAX_PLANS:
-        return _search_in_two_passes(space, bound, bound_of, run_search=lambda sp, k: search(
+        return balanced(_search_in_two_passes(space, bound, bound_of, run_search=lambda sp, k: search(
             rs.model, rs.hardware, train, num_devices=rs.cluster.num_devices,
             devices_per_node=rs.cluster.devices_per_node,
             scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, top=k,
             objective=objective, backend=backend, ray_address=ray_address, workers=workers,
-            space=sp, progress=progress, assumptions=tuple(assumptions)), top=top, hint=hint)
+            space=sp, progress=progress, assumptions=tuple(assumptions)), top=top, hint=hint))
+
     def run(space_):
         return search(rs.model, rs.hardware, train, num_devices=rs.cluster.num_devices,
                       devices_per_node=rs.cluster.devices_per_node,
@@ -495,7 +501,37 @@ def _search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective:
                            limits.MAX_PLANS, field="search: plans to evaluate (with offload: nothing fits without)",
                            hint="fix some plan keys (--fix tp=8 --fix pp=4) or search fewer devices; see docs/limits.md")
         result = run(with_offload)
-    return result
+    return balanced(result)
+
+
+def _estimate_plan(rs: ResolvedScenario, train, plan):
+    from flopcast.estimate.training import estimate_training as _estimate
+
+    return _estimate(rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
+                     scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s)
+
+
+def _with_balanced_layouts(result, estimate, top: int):
+    """The best plans with pipelines again with `pipeline_layout: balanced` (the split that evens the
+    stages' work, head and embedding counted); a balanced variant that is faster and fits joins
+    the ranking. Cheap: `top` more estimates."""
+    from flopcast.search import SearchResult
+
+    extra = []
+    for e in result.plans:
+        if e.plan.pp > 1 and e.plan.pipeline_layout is None:
+            b = estimate(dataclasses.replace(e.plan, pipeline_layout="balanced"))
+            if b.fits and b.step_time_s < e.step_time_s:
+                extra.append(b)
+    if not extra:
+        return result
+    ranked = sorted((*result.plans, *extra), key=lambda e: (e.step_time_s, e.memory_per_device_bytes))[:top]
+    return SearchResult(plans=tuple(ranked), pareto=result.pareto, num_evaluated=result.num_evaluated + len(extra),
+                        num_fitting=result.num_fitting + len(extra), objective=result.objective,
+                        backend=result.backend, model_error_frac=result.model_error_frac,
+                        assumptions=(*result.assumptions, Assumption(
+                            "balanced_layouts", len(extra), "best plans re-estimated with pipeline_layout: "
+                            "balanced; the faster ones joined the ranking")))
 
 
 STRUCTURE_KEYS = ("tp", "cp", "pp", "ep", "etp", "pp_schedule", "vpp")

@@ -304,6 +304,27 @@ def test_activation_offload_moves_activations_to_the_host():
         api.estimate_training(sc | {"parallel": sc["parallel"] | {"activation_offload": 1.5}})
 
 
+def test_balanced_layout_evens_the_stages_work():
+    """pipeline_layout: balanced splits the layers so that the largest stage's work (embedding on the
+    first, head, loss and MTP modules on the last) is smallest: equal layers without extras split
+    evenly; with DeepSeek-V3's MTP module on the last stage it is faster than the default split and
+    reports the counts it chose."""
+    from flopcast.estimate.training import balanced_layer_counts
+    assert balanced_layer_counts([1.0] * 12, 4, 0.0, 0.0) == [3, 3, 3, 3]
+    counts = balanced_layer_counts([1.0] * 12, 4, 0.0, 2.0)          # the best bound is 4 layers' work
+    assert sum(counts) == 12 and max(counts[:3] + [counts[3] + 2]) == 4
+    kw = {"model": "deepseek-v3", "hardware": "h800-sxm", "devices": 2048,
+          "training": {"seq_len": 4096, "global_batch_seqs": 15360, "precision": "fp8", "mtp_layers": 1}}
+    plan = {"tp": 1, "pp": 16, "dp": 128, "ep": 64, "pp_schedule": "dualpipe", "recompute": "selective",
+            "recompute_modules": ["layernorm", "mla_up_proj", "moe_act"]}
+    default = est(**kw, parallel=plan)
+    bal = est(**kw, parallel=plan | {"pipeline_layout": "balanced"})
+    assert bal.step_time_s < default.step_time_s
+    counts = next(a.value for a in bal.assumptions if a.name == "pipeline_layout")
+    assert sum(counts) == 61 and len(counts) == 16
+    assert bal.plan.to_dict()["pipeline_layout"] == "balanced"
+
+
 # ---------------------------------------------------------------- time
 def test_bubble_is_p_minus_1_over_vm():
     """Interleaved 1F1B: bubble = (p - 1)/(v m) x the micro-batch work on a stage."""

@@ -493,12 +493,55 @@ def stage_layer_counts(num_layers: int, chunks: int) -> list[int]:
     return counts
 
 
-def _stage_layers(model: ModelSpec, plan: ParallelPlan) -> list[list[int]]:
+def balanced_layer_counts(work_s: list[float], chunks: int, first_extra_s: float, last_extra_s: float) -> list[int]:
+    """Contiguous layers per virtual stage minimising the largest stage's work, the first stage also
+    doing `first_extra_s` (embedding) and the last `last_extra_s` (head, loss, MTP modules): the
+    smallest feasible bound by bisection, each stage filled greedily up to it."""
+    n = len(work_s)
+
+    def fill(bound: float) -> list[int] | None:
+        counts, i = [], 0
+        for c in range(chunks):
+            load = first_extra_s if c == 0 else 0.0
+            k = 0
+            while i < n and (c == chunks - 1 or load + work_s[i] <= bound):
+                load += work_s[i]
+                i += 1
+                k += 1
+            if c == chunks - 1 and load + last_extra_s > bound:
+                return None
+            counts.append(k)
+        return counts if i == n else None
+
+    lo = max(first_extra_s, last_extra_s, max(work_s, default=0.0))
+    hi = first_extra_s + last_extra_s + sum(work_s)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if fill(mid) is None:
+            lo = mid
+        else:
+            hi = mid
+    return fill(hi) or stage_layer_counts(n, chunks)
+
+
+def _work_s(c: _Cost) -> float:
+    """One micro-batch's forward and backward work in a cost (what a layout balances)."""
+    return (c.gemm_fwd_s + c.gemm_bwd_s + c.attn_fwd_s + c.attn_bwd_s + 3 * c.elem_fwd_s + c.head_gemm_s
+            + c.loss_s + c.embed_s + 3.5 * c.tp_fwd_s + 2 * c.ep_fwd_s + 2 * c.cp_fwd_s)
+
+
+def _stage_layers(model: ModelSpec, plan: ParallelPlan, balance: tuple | None = None) -> list[list[int]]:
     """Layer indices held by each pipeline rank (interleaved chunks when vpp > 1), from
-    parallel.pipeline_layout or the default split."""
+    parallel.pipeline_layout or the default split; `balance` = (per-layer work, first-stage extra,
+    last-stage extra) for pipeline_layout: balanced."""
     L, p, v = model.num_layers, plan.pp, plan.vpp
     chunks = p * v
-    sizes = list(plan.pipeline_layout) if plan.pipeline_layout else stage_layer_counts(L, chunks)
+    if isinstance(plan.pipeline_layout, tuple):
+        sizes = list(plan.pipeline_layout)
+    elif plan.pipeline_layout == "balanced" and balance is not None:
+        sizes = balanced_layer_counts(*balance[:1], chunks, *balance[1:])
+    else:
+        sizes = stage_layer_counts(L, chunks)
     bounds, start = [], 0
     for n in sizes:
         bounds.append(range(start, start + n))
@@ -597,8 +640,15 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
 
     # --- per pipeline rank: sum the layers it holds
     skey = ("stages", plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, plan.ep_comm_overlap)
+    if plan.pipeline_layout == "balanced":
+        skey += (lkey, n_mtp)
     if skey not in cache:
-        stages_ = _stage_layers(model, plan)
+        balance = None
+        if plan.pipeline_layout == "balanced":
+            last_extra = _work_s(head) + (_work_s(cache[mkey]) if n_mtp else 0.0)
+            balance = ([_work_s(layer_cost[g]) for g in group_of], _work_s(embed), last_extra)
+            cache[("layout", skey)] = balanced_layer_counts(balance[0], plan.pp * plan.vpp, *balance[1:])
+        stages_ = _stage_layers(model, plan, balance)
         cache[skey] = (stages_, [Counter(group_of[i] for i in idx) for idx in stages_])
     stages, stage_groups = cache[skey]
     recompute_full = plan.recompute == "full"
@@ -727,9 +777,10 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
         dense = s_c.params - s_c.expert_params
         exp = s_c.expert_params
         w_shard = g if plan.zero_stage >= 3 else 1
-        # gradients are stored sharded only where each micro-batch reduce-scatters its own; a stack
-        # that reduces once per step (Megatron-Core's distributed optimizer) accumulates them whole
-        grads_sharded = plan.zero_stage >= 2 and stack.grad_reduce == "per_microbatch"
+        # ZeRO-2 stores gradients sharded only where each micro-batch reduce-scatters its own; a stack
+        # that reduces once per step (Megatron-Core's distributed optimizer) accumulates them whole.
+        # ZeRO-3 / FSDP shards them on every stack.
+        grads_sharded = plan.zero_stage >= 3 or (plan.zero_stage == 2 and stack.grad_reduce == "per_microbatch")
         g_shard = g if grads_sharded else 1
         o_shard = g if plan.zero_stage >= 1 else 1
         ge = g_exp if grads_sharded else 1
@@ -984,6 +1035,11 @@ def _estimate(model, hw, plan, train, devices_per_node, scale_out_bandwidth_byte
     if train.total_tokens:
         ttt = train.total_tokens / tokens_per_s
         dh = ttt * n_dev / units.HOUR_S
+    if plan.pipeline_layout == "balanced":
+        assumptions = (*assumptions, Assumption(
+            "pipeline_layout", cache[("layout", skey)],
+            "balanced: layers per virtual stage that even out the stages' work, the embedding on the first "
+            "and the head, loss and MTP modules on the last counted"))
     return TrainingEstimate(
         fits=fits, infeasible_reason=reason, memory_per_device_bytes=total_mem, memory_breakdown_bytes=mem,
         memory_capacity_bytes=cap, step_time_s=step, step_time_breakdown_s=breakdown,

@@ -42,7 +42,9 @@ class ParallelPlan:
     offload: str = "none"
     ep_comm_overlap: bool = False
     etp: int | None = None                         # expert tensor parallel; None = tp
-    pipeline_layout: tuple[int, ...] | None = None  # layers per virtual stage (pp x vpp entries)
+    # layers per virtual stage (pp x vpp entries), or "balanced": the split that evens out the
+    # stages' work with the embedding, the head and any MTP modules counted (estimate/training.py)
+    pipeline_layout: tuple[int, ...] | str | None = None
     pp_schedule: str = "1f1b"
     recompute_modules: tuple[str, ...] = ("core_attn",)
     # ZeRO/FSDP shard group (FSDP2 hybrid sharding, DeepSpeed MiCS): states sharded over this many
@@ -73,7 +75,8 @@ class ParallelPlan:
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in PARALLEL_KEYS}
         d["etp"] = self.expert_tp
-        d["pipeline_layout"] = list(self.pipeline_layout) if self.pipeline_layout else None
+        layout = self.pipeline_layout
+        d["pipeline_layout"] = list(layout) if isinstance(layout, tuple) else layout
         d["recompute_modules"] = list(self.recompute_modules) if self.recompute == "selective" else None
         return d
 
@@ -144,7 +147,7 @@ def _modules(value: Any, recompute: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _layout(value: Any) -> tuple[int, ...] | None:
+def _layout(value: Any) -> tuple[int, ...] | str | None:
     """parallel.pipeline_layout: a list of transformer layers per virtual stage, or a Megatron-Core
     layout string: stages separated by `|`, `t` a transformer layer, `E` the embedding and `L` the
     loss (placement markers), `(...)*n` a repeated group; e.g. "Et|(tt|)*30L" = [1, 2 x 30, 0]."""
@@ -152,14 +155,16 @@ def _layout(value: Any) -> tuple[int, ...] | None:
 
     if value is None:
         return None
+    if value == "balanced":
+        return "balanced"
     if isinstance(value, (list, tuple)):
         if not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
             raise InvalidScenario("parallel.pipeline_layout: expected layer counts >= 0 per virtual stage, "
                                   f"e.g. [7, 8, 8, 7], got {value!r}")
         return tuple(value)
     if not isinstance(value, str):
-        raise InvalidScenario("parallel.pipeline_layout: expected a list of layer counts or a layout string "
-                              "such as \"Et|(tt|)*30L\"")
+        raise InvalidScenario("parallel.pipeline_layout: expected a list of layer counts, a layout string "
+                              "such as \"Et|(tt|)*30L\", or balanced")
     text = value.replace(" ", "")
     pattern = re.compile(r"\(([^()]*)\)\*(\d+)")
     for _ in range(8):   # expand (group)*n, innermost first
@@ -215,7 +220,7 @@ def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, glo
         f = next(lay.ffn.expert_d_ff for lay in model.layers if isinstance(lay.ffn, MoEFFN))
         if f % p.etp:
             raise InvalidScenario(f"parallel.etp: {p.etp} must divide the expert FFN width {f}")
-    if p.pipeline_layout is not None:
+    if isinstance(p.pipeline_layout, tuple):
         if len(p.pipeline_layout) != p.pp * p.vpp:
             raise InvalidScenario(
                 f"parallel.pipeline_layout: {len(p.pipeline_layout)} virtual stages given, pp*vpp = "
