@@ -325,6 +325,23 @@ def test_balanced_layout_evens_the_stages_work():
     assert bal.plan.to_dict()["pipeline_layout"] == "balanced"
 
 
+def test_moe_capacity_factor_pads_every_expert():
+    """training.moe_capacity_factor c: tokens beyond c x the mean expert load are dropped and every
+    expert's input is padded to it, so the expert GEMMs do c x the balanced work whatever the
+    routing; c = 1 is the balanced (forced_balance) case."""
+    kw = {"model": "mixtral-8x7b", "hardware": "h100-sxm", "devices": 64,
+          "training": {"seq_len": 4096, "global_batch_seqs": 64}}
+    par = {"tp": 1, "pp": 1, "dp": 64, "ep": 8, "zero_stage": 3}
+    def gemm(**t):
+        r = est(**{**kw, "training": kw["training"] | t}, parallel=par)
+        return r.compute_breakdown_s["gemm"]
+    balanced, c1, c2 = gemm(moe_routing="forced_balance"), gemm(moe_capacity_factor=1.0), gemm(moe_capacity_factor=2.0)
+    assert c1 == pytest.approx(balanced, rel=1e-9)
+    assert c2 > 1.3 * c1
+    with pytest.raises(InvalidScenario, match="moe_capacity_factor"):
+        est(**{**kw, "training": kw["training"] | {"moe_capacity_factor": 0.5}}, parallel=par)
+
+
 # ---------------------------------------------------------------- time
 def test_bubble_is_p_minus_1_over_vm():
     """Interleaved 1F1B: bubble = (p - 1)/(v m) x the micro-batch work on a stage."""

@@ -330,6 +330,10 @@ def _layer_cost(layer: LayerSpec, model: ModelSpec, plan: ParallelPlan, train: T
             tokens_routed = T * k * et / t
             # dropless routing: the most-loaded expert-parallel rank sets the pace (max/mean load)
             imb = moe_imbalance("training", plan.ep) if train.moe_routing == "dropless" else 1.0
+            if train.moe_capacity_factor is not None:
+                # dropping at capacity: every expert's input is padded to capacity_factor x the mean
+                # load, which bounds the busiest rank as well
+                imb = train.moe_capacity_factor
             m_e = tokens_routed / local_experts * imb
             mult = 2 if ffn.gated else 1
             expert_w = local_experts * (mult + 1) * h * fe / et

@@ -16,7 +16,7 @@ PRECISIONS = ("bf16", "fp16", "fp8", "fp4")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
                  "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune", "mtp_layers",
-                 "optimizer_moments_dtype", "tp_comm_overlap", "moe_dispatcher", "cuda_graphs", "phases")
+                 "optimizer_moments_dtype", "moe_capacity_factor", "tp_comm_overlap", "moe_dispatcher", "cuda_graphs", "phases")
 # A phase (training.phases[i]) overrides any training key but `phases`, and may carry `parallel` and
 # `cluster` mappings that override those sections for its duration.
 PHASE_KEYS = ("name", *(k for k in TRAINING_KEYS if k != "phases"), "parallel", "cluster")
@@ -89,6 +89,10 @@ class TrainingSpec:
     compile: bool = False
     moe_routing: str = "dropless"
     moe_max_nodes_per_token: int | None = None
+    # token dropping at a capacity of factor x the mean load per expert, each expert's input padded to
+    # it (MaxText capacity_factor; Megatron-Core --moe-expert-capacity-factor with
+    # --moe-pad-expert-input-to-capacity); None = dropless
+    moe_capacity_factor: float | None = None
     finetune: FinetuneSpec | None = None
     mtp_layers: int | None = None     # multi-token-prediction modules trained on the last stage (None: 0)
     # Adam's first and second moments: fp32, or bf16 (Megatron-Core --exp-avg-dtype/--exp-avg-sq-dtype
@@ -155,6 +159,7 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         comm_overlap=flag(data, "training", "comm_overlap", True), grad_reduce_dtype=grad_dtype, attention_kernel=kernel,
         framework=framework, compile=flag(data, "training", "compile", False), moe_routing=routing,
         moe_max_nodes_per_token=_max_nodes(data.get("moe_max_nodes_per_token")),
+        moe_capacity_factor=_capacity(data.get("moe_capacity_factor")),
         finetune=_finetune(data.get("finetune")),
         mtp_layers=_mtp(data.get("mtp_layers")),
         optimizer_moments_dtype=choice(data, "training", "optimizer_moments_dtype", "fp32", ("fp32", "bf16")),
@@ -165,6 +170,16 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         cuda_graphs=flag(data, "training", "cuda_graphs", False),
         profile=profile if profile is not None else calibration.shipped("training"),
     )
+
+
+def _capacity(value: Any) -> float | None:
+    """training.moe_capacity_factor: a number from 1 to 16 (None: dropless routing)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1.0 <= float(value) <= 16.0:
+        raise InvalidScenario(f"training.moe_capacity_factor: expected a number from 1 to 16 (capacity per expert "
+                              f"over the mean load, e.g. 1.25), got {value!r}")
+    return float(value)
 
 
 def _max_nodes(value: Any) -> int | None:
