@@ -461,7 +461,8 @@ class _Sim:
                 replica_of[r] = rep.id
                 target[r] = inp[r]
                 rep.waiting.append(r)
-                woken.append(rep.id)
+                if not rep.busy:        # a busy replica is woken by its own `end` event
+                    woken.append(rep.id)
                 if trace is not None:
                     trace.append((now, "arrive", rep.id, r))
             while events and events[0][0] <= now:
@@ -595,7 +596,7 @@ class _Sim:
             c = int(min(left, target[r] - pre[r]))
             chunks.append((r, c))
             left -= c
-        while left > 0:
+        while left > 0 and rep.waiting:
             r = self._admit(rep, 0)
             if r is None:
                 break
@@ -666,7 +667,8 @@ class _Sim:
         pool.iterations += 1
         pool.busy_s += dt
         pool.tokens += n_dec + n_pre
-        self.push(now + dt, "end", rep.id, plan)
+        self.seq += 1
+        heapq.heappush(self.events, (now + dt, self.seq, "end", rep.id, plan))
 
     def finish(self, rep: _Replica, now: float, data) -> None:
         n_dec, chunks = data
@@ -792,7 +794,8 @@ class _Sim:
         pool.iterations += 1
         pool.busy_s += dt
         pool.tokens += n_dec + n_pre
-        self.push(now + dt, "end", rep.id, plan)
+        self.seq += 1
+        heapq.heappush(self.events, (now + dt, self.seq, "end", rep.id, plan))
 
     def finish_static(self, rep: _Replica, now: float, data) -> None:
         decode, chunks = data
