@@ -495,15 +495,39 @@ def audit_table(d: dict[str, Any]) -> Group:
 def fleet_tables(d: dict[str, Any]) -> Group:
     slo = d["slo"]
     target = ", ".join(f"{k.replace('_s', '')} <= {_ms(v)}" for k, v in slo.items() if v is not None)
-    rows = [("SLO", target),
-            ("fleet", f"{d['replicas']:,} replicas = {d['num_devices']:,} devices" if d["meets_slo"] else d["reason"]),
-            ("analytic estimate", f"{d['analytic_min_replicas']:,} replicas (offered output tokens/s over one "
-                                  "replica's analytic maximum)")]
-    t = Table(title="Trials", title_justify="left")
-    for col in ("replicas", "devices", "TTFT p99", "TPOT p99", "meets SLO"):
+    if d["meets_slo"]:
+        fleet = f"{d['replicas']:,} replicas = {d['num_devices']:,} devices"
+        if d.get("prefill_replicas") is not None:
+            fleet += f" ({d['prefill_replicas']:,} prefill + {d['decode_replicas']:,} decode)"
+        if d.get("cost_per_hour_usd") is not None:
+            fleet += f", ${d['cost_per_hour_usd']:,.2f} per hour"
+    else:
+        fleet = d["reason"]
+    rows = [("SLO", target), ("fleet", fleet),
+            ("analytic estimate", f"{d['analytic_min_replicas']:,} replicas (offered load over one unit's analytic "
+                                  "maximum, per pool)")]
+    for p in d.get("pools") or []:
+        if p["unit_replicas"] > 1 or p["role"] != "both":
+            rows.append((f"{p['role']} pool", f"{p['hardware']} tp {p['tp']} pp {p['pp']} ep {p['ep']}; unit "
+                                              f"{p['unit_replicas']} replicas = {p['unit_devices']} devices"
+                                              + (f"; {p['replicas']:,} replicas" if p["replicas"] else "")))
+    st = d.get("steady_state") or {}
+    if st.get("num_requests"):
+        rows.append(("steady state", f"{st['num_requests']:,} requests simulated, first {st['warmup_requests']:,} "
+                                     f"excluded as warm-up, {'settled' if st['settled'] else 'NOT settled'}"))
+    if d.get("plot"):
+        rows.append(("plot", d["plot"]))
+    t = Table(title="Latency-throughput curve (steady state)", title_justify="left")
+    for col in ("replicas", "devices", "offered tok/s", "achieved tok/s", "TTFT p50", "TTFT p99", "TPOT p50",
+                "TPOT p99", "settled", "meets SLO"):
         t.add_column(col, justify="right")
-    for r in d["trials"]:
-        t.add_row(f"{r['replicas']:,}", f"{r['num_devices']:,}", _ms(r["ttft_p99_s"]), _ms(r["tpot_p99_s"]),
+    for r in d.get("curve") or d["trials"]:
+        label = (f"{r['prefill_replicas']}P+{r['decode_replicas']}D" if "prefill_replicas" in r
+                 else f"{r['replicas']:,}")
+        tok = (lambda x: "-" if x is None else f"{x:,.0f}")
+        t.add_row(label, f"{r['num_devices']:,}", tok(r.get("offered_output_tokens_per_s")),
+                  tok(r.get("achieved_output_tokens_per_s")), _ms(r.get("ttft_p50_s")), _ms(r["ttft_p99_s"]),
+                  _ms(r.get("tpot_p50_s")), _ms(r["tpot_p99_s"]), "yes" if r.get("settled", True) else "no",
                   "yes" if r["meets_slo"] else "no")
     parts: list[Any] = [_kv_table("Fleet sizing", rows), t]
     if d["simulation"]:

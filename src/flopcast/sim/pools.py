@@ -25,9 +25,7 @@ def scenario_pools(rs, section: Mapping[str, Any], spec, scheduler: str, prefill
                    ) -> tuple[tuple[PoolSpec, ...], list[Assumption]]:
     """The pools of the resolved scenario `rs` (its inference `section`, parsed `spec`) and the
     assumptions they add; raises InvalidScenario naming the field for a bad layout."""
-    from flopcast.estimate import serving as sv_mod
-    from flopcast.specs.scenario import resolve_hardware
-    from flopcast.specs.serving import _in_pool, pool_layouts, validate_inference
+    from flopcast.specs.serving import pool_layouts, validate_inference
 
     layouts = pool_layouts(section, spec.profile)
     so = rs.cluster.scale_out_bandwidth_bytes_per_s
@@ -40,6 +38,28 @@ def scenario_pools(rs, section: Mapping[str, Any], spec, scheduler: str, prefill
     if prefill_replicas is not None:
         raise InvalidScenario("inference.scheduler.prefill_replicas: with inference.prefill the prefill pool's "
                               "replicas are inference.prefill.dp")
+    pools = explicit_pools(rs, layouts)
+    total = sum(p.num_devices for p in pools)
+    if cluster_devices_given(rs) and rs.cluster.num_devices != total:
+        raise InvalidScenario(f"cluster.num_devices: {rs.cluster.num_devices}, but the prefill and decode pools hold "
+                              f"{pools[0].num_devices} + {pools[1].num_devices} = {total} devices (tp*pp*dp each); "
+                              "give their sum or leave cluster.num_devices out")
+    notes = [Assumption("pools", "; ".join(
+        f"{p.role}: {p.replicas} x {p.hw.id} tp {p.spec.tp} pp {p.spec.pp}" + (f" ep {p.spec.ep}" if p.spec.ep > 1 else "")
+        for p in pools), "inference.prefill and inference.decode: each pool's iterations are timed by its own layout")]
+    if not cluster_devices_given(rs):
+        notes.append(Assumption("cluster.num_devices", total, "the devices of the prefill and decode pools"))
+    return tuple(pools), notes
+
+
+def explicit_pools(rs, layouts) -> list[PoolSpec]:
+    """The prefill and decode pools of `pool_layouts`, each validated as its own inference section
+    (replicas: its dp) on its hardware (resolved; the scenario's when not given)."""
+    from flopcast.estimate import serving as sv_mod
+    from flopcast.specs.scenario import resolve_hardware
+    from flopcast.specs.serving import _in_pool, validate_inference
+
+    so = rs.cluster.scale_out_bandwidth_bytes_per_s
     pools = []
     for role in ("prefill", "decode"):
         hw_value, pspec = layouts[role]
@@ -56,17 +76,7 @@ def scenario_pools(rs, section: Mapping[str, Any], spec, scheduler: str, prefill
             raise _in_pool(e, role) from None
         pools.append(PoolSpec(role=role, hw=hw, spec=pspec, replicas=pspec.dp,
                               scale_out_bandwidth_bytes_per_s=so if hw_value is None else None))
-    total = sum(p.num_devices for p in pools)
-    if cluster_devices_given(rs) and rs.cluster.num_devices != total:
-        raise InvalidScenario(f"cluster.num_devices: {rs.cluster.num_devices}, but the prefill and decode pools hold "
-                              f"{pools[0].num_devices} + {pools[1].num_devices} = {total} devices (tp*pp*dp each); "
-                              "give their sum or leave cluster.num_devices out")
-    notes = [Assumption("pools", "; ".join(
-        f"{p.role}: {p.replicas} x {p.hw.id} tp {p.spec.tp} pp {p.spec.pp}" + (f" ep {p.spec.ep}" if p.spec.ep > 1 else "")
-        for p in pools), "inference.prefill and inference.decode: each pool's iterations are timed by its own layout")]
-    if not cluster_devices_given(rs):
-        notes.append(Assumption("cluster.num_devices", total, "the devices of the prefill and decode pools"))
-    return tuple(pools), notes
+    return pools
 
 
 def kv_transfer_assumption() -> Assumption:
