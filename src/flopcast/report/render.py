@@ -492,6 +492,10 @@ def audit_table(d: dict[str, Any]) -> Group:
     return Group(t, f"{s['consistent']} consistent, {s['inconsistent']} inconsistent, {s['unverifiable']} unverifiable")
 
 
+def _tokens(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
 def fleet_tables(d: dict[str, Any]) -> Group:
     slo = d["slo"]
     target = ", ".join(f"{k.replace('_s', '')} <= {_ms(v)}" for k, v in slo.items() if v is not None)
@@ -524,9 +528,8 @@ def fleet_tables(d: dict[str, Any]) -> Group:
     for r in d.get("curve") or d["trials"]:
         label = (f"{r['prefill_replicas']}P+{r['decode_replicas']}D" if "prefill_replicas" in r
                  else f"{r['replicas']:,}")
-        tok = (lambda x: "-" if x is None else f"{x:,.0f}")
-        t.add_row(label, f"{r['num_devices']:,}", tok(r.get("offered_output_tokens_per_s")),
-                  tok(r.get("achieved_output_tokens_per_s")), _ms(r.get("ttft_p50_s")), _ms(r["ttft_p99_s"]),
+        t.add_row(label, f"{r['num_devices']:,}", _tokens(r.get("offered_output_tokens_per_s")),
+                  _tokens(r.get("achieved_output_tokens_per_s")), _ms(r.get("ttft_p50_s")), _ms(r["ttft_p99_s"]),
                   _ms(r.get("tpot_p50_s")), _ms(r["tpot_p99_s"]), "yes" if r.get("settled", True) else "no",
                   "yes" if r["meets_slo"] else "no")
     parts: list[Any] = [_kv_table("Fleet sizing", rows), t]
