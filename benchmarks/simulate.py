@@ -1,12 +1,16 @@
 """Serving simulator: agreement with the analytic model and speed.
 
-Usage: python benchmarks/simulate.py [--only million]   (or FLOPCAST_BENCH_ONLY=million)
+Usage: python benchmarks/simulate.py [--only agreement|speed|million|sizing]   (or FLOPCAST_BENCH_ONLY=...)
 - Low load (one request at a time): simulated TTFT vs the analytic unloaded TTFT.
 - Saturation (a burst of fixed-length requests, chunked prefill): simulated output tokens/s vs the
   analytic steady state, for a few model / hardware / length combinations.
 - Speed: wall time, iterations and requests simulated per second for 10,000 Poisson requests.
 - million: 1,000,000 Poisson requests of Llama 3.1 70B on 4 replicas of 8 x H100 (tp 8), lognormal
   lengths (mean 1024 in, 256 out), at ~85% of the analytic capacity (issue 12's target: <= 60 s).
+- sizing: `flopcast simulate --size-fleet` to steady state (issue 12's target: <= 30 s): Llama 3.1 8B on
+  H100 (tp 1) at 150 requests/s, p99 TTFT 1 s / TPOT 50 ms; a disaggregated 8B fleet (prefill tp 1,
+  decode tp 1) with its two pools sized; and, for scale, a Llama 3.1 70B fleet of ~45 replicas of
+  8 x H100 at 620 requests/s (p99 TTFT 2 s / TPOT 100 ms), whose steady state needs ~10^5 requests a trial.
 """
 
 from __future__ import annotations
@@ -79,9 +83,41 @@ def million(n: int = 1_000_000) -> None:
           f"TPOT p99 {r.tpot_p99_s * 1e3:.1f} ms, {r.output_tokens_per_s:,.0f} output tokens/s")
 
 
+def sizing() -> None:
+    from flopcast import api
+
+    lengths = {"input_tokens": {"dist": "lognormal", "mean": 1024, "max": 8192},
+               "output_tokens": {"dist": "lognormal", "mean": 256, "max": 2048}}
+
+    def scenario(model, tp, rate, ttft, tpot, **extra):
+        return {"model": model, "hardware": "h100-sxm",
+                "inference": {"tp": tp, "workload": {"num_requests": 1000, "arrival": {"process": "poisson",
+                                                                                         "rate_per_s": rate}} | lengths,
+                              "slo": {"ttft_p99": ttft, "tpot_p99": tpot}} | extra}
+
+    cases = [("Llama 3.1 8B, 150 req/s", scenario("llama-3.1-8b", 1, 150, "1 s", "50 ms")),
+             ("Llama 3.1 8B disaggregated, 100 req/s",
+              scenario("llama-3.1-8b", 1, 100, "1 s", "50 ms", prefill={}, decode={})),
+             ("Llama 3.1 70B tp 8, 620 req/s", scenario("llama-3.1-70b", 8, 620, "2 s", "100 ms"))]
+    for name, sc in cases:
+        t0 = time.perf_counter()
+        out = api.size_fleet(sc, max_replicas=512)
+        dt = time.perf_counter() - t0
+        st = out["steady_state"]
+        pools = (f" ({out['prefill_replicas']} prefill + {out['decode_replicas']} decode)"
+                 if "prefill_replicas" in out else "")
+        print(f"size-fleet {name}: {dt:.1f} s wall, {len(out['curve'])} trials, "
+              f"{sum(r['num_requests'] for r in out['curve']):,} requests simulated; answer {out['replicas']} "
+              f"replicas{pools} = {out['num_devices']} devices (analytic floor {out['analytic_min_replicas']}); "
+              f"steady state after {st['warmup_requests']:,} of {st['num_requests']:,} requests "
+              f"({'settled' if st['settled'] else 'not settled'}), p99 TTFT {st['ttft_p99_s'] * 1e3:,.0f} ms, "
+              f"TPOT {st['tpot_p99_s'] * 1e3:.1f} ms")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", choices=("agreement", "speed", "million"), default=os.environ.get("FLOPCAST_BENCH_ONLY"))
+    p.add_argument("--only", choices=("agreement", "speed", "million", "sizing"),
+                   default=os.environ.get("FLOPCAST_BENCH_ONLY"))
     p.add_argument("--requests", type=int, default=1_000_000, help="requests of the million case")
     args = p.parse_args()
     if args.only in (None, "agreement"):
@@ -90,6 +126,8 @@ def main() -> None:
         speed()
     if args.only in (None, "million"):
         million(args.requests)
+    if args.only in (None, "sizing"):
+        sizing()
 
 
 if __name__ == "__main__":

@@ -13,10 +13,12 @@ be overloaded.
 
 Steady state. A trial simulates N requests of the workload (its process, rate, lengths and seed;
 N grows, the workload's own num_requests is the least) and judges the requests after the warm-up:
-- warm-up: the requests that arrive before the system settles, found by White's MSER-5 rule (batch
-  means of 5 consecutive requests in arrival order; truncate the d batches that minimise the
-  squared standard error of the mean of the rest, d within the first half), taken on three series
-  (the requests in flight at each arrival, TTFT, TPOT), the latest of the cuts;
+- warm-up: the requests that arrive before the system settles, the latest of three cuts, each within
+  the first half of the run: one request lifetime (the run's p99 end-to-end latency) after the first
+  arrival, since the requests in flight at time t arrived within one lifetime and so no longer
+  reflect the empty start; and White's MSER-5 rule on the TTFT series and on the TPOT series in
+  arrival order (batch means of 5 consecutive requests; truncate the d batches that minimise the
+  squared standard error of the mean of the rest), which cuts a queue's build-up;
 - convergence: the post-warm-up requests are split in two halves by arrival; for each SLO metric
   the p99 of the halves must agree within SETTLE_TOL (10%) of the larger, or both lie at most half
   the target, or both at least twice it (the verdict cannot flip). Otherwise N doubles, up to
@@ -58,8 +60,8 @@ SETTLE_TOL = 0.10
 MSER_BATCH = 5
 MAX_TRIALS = 60
 MAX_EXTENSION = 8        # a trial's run doubles up to 8 x its first run (and the work limits)
-WARMUP_RULE = ("MSER-5 (White 1997) on the requests-in-flight, TTFT and TPOT series in arrival order, the latest cut, "
-               "at most half the requests")
+WARMUP_RULE = ("the latest of: one p99 end-to-end latency after the first arrival; MSER-5 (White 1997) on the TTFT "
+               "and on the TPOT series in arrival order; at most half the requests")
 CONVERGENCE_RULE = (f"p99 of the two halves of the post-warm-up requests within {SETTLE_TOL:.0%} of the larger, or "
                     "both at most half / at least twice the target, for each SLO metric; else the run doubles, up to "
                     f"{MAX_EXTENSION} x the first run")
@@ -331,10 +333,13 @@ def _steady(res, slo) -> dict[str, Any]:
                       "ttft_p50_s": res.ttft_p50_s, "ttft_p99_s": res.ttft_p99_s, "tpot_p50_s": res.tpot_p50_s,
                       "tpot_p99_s": res.tpot_p99_s, "offered_output_tokens_per_s": None,
                       "achieved_output_tokens_per_s": res.output_tokens_per_s}
-    # requests in flight when each request arrives (arrived minus done): the fill-up of the batches
-    # and queues, which the latencies follow with a lag (a batch fills over the longest requests' lives)
-    in_flight = np.arange(1, n + 1) - np.searchsorted(np.sort(done), arrival, side="right")
-    cuts = [mser_truncation(in_flight.astype(float)), mser_truncation(ttft)]
+    # the batches fill over a request's lifetime: the requests in flight at time t arrived within the
+    # last end-to-end latency, so the population has forgotten the empty start one lifetime (the p99
+    # end-to-end latency of the run) after the first arrival
+    life = float(np.percentile(done - arrival, 99))
+    cuts = [int(np.searchsorted(arrival, arrival[0] + life, side="left")), mser_truncation(ttft)]
+    if cuts[0] > n // 2:
+        cuts[0] = None
     multi = np.flatnonzero(out > 1)
     if len(multi):
         c = mser_truncation(tpot[multi])
