@@ -153,10 +153,13 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
     mean_in, mean_out = float(ins.mean()), float(outs.mean())
     plans = [_with_floor(rs, p, rate, mean_in, mean_out) for p in plans]
     infeasible = [p for p in plans if p.per_unit_max <= 0]
-    if infeasible:
+    if infeasible:                      # infeasible is a value: no fleet of this layout, and why
         p = infeasible[0]
-        raise InvalidScenario(f"inference{'' if p.role == 'both' else '.' + p.role}: the layout does not fit "
-                              f"{p.hw.id} (tp {p.spec.tp}, pp {p.spec.pp}); `flopcast infer` says what would fit")
+        out = _report(plans, {}, {}, None, slo, max_replicas, rs, explicit)
+        out.pop("_steady")
+        out["reason"] = (f"the {'' if p.role == 'both' else p.role + ' '}layout does not fit {p.hw.id} at the mean "
+                         f"lengths (tp {p.spec.tp}, pp {p.spec.pp}); `flopcast infer` says what would fit")
+        return out
     in_flight = rate * _analytic_e2e_s(rs, plans, mean_in, mean_out, slo)
     n0 = max(workload.num_requests, MIN_REQUESTS, math.ceil(FILL * in_flight))
     if workload.trace is not None:
@@ -387,9 +390,9 @@ def _search_1d(meets_at, floor: int, max_units: int) -> int | None:
     bisect down to the last failing size; the floor is never undercut (one unit below it is
     simulated for the curve). None when max_units fails."""
     k, last_fail = floor, None
-    while not meets_at(k)["meets_slo"]:
+    while not (t := meets_at(k))["meets_slo"]:
         last_fail = k
-        if k >= max_units:
+        if k >= max_units or t["num_rejected"]:     # rejected requests never fit one replica, whatever the fleet
             return None
         k = min(max_units, max(k + 1, math.ceil(k * GROWTH)))
     hi = k
@@ -424,6 +427,8 @@ def _search_2d(run, plans, max_units) -> tuple[int, int] | None:
         t = run(key(p_units, d_units))
         if t["meets_slo"]:
             break
+        if t["num_rejected"]:         # requests that never fit one replica, whatever the fleet
+            return None
         ttft_bad = t["num_rejected"] > 0 or _fails(t, "ttft")
         tpot_bad = t["num_rejected"] > 0 or _fails(t, "tpot")
         if not ttft_bad and not tpot_bad:       # the whole-run verdict failed on neither metric alone
@@ -492,6 +497,8 @@ def _report(plans, trials, results, best, slo, max_replicas, rs, explicit) -> di
         "num_devices": chosen["num_devices"] if chosen else None,
         "meets_slo": chosen is not None,
         "reason": None if chosen else (
+            "some requests can never fit one replica's KV cache (rejected in every trial); a larger tp or a "
+            "smaller max length is needed" if any(t["num_rejected"] for t in trials.values()) else
             f"no fleet of up to {max_replicas} replicas per pool meets the SLO at steady state (a single unit's latency "
             "at low load may already exceed it; see the curve)" if all(p.floor * p.unit <= max_replicas for p in plans)
             else f"the analytic minimum ({floor_replicas} replicas) exceeds max_replicas {max_replicas}"),

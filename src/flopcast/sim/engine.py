@@ -883,7 +883,7 @@ def _analytic(model: ModelSpec, pools: list[_Pool], mean_in: float, mean_out: fl
             "input_tokens": max(1, round(mean_in)), "output_tokens": max(1, round(mean_out)), "pool": p.role})
         a = sv_mod.estimate_serving(model, p.ps.hw, s)
         rate = (a.input_tokens_per_s if p.role == "prefill" else a.output_tokens_per_s) if a.fits else 0.0
-        per_pool.append(rate / spec.dp * p.ps.replicas)     # the estimate counts spec.dp replicas
+        per_pool.append(rate if p.ps.replicas == spec.dp else rate / spec.dp * p.ps.replicas)   # it counts spec.dp
     if len(pools) == 1:
         return per_pool[0], per_pool
     pre = next(r for p, r in zip(pools, per_pool, strict=True) if p.role == "prefill")
