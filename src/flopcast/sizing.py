@@ -27,9 +27,10 @@ N grows, the workload's own num_requests is the least) and judges the requests a
   that its queues wander for longer) is judged on what it has and marked `settled: false`;
 - verdict: no request rejected, and the p99 TTFT and p99 TPOT of the post-warm-up requests within
   the SLO.
-The first N is the larger of the workload's num_requests, MIN_REQUESTS and FILL x the analytic
-concurrency (arrival rate x the analytic end-to-end latency, its TTFT and TPOT capped at the SLO), so
-that the fill-up is a minority of it.
+The first N is the larger of the workload's num_requests, MIN_REQUESTS and FILL x the requests
+arriving during one long request's life (arrival rate x the analytic TTFT plus the workload's p99
+output length times the analytic TPOT, both capped at the SLO): the warm-up cut needs one lifetime
+and must fall in the first half.
 
 Search. Per pool: from the analytic floor, grow by GROWTH (x1.5, at least +1 unit) until the SLO is
 met, then bisect down to the last failing size. Disaggregated: grow the prefill pool while TTFT fails
@@ -54,7 +55,7 @@ from flopcast.errors import InvalidScenario
 from flopcast.specs.scenario import resolve
 
 MIN_REQUESTS = 1000
-FILL = 4                 # first run: at least FILL x the analytic number of requests in flight
+FILL = 2.5               # first run: at least FILL x the requests arriving in one p99 request lifetime
 GROWTH = 1.5
 SETTLE_TOL = 0.10
 MSER_BATCH = 5
@@ -160,8 +161,8 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
         out["reason"] = (f"the {'' if p.role == 'both' else p.role + ' '}layout does not fit {p.hw.id} at the mean "
                          f"lengths (tp {p.spec.tp}, pp {p.spec.pp}); `flopcast infer` says what would fit")
         return out
-    in_flight = rate * _analytic_e2e_s(rs, plans, mean_in, mean_out, slo)
-    n0 = max(workload.num_requests, MIN_REQUESTS, math.ceil(FILL * in_flight))
+    lifetime = _analytic_e2e_s(rs, plans, mean_in, mean_out, float(np.percentile(outs, 99)), slo)
+    n0 = max(workload.num_requests, MIN_REQUESTS, math.ceil(FILL * rate * lifetime))
     if workload.trace is not None:
         n0 = n_limit = len(arrivals) if max_requests is None else min(len(arrivals), max_requests)
     n0 = min(n0, n_limit)
@@ -250,15 +251,16 @@ def _with_floor(rs, p: _PoolPlan, rate: float, mean_in: float, mean_out: float) 
     return dataclasses.replace(p, per_unit_max=cap, floor=max(1, math.ceil(offered / cap - 1e-9)) if cap > 0 else 1)
 
 
-def _analytic_e2e_s(rs, plans: list[_PoolPlan], mean_in: float, mean_out: float, slo) -> float:
-    """A request's end-to-end latency in a fleet that meets the SLO: TTFT plus (output - 1) TPOTs of its
-    pools at full load (analytic), each at most its SLO target."""
+def _analytic_e2e_s(rs, plans: list[_PoolPlan], mean_in: float, mean_out: float, out_tokens: float, slo) -> float:
+    """The end-to-end latency of a request of `out_tokens` outputs in a fleet that meets the SLO: TTFT
+    plus (out_tokens - 1) TPOTs of its pools at full load and the mean lengths (analytic), each at
+    most its SLO target."""
     ests = {p.role: _estimate(rs, p, mean_in, mean_out) for p in plans}
     ttft, tpot = ((ests["both"].ttft_s, ests["both"].tpot_s) if "both" in ests
                   else (ests["prefill"].ttft_s, ests["decode"].tpot_s))
     ttft = min(ttft, slo.ttft_s) if slo.ttft_s is not None else ttft
     tpot = min(tpot, slo.tpot_s) if slo.tpot_s is not None else tpot
-    return ttft + max(mean_out - 1, 0) * tpot
+    return ttft + max(out_tokens - 1, 0) * tpot
 
 
 def _trial(rs, section, scheduler, plans, units, workload, slo, n0, n_limit, explicit):
