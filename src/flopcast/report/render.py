@@ -458,6 +458,13 @@ def simulation_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Gr
         ("engine", f"{d['num_iterations']:,} iterations, {d['mean_tokens_per_iteration']:,.1f} tokens per iteration, "
                    f"{d['num_preemptions']:,} preemptions"),
     ]
+    pools = d.get("pools") or []
+    if len(pools) > 1:
+        rows.append(("pools", "; ".join(
+            f"{p['role']} {p['replicas']} x {p['hardware']} (tp {p['tp']}" + (f", pp {p['pp']}" if p["pp"] > 1 else "")
+            + (f", ep {p['ep']}" if p["ep"] > 1 else "") + f"), {100 * p['busy_frac']:.0f}% busy" for p in pools)
+            + (f"; KV transfer p50 {_ms(d['kv_transfer_p50_s'])}, p99 {_ms(d['kv_transfer_p99_s'])}"
+               if d.get("kv_transfer_p50_s") is not None else "")))
     if d.get("infeasible_reason"):
         rows.append(("does not fit", d["infeasible_reason"]))
     if d.get("power_facility_w") is not None and d.get("energy_per_output_token_j") is not None:
