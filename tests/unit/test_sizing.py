@@ -73,7 +73,8 @@ def test_answer_meets_at_steady_state_and_one_fewer_does_not():
     for r in out["curve"]:
         assert {"replicas", "num_devices", "offered_output_tokens_per_s", "achieved_output_tokens_per_s",
                 "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "meets_slo"} <= set(r)
-    # a fleet that meets the SLO at steady state carries the offered load (within 5%)
+    # a fleet that meets the SLO at steady state carries the offered load: within 1% at rates 40, 120 and
+    # 240/s (seed 0); 5% leaves room for the window's edge (requests straddling its ends)
     assert best["achieved_output_tokens_per_s"] == pytest.approx(best["offered_output_tokens_per_s"], rel=0.05)
 
 
