@@ -585,7 +585,9 @@ def _estimate_serving_resolved(rs: ResolvedScenario):
     if "inference" not in rs.sections:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, batch_size, input_tokens, output_tokens")
     spec = rs.inference
-    validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
+    pools = "prefill" in rs.sections["inference"] or "decode" in rs.sections["inference"]
+    # with disaggregated pools the cluster holds both; `infer` estimates the section's own layout
+    validate_inference(spec, rs.model, num_devices=spec.num_devices if pools else rs.cluster.num_devices)
     assumptions = list(rs.assumptions) + [
         Assumption("calibration", spec.profile.as_dict() or "none", spec.profile.source),
         Assumption("engine", spec.engine, "inference.engine: CUDA-graph coverage and host time per iteration "
@@ -600,6 +602,10 @@ def _estimate_serving_resolved(rs: ResolvedScenario):
     ]
     if spec.batch_size is None:
         assumptions.append(Assumption("batch_size", "max", "largest by KV-cache memory and the iteration budget"))
+    if pools:
+        assumptions.append(Assumption("inference.prefill/decode", "not estimated here",
+                                      "infer estimates the section's own layout; `flopcast simulate` runs the "
+                                      "disaggregated pools"))
     est = _estimate(rs.model, rs.hardware, spec, assumptions=tuple(assumptions))
     return _with_datacenter(rs, est, _serving_datacenter)
 
@@ -630,29 +636,35 @@ def _cap_workload(workload, max_requests: int | None, limit: int | None):
 
 
 def _simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None = None,
-                               limit_requests: int | None = None, progress=None):
+                               limit_requests: int | None = None, progress=None, workload=None):
     from flopcast.sim.engine import simulate
+    from flopcast.sim.pools import kv_transfer_assumption, scenario_pools
     from flopcast.sim.workload import scheduler_from_mapping, slo_from_mapping, workload_from_mapping
-    from flopcast.specs.serving import validate_inference
 
     if "inference" not in rs.sections:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, input_tokens, output_tokens and a workload")
     section = rs.sections["inference"]
     spec = rs.inference
-    validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
-    workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
-                                     output_tokens=spec.output_tokens)
-    workload, capped = _cap_workload(workload, max_requests, limit_requests)
     scheduler, prefill_replicas = scheduler_from_mapping(section.get("scheduler"))
+    explicit = "prefill" in section or "decode" in section
+    if explicit and "scheduler" not in section:
+        scheduler = "disaggregated"
+    pools, pool_notes = scenario_pools(rs, section, spec, scheduler, prefill_replicas)
+    if workload is None:
+        workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
+                                         output_tokens=spec.output_tokens)
+    workload, capped = _cap_workload(workload, max_requests, limit_requests)
     slo = slo_from_mapping(section.get("slo"))
-    assumptions = list(rs.assumptions)
+    assumptions = [a for a in rs.assumptions if not (explicit and a.name == "cluster.num_devices")] + pool_notes
     if "workload" not in section:
         assumptions.append(Assumption("workload", f"burst of {workload.num_requests} requests of "
                                       f"{spec.input_tokens} + {spec.output_tokens} tokens",
                                       "no inference.workload: every request arrives at t = 0 (the saturated server); "
                                       "give inference.workload.arrival for a load"))
     if "scheduler" not in section:
-        assumptions.append(Assumption("scheduler", "sarathi", "continuous batching with chunked prefill (vLLM v1, "
+        assumptions.append(Assumption("scheduler", "disaggregated", "inference.prefill and inference.decode pools")
+                           if explicit else
+                           Assumption("scheduler", "sarathi", "continuous batching with chunked prefill (vLLM v1, "
                                       "TensorRT-LLM in-flight batching)"))
     assumptions += [
         Assumption("routing", "fewest outstanding requests", "each new request goes to the least-loaded replica"),
@@ -664,12 +676,16 @@ def _simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None
         Assumption("iteration_cost", "the analytic serving model (flopcast infer)",
                    "every engine iteration is timed by the per-op roofline of its decode and prompt tokens"),
     ]
+    if scheduler == "disaggregated":
+        assumptions.append(kv_transfer_assumption())
     if slo.ttft_s is None and slo.tpot_s is None:
         assumptions.append(Assumption("slo", "none", "no inference.slo: slo_attainment_frac and goodput are null"))
     if capped:
         assumptions.append(Assumption("num_requests", workload.num_requests, capped))
-    res = simulate(rs.model, rs.hardware, spec, workload, scheduler=scheduler, slo=slo,
-                   prefill_replicas=prefill_replicas, assumptions=tuple(assumptions), progress=progress)
+    res = simulate(rs.model, rs.hardware, spec, workload, scheduler=scheduler, slo=slo, pools=pools,
+                   assumptions=tuple(assumptions), progress=progress)
+    if explicit:
+        return _with_pools_datacenter(rs, res, pools)
     return _with_datacenter(rs, res, _simulation_datacenter)
 
 
@@ -721,6 +737,7 @@ from flopcast.costing import (  # noqa: E402,F401
     _site,
     _training_datacenter,
     _with_datacenter,
+    _with_pools_datacenter,
 )
 from flopcast.sizing import size_fleet  # noqa: E402,F401
 from flopcast.sweep import SWEEP_COLUMNS, _parse_vary, _set_path, _table_writer, sweep_training  # noqa: E402,F401

@@ -163,9 +163,14 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     from flopcast import api
 
     if args.size_fleet:
-        out = api.size_fleet(args.scenario, max_replicas=args.max_replicas)
+        out = api.size_fleet(args.scenario, max_replicas=args.max_replicas, max_requests=args.max_requests,
+                             plot=args.plot)
         _emit_json(out) if args.json else _render("fleet_tables", out)
         return
+    if args.plot:
+        from flopcast.errors import InvalidScenario
+
+        raise InvalidScenario("--plot: draws the latency-throughput curve of --size-fleet; add --size-fleet")
     if args.requests:
         from flopcast.inputs import writable_file
 
@@ -423,12 +428,16 @@ def build_parser() -> argparse.ArgumentParser:
                                        "percentiles, throughput, SLO attainment")
     sp.add_argument("scenario", help="scenario YAML/JSON file with an inference section and its workload")
     sp.add_argument("--size-fleet", action="store_true",
-                    help="find the fewest replicas (dp) whose p99 TTFT/TPOT meet inference.slo at the workload's rate")
+                    help="find the cheapest fleet (replicas, EP groups, or prefill and decode pools) whose steady-state "
+                         "p99 TTFT/TPOT meet inference.slo at the workload's rate")
+    sp.add_argument("--plot", default=None, metavar="FILE.svg",
+                    help="with --size-fleet: also write the latency-throughput curve it explored as SVG")
     sp.add_argument("--max-replicas", type=_positive_int, default=1024, help="largest fleet tried [1024]")
     sp.add_argument("--requests", default=None, metavar="FILE",
                     help="also write one CSV row per request (arrival, lengths, TTFT, TPOT, end-to-end)")
     sp.add_argument("--max-requests", type=_positive_int, default=None, metavar="N",
-                    help="simulate only the first N requests of the workload (stated in the assumptions)")
+                    help="simulate only the first N requests of the workload (stated in the assumptions); with "
+                         "--size-fleet, the longest run of one trial")
     sp = add("fleet", cmd_fleet, "size a serving fleet over regions and hours: devices, MW, energy, $ per token and "
                                  "carbon for each candidate deployment (the scenario's fleet section)")
     sp.add_argument("scenario", help="scenario YAML/JSON file with a fleet section (see docs/fleet.md)")

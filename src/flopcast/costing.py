@@ -30,6 +30,42 @@ def _with_datacenter(rs: ResolvedScenario, est, fn):
     return dataclasses.replace(est, datacenter=extra, assumptions=est.assumptions + tuple(notes))
 
 
+def _with_pools_datacenter(rs: ResolvedScenario, res, pools):
+    """The datacenter keys of a simulation on pools with their own hardware: power, energy, emissions
+    and cost summed over the pools (each at its own devices and busy share), per output token from the sums."""
+    from flopcast.estimate.datacenter import has_power
+
+    missing = [p.hw.id for p in pools if not has_power(p.hw)]
+    if missing:
+        note = Assumption("datacenter", "not estimated", f"{', '.join(sorted(set(missing)))} has no published power (tdp)")
+        return dataclasses.replace(res, assumptions=res.assumptions + (note,))
+    total: dict[str, Any] = {}
+    notes: list[Assumption] = []
+    for p, row in zip(pools, res.pools, strict=True):
+        part, why = _serving_energy_cost(dataclasses.replace(rs, hardware=p.hw), p.num_devices, row["busy_frac"],
+                                         res.simulated_s, res.output_tokens_per_s, "simulated time")
+        for a in why:
+            named = Assumption(f"{p.role}.{a.name}", a.value, a.why) if len(set(q.hw.id for q in pools)) > 1 else a
+            if named not in notes:
+                notes.append(named)
+        for k, v in part.items():
+            if k == "power_breakdown_w":
+                acc = total.setdefault(k, {})
+                for kk, vv in v.items():
+                    acc[kk] = acc.get(kk, 0.0) + vv if isinstance(vv, (int, float)) else vv
+            elif k in ("datacenter_period", "energy_per_output_token_j", "cost_per_million_output_tokens_usd"):
+                total[k] = v
+            elif k in total and (total[k] is None or v is None):
+                total[k] = None
+            else:
+                total[k] = total.get(k, 0.0) + v if v is not None else None
+    tokens = res.output_tokens_per_s * res.simulated_s
+    total["energy_per_output_token_j"] = total["energy_facility_j"] / tokens if tokens else None
+    cost = total.get("cost_usd")
+    total["cost_per_million_output_tokens_usd"] = cost / tokens * 1e6 if cost is not None and tokens else None
+    return dataclasses.replace(res, datacenter=total, assumptions=res.assumptions + tuple(notes))
+
+
 def _site(rs: ResolvedScenario) -> tuple[Any, list[Assumption]]:
     from flopcast.specs.site import resolve_site, site_registry
 

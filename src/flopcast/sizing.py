@@ -1,4 +1,44 @@
-"""Fleet sizing by simulation (`flopcast simulate --size-fleet`): the fewest replicas meeting a p99 SLO."""
+"""Fleet sizing by simulation (`flopcast simulate --size-fleet`, `api.size_fleet`): the cheapest fleet
+whose steady-state p99 TTFT and p99 TPOT meet the inference section's SLO under its workload.
+
+Unit. A colocated fleet grows by replicas (tp x pp devices each); with ep > 1 by expert-parallel
+groups: ep attention-data-parallel ranks that share the experts (replicas = groups x ep). A
+disaggregated fleet (`scheduler: disaggregated`, or `inference.prefill` / `inference.decode`) sizes
+its prefill and decode pools independently, each in its own unit.
+
+Analytic floor. Per pool, units >= offered load / one unit's analytic maximum (estimate/serving.py
+at the workload's mean lengths): output tokens/s for a colocated or decode unit, prompt tokens/s
+for a prefill unit. No fleet below it is tried as an answer: the steady state of fewer units would
+be overloaded.
+
+Steady state. A trial simulates N requests of the workload (its process, rate, lengths and seed;
+N grows, the workload's own num_requests is the least) and judges the requests after the warm-up:
+- warm-up: the requests that arrive before the system settles, the latest of three cuts, each within
+  the first half of the run: one request lifetime (the run's p99 end-to-end latency) after the first
+  arrival, since the requests in flight at time t arrived within one lifetime and so no longer
+  reflect the empty start; and White's MSER-5 rule on the TTFT series and on the TPOT series in
+  arrival order (batch means of 5 consecutive requests; truncate the d batches that minimise the
+  squared standard error of the mean of the rest), which cuts a queue's build-up;
+- convergence: the post-warm-up requests are split in two halves by arrival; for each SLO metric
+  the p99 of the halves must agree within SETTLE_TOL (10%) of the larger, or both lie at most half
+  the target, or both at least twice it (the verdict cannot flip). Otherwise N doubles, up to
+  MAX_EXTENSION (8) x the first run and the work limits (specs/limits.py: MAX_SIM_REQUESTS,
+  MAX_SIM_TOKENS) or `max_requests`; a trial still unsettled there (a load so close to capacity
+  that its queues wander for longer) is judged on what it has and marked `settled: false`;
+- verdict: no request rejected, and the p99 TTFT and p99 TPOT of the post-warm-up requests within
+  the SLO.
+The first N is the larger of the workload's num_requests, MIN_REQUESTS and FILL x the requests
+arriving during one long request's life (arrival rate x the analytic TTFT plus the workload's p99
+output length times the analytic TPOT, both capped at the SLO): the warm-up cut needs one lifetime
+and must fall in the first half.
+
+Search. Per pool: from the analytic floor, grow by GROWTH (x1.5, at least +1 unit) until the SLO is
+met, then bisect down to the last failing size. Disaggregated: grow the prefill pool while TTFT fails
+and the decode pool while TPOT fails, then shrink the prefill pool with the decode pool fixed and
+then the decode pool (TTFT depends on the prefill pool and the transfer, TPOT on the decode pool, so
+the per-pool minima are the cheapest combination; cost per hour by device-hour price where the
+catalog has one, else devices). Every trial is returned as the latency-throughput curve.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +48,64 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from flopcast import api  # the facade re-exports this module; api.X is read at call time
 from flopcast.errors import InvalidScenario
 from flopcast.specs.scenario import resolve
 
+MIN_REQUESTS = 1000
+FILL = 2.5               # first run: at least FILL x the requests arriving in one p99 request lifetime
+GROWTH = 1.5
+SETTLE_TOL = 0.10
+MSER_BATCH = 5
+MAX_TRIALS = 60
+MAX_EXTENSION = 8        # a trial's run doubles up to 8 x its first run (and the work limits)
+WARMUP_RULE = ("the latest of: one p99 end-to-end latency after the first arrival; MSER-5 (White 1997) on the TTFT "
+               "and on the TPOT series in arrival order; at most half the requests")
+CONVERGENCE_RULE = (f"p99 of the two halves of the post-warm-up requests within {SETTLE_TOL:.0%} of the larger, or "
+                    "both at most half / at least twice the target, for each SLO metric; else the run doubles, up to "
+                    f"{MAX_EXTENSION} x the first run")
 
-def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 1024) -> dict[str, Any]:
-    """`flopcast simulate --size-fleet`: the fewest replicas (dp) whose simulated p99 TTFT and p99
-    TPOT meet the inference section's `slo` under its workload, found by doubling from the analytic
-    lower bound (offered output tokens/s over one replica's analytic maximum) and then bisecting;
-    with the simulation, power and cost per million output tokens at that size."""
 
-    from flopcast.sim.workload import slo_from_mapping
+def mser_truncation(x: np.ndarray, batch: int = MSER_BATCH) -> int | None:
+    """White's MSER-b truncation point of series x (in elements): the d (a multiple of b) minimising
+    sum_{j>d} (z_j - mean)^2 / (m - d)^2 over the batch means z; None when it lies past the first half
+    (the series has not settled in this run)."""
+    m = len(x) // batch
+    if m < 4:
+        return 0
+    z = x[: m * batch].reshape(m, batch).mean(axis=1)
+    s1 = np.cumsum(z[::-1])[::-1]
+    s2 = np.cumsum((z * z)[::-1])[::-1]
+    n = np.arange(m, 0, -1, dtype=float)
+    mse = np.maximum(s2 - s1 * s1 / n, 0.0) / (n * n)
+    d = int(np.argmin(mse[: max(1, m - 2)]))
+    return d * batch if d <= m // 2 else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PoolPlan:
+    role: str                # both | prefill | decode
+    hw: Any
+    spec: Any                # the layout at one unit (dp = unit)
+    unit: int                # replicas per unit (ep, or 1)
+    per_unit_max: float      # analytic maximum of one unit (output or prompt tokens/s)
+    floor: int               # analytic minimum units
+    price: float | None      # $ per device-hour (None: unknown)
+
+    @property
+    def unit_devices(self) -> int:
+        return self.unit * self.spec.tp * self.spec.pp
+
+
+def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 1024,
+               max_requests: int | None = None, plot: str | Path | None = None) -> dict[str, Any]:
+    """`flopcast simulate --size-fleet`: the cheapest fleet whose steady-state p99 TTFT and p99 TPOT
+    meet `inference.slo` under the workload (module docstring: unit, floor, steady state, search);
+    the simulation at that size, every trial as a latency-throughput `curve`, and (`plot`) an SVG of it."""
+    from flopcast.sim.workload import generate, scheduler_from_mapping, slo_from_mapping, workload_from_mapping
+    from flopcast.specs import limits
 
     rs = resolve(scenario)
     section = rs.sections.get("inference")
@@ -32,70 +118,406 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
     if "trace" not in (section.get("workload") or {}) and arrival.get("process", "poisson") == "burst":
         raise InvalidScenario("inference.workload.arrival: fleet sizing needs an arrival rate (poisson or gamma) "
                               "or a trace, not a burst")
-    from flopcast.specs import limits
-
-    if not isinstance(max_replicas, int) or max_replicas < 1:
+    if not isinstance(max_replicas, int) or isinstance(max_replicas, bool) or max_replicas < 1:
         raise InvalidScenario(f"max_replicas: expected a positive integer, got {max_replicas!r}")
     limits.check_count(max_replicas, limits.MAX_FLEET_REPLICAS, field="max_replicas")
-    from flopcast.specs.serving import inference_from_mapping, validate_inference
+    if max_requests is not None and (isinstance(max_requests, bool) or not isinstance(max_requests, int)
+                                     or max_requests < 1):
+        raise InvalidScenario(f"max_requests: expected a positive integer, got {max_requests!r}")
+    if plot is not None:
+        from flopcast.inputs import writable_file
 
-    one = inference_from_mapping(dict(section) | {"dp": 1})     # validates the section's fields
-    per_replica = one.tp * one.pp
-    validate_inference(one, rs.model, num_devices=per_replica)
-    trials: dict[int, Any] = {}
+        if not str(plot).lower().endswith(".svg"):
+            raise InvalidScenario(f"--plot: {str(plot)!r}; the latency-throughput curve is written as SVG (a .svg file)")
+        writable_file(plot, what="--plot")
+    spec = rs.inference
+    scheduler, prefill_replicas = scheduler_from_mapping(section.get("scheduler"))
+    explicit = "prefill" in section or "decode" in section
+    if explicit and "scheduler" not in section:
+        scheduler = "disaggregated"
+    workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
+                                     output_tokens=spec.output_tokens)
+    plans = _pool_plans(rs, section, spec, scheduler, prefill_replicas, explicit)
 
-    def run(n: int):
-        if n not in trials:
-            sec = dict(section) | {"dp": n}
-            cl = dataclasses.replace(rs.cluster, num_devices=n * per_replica)
-            trials[n] = api._simulate_serving_resolved(dataclasses.replace(
-                rs, cluster=cl, sections=dict(rs.sections) | {"inference": sec},
-                inference=dataclasses.replace(rs.inference, dp=n)))
-        return trials[n]
-
-    def meets(res) -> bool:
-        return (res.num_rejected == 0 and res.ttft_p99_s is not None
-                and (slo.ttft_s is None or res.ttft_p99_s <= slo.ttft_s)
-                and (slo.tpot_s is None or res.tpot_p99_s is None or res.tpot_p99_s <= slo.tpot_s))
-
-    from flopcast.estimate.serving import estimate_serving as _analytic
-    from flopcast.sim.workload import generate, workload_from_mapping
-
-    arrivals, _, outs = generate(workload_from_mapping(section.get("workload"), input_tokens=one.input_tokens,
-                                                       output_tokens=one.output_tokens))
+    # offered load and the first run length, from the workload's own sample
+    n_limit = limits.MAX_SIM_REQUESTS
+    if workload.trace is None:
+        mean_tokens = workload.input_tokens.mean + workload.output_tokens.mean
+        n_limit = min(n_limit, int(limits.MAX_SIM_TOKENS // max(mean_tokens, 1.0)))
+    if max_requests is not None:
+        n_limit = min(n_limit, max_requests)
+    arrivals, ins, outs = generate(dataclasses.replace(workload, num_requests=min(max(workload.num_requests,
+                                                                                      MIN_REQUESTS), n_limit))
+                                   if workload.trace is None else workload)
     span = float(arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
-    per_replica_max = _analytic(rs.model, rs.hardware, one).output_tokens_per_s
-    offered = len(arrivals) / span * float(outs.mean()) if span > 0 else 0.0
-    lo_bound = max(1, math.ceil(offered / per_replica_max)) if per_replica_max > 0 else 1
-    lo, hi = 0, None
-    n = min(lo_bound, max_replicas)
-    while hi is None:
-        if meets(run(n)):
-            hi = n
-        elif n >= max_replicas:
-            break
-        else:
-            lo, n = n, min(2 * n, max_replicas)
-    if hi is None:
-        best = None
-    else:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if meets(run(mid)):
-                hi = mid
-            else:
-                lo = mid
-        best = trials[hi]
-    rows = [{"replicas": k, "num_devices": k * per_replica, "ttft_p99_s": v.ttft_p99_s, "tpot_p99_s": v.tpot_p99_s,
-             "meets_slo": meets(v)} for k, v in sorted(trials.items())]
-    return {
-        "replicas": hi, "num_devices": hi * per_replica if hi else None,
-        "meets_slo": hi is not None,
-        "reason": None if hi else f"no fleet of up to {max_replicas} replicas meets the SLO (a single replica's "
-                                  "latency at low load may already exceed it; see the trials)",
-        "slo": {"ttft_p99_s": slo.ttft_s, "tpot_p99_s": slo.tpot_s},
-        "analytic_min_replicas": lo_bound,
-        "simulation": best.to_dict() if best else None,
-        "trials": rows,
-    }
+    rate = (len(arrivals) - 1) / span if span > 0 else 0.0
+    mean_in, mean_out = float(ins.mean()), float(outs.mean())
+    plans = [_with_floor(rs, p, rate, mean_in, mean_out) for p in plans]
+    infeasible = [p for p in plans if p.per_unit_max <= 0]
+    if infeasible:                      # infeasible is a value: no fleet of this layout, and why
+        p = infeasible[0]
+        out = _report(plans, {}, {}, None, slo, max_replicas, rs, explicit)
+        out.pop("_steady")
+        out["reason"] = (f"the {'' if p.role == 'both' else p.role + ' '}layout does not fit {p.hw.id} at the mean "
+                         f"lengths (tp {p.spec.tp}, pp {p.spec.pp}); `flopcast infer` says what would fit")
+        return out
+    lifetime = _analytic_e2e_s(rs, plans, mean_in, mean_out, float(np.percentile(outs, 99)), slo)
+    n0 = max(workload.num_requests, MIN_REQUESTS, math.ceil(FILL * rate * lifetime))
+    if workload.trace is not None:
+        n0 = n_limit = len(arrivals) if max_requests is None else min(len(arrivals), max_requests)
+    n0 = min(n0, n_limit)
 
+    trials: dict[tuple[int, ...], dict[str, Any]] = {}
+    results: dict[tuple[int, ...], Any] = {}
+
+    def run(units: tuple[int, ...]) -> dict[str, Any]:
+        if units not in trials:
+            trials[units], results[units] = _trial(rs, section, scheduler, plans, units, workload, slo, n0, n_limit,
+                                                   explicit)
+        return trials[units]
+
+    max_units = [max(1, max_replicas // p.unit) for p in plans]
+    if any(p.floor > m for p, m in zip(plans, max_units, strict=True)):
+        best = None
+    elif len(plans) == 1:
+        best = _search_1d(lambda k: run((k,)), plans[0].floor, max_units[0])
+        best = None if best is None else (best,)
+    else:
+        best = _search_2d(run, plans, max_units)
+    out = _report(plans, trials, results, best, slo, max_replicas, rs, explicit)
+    out["steady_state"] = {"warmup_rule": WARMUP_RULE, "convergence_rule": CONVERGENCE_RULE,
+                           "first_run_requests": n0, "max_run_requests": n_limit,
+                           "offered_requests_per_s": rate, "mean_input_tokens": mean_in,
+                           "mean_output_tokens": mean_out} | (out.pop("_steady") or {})
+    if plot is not None:
+        from flopcast.report.sizing_plot import write_curve_svg
+
+        out["plot"] = write_curve_svg(out, plot)
+    return out
+
+
+def _pool_plans(rs, section, spec, scheduler, prefill_replicas, explicit) -> list[_PoolPlan]:
+    """The pools to size, each at one unit, validated."""
+    from flopcast.estimate.datacenter import device_hour_price
+    from flopcast.sim.pools import explicit_pools
+    from flopcast.specs.serving import pool_layouts, validate_inference
+
+    def price(hw) -> float | None:
+        p, _ = device_hour_price(hw, rs.sections.get("pricing"))
+        return p
+
+    def unit_spec(s, role):
+        unit = s.ep if s.ep > 1 else 1
+        return dataclasses.replace(s, dp=unit, pool=role), unit
+
+    if explicit:
+        if prefill_replicas is not None:
+            raise InvalidScenario("inference.scheduler.prefill_replicas: with inference.prefill the pools are sized "
+                                  "by --size-fleet")
+        if "scheduler" in section and scheduler != "disaggregated":
+            raise InvalidScenario(f"inference.scheduler: {scheduler}, but inference.prefill and inference.decode are "
+                                  "disaggregated pools; drop scheduler or set it to disaggregated")
+        layouts = pool_layouts(section, spec.profile)
+        out = []
+        for p in explicit_pools(rs, layouts):
+            s, unit = unit_spec(p.spec, p.role)
+            out.append(_PoolPlan(role=p.role, hw=p.hw, spec=s, unit=unit, per_unit_max=0.0, floor=1,
+                                 price=price(p.hw)))
+        return out
+    roles = ("prefill", "decode") if scheduler == "disaggregated" else ("both",)
+    out = []
+    for role in roles:
+        s, unit = unit_spec(spec, role)
+        validate_inference(s, rs.model, num_devices=s.num_devices)
+        out.append(_PoolPlan(role=role, hw=rs.hardware, spec=s, unit=unit, per_unit_max=0.0, floor=1,
+                             price=price(rs.hardware)))
+    return out
+
+
+def _estimate(rs, p: _PoolPlan, mean_in: float, mean_out: float):
+    from flopcast.estimate.serving import estimate_serving
+
+    s = dataclasses.replace(p.spec, input_tokens=max(1, round(mean_in)), output_tokens=max(1, round(mean_out)))
+    return estimate_serving(rs.model, p.hw, s)
+
+
+def _with_floor(rs, p: _PoolPlan, rate: float, mean_in: float, mean_out: float) -> _PoolPlan:
+    """The pool with one unit's analytic maximum and the analytic minimum units for the offered load."""
+    est = _estimate(rs, p, mean_in, mean_out)
+    if not est.fits:
+        return dataclasses.replace(p, per_unit_max=0.0)
+    cap = est.input_tokens_per_s if p.role == "prefill" else est.output_tokens_per_s
+    offered = rate * (mean_in if p.role == "prefill" else mean_out)
+    return dataclasses.replace(p, per_unit_max=cap, floor=max(1, math.ceil(offered / cap - 1e-9)) if cap > 0 else 1)
+
+
+def _analytic_e2e_s(rs, plans: list[_PoolPlan], mean_in: float, mean_out: float, out_tokens: float, slo) -> float:
+    """The end-to-end latency of a request of `out_tokens` outputs in a fleet that meets the SLO: TTFT
+    plus (out_tokens - 1) TPOTs of its pools at full load and the mean lengths (analytic), each at
+    most its SLO target."""
+    ests = {p.role: _estimate(rs, p, mean_in, mean_out) for p in plans}
+    ttft, tpot = ((ests["both"].ttft_s, ests["both"].tpot_s) if "both" in ests
+                  else (ests["prefill"].ttft_s, ests["decode"].tpot_s))
+    ttft = min(ttft, slo.ttft_s) if slo.ttft_s is not None else ttft
+    tpot = min(tpot, slo.tpot_s) if slo.tpot_s is not None else tpot
+    return ttft + max(out_tokens - 1, 0) * tpot
+
+
+def _trial(rs, section, scheduler, plans, units, workload, slo, n0, n_limit, explicit):
+    """Simulate the fleet of `units` per pool until its steady state settles (or the run limit); the
+    curve row and the last simulation."""
+    n = n0
+    while True:
+        res = _simulate(rs, section, scheduler, plans, units, workload, n, explicit)
+        row = _steady(res, slo)
+        if row["settled"] or n >= min(n_limit, MAX_EXTENSION * n0) or workload.trace is not None:
+            break
+        n = min(2 * n, n_limit, MAX_EXTENSION * n0)
+    devices = sum(k * p.unit_devices for k, p in zip(units, plans, strict=True))
+    replicas = [k * p.unit for k, p in zip(units, plans, strict=True)]
+    head = {"replicas": sum(replicas), "num_devices": devices}
+    if len(plans) > 1:
+        head |= {f"{p.role}_replicas": r for p, r in zip(plans, replicas, strict=True)}
+    if any(p.unit > 1 for p in plans):
+        head |= {"units": units[0] if len(units) == 1 else {p.role: k for p, k in zip(plans, units, strict=True)}}
+    head["cost_per_hour_usd"] = _cost_per_hour(plans, units)
+    return head | row, res
+
+
+def _cost_per_hour(plans, units) -> float | None:
+    if any(p.price is None for p in plans):
+        return None
+    return sum(k * p.unit_devices * p.price for k, p in zip(units, plans, strict=True))
+
+
+def _simulate(rs, section, scheduler, plans, units, workload, n, explicit):
+    """One simulation of the fleet through the api (the same assumptions and datacenter keys as
+    `flopcast simulate`), with n requests of the workload."""
+    if workload.trace is None:
+        workload = dataclasses.replace(workload, num_requests=n)
+    else:
+        workload = dataclasses.replace(workload, num_requests=min(workload.num_requests, n))
+    replicas = {p.role: k * p.unit for p, k in zip(plans, units, strict=True)}
+    sec = dict(section)
+    if explicit:
+        for role in ("prefill", "decode"):
+            sec[role] = dict(section.get(role) or {}) | {"dp": replicas[role]}
+        devices = sum(k * p.unit_devices for p, k in zip(plans, units, strict=True))
+    elif scheduler == "disaggregated":
+        dp = replicas["prefill"] + replicas["decode"]
+        sched = section.get("scheduler")
+        sec["scheduler"] = (dict(sched) if isinstance(sched, Mapping) else {"name": "disaggregated"}) | {
+            "prefill_replicas": replicas["prefill"]}
+        sec["dp"] = dp
+        devices = dp * plans[0].spec.tp * plans[0].spec.pp
+    else:
+        sec["dp"] = replicas["both"]
+        devices = replicas["both"] * plans[0].spec.tp * plans[0].spec.pp
+    inference = rs.inference if explicit else dataclasses.replace(rs.inference, dp=sec["dp"])
+    cl = dataclasses.replace(rs.cluster, num_devices=devices)
+    trial = dataclasses.replace(rs, cluster=cl, sections=dict(rs.sections) | {"inference": sec}, inference=inference,
+                                assumptions=tuple(a for a in rs.assumptions if a.name != "cluster.num_devices"))
+    return api._simulate_serving_resolved(trial, workload=workload)
+
+
+def _p(x: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(x, q)) if len(x) else None
+
+
+def _steady(res, slo) -> dict[str, Any]:
+    """Warm-up cut, convergence and verdict of one simulation (module docstring)."""
+    r = res.requests
+    arrival, first, done, out = r["arrival_s"], r["first_token_s"], r["done_s"], r["output_tokens"]
+    n = len(arrival)
+    ok = ~np.isnan(done)
+    ttft = first - arrival
+    tpot = np.where(out > 1, (done - first) / np.maximum(out - 1, 1), np.nan)
+    row: dict[str, Any] = {"num_requests": n, "num_rejected": int(res.num_rejected)}
+    if res.num_rejected or not ok.all():
+        return row | {"warmup_requests": 0, "settled": True, "meets_slo": False, "_ttft_fails": True, "_tpot_fails": True,
+                      "ttft_p50_s": res.ttft_p50_s, "ttft_p99_s": res.ttft_p99_s, "tpot_p50_s": res.tpot_p50_s,
+                      "tpot_p99_s": res.tpot_p99_s, "offered_output_tokens_per_s": None,
+                      "achieved_output_tokens_per_s": res.output_tokens_per_s}
+    # the batches fill over a request's lifetime: the requests in flight at time t arrived within the
+    # last end-to-end latency, so the population has forgotten the empty start one lifetime (the p99
+    # end-to-end latency of the run) after the first arrival
+    life = float(np.percentile(done - arrival, 99))
+    cuts = [int(np.searchsorted(arrival, arrival[0] + life, side="left")), mser_truncation(ttft)]
+    if cuts[0] > n // 2:
+        cuts[0] = None
+    multi = np.flatnonzero(out > 1)
+    if len(multi):
+        c = mser_truncation(tpot[multi])
+        cuts.append(None if c is None else int(multi[min(c, len(multi) - 1)]) if c else 0)
+    warm_ok = all(c is not None for c in cuts)
+    d = max((c for c in cuts if c is not None), default=0) if warm_ok else n // 2
+    half = d + (n - d) // 2
+    agree_all, fail_robust, verdict = True, False, True
+    for name, x, target in (("ttft", ttft, slo.ttft_s), ("tpot", tpot, slo.tpot_s)):
+        steady = x[d:]
+        steady = steady[~np.isnan(steady)]
+        p99 = _p(steady, 99)
+        row[f"{name}_p50_s"], row[f"{name}_p99_s"] = _p(steady, 50), p99
+        row[f"_{name}_fails"] = target is not None and p99 is not None and p99 > target
+        if target is None:
+            continue
+        if row[f"_{name}_fails"]:
+            verdict = False
+        a, b = x[d:half], x[half:]
+        pa, pb = _p(a[~np.isnan(a)], 99), _p(b[~np.isnan(b)], 99)
+        if pa is None or pb is None:
+            continue
+        lo, hi = min(pa, pb), max(pa, pb)
+        agree_all = agree_all and (hi - lo <= SETTLE_TOL * hi or hi <= 0.5 * target or lo >= 2 * target)
+        fail_robust = fail_robust or lo >= 2 * target     # failing on both halves, whatever more requests show
+    settled = fail_robust or (warm_ok and agree_all)
+    # throughput over the steady-state window [first post-warm-up arrival, last arrival]: offered, the
+    # output tokens of the requests arriving in it; achieved, the tokens generated in it (each request's
+    # first token at first_token_s, the others spread evenly until done_s)
+    t0, t1 = float(arrival[d]), float(arrival[-1])
+    window = max(t1 - t0, 1e-12)
+    arrived = (arrival >= t0) & (arrival <= t1)
+    first_in = ((first >= t0) & (first <= t1)).astype(float)
+    span = np.maximum(done - first, 1e-12)
+    overlap = np.clip(np.minimum(done, t1) - np.maximum(first, t0), 0.0, None) / span
+    generated = first_in + np.where(out > 1, (out - 1) * overlap, 0.0)
+    row |= {"warmup_requests": int(d), "settled": bool(settled), "meets_slo": bool(verdict),
+            "offered_output_tokens_per_s": float(out[arrived].sum()) / window,
+            "achieved_output_tokens_per_s": float(generated.sum()) / window}
+    return row
+
+
+def _search_1d(meets_at, floor: int, max_units: int) -> int | None:
+    """The fewest units meeting the SLO: grow from the analytic floor by GROWTH until one meets, then
+    bisect down to the last failing size; the floor is never undercut (one unit below it is
+    simulated for the curve). None when max_units fails."""
+    k, last_fail = floor, None
+    while not (t := meets_at(k))["meets_slo"]:
+        last_fail = k
+        if k >= max_units or t["num_rejected"]:     # rejected requests never fit one replica, whatever the fleet
+            return None
+        k = min(max_units, max(k + 1, math.ceil(k * GROWTH)))
+    hi = k
+    if last_fail is None:
+        if hi > 1:
+            meets_at(hi - 1)     # below the analytic floor: recorded on the curve, never the answer
+        return hi
+    lo = last_fail
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if meets_at(mid)["meets_slo"]:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _search_2d(run, plans, max_units) -> tuple[int, int] | None:
+    """Disaggregated: grow the prefill pool while TTFT fails and the decode pool while TPOT fails
+    (from their floors), then shrink each pool with the other fixed; the per-pool minima."""
+    ip = next(i for i, p in enumerate(plans) if p.role == "prefill")
+    idd = 1 - ip
+
+    def key(p_units, d_units):
+        k = [0, 0]
+        k[ip], k[idd] = p_units, d_units
+        return tuple(k)
+
+    p_units, d_units = plans[ip].floor, plans[idd].floor
+    p_fail = d_fail = None
+    for _ in range(MAX_TRIALS):
+        t = run(key(p_units, d_units))
+        if t["meets_slo"]:
+            break
+        if t["num_rejected"]:         # requests that never fit one replica, whatever the fleet
+            return None
+        ttft_bad = t["num_rejected"] > 0 or _fails(t, "ttft")
+        tpot_bad = t["num_rejected"] > 0 or _fails(t, "tpot")
+        if not ttft_bad and not tpot_bad:       # the whole-run verdict failed on neither metric alone
+            ttft_bad = tpot_bad = True
+        if (ttft_bad and p_units >= max_units[ip]) or (tpot_bad and d_units >= max_units[idd]):
+            return None
+        if ttft_bad:
+            p_fail = p_units
+            p_units = min(max_units[ip], max(p_units + 1, math.ceil(p_units * GROWTH)))
+        if tpot_bad:
+            d_fail = d_units
+            d_units = min(max_units[idd], max(d_units + 1, math.ceil(d_units * GROWTH)))
+    else:
+        return None
+    p_best = _shrink(lambda k: run(key(k, d_units)), p_fail, p_units)
+    d_best = _shrink(lambda k: run(key(p_best, k)), d_fail, d_units)
+    if not run(key(p_best, d_best))["meets_slo"]:
+        return None
+    for k in ((p_best - 1, d_best), (p_best, d_best - 1)):   # one fewer in either pool, for the curve
+        if min(k) >= 1:
+            run(key(*k))
+    return key(p_best, d_best)
+
+
+def _fails(t: dict[str, Any], metric: str) -> bool:
+    return t.get(f"_{metric}_fails", False)
+
+
+def _shrink(meets_at, last_fail: int | None, hi: int) -> int:
+    """The fewest units meeting the SLO between the last failing size and hi (which meets); hi itself
+    when nothing failed (the analytic floor; one below it is simulated for the curve)."""
+    if last_fail is None:
+        if hi > 1:
+            meets_at(hi - 1)
+        return hi
+    lo = last_fail
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if meets_at(mid)["meets_slo"]:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _report(plans, trials, results, best, slo, max_replicas, rs, explicit) -> dict[str, Any]:
+    def unit_row(p: _PoolPlan, k: int | None) -> dict[str, Any]:
+        return {"role": p.role, "hardware": p.hw.id, "tp": p.spec.tp, "pp": p.spec.pp, "ep": p.spec.ep,
+                "unit_replicas": p.unit, "unit_devices": p.unit_devices,
+                "analytic_max_per_unit_tokens_per_s": p.per_unit_max,
+                "analytic_tokens": "prompt" if p.role == "prefill" else "output",
+                "analytic_min_replicas": p.floor * p.unit,
+                "replicas": None if k is None else k * p.unit, "units": k,
+                "num_devices": None if k is None else k * p.unit_devices}
+
+    curve = sorted(({k: v for k, v in t.items() if not k.startswith("_")} for t in trials.values()),
+                   key=lambda r: (r["num_devices"], r["replicas"]))
+    rows = [{"replicas": r["replicas"], "num_devices": r["num_devices"], "ttft_p99_s": r["ttft_p99_s"],
+             "tpot_p99_s": r["tpot_p99_s"], "meets_slo": r["meets_slo"]}
+            | {k: r[k] for k in ("prefill_replicas", "decode_replicas") if k in r} for r in curve]
+    chosen = trials.get(best) if best is not None else None
+    res = results.get(best) if best is not None else None
+    floor_replicas = sum(p.floor * p.unit for p in plans)
+    out = {
+        "replicas": chosen["replicas"] if chosen else None,
+        "num_devices": chosen["num_devices"] if chosen else None,
+        "meets_slo": chosen is not None,
+        "reason": None if chosen else (
+            "some requests can never fit one replica's KV cache (rejected in every trial); a larger tp or a "
+            "smaller max length is needed" if any(t["num_rejected"] for t in trials.values()) else
+            f"no fleet of up to {max_replicas} replicas per pool meets the SLO at steady state (a single unit's latency "
+            "at low load may already exceed it; see the curve)" if all(p.floor * p.unit <= max_replicas for p in plans)
+            else f"the analytic minimum ({floor_replicas} replicas) exceeds max_replicas {max_replicas}"),
+        "slo": {"ttft_p99_s": slo.ttft_s, "tpot_p99_s": slo.tpot_s},
+        "analytic_min_replicas": floor_replicas,
+        "scheduler": "disaggregated" if len(plans) > 1 else None,
+        "pools": [unit_row(p, None if best is None else k) for p, k in
+                  zip(plans, best or [None] * len(plans), strict=True)],
+        "cost_per_hour_usd": chosen["cost_per_hour_usd"] if chosen else None,
+        "simulation": res.to_dict() if res is not None else None,
+        "trials": rows,
+        "curve": curve,
+        "_steady": ({k: chosen[k] for k in ("num_requests", "warmup_requests", "settled", "ttft_p50_s", "ttft_p99_s",
+                                            "tpot_p50_s", "tpot_p99_s")} if chosen else None),
+    }
+    if len(plans) > 1 and chosen:
+        out |= {f"{p.role}_replicas": chosen[f"{p.role}_replicas"] for p in plans}
+    if out["scheduler"] is None:
+        del out["scheduler"]
+    return out

@@ -499,6 +499,13 @@ def simulation_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Gr
         ("engine", f"{d['num_iterations']:,} iterations, {d['mean_tokens_per_iteration']:,.1f} tokens per iteration, "
                    f"{d['num_preemptions']:,} preemptions"),
     ]
+    pools = d.get("pools") or []
+    if len(pools) > 1:
+        rows.append(("pools", "; ".join(
+            f"{p['role']} {p['replicas']} x {p['hardware']} (tp {p['tp']}" + (f", pp {p['pp']}" if p["pp"] > 1 else "")
+            + (f", ep {p['ep']}" if p["ep"] > 1 else "") + f"), {100 * p['busy_frac']:.0f}% busy" for p in pools)
+            + (f"; KV transfer p50 {_ms(d['kv_transfer_p50_s'])}, p99 {_ms(d['kv_transfer_p99_s'])}"
+               if d.get("kv_transfer_p50_s") is not None else "")))
     if d.get("infeasible_reason"):
         rows.append(("does not fit", d["infeasible_reason"]))
     if d.get("power_facility_w") is not None and d.get("energy_per_output_token_j") is not None:
@@ -533,18 +540,45 @@ def audit_table(d: dict[str, Any]) -> Group:
     return Group(t, f"{s['consistent']} consistent, {s['inconsistent']} inconsistent, {s['unverifiable']} unverifiable")
 
 
+def _tokens(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
 def fleet_tables(d: dict[str, Any]) -> Group:
     slo = d["slo"]
     target = ", ".join(f"{k.replace('_s', '')} <= {_ms(v)}" for k, v in slo.items() if v is not None)
-    rows = [("SLO", target),
-            ("fleet", f"{d['replicas']:,} replicas = {d['num_devices']:,} devices" if d["meets_slo"] else d["reason"]),
-            ("analytic estimate", f"{d['analytic_min_replicas']:,} replicas (offered output tokens/s over one "
-                                  "replica's analytic maximum)")]
-    t = Table(title="Trials", title_justify="left")
-    for col in ("replicas", "devices", "TTFT p99", "TPOT p99", "meets SLO"):
+    if d["meets_slo"]:
+        fleet = f"{d['replicas']:,} replicas = {d['num_devices']:,} devices"
+        if d.get("prefill_replicas") is not None:
+            fleet += f" ({d['prefill_replicas']:,} prefill + {d['decode_replicas']:,} decode)"
+        if d.get("cost_per_hour_usd") is not None:
+            fleet += f", ${d['cost_per_hour_usd']:,.2f} per hour"
+    else:
+        fleet = d["reason"]
+    rows = [("SLO", target), ("fleet", fleet),
+            ("analytic estimate", f"{d['analytic_min_replicas']:,} replicas (offered load over one unit's analytic "
+                                  "maximum, per pool)")]
+    for p in d.get("pools") or []:
+        if p["unit_replicas"] > 1 or p["role"] != "both":
+            rows.append((f"{p['role']} pool", f"{p['hardware']} tp {p['tp']} pp {p['pp']} ep {p['ep']}; unit "
+                                              f"{p['unit_replicas']} replicas = {p['unit_devices']} devices"
+                                              + (f"; {p['replicas']:,} replicas" if p["replicas"] else "")))
+    st = d.get("steady_state") or {}
+    if st.get("num_requests"):
+        rows.append(("steady state", f"{st['num_requests']:,} requests simulated, first {st['warmup_requests']:,} "
+                                     f"excluded as warm-up, {'settled' if st['settled'] else 'NOT settled'}"))
+    if d.get("plot"):
+        rows.append(("plot", d["plot"]))
+    t = Table(title="Latency-throughput curve (steady state)", title_justify="left")
+    for col in ("replicas", "devices", "offered tok/s", "achieved tok/s", "TTFT p50", "TTFT p99", "TPOT p50",
+                "TPOT p99", "settled", "meets SLO"):
         t.add_column(col, justify="right")
-    for r in d["trials"]:
-        t.add_row(f"{r['replicas']:,}", f"{r['num_devices']:,}", _ms(r["ttft_p99_s"]), _ms(r["tpot_p99_s"]),
+    for r in d.get("curve") or d["trials"]:
+        label = (f"{r['prefill_replicas']}P+{r['decode_replicas']}D" if "prefill_replicas" in r
+                 else f"{r['replicas']:,}")
+        t.add_row(label, f"{r['num_devices']:,}", _tokens(r.get("offered_output_tokens_per_s")),
+                  _tokens(r.get("achieved_output_tokens_per_s")), _ms(r.get("ttft_p50_s")), _ms(r["ttft_p99_s"]),
+                  _ms(r.get("tpot_p50_s")), _ms(r["tpot_p99_s"]), "yes" if r.get("settled", True) else "no",
                   "yes" if r["meets_slo"] else "no")
     parts: list[Any] = [_kv_table("Fleet sizing", rows), t]
     if d["simulation"]:

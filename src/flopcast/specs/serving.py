@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flopcast import units
-from flopcast.errors import InvalidScenario
+from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.estimate.calibration import Profile
 from flopcast.specs import limits
 from flopcast.specs.fields import bounded_int, check_keys, choice, flag
@@ -17,7 +17,13 @@ KV_DTYPES = ("bf16", "fp16", "fp8", "int8")
 INFERENCE_KEYS = ("tp", "pp", "dp", "ep", "weights_dtype", "kv_dtype", "batch_size", "input_tokens", "output_tokens",
                   "max_tokens_per_iteration", "block_size", "workload", "scheduler", "slo",
                   "engine", "max_num_tokens", "max_batch_size", "eplb", "prefix_cache_hit_frac", "pool",
-                  "two_batch_overlap", "speculative")
+                  "two_batch_overlap", "speculative", "prefill", "decode")
+# inference.prefill / inference.decode: a disaggregated pool's own layout, overriding the section's keys
+# (dp is the pool's replicas; hardware a catalog id or mapping, like the top-level hardware)
+POOL_ROLES = ("prefill", "decode")
+POOL_KEYS = ("hardware", "tp", "pp", "dp", "ep", "engine", "weights_dtype", "kv_dtype", "batch_size",
+             "max_batch_size", "max_num_tokens", "max_tokens_per_iteration", "block_size", "eplb",
+             "two_batch_overlap")
 SPECULATIVE_METHODS = ("mtp", "eagle", "draft_model")
 SPECULATIVE_KEYS = ("method", "num_draft_tokens", "acceptance_length", "draft_model")
 
@@ -128,6 +134,8 @@ def inference_from_mapping(data: Mapping[str, Any], profile: Profile | None = No
     hit = data.get("prefix_cache_hit_frac", 0.0)
     if isinstance(hit, bool) or not isinstance(hit, (int, float)) or not 0.0 <= float(hit) < 1.0:
         raise InvalidScenario(f"inference.prefix_cache_hit_frac: expected a fraction in [0, 1), got {hit!r}")
+    if any(role in data for role in POOL_ROLES):
+        pool_layouts(data, profile)          # bad pool keys are refused with the section's other errors
     return InferenceSpec(
         tp=_pos(data, "tp", 1), pp=_pos(data, "pp", 1), dp=_pos(data, "dp", 1), ep=_pos(data, "ep", 1),
         weights_dtype=wd, kv_dtype=kd, batch_size=batch, input_tokens=_pos(data, "input_tokens", 1024),
@@ -169,3 +177,47 @@ def validate_inference(spec: InferenceSpec, model, *, num_devices: int) -> None:
                                   "inference.eplb: true, whose redundant experts fill ceil(E/ep) slots per rank)")
         if spec.dp % spec.ep:
             raise InvalidScenario(f"inference.ep: {spec.ep} must divide the attention data-parallel ranks dp = {spec.dp}")
+
+
+def _in_pool(err: Exception, role: str) -> Exception:
+    """The same error with its field named inside the pool (`inference.tp` -> `inference.decode.tp`)."""
+    msg = str(err)
+    msg = msg.replace("inference.", f"inference.{role}.", 1) if "inference." in msg else f"inference.{role}: {msg}"
+    if isinstance(err, UnknownName):
+        return UnknownName(err.kind, err.name, err.known, message=msg)
+    return type(err)(msg)
+
+
+def pool_layouts(data: Mapping[str, Any], profile: Profile | None = None) -> dict[str, tuple[Any, InferenceSpec]] | None:
+    """`inference.prefill` and `inference.decode` (disaggregated serving with a layout per pool): for each
+    role its hardware as given (None: the scenario's) and its InferenceSpec, the section's keys with
+    the pool's overrides (dp: the pool's replicas). None when the section has neither; both or none."""
+    given = [role for role in POOL_ROLES if role in data]
+    if not given:
+        return None
+    if len(given) == 1:
+        other = "decode" if given[0] == "prefill" else "prefill"
+        raise InvalidScenario(f"inference.{other}: missing; disaggregated pools need both inference.prefill and "
+                              "inference.decode (each may be {} to take the section's layout)")
+    base = {k: v for k, v in data.items() if k not in POOL_ROLES + ("workload", "scheduler", "slo", "pool")}
+    out = {}
+    for role in POOL_ROLES:
+        over = data[role]
+        if over is None:
+            over = {}
+        if not isinstance(over, Mapping):
+            raise InvalidScenario(f"inference.{role}: expected a mapping of layout keys such as {{tp: 8, dp: 2, "
+                                  f"hardware: h200-sxm}}, got {over!r}")
+        check_keys(over, f"inference.{role}", POOL_KEYS)
+        layout = {k: v for k, v in over.items() if k != "hardware"}
+        try:
+            inference_from_mapping(layout, profile)          # the pool's own keys, named in the pool
+        except (InvalidScenario, UnknownName) as e:
+            raise _in_pool(e, role) from None
+        merged = dict(base) | layout | {"pool": role}
+        if "max_num_tokens" in layout or "max_tokens_per_iteration" in layout:
+            for k in ("max_num_tokens", "max_tokens_per_iteration"):
+                if k not in layout:
+                    merged.pop(k, None)
+        out[role] = (over.get("hardware"), inference_from_mapping(merged, profile))
+    return out

@@ -166,7 +166,7 @@ def _fleet(sc: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     if isinstance(n, (int, float)) and not isinstance(n, bool):
         limits.check_count(n, MAX_SIM_REQUESTS, field="inference.workload.num_requests",
                            hint="the service's bound per simulation; run `flopcast simulate --size-fleet` locally")
-    return api.size_fleet(sc, max_replicas=MAX_FLEET_REPLICAS)
+    return api.size_fleet(sc, max_replicas=MAX_FLEET_REPLICAS, max_requests=MAX_SIM_REQUESTS)
 
 
 def error_line(e: BaseException) -> str:
