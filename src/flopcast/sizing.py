@@ -361,6 +361,9 @@ def _steady(res, slo) -> dict[str, Any]:
         row[f"_{name}_fails"] = target is not None and p99 is not None and p99 > target
         if target is None:
             continue
+        if p99 is not None and p99 > 0:
+            # how far the steady p99 is from the target (log ratio; > 0 fails): guides the search
+            row["_margin"] = max(row.get("_margin", -math.inf), math.log(p99 / target))
         if row[f"_{name}_fails"]:
             verdict = False
         a, b = x[d:half], x[half:]
@@ -402,13 +405,28 @@ def _search_1d(meets_at, floor: int, max_units: int) -> int | None:
         if hi > 1:
             meets_at(hi - 1)     # below the analytic floor: recorded on the curve, never the answer
         return hi
-    lo = last_fail
+    return _narrow(meets_at, last_fail, hi)
+
+
+def _narrow(meets_at, lo: int, hi: int) -> int:
+    """The fewest units meeting the SLO in (lo, hi], lo failing and hi meeting: the next size is
+    interpolated from the two ends' distances to the target (regula falsi on the log p99 / target
+    margin), kept strictly inside the bracket; bisection when a margin is unknown or an end has
+    stayed put three times (the margin is convex in the fleet size, so the interpolation can stall)."""
+    m_lo, m_hi = meets_at(lo).get("_margin"), meets_at(hi).get("_margin")
+    stuck = [0, 0]
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if meets_at(mid)["meets_slo"]:
-            hi = mid
+        if (m_lo is not None and m_hi is not None and m_lo > 0 >= m_hi and max(stuck) < 3):
+            guess = lo + (hi - lo) * m_lo / (m_lo - m_hi)
+            mid = min(hi - 1, max(lo + 1, round(guess)))
+        t = meets_at(mid)
+        if t["meets_slo"]:
+            hi, m_hi = mid, t.get("_margin")
+            stuck = [stuck[0] + 1, 0]
         else:
-            lo = mid
+            lo, m_lo = mid, t.get("_margin")
+            stuck = [0, stuck[1] + 1]
     return hi
 
 
@@ -466,14 +484,7 @@ def _shrink(meets_at, last_fail: int | None, hi: int) -> int:
         if hi > 1:
             meets_at(hi - 1)
         return hi
-    lo = last_fail
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if meets_at(mid)["meets_slo"]:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return _narrow(meets_at, last_fail, hi)
 
 
 def _report(plans, trials, results, best, slo, max_replicas, rs, explicit) -> dict[str, Any]:
