@@ -246,6 +246,21 @@ def test_confirmation_simulates_the_binding_hour():
         assert c["simulated"] and c["meets_slo"] in (True, False) and c["ttft_p99_s"] > 0
 
 
+def test_disaggregated_deployment_is_confirmed_as_one_system():
+    """A prefill + decode deployment is simulated together at its decode pool's binding hour: a few
+    decode units, prefill units in that hour's proportion (at least one), each pool with its own
+    layout; both pools carry the same confirmation."""
+    r = api.plan_fleet(EXAMPLES / "deepseek-production-day.yaml").to_dict()
+    pools = r["regions"][0]["pools"]
+    pre = next(p for p in pools if p["role"] == "prefill")
+    dec = next(p for p in pools if p["role"] == "decode")
+    c = dec["confirmation"]
+    assert c == pre["confirmation"] and c["simulated"] and c["num_rejected"] == 0
+    assert c["hour_utc"] == max(range(HOURS), key=lambda h: dec["hourly_utilisation_frac"][h])
+    assert 1 <= c["units_simulated"]["decode"] <= 4 and c["units_simulated"]["prefill"] >= 1
+    assert c["ttft_p99_s"] > 0 and c["tpot_p99_s"] > 0
+
+
 def test_deepseek_example_predicts_every_throughput():
     """The shipped DeepSeek day is sized from the estimator's throughputs (never the published ones:
     73.7k input tokens/s per prefill node, 14.8k output tokens/s per decode node), with DeepSeek's

@@ -18,7 +18,7 @@ import numpy as np
 
 from flopcast import units as u
 from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
-from flopcast.fleet.confirm import confirm_pool
+from flopcast.fleet.confirm import confirm_disaggregated, confirm_pool
 from flopcast.fleet.sizing import Cell, Job, size_cells
 from flopcast.fleet.spec import HOURS, FleetSpec, fleet_from_scenario
 from flopcast.report import Assumption
@@ -237,10 +237,20 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
                               "batch_size": p.batch_size, "ttft_s": p.ttft_s, "tpot_s": p.tpot_s,
                               "utilisation_frac_mean": sum(util_h) / HOURS,
                               "hourly_units": list(units_h), "hourly_utilisation_frac": list(util_h)})
-                if confirm:
-                    pools[-1]["confirmation"] = confirm_pool(
-                        job.model_refs[c.model_index], spec.deployments[c.deployment_index], pools[-1],
-                        region.demand, spec.slo_ttft_s, spec.slo_tpot_s, job.context)
+            if confirm:
+                mine = pools[-len(c.pools):]
+                dep = spec.deployments[c.deployment_index]
+                if {p["role"] for p in mine} == {"prefill", "decode"}:
+                    both = confirm_disaggregated(
+                        job.model_refs[c.model_index], dep, next(p for p in mine if p["role"] == "prefill"),
+                        next(p for p in mine if p["role"] == "decode"), region.demand, spec.slo_ttft_s,
+                        spec.slo_tpot_s, job.context)
+                    for p in mine:
+                        p["confirmation"] = both
+                else:
+                    for p in mine:
+                        p["confirmation"] = confirm_pool(job.model_refs[c.model_index], dep, p, region.demand,
+                                                         spec.slo_ttft_s, spec.slo_tpot_s, job.context)
         site = _site_id(region.site)
         regions.append({"name": region.name, "site": site, "power_cap_w": region.power_cap_w,
                         "within_power_cap": region.power_cap_w is None or t["power_facility_w_peak"] <= region.power_cap_w,
