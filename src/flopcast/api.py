@@ -281,13 +281,14 @@ def plan(scenario: str | Path | Mapping[str, Any]) -> PlanReport:
         from flopcast.phases import search_phases
 
         training_est, failed = search_phases(
-            rs, lambda prs, fixed: _search_training_resolved(prs, top=1, fixed=fixed), _estimate_training_resolved)
+            rs, lambda prs, fixed: _search_training_resolved(prs, top=1, fixed=fixed, two_pass=False),
+            _estimate_training_resolved)
         if training_est is None:
             assumptions.append(Assumption("training", "not estimated", f"no parallel section, and no plan of the "
                                           f"search fits in memory for phase {failed!r}"))
     elif "training" in rs.sections:
         # no parallel section: the search chooses the plan (SCENARIO.md), and the report says so
-        found = search_training(scenario, top=1)
+        found = search_training(scenario, top=1, two_pass=False)
         if found.plans:
             best = found.plans[0].plan.to_dict()
             chosen = dataclasses.replace(rs, sections=dict(rs.sections) | {"parallel": best},
@@ -389,12 +390,15 @@ def _estimate_training_resolved(rs: ResolvedScenario):
 
 def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, objective: str = "throughput",
                     backend: str = "local", ray_address: str | None = None, workers: int | None = None,
-                    progress=None, fixed: Mapping[str, Any] | None = None, phase: str | None = None):
+                    progress=None, fixed: Mapping[str, Any] | None = None, phase: str | None = None,
+                    two_pass: bool = True):
     """`flopcast search`: every valid plan for the scenario's model, devices and batch, best first.
     `fixed`: plan keys held at the given values (e.g. {"tp": 8, "pp": 16}); the search chooses the
     rest. The scenario's own `parallel` section is not used (it is what the search replaces).
     With `training.phases`, one phase is searched: `phase` (a name), else the main phase (the most
-    tokens); the keys that phase's own `parallel` gives are held fixed too (`fixed` wins)."""
+    tokens); the keys that phase's own `parallel` gives are held fixed too (`fixed` wins).
+    `two_pass`: a space past the plan limit is searched structure first (False: refused, as the
+    service does, whose work per request is bounded)."""
     rs = resolve(scenario)
     if "training" not in rs.sections:
         raise InvalidScenario("training: missing; give seq_len and global_batch_seqs (see docs/scenario.md)")
@@ -425,13 +429,14 @@ def search_training(scenario: str | Path | Mapping[str, Any], *, top: int = 10, 
     elif phase is not None:
         raise InvalidScenario(f"--phase: {phase!r} given, but the scenario has no training.phases")
     return _search_training_resolved(rs, top=top, objective=objective, backend=backend, ray_address=ray_address,
-                                     workers=workers, progress=progress, fixed=fixed, notes=tuple(notes))
+                                     workers=workers, progress=progress, fixed=fixed, notes=tuple(notes),
+                                     two_pass=two_pass)
 
 
 def _search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective: str = "throughput",
                               backend: str = "local", ray_address: str | None = None, workers: int | None = None,
                               progress=None, fixed: Mapping[str, Any] | None = None,
-                              notes: tuple[Assumption, ...] = ()):
+                              notes: tuple[Assumption, ...] = (), two_pass: bool = True):
     from flopcast.search import search
     from flopcast.search.space import SearchSpace
     from flopcast.specs.parallel import OFFLOAD, PARALLEL_KEYS
@@ -477,6 +482,8 @@ def _search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective:
             return res
         return _with_balanced_layouts(res, lambda plan: _estimate_plan(rs, train, plan), top)
 
+    if bound > limits.MAX_PLANS and not two_pass:
+        limits.check_count(bound, limits.MAX_PLANS, field="search: plans to evaluate", hint=hint)
     if bound > limits.MAX_PLANS:
         return balanced(_search_in_two_passes(space, bound, bound_of, run_search=lambda sp, k: search(
             rs.model, rs.hardware, train, num_devices=rs.cluster.num_devices,
