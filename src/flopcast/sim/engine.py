@@ -662,12 +662,16 @@ class _Sim:
         if self.trace is not None:
             ids = {*(rep.decoding if n_dec else ()), *(r for r, _ in chunks)}
             self.trace.append((now, "start", rep.id, tuple(sorted(ids))))
+        self._launch(rep, pool, now, dt, n_dec + n_pre, plan)
+
+    def _launch(self, rep: _Replica, pool, now: float, dt: float, tokens: int, plan) -> None:
+        """Account one iteration of `dt` seconds and `tokens` tokens; its `end` event at now + dt."""
         self.iterations += 1
         self.busy_s += dt
-        self.batch_tokens += n_dec + n_pre
+        self.batch_tokens += tokens
         pool.iterations += 1
         pool.busy_s += dt
-        pool.tokens += n_dec + n_pre
+        pool.tokens += tokens
         self.seq += 1
         heapq.heappush(self.events, (now + dt, self.seq, "end", rep.id, plan))
 
@@ -792,14 +796,7 @@ class _Sim:
         if self.trace is not None:
             live = [r for _, _, r in rep.s_order[rep.s_live:]] if decode else []
             self.trace.append((now, "start", rep.id, tuple(sorted({*live, *(r for r, _ in chunks)}))))
-        self.iterations += 1
-        self.busy_s += dt
-        self.batch_tokens += n_dec + n_pre
-        pool.iterations += 1
-        pool.busy_s += dt
-        pool.tokens += n_dec + n_pre
-        self.seq += 1
-        heapq.heappush(self.events, (now + dt, self.seq, "end", rep.id, plan))
+        self._launch(rep, pool, now, dt, n_dec + n_pre, plan)
 
     def finish_static(self, rep: _Replica, now: float, data) -> None:
         decode, chunks = data
