@@ -574,7 +574,8 @@ def _search_in_two_passes(space, bound: int, bound_of, *, run_search, top: int, 
         if e.memory_per_device_bytes < best_mem:
             front.append(e)
             best_mem = e.memory_per_device_bytes
-    note = Assumption("search_passes", f"{bound:,} plans: structure first, then the best {len(structures[:REFINED_STRUCTURES])} "
+    refined = len(structures[:REFINED_STRUCTURES])
+    note = Assumption("search_passes", f"{bound:,} plans: structure first, then the best {refined} "
                       "structures with every option",
                       "past the plan limit the search enumerates every (tp, cp, pp, ep, etp, schedule, vpp) with "
                       "sp on, power-of-two micro-batches, ZeRO 1/3 and selective/full recompute, then refines")

@@ -49,7 +49,6 @@ from flopcast.estimate.efficiency import (
     moe_imbalance,
     power_clock_factor,
     stack_for,
-    training_stack,
 )
 from flopcast.estimate.roofline import (
     COMM_UNITS,

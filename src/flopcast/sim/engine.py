@@ -56,9 +56,9 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from operator import attrgetter
 from collections import deque
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import numpy as np

@@ -16,7 +16,8 @@ PRECISIONS = ("bf16", "fp16", "fp8", "fp4")
 TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_tokens", "precision",
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
                  "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune", "mtp_layers",
-                 "optimizer_moments_dtype", "moe_capacity_factor", "tp_comm_overlap", "moe_dispatcher", "cuda_graphs", "phases")
+                 "optimizer_moments_dtype", "moe_capacity_factor", "tp_comm_overlap", "moe_dispatcher",
+                 "cuda_graphs", "phases")
 # A phase (training.phases[i]) overrides any training key but `phases`, and may carry `parallel` and
 # `cluster` mappings that override those sections for its duration.
 PHASE_KEYS = ("name", *(k for k in TRAINING_KEYS if k != "phases"), "parallel", "cluster")

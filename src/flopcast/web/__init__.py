@@ -136,8 +136,8 @@ def endpoints() -> dict[str, Endpoint]:
         "train": Endpoint("POST", _scenario(lambda sc, ctx: api.estimate_training(sc).to_dict()),
                           "training estimate for the scenario's parallel plan", "scenario"),
         "search": Endpoint("POST", _scenario(lambda sc, ctx: api.search_training(
-            sc, workers=1, progress=ctx.progress, two_pass=False).to_dict()), "best parallel plans (a job when long)", "scenario",
-            job=True),
+            sc, workers=1, progress=ctx.progress, two_pass=False).to_dict()), "best parallel plans (a job when long)",
+            "scenario", job=True),
         "infer": Endpoint("POST", _scenario(lambda sc, ctx: api.estimate_serving(sc).to_dict()),
                           "analytic serving estimate", "scenario"),
         "simulate": Endpoint("POST", _scenario(lambda sc, ctx: api.simulate_serving(
