@@ -18,6 +18,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 DATA = Path(__file__).resolve().parent / "data"
+SCENARIOS = Path(__file__).resolve().parent / "random_scenarios.json"   # frozen with the data
 
 # keys whose values are wall-clock or machine facts, never figures
 VOLATILE_KEYS = frozenset({"elapsed_s", "wall_s", "plans_per_s", "evaluations_per_s", "seconds", "duration_s",
@@ -110,15 +111,15 @@ def cases() -> Iterator[tuple[str, Callable[[], Any]]]:
         yield f"simulate-{name}", lambda n=name: api.simulate_serving(_example(n), max_requests=400).to_dict()
     for name in FLEET_EXAMPLES:
         yield f"fleet-{name}", lambda n=name: api.plan_fleet(_example(n), confirm=False)
-    rng = random.Random(20261207)
-    for name, sc in _random_training(rng, 200):
+    frozen = _random_scenarios()
+    for name, sc in frozen["training"]:
         yield name, lambda s=sc: api.estimate_training(s).to_dict()
     for i, setup in enumerate(SEARCH_SETUPS):
         model, hw, n, seq, gbs = setup
         sc = {"name": "golden", "model": model, "hardware": hw, "cluster": {"num_devices": n},
               "training": {"seq_len": seq, "global_batch_seqs": gbs, "total_tokens": 1e11}}
         yield f"search-{i}-{model}", lambda s=sc: api.search_training(s, top=5).to_dict()
-    for name, sc in _random_serving(rng, 40):
+    for name, sc in frozen["serving"]:
         yield name, lambda s=sc: api.estimate_serving(s).to_dict()
     for i in range(4):
         inf: dict[str, Any] = {
@@ -133,6 +134,18 @@ def cases() -> Iterator[tuple[str, Callable[[], Any]]]:
         sc = {"name": "golden", "model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 1},
               "inference": inf}
         yield f"simulate-random-{i}", lambda s=sc: api.simulate_serving(s).to_dict()
+
+
+def _random_scenarios(fresh: bool = False) -> dict[str, list]:
+    """The seeded random scenarios, read from their frozen file (drawn anew only with --write), so a
+    change in the search space does not change what the golden cases ask."""
+    if SCENARIOS.exists() and not fresh:
+        return json.loads(SCENARIOS.read_text())
+    rng = random.Random(20261207)
+    drawn = {"training": [list(x) for x in _random_training(rng, 200)],
+             "serving": [list(x) for x in _random_serving(rng, 40)]}
+    SCENARIOS.write_text(json.dumps(drawn, indent=1) + "\n")
+    return drawn
 
 
 def scrub(value: Any) -> Any:
@@ -163,6 +176,8 @@ def main() -> None:
         print("usage: python -m tests.golden.cases --write [FILTER]")
         return
     rest = [a for a in sys.argv[1:] if a != "--write"]
+    if not rest:
+        _random_scenarios(fresh=True)
     got = compute(rest[0] if rest else None)
     DATA.mkdir(exist_ok=True)
     for name, value in got.items():
