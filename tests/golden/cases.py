@@ -111,6 +111,8 @@ def cases() -> Iterator[tuple[str, Callable[[], Any]]]:
         yield f"simulate-{name}", lambda n=name: api.simulate_serving(_example(n), max_requests=400).to_dict()
     for name in FLEET_EXAMPLES:
         yield f"fleet-{name}", lambda n=name: api.plan_fleet(_example(n), confirm=False)
+    for kind in ("training", "inference"):
+        yield f"validate-{kind}-cv", lambda k=kind: api.validate(k, cv=True)
     frozen = _random_scenarios()
     for name, sc in frozen["training"]:
         yield name, lambda s=sc: api.estimate_training(s).to_dict()
