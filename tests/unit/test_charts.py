@@ -1,0 +1,21 @@
+"""Charts that draw shares draw them on linear axes (issue 20: a 1.8% part was drawn 70% as long as
+a 66.5% part on a log axis)."""
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from flopcast.report.mpl import step_time_chart  # noqa: E402
+
+
+def test_step_time_bars_are_proportional_to_their_parts():
+    """Each bar's length over the longest bar's equals its time over the longest part's time, on a
+    linear axis that starts at zero."""
+    d = {"training": {"step_time_s": 10.0, "compute_breakdown_s": {"gemm": 6.65, "attention": 0.18},
+                      "step_time_breakdown_s": {"compute": 6.83, "bubble": 3.0, "dp_comm": 0.17}}}
+    fig = step_time_chart(d)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0
+    widths = [p.get_width() for p in ax.patches]
+    assert widths == pytest.approx([6.65, 0.18, 3.0, 0.17])
+    assert min(widths) / max(widths) == pytest.approx(0.17 / 6.65)
