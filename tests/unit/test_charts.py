@@ -1,5 +1,5 @@
-"""Charts that draw shares draw them on linear axes (issue 20: a 1.8% part was drawn 70% as long as
-a 66.5% part on a log axis)."""
+"""The briefing is consistent: charts draw shares on linear axes (issue 20: a 1.8% part was drawn 70%
+as long as a 66.5% part on a log axis), and the verdict never says "works" beside a problem."""
 
 import pytest
 
@@ -19,3 +19,19 @@ def test_step_time_bars_are_proportional_to_their_parts():
     widths = [p.get_width() for p in ax.patches]
     assert widths == pytest.approx([6.65, 0.18, 3.0, 0.17])
     assert min(widths) / max(widths) == pytest.approx(0.17 / 6.65)
+
+
+def test_a_plan_with_nothing_to_plan_never_says_it_works():
+    """Without a training or inference section the headline says there is nothing to plan, and
+    weights that need more devices than the cluster has are a problem (issue 20: the fleet example
+    said "fits and works as planned" and then that the weights need 16 GPUs)."""
+    from flopcast import api
+    from flopcast.report.briefing import headline, verdict
+
+    small = api.plan({"model": "deepseek-v3", "hardware": "h800-sxm", "cluster": {"num_devices": 8}}).to_dict()
+    assert "works as planned" not in headline(small)
+    assert "weights alone do not fit" in headline(small)
+    assert verdict(small)[0].label == "weights" and verdict(small)[0].ok is False
+    enough = api.plan({"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 8}}).to_dict()
+    assert headline(enough).endswith("nothing to plan (no training or inference section).")
+    assert verdict(enough)[0].ok is None
