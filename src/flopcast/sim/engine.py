@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 
 from flopcast.errors import InvalidScenario
+from flopcast.estimate import admission
 from flopcast.estimate import serving as sv_mod
 from flopcast.report import Assumption
 from flopcast.sim.workload import SLO, WorkloadSpec, generate
@@ -259,8 +260,8 @@ class _Pool:
         self.ps, self.role, self.index = ps, ps.role, index
         spec, hw = ps.spec, ps.hw
         self.sv = sv_mod.prepare(model, hw, spec)
-        self.budget = spec.max_tokens_per_iteration
-        self.max_seqs = spec.batch_size or self.budget
+        self.budget = admission.token_budget(spec)
+        self.max_seqs = admission.concurrent_sequences(spec, unlimited=self.budget)
         _, _, _, free = sv_mod.memory_split(self.sv)
         self.infeasible_reason = None
         if free <= 0:   # infeasible is a value: every request is rejected, with the reason
