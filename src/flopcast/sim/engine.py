@@ -256,10 +256,11 @@ def simulate(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workloa
     if (roles != ["both"]) != (scheduler == "disaggregated"):
         raise InvalidScenario("inference.scheduler: prefill and decode pools need scheduler disaggregated, "
                               "and disaggregated needs them")
+    policy = SCHEDULERS.get(scheduler)
     factory: CostFactory = AnalyticCost if cost is None else (lambda sv, budget, max_seqs: cost)
     st = SimState(model, pools, workload, factory)
     st.trace = trace
-    end = _EventLoop(st, SCHEDULERS.get(scheduler)(st), progress).run()
+    end = _EventLoop(st, policy(st), progress).run()
     return _result(model, st, end, scheduler, slo, assumptions)
 
 

@@ -28,6 +28,7 @@ def kv_transfer_params() -> dict[str, Any]:
     return _KV_TRANSFER
 
 
+@SCHEDULERS.register("disaggregated")
 class DisaggregatedScheduler(ContinuousScheduler):
     name = "disaggregated"
 
@@ -92,5 +93,3 @@ class DisaggregatedScheduler(ContinuousScheduler):
         else:
             super().on_event(kind, rep, data, now)
 
-
-SCHEDULERS.register(DisaggregatedScheduler.name, DisaggregatedScheduler)

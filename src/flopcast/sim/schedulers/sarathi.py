@@ -9,6 +9,7 @@ from flopcast.sim.schedulers.continuous import ContinuousScheduler, Plan
 from flopcast.sim.state import Replica
 
 
+@SCHEDULERS.register("sarathi")
 class SarathiScheduler(ContinuousScheduler):
     name = "sarathi"
 
@@ -19,5 +20,3 @@ class SarathiScheduler(ContinuousScheduler):
             return None
         return n_dec, chunks
 
-
-SCHEDULERS.register(SarathiScheduler.name, SarathiScheduler)

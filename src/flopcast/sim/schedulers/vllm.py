@@ -26,6 +26,7 @@ class _Pages:
         self.expire: dict[int, list[tuple[int, int, int]]] = {}   # step -> (request, group, admission)
 
 
+@SCHEDULERS.register("vllm")
 class VllmScheduler(ContinuousScheduler):
     name = "vllm"
     reserves_whole_sequence = False
@@ -127,5 +128,3 @@ class VllmScheduler(ContinuousScheduler):
         rep.waiting.appendleft(victim)
         st.preemptions += 1
 
-
-SCHEDULERS.register(VllmScheduler.name, VllmScheduler)
