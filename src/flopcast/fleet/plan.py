@@ -126,6 +126,10 @@ def _check_names(spec: FleetSpec, job: Job) -> None:
         check(f"fleet.deployments[{i}].hardware", resolve_hardware, dep.hardware)
     for i, region in enumerate(spec.regions):
         check(f"fleet.regions[{i}].site", resolve_site, region.site)
+    if (job.context or {}).get("calibration") is not None:   # a named profile: refused here, not as "infeasible"
+        from flopcast.estimate.calibration import resolve_profile
+
+        resolve_profile(job.context["calibration"], "inference")
 
 
 def run_cells(job: Job, cells: list[tuple[int, int, int]], backend: str, ray_address: str | None) -> list[Cell]:
