@@ -1,9 +1,11 @@
 """The ASGI app of the service (Starlette; served by uvicorn): routes built from `endpoints()`.
 
 Requests run on a bounded thread pool (WORK_THREADS per process; no process pool is ever forked for
-a request), each with a deadline. Searches run as jobs: a search done within SEARCH_SYNC_WAIT_S is
-answered as any other request; a longer one is answered 202 with `/api/jobs/ID`, which reports its
-progress (plan groups evaluated / total) and then its result.
+a request), each with a deadline and under the service's file policy (flopcast.files); a request
+holds its place among WORK_THREADS until its thread has returned, even when it was answered first.
+Searches run as jobs: a search done within SEARCH_SYNC_WAIT_S is answered as any other request; a
+longer one is answered 202 with `/api/jobs/ID?token=T`, which reports its progress (plan groups
+evaluated / total) and then its result to the holder of the token.
 """
 
 from __future__ import annotations
