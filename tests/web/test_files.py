@@ -7,7 +7,9 @@ generic. The CLI and the Python API keep reading local files."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,6 +117,28 @@ def test_files_outside_the_data_folder_are_refused(served, tree, key, name):
     ext = {"model": "json", "fleet.models[].model": "json"}.get(key, "csv" if "trace" in key else "yaml")
     path, body = _with(key, name.format(outside=tree / "outside", ext=ext))
     _refused(served.post(path, json=body), key)
+
+
+def test_no_refused_file_is_opened(served, tree):
+    """Python's audit hook sees every open(): while the service refuses every key x every bad name,
+    no file of the test tree is opened at all (not even the symbolic links inside the data folder)."""
+    opened: list[str] = []
+    watching = [True]
+
+    def hook(event: str, args: tuple) -> None:
+        if watching[0] and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+            opened.append(os.fsdecode(args[0]))
+
+    sys.addaudithook(hook)     # cannot be removed: switched off below
+    try:
+        for key in KEYS:
+            for name in (f"{tree}/outside/secret.yaml", "../outside/secret.csv", "link.yaml", "link.json",
+                         "sub/secret.yaml", "sub/secret.json", "/etc/passwd"):
+                path, body = _with(key, name)
+                _refused(served.post(path, json=body), key)
+    finally:
+        watching[0] = False
+    assert not [p for p in opened if str(tree) in p or p.startswith("/etc")], opened
 
 
 @pytest.mark.parametrize("key", KEYS)
