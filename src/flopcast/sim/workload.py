@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from flopcast import units
+from flopcast import files, units
 from flopcast.errors import InvalidScenario
 from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice
@@ -144,7 +144,8 @@ def workload_from_mapping(data: Mapping[str, Any] | None, *, input_tokens: int, 
         raise InvalidScenario(f"inference.workload.seed: expected a non-negative integer, got {seed!r}")
     return WorkloadSpec(
         num_requests=_positive_int(data.get("num_requests", DEFAULT_NUM_REQUESTS), "inference.workload.num_requests"),
-        process=process, rate_per_s=rate, cv=cv, trace=None if trace is None else str(trace),
+        process=process, rate_per_s=rate, cv=cv,
+        trace=None if trace is None else files.permitted(str(trace), field="inference.workload.trace"),
         input_tokens=_length(data.get("input_tokens"), "inference.workload.input_tokens", input_tokens),
         output_tokens=_length(data.get("output_tokens"), "inference.workload.output_tokens", output_tokens),
         seed=seed,
@@ -189,15 +190,19 @@ def _draw(rng: np.random.Generator, d: LengthDist, n: int) -> np.ndarray:
 
 
 def _read_trace(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    import io
-
     from flopcast import inputs
 
     p = Path(path)
     if not p.exists():
         raise InvalidScenario(f"inference.workload.trace: no such file {path!r} (a CSV with columns "
                               "arrival_s, input_tokens, output_tokens)")
-    text = inputs.read_text(p, what="inference.workload.trace")
+    with files.reading("inference.workload.trace", p, "request trace (CSV)"):    # generic errors on the service
+        return _parse_trace(inputs.read_text(p, what="inference.workload.trace"), path)
+
+
+def _parse_trace(text: str, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import io
+
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     need = ("arrival_s", "input_tokens", "output_tokens")
     if not rows or any(k not in rows[0] for k in need):
