@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from flopcast import catalog
+from flopcast.assumption import Assumption
 from flopcast.dtypes import BYTES_PER_ELEMENT, KV_DTYPES
 from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.estimate import counts
-from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
 from flopcast.specs.parallel import plan_from_mapping, validate_plan

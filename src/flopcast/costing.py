@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from flopcast.assumption import Assumption
 from flopcast.estimate import counts
-from flopcast.report import Assumption
 from flopcast.specs.scenario import ResolvedScenario
 
 

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from flopcast.assumption import Assumption
 from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
-from flopcast.report import Assumption
 from flopcast.specs.scenario import ResolvedScenario, phase_scenario
 from flopcast.specs.workload import TrainingPhase, main_phase
 

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from flopcast import units as u
+from flopcast.assumption import Assumption
 from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 from flopcast.fleet.confirm import confirm_disaggregated, confirm_pool
 from flopcast.fleet.sizing import Cell, Job, size_cells
 from flopcast.fleet.spec import HOURS, FleetSpec, fleet_from_scenario
-from flopcast.report import Assumption
 
 BACKENDS = ("local", "ray")
 CONTEXT_KEYS = ("calibration",)     # top-level sections passed to every serving-estimator call

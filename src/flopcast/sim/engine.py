@@ -63,9 +63,9 @@ from typing import Any
 
 import numpy as np
 
+from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import serving as sv_mod
-from flopcast.report import Assumption
 from flopcast.sim.workload import SLO, WorkloadSpec, generate
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
