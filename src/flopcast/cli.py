@@ -196,7 +196,7 @@ def cmd_fleet(args: argparse.Namespace) -> None:
     d = api.plan_fleet(args.scenario, backend=args.backend, ray_address=args.ray_address,
                        confirm=not args.no_confirm).to_dict()
     if args.plots:
-        from flopcast.fleet.plot import write_fleet_plots
+        from flopcast.report.fleet_plot import write_fleet_plots
 
         d["plots"] = write_fleet_plots(d, args.plots)
     if args.json:

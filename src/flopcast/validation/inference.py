@@ -70,7 +70,7 @@ def load_rows() -> list[dict[str, str]]:
 
 
 def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
-    from flopcast import api
+    from flopcast.run.serving import estimate_serving
 
     out = []
     for row in rows if rows is not None else load_rows():
@@ -80,7 +80,7 @@ def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
                               skipped=sc))
             continue
         try:
-            est = api.estimate_serving(sc)
+            est = estimate_serving(sc)
         except FlopcastError as e:
             out.append(Result(row["id"], row["model"], sc["hardware"], int(row["num_devices"]), None, None, None,
                               skipped=f"invalid: {e}"))

@@ -258,7 +258,7 @@ def load_rows() -> list[dict[str, str]]:
 
 def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
     """Predict every usable row; skipped rows carry their reason."""
-    from flopcast import api
+    from flopcast.run.training import estimate_training
 
     out: list[Result] = []
     for row in rows if rows is not None else load_rows():
@@ -268,7 +268,7 @@ def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
                               None, None, None, None, skipped=case))
             continue
         try:
-            est = api.estimate_training(case.scenario)
+            est = estimate_training(case.scenario)
         except FlopcastError as e:
             out.append(Result(case.id, case.model, case.hardware, case.num_devices, None, None, None, None,
                               skipped=f"invalid plan: {e}"))
@@ -318,15 +318,15 @@ def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], me
     """A fit.Case for one scenario; `measured_of(model_flops_per_step)` gives the measured step time."""
     from dataclasses import replace
 
-    from flopcast import api
     from flopcast.estimate.calibration import Profile
     from flopcast.estimate.efficiency import generation_of
     from flopcast.estimate.training import estimate_training
+    from flopcast.run.training import training_inputs
     from flopcast.specs.scenario import resolve
     from flopcast.validation.fit import Case
 
     rs = resolve(scenario)
-    train, plan = api._training_inputs(rs)
+    train, plan = training_inputs(rs)
 
     def estimate(profile: Profile):
         return estimate_training(rs.model, rs.hardware, plan, replace(train, profile=profile),

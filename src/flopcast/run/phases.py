@@ -171,8 +171,8 @@ def combine(rs: ResolvedScenario, estimates: list[Any], notes: tuple[Assumption,
 
 
 def estimate_phases(rs: ResolvedScenario, estimate_one) -> PhasedTrainingEstimate:
-    """Estimate every phase of `rs` with its plan (`estimate_one(phase_rs)` is the api's
-    single-plan estimator); errors name the phase."""
+    """Estimate every phase of `rs` with its plan (`estimate_one(phase_rs)` is the single-plan
+    training workflow, flopcast.run.training); errors name the phase."""
     estimates = []
     for ph in rs.phases:
         if ph.plan is None:
