@@ -5,14 +5,13 @@ or the JSON-ready dict itself. This module is a face (docs/architecture.md): it 
 workflows of `flopcast.run` and the consumers (`flopcast.fleet`, `flopcast.validation`,
 `flopcast.audit`); the one function defined here, `size_fleet`, adds the face's part (the curve's
 SVG, a renderer of `flopcast.report`) to its workflow. `__all__` is the public surface, pinned by
-tests/unit/test_architecture.py.
+tests/unit/test_architecture.py; every other name here is private (a leading underscore), so
+`__all__` is exactly the module's public names.
 """
 
-from __future__ import annotations
-
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping as _Mapping
+from pathlib import Path as _Path
+from typing import Any as _Any
 
 from flopcast.assumption import Assumption
 from flopcast.audit import audit_claims
@@ -61,8 +60,8 @@ __all__ = [
 ]
 
 
-def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 1024,
-               max_requests: int | None = None, plot: str | Path | None = None) -> dict[str, Any]:
+def size_fleet(scenario: str | _Path | _Mapping[str, _Any], *, max_replicas: int = 1024,
+               max_requests: int | None = None, plot: str | _Path | None = None) -> dict[str, _Any]:
     """`flopcast simulate --size-fleet`: the cheapest fleet whose steady-state p99 TTFT and p99 TPOT
     meet `inference.slo` under the workload (flopcast.run.sizing: unit, floor, steady state,
     search); the simulation at that size, every trial as a latency-throughput `curve`, and (`plot`,
