@@ -184,6 +184,33 @@ def _zero_stage(text: str, legacy: bool) -> int:
     return 0 if legacy else 1
 
 
+def _parallel(row: dict[str, str], tp: int, pp: int, n_dev: int, legacy: bool) -> dict[str, Any]:
+    """The row's parallel section: degrees, sequence parallelism, ZeRO, recompute and micro-batch (from
+    its columns and notes; a legacy run's defaults where a column is empty)."""
+    notes = row["notes"]
+    cp = _int(row["cp"]) or 1
+    ep = _int(row["ep"]) or 1
+    mb = _note_int(notes, r"micro-?batch\s*(\d+)", r"MBS\s*(\d+)", r"MicroBatch\s*(\d+)") or 1
+    vpp = _note_int(notes, r"virtual pipeline\s*(\d+)", r"VP\s*(\d+)", r"(\d+) virtual stages") or 1
+    sp_text = row["sp"].strip().lower()
+    sp = sp_text.startswith("yes") if sp_text else (tp > 1 and not legacy)
+    rc_text = row["recompute"].lower()
+    recompute = "full" if "full" in rc_text else "selective" if ("selective" in rc_text or not rc_text) else "none"
+    return {"tp": tp, "pp": pp, "dp": n_dev // (tp * pp * cp), "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
+            "zero_stage": _zero_stage(row["zero_stage"], legacy), "recompute": recompute, "microbatch_seqs": mb}
+
+
+def _training_section(row: dict[str, str], seq_len: int, batch: int, legacy: bool) -> dict[str, Any]:
+    """The row's training section: shape, precision, and the stack of its era and framework."""
+    rid = row["id"]
+    precision = "fp8" if "fp8" in row["precision"].lower() else "bf16" if "bf16" in row["precision"].lower() else "fp16"
+    return {"seq_len": seq_len, "global_batch_seqs": batch, "precision": precision,
+            "flash_attention": not legacy, "dropout": legacy and not rid.startswith("BLOOM"),
+            "comm_overlap": not legacy, "grad_reduce_dtype": "fp32" if legacy else "bf16",
+            "attention_kernel": "flash2" if rid.startswith(FLASH2_PREFIXES) else "flash3",
+            "framework": next((f for p_, f in FRAMEWORK_BY_PREFIX if rid.startswith(p_)), "megatron-core")}
+
+
 def row_to_case(row: dict[str, str]) -> Case | str:
     """A validation case, or the reason the row cannot be used."""
     rid = row["id"]
@@ -200,31 +227,14 @@ def row_to_case(row: dict[str, str]) -> Case | str:
     model = _model(row, seq_len)
     if model is None or batch is None:
         return "model shape or batch not in the row"
-    notes = row["notes"]
     legacy = rid.startswith(LEGACY_PREFIXES)
-    cp = _int(row["cp"]) or 1
-    ep = _int(row["ep"]) or 1
-    dp = n_dev // (tp * pp * cp)
-    mb = _note_int(notes, r"micro-?batch\s*(\d+)", r"MBS\s*(\d+)", r"MicroBatch\s*(\d+)") or 1
-    vpp = _note_int(notes, r"virtual pipeline\s*(\d+)", r"VP\s*(\d+)", r"(\d+) virtual stages") or 1
-    sp_text = row["sp"].strip().lower()
-    sp = sp_text.startswith("yes") if sp_text else (tp > 1 and not legacy)
-    rc_text = row["recompute"].lower()
-    recompute = "full" if "full" in rc_text else "selective" if ("selective" in rc_text or not rc_text) else "none"
-    zero = _zero_stage(row["zero_stage"], legacy)
-    precision = "fp8" if "fp8" in row["precision"].lower() else "bf16" if "bf16" in row["precision"].lower() else "fp16"
     scenario = {
         "name": rid,
         "model": model,
         "hardware": hw,
         "cluster": {"num_devices": n_dev, "scale_out_bandwidth": _scale_out(rid, hw)},
-        "training": {"seq_len": seq_len, "global_batch_seqs": batch, "precision": precision,
-                     "flash_attention": not legacy, "dropout": legacy and not rid.startswith("BLOOM"),
-                     "comm_overlap": not legacy, "grad_reduce_dtype": "fp32" if legacy else "bf16",
-                     "attention_kernel": "flash2" if rid.startswith(FLASH2_PREFIXES) else "flash3",
-                     "framework": next((f for p_, f in FRAMEWORK_BY_PREFIX if rid.startswith(p_)), "megatron-core")},
-        "parallel": {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
-                     "zero_stage": zero, "recompute": recompute, "microbatch_seqs": mb},
+        "training": _training_section(row, seq_len, batch, legacy),
+        "parallel": _parallel(row, tp, pp, n_dev, legacy),
     }
     return Case(id=rid, model=row["model"], hardware=hw, num_devices=n_dev, scenario=scenario,
                 measured_metric=metric, measured_value=float(row["measured_value"]), source=row["source"])
