@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from flopcast.errors import FlopcastError
 
@@ -22,7 +22,7 @@ EXIT_INVALID = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage + message)
         sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_INVALID)
 
@@ -223,13 +223,14 @@ def _progress_bar(enabled: bool, what: str = "evaluating plans (tp, cp, pp group
 
     from rich.progress import Progress
 
-    state: dict = {"start": time.perf_counter(), "bar": None, "task": None}
+    state: dict[str, Any] = {"start": time.perf_counter(), "bar": None, "task": None}
 
     def update(done: int, total: int) -> None:
         if state["bar"] is None and time.perf_counter() - state["start"] > 1.0:
-            state["bar"] = Progress(transient=True)
-            state["bar"].start()
-            state["task"] = state["bar"].add_task(what, total=total)
+            bar = Progress(transient=True)
+            bar.start()
+            state["task"] = bar.add_task(what, total=total)
+            state["bar"] = bar
         if state["bar"] is not None:
             state["bar"].update(state["task"], completed=done)
 

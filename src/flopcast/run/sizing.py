@@ -372,9 +372,8 @@ def _warmup(arrival: np.ndarray, done: np.ndarray, ttft: np.ndarray, tpot: np.nd
     end-to-end latency of the run) after the first arrival."""
     n = len(arrival)
     life = float(np.percentile(done - arrival, 99))
-    cuts = [int(np.searchsorted(arrival, arrival[0] + life, side="left")), mser_truncation(ttft)]
-    if cuts[0] > n // 2:
-        cuts[0] = None
+    lifetime_cut = int(np.searchsorted(arrival, arrival[0] + life, side="left"))
+    cuts = [lifetime_cut if lifetime_cut <= n // 2 else None, mser_truncation(ttft)]
     multi = np.flatnonzero(out > 1)
     if len(multi):
         c = mser_truncation(tpot[multi])

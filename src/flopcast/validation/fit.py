@@ -191,7 +191,9 @@ def _baseline_eta(cases: Sequence[Case]) -> float:
 
 
 def _baseline_pred(c: Case, eta: float) -> float:
-    return c.baseline / eta if c.is_time else c.baseline * eta
+    """The baseline's prediction of a case that has one (callers pass only those)."""
+    baseline = c.baseline or 0.0
+    return baseline / eta if c.is_time else baseline * eta
 
 
 def baseline_cv(cases: Sequence[Case]) -> dict[str, float]:
@@ -214,7 +216,7 @@ def report(cases: Sequence[Case], kind: str, profile: Profile, *, cv: bool = Fal
            skipped: Sequence[dict[str, Any]] = (), progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The `validate --json` object: rows with predicted / measured / error under `profile`, the
     in-sample figures and, with `cv`, the leave-one-source-out figures (and the baseline's)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     errs = []
     for c in cases:
         p = c.predict(profile)

@@ -94,7 +94,8 @@ def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
 
 def summary(results: list[Result]) -> dict[str, Any]:
     used = [abs(r.error_frac) for r in results if r.error_frac is not None]
-    worst = max((r for r in results if r.error_frac is not None), key=lambda r: abs(r.error_frac), default=None)
+    worst = max(((r, abs(r.error_frac)) for r in results if r.error_frac is not None), key=lambda re: re[1],
+                default=(None, 0.0))[0]
     return {"num_rows": len(results), "num_used": len(used), "num_skipped": len(results) - len(used),
             "median_abs_error": statistics.median(used) if used else None,
             "max_abs_error": max(used) if used else None, "worst_row": worst.id if worst else None}

@@ -140,9 +140,9 @@ NEMO_MODELS: dict[str, dict[str, Any]] = {
 def _model(row: dict[str, str], seq_len: int) -> Any:
     name = row["model"]
     if name in NEMO_MODELS:
-        cfg = dict(NEMO_MODELS[name], name=name)
-        cfg["n_positions" if cfg["model_type"] == "gpt2" else "max_position_embeddings"] = seq_len
-        return cfg
+        nemo = dict(NEMO_MODELS[name], name=name)
+        nemo["n_positions" if nemo["model_type"] == "gpt2" else "max_position_embeddings"] = seq_len
+        return nemo
     for key, model_id in CATALOG_MODELS.items():
         if name.startswith(key):
             return model_id
@@ -254,8 +254,8 @@ def measured_step_s(case: Case, row: dict[str, str], model_flops_per_step: float
         return t["seq_len"] * t["global_batch_seqs"] / (v * case.num_devices)
     # tflops_per_device: with the source's FLOP formula
     if case.id.startswith(LEGACY_PREFIXES):
-        flops = megatron_eq3_flops(t["global_batch_seqs"], t["seq_len"], _int(row["layers"]), _int(row["hidden"]),
-                                   _int(row["vocab"]) or 51200)
+        flops = megatron_eq3_flops(t["global_batch_seqs"], t["seq_len"], _int(row["layers"]) or 0,
+                                   _int(row["hidden"]) or 0, _int(row["vocab"]) or 51200)
     else:
         flops = model_flops_per_step
     return flops / (v * 1e12 * case.num_devices)
@@ -291,9 +291,9 @@ def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
 
 def summary(results: list[Result]) -> dict[str, Any]:
     """Error figures: the 8 Korthikanti end-to-end rows (Calculon's set) and every usable row."""
-    used = [r for r in results if r.error_frac is not None]
-    korth = [abs(r.error_frac) for r in used if r.id.startswith("KORTH-E2E")]
-    all_abs = [abs(r.error_frac) for r in used]
+    used = [(r, abs(r.error_frac)) for r in results if r.error_frac is not None]
+    korth = [e for r, e in used if r.id.startswith("KORTH-E2E")]
+    all_abs = [e for _, e in used]
     return {
         "num_rows": len(results),
         "num_used": len(used),
@@ -302,7 +302,7 @@ def summary(results: list[Result]) -> dict[str, Any]:
         "korth_e2e_max_abs_error": max(korth) if korth else None,
         "median_abs_error": statistics.median(all_abs) if all_abs else None,
         "max_abs_error": max(all_abs) if all_abs else None,
-        "worst_row": max(used, key=lambda r: abs(r.error_frac)).id if used else None,
+        "worst_row": max(used, key=lambda re: re[1])[0].id if used else None,
     }
 
 
