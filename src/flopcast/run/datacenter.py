@@ -4,21 +4,25 @@ serving or a simulated load, from the scenario's site and pricing (estimate/data
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flopcast.assumption import Assumption
 from flopcast.estimate import counts
 from flopcast.specs.scenario import ResolvedScenario
 
+# (scenario, report) -> (datacenter keys, their assumptions)
+DatacenterKeys = Callable[[ResolvedScenario, Any], tuple[dict[str, Any], list[Assumption]]]
 
-def simulation_datacenter(rs: ResolvedScenario, res) -> tuple[dict[str, Any], list[Assumption]]:
+
+def simulation_datacenter(rs: ResolvedScenario, res: Any) -> tuple[dict[str, Any], list[Assumption]]:
     """Power at the simulated utilisation, and energy, emissions and cost over the simulated time."""
 
     return serving_energy_cost(rs, rs.cluster.num_devices, res.busy_frac, res.simulated_s,
                                 res.output_tokens_per_s, "simulated time")
 
 
-def with_datacenter(rs: ResolvedScenario, est, fn):
+def with_datacenter(rs: ResolvedScenario, est: Any, fn: DatacenterKeys) -> Any:
     """Attach the datacenter keys when the hardware states a power; otherwise say why not."""
 
     from flopcast.estimate.datacenter import has_power
@@ -30,7 +34,7 @@ def with_datacenter(rs: ResolvedScenario, est, fn):
     return dataclasses.replace(est, datacenter=extra, assumptions=est.assumptions + tuple(notes))
 
 
-def with_pools_datacenter(rs: ResolvedScenario, res, pools):
+def with_pools_datacenter(rs: ResolvedScenario, res: Any, pools: Sequence[Any]) -> Any:
     """The datacenter keys of a simulation on pools with their own hardware: power, energy, emissions
     and cost summed over the pools (each at its own devices and busy share), per output token from the sums."""
     from flopcast.estimate.datacenter import has_power
@@ -81,7 +85,7 @@ def site_of(rs: ResolvedScenario) -> tuple[Any, list[Assumption]]:
     return resolve_site(default), [Assumption("site", default, "no site given")]
 
 
-def training_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
+def training_datacenter(rs: ResolvedScenario, est: Any) -> tuple[dict[str, Any], list[Assumption]]:
     from flopcast.estimate import datacenter as dc
 
     site, assumptions = site_of(rs)
@@ -116,7 +120,7 @@ def training_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list
     return out, assumptions
 
 
-def serving_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
+def serving_datacenter(rs: ResolvedScenario, est: Any) -> tuple[dict[str, Any], list[Assumption]]:
     bd = est.decode_step_breakdown_s
     total = sum(bd.values())
     busy = (total - bd["tp_comm"] - bd["ep_comm"] - bd["pp_comm"]) / total if total else 1.0

@@ -12,11 +12,12 @@ from typing import Any
 from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.estimate.efficiency import stack_for
+from flopcast.estimate.training import TrainingEstimate
 from flopcast.run.training import estimate_plan
 from flopcast.search import SearchResult, search
 from flopcast.search.space import SearchSpace, plan_space_bound
 from flopcast.specs import limits
-from flopcast.specs.parallel import OFFLOAD, PARALLEL_KEYS, plan_from_mapping
+from flopcast.specs.parallel import OFFLOAD, PARALLEL_KEYS, ParallelPlan, plan_from_mapping
 from flopcast.specs.scenario import ResolvedScenario, phase_scenario, resolve
 from flopcast.specs.workload import main_phase
 
@@ -143,7 +144,8 @@ def search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective: 
     return balanced(result)
 
 
-def _with_balanced_layouts(result, estimate, top: int):
+def _with_balanced_layouts(result: SearchResult, estimate: Callable[[ParallelPlan], TrainingEstimate],
+                           top: int) -> SearchResult:
     """The best plans with pipelines again with `pipeline_layout: balanced` (the split that evens the
     stages' work, head and embedding counted); a balanced variant that is faster and fits joins
     the ranking. Cheap: `top` more estimates."""
@@ -164,7 +166,8 @@ def _with_balanced_layouts(result, estimate, top: int):
                             "balanced; the faster ones joined the ranking")))
 
 
-def _search_in_two_passes(space, bound: int, bound_of, *, run_search, top: int, hint: str):
+def _search_in_two_passes(space: SearchSpace, bound: int, bound_of: Callable[[SearchSpace], int], *,
+                          run_search: Callable[[SearchSpace, int], SearchResult], top: int, hint: str) -> SearchResult:
     """A plan space past the limit is searched structure first: every (tp, cp, pp, ep, etp,
     schedule, vpp) with sequence parallelism on, power-of-two micro-batches, ZeRO 1 or 3 and
     selective or full recompute; then the best REFINED_STRUCTURES structures with every option.
@@ -174,7 +177,7 @@ def _search_in_two_passes(space, bound: int, bound_of, *, run_search, top: int, 
                        hint=hint)
     first = run_search(coarse, max(top, 4 * REFINED_STRUCTURES))
     pinned = dict(space.pinned)
-    structures: list[tuple] = []
+    structures: list[tuple[tuple[str, Any], ...]] = []
     for e in first.plans:
         key = tuple((k, e.plan.expert_tp if k == "etp" else getattr(e.plan, k)) for k in STRUCTURE_KEYS)
         if key not in structures:

@@ -242,7 +242,8 @@ def _search(run: Callable[[tuple[int, ...]], dict[str, Any]], plans: list[_PoolP
     return _search_2d(run, plans, max_units)
 
 
-def _pool_plans(rs, section, spec, scheduler, prefill_replicas, explicit) -> list[_PoolPlan]:
+def _pool_plans(rs: ResolvedScenario, section: Mapping[str, Any], spec: Any, scheduler: str,
+                prefill_replicas: int | None, explicit: bool) -> list[_PoolPlan]:
     """The pools to size, each at one unit, validated."""
     def price(hw) -> float | None:
         p, _ = device_hour_price(hw, rs.sections.get("pricing"))
@@ -276,12 +277,12 @@ def _pool_plans(rs, section, spec, scheduler, prefill_replicas, explicit) -> lis
     return out
 
 
-def _estimate(rs, p: _PoolPlan, mean_in: float, mean_out: float):
+def _estimate(rs: ResolvedScenario, p: _PoolPlan, mean_in: float, mean_out: float) -> Any:
     s = dataclasses.replace(p.spec, input_tokens=max(1, round(mean_in)), output_tokens=max(1, round(mean_out)))
     return estimate_serving(rs.model, p.hw, s)
 
 
-def _with_floor(rs, p: _PoolPlan, rate: float, mean_in: float, mean_out: float) -> _PoolPlan:
+def _with_floor(rs: ResolvedScenario, p: _PoolPlan, rate: float, mean_in: float, mean_out: float) -> _PoolPlan:
     """The pool with one unit's analytic maximum and the analytic minimum units for the offered load."""
     est = _estimate(rs, p, mean_in, mean_out)
     if not est.fits:
@@ -291,7 +292,8 @@ def _with_floor(rs, p: _PoolPlan, rate: float, mean_in: float, mean_out: float) 
     return dataclasses.replace(p, per_unit_max=cap, floor=max(1, math.ceil(offered / cap - 1e-9)) if cap > 0 else 1)
 
 
-def _analytic_e2e_s(rs, plans: list[_PoolPlan], mean_in: float, mean_out: float, out_tokens: float, slo) -> float:
+def _analytic_e2e_s(rs: ResolvedScenario, plans: list[_PoolPlan], mean_in: float, mean_out: float, out_tokens: float,
+                    slo: SLO) -> float:
     """The end-to-end latency of a request of `out_tokens` outputs in a fleet that meets the SLO: TTFT
     plus (out_tokens - 1) TPOTs of its pools at full load and the mean lengths (analytic), each at
     most its SLO target."""
@@ -303,7 +305,9 @@ def _analytic_e2e_s(rs, plans: list[_PoolPlan], mean_in: float, mean_out: float,
     return ttft + max(out_tokens - 1, 0) * tpot
 
 
-def _trial(rs, section, scheduler, plans, units, workload, slo, n0, n_limit, explicit):
+def _trial(rs: ResolvedScenario, section: Mapping[str, Any], scheduler: str, plans: list[_PoolPlan],
+           units: tuple[int, ...], workload: WorkloadSpec, slo: SLO, n0: int, n_limit: int,
+           explicit: bool) -> tuple[dict[str, Any], Any]:
     """Simulate the fleet of `units` per pool until its steady state settles (or the run limit); the
     curve row and the last simulation."""
     n = n0
@@ -315,7 +319,7 @@ def _trial(rs, section, scheduler, plans, units, workload, slo, n0, n_limit, exp
         n = min(2 * n, n_limit, MAX_EXTENSION * n0)
     devices = sum(k * p.unit_devices for k, p in zip(units, plans, strict=True))
     replicas = [k * p.unit for k, p in zip(units, plans, strict=True)]
-    head = {"replicas": sum(replicas), "num_devices": devices}
+    head: dict[str, Any] = {"replicas": sum(replicas), "num_devices": devices}
     if len(plans) > 1:
         head |= {f"{p.role}_replicas": r for p, r in zip(plans, replicas, strict=True)}
     if any(p.unit > 1 for p in plans):
@@ -324,13 +328,16 @@ def _trial(rs, section, scheduler, plans, units, workload, slo, n0, n_limit, exp
     return head | row, res
 
 
-def _cost_per_hour(plans, units) -> float | None:
-    if any(p.price is None for p in plans):
+def _cost_per_hour(plans: list[_PoolPlan], units: tuple[int, ...]) -> float | None:
+    """Dollars per hour of the fleet by device-hour price (None when a pool's hardware has none)."""
+    prices = [p.price for p in plans]
+    if any(x is None for x in prices):
         return None
-    return sum(k * p.unit_devices * p.price for k, p in zip(units, plans, strict=True))
+    return sum(k * p.unit_devices * (x or 0.0) for k, p, x in zip(units, plans, prices, strict=True))
 
 
-def _simulate(rs, section, scheduler, plans, units, workload, n, explicit):
+def _simulate(rs: ResolvedScenario, section: Mapping[str, Any], scheduler: str, plans: list[_PoolPlan],
+              units: tuple[int, ...], workload: WorkloadSpec, n: int, explicit: bool) -> Any:
     """One simulation of the fleet through the api (the same assumptions and datacenter keys as
     `flopcast simulate`), with n requests of the workload."""
     if workload.trace is None:
