@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flopcast import units
+from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
-from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.site import SiteSpec, prices, reliability_rates, systems
 

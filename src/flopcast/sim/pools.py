@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario, UnknownName
-from flopcast.report import Assumption
 from flopcast.sim.engine import PoolSpec, colocated_pools
 
 
