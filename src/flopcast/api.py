@@ -15,6 +15,7 @@ from flopcast import catalog
 from flopcast.dtypes import BYTES_PER_ELEMENT, KV_DTYPES
 from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.estimate import counts
+from flopcast.inputs import jsonable as _jsonable
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
@@ -233,7 +234,7 @@ class PlanReport:
             "name": self.name,
             "flopcast_version": catalog.flopcast_version(),
             "catalog_revision": catalog.revision(),
-            "inputs": self.inputs,
+            "inputs": _jsonable(self.inputs),
             "model": self.model.to_dict(),
             "hardware": hardware_dict(self.hardware),
             "cluster": self.cluster_dict(),

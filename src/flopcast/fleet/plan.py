@@ -22,6 +22,7 @@ from flopcast.fleet.confirm import confirm_disaggregated, confirm_pool
 from flopcast.fleet.sizing import Cell, Job, size_cells
 from flopcast.fleet.spec import HOURS, FleetSpec, fleet_from_scenario
 from flopcast.report import Assumption
+from flopcast.specs.limits import normalize_pricing
 
 BACKENDS = ("local", "ray")
 CONTEXT_KEYS = ("calibration",)     # top-level sections passed to every serving-estimator call
@@ -179,7 +180,8 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
     base_dir = data.pop("_base_dir")
     spec: FleetSpec = fleet_from_scenario(data)
     job = Job(fleet=spec, model_refs=tuple(_absolute_model(m, base_dir) for m, _ in spec.models),
-              pricing=data.get("pricing"), context={k: _relative_to(data[k], base_dir) for k in CONTEXT_KEYS if k in data})
+              pricing=normalize_pricing(data.get("pricing")),
+              context={k: _relative_to(data[k], base_dir) for k in CONTEXT_KEYS if k in data})
     _check_names(spec, job)
     labels = [_model_label(m) for m, _ in spec.models]
     grid = [(mi, di, ri) for mi in range(len(spec.models)) for di, dep in enumerate(spec.deployments)

@@ -14,6 +14,7 @@ from typing import Any
 
 from flopcast import units
 from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice
 
 HOURS = 24
@@ -27,7 +28,7 @@ DEMAND_KEYS = RATE_KEYS + INPUT_RATE_KEYS + ("input_tokens", "output_tokens", "p
                                              "profile", "peak_to_mean", "peak_hour_utc")
 LENGTH_KEYS = ("dist", "value", "mean", "cv", "min", "max")
 MODEL_MIX_KEYS = ("model", "share")
-SLO_KEYS = ("ttft_p99", "tpot_p99")
+SLO_KEYS = limits.SLO_KEYS   # ttft_p99, tpot_p99 with units, or _ms / _s keys
 DEPLOYMENT_KEYS = ("name", "hardware", "engine", "model", "inference", "prefill", "decode", "devices_per_node")
 POLICY_KEYS = ("spare_replicas", "target_utilisation", "failover", "scaling", "objective")
 FAILOVER = ("none", "neighbours")
@@ -302,9 +303,7 @@ def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
         notes += dn
         cap = None
         if r.get("power_cap") is not None:
-            cap = units.parse(r["power_cap"], "w", field=f"{w}.power_cap")
-            if cap <= 0:
-                raise InvalidScenario(f"{w}.power_cap: expected a positive facility power such as '50 MW'")
+            cap = limits.facility_power_w(r["power_cap"], field=f"{w}.power_cap")
         nb = r.get("neighbours", [])
         if not isinstance(nb, list):
             raise InvalidScenario(f"{w}.neighbours: expected a list of region names")
@@ -321,12 +320,7 @@ def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
     slo = f.get("slo") or {}
     slo = _mapping(slo, "fleet.slo", "ttft_p99, tpot_p99")
     check_keys(slo, "fleet.slo", SLO_KEYS)
-    slo_s = {}
-    for k in SLO_KEYS:
-        if k in slo:
-            slo_s[k] = units.parse(slo[k], "s", field=f"fleet.slo.{k}")
-            if slo_s[k] <= 0:
-                raise InvalidScenario(f"fleet.slo.{k}: expected a positive time such as '50 ms'")
+    slo_s = limits.slo_seconds(slo, "fleet.slo")
     if not slo_s:
         notes.append(("fleet.slo", "none", "no latency target: decode batches are as large as memory allows"))
 

@@ -41,6 +41,7 @@ MAX_TOKENS_PER_REQUEST = 1 << 22  # input + output tokens of one simulated reque
 MAX_SIM_TOKENS = 1_000_000_000   # expected tokens of one simulation: num_requests x (mean input + output)
 MAX_FLEET_REPLICAS = 4096        # replicas `--size-fleet` may try
 MAX_BUDGET_DAYS = 36_525.0       # a century
+MAX_LAYOUT_CHARS = 100_000       # parallel.pipeline_layout once its (...)*n groups are expanded (checked before)
 MAX_PHASES = 32                  # training.phases: each costs an estimate (and a search in `plan` without a
                                  # parallel section); Llama 3 405B's schedule has 10 (3 batch, 6 context, anneal)
 
@@ -65,7 +66,7 @@ def check_model_config(config: Mapping[str, Any]) -> None:
         v = config.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
-        if not math.isfinite(v) or v > limit:
+        if isinstance(v, float) and not math.isfinite(v) or v > limit:
             raise InvalidScenario(f"model.{key}: {v!r} is past flopcast's limit of {limit:,}; "
                                   "see docs/limits.md")
     types = config.get("layer_types")
@@ -117,6 +118,63 @@ def check_plausible(field: str, raw: Any, value: float, dimension: str) -> float
 
 def _refuse(message: str):
     raise InvalidScenario(message)
+
+
+MIN_FACILITY_W, MAX_FACILITY_W = 1e3, 1e11     # one rack's worth .. 100 GW (the largest 2025 sites plan ~5 GW)
+
+
+def facility_power_w(value: Any, *, field: str) -> float:
+    """A site's or region's power (a cap, a budget) in W, within 1 kW..100 GW: '30 MW', or a bare number of
+    watts (as every bare quantity); a bare `30` is refused with "did you mean '30 MW'?"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidScenario(f"{field}: expected a facility power with its unit such as '30 MW', got {value!r}")
+    w = units.parse(value, "w", field=field)
+    if MIN_FACILITY_W <= w <= MAX_FACILITY_W:
+        return w
+    side = "low" if w < MIN_FACILITY_W else "high"
+    hint = f"; did you mean '{value:g} MW'?" if isinstance(value, (int, float)) and w < MIN_FACILITY_W else ""
+    raise InvalidScenario(f"{field}: {value!r} is {units.format_si(w, 'W')}, implausibly {side} for a facility; "
+                          f"expected 1 kW..100 GW with its unit (a bare number is in W){hint}")
+
+
+# --------------------------------------------------------------------------------- latency SLOs
+SLO_NAMES = ("ttft_p99", "tpot_p99")
+# the keys an SLO mapping accepts: a time with its unit ("50 ms"), or a bare number under a key naming its unit
+SLO_KEYS = SLO_NAMES + tuple(f"{n}_{u}" for n in SLO_NAMES for u in ("ms", "s"))
+_SLO_RANGE_S = {"ttft_p99": (1e-6, 3600.0, "1 us..1 h"), "tpot_p99": (1e-6, 60.0, "1 us..1 min")}   # 1 us: "never met"
+
+
+def slo_seconds(data: Mapping[str, Any], section: str) -> dict[str, float]:
+    """{ttft_p99, tpot_p99: seconds} of an SLO mapping whose keys are already checked against SLO_KEYS.
+    A time needs its unit ('50 ms') or a key that names it (tpot_p99_ms: 50): a bare `tpot_p99: 5` is
+    refused with "did you mean '5 ms'?", and one target given under two keys is refused."""
+    out: dict[str, float] = {}
+    for name in SLO_NAMES:
+        given = [k for k in (name, f"{name}_ms", f"{name}_s") if k in data]
+        if len(given) > 1:
+            raise InvalidScenario(f"{section}.{given[1]}: give {name} once (as {' or '.join(given)}), not both")
+        if not given:
+            continue
+        key = given[0]
+        value, field = data[key], f"{section}.{key}"
+        if key == name:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                meant = f"'{value:g} ms'" if abs(value) >= 1 else f"'{value:g} s'"
+                raise InvalidScenario(f"{field}: {value!r} has no unit; did you mean {meant}? (write the unit, or "
+                                      f"use {name}_ms / {name}_s)")
+            seconds = units.parse(value, "s", field=field)
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidScenario(f"{field}: expected a bare number of {key.rsplit('_', 1)[1]} (the key names "
+                                      f"the unit), got {value!r}; or write {name}: '50 ms'")
+            seconds = float(value) * (1e-3 if key.endswith("_ms") else 1.0)
+        lo, hi, shown = _SLO_RANGE_S[name]
+        if not (math.isfinite(seconds) and lo <= seconds <= hi):
+            example = "2 s" if name == "ttft_p99" else "50 ms"
+            raise InvalidScenario(f"{field}: {value!r} is outside {shown}; expected a p99 latency target such as "
+                                  f"{example}")
+        out[name] = seconds
+    return out
 
 
 # ---------------------------------------------------------------------------- site and prices
