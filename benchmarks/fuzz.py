@@ -100,7 +100,7 @@ def _set(data: dict, dotted: str, value: Any) -> None:
 
 def mutate(rng: random.Random) -> dict[str, Any]:
     data = copy.deepcopy(BASES[rng.choice(sorted(BASES))])
-    for _ in range(rng.randint(1, 4)):
+    for _ in range(rng.choice([1, 1, 2, 3, 4])):
         _set(data, rng.choice(PATHS), copy.deepcopy(rng.choice(AWKWARD)))
     return data
 
@@ -127,7 +127,8 @@ def _sweep(rng: random.Random) -> Any:
     sc = copy.deepcopy(BASES["search"] if "search" in BASES else PROPERTY_BASES["train"])
     vary = rng.choice([["parallel.tp=1,2"], ["training.seq_len=2048,4096", "training.seq_len=1024"],
                        ["hardware=h100-sxm,nope"], ["x=" + "1," * 3000], ["cluster.num_devices=4"],
-                       ["training.global_batch_seqs=" + str(rng.choice(AWKWARD))]])
+                       ["training.global_batch_seqs=" + _show(rng.choice(AWKWARD))],
+                       ["parallel.tp=1,2", "parallel.tp=4"]])
     return api.sweep_training(sc, vary=vary, workers=1)
 
 

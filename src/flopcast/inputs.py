@@ -295,6 +295,8 @@ def finite_number(value: Any, *, field: str, minimum: float | None = None, maxim
             raise InvalidScenario(f"{field}: cannot read {value!r}; expected {accepted}") from None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise InvalidScenario(f"{field}: expected {accepted}, got {value!r}")
+    if isinstance(v, int):
+        check_int_size(v, field=field)
     v = float(v)
     if not math.isfinite(v):
         raise InvalidScenario(f"{field}: {value!r} is not a finite number; expected {accepted}")

@@ -91,6 +91,8 @@ _AMBIGUOUS = {
     "PFLOPs": "write 'PFLOP/s' for a rate or 'PFLOP' for a count",
     "FLOPs": "write 'FLOP/s' for a rate or 'FLOP' for a count",
 }
+_MAX_INT_BITS = 133          # 1e40: no count, size or time flopcast takes is larger (and a float holds it)
+_MAX_QUANTITY_CHARS = 100    # "1.5e13 FLOP/s" is 13
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$")
 
 
@@ -106,6 +108,11 @@ def parse(value: object, dimension: str, *, field: str = "value") -> float:
     accepted = _DIM_HELP[dimension]
     if isinstance(value, bool) or value is None:
         raise InvalidScenario(f"{field}: expected {accepted}, got {value!r}")
+    if isinstance(value, int) and abs(value).bit_length() > _MAX_INT_BITS:
+        raise InvalidScenario(f"{field}: an integer of about {int(abs(value).bit_length() * 0.30103) + 1:,} digits; "
+                              f"expected {accepted}")
+    if isinstance(value, str) and len(value) > _MAX_QUANTITY_CHARS:
+        raise InvalidScenario(f"{field}: a quantity of {len(value):,} characters; expected {accepted}")
     if isinstance(value, (int, float)):
         number = float(value)
         unit = ""
