@@ -79,6 +79,14 @@ AWKWARD = [None, True, False, 0, -1, 1, 2, 3, 8, 1.5, 0.5, -0.0, 1e-320, 1e-300,
            "shipped", "5 ms", "2000", "700 kW", "3.35 Tb/s", "400 GB/s", "80 $/MWh", "30", "30 MW"] + WORDS
 
 
+# values a careful user might give: most calls reach the estimators (awkward values mostly stop at parsing)
+MILD = [1, 2, 4, 8, 16, 64, 0.5, 0.9, 512, 4096, 1e12, True, False, None, "bf16", "fp8", "fp4", "int4", "1 s",
+        "50 ms", "80 GiB", "3.35 TB/s", "400 Gb/s", "700 W", "sglang", "vllm", "trtllm", "mtp", "eagle",
+        "selective", "full", "balanced", "Et|(tt|)*15L", "lognormal", "burst", "h200-sxm", "b200", "a100-sxm-80gb",
+        "mi300x", "mixtral-8x7b", "deepseek-v3", "llama-3.2-1b", "qwen3-30b-a3b", {"method": "lora"},
+        {"method": "mtp", "num_draft_tokens": 2, "acceptance_length": 1.8}, [4, 4, 4, 4], ["mlp"]]
+
+
 def _set(data: dict, dotted: str, value: Any) -> None:
     node: Any = data
     keys = dotted.split(".")
@@ -101,7 +109,7 @@ def _set(data: dict, dotted: str, value: Any) -> None:
 def mutate(rng: random.Random) -> dict[str, Any]:
     data = copy.deepcopy(BASES[rng.choice(sorted(BASES))])
     for _ in range(rng.choice([1, 1, 2, 3, 4])):
-        _set(data, rng.choice(PATHS), copy.deepcopy(rng.choice(AWKWARD)))
+        _set(data, rng.choice(PATHS), copy.deepcopy(rng.choice(MILD if rng.random() < 0.5 else AWKWARD)))
     return data
 
 

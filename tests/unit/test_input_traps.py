@@ -202,3 +202,40 @@ def test_region_power_cap_range(cap, words):
         limits.facility_power_w(cap, field="fleet.regions[0].power_cap")
     assert words in str(e.value)
     assert limits.facility_power_w("30 MW", field="x") == 30e6
+
+
+# ------------------------------------------------------------------- features that do not apply
+@pytest.mark.parametrize("section,keys,words", [
+    ("training", {"precision": "fp8"}, "fp8 training needs fp8 tensor cores; a100-sxm-80gb has none"),
+    ("parallel", {"recompute_modules": ["mla_up_proj"]}, "multi-head latent attention (MLA), which llama-3.1-8b"),
+    ("parallel", {"recompute_modules": ["moe_act"]}, "MoE layers, which llama-3.1-8b does not have"),
+    ("training", {"finetune": {"method": "lora", "target_modules": ["experts"]}}, "has no MoE layers"),
+    ("parallel", {"pp": 2, "dp": 4, "vpp": 1_000_000, "pipeline_layout": "balanced"}, "2,000,000 virtual stages"),
+])
+def test_training_features_that_do_not_apply_are_refused(section, keys, words):
+    """fp8 on a part without fp8 (A100 reported MFU 55.7%), MLA / MoE recompute modules and LoRA experts
+    on a dense model, and a million virtual stages are refused with the reason."""
+    sc = _with(TRAIN | {"hardware": "a100-sxm-80gb"}, section, **keys)
+    with pytest.raises(InvalidScenario) as e:
+        api.resolve(sc)
+    assert words in str(e.value)
+
+
+def test_mla_recompute_on_an_mla_model_is_accepted():
+    """mla_up_proj applies to DeepSeek-V2-Lite (MLA, MoE)."""
+    sc = _with(TRAIN | {"model": "deepseek-v2-lite"}, "parallel", recompute_modules=["mla_up_proj", "moe_act"])
+    api.resolve(sc)
+
+
+def test_prompt_beyond_the_context_is_refused():
+    """A 200k-token prompt on a 128k-context model is refused (it was served)."""
+    with pytest.raises(InvalidScenario, match="context of 131,072 tokens"):
+        api.estimate_serving(_with(SERVE, "inference", input_tokens=200_000))
+
+
+def test_duplicated_vary_key_is_refused():
+    """`sweep --vary k=a --vary k=b` dropped the first list; it is refused."""
+    from flopcast.sweep import _parse_vary
+
+    with pytest.raises(InvalidScenario, match="given twice"):
+        _parse_vary(["parallel.tp=1,2", "parallel.tp=4"])

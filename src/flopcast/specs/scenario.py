@@ -197,6 +197,9 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
                 raise InvalidScenario(f"training.precision: fp4 (NVFP4) needs fp4 tensor cores with a measured fp4 "
                                       f"GEMM efficiency (catalog/efficiency.yaml fp4_matmul); {hw.id} has none: "
                                       "use fp8 or bf16, or a Blackwell part (b200, gb200, b300, gb300)")
+    from flopcast.specs.applicability import check_applicable
+
+    check_applicable(model, hw, training=training, parallel=parallel, inference=inference, phases=phases)
     return ResolvedScenario(
         name=str(data.get("name") or f"{model_ref} on {num_devices}x {hw.id}"),
         model=model, model_ref=model_ref, hardware=hw, cluster=cluster, sections=sections,
