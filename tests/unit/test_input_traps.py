@@ -239,3 +239,33 @@ def test_duplicated_vary_key_is_refused():
 
     with pytest.raises(InvalidScenario, match="given twice"):
         _parse_vary(["parallel.tp=1,2", "parallel.tp=4"])
+
+
+FLEET = {"model": "llama-3.1-8b", "hardware": "h100-sxm",
+         "fleet": {"regions": [{"name": "r", "site": "us-virginia",
+                                "demand": {"output_tokens_per_week": 1e10, "input_tokens": 1024, "output_tokens": 256}}],
+                   "deployments": [{"name": "d", "inference": {"tp": 1}}]}}
+
+
+@pytest.mark.parametrize("where,value,words", [
+    (("policy", "spare_replicas"), 1e300, "spare_replicas"),
+    (("policy", "target_utilisation"), 1e-300, "target_utilisation"),
+    (("regions", 0, "demand", "output_tokens"), 1e300, "output_tokens"),
+    (("regions", 0, "demand", "output_tokens_per_week"), 1e-300, "output_tokens_per_week"),
+    (("regions", 0, "demand", "output_tokens_per_week"), 1e300, "output_tokens_per_week"),
+    (("deployments", 0, "inference", "max_batch_size"), 1e300, "deployments[0].inference.max_batch_size"),
+    (("deployments", 0, "inference", "tp"), "x", "deployments[0].inference.tp"),
+    (("regions", 0, "power_cap"), 30, "did you mean '30 MW'?"),
+    (("slo",), {"tpot_p99": 5}, "did you mean '5 ms'?"),
+])
+def test_fleet_values_are_bounded(where, value, words):
+    """Fleet values like 1e300 (a numpy type error, NaN, or every cell silently infeasible) and a bare power
+    cap or SLO are refused naming the field."""
+    sc = json.loads(json.dumps(FLEET))
+    node = sc["fleet"]
+    for k in where[:-1]:
+        node = node.setdefault(k, {}) if isinstance(k, str) else node[k]
+    node[where[-1]] = value
+    with pytest.raises(FlopcastError) as e:
+        api.plan_fleet(sc, confirm=False)
+    assert words in str(e.value)

@@ -35,6 +35,8 @@ FAILOVER = ("none", "neighbours")
 SCALING = ("hourly", "static")
 OBJECTIVES = ("cost", "carbon", "devices")
 ENGINES = ("vllm", "sglang", "trtllm")
+MIN_RATE_PER_S = 1e-3       # a demand of fewer than ~86 tokens (or requests) a day is a unit slip
+MAX_TOKENS_PER_S = 1e12     # a fleet's demand (~1,000x the largest public services' ~1e15 tokens a month)
 _PER = {"s": 1.0, "day": units.DAY_S, "week": 7 * units.DAY_S}
 
 
@@ -126,8 +128,8 @@ def _length(value: Any, where: str) -> tuple[float, Any]:
         key = "mean" if "mean" in value else "value" if "value" in value else None
         if key is None:
             raise InvalidScenario(f"{where}: a length distribution needs `mean` (or `value` for fixed)")
-        return _number(value[key], f"{where}.{key}", lo=1.0), dict(value)
-    return _number(value, where, lo=1.0), value
+        return _number(value[key], f"{where}.{key}", lo=1.0, hi=limits.MAX_TOKENS_PER_REQUEST), dict(value)
+    return _number(value, where, lo=1.0, hi=limits.MAX_TOKENS_PER_REQUEST), value
 
 
 def _profile(d: Mapping[str, Any], where: str) -> tuple[tuple[float, ...], str]:
@@ -138,7 +140,7 @@ def _profile(d: Mapping[str, Any], where: str) -> tuple[tuple[float, ...], str]:
         if not isinstance(p, list) or len(p) != HOURS:
             raise InvalidScenario(f"{where}.profile: expected a list of {HOURS} hourly weights (UTC hours 0-23), "
                                   f"got {p!r}")
-        w = [_number(x, f"{where}.profile[{i}]") for i, x in enumerate(p)]
+        w = [_number(x, f"{where}.profile[{i}]", hi=1e9) for i, x in enumerate(p)]
         mean = sum(w) / HOURS
         if mean <= 0:
             raise InvalidScenario(f"{where}.profile: the weights sum to zero; give relative load per hour")
@@ -166,7 +168,8 @@ def demand_from_mapping(data: Any, where: str) -> tuple[Demand, list[tuple[str, 
         raise InvalidScenario(f"{where}: give exactly one rate of {', '.join(RATE_KEYS)}"
                               + (f" (got {', '.join(given)})" if given else ""))
     key = given[0]
-    rate = _number(d[key], f"{where}.{key}", lo_open=True) / _PER[key.rsplit("_per_", 1)[1]]
+    period_s = _PER[key.rsplit("_per_", 1)[1]]
+    rate = _number(d[key], f"{where}.{key}", lo=MIN_RATE_PER_S * period_s, hi=MAX_TOKENS_PER_S * period_s) / period_s
     if "output_tokens" in d:
         out_len, out_given = _length(d["output_tokens"], f"{where}.output_tokens")
     else:
@@ -178,8 +181,12 @@ def demand_from_mapping(data: Any, where: str) -> tuple[Demand, list[tuple[str, 
         raise InvalidScenario(f"{where}: give one of input_tokens (mean per request), {', '.join(INPUT_RATE_KEYS)}")
     if in_rates:
         k = in_rates[0]
-        per_s = _number(d[k], f"{where}.{k}", lo_open=True) / _PER[k.rsplit("_per_", 1)[1]]
+        period_s = _PER[k.rsplit("_per_", 1)[1]]
+        per_s = _number(d[k], f"{where}.{k}", lo=MIN_RATE_PER_S * period_s, hi=MAX_TOKENS_PER_S * period_s) / period_s
         in_len, in_given = per_s / req_per_s, None
+        if in_len > limits.MAX_TOKENS_PER_REQUEST:
+            raise InvalidScenario(f"{where}.{k}: {in_len:.3g} prompt tokens per request (over the request rate) is "
+                                  f"past the limit of {limits.MAX_TOKENS_PER_REQUEST:,}")
         notes.append((f"{where}.input_tokens", round(in_len, 1), f"mean prompt length: {k} over the request rate"))
     elif "input_tokens" in d:
         in_len, in_given = _length(d["input_tokens"], f"{where}.input_tokens")
@@ -202,6 +209,15 @@ def _layout(value: Any, where: str) -> Mapping[str, Any]:
         if k in lay:
             raise InvalidScenario(f"{where}.{k}: lengths, workload and SLO come from the fleet's demand and slo, "
                                   "not from a deployment")
+    from flopcast.specs.serving import inference_from_mapping
+
+    try:           # every layout key read now (a bad one made every cell of the deployment infeasible)
+        inference_from_mapping(lay)
+    except (InvalidScenario, UnknownName) as e:
+        msg = str(e).replace("inference.", f"{where}.", 1) if "inference." in str(e) else f"{where}: {e}"
+        if isinstance(e, UnknownName):
+            raise UnknownName(e.kind, e.name, e.known, message=msg) from None
+        raise InvalidScenario(msg) from None
     return dict(lay)
 
 
@@ -223,7 +239,7 @@ def deployment_from_mapping(data: Any, where: str, default_hardware: Any) -> Dep
         engine = choice(d, where, "engine", "vllm", ENGINES)
     dpn = None
     if "devices_per_node" in d:
-        dpn = int(_number(d["devices_per_node"], f"{where}.devices_per_node", lo=1.0))
+        dpn = int(_number(d["devices_per_node"], f"{where}.devices_per_node", lo=1.0, hi=4096))
     return Deployment(
         name=str(d["name"]), hardware=hw, model=None if d.get("model") is None else str(d["model"]), engine=engine,
         inference=None if has_pd[0] else _layout(d.get("inference", {}), f"{where}.inference"),
@@ -237,13 +253,13 @@ def policy_from_mapping(data: Any) -> Policy:
         return Policy()
     d = _mapping(data, "fleet.policy", ", ".join(POLICY_KEYS))
     check_keys(d, "fleet.policy", POLICY_KEYS)
-    k = _number(d.get("spare_replicas", 0), "fleet.policy.spare_replicas")
+    k = _number(d.get("spare_replicas", 0), "fleet.policy.spare_replicas", hi=limits.MAX_FLEET_REPLICAS)
     if k != int(k):
         raise InvalidScenario(f"fleet.policy.spare_replicas: expected a whole number of units, got {d['spare_replicas']!r}")
     return Policy(
         spare_replicas=int(k),
         target_utilisation=_number(d.get("target_utilisation", 1.0), "fleet.policy.target_utilisation",
-                                   hi=1.0, lo_open=True),
+                                   lo=0.01, hi=1.0),
         failover=choice(d, "fleet.policy", "failover", "none", FAILOVER),
         scaling=choice(d, "fleet.policy", "scaling", "hourly", SCALING),
         objective=choice(d, "fleet.policy", "objective", "cost", OBJECTIVES))
