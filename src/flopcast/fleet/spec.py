@@ -265,66 +265,60 @@ def policy_from_mapping(data: Any) -> Policy:
         objective=choice(d, "fleet.policy", "objective", "cost", OBJECTIVES))
 
 
-def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
-    """The fleet section of a loaded scenario mapping (top-level model, hardware and site are the
-    defaults of the model mix, the deployments and the regions)."""
-    if "fleet" not in data:
-        raise InvalidScenario("fleet: missing; give regions (with demand), deployments and optionally models, slo, "
-                              "policy (see docs/fleet.md)")
-    f = _mapping(data["fleet"], "fleet", ", ".join(FLEET_KEYS))
-    check_keys(f, "fleet", FLEET_KEYS)
-    notes: list[tuple[str, Any, str]] = []
-
+def _model_mix(f: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[tuple[Any, float], ...]:
+    """fleet.models (model, share of the demand) or the scenario's one model."""
     mix_raw = f.get("models")
     if mix_raw is None:
         if "model" not in data:
             raise InvalidScenario("model: missing; give a catalog id (or fleet.models, a list of {model, share})")
-        models = ((data["model"], 1.0),)
-    else:
-        if not isinstance(mix_raw, list) or not mix_raw:
-            raise InvalidScenario("fleet.models: expected a list of {model, share} (shares of the demand summing to 1)")
-        models_l = []
-        for i, m in enumerate(mix_raw):
-            w = f"fleet.models[{i}]"
-            m = _mapping(m, w, "model, share")
-            check_keys(m, w, MODEL_MIX_KEYS)
-            if "model" not in m:
-                raise InvalidScenario(f"{w}.model: missing")
-            models_l.append((m["model"], _number(m.get("share", 1.0 / len(mix_raw)), f"{w}.share", hi=1.0)))
-        total = sum(s for _, s in models_l)
-        if abs(total - 1.0) > 1e-6:
-            raise InvalidScenario(f"fleet.models: the shares sum to {total:g}; they must sum to 1")
-        refs = [str(m) for m, _ in models_l]
-        if len(set(refs)) != len(refs):
-            raise InvalidScenario("fleet.models: a model is listed twice")
-        models = tuple(models_l)
+        return ((data["model"], 1.0),)
+    if not isinstance(mix_raw, list) or not mix_raw:
+        raise InvalidScenario("fleet.models: expected a list of {model, share} (shares of the demand summing to 1)")
+    models_l = []
+    for i, m in enumerate(mix_raw):
+        w = f"fleet.models[{i}]"
+        m = _mapping(m, w, "model, share")
+        check_keys(m, w, MODEL_MIX_KEYS)
+        if "model" not in m:
+            raise InvalidScenario(f"{w}.model: missing")
+        models_l.append((m["model"], _number(m.get("share", 1.0 / len(mix_raw)), f"{w}.share", hi=1.0)))
+    total = sum(s for _, s in models_l)
+    if abs(total - 1.0) > 1e-6:
+        raise InvalidScenario(f"fleet.models: the shares sum to {total:g}; they must sum to 1")
+    refs = [str(m) for m, _ in models_l]
+    if len(set(refs)) != len(refs):
+        raise InvalidScenario("fleet.models: a model is listed twice")
+    return tuple(models_l)
 
+
+def _region(r: Any, w: str, data: Mapping[str, Any], notes: list[tuple[str, Any, str]]) -> Region:
+    r = _mapping(r, w, ", ".join(REGION_KEYS))
+    check_keys(r, w, REGION_KEYS)
+    if "name" not in r:
+        raise InvalidScenario(f"{w}.name: missing")
+    if "demand" not in r:
+        raise InvalidScenario(f"{w}.demand: missing; give e.g. output_tokens_per_day, lengths and a profile")
+    site = r.get("site", data.get("site"))
+    if site is None:
+        site = "us-average"
+        notes.append((f"{w}.site", site, "no site for the region or the scenario"))
+    demand, dn = demand_from_mapping(r["demand"], f"{w}.demand")
+    notes += dn
+    cap = None
+    if r.get("power_cap") is not None:
+        cap = limits.facility_power_w(r["power_cap"], field=f"{w}.power_cap")
+    nb = r.get("neighbours", [])
+    if not isinstance(nb, list):
+        raise InvalidScenario(f"{w}.neighbours: expected a list of region names")
+    return Region(name=str(r["name"]), site=site, demand=demand, power_cap_w=cap,
+                  neighbours=tuple(str(x) for x in nb))
+
+
+def _regions(f: Mapping[str, Any], data: Mapping[str, Any], notes: list[tuple[str, Any, str]]) -> list[Region]:
     regions_raw = f.get("regions")
     if not isinstance(regions_raw, list) or not regions_raw:
         raise InvalidScenario("fleet.regions: expected a list of regions, each with name, site and demand")
-    regions = []
-    for i, r in enumerate(regions_raw):
-        w = f"fleet.regions[{i}]"
-        r = _mapping(r, w, ", ".join(REGION_KEYS))
-        check_keys(r, w, REGION_KEYS)
-        if "name" not in r:
-            raise InvalidScenario(f"{w}.name: missing")
-        if "demand" not in r:
-            raise InvalidScenario(f"{w}.demand: missing; give e.g. output_tokens_per_day, lengths and a profile")
-        site = r.get("site", data.get("site"))
-        if site is None:
-            site = "us-average"
-            notes.append((f"{w}.site", site, "no site for the region or the scenario"))
-        demand, dn = demand_from_mapping(r["demand"], f"{w}.demand")
-        notes += dn
-        cap = None
-        if r.get("power_cap") is not None:
-            cap = limits.facility_power_w(r["power_cap"], field=f"{w}.power_cap")
-        nb = r.get("neighbours", [])
-        if not isinstance(nb, list):
-            raise InvalidScenario(f"{w}.neighbours: expected a list of region names")
-        regions.append(Region(name=str(r["name"]), site=site, demand=demand, power_cap_w=cap,
-                              neighbours=tuple(str(x) for x in nb)))
+    regions = [_region(r, f"fleet.regions[{i}]", data, notes) for i, r in enumerate(regions_raw)]
     names = [r.name for r in regions]
     if len(set(names)) != len(names):
         raise InvalidScenario(f"fleet.regions: duplicate region names in {names}")
@@ -332,14 +326,10 @@ def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
         for n in r.neighbours:
             if n not in names or n == r.name:
                 raise UnknownName(f"fleet.regions[{i}].neighbours entry", n, [x for x in names if x != r.name])
+    return regions
 
-    slo = f.get("slo") or {}
-    slo = _mapping(slo, "fleet.slo", "ttft_p99, tpot_p99")
-    check_keys(slo, "fleet.slo", SLO_KEYS)
-    slo_s = limits.slo_seconds(slo, "fleet.slo")
-    if not slo_s:
-        notes.append(("fleet.slo", "none", "no latency target: decode batches are as large as memory allows"))
 
+def _deployments(f: Mapping[str, Any], data: Mapping[str, Any], refs: list[str]) -> tuple[Deployment, ...]:
     deps_raw = f.get("deployments")
     if not isinstance(deps_raw, list) or not deps_raw:
         raise InvalidScenario("fleet.deployments: expected a list of candidate deployments (name, hardware, "
@@ -349,13 +339,33 @@ def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
     dnames = [x.name for x in deps]
     if len(set(dnames)) != len(dnames):
         raise InvalidScenario(f"fleet.deployments: duplicate names in {dnames}")
-    refs = [str(m) for m, _ in models]
     for i, dep in enumerate(deps):
         if dep.model is not None and dep.model not in refs:
             raise UnknownName(f"fleet.deployments[{i}].model", dep.model, refs)
     for m in refs:
         if not any(dep.model in (None, m) for dep in deps):
             raise InvalidScenario(f"fleet.deployments: no deployment serves model {m!r}")
+    return deps
+
+
+def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
+    """The fleet section of a loaded scenario mapping (top-level model, hardware and site are the
+    defaults of the model mix, the deployments and the regions)."""
+    if "fleet" not in data:
+        raise InvalidScenario("fleet: missing; give regions (with demand), deployments and optionally models, slo, "
+                              "policy (see docs/fleet.md)")
+    f = _mapping(data["fleet"], "fleet", ", ".join(FLEET_KEYS))
+    check_keys(f, "fleet", FLEET_KEYS)
+    notes: list[tuple[str, Any, str]] = []
+    models = _model_mix(f, data)
+    regions = _regions(f, data, notes)
+    slo = f.get("slo") or {}
+    slo = _mapping(slo, "fleet.slo", "ttft_p99, tpot_p99")
+    check_keys(slo, "fleet.slo", SLO_KEYS)
+    slo_s = limits.slo_seconds(slo, "fleet.slo")
+    if not slo_s:
+        notes.append(("fleet.slo", "none", "no latency target: decode batches are as large as memory allows"))
+    deps = _deployments(f, data, [str(m) for m, _ in models])
     return FleetSpec(regions=tuple(regions), models=models, slo_ttft_s=slo_s.get("ttft_p99"),
                      slo_tpot_s=slo_s.get("tpot_p99"), deployments=deps,
                      policy=policy_from_mapping(f.get("policy")), assumptions=tuple(notes))
