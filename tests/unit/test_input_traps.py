@@ -269,3 +269,18 @@ def test_fleet_values_are_bounded(where, value, words):
     with pytest.raises(FlopcastError) as e:
         api.plan_fleet(sc, confirm=False)
     assert words in str(e.value)
+
+
+@pytest.mark.parametrize("workload,words", [
+    ({"trace": "t.csv", "arrival": {"trace": "t.csv"}}, "give the trace once"),
+    ({"trace": "t.csv", "arrival": {"process": "poisson", "rate_per_s": 5}}, "arrival.process: a trace gives"),
+    ({"arrival": {"trace": "t.csv", "rate_per_s": 5}}, "arrival.rate_per_s: a trace gives"),
+    ({"trace": "t.csv", "input_tokens": 512}, "workload.input_tokens: a trace gives"),
+])
+def test_trace_and_arrival_keys_contradict(workload, words):
+    """A trace with an arrival process, rate or lengths beside it (one silently dropped) is refused."""
+    from flopcast.sim.workload import workload_from_mapping
+
+    with pytest.raises(InvalidScenario) as e:
+        workload_from_mapping(workload, input_tokens=512, output_tokens=64)
+    assert words in str(e.value)

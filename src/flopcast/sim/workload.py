@@ -120,6 +120,8 @@ def workload_from_mapping(data: Mapping[str, Any] | None, *, input_tokens: int, 
         raise InvalidScenario("inference.workload.arrival: expected a mapping such as {process: poisson, rate_per_s: 20}")
     check_keys(arrival, "inference.workload.arrival", ARRIVAL_KEYS)
     trace = data.get("trace", arrival.get("trace"))   # workload.trace or workload.arrival.trace (SCENARIO.md)
+    if trace is not None:
+        limits.check_trace_keys(data, arrival)
     process = choice(arrival, "inference.workload.arrival", "process", "poisson", PROCESSES)
     rate = None
     if trace is None and process != "burst":

@@ -219,6 +219,22 @@ def facility_power_w(value: Any, *, field: str) -> float:
                           f"expected 1 kW..100 GW with its unit (a bare number is in W){hint}")
 
 
+def check_trace_keys(workload: Mapping[str, Any], arrival: Mapping[str, Any]) -> None:
+    """A trace gives every arrival time and length: a second trace key, or an arrival process, rate or
+    lengths beside it contradict it (one of them would be silently dropped)."""
+    if "trace" in workload and "trace" in arrival:
+        raise InvalidScenario("inference.workload.arrival.trace: give the trace once (workload.trace or "
+                              "workload.arrival.trace), not both")
+    for section, keys in (("arrival", ("process", "rate_per_s", "cv")),
+                          ("", ("input_tokens", "output_tokens"))):    # num_requests: the first n of the trace
+        given = arrival if section else workload
+        for key in keys:
+            if key in given:
+                where = f"inference.workload.{section + '.' if section else ''}{key}"
+                raise InvalidScenario(f"{where}: a trace gives every request's arrival and lengths; drop {key} "
+                                      "or the trace")
+
+
 # --------------------------------------------------------------------------------- latency SLOs
 SLO_NAMES = ("ttft_p99", "tpot_p99")
 # the keys an SLO mapping accepts: a time with its unit ("50 ms"), or a bare number under a key naming its unit
