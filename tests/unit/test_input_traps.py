@@ -284,3 +284,11 @@ def test_trace_and_arrival_keys_contradict(workload, words):
     with pytest.raises(InvalidScenario) as e:
         workload_from_mapping(workload, input_tokens=512, output_tokens=64)
     assert words in str(e.value)
+
+
+def test_draft_model_larger_than_target_is_refused():
+    """A 405B draft model beside an 8B target 'fitted' (its weights not counted): refused as a draft model."""
+    spec = {"method": "draft_model", "draft_model": "llama-3.1-405b", "num_draft_tokens": 3, "acceptance_length": 2}
+    with pytest.raises(InvalidScenario, match="draft_model: llama-3.1-405b is not smaller than the target"):
+        api.resolve(_with(SERVE, "inference", speculative=spec))
+    api.resolve(_with(SERVE, "inference", speculative=spec | {"draft_model": "llama-3.2-1b"}))

@@ -1,7 +1,7 @@
 """Feature keys that do not apply to the model or the hardware are refused with the reason, instead
 of being estimated as if they did (issue 20): fp8 training on a part without fp8 tensor cores, a
 request longer than the model's context, recompute modules or LoRA targets the model does not have,
-more virtual pipeline stages than layers.
+more virtual pipeline stages than layers, a speculative draft model not smaller than its target.
 
 `check_applicable` runs once per resolved scenario (specs.scenario.resolve), after every section is
 parsed and before any estimate.
@@ -30,6 +30,12 @@ def _has_mla(model: ModelSpec) -> bool:
 
 def _has_moe(model: ModelSpec) -> bool:
     return any(isinstance(lay.ffn, MoEFFN) for lay in model.distinct_layers)
+
+
+def _size(model: ModelSpec) -> int:
+    """A proxy of a model's size without the counts engine: layers x hidden^2 (the weights of its blocks,
+    up to the FFN ratio and the experts)."""
+    return model.num_layers * model.hidden_size ** 2
 
 
 def check_training(model: ModelSpec, hw: Any, training: Any, *, where: str = "training") -> None:
@@ -69,10 +75,15 @@ def check_plan(model: ModelSpec, plan: Any, *, where: str = "parallel") -> None:
 def check_inference(model: ModelSpec, inference: Any, *, where: str = "inference") -> None:
     """A request (prompt and output) fits the model's context (`max_position_embeddings`); a longer one
     needs a config whose max_position_embeddings says so (RoPE scaling: give the scaled config)."""
-    if inference is None or not model.max_seq_len:
+    if inference is None:
         return
+    spec = inference.speculative
+    if spec is not None and spec.draft_model is not None and _size(spec.draft_model) >= _size(model):
+        raise InvalidScenario(f"{where}.speculative.draft_model: {spec.draft_model.name} is not smaller than the "
+                              f"target {model.name}; a draft model must be much cheaper than the model it drafts for "
+                              "(e.g. llama-3.2-1b for llama-3.1-70b)")
     tokens = inference.input_tokens + inference.output_tokens
-    if tokens > model.max_seq_len:
+    if model.max_seq_len and tokens > model.max_seq_len:
         raise InvalidScenario(
             f"{where}.input_tokens: {inference.input_tokens:,} prompt + {inference.output_tokens:,} output tokens "
             f"exceed {model.name}'s context of {model.max_seq_len:,} tokens (max_position_embeddings); for a "
