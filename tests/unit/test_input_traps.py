@@ -292,3 +292,11 @@ def test_draft_model_larger_than_target_is_refused():
     with pytest.raises(InvalidScenario, match="draft_model: llama-3.1-405b is not smaller than the target"):
         api.resolve(_with(SERVE, "inference", speculative=spec))
     api.resolve(_with(SERVE, "inference", speculative=spec | {"draft_model": "llama-3.2-1b"}))
+
+
+def test_hbm_bandwidth_too_low_for_hbm():
+    """An HBM part at 335 GB/s (a dropped digit) is refused; the same figure on an LPDDR part is read."""
+    with pytest.raises(InvalidScenario, match="too low for HBM"):
+        api.resolve({"model": "llama-3.1-8b", "hardware": {"base": "h100-sxm", "hbm_bandwidth": "335 GB/s"}})
+    api.resolve({"model": "llama-3.1-8b",
+                 "hardware": {"base": "h100-sxm", "hbm_bandwidth": "335 GB/s", "memory_kind": "lpddr"}})

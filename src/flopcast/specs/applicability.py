@@ -38,6 +38,20 @@ def _size(model: ModelSpec) -> int:
     return model.num_layers * model.hidden_size ** 2
 
 
+# HBM accelerators since 2016 have 4+ stacks (P100: 732 GB/s; the slowest in the catalog, TPU v5e: 819 GB/s)
+MIN_HBM_BANDWIDTH_BYTES_PER_S = 500e9
+
+
+def check_hardware(hw: Any) -> None:
+    """A part whose memory is HBM has an HBM accelerator's bandwidth (a dropped digit, '335 GB/s' for an
+    H100, is refused; LPDDR / GDDR / unified parts say so with memory_kind)."""
+    bw = hw.hbm_bandwidth_bytes_per_s
+    if getattr(hw, "memory_kind", None) == "hbm" and bw < MIN_HBM_BANDWIDTH_BYTES_PER_S:
+        raise InvalidScenario(f"hardware.hbm_bandwidth: {bw / 1e9:.4g} GB/s is too low for HBM (HBM accelerators "
+                              f"have 732 GB/s and more; {hw.id} has memory_kind hbm); check the digits and the unit, "
+                              "or set memory_kind: lpddr, gddr or unified")
+
+
 def check_training(model: ModelSpec, hw: Any, training: Any, *, where: str = "training") -> None:
     """fp8 / fp16 training needs the part's tensor cores in that dtype; LoRA on `experts` needs MoE layers."""
     if training is None:
@@ -93,6 +107,7 @@ def check_inference(model: ModelSpec, inference: Any, *, where: str = "inference
 def check_applicable(model: ModelSpec, hw: Any, *, training: Any = None, parallel: Any = None,
                      inference: Any = None, phases: tuple[Any, ...] = ()) -> None:
     """Every check of this module over a resolved scenario (each training phase with its own plan)."""
+    check_hardware(hw)
     check_training(model, hw, training)
     check_plan(model, parallel)
     check_inference(model, inference)
