@@ -91,7 +91,19 @@ _AMBIGUOUS = {
     "PFLOPs": "write 'PFLOP/s' for a rate or 'PFLOP' for a count",
     "FLOPs": "write 'FLOP/s' for a rate or 'FLOP' for a count",
 }
+_MAX_INT_BITS = 133          # 1e40: no count, size or time flopcast takes is larger (and a float holds it)
+_MAX_QUANTITY_CHARS = 100    # "1.5e13 FLOP/s" is 13
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*?)\s*$")
+
+
+def _check_size(value: object, *, field: str, accepted: str) -> None:
+    """Refuse an integer past 1e40 or a string of more than 100 characters before converting either
+    (a 5,000-digit integer cannot even be printed in the message)."""
+    if isinstance(value, int) and abs(value).bit_length() > _MAX_INT_BITS:
+        raise InvalidScenario(f"{field}: an integer of about {int(abs(value).bit_length() * 0.30103) + 1:,} digits; "
+                              f"expected {accepted}")
+    if isinstance(value, str) and len(value) > _MAX_QUANTITY_CHARS:
+        raise InvalidScenario(f"{field}: a quantity of {len(value):,} characters; expected {accepted}")
 
 
 def parse(value: object, dimension: str, *, field: str = "value") -> float:
@@ -106,6 +118,7 @@ def parse(value: object, dimension: str, *, field: str = "value") -> float:
     accepted = _DIM_HELP[dimension]
     if isinstance(value, bool) or value is None:
         raise InvalidScenario(f"{field}: expected {accepted}, got {value!r}")
+    _check_size(value, field=field, accepted=accepted)
     if isinstance(value, (int, float)):
         number = float(value)
         unit = ""

@@ -95,8 +95,7 @@ class ServingEstimate:
             "decode_step_breakdown_s": dict(self.decode_step_breakdown_s),
             "prefill_breakdown_s": dict(self.prefill_breakdown_s),
             "output_tokens_per_j": self.tokens_per_j,
-            "inference": {k: (getattr(self.spec, k) if k != "profile" else self.spec.profile.as_dict())
-                          for k in self.spec.__slots__},
+            "inference": self.spec.to_dict(),
             "assumptions": [a.to_dict() for a in self.assumptions],
         }}
 

@@ -86,7 +86,7 @@ def _traffic(demand, rate: float, ok, slo_ttft_s, slo_tpot_s) -> dict[str, Any]:
             workload[key] = round(demand.input_tokens if key == "input_tokens" else demand.output_tokens)
     out = {"workload": workload, "input_tokens": round(demand.input_tokens),
            "output_tokens": round(demand.output_tokens)}
-    slo = {k: v for k, v in (("ttft_p99", slo_ttft_s), ("tpot_p99", slo_tpot_s)) if v is not None}
+    slo = {k: v for k, v in (("ttft_p99_s", slo_ttft_s), ("tpot_p99_s", slo_tpot_s)) if v is not None}
     if slo:
         out["slo"] = slo
     if demand.prefix_cache_hit_frac > 0 and "prefix_cache_hit_frac" in ok:

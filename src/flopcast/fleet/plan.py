@@ -23,6 +23,7 @@ from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 from flopcast.fleet.confirm import confirm_disaggregated, confirm_pool
 from flopcast.fleet.sizing import Cell, Job, size_cells
 from flopcast.fleet.spec import HOURS, FleetSpec, fleet_from_scenario
+from flopcast.specs.limits import normalize_pricing
 
 BACKENDS = ("local", "ray")
 CONTEXT_KEYS = ("calibration",)     # top-level sections passed to every serving-estimator call
@@ -184,7 +185,8 @@ def _job(scenario: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], Flee
     base_dir = data.pop("_base_dir")
     spec: FleetSpec = fleet_from_scenario(data)
     job = Job(fleet=spec, model_refs=tuple(_absolute_model(m, base_dir) for m, _ in spec.models),
-              pricing=data.get("pricing"), context={k: _relative_to(data[k], base_dir) for k in CONTEXT_KEYS if k in data})
+              pricing=normalize_pricing(data.get("pricing")),
+              context={k: _relative_to(data[k], base_dir) for k in CONTEXT_KEYS if k in data})
     _check_names(spec, job)
     return data, spec, job
 

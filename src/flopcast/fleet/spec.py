@@ -14,6 +14,7 @@ from typing import Any
 
 from flopcast import units
 from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice
 
 HOURS = 24
@@ -27,13 +28,15 @@ DEMAND_KEYS = RATE_KEYS + INPUT_RATE_KEYS + ("input_tokens", "output_tokens", "p
                                              "profile", "peak_to_mean", "peak_hour_utc")
 LENGTH_KEYS = ("dist", "value", "mean", "cv", "min", "max")
 MODEL_MIX_KEYS = ("model", "share")
-SLO_KEYS = ("ttft_p99", "tpot_p99")
+SLO_KEYS = limits.SLO_KEYS   # ttft_p99, tpot_p99 with units, or _ms / _s keys
 DEPLOYMENT_KEYS = ("name", "hardware", "engine", "model", "inference", "prefill", "decode", "devices_per_node")
 POLICY_KEYS = ("spare_replicas", "target_utilisation", "failover", "scaling", "objective")
 FAILOVER = ("none", "neighbours")
 SCALING = ("hourly", "static")
 OBJECTIVES = ("cost", "carbon", "devices")
 ENGINES = ("vllm", "sglang", "trtllm")
+MIN_RATE_PER_S = 1e-3       # a demand of fewer than ~86 tokens (or requests) a day is a unit slip
+MAX_TOKENS_PER_S = 1e12     # a fleet's demand (~1,000x the largest public services' ~1e15 tokens a month)
 _PER = {"s": 1.0, "day": units.DAY_S, "week": 7 * units.DAY_S}
 
 
@@ -125,8 +128,8 @@ def _length(value: Any, where: str) -> tuple[float, Any]:
         key = "mean" if "mean" in value else "value" if "value" in value else None
         if key is None:
             raise InvalidScenario(f"{where}: a length distribution needs `mean` (or `value` for fixed)")
-        return _number(value[key], f"{where}.{key}", lo=1.0), dict(value)
-    return _number(value, where, lo=1.0), value
+        return _number(value[key], f"{where}.{key}", lo=1.0, hi=limits.MAX_TOKENS_PER_REQUEST), dict(value)
+    return _number(value, where, lo=1.0, hi=limits.MAX_TOKENS_PER_REQUEST), value
 
 
 def _profile(d: Mapping[str, Any], where: str) -> tuple[tuple[float, ...], str]:
@@ -137,7 +140,7 @@ def _profile(d: Mapping[str, Any], where: str) -> tuple[tuple[float, ...], str]:
         if not isinstance(p, list) or len(p) != HOURS:
             raise InvalidScenario(f"{where}.profile: expected a list of {HOURS} hourly weights (UTC hours 0-23), "
                                   f"got {p!r}")
-        w = [_number(x, f"{where}.profile[{i}]") for i, x in enumerate(p)]
+        w = [_number(x, f"{where}.profile[{i}]", hi=1e9) for i, x in enumerate(p)]
         mean = sum(w) / HOURS
         if mean <= 0:
             raise InvalidScenario(f"{where}.profile: the weights sum to zero; give relative load per hour")
@@ -165,7 +168,8 @@ def demand_from_mapping(data: Any, where: str) -> tuple[Demand, list[tuple[str, 
         raise InvalidScenario(f"{where}: give exactly one rate of {', '.join(RATE_KEYS)}"
                               + (f" (got {', '.join(given)})" if given else ""))
     key = given[0]
-    rate = _number(d[key], f"{where}.{key}", lo_open=True) / _PER[key.rsplit("_per_", 1)[1]]
+    period_s = _PER[key.rsplit("_per_", 1)[1]]
+    rate = _number(d[key], f"{where}.{key}", lo=MIN_RATE_PER_S * period_s, hi=MAX_TOKENS_PER_S * period_s) / period_s
     if "output_tokens" in d:
         out_len, out_given = _length(d["output_tokens"], f"{where}.output_tokens")
     else:
@@ -177,8 +181,12 @@ def demand_from_mapping(data: Any, where: str) -> tuple[Demand, list[tuple[str, 
         raise InvalidScenario(f"{where}: give one of input_tokens (mean per request), {', '.join(INPUT_RATE_KEYS)}")
     if in_rates:
         k = in_rates[0]
-        per_s = _number(d[k], f"{where}.{k}", lo_open=True) / _PER[k.rsplit("_per_", 1)[1]]
+        period_s = _PER[k.rsplit("_per_", 1)[1]]
+        per_s = _number(d[k], f"{where}.{k}", lo=MIN_RATE_PER_S * period_s, hi=MAX_TOKENS_PER_S * period_s) / period_s
         in_len, in_given = per_s / req_per_s, None
+        if in_len > limits.MAX_TOKENS_PER_REQUEST:
+            raise InvalidScenario(f"{where}.{k}: {in_len:.3g} prompt tokens per request (over the request rate) is "
+                                  f"past the limit of {limits.MAX_TOKENS_PER_REQUEST:,}")
         notes.append((f"{where}.input_tokens", round(in_len, 1), f"mean prompt length: {k} over the request rate"))
     elif "input_tokens" in d:
         in_len, in_given = _length(d["input_tokens"], f"{where}.input_tokens")
@@ -201,6 +209,15 @@ def _layout(value: Any, where: str) -> Mapping[str, Any]:
         if k in lay:
             raise InvalidScenario(f"{where}.{k}: lengths, workload and SLO come from the fleet's demand and slo, "
                                   "not from a deployment")
+    from flopcast.specs.serving import inference_from_mapping
+
+    try:           # every layout key read now (a bad one made every cell of the deployment infeasible)
+        inference_from_mapping(lay)
+    except (InvalidScenario, UnknownName) as e:
+        msg = str(e).replace("inference.", f"{where}.", 1) if "inference." in str(e) else f"{where}: {e}"
+        if isinstance(e, UnknownName):
+            raise UnknownName(e.kind, e.name, e.known, message=msg) from None
+        raise InvalidScenario(msg) from None
     return dict(lay)
 
 
@@ -222,7 +239,7 @@ def deployment_from_mapping(data: Any, where: str, default_hardware: Any) -> Dep
         engine = choice(d, where, "engine", "vllm", ENGINES)
     dpn = None
     if "devices_per_node" in d:
-        dpn = int(_number(d["devices_per_node"], f"{where}.devices_per_node", lo=1.0))
+        dpn = int(_number(d["devices_per_node"], f"{where}.devices_per_node", lo=1.0, hi=4096))
     return Deployment(
         name=str(d["name"]), hardware=hw, model=None if d.get("model") is None else str(d["model"]), engine=engine,
         inference=None if has_pd[0] else _layout(d.get("inference", {}), f"{where}.inference"),
@@ -236,16 +253,99 @@ def policy_from_mapping(data: Any) -> Policy:
         return Policy()
     d = _mapping(data, "fleet.policy", ", ".join(POLICY_KEYS))
     check_keys(d, "fleet.policy", POLICY_KEYS)
-    k = _number(d.get("spare_replicas", 0), "fleet.policy.spare_replicas")
+    k = _number(d.get("spare_replicas", 0), "fleet.policy.spare_replicas", hi=limits.MAX_FLEET_REPLICAS)
     if k != int(k):
         raise InvalidScenario(f"fleet.policy.spare_replicas: expected a whole number of units, got {d['spare_replicas']!r}")
     return Policy(
         spare_replicas=int(k),
         target_utilisation=_number(d.get("target_utilisation", 1.0), "fleet.policy.target_utilisation",
-                                   hi=1.0, lo_open=True),
+                                   lo=0.01, hi=1.0),
         failover=choice(d, "fleet.policy", "failover", "none", FAILOVER),
         scaling=choice(d, "fleet.policy", "scaling", "hourly", SCALING),
         objective=choice(d, "fleet.policy", "objective", "cost", OBJECTIVES))
+
+
+def _model_mix(f: Mapping[str, Any], data: Mapping[str, Any]) -> tuple[tuple[Any, float], ...]:
+    """fleet.models (model, share of the demand) or the scenario's one model."""
+    mix_raw = f.get("models")
+    if mix_raw is None:
+        if "model" not in data:
+            raise InvalidScenario("model: missing; give a catalog id (or fleet.models, a list of {model, share})")
+        return ((data["model"], 1.0),)
+    if not isinstance(mix_raw, list) or not mix_raw:
+        raise InvalidScenario("fleet.models: expected a list of {model, share} (shares of the demand summing to 1)")
+    models_l = []
+    for i, m in enumerate(mix_raw):
+        w = f"fleet.models[{i}]"
+        m = _mapping(m, w, "model, share")
+        check_keys(m, w, MODEL_MIX_KEYS)
+        if "model" not in m:
+            raise InvalidScenario(f"{w}.model: missing")
+        models_l.append((m["model"], _number(m.get("share", 1.0 / len(mix_raw)), f"{w}.share", hi=1.0)))
+    total = sum(s for _, s in models_l)
+    if abs(total - 1.0) > 1e-6:
+        raise InvalidScenario(f"fleet.models: the shares sum to {total:g}; they must sum to 1")
+    refs = [str(m) for m, _ in models_l]
+    if len(set(refs)) != len(refs):
+        raise InvalidScenario("fleet.models: a model is listed twice")
+    return tuple(models_l)
+
+
+def _region(r: Any, w: str, data: Mapping[str, Any], notes: list[tuple[str, Any, str]]) -> Region:
+    r = _mapping(r, w, ", ".join(REGION_KEYS))
+    check_keys(r, w, REGION_KEYS)
+    if "name" not in r:
+        raise InvalidScenario(f"{w}.name: missing")
+    if "demand" not in r:
+        raise InvalidScenario(f"{w}.demand: missing; give e.g. output_tokens_per_day, lengths and a profile")
+    site = r.get("site", data.get("site"))
+    if site is None:
+        site = "us-average"
+        notes.append((f"{w}.site", site, "no site for the region or the scenario"))
+    demand, dn = demand_from_mapping(r["demand"], f"{w}.demand")
+    notes += dn
+    cap = None
+    if r.get("power_cap") is not None:
+        cap = limits.facility_power_w(r["power_cap"], field=f"{w}.power_cap")
+    nb = r.get("neighbours", [])
+    if not isinstance(nb, list):
+        raise InvalidScenario(f"{w}.neighbours: expected a list of region names")
+    return Region(name=str(r["name"]), site=site, demand=demand, power_cap_w=cap,
+                  neighbours=tuple(str(x) for x in nb))
+
+
+def _regions(f: Mapping[str, Any], data: Mapping[str, Any], notes: list[tuple[str, Any, str]]) -> list[Region]:
+    regions_raw = f.get("regions")
+    if not isinstance(regions_raw, list) or not regions_raw:
+        raise InvalidScenario("fleet.regions: expected a list of regions, each with name, site and demand")
+    regions = [_region(r, f"fleet.regions[{i}]", data, notes) for i, r in enumerate(regions_raw)]
+    names = [r.name for r in regions]
+    if len(set(names)) != len(names):
+        raise InvalidScenario(f"fleet.regions: duplicate region names in {names}")
+    for i, r in enumerate(regions):
+        for n in r.neighbours:
+            if n not in names or n == r.name:
+                raise UnknownName(f"fleet.regions[{i}].neighbours entry", n, [x for x in names if x != r.name])
+    return regions
+
+
+def _deployments(f: Mapping[str, Any], data: Mapping[str, Any], refs: list[str]) -> tuple[Deployment, ...]:
+    deps_raw = f.get("deployments")
+    if not isinstance(deps_raw, list) or not deps_raw:
+        raise InvalidScenario("fleet.deployments: expected a list of candidate deployments (name, hardware, "
+                              "inference or prefill + decode)")
+    deps = tuple(deployment_from_mapping(x, f"fleet.deployments[{i}]", data.get("hardware"))
+                 for i, x in enumerate(deps_raw))
+    dnames = [x.name for x in deps]
+    if len(set(dnames)) != len(dnames):
+        raise InvalidScenario(f"fleet.deployments: duplicate names in {dnames}")
+    for i, dep in enumerate(deps):
+        if dep.model is not None and dep.model not in refs:
+            raise UnknownName(f"fleet.deployments[{i}].model", dep.model, refs)
+    for m in refs:
+        if not any(dep.model in (None, m) for dep in deps):
+            raise InvalidScenario(f"fleet.deployments: no deployment serves model {m!r}")
+    return deps
 
 
 def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
@@ -257,95 +357,15 @@ def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
     f = _mapping(data["fleet"], "fleet", ", ".join(FLEET_KEYS))
     check_keys(f, "fleet", FLEET_KEYS)
     notes: list[tuple[str, Any, str]] = []
-
-    mix_raw = f.get("models")
-    if mix_raw is None:
-        if "model" not in data:
-            raise InvalidScenario("model: missing; give a catalog id (or fleet.models, a list of {model, share})")
-        models = ((data["model"], 1.0),)
-    else:
-        if not isinstance(mix_raw, list) or not mix_raw:
-            raise InvalidScenario("fleet.models: expected a list of {model, share} (shares of the demand summing to 1)")
-        models_l = []
-        for i, m in enumerate(mix_raw):
-            w = f"fleet.models[{i}]"
-            m = _mapping(m, w, "model, share")
-            check_keys(m, w, MODEL_MIX_KEYS)
-            if "model" not in m:
-                raise InvalidScenario(f"{w}.model: missing")
-            models_l.append((m["model"], _number(m.get("share", 1.0 / len(mix_raw)), f"{w}.share", hi=1.0)))
-        total = sum(s for _, s in models_l)
-        if abs(total - 1.0) > 1e-6:
-            raise InvalidScenario(f"fleet.models: the shares sum to {total:g}; they must sum to 1")
-        refs = [str(m) for m, _ in models_l]
-        if len(set(refs)) != len(refs):
-            raise InvalidScenario("fleet.models: a model is listed twice")
-        models = tuple(models_l)
-
-    regions_raw = f.get("regions")
-    if not isinstance(regions_raw, list) or not regions_raw:
-        raise InvalidScenario("fleet.regions: expected a list of regions, each with name, site and demand")
-    regions = []
-    for i, r in enumerate(regions_raw):
-        w = f"fleet.regions[{i}]"
-        r = _mapping(r, w, ", ".join(REGION_KEYS))
-        check_keys(r, w, REGION_KEYS)
-        if "name" not in r:
-            raise InvalidScenario(f"{w}.name: missing")
-        if "demand" not in r:
-            raise InvalidScenario(f"{w}.demand: missing; give e.g. output_tokens_per_day, lengths and a profile")
-        site = r.get("site", data.get("site"))
-        if site is None:
-            site = "us-average"
-            notes.append((f"{w}.site", site, "no site for the region or the scenario"))
-        demand, dn = demand_from_mapping(r["demand"], f"{w}.demand")
-        notes += dn
-        cap = None
-        if r.get("power_cap") is not None:
-            cap = units.parse(r["power_cap"], "w", field=f"{w}.power_cap")
-            if cap <= 0:
-                raise InvalidScenario(f"{w}.power_cap: expected a positive facility power such as '50 MW'")
-        nb = r.get("neighbours", [])
-        if not isinstance(nb, list):
-            raise InvalidScenario(f"{w}.neighbours: expected a list of region names")
-        regions.append(Region(name=str(r["name"]), site=site, demand=demand, power_cap_w=cap,
-                              neighbours=tuple(str(x) for x in nb)))
-    names = [r.name for r in regions]
-    if len(set(names)) != len(names):
-        raise InvalidScenario(f"fleet.regions: duplicate region names in {names}")
-    for i, r in enumerate(regions):
-        for n in r.neighbours:
-            if n not in names or n == r.name:
-                raise UnknownName(f"fleet.regions[{i}].neighbours entry", n, [x for x in names if x != r.name])
-
+    models = _model_mix(f, data)
+    regions = _regions(f, data, notes)
     slo = f.get("slo") or {}
     slo = _mapping(slo, "fleet.slo", "ttft_p99, tpot_p99")
     check_keys(slo, "fleet.slo", SLO_KEYS)
-    slo_s = {}
-    for k in SLO_KEYS:
-        if k in slo:
-            slo_s[k] = units.parse(slo[k], "s", field=f"fleet.slo.{k}")
-            if slo_s[k] <= 0:
-                raise InvalidScenario(f"fleet.slo.{k}: expected a positive time such as '50 ms'")
+    slo_s = limits.slo_seconds(slo, "fleet.slo")
     if not slo_s:
         notes.append(("fleet.slo", "none", "no latency target: decode batches are as large as memory allows"))
-
-    deps_raw = f.get("deployments")
-    if not isinstance(deps_raw, list) or not deps_raw:
-        raise InvalidScenario("fleet.deployments: expected a list of candidate deployments (name, hardware, "
-                              "inference or prefill + decode)")
-    deps = tuple(deployment_from_mapping(x, f"fleet.deployments[{i}]", data.get("hardware"))
-                 for i, x in enumerate(deps_raw))
-    dnames = [x.name for x in deps]
-    if len(set(dnames)) != len(dnames):
-        raise InvalidScenario(f"fleet.deployments: duplicate names in {dnames}")
-    refs = [str(m) for m, _ in models]
-    for i, dep in enumerate(deps):
-        if dep.model is not None and dep.model not in refs:
-            raise UnknownName(f"fleet.deployments[{i}].model", dep.model, refs)
-    for m in refs:
-        if not any(dep.model in (None, m) for dep in deps):
-            raise InvalidScenario(f"fleet.deployments: no deployment serves model {m!r}")
+    deps = _deployments(f, data, [str(m) for m, _ in models])
     return FleetSpec(regions=tuple(regions), models=models, slo_ttft_s=slo_s.get("ttft_p99"),
                      slo_tpot_s=slo_s.get("tpot_p99"), deployments=deps,
                      policy=policy_from_mapping(f.get("policy")), assumptions=tuple(notes))

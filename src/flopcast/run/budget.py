@@ -29,13 +29,13 @@ def budget(*, hardware: str, days: float, power: Any = None, energy: Any = None,
     from flopcast import inputs
     from flopcast.specs import limits
 
-    days = inputs.finite_number(days, field="days", minimum=0, exclusive_minimum=True,
-                                maximum=limits.MAX_BUDGET_DAYS, accepted="a positive number of days up to 36,525")
+    days = inputs.finite_number(days, field="days", minimum=limits.MIN_BUDGET_DAYS, maximum=limits.MAX_BUDGET_DAYS,
+                                accepted="a number of days from one minute (0.0007) up to 36,525")
     if budget_usd is not None:
         budget_usd = inputs.finite_number(budget_usd, field="budget_usd", minimum=0, exclusive_minimum=True,
                                           maximum=1e15, accepted="a positive dollar amount up to 1e15")
-    if not 0 < mfu <= 1:
-        raise InvalidScenario(f"mfu: expected a fraction in (0, 1], got {mfu!r}")
+    mfu = inputs.finite_number(mfu, field="mfu", minimum=0, exclusive_minimum=True, maximum=1.0,
+                               accepted="a fraction in (0, 1]")
     hw = resolve_hardware(hardware)
     site_spec = resolve_site(site if site is not None else ("us-average" if "us-average" in site_registry() else
                                                              {"grid_intensity": 400, "electricity_price": 0.08}))
@@ -49,20 +49,23 @@ def budget(*, hardware: str, days: float, power: Any = None, energy: Any = None,
         p = u.parse(power, "w", field="power")
         if p <= 0:
             raise InvalidScenario(f"power: expected a positive power such as '100 MW', got {power!r}")
-        n = int(p // per_dev)
+        n_float = p / per_dev
     elif energy is not None:
         e = u.parse(energy, "j", field="energy")
         if e <= 0:
             raise InvalidScenario(f"energy: expected a positive energy such as '1 GWh', got {energy!r}")
-        n = int(e // (per_dev * seconds))
+        n_float = e / (per_dev * seconds)
     else:
         if not isinstance(budget_usd, (int, float)) or budget_usd <= 0:
             raise InvalidScenario(f"budget_usd: expected a positive dollar amount, got {budget_usd!r}")
         if price is None:
             raise InvalidScenario(f"budget_usd: no device-hour price for {hw.id} in the catalog ({why})")
-        n = int(budget_usd // (price * seconds / u.HOUR_S))
+        n_float = budget_usd / (price * seconds / u.HOUR_S)
         assumptions.append(Assumption("price_per_device_hour", price, why))
-    limits.check_count(n, limits.MAX_DEVICES, field="budget: devices bought", hint="give a smaller budget")
+    if not n_float <= limits.MAX_DEVICES:        # also inf and NaN, before int()
+        raise InvalidScenario(f"budget: devices bought: {n_float:,.3g} is past the limit of {limits.MAX_DEVICES:,}; "
+                              "give a smaller budget or a longer run")
+    n = int(n_float)
     if n < 1:
         raise InvalidScenario(f"budget: not enough for one {hw.id} for {days:g} days "
                               f"(one device draws {per_dev:,.0f} W at the facility)")

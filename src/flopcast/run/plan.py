@@ -11,6 +11,7 @@ from typing import Any
 
 from flopcast import catalog, units
 from flopcast.assumption import Assumption
+from flopcast.inputs import jsonable
 from flopcast.run.hardware import hardware_dict
 from flopcast.run.models import DEFAULT_KV_DTYPE, DEFAULT_SEQ_LEN, ModelReport, check_seq_len, model_counts
 from flopcast.run.phases import search_phases
@@ -59,7 +60,7 @@ class PlanReport:
             "name": self.name,
             "flopcast_version": catalog.flopcast_version(),
             "catalog_revision": catalog.revision(),
-            "inputs": self.inputs,
+            "inputs": jsonable(self.inputs),
             "model": self.model.to_dict(),
             "hardware": hardware_dict(self.hardware),
             "cluster": self.cluster_dict(),

@@ -27,6 +27,9 @@ def parse_vary(vary: list[str]) -> list[tuple[str, list[Any]]]:
         inputs.check_finite(vals, where=f"--vary {key}")
         if not key or not vals:
             raise InvalidScenario(f"--vary: {item!r} should read KEY=V1,V2 with at least one value")
+        if any(k == key.strip() for k, _ in out):
+            raise InvalidScenario(f"--vary: {key.strip()!r} is given twice; list all its values once "
+                                  f"({key.strip()}=V1,V2,...)")
         out.append((key.strip(), vals))
     return out
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from flopcast import files, units
+from flopcast import files
 from flopcast.errors import InvalidScenario
 from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice
@@ -32,7 +32,7 @@ SCHEDULERS = ("static", "vllm", "sarathi", "disaggregated")
 WORKLOAD_KEYS = ("num_requests", "arrival", "input_tokens", "output_tokens", "seed", "trace")
 ARRIVAL_KEYS = ("process", "rate_per_s", "cv", "trace")
 LENGTH_KEYS = ("dist", "value", "mean", "cv", "min", "max")
-SLO_KEYS = ("ttft_p99", "tpot_p99")
+SLO_KEYS = limits.SLO_KEYS   # ttft_p99, tpot_p99 with units, or _ms / _s keys
 DISAGG_KEYS = ("prefill_replicas",)
 DEFAULT_NUM_REQUESTS = 1000
 
@@ -125,6 +125,8 @@ def workload_from_mapping(data: Mapping[str, Any] | None, *, input_tokens: int, 
         raise InvalidScenario("inference.workload.arrival: expected a mapping such as {process: poisson, rate_per_s: 20}")
     check_keys(arrival, "inference.workload.arrival", ARRIVAL_KEYS)
     trace = data.get("trace", arrival.get("trace"))   # workload.trace or workload.arrival.trace (SCENARIO.md)
+    if trace is not None:
+        limits.check_trace_keys(data, arrival)
     process = choice(arrival, "inference.workload.arrival", "process", "poisson", PROCESSES)
     rate = None
     if trace is None and process != "burst":
@@ -158,12 +160,7 @@ def slo_from_mapping(data: Mapping[str, Any] | None) -> SLO:
     if not isinstance(data, Mapping):
         raise InvalidScenario('inference.slo: expected a mapping such as {ttft_p99: "1 s", tpot_p99: "50 ms"}')
     check_keys(data, "inference.slo", SLO_KEYS)
-    out = {}
-    for key in SLO_KEYS:
-        if key in data:
-            out[key] = units.parse(data[key], "s", field=f"inference.slo.{key}")
-            if out[key] <= 0:
-                raise InvalidScenario(f"inference.slo.{key}: expected a positive time, got {data[key]!r}")
+    out = limits.slo_seconds(data, "inference.slo")
     return SLO(ttft_s=out.get("ttft_p99"), tpot_s=out.get("tpot_p99"))
 
 

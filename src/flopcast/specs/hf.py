@@ -742,7 +742,7 @@ def from_hf_config(config: Mapping[str, Any], *, name: str | None = None, source
             "model.model_type: missing; a Hugging Face config must name its model_type "
             f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
         )
-    if model_type not in FAMILIES:
+    if not isinstance(model_type, str) or model_type not in FAMILIES:
         hints = did_you_mean(str(model_type), SUPPORTED_MODEL_TYPES)
         hint = f"did you mean {hints[0]!r}? " if hints else ""
         raise UnknownName(

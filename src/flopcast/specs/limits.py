@@ -32,6 +32,8 @@ MAX_PARAMS = 1e15                # total parameters (~500x the largest published
 MAX_SEQ_LEN = 1 << 24            # tokens per sequence (training seq_len, serving input / output)
 MAX_BATCH_SEQS = 1 << 24         # sequences per optimizer step
 MAX_TOTAL_TOKENS = 1e18          # training tokens (~60,000x Llama 3's 15.6e12)
+MAX_BATCH_TOKENS = 1 << 30       # tokens per optimizer step (the largest published: DeepSeek-V3's 63M, 17x inside)
+MIN_TOTAL_TOKENS = 1e6           # a run (or phase) of fewer tokens is a unit slip (`total_tokens: 15.6` meant 15.6e12)
 MAX_DEVICES = 1 << 24            # devices in a cluster (the largest ~2025 clusters hold ~2**18)
 MAX_SWEEP_COMBINATIONS = 1024   # searches one `flopcast sweep` may run
 MAX_PLANS = 2_000_000            # parallel plans one search may evaluate (counted before enumeration)
@@ -41,6 +43,8 @@ MAX_TOKENS_PER_REQUEST = 1 << 22  # input + output tokens of one simulated reque
 MAX_SIM_TOKENS = 1_000_000_000   # expected tokens of one simulation: num_requests x (mean input + output)
 MAX_FLEET_REPLICAS = 4096        # replicas `--size-fleet` may try
 MAX_BUDGET_DAYS = 36_525.0       # a century
+MIN_BUDGET_DAYS = 1 / 1440       # a minute (1e-320 days overflowed the device count)
+MAX_LAYOUT_CHARS = 100_000       # parallel.pipeline_layout once its (...)*n groups are expanded (checked before)
 MAX_PHASES = 32                  # training.phases: each costs an estimate (and a search in `plan` without a
                                  # parallel section); Llama 3 405B's schedule has 10 (3 batch, 6 context, anneal)
 
@@ -65,12 +69,35 @@ def check_model_config(config: Mapping[str, Any]) -> None:
         v = config.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
-        if not math.isfinite(v) or v > limit:
+        if isinstance(v, float) and not math.isfinite(v) or v > limit:
             raise InvalidScenario(f"model.{key}: {v!r} is past flopcast's limit of {limit:,}; "
                                   "see docs/limits.md")
     types = config.get("layer_types")
     if isinstance(types, (list, tuple)) and len(types) > MAX_LAYERS:
         raise InvalidScenario(f"model.layer_types: {len(types):,} entries; at most {MAX_LAYERS:,} layers")
+
+
+def check_training_sizes(data: Mapping[str, Any], *, seq_len: int, batch_seqs: int,
+                         total_tokens: float | None) -> None:
+    """The training section's sizes are what the user meant: one batch key, a batch of tokens per step no
+    larger than MAX_BATCH_TOKENS (global_batch_seqs given a token count reads as millions of sequences),
+    a token total of at least MIN_TOTAL_TOKENS (15.6 meant 15.6e12)."""
+    if "global_batch_seqs" in data and "global_batch_tokens" in data:
+        raise InvalidScenario("training.global_batch_tokens: give global_batch_seqs (sequences per step) or "
+                              "global_batch_tokens (tokens per step), not both")
+    tokens = seq_len * batch_seqs
+    if tokens > MAX_BATCH_TOKENS:
+        key = "global_batch_seqs" if "global_batch_seqs" in data else "global_batch_tokens"
+        hint = (f"; did you mean global_batch_tokens: {batch_seqs}?" if key == "global_batch_seqs"
+                else "")
+        raise InvalidScenario(f"training.{key}: {batch_seqs:,} sequences of {seq_len:,} tokens is {tokens:.3g} "
+                              f"tokens per step, past {MAX_BATCH_TOKENS:.3g} (the largest published runs use "
+                              f"~6e7){hint}")
+    if total_tokens is not None and total_tokens < MIN_TOTAL_TOKENS:
+        t = total_tokens
+        raise InvalidScenario(f"training.total_tokens: {t:g} tokens is implausibly few for a training run "
+                              f"(at least {MIN_TOTAL_TOKENS:.0e}); did you mean {t:g}e12 ({t:g} trillion) or "
+                              f"{t:g}e9 ({t:g} billion)?")
 
 
 def check_params(params_total: float, *, field: str = "model") -> None:
@@ -81,7 +108,11 @@ def check_params(params_total: float, *, field: str = "model") -> None:
 
 def check_count(value: int | float, limit: int | float, *, field: str, hint: str = "see docs/limits.md") -> None:
     if value > limit:
-        raise InvalidScenario(f"{field}: {value:,} is past the limit of {limit:,}; {hint}")
+        if isinstance(value, int) and value.bit_length() > 1000:      # past float range (and printing)
+            shown = f"an integer of about {int(value.bit_length() * 0.30103) + 1:,} digits"
+        else:
+            shown = f"{value:,}" if value < 1e15 else f"{float(value):.3g}"
+        raise InvalidScenario(f"{field}: {shown} is past the limit of {limit:,}; {hint}")
 
 
 # ------------------------------------------------------------------------------- plausibility
@@ -93,23 +124,75 @@ _BOUNDS: dict[str, tuple[float, float, str, str]] = {
     "w": (0.1, 1e6, "kW", "0.1 W..1 MW"),                         # a phone NPU at idle .. a rack
 }
 _NIC_HINT_FIELDS = ("scale_out_bandwidth", "host_link_bandwidth")
+# field (last part of its name) -> (lowest, highest, what is accepted): per-package and per-link ranges
+# around the catalog (tdp 60..1,400 W; memory 51 GB/s..8 TB/s; NIC 12.5..100 GB/s; host link 16..225 GB/s)
+_FIELD_BOUNDS: dict[str, tuple[float, float, str]] = {
+    "tdp": (1.0, 5e3, "1 W..5 kW per package"),
+    "power_idle": (0.1, 5e3, "0.1 W..5 kW per package"),
+    "power_max": (1.0, 5e3, "1 W..5 kW per package"),
+    "hbm_bandwidth": (1e10, 5e13, "10 GB/s..50 TB/s of device memory bandwidth"),
+    "scale_out_bandwidth": (1.25e8, 2e11, "1 Gb/s..1.6 Tb/s (200 GB/s) of NIC bandwidth per device"),
+    "host_link_bandwidth": (1e9, 1e12, "1 GB/s..1 TB/s per device and direction"),
+    "scale_up_bandwidth": (1e9, 1e13, "1 GB/s..10 TB/s per device"),
+    "hbm_capacity": (1e8, 4e12, "100 MB..4 TB per package"),
+}
+_BYTE_ONLY_FIELDS = ("hbm_bandwidth",)   # memory bandwidth is quoted in bytes per second, never in bits
+_PREFIX_STEPS = ("", "k", "M", "G", "T", "P")
+
+
+def _unit_hints(raw: Any, dimension: str, lo: float, hi: float) -> list[str]:
+    """Rewrites of a string quantity that land inside lo..hi: one SI prefix up or down, or bits for
+    bytes (and back) on a bandwidth: '700 kW' -> '700 W', '400 GB/s' -> '400 Gb/s', '3.35 Tb/s' -> '3.35 TB/s'."""
+    if not isinstance(raw, str):
+        return []
+    m = re.fullmatch(r"\s*([0-9.eE+_-]+)\s*(\S+)\s*", raw)
+    if not m:
+        return []
+    number, unit = m.groups()
+    candidates = []
+    if dimension == "bytes_per_s" and len(unit) >= 3:
+        swapped = unit.replace("B", "b") if "B" in unit else unit.replace("b", "B")
+        candidates.append(swapped)
+    prefix = unit[0] if unit[0] in _PREFIX_STEPS[1:] else ""
+    i = _PREFIX_STEPS.index(prefix)
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(_PREFIX_STEPS):
+            candidates.append(_PREFIX_STEPS[j] + unit[len(prefix):])
+    out = []
+    for c in candidates:
+        try:
+            v = units.parse(f"{number} {c}", dimension)
+        except InvalidScenario:
+            continue
+        if lo <= v <= hi:
+            out.append(f"'{number} {c}'")
+    return out
 
 
 def check_plausible(field: str, raw: Any, value: float, dimension: str) -> float:
-    """Refuse a parsed quantity outside the bounds of its dimension; a bare number gets a unit hint."""
+    """Refuse a parsed quantity outside the bounds of its field (or, for other fields, of its dimension);
+    the refusal suggests the unit that was probably meant (a bare number's unit, a prefix, bits for bytes)."""
+    name = field.rsplit(".", 1)[-1]
+    if name in _BYTE_ONLY_FIELDS and isinstance(raw, str) and re.search(r"\d\s*[kMGTP]?(b/s|bps)\s*$", raw):
+        fixed = re.sub(r"b(/s|ps)\s*$", r"B\1", raw.strip())
+        raise InvalidScenario(f"{field}: {raw!r} is in bits per second; memory bandwidth is quoted in bytes "
+                              f"per second: did you mean {fixed!r}?")
     bounds = _BOUNDS.get(dimension)
     if bounds is None or value == 0 and dimension == "w":
         return value
     lo, hi, hint_unit, accepted = bounds
+    if name in _FIELD_BOUNDS:
+        lo, hi, accepted = _FIELD_BOUNDS[name]
     if lo <= value <= hi:
         return value
-    if dimension == "bytes_per_s" and field.rsplit(".", 1)[-1] in _NIC_HINT_FIELDS:
+    if dimension == "bytes_per_s" and name in _NIC_HINT_FIELDS:
         hint_unit = "Gb/s"
     if dimension == "bytes" and "hbm" in field:
         hint_unit = "GiB"
     shown = units.format_si(value, {"bytes": "B", "bytes_per_s": "B/s", "flops_per_s": "FLOP/s", "w": "W"}[dimension])
     bare = isinstance(raw, (int, float)) and not isinstance(raw, bool)
-    hint = f"; did you mean '{raw:g} {hint_unit}'?" if bare and value < lo else ""
+    hints = [f"'{raw:g} {hint_unit}'"] if bare and value < lo else _unit_hints(raw, dimension, lo, hi)
+    hint = f"; did you mean {hints[0]}?" if hints else ""
     side = "low" if value < lo else "high"
     return _refuse(f"{field}: {raw!r} is {shown}, implausibly {side}; expected {accepted} with its unit "
                    f"(a bare number is in base units){hint}")
@@ -117,6 +200,79 @@ def check_plausible(field: str, raw: Any, value: float, dimension: str) -> float
 
 def _refuse(message: str):
     raise InvalidScenario(message)
+
+
+MIN_FACILITY_W, MAX_FACILITY_W = 1e3, 1e11     # one rack's worth .. 100 GW (the largest 2025 sites plan ~5 GW)
+
+
+def facility_power_w(value: Any, *, field: str) -> float:
+    """A site's or region's power (a cap, a budget) in W, within 1 kW..100 GW: '30 MW', or a bare number of
+    watts (as every bare quantity); a bare `30` is refused with "did you mean '30 MW'?"."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidScenario(f"{field}: expected a facility power with its unit such as '30 MW', got {value!r}")
+    w = units.parse(value, "w", field=field)
+    if MIN_FACILITY_W <= w <= MAX_FACILITY_W:
+        return w
+    side = "low" if w < MIN_FACILITY_W else "high"
+    hint = f"; did you mean '{value:g} MW'?" if isinstance(value, (int, float)) and w < MIN_FACILITY_W else ""
+    raise InvalidScenario(f"{field}: {value!r} is {units.format_si(w, 'W')}, implausibly {side} for a facility; "
+                          f"expected 1 kW..100 GW with its unit (a bare number is in W){hint}")
+
+
+def check_trace_keys(workload: Mapping[str, Any], arrival: Mapping[str, Any]) -> None:
+    """A trace gives every arrival time and length: a second trace key, or an arrival process, rate or
+    lengths beside it contradict it (one of them would be silently dropped)."""
+    if "trace" in workload and "trace" in arrival:
+        raise InvalidScenario("inference.workload.arrival.trace: give the trace once (workload.trace or "
+                              "workload.arrival.trace), not both")
+    for section, keys in (("arrival", ("process", "rate_per_s", "cv")),
+                          ("", ("input_tokens", "output_tokens"))):    # num_requests: the first n of the trace
+        given = arrival if section else workload
+        for key in keys:
+            if key in given:
+                where = f"inference.workload.{section + '.' if section else ''}{key}"
+                raise InvalidScenario(f"{where}: a trace gives every request's arrival and lengths; drop {key} "
+                                      "or the trace")
+
+
+# --------------------------------------------------------------------------------- latency SLOs
+SLO_NAMES = ("ttft_p99", "tpot_p99")
+# the keys an SLO mapping accepts: a time with its unit ("50 ms"), or a bare number under a key naming its unit
+SLO_KEYS = SLO_NAMES + tuple(f"{n}_{u}" for n in SLO_NAMES for u in ("ms", "s"))
+_SLO_RANGE_S = {"ttft_p99": (1e-6, 3600.0, "1 us..1 h"), "tpot_p99": (1e-6, 60.0, "1 us..1 min")}   # 1 us: "never met"
+
+
+def slo_seconds(data: Mapping[str, Any], section: str) -> dict[str, float]:
+    """{ttft_p99, tpot_p99: seconds} of an SLO mapping whose keys are already checked against SLO_KEYS.
+    A time needs its unit ('50 ms') or a key that names it (tpot_p99_ms: 50): a bare `tpot_p99: 5` is
+    refused with "did you mean '5 ms'?", and one target given under two keys is refused."""
+    out: dict[str, float] = {}
+    for name in SLO_NAMES:
+        given = [k for k in (name, f"{name}_ms", f"{name}_s") if k in data]
+        if len(given) > 1:
+            raise InvalidScenario(f"{section}.{given[1]}: give {name} once (as {' or '.join(given)}), not both")
+        if not given:
+            continue
+        key = given[0]
+        value, field = data[key], f"{section}.{key}"
+        if key == name:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                meant = f"'{value:g} ms'" if abs(value) >= 1 else f"'{value:g} s'"
+                raise InvalidScenario(f"{field}: {value!r} has no unit; did you mean {meant}? (write the unit, or "
+                                      f"use {name}_ms / {name}_s)")
+            seconds = units.parse(value, "s", field=field)
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidScenario(f"{field}: expected a bare number of {key.rsplit('_', 1)[1]} (the key names "
+                                      f"the unit), got {value!r}; or write {name}: '50 ms'")
+            seconds = float(value) * (1e-3 if key.endswith("_ms") else 1.0)
+        lo, hi, shown = _SLO_RANGE_S[name]
+        if not (math.isfinite(seconds) and lo <= seconds <= hi):
+            example = "2 s" if name == "ttft_p99" else "50 ms"
+            raise InvalidScenario(f"{field}: {value!r} is outside {shown}; expected a p99 latency target such as "
+                                  f"{example}")
+        out[name] = seconds
+    return out
 
 
 # ---------------------------------------------------------------------------- site and prices
@@ -186,11 +342,20 @@ def grid_intensity_gco2e_per_kwh(value: Any, *, field: str) -> float:
     return g
 
 
+MIN_ELECTRICITY_USD_PER_KWH = 0.005   # half a cent: below the cheapest industrial tariffs (~2 cents); 0 is allowed
+
+
 def electricity_price_usd_per_kwh(value: Any, *, field: str) -> float:
     accepted = "$/kWh as a number or with its unit, e.g. 0.08, '0.08 $/kWh', '8 cents/kWh' or '80 $/MWh' (0..2 $)"
     p = _with_unit(value, _ENERGY_PRICE_UNITS, field=field, accepted=accepted)
+    if 0 < p < MIN_ELECTRICITY_USD_PER_KWH:
+        hint = (" did you mean " + repr(re.sub(r"(?i)mwh", "kWh", value)) + "?"
+                if isinstance(value, str) and "mwh" in value.lower() else "")
+        raise InvalidScenario(f"{field}: {value!r} is ${p:.3g}/kWh, below any grid price (~$0.02..0.50);{hint} "
+                              f"expected {accepted}")
     if p > 2:
-        hint = f" did you mean '{value:g} cents/kWh'?" if isinstance(value, (int, float)) else ""
+        hint = (f" did you mean '{value:g} cents/kWh' or '{value:g} $/MWh'?" if isinstance(value, (int, float))
+                else "")
         raise InvalidScenario(f"{field}: {value!r} is ${p:g}/kWh, above any grid price (~$0.05..0.50);{hint} "
                               f"expected {accepted}")
     return p

@@ -153,6 +153,8 @@ def _layout(value: Any) -> tuple[int, ...] | str | None:
     loss (placement markers), `(...)*n` a repeated group; e.g. "Et|(tt|)*30L" = [1, 2 x 30, 0]."""
     import re
 
+    from flopcast.specs.limits import MAX_LAYERS, MAX_LAYOUT_CHARS
+
     if value is None:
         return None
     if value == "balanced":
@@ -166,14 +168,24 @@ def _layout(value: Any) -> tuple[int, ...] | str | None:
         raise InvalidScenario("parallel.pipeline_layout: expected a list of layer counts, a layout string "
                               "such as \"Et|(tt|)*30L\", or balanced")
     text = value.replace(" ", "")
+    if len(text) > MAX_LAYOUT_CHARS:
+        raise InvalidScenario(f"parallel.pipeline_layout: a layout string of {len(text):,} characters; "
+                              f"at most {MAX_LAYOUT_CHARS:,}")
     pattern = re.compile(r"\(([^()]*)\)\*(\d+)")
-    for _ in range(8):   # expand (group)*n, innermost first
-        new = pattern.sub(lambda m: m.group(1) * int(m.group(2)), text)
-        if new == text:
+    for _ in range(8):   # expand (group)*n, innermost first; the expanded length is checked before expanding
+        matches = list(pattern.finditer(text))
+        if not matches:
             break
-        if len(new) > 100_000:
-            raise InvalidScenario("parallel.pipeline_layout: the layout string expands beyond 100,000 characters")
-        text = new
+        grown = len(text)
+        for m in matches:
+            if len(m.group(2)) > 6:
+                raise InvalidScenario(f"parallel.pipeline_layout: repeat count {m.group(2)[:12]}... is past the "
+                                      f"limit of {MAX_LAYOUT_CHARS:,}")
+            grown += len(m.group(1)) * int(m.group(2)) - len(m.group(0))
+        if grown > MAX_LAYOUT_CHARS:
+            raise InvalidScenario(f"parallel.pipeline_layout: the layout string expands beyond "
+                                  f"{MAX_LAYOUT_CHARS:,} characters (a model has at most {MAX_LAYERS:,} layers)")
+        text = pattern.sub(lambda m: m.group(1) * int(m.group(2)), text)
     if set(text) - set("EtL|"):
         bad = sorted(set(text) - set("EtL|"))
         raise InvalidScenario(f"parallel.pipeline_layout: unknown symbol(s) {''.join(bad)!r}; accepted: E (embedding), "

@@ -79,6 +79,7 @@ def load_scenario(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
 def resolve_model(value: Any, *, base_dir: Path | None = None, field_name: str = "model") -> tuple[ModelSpec, str]:
     """A catalog id, a path to a config.json, or an inline config mapping -> (ModelSpec, label)."""
     if isinstance(value, Mapping):
+        inputs.check_finite(value, where=field_name)      # NaN, inf and 5,000-digit integers, before any str()
         cfg = value["config"] if "config" in value and "model_type" not in value else value
         label = str(value.get("name") or value.get("id") or cfg.get("_name_or_path") or cfg.get("model_type"))
         return from_hf_config(cfg, name=label, source=str(value.get("source", "inline config"))), label
@@ -197,6 +198,9 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
                 raise InvalidScenario(f"training.precision: fp4 (NVFP4) needs fp4 tensor cores with a measured fp4 "
                                       f"GEMM efficiency (catalog/efficiency.yaml fp4_matmul); {hw.id} has none: "
                                       "use fp8 or bf16, or a Blackwell part (b200, gb200, b300, gb300)")
+    from flopcast.specs.applicability import check_applicable
+
+    check_applicable(model, hw, training=training, parallel=parallel, inference=inference, phases=phases)
     return ResolvedScenario(
         name=str(data.get("name") or f"{model_ref} on {num_devices}x {hw.id}"),
         model=model, model_ref=model_ref, hardware=hw, cluster=cluster, sections=sections,

@@ -41,6 +41,13 @@ class SpeculativeSpec:
     acceptance_length: float
     draft_model: Any = None      # ModelSpec of the draft model (method draft_model)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The section as JSON data (the draft model by its name)."""
+        draft = self.draft_model
+        return {"method": self.method, "num_draft_tokens": self.num_draft_tokens,
+                "acceptance_length": self.acceptance_length,
+                "draft_model": None if draft is None else getattr(draft, "name", str(draft))}
+
 
 def _speculative(value: Any) -> SpeculativeSpec | None:
     if value is None:
@@ -99,6 +106,18 @@ class InferenceSpec:
     @property
     def num_devices(self) -> int:
         return self.tp * self.pp * self.dp
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON data, echoed in reports (the profile and speculative section as mappings)."""
+        out: dict[str, Any] = {}
+        for key in self.__slots__:
+            value = getattr(self, key)
+            if key == "profile":
+                value = value.as_dict()
+            elif isinstance(value, SpeculativeSpec):
+                value = value.to_dict()
+            out[key] = value
+        return out
 
 
 def _pos(data: Mapping[str, Any], key: str, default: int) -> int:

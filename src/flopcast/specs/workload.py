@@ -147,6 +147,7 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         if total <= 0:
             raise InvalidScenario("training.total_tokens: expected a positive number of tokens")
         limits.check_count(total, limits.MAX_TOTAL_TOKENS, field="training.total_tokens")
+    limits.check_training_sizes(data, seq_len=seq_len, batch_seqs=batch, total_tokens=total)
     precision = choice(data, "training", "precision", "bf16", PRECISIONS)
     framework = choice(data, "training", "framework", "megatron-core", training_frameworks())
     kernel = choice(data, "training", "attention_kernel", training_stack(framework).attention_kernel,

@@ -27,6 +27,14 @@ TRAINING_METRICS = ("step_time_s", "tokens_per_s_per_device", "tokens_per_s", "m
 SERVING_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_device", "total_tokens_per_s",
                    "input_tokens_per_s", "tpot_s")
 COLUMNS = ("id", "source", "scenario", "metric", "value")
+# metric -> plausible (lowest, highest) measured value: a value outside is a unit slip (ms for s, a whole
+# cluster's rate as one device's) or a denormal that no fit can take the logarithm of
+METRIC_RANGES = {
+    "step_time_s": (1e-4, 1e6), "tokens_per_s_per_device": (1e-3, 1e8), "tokens_per_s": (1e-3, 1e13),
+    "model_tflops_per_device": (1e-3, 1e5), "output_tokens_per_s": (1e-3, 1e13),
+    "output_tokens_per_s_per_device": (1e-3, 1e8), "total_tokens_per_s": (1e-3, 1e13),
+    "input_tokens_per_s": (1e-3, 1e13), "tpot_s": (1e-6, 1e3),
+}
 
 
 def builtin(kind: str) -> tuple[list, list[dict[str, Any]]]:
@@ -81,22 +89,39 @@ def read_runs_csv(path: str | Path) -> tuple[list, list[dict[str, Any]]]:
     skipped: list[dict[str, Any]] = []
     for i, r in enumerate(rows, start=2):
         where = f"runs: {p.name} line {i}"
-        try:
-            value = float(r["value"])
-        except (TypeError, ValueError):
-            raise InvalidScenario(f"{where}: value {r['value']!r} is not a number") from None
-        if not math.isfinite(value) or value <= 0:
-            raise InvalidScenario(f"{where}: value must be a positive number, got {r['value']!r}")
+        metric, value = _row_metric_value(r, where)
         scenario = p.parent / r["scenario"]
-        metric = r["metric"]
         if metric in TRAINING_METRICS:
             cases.append(_training_case(r["id"], r["source"] or r["id"], scenario, metric, value))
-        elif metric in SERVING_METRICS:
-            cases.append(_serving_case(r["id"], r["source"] or r["id"], str(scenario), scenario, metric, value))
         else:
-            raise InvalidScenario(f"{where}: metric {metric!r}; accepted: "
-                                  + ", ".join(TRAINING_METRICS + SERVING_METRICS))
+            cases.append(_serving_case(r["id"], r["source"] or r["id"], str(scenario), scenario, metric, value))
     return cases, skipped
+
+
+def _row_metric_value(r: dict[Any, Any], where: str) -> tuple[str, float]:
+    """The row's metric and its measured value, or InvalidScenario naming the line: every column
+    filled (no extra fields), a known metric, a finite value within the metric's plausible range."""
+    if None in r:
+        raise InvalidScenario(f"{where}: {len(COLUMNS) + len(r[None])} fields; expected {len(COLUMNS)} "
+                              f"({', '.join(COLUMNS)}); quote a field that holds a comma")
+    empty = [c for c in ("id", "scenario", "metric", "value") if not (r.get(c) or "").strip()]
+    if empty:
+        raise InvalidScenario(f"{where}: column {empty[0]} is empty; expected {', '.join(COLUMNS)}")
+    metric = r["metric"].strip()
+    if metric not in METRIC_RANGES:
+        raise InvalidScenario(f"{where}: metric {metric!r}; accepted: " + ", ".join(TRAINING_METRICS + SERVING_METRICS))
+    text = r["value"].strip()
+    if len(text) > 40:
+        raise InvalidScenario(f"{where}: value has {len(text)} characters; expected a number such as 9120 or 1.2e4")
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidScenario(f"{where}: value {r['value']!r} is not a number") from None
+    lo, hi = METRIC_RANGES[metric]
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise InvalidScenario(f"{where}: value {r['value']!r} is outside the plausible range of {metric} "
+                              f"({lo:g}..{hi:g}); check its unit")
+    return metric, value
 
 
 def load(runs: list[str]) -> tuple[dict[str, list], list[dict[str, Any]]]:
