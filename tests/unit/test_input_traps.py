@@ -12,6 +12,7 @@ import pytest
 from flopcast import api, inputs
 from flopcast.errors import FlopcastError, InvalidScenario
 from flopcast.specs import limits
+from flopcast.specs.scenario import resolve
 
 SERVE = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 2},
          "inference": {"tp": 1, "dp": 2, "input_tokens": 512, "output_tokens": 64}}
@@ -52,7 +53,7 @@ def test_huge_integers_are_refused_before_conversion():
     with pytest.raises(InvalidScenario, match="5,000 characters"):
         inputs.load_json(f'{{"a": {digits}}}', what="body")
     with pytest.raises(InvalidScenario, match=r"cluster.num_devices: an integer of about 5,00\d digits"):
-        api.resolve(TRAIN | {"cluster": {"num_devices": 10**5000 - 1}})
+        resolve(TRAIN | {"cluster": {"num_devices": 10**5000 - 1}})
     with pytest.raises(FlopcastError):
         api.show_model({"model_type": "llama", "hidden_size": 10**5000})
     with pytest.raises(FlopcastError):
@@ -103,7 +104,7 @@ def test_layout_bomb_is_refused_fast_and_small():
     t0 = time.perf_counter()
     for layout in (bomb, "((tttttttttt)*99999)*99999", "(tttttttttt)*99999999"):
         with pytest.raises(InvalidScenario, match="pipeline_layout"):
-            api.resolve(_with(TRAIN, "parallel", pipeline_layout=layout))
+            resolve(_with(TRAIN, "parallel", pipeline_layout=layout))
     assert time.perf_counter() - t0 < 0.1 * 3
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50 * 1024   # kB on Linux
 
@@ -137,7 +138,7 @@ def test_yaml_plain_numbers_still_read():
 def test_hardware_fields_have_plausible_ranges(key, value, words):
     """Per-field ranges (a device's TDP, memory bandwidth, NIC) catch a unit slip and suggest the unit meant."""
     with pytest.raises(InvalidScenario, match=f"hardware.{key}") as e:
-        api.resolve({"model": "llama-3.1-8b", "hardware": {"base": "h100-sxm", key: value}})
+        resolve({"model": "llama-3.1-8b", "hardware": {"base": "h100-sxm", key: value}})
     assert words in str(e.value)
 
 
@@ -168,7 +169,7 @@ def test_electricity_price_range(price, words):
 def test_training_sizes_are_plausible_and_not_contradictory(keys, words):
     """Token totals in trillions, a token count given as sequences and both batch keys are refused."""
     with pytest.raises(InvalidScenario) as e:
-        api.resolve(_with(TRAIN, "training", **keys))
+        resolve(_with(TRAIN, "training", **keys))
     assert words in str(e.value)
 
 
@@ -217,14 +218,14 @@ def test_training_features_that_do_not_apply_are_refused(section, keys, words):
     on a dense model, and a million virtual stages are refused with the reason."""
     sc = _with(TRAIN | {"hardware": "a100-sxm-80gb"}, section, **keys)
     with pytest.raises(InvalidScenario) as e:
-        api.resolve(sc)
+        resolve(sc)
     assert words in str(e.value)
 
 
 def test_mla_recompute_on_an_mla_model_is_accepted():
     """mla_up_proj applies to DeepSeek-V2-Lite (MLA, MoE)."""
     sc = _with(TRAIN | {"model": "deepseek-v2-lite"}, "parallel", recompute_modules=["mla_up_proj", "moe_act"])
-    api.resolve(sc)
+    resolve(sc)
 
 
 def test_prompt_beyond_the_context_is_refused():
@@ -235,10 +236,10 @@ def test_prompt_beyond_the_context_is_refused():
 
 def test_duplicated_vary_key_is_refused():
     """`sweep --vary k=a --vary k=b` dropped the first list; it is refused."""
-    from flopcast.sweep import _parse_vary
+    from flopcast.run.sweep import parse_vary
 
     with pytest.raises(InvalidScenario, match="given twice"):
-        _parse_vary(["parallel.tp=1,2", "parallel.tp=4"])
+        parse_vary(["parallel.tp=1,2", "parallel.tp=4"])
 
 
 FLEET = {"model": "llama-3.1-8b", "hardware": "h100-sxm",
@@ -290,13 +291,13 @@ def test_draft_model_larger_than_target_is_refused():
     """A 405B draft model beside an 8B target 'fitted' (its weights not counted): refused as a draft model."""
     spec = {"method": "draft_model", "draft_model": "llama-3.1-405b", "num_draft_tokens": 3, "acceptance_length": 2}
     with pytest.raises(InvalidScenario, match="draft_model: llama-3.1-405b is not smaller than the target"):
-        api.resolve(_with(SERVE, "inference", speculative=spec))
-    api.resolve(_with(SERVE, "inference", speculative=spec | {"draft_model": "llama-3.2-1b"}))
+        resolve(_with(SERVE, "inference", speculative=spec))
+    resolve(_with(SERVE, "inference", speculative=spec | {"draft_model": "llama-3.2-1b"}))
 
 
 def test_hbm_bandwidth_too_low_for_hbm():
     """An HBM part at 335 GB/s (a dropped digit) is refused; the same figure on an LPDDR part is read."""
     with pytest.raises(InvalidScenario, match="too low for HBM"):
-        api.resolve({"model": "llama-3.1-8b", "hardware": {"base": "h100-sxm", "hbm_bandwidth": "335 GB/s"}})
-    api.resolve({"model": "llama-3.1-8b",
+        resolve({"model": "llama-3.1-8b", "hardware": {"base": "h100-sxm", "hbm_bandwidth": "335 GB/s"}})
+    resolve({"model": "llama-3.1-8b",
                  "hardware": {"base": "h100-sxm", "hbm_bandwidth": "335 GB/s", "memory_kind": "lpddr"}})
