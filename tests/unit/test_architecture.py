@@ -181,9 +181,12 @@ def test_consumers_and_workflows_never_import_api():
 def test_api_all_is_its_public_names():
     """`api.__all__` is exactly the module's public names (httpx's test_exported_members): nothing
     public by accident, nothing exported that is not there."""
-    public = {n for n in vars(api) if not n.startswith("_")}
+    public = {n for n in vars(api) if not n.startswith("_")} | set(api._HOME_OF)
     assert set(api.__all__) == public
     assert len(api.__all__) == len(set(api.__all__))
+    assert all(getattr(api, n) is not None for n in api.__all__)     # every lazy re-export resolves
+    with pytest.raises(AttributeError):
+        api.resolve  # noqa: B018  (not public: specs.scenario.resolve is the engines' own)
 
 
 def test_api_surface_is_frozen():
