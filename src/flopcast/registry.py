@@ -36,7 +36,7 @@ class Registry(Generic[T]):
             raise ValueError(f"duplicate {self.kind} name {name!r}")
         if loader is not None:
             self._loaders[name] = loader
-        else:
+        elif item is not None:
             self._items[name] = item
         return item
 

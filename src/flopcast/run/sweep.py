@@ -18,7 +18,7 @@ SWEEP_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recom
 def parse_vary(vary: list[str]) -> list[tuple[str, list[Any]]]:
     from flopcast import inputs
 
-    out = []
+    out: list[tuple[str, list[Any]]] = []
     for item in vary:
         if "=" not in item:
             raise InvalidScenario(f"--vary: {item!r} should read KEY=V1,V2 (e.g. hardware=h100-sxm,b200)")
