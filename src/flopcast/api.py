@@ -18,7 +18,7 @@ from flopcast.estimate import counts
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
-from flopcast.specs.parallel import plan_from_mapping, validate_plan
+from flopcast.specs.parallel import validate_plan
 from flopcast.specs.scenario import ClusterSpec, ResolvedScenario, resolve, resolve_model
 
 MAX_MICROBATCH_TOKENS = 65536   # the plan search's largest micro-batch, tokens per device
@@ -439,7 +439,7 @@ def _search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective:
                               notes: tuple[Assumption, ...] = (), two_pass: bool = True):
     from flopcast.search import search
     from flopcast.search.space import SearchSpace
-    from flopcast.specs.parallel import OFFLOAD, PARALLEL_KEYS
+    from flopcast.specs.parallel import OFFLOAD, pinned_plan_keys
 
     train = rs.training
     assumptions = list(rs.assumptions) + list(notes)
@@ -457,8 +457,7 @@ def _search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective:
     assumptions.append(Assumption("search_space", f"micro-batches <= {MAX_MICROBATCH_TOKENS:,} tokens per device",
                                   "larger ones only add activation memory; offload searched when nothing fits without it"))
     if fixed:
-        parsed = plan_from_mapping(fixed).to_dict()
-        pinned = tuple((k, parsed[k]) for k in PARALLEL_KEYS if k in fixed)
+        pinned = pinned_plan_keys(fixed)
         space = dataclasses.replace(space, pinned=pinned,
                                     offload=OFFLOAD if "offload" in fixed else space.offload,
                                     zero_stages=(0, 1, 2, 3) if "zero_stage" in fixed else space.zero_stages)

@@ -48,8 +48,9 @@ def test_space_equals_the_validator(cfg, devices, batch):
             d, d, d, d, range(1, 9), divisors(batch), range(1, 9), PIPELINE_SCHEDULES, (None, 1)):
         if tp > 8 or (etp == 1 and not (moe and tp > 1)):
             continue
-        plan = ParallelPlan(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, microbatch_seqs=mb, pp_schedule=sched, etp=etp)
-        try:
+        try:   # the plan's own rules refuse it when built, the model's and the batch's in validate_plan
+            plan = ParallelPlan(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, microbatch_seqs=mb, pp_schedule=sched,
+                                etp=etp)
             validate_plan(plan, model, num_devices=devices, global_batch_seqs=batch, seq_len=seq)
         except InvalidScenario:
             continue
