@@ -257,59 +257,71 @@ def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
     f = _mapping(data["fleet"], "fleet", ", ".join(FLEET_KEYS))
     check_keys(f, "fleet", FLEET_KEYS)
     notes: list[tuple[str, Any, str]] = []
+    models = _model_mix(f.get("models"), data)
+    regions = _regions(f.get("regions"), data.get("site"), notes)
+    slo_s = _slo(f.get("slo"), notes)
+    deps = _deployments(f.get("deployments"), data.get("hardware"), [str(m) for m, _ in models])
+    return FleetSpec(regions=regions, models=models, slo_ttft_s=slo_s.get("ttft_p99"),
+                     slo_tpot_s=slo_s.get("tpot_p99"), deployments=deps,
+                     policy=policy_from_mapping(f.get("policy")), assumptions=tuple(notes))
 
-    mix_raw = f.get("models")
+
+def _model_mix(mix_raw: Any, data: Mapping[str, Any]) -> tuple[tuple[Any, float], ...]:
+    """fleet.models: (model, share) pairs with shares summing to 1; none: the scenario's model."""
     if mix_raw is None:
         if "model" not in data:
             raise InvalidScenario("model: missing; give a catalog id (or fleet.models, a list of {model, share})")
-        models = ((data["model"], 1.0),)
-    else:
-        if not isinstance(mix_raw, list) or not mix_raw:
-            raise InvalidScenario("fleet.models: expected a list of {model, share} (shares of the demand summing to 1)")
-        models_l = []
-        for i, m in enumerate(mix_raw):
-            w = f"fleet.models[{i}]"
-            m = _mapping(m, w, "model, share")
-            check_keys(m, w, MODEL_MIX_KEYS)
-            if "model" not in m:
-                raise InvalidScenario(f"{w}.model: missing")
-            models_l.append((m["model"], _number(m.get("share", 1.0 / len(mix_raw)), f"{w}.share", hi=1.0)))
-        total = sum(s for _, s in models_l)
-        if abs(total - 1.0) > 1e-6:
-            raise InvalidScenario(f"fleet.models: the shares sum to {total:g}; they must sum to 1")
-        refs = [str(m) for m, _ in models_l]
-        if len(set(refs)) != len(refs):
-            raise InvalidScenario("fleet.models: a model is listed twice")
-        models = tuple(models_l)
+        return ((data["model"], 1.0),)
+    if not isinstance(mix_raw, list) or not mix_raw:
+        raise InvalidScenario("fleet.models: expected a list of {model, share} (shares of the demand summing to 1)")
+    models_l = []
+    for i, m in enumerate(mix_raw):
+        w = f"fleet.models[{i}]"
+        m = _mapping(m, w, "model, share")
+        check_keys(m, w, MODEL_MIX_KEYS)
+        if "model" not in m:
+            raise InvalidScenario(f"{w}.model: missing")
+        models_l.append((m["model"], _number(m.get("share", 1.0 / len(mix_raw)), f"{w}.share", hi=1.0)))
+    total = sum(s for _, s in models_l)
+    if abs(total - 1.0) > 1e-6:
+        raise InvalidScenario(f"fleet.models: the shares sum to {total:g}; they must sum to 1")
+    refs = [str(m) for m, _ in models_l]
+    if len(set(refs)) != len(refs):
+        raise InvalidScenario("fleet.models: a model is listed twice")
+    return tuple(models_l)
 
-    regions_raw = f.get("regions")
+
+def _region(r: Any, w: str, default_site: Any, notes: list[tuple[str, Any, str]]) -> Region:
+    """fleet.regions[i]: name, site (the scenario's, else us-average), demand, power cap, neighbours."""
+    r = _mapping(r, w, ", ".join(REGION_KEYS))
+    check_keys(r, w, REGION_KEYS)
+    if "name" not in r:
+        raise InvalidScenario(f"{w}.name: missing")
+    if "demand" not in r:
+        raise InvalidScenario(f"{w}.demand: missing; give e.g. output_tokens_per_day, lengths and a profile")
+    site = r.get("site", default_site)
+    if site is None:
+        site = "us-average"
+        notes.append((f"{w}.site", site, "no site for the region or the scenario"))
+    demand, dn = demand_from_mapping(r["demand"], f"{w}.demand")
+    notes += dn
+    cap = None
+    if r.get("power_cap") is not None:
+        cap = units.parse(r["power_cap"], "w", field=f"{w}.power_cap")
+        if cap <= 0:
+            raise InvalidScenario(f"{w}.power_cap: expected a positive facility power such as '50 MW'")
+    nb = r.get("neighbours", [])
+    if not isinstance(nb, list):
+        raise InvalidScenario(f"{w}.neighbours: expected a list of region names")
+    return Region(name=str(r["name"]), site=site, demand=demand, power_cap_w=cap,
+                  neighbours=tuple(str(x) for x in nb))
+
+
+def _regions(regions_raw: Any, default_site: Any, notes: list[tuple[str, Any, str]]) -> tuple[Region, ...]:
+    """fleet.regions: a non-empty list, names unique, neighbours naming other regions."""
     if not isinstance(regions_raw, list) or not regions_raw:
         raise InvalidScenario("fleet.regions: expected a list of regions, each with name, site and demand")
-    regions = []
-    for i, r in enumerate(regions_raw):
-        w = f"fleet.regions[{i}]"
-        r = _mapping(r, w, ", ".join(REGION_KEYS))
-        check_keys(r, w, REGION_KEYS)
-        if "name" not in r:
-            raise InvalidScenario(f"{w}.name: missing")
-        if "demand" not in r:
-            raise InvalidScenario(f"{w}.demand: missing; give e.g. output_tokens_per_day, lengths and a profile")
-        site = r.get("site", data.get("site"))
-        if site is None:
-            site = "us-average"
-            notes.append((f"{w}.site", site, "no site for the region or the scenario"))
-        demand, dn = demand_from_mapping(r["demand"], f"{w}.demand")
-        notes += dn
-        cap = None
-        if r.get("power_cap") is not None:
-            cap = units.parse(r["power_cap"], "w", field=f"{w}.power_cap")
-            if cap <= 0:
-                raise InvalidScenario(f"{w}.power_cap: expected a positive facility power such as '50 MW'")
-        nb = r.get("neighbours", [])
-        if not isinstance(nb, list):
-            raise InvalidScenario(f"{w}.neighbours: expected a list of region names")
-        regions.append(Region(name=str(r["name"]), site=site, demand=demand, power_cap_w=cap,
-                              neighbours=tuple(str(x) for x in nb)))
+    regions = [_region(r, f"fleet.regions[{i}]", default_site, notes) for i, r in enumerate(regions_raw)]
     names = [r.name for r in regions]
     if len(set(names)) != len(names):
         raise InvalidScenario(f"fleet.regions: duplicate region names in {names}")
@@ -317,9 +329,12 @@ def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
         for n in r.neighbours:
             if n not in names or n == r.name:
                 raise UnknownName(f"fleet.regions[{i}].neighbours entry", n, [x for x in names if x != r.name])
+    return tuple(regions)
 
-    slo = f.get("slo") or {}
-    slo = _mapping(slo, "fleet.slo", "ttft_p99, tpot_p99")
+
+def _slo(value: Any, notes: list[tuple[str, Any, str]]) -> dict[str, float]:
+    """fleet.slo: positive p99 targets in seconds, by key."""
+    slo = _mapping(value or {}, "fleet.slo", "ttft_p99, tpot_p99")
     check_keys(slo, "fleet.slo", SLO_KEYS)
     slo_s = {}
     for k in SLO_KEYS:
@@ -329,23 +344,23 @@ def fleet_from_scenario(data: Mapping[str, Any]) -> FleetSpec:
                 raise InvalidScenario(f"fleet.slo.{k}: expected a positive time such as '50 ms'")
     if not slo_s:
         notes.append(("fleet.slo", "none", "no latency target: decode batches are as large as memory allows"))
+    return slo_s
 
-    deps_raw = f.get("deployments")
+
+def _deployments(deps_raw: Any, default_hardware: Any, refs: list[str]) -> tuple[Deployment, ...]:
+    """fleet.deployments: names unique, each model of the mix served by one at least."""
     if not isinstance(deps_raw, list) or not deps_raw:
         raise InvalidScenario("fleet.deployments: expected a list of candidate deployments (name, hardware, "
                               "inference or prefill + decode)")
-    deps = tuple(deployment_from_mapping(x, f"fleet.deployments[{i}]", data.get("hardware"))
+    deps = tuple(deployment_from_mapping(x, f"fleet.deployments[{i}]", default_hardware)
                  for i, x in enumerate(deps_raw))
     dnames = [x.name for x in deps]
     if len(set(dnames)) != len(dnames):
         raise InvalidScenario(f"fleet.deployments: duplicate names in {dnames}")
-    refs = [str(m) for m, _ in models]
     for i, dep in enumerate(deps):
         if dep.model is not None and dep.model not in refs:
             raise UnknownName(f"fleet.deployments[{i}].model", dep.model, refs)
     for m in refs:
         if not any(dep.model in (None, m) for dep in deps):
             raise InvalidScenario(f"fleet.deployments: no deployment serves model {m!r}")
-    return FleetSpec(regions=tuple(regions), models=models, slo_ttft_s=slo_s.get("ttft_p99"),
-                     slo_tpot_s=slo_s.get("tpot_p99"), deployments=deps,
-                     policy=policy_from_mapping(f.get("policy")), assumptions=tuple(notes))
+    return deps
