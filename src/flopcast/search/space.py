@@ -17,8 +17,9 @@ divide).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from flopcast.specs.model import LatentAttention, ModelSpec, MoEFFN
 from flopcast.specs.parallel import OFFLOAD, RECOMPUTE, ZERO_STAGES, ParallelPlan
@@ -52,7 +53,7 @@ class SearchSpace:
     # plan fields fixed by the user (the scenario's partial `parallel` section): (name, value) pairs
     pinned: tuple[tuple[str, object], ...] = ()
 
-    def allowed(self, name: str, values):
+    def allowed(self, name: str, values: Iterable[Any]) -> list[Any]:
         """`values` restricted to the pinned value of `name`, if any."""
         for key, v in self.pinned:
             if key == name:
@@ -170,7 +171,8 @@ def _expert_groups(moe: MoEFFN | None, tp: int, cp: int, dp: int, space: SearchS
     if moe is None:
         return [(e, None) for e in space.allowed("ep", [1])]
     experts = moe.num_experts
-    out = [(e, None) for e in space.allowed("ep", [e for e in divisors(experts) if (dp * cp) % e == 0])]
+    out: list[tuple[int, int | None]] = [
+        (e, None) for e in space.allowed("ep", [e for e in divisors(experts) if (dp * cp) % e == 0])]
     if space.fold_experts and tp > 1:
         out += [(e, 1) for e in space.allowed("ep", [e for e in divisors(experts) if (tp * cp * dp) % e == 0])]
     pinned_etp = dict(space.pinned).get("etp")

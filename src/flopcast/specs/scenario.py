@@ -163,7 +163,8 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
                                           f"the per-device NIC of the {hw.id} reference system"))
     cluster = ClusterSpec(num_devices=num_devices, devices_per_node=per_node,
                           scale_out_bandwidth_bytes_per_s=so)
-    sections = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference") if k in data}
+    sections: dict[str, Any] = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference")
+                                if k in data}
     if "pricing" in sections:
         sections["pricing"] = limits.normalize_pricing(sections["pricing"])
     from flopcast.estimate.calibration import resolve_profile, shipped

@@ -227,7 +227,7 @@ def main_phase(phases: tuple[TrainingPhase, ...]) -> int:
     single-plan figures (plan, memory, step time, MFU, power) describe."""
     best = 0
     for i, p in enumerate(phases):
-        if p.training.total_tokens > phases[best].training.total_tokens:
+        if (p.training.total_tokens or 0.0) > (phases[best].training.total_tokens or 0.0):
             best = i
     return best
 
@@ -354,7 +354,7 @@ def _check_total(data: Mapping[str, Any], phases: list[TrainingPhase]) -> None:
     """The phases' tokens within the limit; the section's total_tokens, if given, their sum."""
     import math
 
-    total = sum(p.training.total_tokens for p in phases)
+    total = sum(p.training.total_tokens or 0.0 for p in phases)   # every phase gives its own
     limits.check_count(total, limits.MAX_TOTAL_TOKENS, field="training.phases: the phases' total_tokens")
     if data.get("total_tokens") is not None:
         given_total = float(units.parse(data["total_tokens"], "count", field="training.total_tokens"))
