@@ -592,7 +592,7 @@ def _estimate_serving_resolved(rs: ResolvedScenario):
     if "inference" not in rs.sections:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, batch_size, input_tokens, output_tokens")
     spec = rs.inference
-    pools = "prefill" in rs.sections["inference"] or "decode" in rs.sections["inference"]
+    pools = bool(rs.pools)
     # with disaggregated pools the cluster holds both; `infer` estimates the section's own layout
     validate_inference(spec, rs.model, num_devices=spec.num_devices if pools else rs.cluster.num_devices)
     assumptions = list(rs.assumptions) + [
@@ -646,29 +646,25 @@ def _simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None
                                limit_requests: int | None = None, progress=None, workload=None):
     from flopcast.sim.engine import simulate
     from flopcast.sim.pools import kv_transfer_assumption, scenario_pools
-    from flopcast.sim.workload import scheduler_from_mapping, slo_from_mapping, workload_from_mapping
+    from flopcast.specs.traffic import default_workload
 
-    if "inference" not in rs.sections:
+    if rs.inference is None:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, input_tokens, output_tokens and a workload")
-    section = rs.sections["inference"]
     spec = rs.inference
-    scheduler, prefill_replicas = scheduler_from_mapping(section.get("scheduler"))
-    explicit = "prefill" in section or "decode" in section
-    if explicit and "scheduler" not in section:
-        scheduler = "disaggregated"
-    pools, pool_notes = scenario_pools(rs, section, spec, scheduler, prefill_replicas)
+    scheduler, prefill_replicas = rs.scheduler.name, rs.scheduler.prefill_replicas
+    explicit = bool(rs.pools)
+    pools, pool_notes = scenario_pools(rs, spec, scheduler, prefill_replicas)
     if workload is None:
-        workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
-                                         output_tokens=spec.output_tokens)
+        workload = rs.workload or default_workload(input_tokens=spec.input_tokens, output_tokens=spec.output_tokens)
     workload, capped = _cap_workload(workload, max_requests, limit_requests)
-    slo = slo_from_mapping(section.get("slo"))
+    slo = rs.slo
     assumptions = [a for a in rs.assumptions if not (explicit and a.name == "cluster.num_devices")] + pool_notes
-    if "workload" not in section:
+    if rs.workload is None:
         assumptions.append(Assumption("workload", f"burst of {workload.num_requests} requests of "
                                       f"{spec.input_tokens} + {spec.output_tokens} tokens",
                                       "no inference.workload: every request arrives at t = 0 (the saturated server); "
                                       "give inference.workload.arrival for a load"))
-    if "scheduler" not in section:
+    if not rs.scheduler.given:
         assumptions.append(Assumption("scheduler", "disaggregated", "inference.prefill and inference.decode pools")
                            if explicit else
                            Assumption("scheduler", "sarathi", "continuous batching with chunked prefill (vLLM v1, "

@@ -69,8 +69,8 @@ def _with_pools_datacenter(rs: ResolvedScenario, res, pools):
 def _site(rs: ResolvedScenario) -> tuple[Any, list[Assumption]]:
     from flopcast.specs.site import resolve_site, site_registry
 
-    if "site" in rs.sections:
-        return resolve_site(rs.sections["site"]), []
+    if rs.site is not None:
+        return rs.site, []
     default = "us-average" if "us-average" in site_registry() else None
     if default is None:
         from flopcast.specs.site import site_from_mapping
@@ -99,7 +99,7 @@ def _training_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], lis
                                       "emissions are for one hour of training"))
     e_it = pw.it_w * seconds
     e_fac = pw.facility_w * seconds
-    cost, why = dc.cost_usd(hw, n, seconds, e_fac, site, rs.sections.get("pricing"))
+    cost, why = dc.cost_usd(hw, n, seconds, e_fac, site, rs.pricing)
     emb, emb_why = dc.embodied_kgco2e(hw, n, seconds)
     assumptions += [Assumption("cost", why, "pricing"), Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]
     out = {
@@ -130,7 +130,7 @@ def _serving_energy_cost(rs: ResolvedScenario, n: int, busy: float, seconds: flo
     site, assumptions = _site(rs)
     hw = rs.hardware
     pw = dc.power(hw, n, busy, site)
-    cost, why = dc.cost_usd(hw, n, seconds, pw.facility_w * seconds, site, rs.sections.get("pricing"))
+    cost, why = dc.cost_usd(hw, n, seconds, pw.facility_w * seconds, site, rs.pricing)
     emb, emb_why = dc.embodied_kgco2e(hw, n, seconds)
     assumptions += dc.power_assumptions(hw, site) + [Assumption("cost", why, "pricing"),
                                                      Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]

@@ -104,18 +104,17 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
     """`flopcast simulate --size-fleet`: the cheapest fleet whose steady-state p99 TTFT and p99 TPOT
     meet `inference.slo` under the workload (module docstring: unit, floor, steady state, search);
     the simulation at that size, every trial as a latency-throughput `curve`, and (`plot`) an SVG of it."""
-    from flopcast.sim.workload import generate, scheduler_from_mapping, slo_from_mapping, workload_from_mapping
+    from flopcast.sim.workload import generate
     from flopcast.specs import limits
+    from flopcast.specs.traffic import default_workload
 
     rs = resolve(scenario)
-    section = rs.sections.get("inference")
-    if not isinstance(section, Mapping):
+    if rs.inference is None:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, lengths, a workload and an slo")
-    slo = slo_from_mapping(section.get("slo"))
+    slo = rs.slo
     if slo.ttft_s is None and slo.tpot_s is None:
         raise InvalidScenario('inference.slo: fleet sizing needs a target, e.g. {ttft_p99: "1 s", tpot_p99: "50 ms"}')
-    arrival = (section.get("workload") or {}).get("arrival") or {}
-    if "trace" not in (section.get("workload") or {}) and arrival.get("process", "poisson") == "burst":
+    if rs.workload is not None and rs.workload.trace is None and rs.workload.process == "burst":
         raise InvalidScenario("inference.workload.arrival: fleet sizing needs an arrival rate (poisson or gamma) "
                               "or a trace, not a burst")
     if not isinstance(max_replicas, int) or isinstance(max_replicas, bool) or max_replicas < 1:
@@ -131,13 +130,10 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
             raise InvalidScenario(f"--plot: {str(plot)!r}; the latency-throughput curve is written as SVG (a .svg file)")
         writable_file(plot, what="--plot")
     spec = rs.inference
-    scheduler, prefill_replicas = scheduler_from_mapping(section.get("scheduler"))
-    explicit = "prefill" in section or "decode" in section
-    if explicit and "scheduler" not in section:
-        scheduler = "disaggregated"
-    workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
-                                     output_tokens=spec.output_tokens)
-    plans = _pool_plans(rs, section, spec, scheduler, prefill_replicas, explicit)
+    scheduler, prefill_replicas = rs.scheduler.name, rs.scheduler.prefill_replicas
+    explicit = bool(rs.pools)
+    workload = rs.workload or default_workload(input_tokens=spec.input_tokens, output_tokens=spec.output_tokens)
+    plans = _pool_plans(rs, spec, scheduler, prefill_replicas, explicit)
 
     # offered load and the first run length, from the workload's own sample
     n_limit = limits.MAX_SIM_REQUESTS
@@ -172,8 +168,7 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
 
     def run(units: tuple[int, ...]) -> dict[str, Any]:
         if units not in trials:
-            trials[units], results[units] = _trial(rs, section, scheduler, plans, units, workload, slo, n0, n_limit,
-                                                   explicit)
+            trials[units], results[units] = _trial(rs, scheduler, plans, units, workload, slo, n0, n_limit, explicit)
         return trials[units]
 
     max_units = [max(1, max_replicas // p.unit) for p in plans]
@@ -196,14 +191,14 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
     return out
 
 
-def _pool_plans(rs, section, spec, scheduler, prefill_replicas, explicit) -> list[_PoolPlan]:
+def _pool_plans(rs, spec, scheduler, prefill_replicas, explicit) -> list[_PoolPlan]:
     """The pools to size, each at one unit, validated."""
     from flopcast.estimate.datacenter import device_hour_price
     from flopcast.sim.pools import explicit_pools
-    from flopcast.specs.serving import pool_layouts, validate_inference
+    from flopcast.specs.serving import validate_inference
 
     def price(hw) -> float | None:
-        p, _ = device_hour_price(hw, rs.sections.get("pricing"))
+        p, _ = device_hour_price(hw, rs.pricing)
         return p
 
     def unit_spec(s, role):
@@ -214,12 +209,11 @@ def _pool_plans(rs, section, spec, scheduler, prefill_replicas, explicit) -> lis
         if prefill_replicas is not None:
             raise InvalidScenario("inference.scheduler.prefill_replicas: with inference.prefill the pools are sized "
                                   "by --size-fleet")
-        if "scheduler" in section and scheduler != "disaggregated":
+        if rs.scheduler.given and scheduler != "disaggregated":
             raise InvalidScenario(f"inference.scheduler: {scheduler}, but inference.prefill and inference.decode are "
                                   "disaggregated pools; drop scheduler or set it to disaggregated")
-        layouts = pool_layouts(section, spec.profile)
         out = []
-        for p in explicit_pools(rs, layouts):
+        for p in explicit_pools(rs, rs.pools):
             s, unit = unit_spec(p.spec, p.role)
             out.append(_PoolPlan(role=p.role, hw=p.hw, spec=s, unit=unit, per_unit_max=0.0, floor=1,
                                  price=price(p.hw)))
@@ -263,12 +257,12 @@ def _analytic_e2e_s(rs, plans: list[_PoolPlan], mean_in: float, mean_out: float,
     return ttft + max(out_tokens - 1, 0) * tpot
 
 
-def _trial(rs, section, scheduler, plans, units, workload, slo, n0, n_limit, explicit):
+def _trial(rs, scheduler, plans, units, workload, slo, n0, n_limit, explicit):
     """Simulate the fleet of `units` per pool until its steady state settles (or the run limit); the
     curve row and the last simulation."""
     n = n0
     while True:
-        res = _simulate(rs, section, scheduler, plans, units, workload, n, explicit)
+        res = _simulate(rs, scheduler, plans, units, workload, n, explicit)
         row = _steady(res, slo)
         if row["settled"] or n >= min(n_limit, MAX_EXTENSION * n0) or workload.trace is not None:
             break
@@ -290,32 +284,28 @@ def _cost_per_hour(plans, units) -> float | None:
     return sum(k * p.unit_devices * p.price for k, p in zip(units, plans, strict=True))
 
 
-def _simulate(rs, section, scheduler, plans, units, workload, n, explicit):
+def _simulate(rs, scheduler, plans, units, workload, n, explicit):
     """One simulation of the fleet through the api (the same assumptions and datacenter keys as
-    `flopcast simulate`), with n requests of the workload."""
+    `flopcast simulate`), with n requests of the workload: the scenario with its pools' replicas
+    replaced (dataclasses.replace of the resolved specs)."""
     if workload.trace is None:
         workload = dataclasses.replace(workload, num_requests=n)
     else:
         workload = dataclasses.replace(workload, num_requests=min(workload.num_requests, n))
     replicas = {p.role: k * p.unit for p, k in zip(plans, units, strict=True)}
-    sec = dict(section)
+    inference, pools, sched = rs.inference, rs.pools, rs.scheduler
     if explicit:
-        for role in ("prefill", "decode"):
-            sec[role] = dict(section.get(role) or {}) | {"dp": replicas[role]}
+        pools = tuple(dataclasses.replace(p, spec=dataclasses.replace(p.spec, dp=replicas[p.role])) for p in pools)
         devices = sum(k * p.unit_devices for p, k in zip(plans, units, strict=True))
     elif scheduler == "disaggregated":
-        dp = replicas["prefill"] + replicas["decode"]
-        sched = section.get("scheduler")
-        sec["scheduler"] = (dict(sched) if isinstance(sched, Mapping) else {"name": "disaggregated"}) | {
-            "prefill_replicas": replicas["prefill"]}
-        sec["dp"] = dp
-        devices = dp * plans[0].spec.tp * plans[0].spec.pp
+        sched = dataclasses.replace(sched, prefill_replicas=replicas["prefill"], given=True)
+        inference = dataclasses.replace(inference, dp=replicas["prefill"] + replicas["decode"])
+        devices = inference.dp * plans[0].spec.tp * plans[0].spec.pp
     else:
-        sec["dp"] = replicas["both"]
+        inference = dataclasses.replace(inference, dp=replicas["both"])
         devices = replicas["both"] * plans[0].spec.tp * plans[0].spec.pp
-    inference = rs.inference if explicit else dataclasses.replace(rs.inference, dp=sec["dp"])
     cl = dataclasses.replace(rs.cluster, num_devices=devices)
-    trial = dataclasses.replace(rs, cluster=cl, sections=dict(rs.sections) | {"inference": sec}, inference=inference,
+    trial = dataclasses.replace(rs, cluster=cl, inference=inference, pools=pools, scheduler=sched,
                                 assumptions=tuple(a for a in rs.assumptions if a.name != "cluster.num_devices"))
     return api._simulate_serving_resolved(trial, workload=workload)
 

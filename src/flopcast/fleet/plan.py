@@ -172,6 +172,7 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
     """Size the scenario's `fleet` section (see docs/fleet.md). confirm: simulate each region's
     binding hour of the chosen colocated pools (fleet/confirm.py)."""
     from flopcast.specs.scenario import load_scenario
+    from flopcast.specs.site import pricing_from_mapping
 
     if backend not in BACKENDS:
         raise UnknownName("backend", backend, BACKENDS)
@@ -179,7 +180,8 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
     base_dir = data.pop("_base_dir")
     spec: FleetSpec = fleet_from_scenario(data)
     job = Job(fleet=spec, model_refs=tuple(_absolute_model(m, base_dir) for m, _ in spec.models),
-              pricing=data.get("pricing"), context={k: _relative_to(data[k], base_dir) for k in CONTEXT_KEYS if k in data})
+              pricing=pricing_from_mapping(data.get("pricing")),
+              context={k: _relative_to(data[k], base_dir) for k in CONTEXT_KEYS if k in data})
     _check_names(spec, job)
     labels = [_model_label(m) for m, _ in spec.models]
     grid = [(mi, di, ri) for mi in range(len(spec.models)) for di, dep in enumerate(spec.deployments)
