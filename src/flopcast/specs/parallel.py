@@ -152,9 +152,14 @@ def _check_pipeline(p: ParallelPlan) -> None:
     layout = p.pipeline_layout
     if layout is None or layout == "balanced":
         return
-    if not isinstance(layout, tuple) or not all(_positive(n) for n in layout):
-        raise InvalidScenario("parallel.pipeline_layout: expected balanced or a list of transformer layers per "
-                              f"virtual stage, each at least 1 (an empty stage cannot run), got {layout!r}")
+    if not isinstance(layout, tuple):
+        raise InvalidScenario(f"parallel.pipeline_layout: expected balanced or a list of transformer layers per "
+                              f"virtual stage, got {layout!r}")
+    empty = next((i for i, n in enumerate(layout) if not _positive(n)), None)
+    if empty is not None:
+        raise InvalidScenario(f"parallel.pipeline_layout: virtual stage {empty} holds {layout[empty]!r} transformer "
+                              "layers; accepted: at least 1 per virtual stage (a stage without layers cannot run; "
+                              "put the embedding or loss on a stage that has some)")
     if len(layout) != p.pp * p.vpp:
         raise InvalidScenario(f"parallel.pipeline_layout: {len(layout)} virtual stages given, pp*vpp = "
                               f"{p.pp}*{p.vpp} = {p.pp * p.vpp} needed")
