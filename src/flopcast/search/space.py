@@ -5,7 +5,10 @@ checks they agree): num_devices = tp pp dp cp; tp divides the heads and divides 
 of) the kv heads, within the scale-up domain unless allowed beyond it; pp <= layers; interleaving
 needs pp > 1, at least one layer per virtual stage (uneven splits allowed) and micro-batches
 divisible by pp; ep divides the experts and dp cp; cp keeps the sequence divisible by 2 cp; the
-micro-batch divides the per-replica batch; offload needs ZeRO >= 1.
+micro-batch divides the per-replica batch; offload needs ZeRO >= 1. The options of a group are
+filtered by ParallelPlan's own rules before any plan is built (a pinned shard group must divide dp
+cp and needs ZeRO; pinned recompute modules need selective recompute; a pinned layout needs
+pp x vpp stages), so the search never builds a plan the constructor refuses.
 
 Beyond the degrees the space holds the pipeline schedule (1F1B, interleaved 1F1B for every virtual
 degree, ZB-H1 zero bubble, DualPipe for even pp) and, for MoE models, expert tensor parallelism
