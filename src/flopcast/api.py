@@ -644,6 +644,7 @@ def _cap_workload(workload, max_requests: int | None, limit: int | None):
 
 def _simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None = None,
                                limit_requests: int | None = None, progress=None, workload=None):
+    from flopcast.estimate.admission import concurrent_sequences, token_budget
     from flopcast.sim.engine import simulate
     from flopcast.sim.pools import kv_transfer_assumption, scenario_pools
     from flopcast.specs.traffic import default_workload
@@ -674,8 +675,9 @@ def _simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None
         Assumption("kv_admission", "on demand + preemption" if scheduler == "vllm" else "whole sequence reserved",
                    "vllm allocates pages as tokens arrive and recomputes preempted sequences; the others reserve "
                    "prompt + output pages at admission (TensorRT-LLM guaranteed-no-evict)"),
-        Assumption("max_concurrent_sequences", spec.batch_size or spec.max_tokens_per_iteration,
-                   "inference.batch_size, or the token budget when batch_size is max"),
+        Assumption("max_concurrent_sequences", concurrent_sequences(spec, unlimited=token_budget(spec)),
+                   "inference.batch_size, or the token budget when batch_size is max"
+                   + ("; capped by inference.max_batch_size" if spec.max_batch_size is not None else "")),
         Assumption("iteration_cost", "the analytic serving model (flopcast infer)",
                    "every engine iteration is timed by the per-op roofline of its decode and prompt tokens"),
     ]

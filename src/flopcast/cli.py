@@ -280,16 +280,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from flopcast.errors import InvalidScenario
 
     try:
-        import uvicorn
-
-        import flopcast.web.app  # noqa: F401  (the web extra is installed)
+        from flopcast.web.server import make_server, serve_workers
     except ImportError as e:
         raise InvalidScenario(f"serve: the web extra is not installed ({e.name}); pip install 'flopcast[web]'") from None
-    from flopcast.web import make_server
 
     if args.workers == 1:
         try:
-            server = make_server(args.host, args.port)
+            server = make_server(args.host, args.port, data_dirs=args.data_dir)
         except OSError as e:
             raise InvalidScenario(f"--port: cannot listen on {args.host}:{args.port} ({e.strerror})") from None
         host, port = server.server_address[:2]
@@ -301,8 +298,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         return
     print(f"flopcast service on http://{args.host}:{args.port}/ with {args.workers} workers (API: /openapi.json)",
           flush=True)
-    uvicorn.run("flopcast.web:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-                backlog=2048, timeout_keep_alive=5, log_level="warning", access_log=False, lifespan="off")
+    serve_workers(args.host, args.port, args.workers, args.data_dir)
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -463,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=_port, default=8000, help="port [8000]; 0 picks a free one")
     sp.add_argument("--workers", type=_positive_int, default=1,
                     help="server processes [1]; each runs requests on a bounded thread pool")
+    sp.add_argument("--data-dir", action="append", default=[], metavar="DIR",
+                    help="a folder whose files scenarios may name (model configs, calibration profiles, traces), "
+                         "by names relative to it; repeatable [none: the service reads no files named in a request]")
     add("sites", cmd_sites, "list catalog sites: grid carbon, electricity price, PUE")
     add("models", cmd_models, "list catalog models with exact parameter counts")
     sp = add("hardware", cmd_hardware, "list catalog accelerators, or show one with its sources")

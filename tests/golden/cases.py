@@ -111,6 +111,8 @@ def cases() -> Iterator[tuple[str, Callable[[], Any]]]:
         yield f"simulate-{name}", lambda n=name: api.simulate_serving(_example(n), max_requests=400).to_dict()
     for name in FLEET_EXAMPLES:
         yield f"fleet-{name}", lambda n=name: api.plan_fleet(_example(n), confirm=False)
+    for kind in ("training", "inference"):
+        yield f"validate-{kind}-cv", lambda k=kind: api.validate(k, cv=True)
     frozen = _random_scenarios()
     for name, sc in frozen["training"]:
         yield name, lambda s=sc: api.estimate_training(s).to_dict()
@@ -149,13 +151,15 @@ def _random_scenarios(fresh: bool = False) -> dict[str, list]:
 
 
 def scrub(value: Any) -> Any:
-    """JSON-normal form with wall-clock keys dropped."""
+    """JSON-normal form with wall-clock keys dropped and the checkout's path written <root>."""
     if isinstance(value, dict):
         return {str(k): scrub(v) for k, v in value.items() if k not in VOLATILE_KEYS}
     if isinstance(value, (list, tuple)):
         return [scrub(v) for v in value]
     if hasattr(value, "to_dict"):
         return scrub(value.to_dict())
+    if isinstance(value, str) and str(ROOT) in value:     # the checkout's place is no figure
+        return value.replace(str(ROOT), "<root>")
     return value
 
 

@@ -25,6 +25,8 @@ def simulate(model, hw, spec, workload, scheduler: str):
     sv = sv_mod.prepare(model, hw, spec)
     budget = spec.max_tokens_per_iteration
     max_seqs = spec.batch_size or budget
+    if spec.max_batch_size is not None:          # the engine's cap on concurrent sequences
+        max_seqs = min(max_seqs, spec.max_batch_size)
     free = max(sv_mod.memory_split(sv)[3], 0.0)
     groups = sv_mod.kv_page_groups(sv)
     arrival, inp, out = (a.tolist() for a in generate(workload))

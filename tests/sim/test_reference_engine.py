@@ -34,13 +34,13 @@ SMALL = resolve_hardware({"base": "h100-sxm", "hbm_capacity": "1.5 GB"})   # a K
 @given(scheduler=st.sampled_from(["static", "vllm", "sarathi"]), windowed=st.booleans(), small=st.booleans(),
        dp=st.integers(1, 3), rate=st.floats(1.0, 2000.0), n=st.integers(1, 150), burst=st.booleans(),
        mean_in=st.integers(8, 2048), mean_out=st.integers(1, 600), batch=st.sampled_from([None, 4, 64]),
-       budget=st.sampled_from([256, 2048, 8192]), seed=st.integers(0, 5))
+       budget=st.sampled_from([256, 2048, 8192]), seed=st.integers(0, 5), cap=st.sampled_from([None, None, 8]))
 def test_fast_engine_matches_the_plain_simulator(scheduler, windowed, small, dp, rate, n, burst, mean_in, mean_out,
-                                                 batch, budget, seed):
-    """Same requests, same layout: every request's first token and completion agree (or both are
-    rejected), and vllm preempts the same number of times."""
+                                                 batch, budget, seed, cap):
+    """Same requests, same layout (with or without a max_batch_size cap): every request's first token
+    and completion agree (or both are rejected), and vllm preempts the same number of times."""
     model, hw = (WINDOWED if windowed else DENSE), (SMALL if small else H100)
-    spec = InferenceSpec(tp=1, dp=dp, batch_size=batch, max_tokens_per_iteration=budget)
+    spec = InferenceSpec(tp=1, dp=dp, batch_size=batch, max_tokens_per_iteration=budget, max_batch_size=cap)
     w = WorkloadSpec(num_requests=n, process="burst" if burst else "poisson", rate_per_s=rate, seed=seed,
                      input_tokens=LengthDist(dist="lognormal", mean=mean_in, max=4096),
                      output_tokens=LengthDist(dist="lognormal", mean=mean_out, max=2048))

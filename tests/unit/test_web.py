@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from flopcast import api
-from flopcast.web import make_server
+from flopcast.web.server import make_server
 
 TRAIN = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 8},
          "training": {"seq_len": 4096, "global_batch_seqs": 64},

@@ -26,6 +26,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from flopcast import files
 from flopcast.errors import InvalidScenario
 
 KINDS = ("training", "inference")
@@ -100,9 +101,10 @@ def load_profile_file(path: str | Path, kind: str) -> Profile:
     from flopcast import inputs
 
     p = Path(path)
-    data = inputs.load_yaml(inputs.read_text(p, what="calibration"), what=f"calibration: {str(p)!r}")
-    inputs.check_finite(data, where="calibration")
-    return profile_from_mapping(data or {}, kind, where="calibration", source=str(p))
+    with files.reading("calibration", p, "calibration profile"):    # generic errors on the service
+        data = inputs.load_yaml(inputs.read_text(p, what="calibration"), what=f"calibration: {str(p)!r}")
+        inputs.check_finite(data, where="calibration")
+        return profile_from_mapping(data or {}, kind, where="calibration", source=str(p))
 
 
 @cache
@@ -126,7 +128,7 @@ def resolve_profile(value: Any, kind: str, *, base_dir: Path | None = None) -> P
     if isinstance(value, Mapping):
         return profile_from_mapping(value, kind)
     if isinstance(value, str):
-        path = Path(value)
+        path = Path(files.permitted(value, field="calibration"))    # the service's allow-list
         if not path.is_absolute() and base_dir is not None and not path.exists():
             path = base_dir / path
         return load_profile_file(path, kind)

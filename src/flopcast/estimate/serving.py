@@ -26,7 +26,7 @@ from typing import Any
 from flopcast import units
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.errors import InvalidScenario
-from flopcast.estimate import comm, counts
+from flopcast.estimate import admission, comm, counts
 from flopcast.estimate import ops as ops_mod
 from flopcast.estimate.efficiency import (
     attention_seq_factor,
@@ -382,15 +382,10 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
     weights, workspace, reserve, free = memory_split(sv)
     kv_seq = kv_bytes_per_sequence(sv, S)
     max_batch = max(0, int(free // kv_seq)) if kv_seq > 0 else 0
-    budget = spec.max_tokens_per_iteration
+    budget = admission.token_budget(spec)
     # the iteration budget must cover B decode tokens plus B I / O prompt tokens on average
     budget_batch = max(1, int(budget * O // (I + O)))
-    if spec.batch_size is None:
-        B = min(max_batch, budget_batch)
-    else:
-        B = spec.batch_size
-    if spec.max_batch_size is not None:
-        B = min(B, spec.max_batch_size)        # the engine's cap on concurrent sequences
+    B = admission.concurrent_sequences(spec, unlimited=min(max_batch, budget_batch))
     fits = max_batch >= 1 and B <= max_batch
     reason = None
     if max_batch < 1:

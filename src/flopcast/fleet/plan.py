@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from flopcast import files
 from flopcast import units as u
 from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 from flopcast.fleet.confirm import confirm_disaggregated, confirm_pool
@@ -125,6 +126,10 @@ def _check_names(spec: FleetSpec, job: Job) -> None:
         check(f"fleet.deployments[{i}].hardware", resolve_hardware, dep.hardware)
     for i, region in enumerate(spec.regions):
         check(f"fleet.regions[{i}].site", resolve_site, region.site)
+    if (job.context or {}).get("calibration") is not None:   # a named profile: refused here, not as "infeasible"
+        from flopcast.estimate.calibration import resolve_profile
+
+        resolve_profile(job.context["calibration"], "inference")
 
 
 def run_cells(job: Job, cells: list[tuple[int, int, int]], backend: str, ray_address: str | None) -> list[Cell]:
@@ -156,12 +161,16 @@ def run_cells(job: Job, cells: list[tuple[int, int, int]], backend: str, ray_add
 
 def _relative_to(value: Any, base_dir: str) -> Any:
     """A file path given relative to the scenario file, made absolute (other values unchanged)."""
+    if not files.current().local:    # the service: names are resolved in its data folder (flopcast.files)
+        return value
     if isinstance(value, str) and not Path(value).is_absolute() and (Path(base_dir) / value).is_file():
         return str(Path(base_dir) / value)
     return value
 
 
 def _absolute_model(ref: Any, base_dir: str) -> Any:
+    if not files.current().local:    # the service: names are resolved in its data folder (flopcast.files)
+        return ref
     if isinstance(ref, str) and ref.endswith(".json") and not Path(ref).is_absolute():
         return str(Path(base_dir) / ref)
     return ref

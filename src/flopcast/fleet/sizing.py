@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from flopcast import files
 from flopcast import units as u
 from flopcast.fleet import capacity as cap
 from flopcast.fleet.spec import HOURS, FleetSpec
@@ -65,7 +66,7 @@ def pool_capacities(job: Job, mi: int, di: int, ri: int) -> tuple[cap.PoolCapaci
     dep, region = f.deployments[di], f.regions[ri]
     d = region.demand
     key = repr((job.model_refs[mi], dep, round(d.input_tokens), round(d.output_tokens), d.prefix_cache_hit_frac,
-                f.slo_ttft_s, f.slo_tpot_s, job.context))
+                f.slo_ttft_s, f.slo_tpot_s, job.context, files.current()))   # names mean files per policy
     if key not in _CAPACITY_CACHE:
         if len(_CAPACITY_CACHE) > 512:
             _CAPACITY_CACHE.clear()

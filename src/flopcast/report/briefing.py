@@ -137,10 +137,19 @@ def verdict(d: dict[str, Any]) -> list[Finding]:
         out += _serving(d, devices)
     if d.get("simulation"):
         out += _simulation(d)
-    if not out:
-        w = c["min_devices_for_weights"]
-        out.append(Finding("weights", f"{d['model']['name']} needs at least {w.get('bf16')} x {d['hardware']['id']} "
-                                      f"for bf16 weights alone; add a training or inference section to plan"))
+    return out or _nothing_planned(d)
+
+
+def _nothing_planned(d: dict[str, Any]) -> list[Finding]:
+    """Without a training or inference section: whether the weights fit the cluster at all (a
+    problem when they do not)."""
+    c = d["cluster"]
+    w = c["min_devices_for_weights"].get("bf16")
+    hw = d["hardware"]["id"]
+    fits = w is not None and w <= c["num_devices"]
+    out = [Finding("weights", f"{d['model']['name']} needs at least {w} x {hw} for bf16 weights alone "
+                              f"(the cluster has {c['num_devices']:,})", None if fits else False)]
+    out.append(Finding("to plan", "add a training or inference section"))
     return out
 
 
@@ -150,6 +159,7 @@ def headline(d: dict[str, Any]) -> str:
     subject = f"{' and '.join(what).capitalize() or 'Planning'} {d['model']['name']} on " \
               f"{d['cluster']['num_devices']:,} x {d['hardware']['id']}"
     phrases = {"training fits": "training does not fit in memory", "serving fits": "serving does not fit in memory",
-               "SLO": "the simulated load misses the SLO"}
+               "SLO": "the simulated load misses the SLO", "weights": "the weights alone do not fit the cluster"}
     problems = [phrases.get(f.label, f.label) for f in verdict(d) if f.ok is False]
-    return f"{subject}: " + ("; ".join(problems) if problems else "fits and works as planned") + "."
+    fine = "fits and works as planned" if what else "nothing to plan (no training or inference section)"
+    return f"{subject}: " + ("; ".join(problems) if problems else fine) + "."

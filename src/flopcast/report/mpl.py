@@ -1,7 +1,7 @@
 """Charts of a plan drawn with matplotlib (the `plots` extra): what a hand-written bar chart cannot show.
 
     memory_chart       memory per device, stacked by part, against the device's capacity
-    step_time_chart    the training step by part (log scale: a millisecond part stays visible beside seconds)
+    step_time_chart    the training step by part (linear axis: bar lengths are the parts' shares)
     pareto_chart       the search's plans: throughput per device against memory per device, the front joined
     latency_chart      TTFT and TPOT against throughput as the batch grows, with the SLO lines
     cdf_chart          the simulated requests' TTFT and TPOT distributions with the SLO lines
@@ -164,7 +164,8 @@ def memory_chart(d: dict[str, Any]) -> Figure | None:
 
 
 def step_time_chart(d: dict[str, Any]) -> Figure | None:
-    """The training step's parts on a log axis, each labelled with its time and share."""
+    """The training step's parts on a linear axis (a bar's length is its share of the step), each
+    labelled with its time and share, so a small part is read from its label, not its length."""
     tr = d.get("training")
     if not tr:
         return None
@@ -181,11 +182,9 @@ def step_time_chart(d: dict[str, Any]) -> Figure | None:
                     va="center", fontsize=8)
     ax.set_yticks(range(len(parts)), [k for k, _ in parts], fontsize=9)
     ax.invert_yaxis()
-    ax.set_xscale("log")
-    lo = min(v for _, v in parts)
-    ax.set_xlim(lo / 3, max(v for _, v in parts) * 8)
-    _log_axis(ax.xaxis, _ms)
-    ax.set_xlabel("seconds per step (log scale)")
+    ax.set_xlim(0, max(v for _, v in parts) * 1.35)
+    ax.xaxis.set_major_formatter(FuncFormatter(_ms))
+    ax.set_xlabel("seconds per step")
     _style(ax)
     ax.set_title(f"Training step {duration(step)} by part", loc="left", fontsize=11)
     return fig

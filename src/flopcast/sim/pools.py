@@ -76,9 +76,9 @@ def explicit_pools(rs, layouts) -> list[PoolSpec]:
 
 
 def kv_transfer_assumption() -> Assumption:
-    from flopcast.sim.engine import _kv_transfer
+    from flopcast.sim.schedulers.disaggregated import kv_transfer_params
 
-    x = _kv_transfer()
+    x = kv_transfer_params()
     return Assumption("kv_transfer", f"{x['latency_s'] * 1e6:.0f} us + KV bytes / ({x['bandwidth_frac']:.3g} x the "
                       "slower side's NICs)", "prompt KV cache (decode pool's kv dtype) from the prefill replica's "
                       "devices to the decode replica's, each over its own scale-out NIC; the first token reaches the "

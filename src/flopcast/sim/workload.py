@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flopcast import files
 from flopcast.errors import InvalidScenario
 from flopcast.specs import limits
 
@@ -53,15 +54,19 @@ def _draw(rng: np.random.Generator, d: LengthDist, n: int) -> np.ndarray:
 
 
 def _read_trace(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    import io
-
     from flopcast import inputs
 
     p = Path(path)
     if not p.exists():
         raise InvalidScenario(f"inference.workload.trace: no such file {path!r} (a CSV with columns "
                               "arrival_s, input_tokens, output_tokens)")
-    text = inputs.read_text(p, what="inference.workload.trace")
+    with files.reading("inference.workload.trace", p, "request trace (CSV)"):    # generic errors on the service
+        return _parse_trace(inputs.read_text(p, what="inference.workload.trace"), path)
+
+
+def _parse_trace(text: str, path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import io
+
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     need = ("arrival_s", "input_tokens", "output_tokens")
     if not rows or any(k not in rows[0] for k in need):
@@ -87,11 +92,14 @@ def generate(w: WorkloadSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return t[: w.num_requests], i[: w.num_requests], o[: w.num_requests]
     rng = np.random.default_rng(w.seed)
     n = w.num_requests
-    if w.process == "burst":
+    rate = w.rate_per_s
+    if w.process != "burst" and rate is None:
+        raise InvalidScenario(f"inference.workload.arrival.rate_per_s: required for a {w.process} process")
+    if w.process == "burst" or rate is None:
         t = np.zeros(n)
     elif w.process == "poisson" or w.cv == 1.0:
-        t = np.cumsum(rng.exponential(1.0 / w.rate_per_s, size=n))
+        t = np.cumsum(rng.exponential(1.0 / rate, size=n))
     else:   # gamma gaps with mean 1/rate and coefficient of variation cv
         shape = 1.0 / w.cv ** 2
-        t = np.cumsum(rng.gamma(shape, 1.0 / (w.rate_per_s * shape), size=n))
+        t = np.cumsum(rng.gamma(shape, 1.0 / (rate * shape), size=n))
     return t, _draw(rng, w.input_tokens, n), _draw(rng, w.output_tokens, n)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flopcast import catalog, inputs, units
+from flopcast import catalog, files, inputs, units
 from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.report import Assumption
 from flopcast.specs import limits
@@ -107,13 +107,14 @@ def resolve_model(value: Any, *, base_dir: Path | None = None, field_name: str =
         raise InvalidScenario(f"{field_name}: expected a catalog id, a path to a config.json or a mapping")
     if value in catalog.model_registry():
         return catalog.get_model(value), value
-    path = Path(value)
+    path = Path(files.permitted(value, field=field_name))    # the service's allow-list (flopcast.files)
     if not path.is_absolute() and base_dir is not None and not path.exists():
         path = base_dir / path
     if path.suffix == ".json" or path.exists() or "/" in value:
-        cfg = load_config_file(path)
-        return from_hf_config(cfg, name=path.stem if path.name != "config.json" else path.parent.name,
-                              source=str(path)), str(path)
+        with files.reading(field_name, path, "model config (config.json)"):
+            cfg = load_config_file(path)
+            return from_hf_config(cfg, name=path.stem if path.name != "config.json" else path.parent.name,
+                                  source=str(path)), str(path)
     raise UnknownName("model", value, catalog.model_ids())
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flopcast import units
+from flopcast import files, units
 from flopcast.errors import InvalidScenario
 from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice
@@ -61,37 +61,36 @@ class SLO:
     tpot_s: float | None = None    # within these; the p99 of each is reported against them
 
 
-def _positive(v: Any, field: str, *, integer: bool = False) -> float:
+def _positive(v: Any, field: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        kind = "a positive integer" if integer else "a positive number"
-        raise InvalidScenario(f"{field}: expected {kind}, got {v!r}")
-    if integer and not float(v).is_integer():
+        raise InvalidScenario(f"{field}: expected a positive number, got {v!r}")
+    return float(v)
+
+
+def _positive_int(v: Any, field: str) -> int:
+    if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
+            or not float(v).is_integer()):
         raise InvalidScenario(f"{field}: expected a positive integer, got {v!r}")
-    return int(v) if integer else float(v)
-
-
-def _count(v: Any, field: str) -> int:
-    """A positive integer (a whole float accepted), named `field` in the error."""
-    return int(_positive(v, field, integer=True))
+    return int(v)
 
 
 def _length(data: Any, field: str, default: int) -> LengthDist:
     if data is None:
         return LengthDist(value=default, mean=float(default))
     if not isinstance(data, Mapping):
-        n = _count(data, field)
+        n = _positive_int(data, field)
         limits.check_count(n, limits.MAX_TOKENS_PER_REQUEST, field=field, hint="tokens per simulated request")
         return LengthDist(value=n, mean=float(n))
     check_keys(data, field, LENGTH_KEYS)
     dist = choice(data, field, "dist", "lognormal" if "mean" in data else "fixed", DISTS)
-    lo = _count(data.get("min", 1), f"{field}.min")
-    hi = _count(data.get("max", 1 << 20), f"{field}.max")
+    lo = _positive_int(data.get("min", 1), f"{field}.min")
+    hi = _positive_int(data.get("max", 1 << 20), f"{field}.max")
     limits.check_count(max(lo, hi), limits.MAX_TOKENS_PER_REQUEST, field=f"{field}.max",
                        hint="tokens per simulated request; see docs/limits.md")
     if lo > hi:
         raise InvalidScenario(f"{field}: min {lo} exceeds max {hi}")
     if dist == "fixed":
-        n = _count(data.get("value", default), f"{field}.value")
+        n = _positive_int(data.get("value", default), f"{field}.value")
         limits.check_count(n, limits.MAX_TOKENS_PER_REQUEST, field=f"{field}.value", hint="tokens per simulated request")
         return LengthDist(value=n, mean=float(n), min=lo, max=hi)
     if dist == "uniform":
@@ -140,8 +139,9 @@ def workload_from_mapping(data: Mapping[str, Any] | None, *, input_tokens: int, 
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidScenario(f"inference.workload.seed: expected a non-negative integer, got {seed!r}")
     return WorkloadSpec(
-        num_requests=_count(data.get("num_requests", DEFAULT_NUM_REQUESTS), "inference.workload.num_requests"),
-        process=process, rate_per_s=rate, cv=cv, trace=None if trace is None else str(trace),
+        num_requests=_positive_int(data.get("num_requests", DEFAULT_NUM_REQUESTS), "inference.workload.num_requests"),
+        process=process, rate_per_s=rate, cv=cv,
+        trace=None if trace is None else files.permitted(str(trace), field="inference.workload.trace"),
         input_tokens=_length(data.get("input_tokens"), "inference.workload.input_tokens", input_tokens),
         output_tokens=_length(data.get("output_tokens"), "inference.workload.output_tokens", output_tokens),
         seed=seed,
@@ -169,7 +169,7 @@ def scheduler_from_mapping(value: Any) -> tuple[str, int | None]:
         check_keys(value, "inference.scheduler", ("name",) + DISAGG_KEYS)
         name = choice(value, "inference.scheduler", "name", "sarathi", SCHEDULERS)
         n = value.get("prefill_replicas")
-        return name, None if n is None else _count(n, "inference.scheduler.prefill_replicas")
+        return name, None if n is None else _positive_int(n, "inference.scheduler.prefill_replicas")
     return choice({"scheduler": value} if value is not None else {}, "inference", "scheduler", "sarathi",
                   SCHEDULERS), None
 

@@ -4,19 +4,24 @@
          body: a scenario as JSON or YAML (the same mapping as a scenario file)
     POST /api/budget      body: {"hardware", "days", and one of "power", "energy", "budget_usd"; "site"}
     GET  /api/models | /api/hardware | /api/sites | /api/audit | /api/model/ID[?seq_len=&kv_dtype=]
-    GET  /api/jobs/ID     a long search: its progress, then its result
+    GET  /api/jobs/ID?token=T   a long search: its progress, then its result (T: returned with the job)
     GET  /openapi.json    the OpenAPI 3.1 schema of all of the above
     GET  /                the planning page (static/index.html, else a minimal one); GET /static/NAME its assets
 
 Responses are the same objects `--json` prints. Bad input is HTTP 422 with {"error": "<one line>"}
 (the CLI's exit code 2); a body over MAX_BODY_BYTES is 413; an unknown path 404; a bug is 500 with a
-one-line message, never a traceback. A service reads no files named by its clients: models must be
-catalog ids or inline configs, and workload traces are refused. Work is bounded before it starts
-(docs/limits.md) and in time: a request that runs past REQUEST_TIMEOUT_S is answered 422. A search
-that is not done within SEARCH_SYNC_WAIT_S is answered 202 with a job to poll.
+one-line message, never a traceback. A service opens no path named by its clients: scenario keys
+that name files (model configs, calibration profiles, workload traces) must be catalog entries, inline
+mappings, or names of files inside the folders given at `flopcast serve --data-dir` (flopcast.files);
+an error about a file's contents is one generic line. Work is bounded before it starts
+(docs/limits.md) and in time: a request that runs past REQUEST_TIMEOUT_S is answered 422 and its
+thread stops at its next progress check (it holds its place among WORK_THREADS until it has stopped).
+A search that is not done within SEARCH_SYNC_WAIT_S is answered 202 with a job (an unguessable id and
+a token only its maker holds) to poll. Connections: see flopcast.web.server.
 
 This module holds the endpoint table and is importable without the web extra; `flopcast.web.app`
-builds the ASGI app from it. Adding an endpoint is one line in `endpoints()`.
+builds the ASGI app from it and `flopcast.web.server` serves it. Adding an endpoint is one line in
+`endpoints()`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from flopcast import files
 from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 
 MAX_BODY_BYTES = 1 << 20          # 1 MiB of request body (a scenario is ~1 kB; 413 beyond)
@@ -38,6 +44,14 @@ JOB_TIMEOUT_S = 600.0             # wall time of one search job
 MAX_JOBS = 32                     # search jobs kept (running + finished); the oldest finished go first
 WORK_THREADS = 4                  # requests computed at once per process (the others wait their turn)
 MEMORY_PER_REQUEST_BYTES = 256 << 20   # the bound tests/web/test_service.py holds (largest simulation)
+STOP_GRACE_S = 2.0                # past its deadline a request is answered within this (its work stops at a check)
+# connections (flopcast.web.server)
+HEAD_TIMEOUT_S = 10.0             # a request line and headers not complete this long after the connection opened
+                                  # (or after the previous response) close the connection: idle and slow sockets
+BODY_TIMEOUT_S = 30.0             # a body not received within this is refused (408)
+KEEP_ALIVE_S = 5                  # an idle keep-alive connection is closed after this
+MAX_CONNECTIONS = 4096            # open connections and running requests per process (uvicorn answers 503 beyond)
+MAX_HEAD_BYTES = 16 << 10         # request line and headers (h11's incomplete-event limit; 400 beyond)
 
 
 class WorkTimeout(FlopcastError):
@@ -54,8 +68,13 @@ class Context:
     what: str = ""
 
     def progress(self, done: int, total: int) -> None:
-        """Record progress; past the deadline, stop the work with WorkTimeout."""
+        """Record progress; past the deadline, stop the work with WorkTimeout (the service's
+        cooperative cancellation: the search and the simulator call this in their long loops)."""
         self.done, self.total = done, total
+        self.check()
+
+    def check(self) -> None:
+        """Past the deadline, stop the work with WorkTimeout."""
         if time.monotonic() > self.deadline:
             raise WorkTimeout(f"{self.what or 'request'}: ran past the service's time limit; ask for less work "
                               "(fewer requests, --fix keys for a search) or run it with the CLI")
@@ -71,22 +90,19 @@ class Endpoint:
 
 
 def service_safe(scenario: Any) -> Mapping[str, Any]:
-    """Refuse what would make the server read its own files, and work past the service's bounds."""
+    """Refuse work past the service's bounds (files named in a scenario are checked where they are
+    resolved, under the request's flopcast.files policy)."""
     from flopcast import catalog
 
     if not isinstance(scenario, Mapping):
         raise InvalidScenario("body: expected a scenario mapping (JSON object or YAML mapping)")
     model = scenario.get("model")
-    if isinstance(model, str) and model not in catalog.model_registry():
-        catalog.model_registry().get(model)   # unknown names get the registry's did-you-mean error
+    if isinstance(model, str) and model not in catalog.model_registry() and not files.current().data_dirs:
+        catalog.model_registry().get(model)   # no file can be meant: the registry's did-you-mean error
     inference = scenario.get("inference")
     if isinstance(inference, Mapping):
         workload = inference.get("workload")
         if isinstance(workload, Mapping):
-            arrival = workload.get("arrival")
-            if "trace" in workload or (isinstance(arrival, Mapping) and "trace" in arrival):
-                raise InvalidScenario("inference.workload.trace: the service reads no files; give an arrival "
-                                      "process instead (or run `flopcast simulate` locally)")
             n = workload.get("num_requests", 0)
             if isinstance(n, (int, float)) and not isinstance(n, bool) and n > MAX_SIM_REQUESTS:
                 raise InvalidScenario(f"inference.workload.num_requests: at most {MAX_SIM_REQUESTS:,} on the service, "
@@ -173,54 +189,3 @@ def error_line(e: BaseException) -> str:
     """One line for an error response."""
     text = " ".join(str(e).split())
     return text or type(e).__name__
-
-
-def create_app():
-    """The ASGI app (needs the web extra: `pip install 'flopcast[web]'`)."""
-    from flopcast.web.app import create_app as _create
-
-    return _create()
-
-
-class Server:
-    """uvicorn serving the app on a socket bound now (port 0 picks a free one); the interface of
-    socketserver's servers: serve_forever / shutdown / server_close / server_address."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 8000, *, backlog: int = 2048):
-        import socket
-
-        import uvicorn
-
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.socket(family, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((host, port))
-        self.socket.listen(backlog)
-        self.server_address = self.socket.getsockname()
-        self._server = uvicorn.Server(uvicorn.Config(create_app(), log_level="warning", access_log=False,
-                                                     timeout_keep_alive=5, backlog=backlog, lifespan="off"))
-
-    def serve_forever(self) -> None:
-        import threading
-
-        self._running = threading.Event()
-        self._running.set()
-        try:
-            self._server.run(sockets=[self.socket])
-        finally:
-            self._running.clear()
-
-    def shutdown(self, timeout_s: float = 10.0) -> None:
-        """Stop serving; returns when serve_forever has returned (or after timeout_s)."""
-        self._server.should_exit = True
-        end = time.monotonic() + timeout_s
-        while getattr(self, "_running", None) is not None and self._running.is_set() and time.monotonic() < end:
-            time.sleep(0.01)
-
-    def server_close(self) -> None:
-        self.socket.close()
-
-
-def make_server(host: str = "127.0.0.1", port: int = 8000) -> Server:
-    """A ready server (call serve_forever); port 0 picks a free port (server.server_address)."""
-    return Server(host, port)

@@ -1,18 +1,21 @@
 """The ASGI app of the service (Starlette; served by uvicorn): routes built from `endpoints()`.
 
 Requests run on a bounded thread pool (WORK_THREADS per process; no process pool is ever forked for
-a request), each with a deadline. Searches run as jobs: a search done within SEARCH_SYNC_WAIT_S is
-answered as any other request; a longer one is answered 202 with `/api/jobs/ID`, which reports its
-progress (plan groups evaluated / total) and then its result.
+a request), each with a deadline and under the service's file policy (flopcast.files); a request
+holds its place among WORK_THREADS until its thread has returned, even when it was answered first.
+Searches run as jobs: a search done within SEARCH_SYNC_WAIT_S is answered as any other request; a
+longer one is answered 202 with `/api/jobs/ID?token=T`, which reports its progress (plan groups
+evaluated / total) and then its result to the holder of the token.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +23,9 @@ import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
-from flopcast import web
+from flopcast import files, web
 from flopcast.errors import FlopcastError, InvalidScenario
 from flopcast.web import Context, Endpoint, error_line
 
@@ -87,16 +90,18 @@ def _error(status: int, message: str) -> Response:
 
 
 async def _read_body(request: Request) -> bytes:
-    """The body, refused (413) past MAX_BODY_BYTES without reading the rest."""
+    """The body, refused (413) past MAX_BODY_BYTES without reading the rest, and (408) when it has
+    not arrived within BODY_TIMEOUT_S (a slow sender)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > web.MAX_BODY_BYTES:
         raise _TooLarge(int(declared))
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > web.MAX_BODY_BYTES:
-            raise _TooLarge(size)
-        chunks.append(chunk)
+    with anyio.fail_after(web.BODY_TIMEOUT_S):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > web.MAX_BODY_BYTES:
+                raise _TooLarge(size)
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -131,11 +136,11 @@ def _parse_body(raw: bytes) -> Any:
 
 
 class _Jobs:
-    """Search jobs: threads (at most WORK_THREADS at once share the request limiter), kept in order."""
+    """Search jobs, kept in order. Each has an unguessable id and a token returned only to the client
+    that made it: a job is readable with both (anything else is 404, as for no job at all)."""
 
     def __init__(self) -> None:
         self.jobs: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self.ids = itertools.count(1)
         self.lock = threading.Lock()
 
     def add(self, ctx: Context) -> tuple[str, dict[str, Any]]:
@@ -148,17 +153,20 @@ class _Jobs:
                 if oldest is None:
                     break
                 del self.jobs[oldest]
-            job_id = f"s{next(self.ids)}"
-            job = {"status": "running", "ctx": ctx, "result": None, "error": None, "started": time.time()}
+            job_id = secrets.token_urlsafe(12)
+            job = {"status": "running", "ctx": ctx, "result": None, "error": None, "started": time.time(),
+                   "token": secrets.token_urlsafe(24)}
             self.jobs[job_id] = job
             return job_id, job
 
-    def view(self, job_id: str) -> dict[str, Any] | None:
+    def view(self, job_id: str, token: str | None) -> dict[str, Any] | None:
+        """The job as its maker sees it, or None when there is no such job or the token is not its own."""
         job = self.jobs.get(job_id)
-        if job is None:
+        if job is None or token is None or not secrets.compare_digest(token.encode(), job["token"].encode()):
             return None
         ctx = job["ctx"]
-        out = {"job": job_id, "status": job["status"], "poll": f"/api/jobs/{job_id}",
+        out = {"job": job_id, "token": job["token"], "status": job["status"],
+               "poll": f"/api/jobs/{job_id}?token={job['token']}",
                "progress": {"done": ctx.done, "total": ctx.total}, "elapsed_s": round(time.time() - job["started"], 3)}
         if job["status"] == "done":
             out["result"] = job["result"]
@@ -167,85 +175,110 @@ class _Jobs:
         return out
 
 
-def create_app() -> Starlette:
-    """The service: /api/<endpoint> from `flopcast.web.endpoints()`, jobs, the schema and the page."""
-    table = web.endpoints()
-    limiter = anyio.CapacityLimiter(web.WORK_THREADS)
-    jobs = _Jobs()
+class _Service:
+    """The endpoints' runner: each request's work runs in a thread under the service's file policy,
+    holding one of WORK_THREADS places from its start until its thread returns (a request answered
+    past its deadline keeps its place until its work has stopped at a progress check)."""
 
-    def run_sync(ep: Endpoint, arg: Any, ctx: Context) -> Any:
-        return ep.run(arg, ctx)
+    def __init__(self, policy: files.FileAccess) -> None:
+        self.policy = policy
+        self.limiter = anyio.CapacityLimiter(web.WORK_THREADS)
+        self.jobs = _Jobs()
+        self.running: set[asyncio.Task[Any]] = set()
 
-    async def compute(name: str, ep: Endpoint, arg: Any) -> Response:
-        ctx = Context(deadline=time.monotonic() + web.REQUEST_TIMEOUT_S, what=name)
+    def _run(self, ep: Endpoint, arg: Any, ctx: Context) -> Any:
+        ctx.check()                      # queued past its deadline: no work at all
+        with files.access(self.policy):
+            return ep.run(arg, ctx)
+
+    def _run_job(self, job: dict[str, Any], ep: Endpoint, arg: Any, ctx: Context) -> None:
+        """A job's work, its outcome recorded by its own thread (whatever becomes of the waiting task)."""
         try:
-            with anyio.fail_after(web.REQUEST_TIMEOUT_S + 1):
-                result = await anyio.to_thread.run_sync(run_sync, ep, arg, ctx, limiter=limiter,
-                                                        abandon_on_cancel=True)
-        except TimeoutError:
-            ctx.deadline = 0.0     # the thread stops at its next progress check
+            job["result"] = self._run(ep, arg, ctx)
+            job["status"] = "done"
+        except FlopcastError as e:
+            job["error"], job["status"] = error_line(e), "error"
+        except Exception as e:   # a bug: one line, the job says so
+            job["error"], job["status"] = f"internal error: {type(e).__name__}: {error_line(e)}", "error"
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> asyncio.Task[Any]:
+        """fn(*args) in a thread, as a task that holds its limiter place until the thread returns
+        (never abandoned: a cancelled task still waits for its thread)."""
+        task = asyncio.get_running_loop().create_task(anyio.to_thread.run_sync(fn, *args, limiter=self.limiter))
+        self.running.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self.running.discard(task)
+        if not task.cancelled():
+            task.exception()             # retrieved: an answer already given is not logged again
+
+    async def compute(self, name: str, ep: Endpoint, arg: Any) -> Response:
+        ctx = Context(deadline=time.monotonic() + web.REQUEST_TIMEOUT_S, what=name)
+        task = self.spawn(self._run, ep, arg, ctx)
+        done, _ = await asyncio.wait({task}, timeout=web.REQUEST_TIMEOUT_S + web.STOP_GRACE_S)
+        if not done:               # work without progress checks: answered now, its place held until it ends
+            ctx.deadline = 0.0
             return _error(422, f"{name}: ran past the service's {web.REQUEST_TIMEOUT_S:g} s limit; ask for less work "
                                "or run it with the CLI")
+        try:
+            result = task.result()
         except FlopcastError as e:
             return _error(422, error_line(e))
         return _json(200, result)
 
-    async def start_job(name: str, ep: Endpoint, arg: Any) -> Response:
+    async def start_job(self, name: str, ep: Endpoint, arg: Any) -> Response:
         ctx = Context(deadline=time.monotonic() + web.JOB_TIMEOUT_S, what=name)
         try:
-            job_id, job = jobs.add(ctx)
+            job_id, job = self.jobs.add(ctx)
         except FlopcastError as e:
             return _error(422, error_line(e))
+        task = self.spawn(self._run_job, job, ep, arg, ctx)
+        done, _ = await asyncio.wait({task}, timeout=web.SEARCH_SYNC_WAIT_S)   # never cancels the task
+        if not done or job["status"] == "running":
+            view = self.jobs.view(job_id, job["token"]) or {}
+            return _json(202, view, headers={"Location": view.get("poll", "")})
+        self.jobs.jobs.pop(job_id, None)
+        if job["status"] == "done":
+            return _json(200, job["result"])
+        return _error(422 if not job["error"].startswith("internal error") else 500, job["error"])
 
-        def work() -> None:
-            try:
-                job["result"] = ep.run(arg, ctx)
-                job["status"] = "done"
-            except FlopcastError as e:
-                job["error"], job["status"] = error_line(e), "error"
-            except Exception as e:   # a bug: one line, the job says so
-                job["error"], job["status"] = f"internal error: {type(e).__name__}: {error_line(e)}", "error"
+    async def job_status(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        view = self.jobs.view(job_id, request.query_params.get("token") or request.headers.get("x-job-token"))
+        if view is None:
+            return _error(404, f"no such job {job_id[:40]!r} for this token; jobs are kept for the last "
+                               f"{web.MAX_JOBS} searches and read with the token returned with them")
+        return _json(200, view)
 
-        async def background() -> None:
-            await anyio.to_thread.run_sync(work, limiter=limiter)
-
-        task = asyncio.get_running_loop().create_task(background())
-        job["task"] = task
-        try:
-            await asyncio.wait_for(asyncio.shield(task), web.SEARCH_SYNC_WAIT_S)
-        except TimeoutError:
-            return _json(202, jobs.view(job_id), headers={"Location": f"/api/jobs/{job_id}"})
-        view = jobs.view(job_id)
-        jobs.jobs.pop(job_id, None)
-        if view["status"] == "done":
-            return _json(200, view["result"])
-        return _error(422 if not view["error"].startswith("internal error") else 500, view["error"])
-
-    def post_handler(name: str, ep: Endpoint):
+    def post_handler(self, name: str, ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
             try:
                 body = _parse_body(await _read_body(request))
             except _TooLarge as e:
                 return _error(413, f"body: {e.size:,} bytes; {e.why}")
+            except TimeoutError:
+                return _error(408, f"body: not received within {web.BODY_TIMEOUT_S:g} s")
             except FlopcastError as e:
                 return _error(422, error_line(e))
             if ep.job:
-                return await start_job(name, ep, body)
-            return await compute(name, ep, body)
+                return await self.start_job(name, ep, body)
+            return await self.compute(name, ep, body)
         return handler
 
-    def get_handler(name: str, ep: Endpoint):
+    def get_handler(self, name: str, ep: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
             params = dict(request.query_params) | dict(request.path_params)
-            return await compute(name, ep, params)
+            return await self.compute(name, ep, params)
         return handler
 
-    async def job_status(request: Request) -> Response:
-        view = jobs.view(request.path_params["job_id"])
-        if view is None:
-            return _error(404, f"no such job {request.path_params['job_id']!r}; jobs are kept for the last "
-                               f"{web.MAX_JOBS} searches")
-        return _json(200, view)
+
+def create_app(data_dirs: Iterable[str | Path] = ()) -> Starlette:
+    """The service: /api/<endpoint> from `flopcast.web.endpoints()`, jobs, the schema and the page.
+    data_dirs: the folders whose files a scenario may name (none: no files at all)."""
+    table = web.endpoints()
+    service = _Service(files.FileAccess.service(data_dirs))
 
     async def page(request: Request) -> Response:
         index = STATIC_DIR / "index.html"
@@ -258,10 +291,10 @@ def create_app() -> Starlette:
     async def openapi(request: Request) -> Response:
         return _json(200, schema)
 
-    routes = [Route("/", page, methods=["GET"]), Route("/openapi.json", openapi, methods=["GET"]),
-              Route("/api/jobs/{job_id}", job_status, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/", page, methods=["GET"]), Route("/openapi.json", openapi, methods=["GET"]),
+                               Route("/api/jobs/{job_id}", service.job_status, methods=["GET"])]
     for name, ep in table.items():
-        handler = post_handler(name, ep) if ep.method == "POST" else get_handler(name, ep)
+        handler = service.post_handler(name, ep) if ep.method == "POST" else service.get_handler(name, ep)
         routes.append(Route(f"/api/{name}", handler, methods=[ep.method]))
     if STATIC_DIR.is_dir():
         from starlette.staticfiles import StaticFiles
@@ -279,7 +312,9 @@ def create_app() -> Starlette:
     async def server_error(request: Request, exc: Exception) -> Response:
         return _error(500, f"internal error: {type(exc).__name__}: {error_line(exc)}")
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed, Exception: server_error})
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed, Exception: server_error})
+    app.state.service = service
+    return app
 
 
 EXAMPLES = {
@@ -325,7 +360,8 @@ def openapi_schema(table: dict[str, Endpoint]) -> dict[str, Any]:
         paths[f"/api/{name}"] = {ep.method.lower(): op}
     paths["/api/jobs/{job_id}"] = {"get": {
         "summary": "a search job: progress, then the result", "operationId": "job",
-        "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                       {"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": {"description": "the job", "content": {"application/json": {"schema": {
             "$ref": "#/components/schemas/Job"}}}}, "404": error}}}
     section = {"type": "object"}
@@ -337,7 +373,7 @@ def openapi_schema(table: dict[str, Endpoint]) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
-            "Job": {"type": "object", "properties": {"job": {"type": "string"}, "status": {
+            "Job": {"type": "object", "properties": {"job": {"type": "string"}, "token": {"type": "string"}, "status": {
                 "type": "string", "enum": ["running", "done", "error"]}, "poll": {"type": "string"},
                 "progress": {"type": "object"}, "result": {"type": "object"}, "error": {"type": "string"}}},
             "Scenario": {"type": "object", "required": ["model", "hardware"], "properties": {

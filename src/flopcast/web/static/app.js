@@ -216,6 +216,12 @@ function verdict(d) {
     if (sim.slo_attainment_frac == null) out.push({label: "simulated load", value: lat});
     else out.push({label: "SLO", ok: sim.slo_attainment_frac >= 0.99, value: `${fmtPct(sim.slo_attainment_frac)} of requests meet it (${lat})`});
   }
+  if (!out.length) {  // nothing planned: do the weights alone fit the cluster? (as report/briefing.py)
+    const w = d.cluster.min_devices_for_weights.bf16;
+    out.push({label: "weights", ok: w <= d.cluster.num_devices ? null : false,
+              value: `${d.model.name} needs at least ${w} x ${d.hardware.id} for bf16 weights alone (the cluster has ${fmtInt(d.cluster.num_devices)})`});
+    out.push({label: "to plan", value: "add a training or inference section"});
+  }
   return out;
 }
 
@@ -223,10 +229,12 @@ function renderVerdict(d) {
   const findings = verdict(d);
   const problems = findings.filter((f) => f.ok === false).map((f) => ({
     "training fits": "training does not fit in memory", "serving fits": "serving does not fit in memory",
-    "SLO": "the simulated load misses the SLO"}[f.label] || f.label));
-  const what = [d.training && "training", d.serving && "serving"].filter(Boolean).join(" and ") || "planning";
+    "SLO": "the simulated load misses the SLO", "weights": "the weights alone do not fit the cluster"}[f.label] || f.label));
+  const planned = [d.training && "training", d.serving && "serving"].filter(Boolean).join(" and ");
+  const what = planned || "planning";
+  const fine = planned ? "fits and works as planned" : "nothing to plan (no training or inference section)";
   const head = `${what[0].toUpperCase()}${what.slice(1)} ${d.model.name} on ${fmtInt(d.cluster.num_devices)} x ${d.hardware.id}: ` +
-               (problems.length ? problems.join("; ") : "fits and works as planned") + ".";
+               (problems.length ? problems.join("; ") : fine) + ".";
   const box = $("#verdict");
   box.className = problems.length ? "bad" : "good";
   const dl = el("dl");
