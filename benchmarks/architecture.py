@@ -39,7 +39,8 @@ def imports(mods: dict[str, Path]) -> dict[str, set[str]]:
                 if node.level:
                     up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
                     base = ".".join(up + ([base] if base else []))
-                names = [base] + [f"{base}.{a.name}" for a in node.names]
+                # `from pkg import sub` is an edge to pkg.sub when sub is a module, else to pkg
+                names = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
             graph[m] |= {n for n in names if n in mods and n != m}
     return graph
 

@@ -310,12 +310,12 @@ def _training(row):
 
 @checker("trainable_params")
 def _trainable_params(row):
-    from flopcast import api
+    from flopcast.run.budget import budget
 
     m = re.search(r"([\d.]+)\s*(GWh|MWh|TWh)", row["subject"] + " " + row["claim_text"], flags=re.I)
     if not m:
         return _unverifiable("no energy budget in the claim")
-    b = api.budget(energy=f"{m.group(1)} {m.group(2)}", hardware="h100-sxm", days=90)
+    b = budget(energy=f"{m.group(1)} {m.group(2)}", hardware="h100-sxm", days=90)
     ours = b["optimal_params"]
     r, v = _ratio_verdict(float(row["value"]), ours, 1.0)
     return (f"{ours:.2g} params", r, v,
@@ -327,13 +327,13 @@ def _trainable_params(row):
 
 @checker("ttft")
 def _ttft(row):
-    from flopcast import api
+    from flopcast.run.serving import estimate_serving
 
     spec = {"model": "llama-3.1-70b", "hardware": "apple-m4-max", "cluster": {"num_devices": 1},
             "inference": {"tp": 1, "weights_dtype": "int4", "kv_dtype": "bf16",
                           "batch_size": 1, "input_tokens": 128, "output_tokens": 16}}
     try:
-        est = api.estimate_serving(spec)
+        est = estimate_serving(spec)
     except Exception as e:   # pragma: no cover - a catalog change would surface here
         return _unverifiable(f"the on-device estimate failed: {e}")
     ttft = est.ttft_unloaded_s
@@ -451,3 +451,11 @@ def summary(verdicts: list[Verdict]) -> dict[str, int]:
     for v in verdicts:
         s[v.verdict] += 1
     return s
+
+
+def audit_claims(path: str | Path | None = None) -> dict[str, Any]:
+    """`flopcast audit`: check each quantitative claim of a claims CSV (default: the built-in industry
+    claims) against flopcast's catalog and estimators; a verdict and the computation for each."""
+    verdicts = audit(load_claims(path))
+    return {"claims": [v.to_dict() for v in verdicts], "summary": summary(verdicts),
+            "source": str(path) if path else "built-in industry claims (validation/claims.csv)"}

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from flopcast.errors import FlopcastError
 
@@ -21,7 +22,7 @@ EXIT_INVALID = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage + message)
         sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_INVALID)
 
@@ -196,7 +197,7 @@ def cmd_fleet(args: argparse.Namespace) -> None:
     d = api.plan_fleet(args.scenario, backend=args.backend, ray_address=args.ray_address,
                        confirm=not args.no_confirm).to_dict()
     if args.plots:
-        from flopcast.fleet.plot import write_fleet_plots
+        from flopcast.report.fleet_plot import write_fleet_plots
 
         d["plots"] = write_fleet_plots(d, args.plots)
     if args.json:
@@ -222,13 +223,14 @@ def _progress_bar(enabled: bool, what: str = "evaluating plans (tp, cp, pp group
 
     from rich.progress import Progress
 
-    state: dict = {"start": time.perf_counter(), "bar": None, "task": None}
+    state: dict[str, Any] = {"start": time.perf_counter(), "bar": None, "task": None}
 
     def update(done: int, total: int) -> None:
         if state["bar"] is None and time.perf_counter() - state["start"] > 1.0:
-            state["bar"] = Progress(transient=True)
-            state["bar"].start()
-            state["task"] = state["bar"].add_task(what, total=total)
+            bar = Progress(transient=True)
+            bar.start()
+            state["task"] = bar.add_task(what, total=total)
+            state["bar"] = bar
         if state["bar"] is not None:
             state["bar"].update(state["task"], completed=done)
 
@@ -361,19 +363,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="flopcast", description="Plan and simulate AI compute: exact model counts, "
-                "sourced hardware, training and serving estimates.")
-    p.add_argument("--version", action=_Version)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
+_Add = Callable[[str, Callable[[argparse.Namespace], Any], str], argparse.ArgumentParser]
 
-    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        sp.add_argument("--json", action="store_true", help="print one JSON object (SI units)")
-        sp.set_defaults(func=func)
-        return sp
 
+def _training_commands(add: _Add) -> None:
+    """plan, train, search and sweep."""
     sp = add("plan", cmd_plan, "the main job: every section of a scenario in one report")
     sp.add_argument("scenario", help="scenario YAML/JSON file (see examples/)")
     sp.add_argument("--markdown", action="store_true", help="print the report as Markdown")
@@ -404,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend", default="local", choices=("local", "ray"))
     sp.add_argument("--ray-address", default=None)
     sp.add_argument("--workers", type=_positive_int, default=None)
+
+
+def _validation_commands(add: _Add) -> None:
+    """validate and calibrate."""
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
     sp.add_argument("what", choices=("training", "inference"), help="which estimator to validate")
     sp.add_argument("--cv", choices=("source",), default=None,
@@ -418,6 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None, metavar="PROFILE.yaml", help="write the fitted profile here")
     sp.add_argument("--hardware", default=None, help="only runs on this accelerator id")
     sp.add_argument("--framework", default=None, help="only runs under this training framework or serving engine")
+
+
+def _serving_commands(add: _Add) -> None:
+    """infer, simulate and fleet."""
     sp = add("infer", cmd_infer, "serving estimate: KV capacity, TTFT, TPOT, steady-state throughput")
     sp.add_argument("scenario", help="scenario YAML/JSON file with an inference section")
     sp = add("simulate", cmd_simulate, "discrete-event serving simulation of the inference workload: latency "
@@ -445,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--markdown", action="store_true", help="print the report as Markdown")
     sp.add_argument("--no-confirm", action="store_true",
                     help="skip the simulation of each region's binding hour (analytic sizing only)")
+
+
+def _other_commands(add: _Add) -> None:
+    """budget, audit, serve and the catalog listings."""
     sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys")
     sp.add_argument("--hardware", required=True, help="accelerator id, e.g. b200")
     sp.add_argument("--days", type=_finite_float, required=True, help="duration of the run in days")
@@ -467,6 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("hardware", cmd_hardware, "list catalog accelerators, or show one with its sources")
     sp.add_argument("id", nargs="?", help="an accelerator id, e.g. h100-sxm")
 
+
+
+def _model_commands(sub: Any) -> None:
+    """`flopcast model show`."""
     mp = sub.add_parser("model", help="one model: `flopcast model show ID_OR_CONFIG`")
     msub = mp.add_subparsers(dest="model_command", metavar="SUBCOMMAND", parser_class=_Parser)
     msub.required = True
@@ -480,8 +490,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help="attention FLOP convention: causal (Megatron halving) or full (PaLM)")
     sp.add_argument("--json", action="store_true", help="print one JSON object (SI units)")
     sp.set_defaults(func=cmd_model_show)
-    return p
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `flopcast` parser: every command with --json, its arguments in one function per group."""
+    p = _Parser(prog="flopcast", description="Plan and simulate AI compute: exact model counts, "
+                "sourced hardware, training and serving estimates.")
+    p.add_argument("--version", action=_Version)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def add(name: str, func: Callable[[argparse.Namespace], Any], help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp.add_argument("--json", action="store_true", help="print one JSON object (SI units)")
+        sp.set_defaults(func=func)
+        return sp
+
+    _training_commands(add)
+    _validation_commands(add)
+    _serving_commands(add)
+    _other_commands(add)
+    _model_commands(sub)
+    return p
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; FlopcastError -> `error: ...` on stderr and exit code 2."""

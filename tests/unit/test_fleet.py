@@ -279,7 +279,7 @@ def test_deepseek_example_predicts_every_throughput():
 
 def test_plots_are_svg(tmp_path, report):
     """The day chart and the candidate charts are well-formed SVG files."""
-    from flopcast.fleet.plot import write_fleet_plots
+    from flopcast.report.fleet_plot import write_fleet_plots
 
     paths = write_fleet_plots(report, tmp_path)
     assert any(p.endswith("fleet-day.svg") for p in paths)

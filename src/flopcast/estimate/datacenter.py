@@ -24,8 +24,8 @@ import math
 from dataclasses import dataclass
 
 from flopcast import units
+from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
-from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.site import PricingSpec, SiteSpec, prices, reliability_rates, systems
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flopcast import units
+from flopcast.assumption import Assumption
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import admission, comm, counts
@@ -40,7 +41,6 @@ from flopcast.estimate.efficiency import (
     serving_engine,
 )
 from flopcast.estimate.roofline import COMM_UNITS, KERNEL_TAIL_S, DeviceCtx, gemm_time_s
-from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
 from flopcast.specs.serving import InferenceSpec

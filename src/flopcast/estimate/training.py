@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flopcast import units
+from flopcast.assumption import Assumption
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.estimate import comm, counts
 from flopcast.estimate import ops as ops_mod
@@ -57,7 +58,6 @@ from flopcast.estimate.roofline import (
     gemm_fwd_bwd_s,
     gemm_time_s,
 )
-from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
 from flopcast.specs.parallel import ParallelPlan

@@ -1,4 +1,4 @@
-"""What one serving unit delivers at full load, from flopcast's serving estimator (`api.estimate_serving`,
+"""What one serving unit delivers at full load, from flopcast's serving estimator (`flopcast.run.serving.estimate_serving`,
 called through its public interface so that the fleet improves when the estimator does).
 
 A unit is one `inference` layout: tp * pp * dp devices (with ep > 1 the dp ranks run attention data
@@ -95,10 +95,10 @@ class _Runner:
         self.base = dict(context) | {"model": model, "hardware": hardware, "cluster": cluster}
 
     def __call__(self, input_tokens: int, output_tokens: int, batch: int | str, **over: Any):
-        from flopcast import api
+        from flopcast.run.serving import estimate_serving
 
         inf = self.layout | over | {"input_tokens": input_tokens, "output_tokens": output_tokens, "batch_size": batch}
-        return api.estimate_serving(self.base | {"inference": inf})
+        return estimate_serving(self.base | {"inference": inf})
 
 
 def _largest(lo: int, hi: int, ok) -> int | None:

@@ -2,7 +2,7 @@
 
 The binding hour of a pool is the hour where each unit carries the most load (its highest
 utilisation). There, a few units (at most CONFIRM_UNITS) are simulated by flopcast's discrete-event
-simulator (`api.simulate_serving`) with Poisson arrivals at that hour's per-unit request rate, the
+simulator (`flopcast.run.serving.simulate_serving`) with Poisson arrivals at that hour's per-unit request rate, the
 region's length distributions and the batch the analytic sizing chose; the p99 TTFT and TPOT are
 compared with fleet.slo. A disaggregated deployment is simulated as one system at its decode pool's
 binding hour: a few decode units and the prefill units in the hour's proportion (at least one), each
@@ -24,7 +24,6 @@ def confirm_pool(model: Any, dep, pool: dict[str, Any], demand, slo_ttft_s: floa
                  slo_tpot_s: float | None, context: Any = None) -> dict[str, Any]:
     """Simulate the pool's binding hour; a dict with the hour, what was simulated and whether the
     simulated p99s meet the SLO (None when there is no SLO)."""
-    from flopcast import api
     from flopcast.fleet.capacity import accepted_keys
 
     util = pool["hourly_utilisation_frac"]
@@ -43,7 +42,7 @@ def confirm_pool(model: Any, dep, pool: dict[str, Any], demand, slo_ttft_s: floa
     rate = n * util[hour] * pool["tokens_per_s_per_unit"] / demand.output_tokens
     inference = layout | {"dp": dp * n, "batch_size": pool["batch_size"]} | _traffic(demand, rate, ok, slo_ttft_s,
                                                                                      slo_tpot_s)
-    return base | _run(api, model, dep, pool["unit_devices"] * n, inference, slo_ttft_s, slo_tpot_s, context,
+    return base | _run(model, dep, pool["unit_devices"] * n, inference, slo_ttft_s, slo_tpot_s, context,
                        {"units_simulated": n, "rate_per_s": rate})
 
 
@@ -51,7 +50,6 @@ def confirm_disaggregated(model: Any, dep, prefill: dict[str, Any], decode: dict
                           slo_ttft_s: float | None, slo_tpot_s: float | None, context: Any = None) -> dict[str, Any]:
     """Simulate a prefill + decode deployment at its decode pool's binding hour: at most
     CONFIRM_UNITS decode units and the prefill units in that hour's proportion (at least one)."""
-    from flopcast import api
     from flopcast.specs.serving import POOL_KEYS
 
     util = decode["hourly_utilisation_frac"]
@@ -72,7 +70,7 @@ def confirm_disaggregated(model: Any, dep, prefill: dict[str, Any], decode: dict
                  "decode": pool_section(dep.decode, n_dec, decode["batch_size"])} | _traffic(
         demand, rate, ("prefix_cache_hit_frac",), slo_ttft_s, slo_tpot_s)
     devices = prefill["unit_devices"] * n_pre + decode["unit_devices"] * n_dec
-    return base | _run(api, model, dep, devices, inference, slo_ttft_s, slo_tpot_s, context,
+    return base | _run(model, dep, devices, inference, slo_ttft_s, slo_tpot_s, context,
                        {"units_simulated": {"prefill": n_pre, "decode": n_dec}, "rate_per_s": rate})
 
 
@@ -96,10 +94,12 @@ def _traffic(demand, rate: float, ok, slo_ttft_s, slo_tpot_s) -> dict[str, Any]:
     return out
 
 
-def _run(api, model, dep, devices: int, inference: dict[str, Any], slo_ttft_s, slo_tpot_s, context,
+def _run(model, dep, devices: int, inference: dict[str, Any], slo_ttft_s, slo_tpot_s, context,
          what: dict[str, Any]) -> dict[str, Any]:
+    from flopcast.run.serving import simulate_serving
+
     try:
-        res = api.simulate_serving(dict(context or {}) | {
+        res = simulate_serving(dict(context or {}) | {
             "model": model, "hardware": dep.hardware, "cluster": {"num_devices": devices}, "inference": inference})
     except InvalidScenario as e:
         return {"simulated": False, "why": str(e)}

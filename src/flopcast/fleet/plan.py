@@ -18,11 +18,11 @@ import numpy as np
 
 from flopcast import files
 from flopcast import units as u
+from flopcast.assumption import Assumption
 from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 from flopcast.fleet.confirm import confirm_disaggregated, confirm_pool
 from flopcast.fleet.sizing import Cell, Job, size_cells
 from flopcast.fleet.spec import HOURS, FleetSpec, fleet_from_scenario
-from flopcast.report import Assumption
 
 BACKENDS = ("local", "ray")
 CONTEXT_KEYS = ("calibration",)     # top-level sections passed to every serving-estimator call
@@ -176,15 +176,11 @@ def _absolute_model(ref: Any, base_dir: str) -> Any:
     return ref
 
 
-def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "local",
-               ray_address: str | None = None, confirm: bool = True) -> FleetReport:
-    """Size the scenario's `fleet` section (see docs/fleet.md). confirm: simulate each region's
-    binding hour of the chosen colocated pools (fleet/confirm.py)."""
+def _job(scenario: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], FleetSpec, Job]:
+    """The scenario mapping, its fleet section and the job every cell is sized from (names checked)."""
     from flopcast.specs.scenario import load_scenario
     from flopcast.specs.site import pricing_from_mapping
 
-    if backend not in BACKENDS:
-        raise UnknownName("backend", backend, BACKENDS)
     data = load_scenario(scenario)
     base_dir = data.pop("_base_dir")
     spec: FleetSpec = fleet_from_scenario(data)
@@ -192,35 +188,32 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
               pricing=pricing_from_mapping(data.get("pricing")),
               context={k: _relative_to(data[k], base_dir) for k in CONTEXT_KEYS if k in data})
     _check_names(spec, job)
-    labels = [_model_label(m) for m, _ in spec.models]
-    grid = [(mi, di, ri) for mi in range(len(spec.models)) for di, dep in enumerate(spec.deployments)
-            if dep.model in (None, str(spec.models[mi][0])) for ri in range(len(spec.regions))]
-    cells = run_cells(job, grid, backend, ray_address)
-    by_md: dict[tuple[int, int], list[Cell]] = {}
-    for c in cells:
-        by_md.setdefault((c.model_index, c.deployment_index), []).append(c)
+    return data, spec, job
 
-    # ---- every candidate, for the whole fleet
-    rows = []
-    for (mi, di), cs in by_md.items():
-        dep = spec.deployments[di]
-        t = _totals(cs)
-        reasons = sorted({f"{p.role}: {p.infeasible_reason}" for c in cs for p in c.pools if not p.feasible})
-        over = [spec.regions[c.region_index].name for c in cs
-                if spec.regions[c.region_index].power_cap_w is not None
-                and max(c.power_facility_w) > spec.regions[c.region_index].power_cap_w]
-        rows.append({
-            "model": labels[mi], "deployment": dep.name, "hardware": _hw_id(dep.hardware),
-            "disaggregated": dep.disaggregated, "feasible": not reasons, "infeasible_reason": "; ".join(reasons) or None,
-            "exceeds_power_cap": over,
-            # an infeasible candidate has no fleet figures (a pool it cannot run would count as zero devices)
-            **{k: (v if not reasons else None) for k, v in t.items() if k != "hourly"},
-            "capacity": [{"region": spec.regions[c.region_index].name, "pools": [p.to_dict() for p in c.pools]}
-                         for c in cs],
-        })
 
-    # ---- the choice per model
-    objective = spec.policy.objective
+def _candidate(spec: FleetSpec, label: str, di: int, cs: list[Cell]) -> dict[str, Any]:
+    """One candidate (a model's deployment over every region): feasibility, power caps, fleet figures."""
+    dep = spec.deployments[di]
+    t = _totals(cs)
+    reasons = sorted({f"{p.role}: {p.infeasible_reason}" for c in cs for p in c.pools if not p.feasible})
+    over = [spec.regions[c.region_index].name for c in cs
+            if spec.regions[c.region_index].power_cap_w is not None
+            and max(c.power_facility_w) > spec.regions[c.region_index].power_cap_w]
+    return {
+        "model": label, "deployment": dep.name, "hardware": _hw_id(dep.hardware),
+        "disaggregated": dep.disaggregated, "feasible": not reasons, "infeasible_reason": "; ".join(reasons) or None,
+        "exceeds_power_cap": over,
+        # an infeasible candidate has no fleet figures (a pool it cannot run would count as zero devices)
+        **{k: (v if not reasons else None) for k, v in t.items() if k != "hourly"},
+        "capacity": [{"region": spec.regions[c.region_index].name, "pools": [p.to_dict() for p in c.pools]}
+                     for c in cs],
+    }
+
+
+def _choose(rows: list[dict[str, Any]], labels: list[str], objective: str
+            ) -> tuple[dict[str, str | None], dict[str, dict[str, str | None]]]:
+    """The deployment chosen per model (by the objective, among the feasible candidates within every
+    power cap when one is), and the cheapest, lowest-carbon and fewest-device ones."""
     selected: dict[str, str | None] = {}
     choices: dict[str, dict[str, str | None]] = {}
     for label in labels:
@@ -230,42 +223,56 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
         choices[label] = {"cheapest": _best(priced, "cost"), "lowest_carbon": _best(within, "carbon"),
                           "fewest_devices": _best(within, "devices")}
         selected[label] = _best(within, objective)       # unpriced rows rank last on cost
-    dep_index = {d.name: i for i, d in enumerate(spec.deployments)}
-    chosen = [c for c in cells if selected[labels[c.model_index]] is not None
-              and c.deployment_index == dep_index[selected[labels[c.model_index]]]]
+    return selected, choices
 
-    # ---- the chosen fleet per region and in total
+
+def _pool_rows(c: Cell, label: str, spec: FleetSpec) -> list[dict[str, Any]]:
+    """The pools of one chosen cell, with their hourly units and utilisation."""
+    return [{"model": label, "deployment": spec.deployments[c.deployment_index].name,
+             "role": p.role, "unit_devices": p.unit_devices, "units_peak": max(units_h),
+             "units_mean": sum(units_h) / HOURS, "tokens_per_s_per_unit": p.tokens_per_s,
+             "batch_size": p.batch_size, "ttft_s": p.ttft_s, "tpot_s": p.tpot_s,
+             "utilisation_frac_mean": sum(util_h) / HOURS,
+             "hourly_units": list(units_h), "hourly_utilisation_frac": list(util_h)}
+            for p, units_h, util_h in zip(c.pools, c.units, c.utilisation_frac, strict=True)]
+
+
+def _confirm(mine: list[dict[str, Any]], c: Cell, spec: FleetSpec, job: Job, region: Any) -> None:
+    """Simulate the binding hour of a cell's pools (a prefill + decode pair together) into each pool's
+    `confirmation`."""
+    dep = spec.deployments[c.deployment_index]
+    model = job.model_refs[c.model_index]
+    if {p["role"] for p in mine} == {"prefill", "decode"}:
+        both = confirm_disaggregated(model, dep, next(p for p in mine if p["role"] == "prefill"),
+                                     next(p for p in mine if p["role"] == "decode"), region.demand, spec.slo_ttft_s,
+                                     spec.slo_tpot_s, job.context)
+        for p in mine:
+            p["confirmation"] = both
+        return
+    for p in mine:
+        p["confirmation"] = confirm_pool(model, dep, p, region.demand, spec.slo_ttft_s, spec.slo_tpot_s, job.context)
+
+
+def _region_rows(spec: FleetSpec, job: Job, labels: list[str], chosen: list[Cell], confirm: bool) -> list[dict[str, Any]]:
+    """The chosen fleet per region: its figures, power cap and pools (confirmed by simulation)."""
     regions = []
     for ri, region in enumerate(spec.regions):
         rc = [c for c in chosen if c.region_index == ri]
         t = _totals(rc)
-        pools = []
+        pools: list[dict[str, Any]] = []
         for c in rc:
-            for p, units_h, util_h in zip(c.pools, c.units, c.utilisation_frac, strict=True):
-                pools.append({"model": labels[c.model_index], "deployment": spec.deployments[c.deployment_index].name,
-                              "role": p.role, "unit_devices": p.unit_devices, "units_peak": max(units_h),
-                              "units_mean": sum(units_h) / HOURS, "tokens_per_s_per_unit": p.tokens_per_s,
-                              "batch_size": p.batch_size, "ttft_s": p.ttft_s, "tpot_s": p.tpot_s,
-                              "utilisation_frac_mean": sum(util_h) / HOURS,
-                              "hourly_units": list(units_h), "hourly_utilisation_frac": list(util_h)})
+            mine = _pool_rows(c, labels[c.model_index], spec)
+            pools += mine
             if confirm:
-                mine = pools[-len(c.pools):]
-                dep = spec.deployments[c.deployment_index]
-                if {p["role"] for p in mine} == {"prefill", "decode"}:
-                    both = confirm_disaggregated(
-                        job.model_refs[c.model_index], dep, next(p for p in mine if p["role"] == "prefill"),
-                        next(p for p in mine if p["role"] == "decode"), region.demand, spec.slo_ttft_s,
-                        spec.slo_tpot_s, job.context)
-                    for p in mine:
-                        p["confirmation"] = both
-                else:
-                    for p in mine:
-                        p["confirmation"] = confirm_pool(job.model_refs[c.model_index], dep, p, region.demand,
-                                                         spec.slo_ttft_s, spec.slo_tpot_s, job.context)
-        site = _site_id(region.site)
-        regions.append({"name": region.name, "site": site, "power_cap_w": region.power_cap_w,
+                _confirm(mine, c, spec, job, region)
+        regions.append({"name": region.name, "site": _site_id(region.site), "power_cap_w": region.power_cap_w,
                         "within_power_cap": region.power_cap_w is None or t["power_facility_w_peak"] <= region.power_cap_w,
                         **t, "pools": pools})
+    return regions
+
+
+def _fleet_totals(spec: FleetSpec, chosen: list[Cell], selected: Mapping[str, str | None]) -> dict[str, Any]:
+    """The chosen fleet's totals: the coincident sums, input tokens, nodes and unserved models."""
     totals = _totals(chosen)
     totals.pop("hourly")
     totals["input_tokens_per_day"] = sum(share * r.demand.requests_per_s * r.demand.input_tokens * u.DAY_S
@@ -275,10 +282,35 @@ def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "loca
     if len(set(node.values())) == 1:
         totals["num_nodes_mean"] = totals["num_devices_mean"] / next(iter(node.values()))
     totals["unserved_models"] = [m for m, d in selected.items() if d is None]
-    assumptions = _assumptions(spec, rows, cells)
+    return totals
+
+
+def plan_fleet(scenario: str | Path | Mapping[str, Any], *, backend: str = "local",
+               ray_address: str | None = None, confirm: bool = True) -> FleetReport:
+    """`flopcast fleet`: a serving fleet over regions and hours from the scenario's `fleet` section:
+    devices, utilisation, power, energy, cost and carbon per region and hour, for each candidate
+    deployment, and the chosen one (see docs/fleet.md). backend: local | ray (same results); confirm:
+    simulate each region's binding hour of the chosen pools (fleet/confirm.py)."""
+    if backend not in BACKENDS:
+        raise UnknownName("backend", backend, BACKENDS)
+    data, spec, job = _job(scenario)
+    labels = [_model_label(m) for m, _ in spec.models]
+    grid = [(mi, di, ri) for mi in range(len(spec.models)) for di, dep in enumerate(spec.deployments)
+            if dep.model in (None, str(spec.models[mi][0])) for ri in range(len(spec.regions))]
+    cells = run_cells(job, grid, backend, ray_address)
+    by_md: dict[tuple[int, int], list[Cell]] = {}
+    for c in cells:
+        by_md.setdefault((c.model_index, c.deployment_index), []).append(c)
+    rows = [_candidate(spec, labels[mi], di, cs) for (mi, di), cs in by_md.items()]
+    objective = spec.policy.objective
+    selected, choices = _choose(rows, labels, objective)
+    dep_index = {d.name: i for i, d in enumerate(spec.deployments)}
+    chosen = [c for c in cells if selected[labels[c.model_index]] is not None
+              and c.deployment_index == dep_index[selected[labels[c.model_index]]]]
+    regions = _region_rows(spec, job, labels, chosen, confirm)
     return FleetReport(name=str(data.get("name") or "fleet"), backend=backend, objective=objective,
-                       selected=selected, totals=totals, regions=tuple(regions), deployments=tuple(rows),
-                       choices=choices, assumptions=tuple(assumptions))
+                       selected=selected, totals=_fleet_totals(spec, chosen, selected), regions=tuple(regions),
+                       deployments=tuple(rows), choices=choices, assumptions=tuple(_assumptions(spec, rows, cells)))
 
 
 def _hw_id(hw: Any) -> str:

@@ -138,14 +138,15 @@ def size_cell(job: Job, mi: int, di: int, ri: int) -> Cell:
                 fac_w[h] += pw.facility_w
         units_l.append(tuple(int(x) for x in n_units))
         util_l.append(tuple(float(x) for x in util))
-    costs: list[float] | None = []
+    hourly_usd: list[float] = []
+    costs: list[float] | None = hourly_usd
     why = ""
     for h in range(HOURS):
         c, why = dc.cost_usd(hw, int(devices[h]), u.HOUR_S, float(fac_w[h]) * u.HOUR_S, site, job.pricing)
         if c is None:
             costs = None
             break
-        costs.append(float(c))
+        hourly_usd.append(float(c))
     held = float(devices.max() if pol.scaling == "static" else devices.mean())
     emb, _ = dc.embodied_kgco2e(hw, held, u.YEAR_S)      # linear in the device count
     return Cell(model_index=mi, deployment_index=di, region_index=ri, pools=pools, units=tuple(units_l),

@@ -1,18 +1,11 @@
-"""Reports are data: frozen results with `to_dict()`; renderers turn them into tables."""
+"""Reports are data: frozen results with `to_dict()`; renderers turn them into tables.
+
+`Assumption` lives in the ground module `flopcast.assumption`; it is re-exported here for callers
+that import it from `flopcast.report`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from flopcast.assumption import Assumption
 
-
-@dataclass(frozen=True, slots=True)
-class Assumption:
-    """A default that resolution filled in: printed with every report so that none is hidden."""
-
-    name: str
-    value: Any
-    why: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "value": self.value, "why": self.why}
+__all__ = ["Assumption"]

@@ -32,7 +32,8 @@ def _confirmation(c: dict[str, Any]) -> str:
     return f"{_ms(c['ttft_p99_s'])} / {_ms(c['tpot_p99_s'])} ({c['units_simulated']} units){verdict}"
 
 
-def fleet_plan_tables(d: dict[str, Any]) -> Group:
+def _summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """The fleet's headline figures, one (label, value) row each."""
     chosen = ", ".join(f"{m}: {dep or 'none feasible'}" for m, dep in d["selected"].items())
     nodes = f" ({d['num_nodes_mean']:,.1f} nodes)" if d.get("num_nodes_mean") is not None else ""
     emb = d["emissions_embodied_kgco2e_per_year"]
@@ -53,6 +54,10 @@ def fleet_plan_tables(d: dict[str, Any]) -> Group:
     ]
     if d.get("unserved_models"):
         rows.append(("unserved models", ", ".join(d["unserved_models"])))
+    return rows
+
+
+def _regions_table(d: dict[str, Any]) -> Table:
     reg = Table(title="Regions (chosen fleet)", title_justify="left")
     for c in ("region", "site", "devices peak", "devices mean", "MW peak", "MWh/day", "$/day", "power cap"):
         reg.add_column(c, justify="left" if c in ("region", "site") else "right")
@@ -62,6 +67,10 @@ def fleet_plan_tables(d: dict[str, Any]) -> Group:
         reg.add_row(r["name"], r["site"], f"{r['num_devices_peak']:,}", f"{r['num_devices_mean']:,.1f}",
                     f"{r['power_facility_w_peak'] / 1e6:,.2f}", f"{r['energy_facility_j_per_day'] / 3.6e9:,.1f}",
                     _money(r["cost_usd_per_day"]), cap)
+    return reg
+
+
+def _pools_table(d: dict[str, Any]) -> Table:
     pools = Table(title="Pools (chosen fleet): one unit at full load", title_justify="left")
     for c in ("region", "deployment", "role", "devices/unit", "batch", "tokens/s/unit", "TTFT", "TPOT",
               "units peak", "units mean", "util. mean"):
@@ -71,6 +80,10 @@ def fleet_plan_tables(d: dict[str, Any]) -> Group:
             pools.add_row(r["name"], p["deployment"], p["role"], str(p["unit_devices"]), str(p["batch_size"]),
                           f"{p['tokens_per_s_per_unit']:,.0f}", _ms(p["ttft_s"]), _ms(p["tpot_s"]),
                           str(p["units_peak"]), f"{p['units_mean']:,.1f}", f"{100 * p['utilisation_frac_mean']:.0f}%")
+    return pools
+
+
+def _simulated_table(d: dict[str, Any]) -> Table:
     sim = Table(title="Binding hours simulated (the hour of highest utilisation per unit)", title_justify="left")
     for c in ("region", "deployment", "role", "hour (UTC)", "utilisation", "simulated p99 TTFT / TPOT"):
         sim.add_column(c, justify="left" if c in ("region", "deployment", "role", "simulated p99 TTFT / TPOT")
@@ -81,24 +94,39 @@ def fleet_plan_tables(d: dict[str, Any]) -> Group:
             if c:
                 sim.add_row(r["name"], p["deployment"], p["role"], f"{c['hour_utc']:02d}",
                             f"{100 * c['utilisation_frac']:.0f}%", _confirmation(c))
+    return sim
+
+
+def _candidate_note(d: dict[str, Any], r: dict[str, Any]) -> str:
+    ch = d["choices"].get(r["model"], {})
+    tags = [k.replace("_", " ") for k, v in ch.items() if v == r["deployment"]]
+    note = ", ".join(tags) if r["feasible"] else f"infeasible: {r['infeasible_reason']}"
+    if r["exceeds_power_cap"]:
+        note += f"; exceeds the power cap of {', '.join(r['exceeds_power_cap'])}"
+    return note
+
+
+def _candidates_table(d: dict[str, Any]) -> Table:
     cand = Table(title="Candidate deployments compared (whole fleet)", title_justify="left")
     for c in ("model", "deployment", "hardware", "devices peak", "devices mean", "MW peak", "$/day", "$/Mtok out",
               "tCO2e/yr op+emb", "note"):
         cand.add_column(c, justify="left" if c in ("model", "deployment", "hardware", "note") else "right")
     for r in d["deployments"]:
-        ch = d["choices"].get(r["model"], {})
-        tags = [k.replace("_", " ") for k, v in ch.items() if v == r["deployment"]]
-        note = ", ".join(tags) if r["feasible"] else f"infeasible: {r['infeasible_reason']}"
-        if r["exceeds_power_cap"]:
-            note += f"; exceeds the power cap of {', '.join(r['exceeds_power_cap'])}"
         carbon = None if r["emissions_operational_kgco2e_per_year"] is None else \
             r["emissions_operational_kgco2e_per_year"] + (r["emissions_embodied_kgco2e_per_year"] or 0.0)
         cand.add_row(r["model"], r["deployment"], r["hardware"], _num(r["num_devices_peak"]),
                      _num(r["num_devices_mean"], ",.1f"),
                      "-" if r["power_facility_w_peak"] is None else f"{r['power_facility_w_peak'] / 1e6:,.2f}",
                      _money(r["cost_usd_per_day"]), _money(r["cost_per_million_output_tokens_usd"], 3),
-                     "-" if carbon is None else f"{carbon / 1e3:,.0f}", note)
-    parts = [_kv_table(f"Fleet: {d['name']}", rows), reg, pools]
+                     "-" if carbon is None else f"{carbon / 1e3:,.0f}", _candidate_note(d, r))
+    return cand
+
+
+def fleet_plan_tables(d: dict[str, Any]) -> Group:
+    """The fleet report as rich tables: summary, regions, pools, simulated binding hours (when any),
+    candidates compared, assumptions."""
+    parts = [_kv_table(f"Fleet: {d['name']}", _summary_rows(d)), _regions_table(d), _pools_table(d)]
+    sim = _simulated_table(d)
     if sim.row_count:
         parts.append(sim)
-    return Group(*parts, cand, _assumptions(d))
+    return Group(*parts, _candidates_table(d), _assumptions(d))

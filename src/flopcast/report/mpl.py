@@ -69,20 +69,21 @@ def gather(report: Any, scenario: Any):
     the completed requests' TTFT and TPOT (when it simulates), the SLO in seconds."""
     import numpy as np
 
-    from flopcast import api
+    from flopcast.run.search import search_training
+    from flopcast.run.serving import estimate_serving
     from flopcast.sim.workload import slo_from_mapping
 
     sc = _scenario_mapping(scenario)
     search = None
     if report.training is not None:
-        found = api.search_training({k: v for k, v in sc.items() if k != "parallel"}, top=10)
+        found = search_training({k: v for k, v in sc.items() if k != "parallel"}, top=10)
         search = found.to_dict()
     curve = []
     inference = sc.get("inference")
     if report.serving is not None and report.serving.fits and isinstance(inference, dict):
         base = {k: v for k, v in inference.items() if k != "workload"}
         for b in _batch_sizes(int(report.serving.max_batch_size)):
-            est = api.estimate_serving(sc | {"inference": base | {"batch_size": b}}).to_dict()
+            est = estimate_serving(sc | {"inference": base | {"batch_size": b}}).to_dict()
             curve.append({k: est[k] for k in ("batch_size", "fits", "ttft_s", "tpot_s", "output_tokens_per_s")})
     ttft, tpot = (), ()
     sim = report.simulation

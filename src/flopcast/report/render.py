@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod
 from rich.table import Table
 
 from flopcast.units import format_bytes, format_count, format_si
@@ -139,8 +139,10 @@ def hardware_table(h: dict[str, Any]) -> Group:
 
 def models_list_table(rows: list[dict[str, Any]]) -> Table:
     t = Table(title="Models (exact counts, as transformers builds them)", title_justify="left")
-    for c, j in (("id", "left"), ("family", "left"), ("attention", "left"), ("layers", "right"),
-                 ("params", "right"), ("active", "right")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("id", "left"), ("family", "left"), ("attention", "left"), ("layers", "right"), ("params", "right"),
+        ("active", "right"))
+    for c, j in columns:
         t.add_column(c, justify=j)
     for r in rows:
         t.add_row(r["id"], r["family"], r["attention"], str(r["num_layers"]),

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.estimate.training import TrainingEstimate, estimate_training, step_summary
-from flopcast.report import Assumption
 from flopcast.search.space import SearchSpace, nearest_valid_device_counts, plan_groups, plans_in_group
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec

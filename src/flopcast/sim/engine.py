@@ -55,9 +55,9 @@ from typing import Any
 
 import numpy as np
 
+from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import serving as sv_mod
-from flopcast.report import Assumption
 from flopcast.sim.cost import AnalyticCost, IterationCost
 from flopcast.sim.schedulers import SCHEDULERS, Scheduler
 from flopcast.sim.state import CostFactory, Pool, PoolSpec, SimState

@@ -8,8 +8,8 @@ its own (its divisibility rules, its hardware's formats), and every error names 
 
 from __future__ import annotations
 
+from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario, UnknownName
-from flopcast.report import Assumption
 from flopcast.sim.engine import PoolSpec, colocated_pools
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flopcast import catalog, files, inputs, units
+from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario, UnknownName
-from flopcast.report import Assumption
 from flopcast.specs import limits
 from flopcast.specs.hardware import AcceleratorSpec, accelerator_from_mapping
 from flopcast.specs.hf import from_hf_config, load_config_file

@@ -3,6 +3,7 @@ one source out, beside the one-parameter baseline) and the fit of a calibration 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from flopcast.errors import InvalidScenario
 
 
 def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: Any = None,
-             progress=None) -> dict[str, Any]:
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """`flopcast validate training|inference`: predicted vs measured on every usable published run,
     under the shipped calibration profile (or `profile`: none, a path, a mapping); with `cv`, the
     leave-one-source-out figures; with `baseline`, the one-parameter baseline's."""
@@ -25,7 +26,7 @@ def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: An
 
 
 def calibrate(runs_: list[str], *, out: str | Path | None = None, hardware: str | None = None,
-              framework: str | None = None, progress=None) -> dict[str, Any]:
+              framework: str | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """`flopcast calibrate RUNS... --out PROFILE.yaml`: fit the named global parameters (compute.<gen>,
     stack.<framework> for training; compute/memory.<gen>, engine.<engine> for serving) to measured runs
     (the built-in sets `training` / `inference`, or RUNS.csv files), print before / after /

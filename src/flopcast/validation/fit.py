@@ -72,6 +72,62 @@ def _residuals(cases: Sequence[Case], profile: Profile) -> np.ndarray:
     return out
 
 
+def _log_error(case: Case, profile: Profile) -> float:
+    """log(predicted / measured) of one case (5.0 for a prediction that is not a positive number)."""
+    v = case.predict(profile)
+    return math.log(v / case.measured) if v > 0 and math.isfinite(v) else 5.0
+
+
+def _objective(r: np.ndarray, x: np.ndarray) -> float:
+    """Huber loss of the log errors plus the ridge prior on log(theta)."""
+    a = np.abs(r)
+    h = np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+    return float(h.sum() + 0.5 * RIDGE * (x * x).sum())
+
+
+def _jacobian(cases: Sequence[Case], touches: list[list[int]], phi: np.ndarray, r: np.ndarray,
+              prof: Callable[[np.ndarray], Profile]) -> np.ndarray:
+    """Forward differences of the log errors in log(theta), each parameter over the rows it touches."""
+    J = np.zeros((len(cases), len(phi)))
+    for j, rows in enumerate(touches):
+        x = phi.copy()
+        x[j] += FD_STEP
+        p = prof(x)
+        for i in rows:
+            J[i, j] = (_log_error(cases[i], p) - r[i]) / FD_STEP
+    return J
+
+
+@dataclass(slots=True)
+class _State:
+    """The Levenberg-Marquardt iterate: log(theta), its residuals and objective, the damping."""
+
+    phi: np.ndarray
+    r: np.ndarray
+    obj: float
+    lam: float = 1e-2
+
+
+def _step(cases: Sequence[Case], st: _State, J: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+          prof: Callable[[np.ndarray], Profile]) -> np.ndarray | None:
+    """One damped Gauss-Newton step on the Huber-weighted problem (up to 8 dampings); updates `st`
+    and returns the step when it lowers the objective, else None."""
+    w = _huber_weight(st.r)
+    A = J.T @ (w[:, None] * J) + RIDGE * np.eye(len(st.phi))
+    g = J.T @ (w * st.r) + RIDGE * st.phi
+    for _ in range(8):
+        step = np.linalg.solve(A + st.lam * np.diag(np.diag(A) + 1e-9), -g)
+        x = np.clip(st.phi + step, lo, hi)
+        r_new = _residuals(cases, prof(x))
+        o_new = _objective(r_new, x)
+        if o_new < st.obj - 1e-12:
+            st.phi, st.r, st.obj = x, r_new, o_new
+            st.lam = max(st.lam / 3, 1e-6)
+            return step
+        st.lam *= 4
+    return None
+
+
 def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
         names: Sequence[str] | None = None) -> tuple[Profile, dict[str, Any]]:
     """The profile minimising the robust log error over `cases`; returns it with fit details
@@ -89,50 +145,21 @@ def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
     def prof(x: np.ndarray) -> Profile:
         return base.with_params({n: float(math.exp(v)) for n, v in zip(names, x, strict=True)})
 
-    def objective(r: np.ndarray, x: np.ndarray) -> float:
-        a = np.abs(r)
-        h = np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
-        return float(h.sum() + 0.5 * RIDGE * (x * x).sum())
-
     r = _residuals(cases, prof(phi))
     before = r.copy()
-    obj = objective(r, phi)
-    lam = 1e-2
+    st = _State(phi=phi, r=r, obj=_objective(r, phi))
     iterations = 0
     for iterations in range(1, MAX_ITERATIONS + 1):  # noqa: B007 (the count is reported)
-        J = np.zeros((len(cases), len(names)))
-        for j, rows in enumerate(touches):
-            x = phi.copy()
-            x[j] += FD_STEP
-            p = prof(x)
-            for i in rows:
-                v = cases[i].predict(p)
-                ri = math.log(v / cases[i].measured) if v > 0 and math.isfinite(v) else 5.0
-                J[i, j] = (ri - r[i]) / FD_STEP
-        w = _huber_weight(r)
-        A = J.T @ (w[:, None] * J) + RIDGE * np.eye(len(names))
-        g = J.T @ (w * r) + RIDGE * phi
-        improved = False
-        for _ in range(8):
-            step = np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-9), -g)
-            x = np.clip(phi + step, lo, hi)
-            r_new = _residuals(cases, prof(x))
-            o_new = objective(r_new, x)
-            if o_new < obj - 1e-12:
-                phi, r, obj = x, r_new, o_new
-                lam = max(lam / 3, 1e-6)
-                improved = True
-                break
-            lam *= 4
-        if not improved or np.max(np.abs(step)) < 1e-4:
+        step = _step(cases, st, _jacobian(cases, touches, st.phi, st.r, prof), lo, hi, prof)
+        if step is None or np.max(np.abs(step)) < 1e-4:
             break
-    profile = prof(np.round(phi, 4))
+    profile = prof(np.round(st.phi, 4))
     details = {
-        "parameters": {n: round(math.exp(phi[idx[n]]), 4) for n in names},
+        "parameters": {n: round(math.exp(st.phi[idx[n]]), 4) for n in names},
         "rows": {n: [cases[i].id for i in touches[idx[n]]] for n in names},
         "iterations": iterations,
         "median_abs_error_before": float(np.median(np.abs(np.expm1(before)))),
-        "median_abs_error_after": float(np.median(np.abs(np.expm1(r)))),
+        "median_abs_error_after": float(np.median(np.abs(np.expm1(st.r)))),
     }
     return profile, details
 
@@ -164,7 +191,9 @@ def _baseline_eta(cases: Sequence[Case]) -> float:
 
 
 def _baseline_pred(c: Case, eta: float) -> float:
-    return c.baseline / eta if c.is_time else c.baseline * eta
+    """The baseline's prediction of a case that has one (callers pass only those)."""
+    baseline = c.baseline or 0.0
+    return baseline / eta if c.is_time else baseline * eta
 
 
 def baseline_cv(cases: Sequence[Case]) -> dict[str, float]:
@@ -187,7 +216,7 @@ def report(cases: Sequence[Case], kind: str, profile: Profile, *, cv: bool = Fal
            skipped: Sequence[dict[str, Any]] = (), progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The `validate --json` object: rows with predicted / measured / error under `profile`, the
     in-sample figures and, with `cv`, the leave-one-source-out figures (and the baseline's)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     errs = []
     for c in cases:
         p = c.predict(profile)

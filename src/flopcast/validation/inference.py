@@ -70,7 +70,7 @@ def load_rows() -> list[dict[str, str]]:
 
 
 def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
-    from flopcast import api
+    from flopcast.run.serving import estimate_serving
 
     out = []
     for row in rows if rows is not None else load_rows():
@@ -80,7 +80,7 @@ def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
                               skipped=sc))
             continue
         try:
-            est = api.estimate_serving(sc)
+            est = estimate_serving(sc)
         except FlopcastError as e:
             out.append(Result(row["id"], row["model"], sc["hardware"], int(row["num_devices"]), None, None, None,
                               skipped=f"invalid: {e}"))
@@ -94,7 +94,8 @@ def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
 
 def summary(results: list[Result]) -> dict[str, Any]:
     used = [abs(r.error_frac) for r in results if r.error_frac is not None]
-    worst = max((r for r in results if r.error_frac is not None), key=lambda r: abs(r.error_frac), default=None)
+    worst = max(((r, abs(r.error_frac)) for r in results if r.error_frac is not None), key=lambda re: re[1],
+                default=(None, 0.0))[0]
     return {"num_rows": len(results), "num_used": len(used), "num_skipped": len(results) - len(used),
             "median_abs_error": statistics.median(used) if used else None,
             "max_abs_error": max(used) if used else None, "worst_row": worst.id if worst else None}

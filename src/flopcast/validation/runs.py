@@ -77,7 +77,8 @@ def read_runs_csv(path: str | Path) -> tuple[list, list[dict[str, Any]]]:
     missing = [c for c in COLUMNS if c not in rows[0]]
     if missing:
         raise InvalidScenario(f"runs: {p} lacks the column(s) {', '.join(missing)}; columns: {', '.join(COLUMNS)}")
-    cases, skipped = [], []
+    cases: list[Any] = []
+    skipped: list[dict[str, Any]] = []
     for i, r in enumerate(rows, start=2):
         where = f"runs: {p.name} line {i}"
         try:

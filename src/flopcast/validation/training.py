@@ -140,9 +140,9 @@ NEMO_MODELS: dict[str, dict[str, Any]] = {
 def _model(row: dict[str, str], seq_len: int) -> Any:
     name = row["model"]
     if name in NEMO_MODELS:
-        cfg = dict(NEMO_MODELS[name], name=name)
-        cfg["n_positions" if cfg["model_type"] == "gpt2" else "max_position_embeddings"] = seq_len
-        return cfg
+        nemo = dict(NEMO_MODELS[name], name=name)
+        nemo["n_positions" if nemo["model_type"] == "gpt2" else "max_position_embeddings"] = seq_len
+        return nemo
     for key, model_id in CATALOG_MODELS.items():
         if name.startswith(key):
             return model_id
@@ -184,6 +184,33 @@ def _zero_stage(text: str, legacy: bool) -> int:
     return 0 if legacy else 1
 
 
+def _parallel(row: dict[str, str], tp: int, pp: int, n_dev: int, legacy: bool) -> dict[str, Any]:
+    """The row's parallel section: degrees, sequence parallelism, ZeRO, recompute and micro-batch (from
+    its columns and notes; a legacy run's defaults where a column is empty)."""
+    notes = row["notes"]
+    cp = _int(row["cp"]) or 1
+    ep = _int(row["ep"]) or 1
+    mb = _note_int(notes, r"micro-?batch\s*(\d+)", r"MBS\s*(\d+)", r"MicroBatch\s*(\d+)") or 1
+    vpp = _note_int(notes, r"virtual pipeline\s*(\d+)", r"VP\s*(\d+)", r"(\d+) virtual stages") or 1
+    sp_text = row["sp"].strip().lower()
+    sp = sp_text.startswith("yes") if sp_text else (tp > 1 and not legacy)
+    rc_text = row["recompute"].lower()
+    recompute = "full" if "full" in rc_text else "selective" if ("selective" in rc_text or not rc_text) else "none"
+    return {"tp": tp, "pp": pp, "dp": n_dev // (tp * pp * cp), "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
+            "zero_stage": _zero_stage(row["zero_stage"], legacy), "recompute": recompute, "microbatch_seqs": mb}
+
+
+def _training_section(row: dict[str, str], seq_len: int, batch: int, legacy: bool) -> dict[str, Any]:
+    """The row's training section: shape, precision, and the stack of its era and framework."""
+    rid = row["id"]
+    precision = "fp8" if "fp8" in row["precision"].lower() else "bf16" if "bf16" in row["precision"].lower() else "fp16"
+    return {"seq_len": seq_len, "global_batch_seqs": batch, "precision": precision,
+            "flash_attention": not legacy, "dropout": legacy and not rid.startswith("BLOOM"),
+            "comm_overlap": not legacy, "grad_reduce_dtype": "fp32" if legacy else "bf16",
+            "attention_kernel": "flash2" if rid.startswith(FLASH2_PREFIXES) else "flash3",
+            "framework": next((f for p_, f in FRAMEWORK_BY_PREFIX if rid.startswith(p_)), "megatron-core")}
+
+
 def row_to_case(row: dict[str, str]) -> Case | str:
     """A validation case, or the reason the row cannot be used."""
     rid = row["id"]
@@ -200,31 +227,14 @@ def row_to_case(row: dict[str, str]) -> Case | str:
     model = _model(row, seq_len)
     if model is None or batch is None:
         return "model shape or batch not in the row"
-    notes = row["notes"]
     legacy = rid.startswith(LEGACY_PREFIXES)
-    cp = _int(row["cp"]) or 1
-    ep = _int(row["ep"]) or 1
-    dp = n_dev // (tp * pp * cp)
-    mb = _note_int(notes, r"micro-?batch\s*(\d+)", r"MBS\s*(\d+)", r"MicroBatch\s*(\d+)") or 1
-    vpp = _note_int(notes, r"virtual pipeline\s*(\d+)", r"VP\s*(\d+)", r"(\d+) virtual stages") or 1
-    sp_text = row["sp"].strip().lower()
-    sp = sp_text.startswith("yes") if sp_text else (tp > 1 and not legacy)
-    rc_text = row["recompute"].lower()
-    recompute = "full" if "full" in rc_text else "selective" if ("selective" in rc_text or not rc_text) else "none"
-    zero = _zero_stage(row["zero_stage"], legacy)
-    precision = "fp8" if "fp8" in row["precision"].lower() else "bf16" if "bf16" in row["precision"].lower() else "fp16"
     scenario = {
         "name": rid,
         "model": model,
         "hardware": hw,
         "cluster": {"num_devices": n_dev, "scale_out_bandwidth": _scale_out(rid, hw)},
-        "training": {"seq_len": seq_len, "global_batch_seqs": batch, "precision": precision,
-                     "flash_attention": not legacy, "dropout": legacy and not rid.startswith("BLOOM"),
-                     "comm_overlap": not legacy, "grad_reduce_dtype": "fp32" if legacy else "bf16",
-                     "attention_kernel": "flash2" if rid.startswith(FLASH2_PREFIXES) else "flash3",
-                     "framework": next((f for p_, f in FRAMEWORK_BY_PREFIX if rid.startswith(p_)), "megatron-core")},
-        "parallel": {"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
-                     "zero_stage": zero, "recompute": recompute, "microbatch_seqs": mb},
+        "training": _training_section(row, seq_len, batch, legacy),
+        "parallel": _parallel(row, tp, pp, n_dev, legacy),
     }
     return Case(id=rid, model=row["model"], hardware=hw, num_devices=n_dev, scenario=scenario,
                 measured_metric=metric, measured_value=float(row["measured_value"]), source=row["source"])
@@ -244,8 +254,8 @@ def measured_step_s(case: Case, row: dict[str, str], model_flops_per_step: float
         return t["seq_len"] * t["global_batch_seqs"] / (v * case.num_devices)
     # tflops_per_device: with the source's FLOP formula
     if case.id.startswith(LEGACY_PREFIXES):
-        flops = megatron_eq3_flops(t["global_batch_seqs"], t["seq_len"], _int(row["layers"]), _int(row["hidden"]),
-                                   _int(row["vocab"]) or 51200)
+        flops = megatron_eq3_flops(t["global_batch_seqs"], t["seq_len"], _int(row["layers"]) or 0,
+                                   _int(row["hidden"]) or 0, _int(row["vocab"]) or 51200)
     else:
         flops = model_flops_per_step
     return flops / (v * 1e12 * case.num_devices)
@@ -258,7 +268,7 @@ def load_rows() -> list[dict[str, str]]:
 
 def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
     """Predict every usable row; skipped rows carry their reason."""
-    from flopcast import api
+    from flopcast.run.training import estimate_training
 
     out: list[Result] = []
     for row in rows if rows is not None else load_rows():
@@ -268,7 +278,7 @@ def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
                               None, None, None, None, skipped=case))
             continue
         try:
-            est = api.estimate_training(case.scenario)
+            est = estimate_training(case.scenario)
         except FlopcastError as e:
             out.append(Result(case.id, case.model, case.hardware, case.num_devices, None, None, None, None,
                               skipped=f"invalid plan: {e}"))
@@ -281,9 +291,9 @@ def run(rows: list[dict[str, str]] | None = None) -> list[Result]:
 
 def summary(results: list[Result]) -> dict[str, Any]:
     """Error figures: the 8 Korthikanti end-to-end rows (Calculon's set) and every usable row."""
-    used = [r for r in results if r.error_frac is not None]
-    korth = [abs(r.error_frac) for r in used if r.id.startswith("KORTH-E2E")]
-    all_abs = [abs(r.error_frac) for r in used]
+    used = [(r, abs(r.error_frac)) for r in results if r.error_frac is not None]
+    korth = [e for r, e in used if r.id.startswith("KORTH-E2E")]
+    all_abs = [e for _, e in used]
     return {
         "num_rows": len(results),
         "num_used": len(used),
@@ -292,7 +302,7 @@ def summary(results: list[Result]) -> dict[str, Any]:
         "korth_e2e_max_abs_error": max(korth) if korth else None,
         "median_abs_error": statistics.median(all_abs) if all_abs else None,
         "max_abs_error": max(all_abs) if all_abs else None,
-        "worst_row": max(used, key=lambda r: abs(r.error_frac)).id if used else None,
+        "worst_row": max(used, key=lambda re: re[1])[0].id if used else None,
     }
 
 
@@ -318,15 +328,15 @@ def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], me
     """A fit.Case for one scenario; `measured_of(model_flops_per_step)` gives the measured step time."""
     from dataclasses import replace
 
-    from flopcast import api
     from flopcast.estimate.calibration import Profile
     from flopcast.estimate.efficiency import generation_of
     from flopcast.estimate.training import estimate_training
+    from flopcast.run.training import training_inputs
     from flopcast.specs.scenario import resolve
     from flopcast.validation.fit import Case
 
     rs = resolve(scenario)
-    train, plan = api._training_inputs(rs)
+    train, plan = training_inputs(rs)
 
     def estimate(profile: Profile):
         return estimate_training(rs.model, rs.hardware, plan, replace(train, profile=profile),

@@ -147,7 +147,7 @@ def endpoints() -> dict[str, Endpoint]:
     from flopcast import api
 
     return {
-        "plan": Endpoint("POST", _scenario(lambda sc, ctx: api.plan(sc).to_dict()),
+        "plan": Endpoint("POST", _scenario(lambda sc, ctx: api.plan(sc, workers=1).to_dict()),
                          "every section of a scenario in one report", "scenario"),
         "train": Endpoint("POST", _scenario(lambda sc, ctx: api.estimate_training(sc).to_dict()),
                           "training estimate for the scenario's parallel plan", "scenario"),

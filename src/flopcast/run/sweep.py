@@ -7,15 +7,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flopcast import api  # the facade re-exports this module; api.X is read at call time
 from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.run.search import search_training
 
 SWEEP_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute", "microbatch_seqs", "offload",
                  "step_time_s", "tokens_per_s", "tokens_per_s_per_device", "mfu", "memory_per_device_bytes",
                  "num_evaluated", "num_fitting", "error")
 
 
-def _parse_vary(vary: list[str]) -> list[tuple[str, list[Any]]]:
+def parse_vary(vary: list[str]) -> list[tuple[str, list[Any]]]:
     from flopcast import inputs
 
     out = []
@@ -31,7 +31,7 @@ def _parse_vary(vary: list[str]) -> list[tuple[str, list[Any]]]:
     return out
 
 
-def _set_path(data: dict, dotted: str, value: Any) -> None:
+def set_path(data: dict, dotted: str, value: Any) -> None:
     from flopcast.specs.scenario import TOP_LEVEL_KEYS
 
     keys = dotted.split(".")
@@ -56,10 +56,10 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
     from flopcast.errors import FlopcastError
     from flopcast.specs.scenario import load_scenario
 
-    write = _table_writer(Path(out)) if out else None
+    write = table_writer(Path(out)) if out else None
     base = load_scenario(scenario)
     base_dir = base.pop("_base_dir")
-    axes = _parse_vary(vary)
+    axes = parse_vary(vary)
     from flopcast.specs import limits
 
     limits.check_count(math.prod(len(v) for _, v in axes), limits.MAX_SWEEP_COMBINATIONS,
@@ -69,12 +69,12 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
         sc = copy.deepcopy(base)
         sc.pop("parallel", None)
         for (key, _), value in zip(axes, combo, strict=True):
-            _set_path(sc, key, value)
+            set_path(sc, key, value)
         if isinstance(sc.get("model"), str) and sc["model"].endswith(".json") and not Path(sc["model"]).is_absolute():
             sc["model"] = str(Path(base_dir) / sc["model"])
         row: dict[str, Any] = {key: value for (key, _), value in zip(axes, combo, strict=True)}
         try:
-            res = api.search_training(sc, top=1, objective=objective, backend=backend, ray_address=ray_address,
+            res = search_training(sc, top=1, objective=objective, backend=backend, ray_address=ray_address,
                                   workers=workers)
             best = res.to_dict()["plans"][0] if res.plans else {}
             row.update({c: best.get(c) for c in SWEEP_COLUMNS if c in best})
@@ -90,7 +90,7 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
     return {"columns": columns, "rows": rows, "written": written}
 
 
-def _table_writer(path: Path):
+def table_writer(path: Path):
     """A function writing (columns, rows) to `path`: .csv, or .parquet with pyarrow (the `parquet` extra).
     Other suffixes, and Parquet without pyarrow, are refused here, before any work is done."""
     suffix = path.suffix.lower()

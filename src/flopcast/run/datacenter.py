@@ -4,21 +4,25 @@ serving or a simulated load, from the scenario's site and pricing (estimate/data
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from flopcast.assumption import Assumption
 from flopcast.estimate import counts
-from flopcast.report import Assumption
 from flopcast.specs.scenario import ResolvedScenario
 
+# (scenario, report) -> (datacenter keys, their assumptions)
+DatacenterKeys = Callable[[ResolvedScenario, Any], tuple[dict[str, Any], list[Assumption]]]
 
-def _simulation_datacenter(rs: ResolvedScenario, res) -> tuple[dict[str, Any], list[Assumption]]:
+
+def simulation_datacenter(rs: ResolvedScenario, res: Any) -> tuple[dict[str, Any], list[Assumption]]:
     """Power at the simulated utilisation, and energy, emissions and cost over the simulated time."""
 
-    return _serving_energy_cost(rs, rs.cluster.num_devices, res.busy_frac, res.simulated_s,
+    return serving_energy_cost(rs, rs.cluster.num_devices, res.busy_frac, res.simulated_s,
                                 res.output_tokens_per_s, "simulated time")
 
 
-def _with_datacenter(rs: ResolvedScenario, est, fn):
+def with_datacenter(rs: ResolvedScenario, est: Any, fn: DatacenterKeys) -> Any:
     """Attach the datacenter keys when the hardware states a power; otherwise say why not."""
 
     from flopcast.estimate.datacenter import has_power
@@ -30,7 +34,7 @@ def _with_datacenter(rs: ResolvedScenario, est, fn):
     return dataclasses.replace(est, datacenter=extra, assumptions=est.assumptions + tuple(notes))
 
 
-def _with_pools_datacenter(rs: ResolvedScenario, res, pools):
+def with_pools_datacenter(rs: ResolvedScenario, res: Any, pools: Sequence[Any]) -> Any:
     """The datacenter keys of a simulation on pools with their own hardware: power, energy, emissions
     and cost summed over the pools (each at its own devices and busy share), per output token from the sums."""
     from flopcast.estimate.datacenter import has_power
@@ -42,7 +46,7 @@ def _with_pools_datacenter(rs: ResolvedScenario, res, pools):
     total: dict[str, Any] = {}
     notes: list[Assumption] = []
     for p, row in zip(pools, res.pools, strict=True):
-        part, why = _serving_energy_cost(dataclasses.replace(rs, hardware=p.hw), p.num_devices, row["busy_frac"],
+        part, why = serving_energy_cost(dataclasses.replace(rs, hardware=p.hw), p.num_devices, row["busy_frac"],
                                          res.simulated_s, res.output_tokens_per_s, "simulated time")
         for a in why:
             named = Assumption(f"{p.role}.{a.name}", a.value, a.why) if len(set(q.hw.id for q in pools)) > 1 else a
@@ -66,7 +70,8 @@ def _with_pools_datacenter(rs: ResolvedScenario, res, pools):
     return dataclasses.replace(res, datacenter=total, assumptions=res.assumptions + tuple(notes))
 
 
-def _site(rs: ResolvedScenario) -> tuple[Any, list[Assumption]]:
+def site_of(rs: ResolvedScenario) -> tuple[Any, list[Assumption]]:
+    """The scenario's site (its `site` section, else the catalog's us-average) and the assumption that says so."""
     from flopcast.specs.site import resolve_site, site_registry
 
     if rs.site is not None:
@@ -80,10 +85,10 @@ def _site(rs: ResolvedScenario) -> tuple[Any, list[Assumption]]:
     return resolve_site(default), [Assumption("site", default, "no site given")]
 
 
-def _training_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
+def training_datacenter(rs: ResolvedScenario, est: Any) -> tuple[dict[str, Any], list[Assumption]]:
     from flopcast.estimate import datacenter as dc
 
-    site, assumptions = _site(rs)
+    site, assumptions = site_of(rs)
     hw, n = rs.hardware, est.plan.num_devices
     busy = est.step_time_breakdown_s["compute"] / est.step_time_s
     pw = dc.power(hw, n, busy, site)
@@ -115,19 +120,19 @@ def _training_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], lis
     return out, assumptions
 
 
-def _serving_datacenter(rs: ResolvedScenario, est) -> tuple[dict[str, Any], list[Assumption]]:
+def serving_datacenter(rs: ResolvedScenario, est: Any) -> tuple[dict[str, Any], list[Assumption]]:
     bd = est.decode_step_breakdown_s
     total = sum(bd.values())
     busy = (total - bd["tp_comm"] - bd["ep_comm"] - bd["pp_comm"]) / total if total else 1.0
-    return _serving_energy_cost(rs, est.spec.num_devices, busy, 3600.0, est.output_tokens_per_s, "hour")
+    return serving_energy_cost(rs, est.spec.num_devices, busy, 3600.0, est.output_tokens_per_s, "hour")
 
 
-def _serving_energy_cost(rs: ResolvedScenario, n: int, busy: float, seconds: float, output_tokens_per_s: float,
+def serving_energy_cost(rs: ResolvedScenario, n: int, busy: float, seconds: float, output_tokens_per_s: float,
                          period: str) -> tuple[dict[str, Any], list[Assumption]]:
     """Power of n serving devices at `busy`, and energy, emissions and cost over `seconds`, per output token."""
     from flopcast.estimate import datacenter as dc
 
-    site, assumptions = _site(rs)
+    site, assumptions = site_of(rs)
     hw = rs.hardware
     pw = dc.power(hw, n, busy, site)
     cost, why = dc.cost_usd(hw, n, seconds, pw.facility_w * seconds, site, rs.pricing)

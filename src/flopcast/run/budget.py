@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
-from flopcast.report import Assumption
 
 BUDGET_MFU = 0.40      # Llama 3 405B reported 38-43% MFU on 16K H100 (Dubey et al. 2024, Table 4)
 

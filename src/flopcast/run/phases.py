@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from flopcast.assumption import Assumption
 from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
-from flopcast.report import Assumption
 from flopcast.specs.scenario import ResolvedScenario, phase_scenario
 from flopcast.specs.workload import TrainingPhase, main_phase
 
@@ -170,9 +171,9 @@ def combine(rs: ResolvedScenario, estimates: list[Any], notes: tuple[Assumption,
     return PhasedTrainingEstimate(phases=parts, main_index=k, assumptions=tuple(merged) + tuple(notes))
 
 
-def estimate_phases(rs: ResolvedScenario, estimate_one) -> PhasedTrainingEstimate:
-    """Estimate every phase of `rs` with its plan (`estimate_one(phase_rs)` is the api's
-    single-plan estimator); errors name the phase."""
+def estimate_phases(rs: ResolvedScenario, estimate_one: Callable[[ResolvedScenario], Any]) -> PhasedTrainingEstimate:
+    """Estimate every phase of `rs` with its plan (`estimate_one(phase_rs)` is the single-plan
+    training workflow, flopcast.run.training); errors name the phase."""
     estimates = []
     for ph in rs.phases:
         if ph.plan is None:
@@ -185,11 +186,12 @@ def estimate_phases(rs: ResolvedScenario, estimate_one) -> PhasedTrainingEstimat
     return combine(rs, estimates)
 
 
-def _plan_text(plan) -> str:
+def _plan_text(plan: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in plan.to_dict().items() if v is not None)
 
 
-def search_phases(rs: ResolvedScenario, search_one, estimate_one) -> tuple[PhasedTrainingEstimate | None, str | None]:
+def search_phases(rs: ResolvedScenario, search_one: Callable[[ResolvedScenario, dict[str, Any] | None], Any],
+                  estimate_one: Callable[[ResolvedScenario], Any]) -> tuple[PhasedTrainingEstimate | None, str | None]:
     """`flopcast plan` without a parallel section. The search plans the main phase (holding the keys
     its own `parallel` gives); that plan then plays the parallel section's role for the other phases
     (each phase's own `parallel` keys over it), as one would run it. A phase where the inherited plan

@@ -44,15 +44,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from flopcast import api  # the facade re-exports this module; api.X is read at call time
 from flopcast.errors import InvalidScenario
-from flopcast.specs.scenario import resolve
+from flopcast.estimate.datacenter import device_hour_price
+from flopcast.estimate.serving import estimate_serving
+from flopcast.inputs import writable_file
+from flopcast.run.serving import simulate_serving_resolved
+from flopcast.sim.pools import explicit_pools
+from flopcast.sim.workload import SLO, WorkloadSpec, generate
+from flopcast.specs import limits
+from flopcast.specs.scenario import ResolvedScenario, resolve
+from flopcast.specs.serving import InferenceSpec, validate_inference
+from flopcast.specs.traffic import default_workload
 
 MIN_REQUESTS = 1000
 FILL = 2.5               # first run: at least FILL x the requests arriving in one p99 request lifetime
@@ -99,16 +107,15 @@ class _PoolPlan:
         return self.unit * self.spec.tp * self.spec.pp
 
 
-def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 1024,
-               max_requests: int | None = None, plot: str | Path | None = None) -> dict[str, Any]:
-    """`flopcast simulate --size-fleet`: the cheapest fleet whose steady-state p99 TTFT and p99 TPOT
-    meet `inference.slo` under the workload (module docstring: unit, floor, steady state, search);
-    the simulation at that size, every trial as a latency-throughput `curve`, and (`plot`) an SVG of it."""
-    from flopcast.sim.workload import generate
-    from flopcast.specs import limits
-    from flopcast.specs.traffic import default_workload
+def check_plot_path(plot: str | Path) -> None:
+    """The curve's file: a writable .svg (checked before any simulation runs)."""
+    if not str(plot).lower().endswith(".svg"):
+        raise InvalidScenario(f"--plot: {str(plot)!r}; the latency-throughput curve is written as SVG (a .svg file)")
+    writable_file(plot, what="--plot")
 
-    rs = resolve(scenario)
+
+def _sizing_inputs(rs: ResolvedScenario, max_replicas: Any, max_requests: Any) -> tuple[InferenceSpec, SLO]:
+    """The inference spec and its SLO, refused (one line) when fleet sizing cannot use them."""
     if rs.inference is None:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, lengths, a workload and an slo")
     slo = rs.slo
@@ -123,19 +130,24 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
     if max_requests is not None and (isinstance(max_requests, bool) or not isinstance(max_requests, int)
                                      or max_requests < 1):
         raise InvalidScenario(f"max_requests: expected a positive integer, got {max_requests!r}")
-    if plot is not None:
-        from flopcast.inputs import writable_file
+    return rs.inference, slo
 
-        if not str(plot).lower().endswith(".svg"):
-            raise InvalidScenario(f"--plot: {str(plot)!r}; the latency-throughput curve is written as SVG (a .svg file)")
-        writable_file(plot, what="--plot")
-    spec = rs.inference
-    scheduler, prefill_replicas = rs.scheduler.name, rs.scheduler.prefill_replicas
-    explicit = bool(rs.pools)
-    workload = rs.workload or default_workload(input_tokens=spec.input_tokens, output_tokens=spec.output_tokens)
-    plans = _pool_plans(rs, spec, scheduler, prefill_replicas, explicit)
 
-    # offered load and the first run length, from the workload's own sample
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Offered:
+    """The workload's own sample: offered request rate, mean lengths, p99 output, the run limit."""
+
+    rate_per_s: float
+    mean_in: float
+    mean_out: float
+    p99_out: float
+    num_arrivals: int
+    n_limit: int
+
+
+def _offered(workload: WorkloadSpec, max_requests: int | None) -> _Offered:
+    """Offered load and the longest run from the workload's own sample (its num_requests, at least
+    MIN_REQUESTS, within the work limits)."""
     n_limit = limits.MAX_SIM_REQUESTS
     if workload.trace is None:
         mean_tokens = workload.input_tokens.mean + workload.output_tokens.mean
@@ -147,20 +159,45 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
                                    if workload.trace is None else workload)
     span = float(arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else 0.0
     rate = (len(arrivals) - 1) / span if span > 0 else 0.0
-    mean_in, mean_out = float(ins.mean()), float(outs.mean())
-    plans = [_with_floor(rs, p, rate, mean_in, mean_out) for p in plans]
+    return _Offered(rate_per_s=rate, mean_in=float(ins.mean()), mean_out=float(outs.mean()),
+                    p99_out=float(np.percentile(outs, 99)), num_arrivals=len(arrivals), n_limit=n_limit)
+
+
+def _infeasible(plans: list[_PoolPlan], slo: SLO, max_replicas: int, rs: ResolvedScenario,
+                explicit: bool) -> dict[str, Any] | None:
+    """The report of a layout that does not fit its hardware at the mean lengths (infeasible is a
+    value: no fleet of this layout, and why), else None."""
     infeasible = [p for p in plans if p.per_unit_max <= 0]
-    if infeasible:                      # infeasible is a value: no fleet of this layout, and why
-        p = infeasible[0]
-        out = _report(plans, {}, {}, None, slo, max_replicas, rs, explicit)
-        out.pop("_steady")
-        out["reason"] = (f"the {'' if p.role == 'both' else p.role + ' '}layout does not fit {p.hw.id} at the mean "
-                         f"lengths (tp {p.spec.tp}, pp {p.spec.pp}); `flopcast infer` says what would fit")
+    if not infeasible:
+        return None
+    p = infeasible[0]
+    out = _report(plans, {}, {}, None, slo, max_replicas, rs, explicit)
+    out.pop("_steady")
+    out["reason"] = (f"the {'' if p.role == 'both' else p.role + ' '}layout does not fit {p.hw.id} at the mean "
+                     f"lengths (tp {p.spec.tp}, pp {p.spec.pp}); `flopcast infer` says what would fit")
+    return out
+
+
+def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 1024,
+               max_requests: int | None = None) -> dict[str, Any]:
+    """`flopcast simulate --size-fleet`: the cheapest fleet whose steady-state p99 TTFT and p99 TPOT
+    meet `inference.slo` under the workload (module docstring: unit, floor, steady state, search);
+    the simulation at that size and every trial as a latency-throughput `curve`."""
+    rs = resolve(scenario)
+    spec, slo = _sizing_inputs(rs, max_replicas, max_requests)
+    scheduler, prefill_replicas = rs.scheduler.name, rs.scheduler.prefill_replicas
+    explicit = bool(rs.pools)
+    workload = rs.workload or default_workload(input_tokens=spec.input_tokens, output_tokens=spec.output_tokens)
+    plans = _pool_plans(rs, spec, scheduler, prefill_replicas, explicit)
+    load = _offered(workload, max_requests)
+    plans = [_with_floor(rs, p, load.rate_per_s, load.mean_in, load.mean_out) for p in plans]
+    if (out := _infeasible(plans, slo, max_replicas, rs, explicit)) is not None:
         return out
-    lifetime = _analytic_e2e_s(rs, plans, mean_in, mean_out, float(np.percentile(outs, 99)), slo)
-    n0 = max(workload.num_requests, MIN_REQUESTS, math.ceil(FILL * rate * lifetime))
+    lifetime = _analytic_e2e_s(rs, plans, load.mean_in, load.mean_out, load.p99_out, slo)
+    n_limit = load.n_limit
+    n0 = max(workload.num_requests, MIN_REQUESTS, math.ceil(FILL * load.rate_per_s * lifetime))
     if workload.trace is not None:
-        n0 = n_limit = len(arrivals) if max_requests is None else min(len(arrivals), max_requests)
+        n0 = n_limit = load.num_arrivals if max_requests is None else min(load.num_arrivals, max_requests)
     n0 = min(n0, n_limit)
 
     trials: dict[tuple[int, ...], dict[str, Any]] = {}
@@ -171,32 +208,30 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
             trials[units], results[units] = _trial(rs, scheduler, plans, units, workload, slo, n0, n_limit, explicit)
         return trials[units]
 
-    max_units = [max(1, max_replicas // p.unit) for p in plans]
-    if any(p.floor > m for p, m in zip(plans, max_units, strict=True)):
-        best = None
-    elif len(plans) == 1:
-        best = _search_1d(lambda k: run((k,)), plans[0].floor, max_units[0])
-        best = None if best is None else (best,)
-    else:
-        best = _search_2d(run, plans, max_units)
+    best = _search(run, plans, max_replicas)
     out = _report(plans, trials, results, best, slo, max_replicas, rs, explicit)
     out["steady_state"] = {"warmup_rule": WARMUP_RULE, "convergence_rule": CONVERGENCE_RULE,
                            "first_run_requests": n0, "max_run_requests": n_limit,
-                           "offered_requests_per_s": rate, "mean_input_tokens": mean_in,
-                           "mean_output_tokens": mean_out} | (out.pop("_steady") or {})
-    if plot is not None:
-        from flopcast.report.sizing_plot import write_curve_svg
-
-        out["plot"] = write_curve_svg(out, plot)
+                           "offered_requests_per_s": load.rate_per_s, "mean_input_tokens": load.mean_in,
+                           "mean_output_tokens": load.mean_out} | (out.pop("_steady") or {})
     return out
 
 
-def _pool_plans(rs, spec, scheduler, prefill_replicas, explicit) -> list[_PoolPlan]:
-    """The pools to size, each at one unit, validated."""
-    from flopcast.estimate.datacenter import device_hour_price
-    from flopcast.sim.pools import explicit_pools
-    from flopcast.specs.serving import validate_inference
+def _search(run: Callable[[tuple[int, ...]], dict[str, Any]], plans: list[_PoolPlan],
+            max_replicas: int) -> tuple[int, ...] | None:
+    """The cheapest units per pool meeting the SLO (_search_1d, or _search_2d for two pools)."""
+    max_units = [max(1, max_replicas // p.unit) for p in plans]
+    if any(p.floor > m for p, m in zip(plans, max_units, strict=True)):
+        return None
+    if len(plans) == 1:
+        best = _search_1d(lambda k: run((k,)), plans[0].floor, max_units[0])
+        return None if best is None else (best,)
+    return _search_2d(run, plans, max_units)
 
+
+def _pool_plans(rs: ResolvedScenario, spec: InferenceSpec, scheduler: str, prefill_replicas: int | None,
+                explicit: bool) -> list[_PoolPlan]:
+    """The pools to size, each at one unit, validated."""
     def price(hw) -> float | None:
         p, _ = device_hour_price(hw, rs.pricing)
         return p
@@ -228,14 +263,12 @@ def _pool_plans(rs, spec, scheduler, prefill_replicas, explicit) -> list[_PoolPl
     return out
 
 
-def _estimate(rs, p: _PoolPlan, mean_in: float, mean_out: float):
-    from flopcast.estimate.serving import estimate_serving
-
+def _estimate(rs: ResolvedScenario, p: _PoolPlan, mean_in: float, mean_out: float) -> Any:
     s = dataclasses.replace(p.spec, input_tokens=max(1, round(mean_in)), output_tokens=max(1, round(mean_out)))
     return estimate_serving(rs.model, p.hw, s)
 
 
-def _with_floor(rs, p: _PoolPlan, rate: float, mean_in: float, mean_out: float) -> _PoolPlan:
+def _with_floor(rs: ResolvedScenario, p: _PoolPlan, rate: float, mean_in: float, mean_out: float) -> _PoolPlan:
     """The pool with one unit's analytic maximum and the analytic minimum units for the offered load."""
     est = _estimate(rs, p, mean_in, mean_out)
     if not est.fits:
@@ -245,7 +278,8 @@ def _with_floor(rs, p: _PoolPlan, rate: float, mean_in: float, mean_out: float) 
     return dataclasses.replace(p, per_unit_max=cap, floor=max(1, math.ceil(offered / cap - 1e-9)) if cap > 0 else 1)
 
 
-def _analytic_e2e_s(rs, plans: list[_PoolPlan], mean_in: float, mean_out: float, out_tokens: float, slo) -> float:
+def _analytic_e2e_s(rs: ResolvedScenario, plans: list[_PoolPlan], mean_in: float, mean_out: float, out_tokens: float,
+                    slo: SLO) -> float:
     """The end-to-end latency of a request of `out_tokens` outputs in a fleet that meets the SLO: TTFT
     plus (out_tokens - 1) TPOTs of its pools at full load and the mean lengths (analytic), each at
     most its SLO target."""
@@ -257,7 +291,9 @@ def _analytic_e2e_s(rs, plans: list[_PoolPlan], mean_in: float, mean_out: float,
     return ttft + max(out_tokens - 1, 0) * tpot
 
 
-def _trial(rs, scheduler, plans, units, workload, slo, n0, n_limit, explicit):
+def _trial(rs: ResolvedScenario, scheduler: str, plans: list[_PoolPlan],
+           units: tuple[int, ...], workload: WorkloadSpec, slo: SLO, n0: int, n_limit: int,
+           explicit: bool) -> tuple[dict[str, Any], Any]:
     """Simulate the fleet of `units` per pool until its steady state settles (or the run limit); the
     curve row and the last simulation."""
     n = n0
@@ -269,7 +305,7 @@ def _trial(rs, scheduler, plans, units, workload, slo, n0, n_limit, explicit):
         n = min(2 * n, n_limit, MAX_EXTENSION * n0)
     devices = sum(k * p.unit_devices for k, p in zip(units, plans, strict=True))
     replicas = [k * p.unit for k, p in zip(units, plans, strict=True)]
-    head = {"replicas": sum(replicas), "num_devices": devices}
+    head: dict[str, Any] = {"replicas": sum(replicas), "num_devices": devices}
     if len(plans) > 1:
         head |= {f"{p.role}_replicas": r for p, r in zip(plans, replicas, strict=True)}
     if any(p.unit > 1 for p in plans):
@@ -278,13 +314,16 @@ def _trial(rs, scheduler, plans, units, workload, slo, n0, n_limit, explicit):
     return head | row, res
 
 
-def _cost_per_hour(plans, units) -> float | None:
-    if any(p.price is None for p in plans):
+def _cost_per_hour(plans: list[_PoolPlan], units: tuple[int, ...]) -> float | None:
+    """Dollars per hour of the fleet by device-hour price (None when a pool's hardware has none)."""
+    prices = [p.price for p in plans]
+    if any(x is None for x in prices):
         return None
-    return sum(k * p.unit_devices * p.price for k, p in zip(units, plans, strict=True))
+    return sum(k * p.unit_devices * (x or 0.0) for k, p, x in zip(units, plans, prices, strict=True))
 
 
-def _simulate(rs, scheduler, plans, units, workload, n, explicit):
+def _simulate(rs: ResolvedScenario, scheduler: str, plans: list[_PoolPlan], units: tuple[int, ...],
+              workload: WorkloadSpec, n: int, explicit: bool) -> Any:
     """One simulation of the fleet through the api (the same assumptions and datacenter keys as
     `flopcast simulate`), with n requests of the workload: the scenario with its pools' replicas
     replaced (dataclasses.replace of the resolved specs)."""
@@ -294,6 +333,7 @@ def _simulate(rs, scheduler, plans, units, workload, n, explicit):
         workload = dataclasses.replace(workload, num_requests=min(workload.num_requests, n))
     replicas = {p.role: k * p.unit for p, k in zip(plans, units, strict=True)}
     inference, pools, sched = rs.inference, rs.pools, rs.scheduler
+    assert inference is not None          # _sizing_inputs refused a scenario without one
     if explicit:
         pools = tuple(dataclasses.replace(p, spec=dataclasses.replace(p.spec, dp=replicas[p.role])) for p in pools)
         devices = sum(k * p.unit_devices for p, k in zip(plans, units, strict=True))
@@ -307,66 +347,62 @@ def _simulate(rs, scheduler, plans, units, workload, n, explicit):
     cl = dataclasses.replace(rs.cluster, num_devices=devices)
     trial = dataclasses.replace(rs, cluster=cl, inference=inference, pools=pools, scheduler=sched,
                                 assumptions=tuple(a for a in rs.assumptions if a.name != "cluster.num_devices"))
-    return api._simulate_serving_resolved(trial, workload=workload)
+    return simulate_serving_resolved(trial, workload=workload)
 
 
 def _p(x: np.ndarray, q: float) -> float | None:
     return float(np.percentile(x, q)) if len(x) else None
 
 
-def _steady(res, slo) -> dict[str, Any]:
-    """Warm-up cut, convergence and verdict of one simulation (module docstring)."""
-    r = res.requests
-    arrival, first, done, out = r["arrival_s"], r["first_token_s"], r["done_s"], r["output_tokens"]
+def _warmup(arrival: np.ndarray, done: np.ndarray, ttft: np.ndarray, tpot: np.ndarray,
+            out: np.ndarray) -> tuple[int, bool]:
+    """The warm-up cut (requests) and whether every rule found one in the first half (module docstring).
+    The batches fill over a request's lifetime: the requests in flight at time t arrived within the
+    last end-to-end latency, so the population has forgotten the empty start one lifetime (the p99
+    end-to-end latency of the run) after the first arrival."""
     n = len(arrival)
-    ok = ~np.isnan(done)
-    ttft = first - arrival
-    tpot = np.where(out > 1, (done - first) / np.maximum(out - 1, 1), np.nan)
-    row: dict[str, Any] = {"num_requests": n, "num_rejected": int(res.num_rejected)}
-    if res.num_rejected or not ok.all():
-        return row | {"warmup_requests": 0, "settled": True, "meets_slo": False, "_ttft_fails": True, "_tpot_fails": True,
-                      "ttft_p50_s": res.ttft_p50_s, "ttft_p99_s": res.ttft_p99_s, "tpot_p50_s": res.tpot_p50_s,
-                      "tpot_p99_s": res.tpot_p99_s, "offered_output_tokens_per_s": None,
-                      "achieved_output_tokens_per_s": res.output_tokens_per_s}
-    # the batches fill over a request's lifetime: the requests in flight at time t arrived within the
-    # last end-to-end latency, so the population has forgotten the empty start one lifetime (the p99
-    # end-to-end latency of the run) after the first arrival
     life = float(np.percentile(done - arrival, 99))
-    cuts = [int(np.searchsorted(arrival, arrival[0] + life, side="left")), mser_truncation(ttft)]
-    if cuts[0] > n // 2:
-        cuts[0] = None
+    lifetime_cut = int(np.searchsorted(arrival, arrival[0] + life, side="left"))
+    cuts = [lifetime_cut if lifetime_cut <= n // 2 else None, mser_truncation(ttft)]
     multi = np.flatnonzero(out > 1)
     if len(multi):
         c = mser_truncation(tpot[multi])
         cuts.append(None if c is None else int(multi[min(c, len(multi) - 1)]) if c else 0)
     warm_ok = all(c is not None for c in cuts)
     d = max((c for c in cuts if c is not None), default=0) if warm_ok else n // 2
+    return d, warm_ok
+
+
+def _judge(row: dict[str, Any], x: np.ndarray, d: int, name: str, target: float | None) -> tuple[bool, bool, bool]:
+    """One SLO metric after the warm-up `d`: its p50/p99 (and pass/fail, margin) into `row`; whether
+    it meets the target, whether its two halves agree, whether it fails on both halves robustly."""
+    n = len(x)
     half = d + (n - d) // 2
-    agree_all, fail_robust, verdict = True, False, True
-    for name, x, target in (("ttft", ttft, slo.ttft_s), ("tpot", tpot, slo.tpot_s)):
-        steady = x[d:]
-        steady = steady[~np.isnan(steady)]
-        p99 = _p(steady, 99)
-        row[f"{name}_p50_s"], row[f"{name}_p99_s"] = _p(steady, 50), p99
-        row[f"_{name}_fails"] = target is not None and p99 is not None and p99 > target
-        if target is None:
-            continue
-        if p99 is not None and p99 > 0:
-            # how far the steady p99 is from the target (log ratio; > 0 fails): guides the search
-            row["_margin"] = max(row.get("_margin", -math.inf), math.log(p99 / target))
-        if row[f"_{name}_fails"]:
-            verdict = False
-        a, b = x[d:half], x[half:]
-        pa, pb = _p(a[~np.isnan(a)], 99), _p(b[~np.isnan(b)], 99)
-        if pa is None or pb is None:
-            continue
-        lo, hi = min(pa, pb), max(pa, pb)
-        agree_all = agree_all and (hi - lo <= SETTLE_TOL * hi or hi <= 0.5 * target or lo >= 2 * target)
-        fail_robust = fail_robust or lo >= 2 * target     # failing on both halves, whatever more requests show
-    settled = fail_robust or (warm_ok and agree_all)
-    # throughput over the steady-state window [first post-warm-up arrival, last arrival]: offered, the
-    # output tokens of the requests arriving in it; achieved, the tokens generated in it (each request's
-    # first token at first_token_s, the others spread evenly until done_s)
+    steady = x[d:]
+    steady = steady[~np.isnan(steady)]
+    p99 = _p(steady, 99)
+    row[f"{name}_p50_s"], row[f"{name}_p99_s"] = _p(steady, 50), p99
+    row[f"_{name}_fails"] = target is not None and p99 is not None and p99 > target
+    if target is None:
+        return True, True, False
+    if p99 is not None and p99 > 0:
+        # how far the steady p99 is from the target (log ratio; > 0 fails): guides the search
+        row["_margin"] = max(row.get("_margin", -math.inf), math.log(p99 / target))
+    meets = not row[f"_{name}_fails"]
+    a, b = x[d:half], x[half:]
+    pa, pb = _p(a[~np.isnan(a)], 99), _p(b[~np.isnan(b)], 99)
+    if pa is None or pb is None:
+        return meets, True, False
+    lo, hi = min(pa, pb), max(pa, pb)
+    agree = hi - lo <= SETTLE_TOL * hi or hi <= 0.5 * target or lo >= 2 * target
+    return meets, agree, lo >= 2 * target     # failing on both halves, whatever more requests show
+
+
+def _throughput(arrival: np.ndarray, first: np.ndarray, done: np.ndarray, out: np.ndarray,
+                d: int) -> dict[str, float]:
+    """Throughput over the steady-state window [first post-warm-up arrival, last arrival]: offered,
+    the output tokens of the requests arriving in it; achieved, the tokens generated in it (each
+    request's first token at first_token_s, the others spread evenly until done_s)."""
     t0, t1 = float(arrival[d]), float(arrival[-1])
     window = max(t1 - t0, 1e-12)
     arrived = (arrival >= t0) & (arrival <= t1)
@@ -374,10 +410,33 @@ def _steady(res, slo) -> dict[str, Any]:
     span = np.maximum(done - first, 1e-12)
     overlap = np.clip(np.minimum(done, t1) - np.maximum(first, t0), 0.0, None) / span
     generated = first_in + np.where(out > 1, (out - 1) * overlap, 0.0)
-    row |= {"warmup_requests": int(d), "settled": bool(settled), "meets_slo": bool(verdict),
-            "offered_output_tokens_per_s": float(out[arrived].sum()) / window,
+    return {"offered_output_tokens_per_s": float(out[arrived].sum()) / window,
             "achieved_output_tokens_per_s": float(generated.sum()) / window}
-    return row
+
+
+def _steady(res: Any, slo: SLO) -> dict[str, Any]:
+    """Warm-up cut, convergence and verdict of one simulation (module docstring)."""
+    r = res.requests
+    arrival, first, done, out = r["arrival_s"], r["first_token_s"], r["done_s"], r["output_tokens"]
+    ok = ~np.isnan(done)
+    ttft = first - arrival
+    tpot = np.where(out > 1, (done - first) / np.maximum(out - 1, 1), np.nan)
+    row: dict[str, Any] = {"num_requests": len(arrival), "num_rejected": int(res.num_rejected)}
+    if res.num_rejected or not ok.all():
+        return row | {"warmup_requests": 0, "settled": True, "meets_slo": False, "_ttft_fails": True, "_tpot_fails": True,
+                      "ttft_p50_s": res.ttft_p50_s, "ttft_p99_s": res.ttft_p99_s, "tpot_p50_s": res.tpot_p50_s,
+                      "tpot_p99_s": res.tpot_p99_s, "offered_output_tokens_per_s": None,
+                      "achieved_output_tokens_per_s": res.output_tokens_per_s}
+    d, warm_ok = _warmup(arrival, done, ttft, tpot, out)
+    agree_all, fail_robust, verdict = True, False, True
+    for name, x, target in (("ttft", ttft, slo.ttft_s), ("tpot", tpot, slo.tpot_s)):
+        meets, agree, robust = _judge(row, x, d, name, target)
+        verdict = verdict and meets
+        agree_all = agree_all and agree
+        fail_robust = fail_robust or robust
+    settled = fail_robust or (warm_ok and agree_all)
+    row |= {"warmup_requests": int(d), "settled": bool(settled), "meets_slo": bool(verdict)}
+    return row | _throughput(arrival, first, done, out, d)
 
 
 def _search_1d(meets_at, floor: int, max_units: int) -> int | None:
@@ -477,16 +536,36 @@ def _shrink(meets_at, last_fail: int | None, hi: int) -> int:
     return _narrow(meets_at, last_fail, hi)
 
 
-def _report(plans, trials, results, best, slo, max_replicas, rs, explicit) -> dict[str, Any]:
-    def unit_row(p: _PoolPlan, k: int | None) -> dict[str, Any]:
-        return {"role": p.role, "hardware": p.hw.id, "tp": p.spec.tp, "pp": p.spec.pp, "ep": p.spec.ep,
-                "unit_replicas": p.unit, "unit_devices": p.unit_devices,
-                "analytic_max_per_unit_tokens_per_s": p.per_unit_max,
-                "analytic_tokens": "prompt" if p.role == "prefill" else "output",
-                "analytic_min_replicas": p.floor * p.unit,
-                "replicas": None if k is None else k * p.unit, "units": k,
-                "num_devices": None if k is None else k * p.unit_devices}
+def _unit_row(p: _PoolPlan, k: int | None) -> dict[str, Any]:
+    """One pool of the report: its unit, analytic maximum and floor, and the units chosen (k)."""
+    return {"role": p.role, "hardware": p.hw.id, "tp": p.spec.tp, "pp": p.spec.pp, "ep": p.spec.ep,
+            "unit_replicas": p.unit, "unit_devices": p.unit_devices,
+            "analytic_max_per_unit_tokens_per_s": p.per_unit_max,
+            "analytic_tokens": "prompt" if p.role == "prefill" else "output",
+            "analytic_min_replicas": p.floor * p.unit,
+            "replicas": None if k is None else k * p.unit, "units": k,
+            "num_devices": None if k is None else k * p.unit_devices}
 
+
+def _no_fleet_reason(plans: list[_PoolPlan], trials: Mapping[tuple[int, ...], dict[str, Any]],
+                     max_replicas: int) -> str:
+    """Why no fleet meets the SLO: requests that never fit, the limit reached, or a floor past it."""
+    if any(t["num_rejected"] for t in trials.values()):
+        return ("some requests can never fit one replica's KV cache (rejected in every trial); a larger tp or a "
+                "smaller max length is needed")
+    if all(p.floor * p.unit <= max_replicas for p in plans):
+        return (f"no fleet of up to {max_replicas} replicas per pool meets the SLO at steady state (a single unit's "
+                "latency at low load may already exceed it; see the curve)")
+    floor_replicas = sum(p.floor * p.unit for p in plans)
+    return f"the analytic minimum ({floor_replicas} replicas) exceeds max_replicas {max_replicas}"
+
+
+STEADY_KEYS = ("num_requests", "warmup_requests", "settled", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s")
+
+
+def _report(plans: list[_PoolPlan], trials: dict[tuple[int, ...], dict[str, Any]], results: dict[tuple[int, ...], Any],
+            best: tuple[int, ...] | None, slo: SLO, max_replicas: int, rs: ResolvedScenario,
+            explicit: bool) -> dict[str, Any]:
     curve = sorted(({k: v for k, v in t.items() if not k.startswith("_")} for t in trials.values()),
                    key=lambda r: (r["num_devices"], r["replicas"]))
     rows = [{"replicas": r["replicas"], "num_devices": r["num_devices"], "ttft_p99_s": r["ttft_p99_s"],
@@ -494,28 +573,22 @@ def _report(plans, trials, results, best, slo, max_replicas, rs, explicit) -> di
             | {k: r[k] for k in ("prefill_replicas", "decode_replicas") if k in r} for r in curve]
     chosen = trials.get(best) if best is not None else None
     res = results.get(best) if best is not None else None
-    floor_replicas = sum(p.floor * p.unit for p in plans)
+    units: tuple[int | None, ...] = best if best is not None else (None,) * len(plans)
+    picked = chosen or {}
     out = {
-        "replicas": chosen["replicas"] if chosen else None,
-        "num_devices": chosen["num_devices"] if chosen else None,
+        "replicas": picked.get("replicas"),
+        "num_devices": picked.get("num_devices"),
         "meets_slo": chosen is not None,
-        "reason": None if chosen else (
-            "some requests can never fit one replica's KV cache (rejected in every trial); a larger tp or a "
-            "smaller max length is needed" if any(t["num_rejected"] for t in trials.values()) else
-            f"no fleet of up to {max_replicas} replicas per pool meets the SLO at steady state (a single unit's latency "
-            "at low load may already exceed it; see the curve)" if all(p.floor * p.unit <= max_replicas for p in plans)
-            else f"the analytic minimum ({floor_replicas} replicas) exceeds max_replicas {max_replicas}"),
+        "reason": None if chosen else _no_fleet_reason(plans, trials, max_replicas),
         "slo": {"ttft_p99_s": slo.ttft_s, "tpot_p99_s": slo.tpot_s},
-        "analytic_min_replicas": floor_replicas,
+        "analytic_min_replicas": sum(p.floor * p.unit for p in plans),
         "scheduler": "disaggregated" if len(plans) > 1 else None,
-        "pools": [unit_row(p, None if best is None else k) for p, k in
-                  zip(plans, best or [None] * len(plans), strict=True)],
-        "cost_per_hour_usd": chosen["cost_per_hour_usd"] if chosen else None,
+        "pools": [_unit_row(p, k) for p, k in zip(plans, units, strict=True)],
+        "cost_per_hour_usd": picked.get("cost_per_hour_usd"),
         "simulation": res.to_dict() if res is not None else None,
         "trials": rows,
         "curve": curve,
-        "_steady": ({k: chosen[k] for k in ("num_requests", "warmup_requests", "settled", "ttft_p50_s", "ttft_p99_s",
-                                            "tpot_p50_s", "tpot_p99_s")} if chosen else None),
+        "_steady": {k: chosen[k] for k in STEADY_KEYS} if chosen else None,
     }
     if len(plans) > 1 and chosen:
         out |= {f"{p.role}_replicas": chosen[f"{p.role}_replicas"] for p in plans}
