@@ -126,19 +126,19 @@ def test_budget_bad_input(kw):
 def test_tco_pricing_adds_capex_facility_and_energy():
     """TCO: device + node capex over the depreciation years, facility capex, and electricity at the
     site price; longer depreciation lowers the cost."""
-    from flopcast.specs.site import prices
+    from flopcast.specs.site import PricingSpec, prices, pricing_from_mapping
 
     hw = catalog.get_hardware("h100-sxm")
     site = site_from_mapping(SITE)
     day = 86400.0
     energy = 1e10
-    c4, why = dc.cost_usd(hw, 8, day, energy, site, {"mode": "tco", "depreciation_years": 4})
-    c8, _ = dc.cost_usd(hw, 8, day, energy, site, {"mode": "tco", "depreciation_years": 8})
+    c4, why = dc.cost_usd(hw, 8, day, energy, site, pricing_from_mapping({"mode": "tco", "depreciation_years": 4}))
+    c8, _ = dc.cost_usd(hw, 8, day, energy, site, pricing_from_mapping({"mode": "tco", "depreciation_years": 8}))
     assert c8 < c4 and "TCO" in why
     capex = prices()["devices"]["h100-sxm"]["capex_usd"]
     assert c4 > capex * 8 * day / (4 * 365.25 * day) + energy * site.electricity_price_usd_per_j
     with pytest.raises(InvalidScenario, match="mode"):
-        dc.cost_usd(hw, 8, day, energy, site, {"mode": "lease"})
+        dc.cost_usd(hw, 8, day, energy, site, PricingSpec(mode="lease"))
 
 
 def test_hardware_without_power_skips_datacenter_with_a_note():

@@ -4,6 +4,7 @@ backends agree, empty spaces suggest device counts, sweeps write one row per com
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from flopcast import api
 from flopcast.errors import FlopcastError, InvalidScenario
-from flopcast.search.space import PIPELINE_SCHEDULES, SearchSpace, divisors, enumerate_plans
+from flopcast.search.space import CARRIED, PIPELINE_SCHEDULES, SearchSpace, divisors, enumerate_plans
 from flopcast.specs.hf import from_hf_config
 from flopcast.specs.parallel import OFFLOAD, RECOMPUTE, ParallelPlan, validate_plan
 
@@ -48,8 +49,9 @@ def test_space_equals_the_validator(cfg, devices, batch):
             d, d, d, d, range(1, 9), divisors(batch), range(1, 9), PIPELINE_SCHEDULES, (None, 1)):
         if tp > 8 or (etp == 1 and not (moe and tp > 1)):
             continue
-        plan = ParallelPlan(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, microbatch_seqs=mb, pp_schedule=sched, etp=etp)
-        try:
+        try:   # the plan's own rules refuse it when built, the model's and the batch's in validate_plan
+            plan = ParallelPlan(tp=tp, pp=pp, dp=dp, cp=cp, ep=ep, vpp=vpp, microbatch_seqs=mb, pp_schedule=sched,
+                                etp=etp)
             validate_plan(plan, model, num_devices=devices, global_batch_seqs=batch, seq_len=seq)
         except InvalidScenario:
             continue
@@ -166,6 +168,37 @@ def test_pinned_fields_are_exactly_the_filtered_full_space():
     full = [p for p in enumerate_plans(model, **kw) if all(getattr(p, k) == v for k, v in pins)]
     pinned = list(enumerate_plans(model, **kw, space=SearchSpace(pinned=pins)))
     assert pinned == full and len(pinned) > 0
+
+
+@pytest.mark.parametrize("pins", [
+    (("shard_group", 4),),                                   # does not divide dp cp in every group
+    (("shard_group", 2), ("zero_stage", 0)),                 # sharding without ZeRO: nothing
+    (("pipeline_layout", [2, 2, 2, 2]),),                    # pp x vpp = 4 only
+    (("recompute_modules", ["layernorm"]),),                 # selective recompute only
+    (("offload", "cpu"),),                                   # ZeRO >= 1 only
+    (("vpp", 2),),                                           # pipelines only
+])
+def test_pinned_keys_never_build_a_refused_plan(pins):
+    """With keys pinned (--fix, a phase's parallel keys) the search builds only plans ParallelPlan
+    accepts and loses none: it yields exactly the plans of the unpinned space that hold the pinned
+    values of the keys it varies, with the carried keys set, that ParallelPlan and validate_plan accept."""
+    model = from_hf_config(SMALL)
+    kw = dict(num_devices=16, global_batch_seqs=16, seq_len=1024, scale_up_domain=8)
+    options = dict(zero_stages=(0, 1, 2, 3), offload=OFFLOAD)
+    got = list(enumerate_plans(model, **kw, space=SearchSpace(pinned=pins, **options)))
+    carried = {k: tuple(v) if isinstance(v, list) else v for k, v in pins if k in CARRIED}
+    want = []
+    for p in enumerate_plans(model, **kw, space=SearchSpace(**options)):
+        if any(k not in CARRIED and getattr(p, k) != v for k, v in pins):
+            continue
+        try:
+            q = dataclasses.replace(p, **carried)
+            validate_plan(q, model, num_devices=16, global_batch_seqs=16, seq_len=1024)
+        except InvalidScenario:
+            continue
+        want.append(q)
+    assert got == want
+    assert bool(got) == (dict(pins).get("zero_stage") != 0)
 
 
 def test_search_holds_fixed_keys():

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from flopcast import units
 from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
 from flopcast.specs.hardware import AcceleratorSpec
-from flopcast.specs.site import SiteSpec, prices, reliability_rates, systems
+from flopcast.specs.site import PricingSpec, SiteSpec, prices, reliability_rates, systems
 
 IDLE_FRAC_OF_TDP = 0.15
 NETWORK_W_PER_DEVICE = 60.0
@@ -126,11 +125,10 @@ def power_assumptions(hw: AcceleratorSpec, site: SiteSpec) -> list[Assumption]:
 
 
 # ------------------------------------------------------------------------------------------ cost
-def device_hour_price(hw: AcceleratorSpec, pricing: dict[str, Any] | None) -> tuple[float | None, str]:
+def device_hour_price(hw: AcceleratorSpec, pricing: PricingSpec | None) -> tuple[float | None, str]:
     """$ per device-hour for the hourly mode, and where it came from."""
-    pricing = dict(pricing or {})
-    if "price_per_device_hour" in pricing:
-        p = float(pricing["price_per_device_hour"])
+    if pricing is not None and pricing.price_per_device_hour_usd is not None:
+        p = float(pricing.price_per_device_hour_usd)
         if p < 0:
             raise InvalidScenario("pricing.price_per_device_hour: expected a non-negative $/hour")
         return p, "given"
@@ -147,11 +145,11 @@ def device_hour_price(hw: AcceleratorSpec, pricing: dict[str, Any] | None) -> tu
 
 
 def cost_usd(hw: AcceleratorSpec, num_devices: int, seconds: float, facility_energy_j: float, site: SiteSpec,
-             pricing: dict[str, Any] | None) -> tuple[float | None, str]:
+             pricing: PricingSpec | None) -> tuple[float | None, str]:
     """Cost of holding `num_devices` for `seconds`: hourly rental (power included in the price), or
     TCO (device and node capex over their lifetime, facility capex, electricity)."""
-    pricing = dict(pricing or {})
-    mode = pricing.get("mode", "hourly")
+    pricing = pricing or PricingSpec()
+    mode = pricing.mode
     hours = seconds / units.HOUR_S
     if mode == "hourly":
         p, why = device_hour_price(hw, pricing)
@@ -159,12 +157,13 @@ def cost_usd(hw: AcceleratorSpec, num_devices: int, seconds: float, facility_ene
     if mode != "tco":
         raise InvalidScenario(f"pricing.mode: {mode!r}; accepted: hourly, tco")
     entry = prices().get("devices", {}).get(hw.lookup_id, {})
-    capex = float(pricing.get("capex_usd", entry.get("capex_usd", 0.0)) or 0.0)
+    capex = float((entry.get("capex_usd", 0.0) if pricing.capex_usd is None else pricing.capex_usd) or 0.0)
     if capex <= 0:
         raise InvalidScenario(f"pricing.capex_usd: no device price for {hw.id}; give capex_usd")
     node = prices().get("nodes", {}).get(entry.get("node", "hgx-8gpu"), {})
-    node_capex = float(pricing.get("node_capex_usd", node.get("capex_usd", 0.0)) or 0.0) / max(1, hw.node_size)
-    years = float(pricing.get("depreciation_years", DEFAULT_LIFETIME_YEARS))
+    node_capex = float((node.get("capex_usd", 0.0) if pricing.node_capex_usd is None else pricing.node_capex_usd)
+                       or 0.0) / max(1, hw.node_size)
+    years = float(DEFAULT_LIFETIME_YEARS if pricing.depreciation_years is None else pricing.depreciation_years)
     if years <= 0:
         raise InvalidScenario("pricing.depreciation_years: expected a positive number of years")
     life_s = years * units.YEAR_S

@@ -23,7 +23,6 @@ from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 from flopcast.fleet.confirm import confirm_disaggregated, confirm_pool
 from flopcast.fleet.sizing import Cell, Job, size_cells
 from flopcast.fleet.spec import HOURS, FleetSpec, fleet_from_scenario
-from flopcast.specs.limits import normalize_pricing
 
 BACKENDS = ("local", "ray")
 CONTEXT_KEYS = ("calibration",)     # top-level sections passed to every serving-estimator call
@@ -180,12 +179,13 @@ def _absolute_model(ref: Any, base_dir: str) -> Any:
 def _job(scenario: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], FleetSpec, Job]:
     """The scenario mapping, its fleet section and the job every cell is sized from (names checked)."""
     from flopcast.specs.scenario import load_scenario
+    from flopcast.specs.site import pricing_from_mapping
 
     data = load_scenario(scenario)
     base_dir = data.pop("_base_dir")
     spec: FleetSpec = fleet_from_scenario(data)
     job = Job(fleet=spec, model_refs=tuple(_absolute_model(m, base_dir) for m, _ in spec.models),
-              pricing=normalize_pricing(data.get("pricing")),
+              pricing=pricing_from_mapping(data.get("pricing")),
               context={k: _relative_to(data[k], base_dir) for k in CONTEXT_KEYS if k in data})
     _check_names(spec, job)
     return data, spec, job

@@ -74,8 +74,8 @@ def site_of(rs: ResolvedScenario) -> tuple[Any, list[Assumption]]:
     """The scenario's site (its `site` section, else the catalog's us-average) and the assumption that says so."""
     from flopcast.specs.site import resolve_site, site_registry
 
-    if "site" in rs.sections:
-        return resolve_site(rs.sections["site"]), []
+    if rs.site is not None:
+        return rs.site, []
     default = "us-average" if "us-average" in site_registry() else None
     if default is None:
         from flopcast.specs.site import site_from_mapping
@@ -104,7 +104,7 @@ def training_datacenter(rs: ResolvedScenario, est: Any) -> tuple[dict[str, Any],
                                       "emissions are for one hour of training"))
     e_it = pw.it_w * seconds
     e_fac = pw.facility_w * seconds
-    cost, why = dc.cost_usd(hw, n, seconds, e_fac, site, rs.sections.get("pricing"))
+    cost, why = dc.cost_usd(hw, n, seconds, e_fac, site, rs.pricing)
     emb, emb_why = dc.embodied_kgco2e(hw, n, seconds)
     assumptions += [Assumption("cost", why, "pricing"), Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]
     out = {
@@ -135,7 +135,7 @@ def serving_energy_cost(rs: ResolvedScenario, n: int, busy: float, seconds: floa
     site, assumptions = site_of(rs)
     hw = rs.hardware
     pw = dc.power(hw, n, busy, site)
-    cost, why = dc.cost_usd(hw, n, seconds, pw.facility_w * seconds, site, rs.sections.get("pricing"))
+    cost, why = dc.cost_usd(hw, n, seconds, pw.facility_w * seconds, site, rs.pricing)
     emb, emb_why = dc.embodied_kgco2e(hw, n, seconds)
     assumptions += dc.power_assumptions(hw, site) + [Assumption("cost", why, "pricing"),
                                                      Assumption("embodied_carbon", emb_why, "catalog/prices.yaml")]

@@ -17,7 +17,7 @@ from flopcast.run.training import estimate_plan
 from flopcast.search import SearchResult, search
 from flopcast.search.space import SearchSpace, plan_space_bound
 from flopcast.specs import limits
-from flopcast.specs.parallel import OFFLOAD, PARALLEL_KEYS, ParallelPlan, plan_from_mapping
+from flopcast.specs.parallel import OFFLOAD, ParallelPlan, pinned_plan_keys
 from flopcast.specs.scenario import ResolvedScenario, phase_scenario, resolve
 from flopcast.specs.workload import main_phase
 
@@ -91,8 +91,7 @@ def _space(rs: ResolvedScenario, fixed: Mapping[str, Any] | None, objective: str
     assumptions.append(Assumption("search_space", f"micro-batches <= {MAX_MICROBATCH_TOKENS:,} tokens per device",
                                   "larger ones only add activation memory; offload searched when nothing fits without it"))
     if fixed:
-        parsed = plan_from_mapping(fixed).to_dict()
-        pinned = tuple((k, parsed[k]) for k in PARALLEL_KEYS if k in fixed)
+        pinned = pinned_plan_keys(fixed)
         space = dataclasses.replace(space, pinned=pinned,
                                     offload=OFFLOAD if "offload" in fixed else space.offload,
                                     zero_stages=(0, 1, 2, 3) if "zero_stage" in fixed else space.zero_stages)

@@ -17,10 +17,11 @@ from flopcast.estimate.serving import estimate_serving as _estimate
 from flopcast.run.datacenter import serving_datacenter, simulation_datacenter, with_datacenter, with_pools_datacenter
 from flopcast.sim.engine import SimulationResult, simulate
 from flopcast.sim.pools import kv_transfer_assumption, scenario_pools
-from flopcast.sim.workload import WorkloadSpec, scheduler_from_mapping, slo_from_mapping, workload_from_mapping
+from flopcast.sim.workload import WorkloadSpec
 from flopcast.specs import limits
 from flopcast.specs.scenario import ResolvedScenario, resolve
 from flopcast.specs.serving import validate_inference
+from flopcast.specs.traffic import default_workload
 
 
 def estimate_serving_resolved(rs: ResolvedScenario) -> ServingEstimate:
@@ -28,7 +29,7 @@ def estimate_serving_resolved(rs: ResolvedScenario) -> ServingEstimate:
     if "inference" not in rs.sections:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, batch_size, input_tokens, output_tokens")
     spec = rs.inference
-    pools = "prefill" in rs.sections["inference"] or "decode" in rs.sections["inference"]
+    pools = bool(rs.pools)
     # with disaggregated pools the cluster holds both; `infer` estimates the section's own layout
     validate_inference(spec, rs.model, num_devices=spec.num_devices if pools else rs.cluster.num_devices)
     assumptions = list(rs.assumptions) + [
@@ -80,27 +81,23 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
                               workload: WorkloadSpec | None = None) -> SimulationResult:
     """The simulation of a resolved scenario's inference workload (simulate_serving); `workload`
     replaces the section's (fleet sizing passes each trial's)."""
-    if "inference" not in rs.sections:
+    if rs.inference is None:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, input_tokens, output_tokens and a workload")
-    section = rs.sections["inference"]
     spec = rs.inference
-    scheduler, prefill_replicas = scheduler_from_mapping(section.get("scheduler"))
-    explicit = "prefill" in section or "decode" in section
-    if explicit and "scheduler" not in section:
-        scheduler = "disaggregated"
-    pools, pool_notes = scenario_pools(rs, section, spec, scheduler, prefill_replicas)
+    scheduler, prefill_replicas = rs.scheduler.name, rs.scheduler.prefill_replicas
+    explicit = bool(rs.pools)
+    pools, pool_notes = scenario_pools(rs, spec, scheduler, prefill_replicas)
     if workload is None:
-        workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
-                                         output_tokens=spec.output_tokens)
+        workload = rs.workload or default_workload(input_tokens=spec.input_tokens, output_tokens=spec.output_tokens)
     workload, capped = cap_workload(workload, max_requests, limit_requests)
-    slo = slo_from_mapping(section.get("slo"))
+    slo = rs.slo
     assumptions = [a for a in rs.assumptions if not (explicit and a.name == "cluster.num_devices")] + pool_notes
-    if "workload" not in section:
+    if rs.workload is None:
         assumptions.append(Assumption("workload", f"burst of {workload.num_requests} requests of "
                                       f"{spec.input_tokens} + {spec.output_tokens} tokens",
                                       "no inference.workload: every request arrives at t = 0 (the saturated server); "
                                       "give inference.workload.arrival for a load"))
-    if "scheduler" not in section:
+    if not rs.scheduler.given:
         assumptions.append(Assumption("scheduler", "disaggregated", "inference.prefill and inference.decode pools")
                            if explicit else
                            Assumption("scheduler", "sarathi", "continuous batching with chunked prefill (vLLM v1, "

@@ -56,17 +56,11 @@ from flopcast.estimate.serving import estimate_serving
 from flopcast.inputs import writable_file
 from flopcast.run.serving import simulate_serving_resolved
 from flopcast.sim.pools import explicit_pools
-from flopcast.sim.workload import (
-    SLO,
-    WorkloadSpec,
-    generate,
-    scheduler_from_mapping,
-    slo_from_mapping,
-    workload_from_mapping,
-)
+from flopcast.sim.workload import SLO, WorkloadSpec, generate
 from flopcast.specs import limits
 from flopcast.specs.scenario import ResolvedScenario, resolve
-from flopcast.specs.serving import pool_layouts, validate_inference
+from flopcast.specs.serving import InferenceSpec, validate_inference
+from flopcast.specs.traffic import default_workload
 
 MIN_REQUESTS = 1000
 FILL = 2.5               # first run: at least FILL x the requests arriving in one p99 request lifetime
@@ -120,16 +114,14 @@ def check_plot_path(plot: str | Path) -> None:
     writable_file(plot, what="--plot")
 
 
-def _sizing_inputs(rs: ResolvedScenario, max_replicas: Any, max_requests: Any) -> tuple[Mapping[str, Any], SLO]:
-    """The inference section and its SLO, refused (one line) when fleet sizing cannot use them."""
-    section = rs.sections.get("inference")
-    if not isinstance(section, Mapping):
+def _sizing_inputs(rs: ResolvedScenario, max_replicas: Any, max_requests: Any) -> tuple[InferenceSpec, SLO]:
+    """The inference spec and its SLO, refused (one line) when fleet sizing cannot use them."""
+    if rs.inference is None:
         raise InvalidScenario("inference: missing; give tp, weights_dtype, lengths, a workload and an slo")
-    slo = slo_from_mapping(section.get("slo"))
+    slo = rs.slo
     if slo.ttft_s is None and slo.tpot_s is None:
         raise InvalidScenario('inference.slo: fleet sizing needs a target, e.g. {ttft_p99: "1 s", tpot_p99: "50 ms"}')
-    arrival = (section.get("workload") or {}).get("arrival") or {}
-    if "trace" not in (section.get("workload") or {}) and arrival.get("process", "poisson") == "burst":
+    if rs.workload is not None and rs.workload.trace is None and rs.workload.process == "burst":
         raise InvalidScenario("inference.workload.arrival: fleet sizing needs an arrival rate (poisson or gamma) "
                               "or a trace, not a burst")
     if not isinstance(max_replicas, int) or isinstance(max_replicas, bool) or max_replicas < 1:
@@ -138,7 +130,7 @@ def _sizing_inputs(rs: ResolvedScenario, max_replicas: Any, max_requests: Any) -
     if max_requests is not None and (isinstance(max_requests, bool) or not isinstance(max_requests, int)
                                      or max_requests < 1):
         raise InvalidScenario(f"max_requests: expected a positive integer, got {max_requests!r}")
-    return section, slo
+    return rs.inference, slo
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -192,15 +184,11 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
     meet `inference.slo` under the workload (module docstring: unit, floor, steady state, search);
     the simulation at that size and every trial as a latency-throughput `curve`."""
     rs = resolve(scenario)
-    section, slo = _sizing_inputs(rs, max_replicas, max_requests)
-    spec = rs.inference
-    scheduler, prefill_replicas = scheduler_from_mapping(section.get("scheduler"))
-    explicit = "prefill" in section or "decode" in section
-    if explicit and "scheduler" not in section:
-        scheduler = "disaggregated"
-    workload = workload_from_mapping(section.get("workload"), input_tokens=spec.input_tokens,
-                                     output_tokens=spec.output_tokens)
-    plans = _pool_plans(rs, section, spec, scheduler, prefill_replicas, explicit)
+    spec, slo = _sizing_inputs(rs, max_replicas, max_requests)
+    scheduler, prefill_replicas = rs.scheduler.name, rs.scheduler.prefill_replicas
+    explicit = bool(rs.pools)
+    workload = rs.workload or default_workload(input_tokens=spec.input_tokens, output_tokens=spec.output_tokens)
+    plans = _pool_plans(rs, spec, scheduler, prefill_replicas, explicit)
     load = _offered(workload, max_requests)
     plans = [_with_floor(rs, p, load.rate_per_s, load.mean_in, load.mean_out) for p in plans]
     if (out := _infeasible(plans, slo, max_replicas, rs, explicit)) is not None:
@@ -217,8 +205,7 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
 
     def run(units: tuple[int, ...]) -> dict[str, Any]:
         if units not in trials:
-            trials[units], results[units] = _trial(rs, section, scheduler, plans, units, workload, slo, n0, n_limit,
-                                                   explicit)
+            trials[units], results[units] = _trial(rs, scheduler, plans, units, workload, slo, n0, n_limit, explicit)
         return trials[units]
 
     best = _search(run, plans, max_replicas)
@@ -242,11 +229,11 @@ def _search(run: Callable[[tuple[int, ...]], dict[str, Any]], plans: list[_PoolP
     return _search_2d(run, plans, max_units)
 
 
-def _pool_plans(rs: ResolvedScenario, section: Mapping[str, Any], spec: Any, scheduler: str,
-                prefill_replicas: int | None, explicit: bool) -> list[_PoolPlan]:
+def _pool_plans(rs: ResolvedScenario, spec: InferenceSpec, scheduler: str, prefill_replicas: int | None,
+                explicit: bool) -> list[_PoolPlan]:
     """The pools to size, each at one unit, validated."""
     def price(hw) -> float | None:
-        p, _ = device_hour_price(hw, rs.sections.get("pricing"))
+        p, _ = device_hour_price(hw, rs.pricing)
         return p
 
     def unit_spec(s, role):
@@ -257,12 +244,11 @@ def _pool_plans(rs: ResolvedScenario, section: Mapping[str, Any], spec: Any, sch
         if prefill_replicas is not None:
             raise InvalidScenario("inference.scheduler.prefill_replicas: with inference.prefill the pools are sized "
                                   "by --size-fleet")
-        if "scheduler" in section and scheduler != "disaggregated":
+        if rs.scheduler.given and scheduler != "disaggregated":
             raise InvalidScenario(f"inference.scheduler: {scheduler}, but inference.prefill and inference.decode are "
                                   "disaggregated pools; drop scheduler or set it to disaggregated")
-        layouts = pool_layouts(section, spec.profile)
         out = []
-        for p in explicit_pools(rs, layouts):
+        for p in explicit_pools(rs, rs.pools):
             s, unit = unit_spec(p.spec, p.role)
             out.append(_PoolPlan(role=p.role, hw=p.hw, spec=s, unit=unit, per_unit_max=0.0, floor=1,
                                  price=price(p.hw)))
@@ -305,14 +291,14 @@ def _analytic_e2e_s(rs: ResolvedScenario, plans: list[_PoolPlan], mean_in: float
     return ttft + max(out_tokens - 1, 0) * tpot
 
 
-def _trial(rs: ResolvedScenario, section: Mapping[str, Any], scheduler: str, plans: list[_PoolPlan],
+def _trial(rs: ResolvedScenario, scheduler: str, plans: list[_PoolPlan],
            units: tuple[int, ...], workload: WorkloadSpec, slo: SLO, n0: int, n_limit: int,
            explicit: bool) -> tuple[dict[str, Any], Any]:
     """Simulate the fleet of `units` per pool until its steady state settles (or the run limit); the
     curve row and the last simulation."""
     n = n0
     while True:
-        res = _simulate(rs, section, scheduler, plans, units, workload, n, explicit)
+        res = _simulate(rs, scheduler, plans, units, workload, n, explicit)
         row = _steady(res, slo)
         if row["settled"] or n >= min(n_limit, MAX_EXTENSION * n0) or workload.trace is not None:
             break
@@ -336,33 +322,30 @@ def _cost_per_hour(plans: list[_PoolPlan], units: tuple[int, ...]) -> float | No
     return sum(k * p.unit_devices * (x or 0.0) for k, p, x in zip(units, plans, prices, strict=True))
 
 
-def _simulate(rs: ResolvedScenario, section: Mapping[str, Any], scheduler: str, plans: list[_PoolPlan],
-              units: tuple[int, ...], workload: WorkloadSpec, n: int, explicit: bool) -> Any:
+def _simulate(rs: ResolvedScenario, scheduler: str, plans: list[_PoolPlan], units: tuple[int, ...],
+              workload: WorkloadSpec, n: int, explicit: bool) -> Any:
     """One simulation of the fleet through the api (the same assumptions and datacenter keys as
-    `flopcast simulate`), with n requests of the workload."""
+    `flopcast simulate`), with n requests of the workload: the scenario with its pools' replicas
+    replaced (dataclasses.replace of the resolved specs)."""
     if workload.trace is None:
         workload = dataclasses.replace(workload, num_requests=n)
     else:
         workload = dataclasses.replace(workload, num_requests=min(workload.num_requests, n))
     replicas = {p.role: k * p.unit for p, k in zip(plans, units, strict=True)}
-    sec = dict(section)
+    inference, pools, sched = rs.inference, rs.pools, rs.scheduler
+    assert inference is not None          # _sizing_inputs refused a scenario without one
     if explicit:
-        for role in ("prefill", "decode"):
-            sec[role] = dict(section.get(role) or {}) | {"dp": replicas[role]}
+        pools = tuple(dataclasses.replace(p, spec=dataclasses.replace(p.spec, dp=replicas[p.role])) for p in pools)
         devices = sum(k * p.unit_devices for p, k in zip(plans, units, strict=True))
     elif scheduler == "disaggregated":
-        dp = replicas["prefill"] + replicas["decode"]
-        sched = section.get("scheduler")
-        sec["scheduler"] = (dict(sched) if isinstance(sched, Mapping) else {"name": "disaggregated"}) | {
-            "prefill_replicas": replicas["prefill"]}
-        sec["dp"] = dp
-        devices = dp * plans[0].spec.tp * plans[0].spec.pp
+        sched = dataclasses.replace(sched, prefill_replicas=replicas["prefill"], given=True)
+        inference = dataclasses.replace(inference, dp=replicas["prefill"] + replicas["decode"])
+        devices = inference.dp * plans[0].spec.tp * plans[0].spec.pp
     else:
-        sec["dp"] = replicas["both"]
+        inference = dataclasses.replace(inference, dp=replicas["both"])
         devices = replicas["both"] * plans[0].spec.tp * plans[0].spec.pp
-    inference = rs.inference if explicit else dataclasses.replace(rs.inference, dp=sec["dp"])
     cl = dataclasses.replace(rs.cluster, num_devices=devices)
-    trial = dataclasses.replace(rs, cluster=cl, sections=dict(rs.sections) | {"inference": sec}, inference=inference,
+    trial = dataclasses.replace(rs, cluster=cl, inference=inference, pools=pools, scheduler=sched,
                                 assumptions=tuple(a for a in rs.assumptions if a.name != "cluster.num_devices"))
     return simulate_serving_resolved(trial, workload=workload)
 

@@ -138,7 +138,7 @@ def _run_ray(job: Job, tasks: list, address: str | None, progress: Callable[[int
         raise InvalidScenario("backend: ray is not installed; install the extra: pip install 'flopcast[ray]'") from None
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(evaluate_groups)
+    remote: Any = ray.remote(evaluate_groups)
     job_ref = ray.put(job)
     refs = [remote.remote(job_ref, t, token) for t in tasks]
     out = []
@@ -162,7 +162,7 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         band = self.model_error_frac
-        best = self.plans[0].step_time_s if self.plans else None
+        best = self.plans[0].step_time_s if self.plans else 0.0   # rows exist only with plans
 
         def row(e: TrainingEstimate) -> dict[str, Any]:
             d = e.to_dict()

@@ -5,7 +5,10 @@ checks they agree): num_devices = tp pp dp cp; tp divides the heads and divides 
 of) the kv heads, within the scale-up domain unless allowed beyond it; pp <= layers; interleaving
 needs pp > 1, at least one layer per virtual stage (uneven splits allowed) and micro-batches
 divisible by pp; ep divides the experts and dp cp; cp keeps the sequence divisible by 2 cp; the
-micro-batch divides the per-replica batch; offload needs ZeRO >= 1.
+micro-batch divides the per-replica batch; offload needs ZeRO >= 1. The options of a group are
+filtered by ParallelPlan's own rules before any plan is built (a pinned shard group must divide dp
+cp and needs ZeRO; pinned recompute modules need selective recompute; a pinned layout needs
+pp x vpp stages), so the search never builds a plan the constructor refuses.
 
 Beyond the degrees the space holds the pipeline schedule (1F1B, interleaved 1F1B for every virtual
 degree, ZB-H1 zero bubble, DualPipe for even pp) and, for MoE models, expert tensor parallelism
@@ -17,8 +20,9 @@ divide).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from flopcast.specs.model import LatentAttention, ModelSpec, MoEFFN
 from flopcast.specs.parallel import OFFLOAD, RECOMPUTE, ZERO_STAGES, ParallelPlan
@@ -52,7 +56,7 @@ class SearchSpace:
     # plan fields fixed by the user (the scenario's partial `parallel` section): (name, value) pairs
     pinned: tuple[tuple[str, object], ...] = ()
 
-    def allowed(self, name: str, values):
+    def allowed(self, name: str, values: Iterable[Any]) -> list[Any]:
         """`values` restricted to the pinned value of `name`, if any."""
         for key, v in self.pinned:
             if key == name:
@@ -87,51 +91,81 @@ def plan_groups(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, s
 
 def plans_in_group(model: ModelSpec, group: tuple[int, int, int], *, num_devices: int, global_batch_seqs: int,
                    space: SearchSpace = SearchSpace(), seq_len: int | None = None) -> Iterator[ParallelPlan]:
-    """Every valid plan with the given (tp, cp, pp), in a fixed order."""
+    """Every valid plan with the given (tp, cp, pp), in a fixed order: micro-batch, then expert
+    layout, pipeline schedule, sp, recompute, ZeRO stage and offload. Only plans that ParallelPlan
+    accepts are built (the options are filtered by its rules first)."""
     tp, cp, pp = group
-    L = model.num_layers
     dp = num_devices // (tp * cp * pp)
     per_replica = global_batch_seqs // dp
     moe = next((lay.ffn for lay in model.layers if isinstance(lay.ffn, MoEFFN)), None)
     expert_groups = _expert_groups(moe, tp, cp, dp, space)
     # pinned keys the space does not vary are carried into every plan
     carried = {k: tuple(v) if isinstance(v, list) else v for k, v in space.pinned if k in CARRIED}
-    layout = carried.get("pipeline_layout")
+    options = _options(space, tp=tp, dp=dp, cp=cp, carried=carried)
+    for mb in _microbatches(space, per_replica, cp=cp, seq_len=seq_len):
+        pipes = _pipes(space, pp=pp, num_microbatches=per_replica // mb, num_layers=model.num_layers,
+                       layout=carried.get("pipeline_layout"))
+        for ep, etp in expert_groups:
+            for sched, vpp in pipes:
+                for sp, recompute, zero, offload in options:
+                    yield ParallelPlan(**({
+                        "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
+                        "zero_stage": zero, "recompute": recompute, "microbatch_seqs": mb,
+                        "offload": offload, "etp": etp, "pp_schedule": sched,
+                        "ep_comm_overlap": ep > 1} | carried))
+
+
+def _options(space: SearchSpace, *, tp: int, dp: int, cp: int,
+             carried: dict[str, object]) -> list[tuple[bool, str, int, str]]:
+    """(sp, recompute, zero_stage, offload) choices, in order, that the plan rules allow: sp only
+    with tp > 1 (always on in a coarse pass), offload and a shard group only with ZeRO >= 1, the
+    shard group dividing dp cp, recompute modules only with selective recompute."""
     sps = space.allowed("sp", ((True,) if space.coarse else (False, True)) if tp > 1 else (False,))
-    recomputes = space.allowed("recompute", space.recompute)
-    zeros = space.allowed("zero_stage", space.zero_stages)
-    offloads = space.allowed("offload", space.offload)
+    shard_group = carried.get("shard_group")
+    if isinstance(shard_group, int) and (dp * cp) % shard_group:
+        return []
+    out = []
+    for sp in sps:
+        for recompute in space.allowed("recompute", space.recompute):
+            if "recompute_modules" in carried and recompute != "selective":
+                continue
+            for zero in space.allowed("zero_stage", space.zero_stages):
+                if zero == 0 and shard_group is not None:
+                    continue
+                out += [(sp, recompute, zero, offload) for offload in space.allowed("offload", space.offload)
+                        if offload == "none" or zero > 0]
+    return out
+
+
+def _microbatches(space: SearchSpace, per_replica: int, *, cp: int, seq_len: int | None) -> list[int]:
+    """Micro-batch sizes dividing the replica's batch (powers of two in a coarse pass; at most the
+    space's tokens per device when it caps them)."""
+    out = []
     for mb in space.allowed("microbatch_seqs", divisors(per_replica)):
         if space.coarse and mb & (mb - 1):
             continue
         if space.max_microbatch_tokens and seq_len and mb > 1 and mb * seq_len / cp > space.max_microbatch_tokens:
             continue
-        m = per_replica // mb
-        pipes = [("1f1b", 1)]
-        if pp > 1:
-            if m % pp == 0:
-                pipes += [("1f1b", v) for v in range(2, space.max_vpp + 1) if pp * v <= L]
-            pipes += [(s, 1) for s in space.schedules if s == "zero_bubble" or (s == "dualpipe" and pp % 2 == 0)]
-        if dict(space.pinned).get("pp_schedule") == "interleaved":
-            pipes = [("interleaved", v) for s, v in pipes if v > 1]
-        pipes = [(s, v) for s, v in pipes if space.allowed("vpp", [v]) and space.allowed("pp_schedule", [s])]
-        for ep, etp in expert_groups:
-            for sched, vpp in pipes:
-                for sp in sps:
-                    for recompute in recomputes:
-                        for zero in zeros:
-                            for offload in offloads:
-                                if offload != "none" and zero == 0:
-                                    continue
-                                if layout is not None and len(layout) != pp * vpp:
-                                    continue
-                                if "recompute_modules" in carried and recompute != "selective":
-                                    continue
-                                yield ParallelPlan(**({
-                                    "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
-                                    "zero_stage": zero, "recompute": recompute, "microbatch_seqs": mb,
-                                    "offload": offload, "etp": etp, "pp_schedule": sched,
-                                    "ep_comm_overlap": ep > 1} | carried))
+        out.append(mb)
+    return out
+
+
+def _pipes(space: SearchSpace, *, pp: int, num_microbatches: int, num_layers: int,
+           layout: object) -> list[tuple[str, int]]:
+    """(pp_schedule, vpp) choices: 1F1B; with pp > 1 interleaving (micro-batches a multiple of pp,
+    a layer per virtual stage), zero bubble and, for even pp, DualPipe; a pinned layout keeps those
+    with pp x vpp virtual stages."""
+    pipes = [("1f1b", 1)]
+    if pp > 1:
+        if num_microbatches % pp == 0:
+            pipes += [("1f1b", v) for v in range(2, space.max_vpp + 1) if pp * v <= num_layers]
+        pipes += [(s, 1) for s in space.schedules if s == "zero_bubble" or (s == "dualpipe" and pp % 2 == 0)]
+    if dict(space.pinned).get("pp_schedule") == "interleaved":
+        pipes = [("interleaved", v) for s, v in pipes if v > 1]
+    pipes = [(s, v) for s, v in pipes if space.allowed("vpp", [v]) and space.allowed("pp_schedule", [s])]
+    if isinstance(layout, tuple):
+        pipes = [(s, v) for s, v in pipes if len(layout) == pp * v]
+    return pipes
 
 
 def _expert_groups(moe: MoEFFN | None, tp: int, cp: int, dp: int, space: SearchSpace) -> list[tuple[int, int | None]]:
@@ -140,7 +174,8 @@ def _expert_groups(moe: MoEFFN | None, tp: int, cp: int, dp: int, space: SearchS
     if moe is None:
         return [(e, None) for e in space.allowed("ep", [1])]
     experts = moe.num_experts
-    out = [(e, None) for e in space.allowed("ep", [e for e in divisors(experts) if (dp * cp) % e == 0])]
+    out: list[tuple[int, int | None]] = [
+        (e, None) for e in space.allowed("ep", [e for e in divisors(experts) if (dp * cp) % e == 0])]
     if space.fold_experts and tp > 1:
         out += [(e, 1) for e in space.allowed("ep", [e for e in divisors(experts) if (tp * cp * dp) % e == 0])]
     pinned_etp = dict(space.pinned).get("etp")

@@ -8,9 +8,6 @@ its own (its divisibility rules, its hardware's formats), and every error names 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.sim.engine import PoolSpec, colocated_pools
@@ -21,24 +18,23 @@ def cluster_devices_given(rs) -> bool:
     return not any(a.name == "cluster.num_devices" for a in rs.assumptions)
 
 
-def scenario_pools(rs, section: Mapping[str, Any], spec, scheduler: str, prefill_replicas: int | None,
+def scenario_pools(rs, spec, scheduler: str, prefill_replicas: int | None,
                    ) -> tuple[tuple[PoolSpec, ...], list[Assumption]]:
-    """The pools of the resolved scenario `rs` (its inference `section`, parsed `spec`) and the
+    """The pools of the resolved scenario `rs` (its inference `spec`, its `pools` layouts) and the
     assumptions they add; raises InvalidScenario naming the field for a bad layout."""
-    from flopcast.specs.serving import pool_layouts, validate_inference
+    from flopcast.specs.serving import validate_inference
 
-    layouts = pool_layouts(section, spec.profile)
     so = rs.cluster.scale_out_bandwidth_bytes_per_s
-    if layouts is None:
+    if not rs.pools:
         validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
         return colocated_pools(rs.hardware, spec, scheduler, prefill_replicas, so), []
-    if "scheduler" in section and scheduler != "disaggregated":
+    if rs.scheduler.given and scheduler != "disaggregated":
         raise InvalidScenario(f"inference.scheduler: {scheduler}, but inference.prefill and inference.decode are "
                               "disaggregated pools; drop scheduler or set it to disaggregated")
     if prefill_replicas is not None:
         raise InvalidScenario("inference.scheduler.prefill_replicas: with inference.prefill the prefill pool's "
                               "replicas are inference.prefill.dp")
-    pools = explicit_pools(rs, layouts)
+    pools = explicit_pools(rs, rs.pools)
     total = sum(p.num_devices for p in pools)
     if cluster_devices_given(rs) and rs.cluster.num_devices != total:
         raise InvalidScenario(f"cluster.num_devices: {rs.cluster.num_devices}, but the prefill and decode pools hold "
@@ -53,16 +49,16 @@ def scenario_pools(rs, section: Mapping[str, Any], spec, scheduler: str, prefill
 
 
 def explicit_pools(rs, layouts) -> list[PoolSpec]:
-    """The prefill and decode pools of `pool_layouts`, each validated as its own inference section
-    (replicas: its dp) on its hardware (resolved; the scenario's when not given)."""
+    """The prefill and decode pools (specs.serving.PoolLayout, in that order), each validated as its
+    own inference section (replicas: its dp) on its hardware (resolved; the scenario's when not given)."""
     from flopcast.estimate import serving as sv_mod
     from flopcast.specs.scenario import resolve_hardware
     from flopcast.specs.serving import _in_pool, validate_inference
 
     so = rs.cluster.scale_out_bandwidth_bytes_per_s
     pools = []
-    for role in ("prefill", "decode"):
-        hw_value, pspec = layouts[role]
+    for layout in layouts:
+        role, hw_value, pspec = layout.role, layout.hardware, layout.spec
         hw = rs.hardware
         if hw_value is not None:
             try:

@@ -159,6 +159,24 @@ def accelerator_from_mapping(data: Mapping[str, Any], *, base: AcceleratorSpec |
     for key in data:
         if key not in ACCEPTED_KEYS:
             raise UnknownName(f"{prefix} field", str(key), ACCEPTED_KEYS)
+    values = _given_values(data, base, prefix)
+    if "status" in values and values["status"] not in STATUSES:
+        raise InvalidScenario(f"{prefix}.status: {values['status']!r}; accepted: {', '.join(STATUSES)}")
+    if "memory_kind" in values and values["memory_kind"] not in MEMORY_KINDS:
+        raise InvalidScenario(
+            f"{prefix}.memory_kind: {values['memory_kind']!r}; accepted: {', '.join(MEMORY_KINDS)}"
+        )
+    if base is not None:
+        if "id" not in values:
+            values["id"] = f"{base.id}-custom" if set(values) - {"name"} else base.id
+        values.setdefault("catalog_id", base.lookup_id)
+        return replace(base, **values)
+    return _new_accelerator(data, values, prefix)
+
+
+def _given_values(data: Mapping[str, Any], base: AcceleratorSpec | None, prefix: str) -> dict[str, Any]:
+    """The AcceleratorSpec fields `data` gives, parsed (peaks, sources and efficiency merged over
+    `base`'s when there is one)."""
     values: dict[str, Any] = {}
     for key, (attr, kind, _required) in _FIELDS.items():
         if key in data and data[key] is not None:
@@ -176,17 +194,11 @@ def accelerator_from_mapping(data: Mapping[str, Any], *, base: AcceleratorSpec |
         keys = {k for k, _ in given}
         values["efficiency_overrides"] = tuple(
             (k, v) for k, v in (base.efficiency_overrides if base else ()) if k not in keys) + given
-    if "status" in values and values["status"] not in STATUSES:
-        raise InvalidScenario(f"{prefix}.status: {values['status']!r}; accepted: {', '.join(STATUSES)}")
-    if "memory_kind" in values and values["memory_kind"] not in MEMORY_KINDS:
-        raise InvalidScenario(
-            f"{prefix}.memory_kind: {values['memory_kind']!r}; accepted: {', '.join(MEMORY_KINDS)}"
-        )
-    if base is not None:
-        if "id" not in values:
-            values["id"] = f"{base.id}-custom" if set(values) - {"name"} else base.id
-        values.setdefault("catalog_id", base.lookup_id)
-        return replace(base, **values)
+    return values
+
+
+def _new_accelerator(data: Mapping[str, Any], values: dict[str, Any], prefix: str) -> AcceleratorSpec:
+    """An accelerator from its fields alone: the required ones present, the rest defaulted."""
     for key, (attr, _kind, required) in _FIELDS.items():
         if required and attr not in values:
             raise InvalidScenario(f"{prefix}.{key}: missing (required for an accelerator)")

@@ -13,6 +13,7 @@ unrecognised so that a typo ("hiden_size") never passes silently.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -113,7 +114,7 @@ class _Reader:
     def int(self, key: str, default: Any = _MISSING, *, minimum: int = 1) -> int:
         return self._check_int(key, self.raw(key, default), minimum)
 
-    def _check_int(self, key: str, value: Any, minimum: int) -> int:
+    def _check_int(self, key: builtins.str, value: Any, minimum: builtins.int) -> builtins.int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
@@ -123,7 +124,7 @@ class _Reader:
             raise InvalidScenario(f"model.{key}: expected an integer >= {minimum}, got {value!r}")
         return value
 
-    def opt_int(self, key: str, default: Any = _MISSING, *, minimum: int = 1) -> int | None:
+    def opt_int(self, key: builtins.str, default: Any = _MISSING, *, minimum: builtins.int = 1) -> builtins.int | None:
         value = self.raw(key, default)
         if value is None:
             return None
@@ -141,7 +142,7 @@ class _Reader:
             raise InvalidScenario(f"model.{key}: expected a string, got {value!r}")
         return value
 
-    def int_list(self, key: str, default: Any = _MISSING) -> list[int]:
+    def int_list(self, key: builtins.str, default: Any = _MISSING) -> list[builtins.int]:
         value = self.raw(key, default)
         if value is None:
             return []
@@ -151,7 +152,7 @@ class _Reader:
             raise InvalidScenario(f"model.{key}: expected a list of integers, got {value!r}")
         return list(value)
 
-    def layer_types(self, num_layers: int, default: list[str]) -> list[str]:
+    def layer_types(self, num_layers: builtins.int, default: list[builtins.str]) -> list[builtins.str]:
         value = self.raw("layer_types", None)
         if value is None:
             return default
@@ -168,7 +169,7 @@ class _Reader:
                 )
         return list(value)
 
-    def fields_report(self) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    def fields_report(self) -> tuple[tuple[builtins.str, ...], tuple[tuple[builtins.str, builtins.str], ...]]:
         ignored: list[str] = []
         unmodeled: list[tuple[str, str]] = []
         known = set(self.defaults) | set(IGNORED_KEYS) | set(_TRANSFORMERS_IGNORES) | self.used
@@ -239,12 +240,12 @@ _MISTRAL = dict(_LLAMA, intermediate_size=14336, num_key_value_heads=8, max_posi
 _MIXTRAL = dict(_MISTRAL, sliding_window=None, num_experts_per_tok=2, num_local_experts=8)
 _QWEN2 = dict(_LLAMA, vocab_size=151936, intermediate_size=22016, max_position_embeddings=32768,
               use_sliding_window=False, sliding_window=None, max_window_layers=28)
-_QWEN2_MOE = dict(_QWEN2, hidden_size=2048, intermediate_size=5632, num_hidden_layers=24,
+_QWEN2_MOE: dict[str, Any] = dict(_QWEN2, hidden_size=2048, intermediate_size=5632, num_hidden_layers=24,
                   num_attention_heads=16, sliding_window=0, decoder_sparse_step=1,
                   moe_intermediate_size=1408, shared_expert_intermediate_size=5632,
                   num_experts_per_tok=4, num_experts=60, mlp_only_layers=[], qkv_bias=True)
 _QWEN3 = dict(_QWEN2, head_dim=128, attention_bias=False)
-_QWEN3_MOE = dict(_QWEN3, hidden_size=2048, intermediate_size=6144, num_hidden_layers=24,
+_QWEN3_MOE: dict[str, Any] = dict(_QWEN3, hidden_size=2048, intermediate_size=6144, num_hidden_layers=24,
                   num_attention_heads=32, num_key_value_heads=4, head_dim=None, decoder_sparse_step=1,
                   moe_intermediate_size=768, num_experts_per_tok=8, num_local_experts=128,
                   mlp_only_layers=[])

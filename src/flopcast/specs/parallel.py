@@ -54,6 +54,14 @@ class ParallelPlan:
     # the backward (Megatron-Core --cpu-offloading-num-layers / layers, torch save_on_cpu)
     activation_offload: float = 0.0
 
+    def __post_init__(self) -> None:
+        """Refuse a plan that no model, cluster or batch could run (the model-, cluster- and
+        batch-dependent rules are `validate_plan`'s), so no estimator ever sees one."""
+        _check_degrees(self)
+        _check_choices(self)
+        _check_pipeline(self)
+        _check_sharding(self)
+
     @property
     def num_devices(self) -> int:
         return self.tp * self.pp * self.dp * self.cp
@@ -85,6 +93,93 @@ class ParallelPlan:
         return self.recompute == "full" or (self.recompute == "selective" and module in self.recompute_modules)
 
 
+DEFAULT_RECOMPUTE_MODULES = ("core_attn",)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_degrees(p: ParallelPlan) -> None:
+    """Every degree and the micro-batch a positive integer; etp and shard_group None or one."""
+    for key in ("tp", "pp", "dp", "cp", "ep", "vpp", "microbatch_seqs"):
+        if not _positive(getattr(p, key)):
+            raise InvalidScenario(f"parallel.{key}: expected a positive integer, got {getattr(p, key)!r}")
+    for key in ("etp", "shard_group"):
+        value = getattr(p, key)
+        if value is not None and not _positive(value):
+            raise InvalidScenario(f"parallel.{key}: expected a positive integer (or none), got {value!r}")
+    for key in ("sp", "ep_comm_overlap"):
+        if not isinstance(getattr(p, key), bool):
+            raise InvalidScenario(f"parallel.{key}: expected true or false, got {getattr(p, key)!r}")
+
+
+def _check_choices(p: ParallelPlan) -> None:
+    """Named options from their closed sets; activation_offload a share in [0, 1]; recompute_modules
+    from RECOMPUTE_MODULES, and other than the default only with selective recompute."""
+    if p.zero_stage not in ZERO_STAGES or isinstance(p.zero_stage, bool):
+        raise InvalidScenario(f"parallel.zero_stage: {p.zero_stage!r}; accepted: 0, 1, 2, 3 (3 = FSDP full shard)")
+    for key, accepted in (("recompute", RECOMPUTE), ("offload", OFFLOAD), ("pp_schedule", PP_SCHEDULES)):
+        if getattr(p, key) not in accepted:
+            raise UnknownName(f"parallel.{key}", str(getattr(p, key)), accepted)
+    share = p.activation_offload
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+        raise InvalidScenario(f"parallel.activation_offload: expected a share of the activations between 0 and 1, "
+                              f"got {share!r}")
+    if not isinstance(p.recompute_modules, tuple) or not p.recompute_modules:
+        raise InvalidScenario("parallel.recompute_modules: expected a non-empty list drawn from "
+                              f"{', '.join(RECOMPUTE_MODULES)}, got {p.recompute_modules!r}")
+    for module in p.recompute_modules:
+        if module not in RECOMPUTE_MODULES:
+            raise UnknownName("parallel.recompute_modules", str(module), RECOMPUTE_MODULES)
+    if p.recompute != "selective" and p.recompute_modules != DEFAULT_RECOMPUTE_MODULES:
+        raise InvalidScenario(f"parallel.recompute_modules: applies to recompute: selective, not {p.recompute!r}")
+
+
+def _check_pipeline(p: ParallelPlan) -> None:
+    """Interleaving needs a pipeline; DualPipe an even pp; DualPipe and zero bubble pp > 1 and vpp 1;
+    an explicit layout pp x vpp virtual stages of at least one transformer layer each."""
+    if p.vpp > 1 and p.pp == 1:
+        raise InvalidScenario("parallel.vpp: interleaving (vpp > 1) needs pp > 1")
+    if p.pp_schedule == "dualpipe" and p.pp % 2:
+        raise InvalidScenario(f"parallel.pp_schedule: dualpipe runs two pipelines in opposite directions and "
+                              f"needs an even pp, got {p.pp}")
+    if p.pp_schedule in ("dualpipe", "zero_bubble") and p.pp == 1:
+        raise InvalidScenario(f"parallel.pp_schedule: {p.pp_schedule} needs pp > 1")
+    if p.pp_schedule in ("dualpipe", "zero_bubble") and p.vpp > 1:
+        raise InvalidScenario(f"parallel.vpp: {p.pp_schedule} runs one stage per rank and direction; "
+                              f"vpp must be 1, got {p.vpp} (interleaving is pp_schedule: 1f1b with vpp > 1)")
+    layout = p.pipeline_layout
+    if layout is None or layout == "balanced":
+        return
+    if not isinstance(layout, tuple):
+        raise InvalidScenario(f"parallel.pipeline_layout: expected balanced or a list of transformer layers per "
+                              f"virtual stage, got {layout!r}")
+    empty = next((i for i, n in enumerate(layout) if not _positive(n)), None)
+    if empty is not None:
+        raise InvalidScenario(f"parallel.pipeline_layout: virtual stage {empty} holds {layout[empty]!r} transformer "
+                              "layers; accepted: at least 1 per virtual stage (a stage without layers cannot run; "
+                              "put the embedding or loss on a stage that has some)")
+    if len(layout) != p.pp * p.vpp:
+        raise InvalidScenario(f"parallel.pipeline_layout: {len(layout)} virtual stages given, pp*vpp = "
+                              f"{p.pp}*{p.vpp} = {p.pp * p.vpp} needed")
+
+
+def _check_sharding(p: ParallelPlan) -> None:
+    """A shard group divides dp cp and, like optimizer offload, needs ZeRO (zero_stage >= 1). (The
+    expert layout's folding rule is validate_plan's: only a MoE model has one, and a dense model
+    with ep > 1 is told that first.)"""
+    if p.shard_group is not None:
+        if (p.dp * p.cp) % p.shard_group:
+            raise InvalidScenario(f"parallel.shard_group: {p.shard_group} must divide dp*cp = {p.dp}*{p.cp} = "
+                                  f"{p.dp * p.cp} (hybrid sharding replicates whole shard groups)")
+        if p.zero_stage == 0:
+            raise InvalidScenario("parallel.shard_group: sharding needs zero_stage >= 1")
+    if p.offload != "none" and p.zero_stage == 0:
+        raise InvalidScenario("parallel.offload: offloading needs zero_stage >= 1 (ZeRO-Offload shards "
+                              "the optimizer state it moves to the host)")
+
+
 def _pos_int(data: Mapping[str, Any], key: str, default: int) -> int:
     v = data.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -94,30 +189,57 @@ def _pos_int(data: Mapping[str, Any], key: str, default: int) -> int:
     return v
 
 
-def plan_from_mapping(data: Mapping[str, Any] | None) -> ParallelPlan:
-    """Parse the `parallel` section (unknown keys get suggestions)."""
+def _optional_pos_int(data: Mapping[str, Any], key: str) -> int | None:
+    return _pos_int(data, key, 1) if data.get(key) is not None else None
+
+
+def _zero_stage(data: Mapping[str, Any], key: str) -> int:
+    zero = data.get(key, 1)
+    if zero not in ZERO_STAGES or isinstance(zero, bool):
+        raise InvalidScenario(f"parallel.zero_stage: {zero!r}; accepted: 0, 1, 2, 3 (3 = FSDP full shard)")
+    return int(zero)
+
+
+# how each key of the `parallel` section is read, in the order its errors are reported
+_READERS: dict[str, Any] = {
+    "sp": lambda d, k: flag(d, "parallel", k, False),
+    "zero_stage": _zero_stage,
+    "recompute": lambda d, k: choice(d, "parallel", k, "selective", RECOMPUTE),
+    "offload": lambda d, k: choice(d, "parallel", k, "none", OFFLOAD),
+    **{k: (lambda d, k: _pos_int(d, k, 1)) for k in ("tp", "pp", "dp", "cp", "ep", "vpp", "microbatch_seqs")},
+    "ep_comm_overlap": lambda d, k: flag(d, "parallel", k, False),
+    "etp": _optional_pos_int,
+    "pipeline_layout": lambda d, k: _layout(d.get(k)),
+    "pp_schedule": lambda d, k: choice(d, "parallel", k, "1f1b", PP_SCHEDULES),
+    "recompute_modules": lambda d, k: _modules(d.get(k), choice(d, "parallel", "recompute", "selective", RECOMPUTE)),
+    "shard_group": _optional_pos_int,
+    "activation_offload": lambda d, k: _fraction(d.get(k, 0.0), "parallel.activation_offload"),
+}
+
+
+def plan_fields(data: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keys a `parallel` mapping gives, each read and checked on its own (type, range, name; an
+    unknown key gets suggestions), as ParallelPlan fields. The rules between keys are the plan's,
+    checked when it is built, so a partial mapping (`--fix vpp=2`) reads here without a pp."""
     if data is not None and not isinstance(data, Mapping):
         raise InvalidScenario("parallel: expected a mapping such as {tp: 8, pp: 4, dp: 16}")
     data = dict(data or {})
     check_keys(data, "parallel", PARALLEL_KEYS)
-    sp = flag(data, "parallel", "sp", False)
-    zero = data.get("zero_stage", 1)
-    if zero not in ZERO_STAGES or isinstance(zero, bool):
-        raise InvalidScenario(f"parallel.zero_stage: {zero!r}; accepted: 0, 1, 2, 3 (3 = FSDP full shard)")
-    recompute = choice(data, "parallel", "recompute", "selective", RECOMPUTE)
-    offload = choice(data, "parallel", "offload", "none", OFFLOAD)
-    return ParallelPlan(
-        tp=_pos_int(data, "tp", 1), pp=_pos_int(data, "pp", 1), dp=_pos_int(data, "dp", 1),
-        cp=_pos_int(data, "cp", 1), ep=_pos_int(data, "ep", 1), sp=sp, vpp=_pos_int(data, "vpp", 1),
-        zero_stage=zero, recompute=recompute, microbatch_seqs=_pos_int(data, "microbatch_seqs", 1),
-        offload=offload, ep_comm_overlap=flag(data, "parallel", "ep_comm_overlap", False),
-        etp=_pos_int(data, "etp", 1) if data.get("etp") is not None else None,
-        pipeline_layout=_layout(data.get("pipeline_layout")),
-        pp_schedule=choice(data, "parallel", "pp_schedule", "1f1b", PP_SCHEDULES),
-        recompute_modules=_modules(data.get("recompute_modules"), recompute),
-        shard_group=_pos_int(data, "shard_group", 1) if data.get("shard_group") is not None else None,
-        activation_offload=_fraction(data.get("activation_offload", 0.0), "parallel.activation_offload"),
-    )
+    return {key: read(data, key) for key, read in _READERS.items() if key in data}
+
+
+def plan_from_mapping(data: Mapping[str, Any] | None) -> ParallelPlan:
+    """Parse the `parallel` section (unknown keys get suggestions) into a plan (defaults for the
+    keys it leaves out); a plan no model could run is refused here (ParallelPlan.__post_init__)."""
+    return ParallelPlan(**plan_fields(data))
+
+
+def pinned_plan_keys(data: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A partial plan (`--fix` keys, a phase's parallel keys) as (name, value) pairs in `to_dict` form
+    (lists for the layout and the recompute modules), in PARALLEL_KEYS order."""
+    fields = plan_fields(data)
+    return tuple((k, list(fields[k]) if isinstance(fields[k], tuple) else fields[k])
+                 for k in PARALLEL_KEYS if k in fields)
 
 
 def _fraction(value: Any, field: str) -> float:
@@ -150,7 +272,9 @@ def _modules(value: Any, recompute: str) -> tuple[str, ...]:
 def _layout(value: Any) -> tuple[int, ...] | str | None:
     """parallel.pipeline_layout: a list of transformer layers per virtual stage, or a Megatron-Core
     layout string: stages separated by `|`, `t` a transformer layer, `E` the embedding and `L` the
-    loss (placement markers), `(...)*n` a repeated group; e.g. "Et|(tt|)*30L" = [1, 2 x 30, 0]."""
+    loss (placement markers), `(...)*n` a repeated group; e.g. "Et|(tt|)*30tL" = [1, 2 x 30, 1]. Every
+    virtual stage holds at least one transformer layer (a stage with none is refused when the plan
+    is built)."""
     import re
 
     from flopcast.specs.limits import MAX_LAYERS, MAX_LAYOUT_CHARS
@@ -160,8 +284,8 @@ def _layout(value: Any) -> tuple[int, ...] | str | None:
     if value == "balanced":
         return "balanced"
     if isinstance(value, (list, tuple)):
-        if not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
-            raise InvalidScenario("parallel.pipeline_layout: expected layer counts >= 0 per virtual stage, "
+        if not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
+            raise InvalidScenario("parallel.pipeline_layout: expected layer counts >= 1 per virtual stage, "
                                   f"e.g. [7, 8, 8, 7], got {value!r}")
         return tuple(value)
     if not isinstance(value, str):
@@ -195,12 +319,20 @@ def _layout(value: Any) -> tuple[int, ...] | str | None:
 
 def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, global_batch_seqs: int,
                   seq_len: int) -> None:
-    """Raise InvalidScenario naming the rule and the numbers when the plan cannot run."""
-    p = plan
-    if p.num_devices != num_devices:
+    """Raise InvalidScenario naming the rule and the numbers when the plan cannot run this model on
+    this cluster with this batch (the rules of the plan alone are checked when it is built)."""
+    if plan.num_devices != num_devices:
         raise InvalidScenario(
-            f"parallel: tp*pp*dp*cp = {p.tp}*{p.pp}*{p.dp}*{p.cp} = {p.num_devices} "
+            f"parallel: tp*pp*dp*cp = {plan.tp}*{plan.pp}*{plan.dp}*{plan.cp} = {plan.num_devices} "
             f"must equal cluster.num_devices = {num_devices}")
+    _check_heads(plan, model)
+    _check_layers(plan, model)
+    _check_experts(plan, model)
+    _check_batch(plan, global_batch_seqs=global_batch_seqs, seq_len=seq_len)
+
+
+def _check_heads(p: ParallelPlan, model: ModelSpec) -> None:
+    """tp divides the attention heads and divides (or is a multiple of) the key/value heads."""
     attn = model.layers[0].attention
     heads = attn.num_heads
     if heads % p.tp:
@@ -209,68 +341,55 @@ def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, glo
         raise InvalidScenario(
             f"parallel.tp: {p.tp} must divide the {attn.num_kv_heads} key/value heads "
             "(or be a multiple of them, replicating each kv head)")
-    L = model.num_layers
-    if p.pp > L:
-        raise InvalidScenario(f"parallel.pp: {p.pp} pipeline stages exceed the {L} layers")
-    if p.vpp > 1:
-        if p.pp == 1:
-            raise InvalidScenario("parallel.vpp: interleaving (vpp > 1) needs pp > 1")
-        if L < p.pp * p.vpp and p.pipeline_layout is None:
-            raise InvalidScenario(
-                f"parallel.vpp: pp*vpp = {p.pp}*{p.vpp} = {p.pp * p.vpp} virtual stages exceed the {L} layers")
-    experts = [lay.ffn.num_experts for lay in model.layers if isinstance(lay.ffn, MoEFFN)]
+
+
+def _check_layers(p: ParallelPlan, model: ModelSpec) -> None:
+    """pp <= layers; the default split gives each virtual stage a layer; a layout holds every layer."""
+    layers = model.num_layers
+    if p.pp > layers:
+        raise InvalidScenario(f"parallel.pp: {p.pp} pipeline stages exceed the {layers} layers")
+    if p.vpp > 1 and layers < p.pp * p.vpp and p.pipeline_layout is None:
+        raise InvalidScenario(
+            f"parallel.vpp: pp*vpp = {p.pp}*{p.vpp} = {p.pp * p.vpp} virtual stages exceed the {layers} layers")
+    if isinstance(p.pipeline_layout, tuple) and sum(p.pipeline_layout) != layers:
+        raise InvalidScenario(
+            f"parallel.pipeline_layout: {sum(p.pipeline_layout)} layers given, the model has {layers}")
+
+
+def _check_experts(p: ParallelPlan, model: ModelSpec) -> None:
+    """ep > 1 needs MoE layers, divides the experts and, times etp, divides tp cp dp (Megatron-Core
+    MoE parallel folding); etp divides the expert FFN width."""
+    moe = [lay.ffn for lay in model.layers if isinstance(lay.ffn, MoEFFN)]
     if p.ep > 1:
-        if not experts:
+        if not moe:
             raise InvalidScenario(f"parallel.ep: {p.ep} > 1 but {model.name} has no MoE layers")
-        if experts[0] % p.ep:
-            raise InvalidScenario(f"parallel.ep: {p.ep} must divide the {experts[0]} experts")
+        if moe[0].num_experts % p.ep:
+            raise InvalidScenario(f"parallel.ep: {p.ep} must divide the {moe[0].num_experts} experts")
         if (p.tp * p.cp * p.dp) % (p.ep * p.expert_tp):
             raise InvalidScenario(
                 f"parallel.ep: ep*etp = {p.ep}*{p.expert_tp} must divide tp*cp*dp = {p.tp}*{p.cp}*{p.dp} = "
                 f"{p.tp * p.cp * p.dp} (MoE parallel folding, Megatron-Core)")
-    if p.etp is not None and experts:
-        f = next(lay.ffn.expert_d_ff for lay in model.layers if isinstance(lay.ffn, MoEFFN))
-        if f % p.etp:
-            raise InvalidScenario(f"parallel.etp: {p.etp} must divide the expert FFN width {f}")
-    if isinstance(p.pipeline_layout, tuple):
-        if len(p.pipeline_layout) != p.pp * p.vpp:
-            raise InvalidScenario(
-                f"parallel.pipeline_layout: {len(p.pipeline_layout)} virtual stages given, pp*vpp = "
-                f"{p.pp}*{p.vpp} = {p.pp * p.vpp} needed")
-        if sum(p.pipeline_layout) != L:
-            raise InvalidScenario(
-                f"parallel.pipeline_layout: {sum(p.pipeline_layout)} layers given, the model has {L}")
-    if p.pp_schedule == "dualpipe" and p.pp % 2:
-        raise InvalidScenario(f"parallel.pp_schedule: dualpipe runs two pipelines in opposite directions and "
-                              f"needs an even pp, got {p.pp}")
-    if p.pp_schedule in ("dualpipe", "zero_bubble") and p.pp == 1:
-        raise InvalidScenario(f"parallel.pp_schedule: {p.pp_schedule} needs pp > 1")
-    if p.pp_schedule in ("dualpipe", "zero_bubble") and p.vpp > 1:
-        raise InvalidScenario(f"parallel.vpp: {p.pp_schedule} runs one stage per rank and direction; "
-                              f"vpp must be 1, got {p.vpp} (interleaving is pp_schedule: 1f1b with vpp > 1)")
+    if p.etp is not None and moe and moe[0].expert_d_ff % p.etp:
+        raise InvalidScenario(f"parallel.etp: {p.etp} must divide the expert FFN width {moe[0].expert_d_ff}")
+
+
+def _check_batch(p: ParallelPlan, *, global_batch_seqs: int, seq_len: int) -> None:
+    """cp splits each sequence into 2 cp chunks; dp divides the batch, the micro-batch the replica's
+    share; the interleaved schedule needs micro-batches in multiples of pp."""
     if p.cp > 1 and seq_len % (2 * p.cp):
         raise InvalidScenario(
             f"parallel.cp: seq_len {seq_len} must be divisible by 2*cp = {2 * p.cp} "
             "(load-balanced causal context parallelism splits each sequence into 2*cp chunks)")
-    per_replica = global_batch_seqs / p.dp
     if global_batch_seqs % p.dp:
         raise InvalidScenario(
             f"training.global_batch_seqs: {global_batch_seqs} is not divisible by dp = {p.dp}")
-    if int(per_replica) % p.microbatch_seqs:
+    per_replica = global_batch_seqs // p.dp
+    if per_replica % p.microbatch_seqs:
         raise InvalidScenario(
             f"parallel.microbatch_seqs: {p.microbatch_seqs} must divide the per-replica batch "
-            f"global_batch_seqs/dp = {global_batch_seqs}/{p.dp} = {int(per_replica)}")
-    m = int(per_replica) // p.microbatch_seqs
+            f"global_batch_seqs/dp = {global_batch_seqs}/{p.dp} = {per_replica}")
+    m = per_replica // p.microbatch_seqs
     if p.vpp > 1 and m % p.pp:
         raise InvalidScenario(
             f"parallel.vpp: the interleaved schedule needs the number of micro-batches ({m}) "
             f"to be a multiple of pp ({p.pp})")
-    if p.shard_group is not None:
-        if (p.dp * p.cp) % p.shard_group:
-            raise InvalidScenario(f"parallel.shard_group: {p.shard_group} must divide dp*cp = {p.dp}*{p.cp} = "
-                                  f"{p.dp * p.cp} (hybrid sharding replicates whole shard groups)")
-        if p.zero_stage == 0:
-            raise InvalidScenario("parallel.shard_group: sharding needs zero_stage >= 1")
-    if p.offload != "none" and p.zero_stage == 0:
-        raise InvalidScenario("parallel.offload: offloading needs zero_stage >= 1 (ZeRO-Offload shards "
-                              "the optimizer state it moves to the host)")

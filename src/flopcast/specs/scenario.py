@@ -1,7 +1,8 @@
 """Scenario files: read (YAML/JSON/mapping), check top-level keys, resolve names into specs.
 
-Resolution records every filled-in default as an Assumption. Sections that later estimators own
-(training, parallel, inference, site, pricing) are carried through as mappings for now.
+Resolution parses every section once into frozen specs (training, parallel, inference and its
+traffic, site, pricing) and records every filled-in default as an Assumption. The sections as
+written are kept only to echo them in a report's inputs.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flopcast import catalog, files, inputs, units
 from flopcast.assumption import Assumption
@@ -18,6 +19,14 @@ from flopcast.specs import limits
 from flopcast.specs.hardware import AcceleratorSpec, accelerator_from_mapping
 from flopcast.specs.hf import from_hf_config, load_config_file
 from flopcast.specs.model import ModelSpec
+from flopcast.specs.site import PricingSpec, SiteSpec, pricing_from_mapping, resolve_site
+from flopcast.specs.traffic import SLO, SchedulerSpec, WorkloadSpec
+
+if TYPE_CHECKING:
+    from flopcast.estimate.calibration import Profile
+    from flopcast.specs.parallel import ParallelPlan
+    from flopcast.specs.serving import InferenceSpec, PoolLayout
+    from flopcast.specs.workload import TrainingPhase, TrainingSpec
 
 TOP_LEVEL_KEYS = ("name", "model", "hardware", "cluster", "site", "pricing", "training", "parallel",
                   "inference", "description", "calibration", "fleet")
@@ -39,21 +48,33 @@ class ClusterSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResolvedScenario:
+    """A scenario with its names resolved and every section parsed once into frozen specs (None, or
+    the default, when the scenario has no such section). Estimators and workflows read these; a
+    variant (a phase, a fleet trial) is `dataclasses.replace` of it."""
+
     name: str
     model: ModelSpec
     model_ref: str
     hardware: AcceleratorSpec
     cluster: ClusterSpec
-    sections: Mapping[str, Any] = field(default_factory=dict)  # the raw sections, as written
+    # the sections as written (pricing with its units parsed, calibration as its profiles): echoed
+    # in a report's inputs, never read by an estimator
+    sections: Mapping[str, Any] = field(default_factory=dict)
     assumptions: tuple[Assumption, ...] = ()
-    # typed sections, parsed once here (None when the scenario has no such section): estimators and
-    # the api use these, never the raw mappings
-    training: Any = None          # specs.workload.TrainingSpec
-    parallel: Any = None          # specs.parallel.ParallelPlan
-    inference: Any = None         # specs.serving.InferenceSpec
-    # training.phases (specs.workload.TrainingPhase, in order); when present, `training` is the main
-    # phase's spec (the phase with the most tokens)
-    phases: tuple[Any, ...] = ()
+    training: TrainingSpec | None = None
+    parallel: ParallelPlan | None = None
+    inference: InferenceSpec | None = None
+    # training.phases (in order); when present, `training` is the main phase's spec (the phase with
+    # the most tokens)
+    phases: tuple[TrainingPhase, ...] = ()
+    # the inference section's traffic: its workload (None: none given, a simulation runs a burst of
+    # the section's lengths), latency targets, scheduler and disaggregated pools (prefill, decode)
+    workload: WorkloadSpec | None = None
+    slo: SLO = SLO()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    pools: tuple[PoolLayout, ...] = ()
+    site: SiteSpec | None = None          # None: not given (the workflows default it, with an Assumption)
+    pricing: PricingSpec | None = None    # None: not given (catalog prices, hourly)
 
 
 def load_scenario(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -116,6 +137,36 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
     data = load_scenario(scenario)
     base_dir = Path(data.pop("_base_dir"))
     assumptions: list[Assumption] = []
+    model, model_ref, hw = _model_and_hardware(data, base_dir, assumptions)
+    cluster = _cluster(data.get("cluster") or {}, hw, assumptions)
+    sections: dict[str, Any] = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference")
+                                if k in data}
+    if "pricing" in sections:
+        sections["pricing"] = limits.normalize_pricing(sections["pricing"])
+    profiles = _profiles(data, base_dir)
+    if "calibration" in data:
+        sections["calibration"] = profiles
+    training, parallel, phases = _training_sections(data, profiles["training"])
+    serving = _serving_sections(data, profiles["inference"])
+    for t in [training, *(p.training for p in phases)]:
+        if t is not None and t.precision == "fp4":
+            _check_fp4(hw)
+    from flopcast.specs.applicability import check_applicable
+
+    check_applicable(model, hw, training=training, parallel=parallel, inference=serving.get("inference"),
+                     phases=phases)
+    return ResolvedScenario(
+        name=str(data.get("name") or f"{model_ref} on {cluster.num_devices}x {hw.id}"),
+        model=model, model_ref=model_ref, hardware=hw, cluster=cluster, sections=sections,
+        assumptions=tuple(assumptions), training=training, parallel=parallel, phases=phases, **serving,
+        site=resolve_site(data["site"]) if "site" in data else None,
+        pricing=pricing_from_mapping(data.get("pricing")),
+    )
+
+
+def _model_and_hardware(data: Mapping[str, Any], base_dir: Path,
+                        assumptions: list[Assumption]) -> tuple[ModelSpec, str, AcceleratorSpec]:
+    """The scenario's model (within the parameter limit unless from the catalog) and hardware."""
     if "model" not in data:
         raise InvalidScenario("model: missing; give a catalog id (see `flopcast models`), "
                               "a path to a config.json, or an inline config mapping")
@@ -131,8 +182,11 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
         assumptions.append(Assumption(
             "hardware.efficiency", ", ".join(f"{k}={v}" for k, v in hw.efficiency_overrides),
             "given in the scenario: replaces catalog/efficiency.yaml for these kernels"))
+    return model, model_ref, hw
 
-    cl = data.get("cluster") or {}
+
+def _cluster(cl: Any, hw: AcceleratorSpec, assumptions: list[Assumption]) -> ClusterSpec:
+    """The `cluster` section; a key left out is the hardware's reference system's (an Assumption)."""
     if not isinstance(cl, Mapping):
         raise InvalidScenario("cluster: expected a mapping with num_devices, devices_per_node, scale_out_bandwidth")
     for key in cl:
@@ -163,53 +217,65 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
         if so is not None:
             assumptions.append(Assumption("cluster.scale_out_bandwidth_bytes_per_s", so,
                                           f"the per-device NIC of the {hw.id} reference system"))
-    cluster = ClusterSpec(num_devices=num_devices, devices_per_node=per_node,
-                          scale_out_bandwidth_bytes_per_s=so)
-    sections = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference") if k in data}
-    if "pricing" in sections:
-        sections["pricing"] = limits.normalize_pricing(sections["pricing"])
+    return ClusterSpec(num_devices=num_devices, devices_per_node=per_node, scale_out_bandwidth_bytes_per_s=so)
+
+
+def _profiles(data: Mapping[str, Any], base_dir: Path) -> dict[str, Profile]:
+    """The calibration profile per kind: the scenario's `calibration`, else the shipped ones."""
     from flopcast.estimate.calibration import resolve_profile, shipped
 
-    profiles = {kind: shipped(kind) for kind in ("training", "inference")}
     if "calibration" in data:
-        value = data["calibration"]
-        profiles = {kind: resolve_profile(value, kind, base_dir=base_dir) for kind in ("training", "inference")}
-        sections["calibration"] = profiles
+        return {kind: resolve_profile(data["calibration"], kind, base_dir=base_dir) for kind in ("training", "inference")}
+    return {kind: shipped(kind) for kind in ("training", "inference")}
+
+
+def _training_sections(data: Mapping[str, Any], profile: Profile,
+                       ) -> tuple[TrainingSpec | None, ParallelPlan | None, tuple[TrainingPhase, ...]]:
+    """(training, parallel, phases): with training.phases, the main phase's training spec and each
+    phase's own (the scenario's plan is parsed first: each phase's plan is it with its keys over it)."""
     from flopcast.specs.parallel import plan_from_mapping
-    from flopcast.specs.serving import inference_from_mapping
     from flopcast.specs.workload import main_phase, training_from_mapping, training_phases
 
-    phases: tuple[Any, ...] = ()
-    if isinstance(data.get("training"), Mapping) and "phases" in data["training"]:
-        # the scenario's plan first: each phase's plan is it with the phase's keys over it
+    section = data.get("training")
+    if isinstance(section, Mapping) and "phases" in section:
         parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
-        phases = training_phases(data["training"], data.get("parallel"), profile=profiles["training"])
-        training = phases[main_phase(phases)].training
-    else:
-        training = training_from_mapping(data["training"], profile=profiles["training"]) if "training" in data else None
-        parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
-    inference = (inference_from_mapping(data["inference"], profile=profiles["inference"])
-                 if "inference" in data else None)
-    for t in [training, *(p.training for p in phases)]:
-        if t is not None and t.precision == "fp4":
-            from flopcast.estimate.efficiency import fp4_matmul_frac
-
-            if "fp4" not in hw.peak_flops_per_s or fp4_matmul_frac(hw.lookup_id) is None:
-                raise InvalidScenario(f"training.precision: fp4 (NVFP4) needs fp4 tensor cores with a measured fp4 "
-                                      f"GEMM efficiency (catalog/efficiency.yaml fp4_matmul); {hw.id} has none: "
-                                      "use fp8 or bf16, or a Blackwell part (b200, gb200, b300, gb300)")
-    from flopcast.specs.applicability import check_applicable
-
-    check_applicable(model, hw, training=training, parallel=parallel, inference=inference, phases=phases)
-    return ResolvedScenario(
-        name=str(data.get("name") or f"{model_ref} on {num_devices}x {hw.id}"),
-        model=model, model_ref=model_ref, hardware=hw, cluster=cluster, sections=sections,
-        assumptions=tuple(assumptions), training=training, parallel=parallel, inference=inference,
-        phases=phases,
-    )
+        phases = training_phases(section, data.get("parallel"), profile=profile)
+        return phases[main_phase(phases)].training, parallel, phases
+    training = training_from_mapping(section, profile=profile) if "training" in data else None
+    parallel = plan_from_mapping(data["parallel"]) if data.get("parallel") is not None else None
+    return training, parallel, ()
 
 
-def phase_scenario(rs: ResolvedScenario, phase: Any) -> ResolvedScenario:
+def _serving_sections(data: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
+    """The inference section's specs: the InferenceSpec, its workload (None when not given), SLO,
+    scheduler (disaggregated by default with prefill and decode pools) and pools."""
+    from flopcast.specs.serving import inference_from_mapping, pools_from_mapping
+    from flopcast.specs.traffic import scheduler_spec, slo_from_mapping, workload_from_mapping
+
+    if "inference" not in data:
+        return {}
+    section = data["inference"]
+    spec = inference_from_mapping(section, profile=profile)
+    pools = pools_from_mapping(section, profile)
+    workload = None
+    if "workload" in section:
+        workload = workload_from_mapping(section["workload"], input_tokens=spec.input_tokens,
+                                         output_tokens=spec.output_tokens)
+    return {"inference": spec, "workload": workload, "slo": slo_from_mapping(section.get("slo")),
+            "scheduler": scheduler_spec(section.get("scheduler"), pools=bool(pools)), "pools": pools}
+
+
+def _check_fp4(hw: AcceleratorSpec) -> None:
+    """fp4 training needs fp4 tensor cores with a measured fp4 GEMM efficiency."""
+    from flopcast.estimate.efficiency import fp4_matmul_frac
+
+    if "fp4" not in hw.peak_flops_per_s or fp4_matmul_frac(hw.lookup_id) is None:
+        raise InvalidScenario(f"training.precision: fp4 (NVFP4) needs fp4 tensor cores with a measured fp4 "
+                              f"GEMM efficiency (catalog/efficiency.yaml fp4_matmul); {hw.id} has none: "
+                              "use fp8 or bf16, or a Blackwell part (b200, gb200, b300, gb300)")
+
+
+def phase_scenario(rs: ResolvedScenario, phase: TrainingPhase) -> ResolvedScenario:
     """The scenario as one phase of its training run sees it: the phase's training spec and plan
     (`parallel` None when the phase has none) and its device count; the `parallel` section is its plan."""
     import dataclasses

@@ -240,3 +240,22 @@ def pool_layouts(data: Mapping[str, Any], profile: Profile | None = None) -> dic
                     merged.pop(k, None)
         out[role] = (over.get("hardware"), inference_from_mapping(merged, profile))
     return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolLayout:
+    """One pool of disaggregated serving (`inference.prefill` or `inference.decode`): its role, its
+    hardware as written (a catalog id or mapping; None: the scenario's) and its InferenceSpec (the
+    section's keys with the pool's over them; dp is the pool's replicas)."""
+
+    role: str
+    hardware: Any
+    spec: InferenceSpec
+
+
+def pools_from_mapping(data: Mapping[str, Any], profile: Profile | None = None) -> tuple[PoolLayout, ...]:
+    """The `inference` section's prefill and decode pools, in that order; () when it has neither."""
+    layouts = pool_layouts(data, profile)
+    if layouts is None:
+        return ()
+    return tuple(PoolLayout(role=role, hardware=layouts[role][0], spec=layouts[role][1]) for role in POOL_ROLES)

@@ -122,3 +122,29 @@ def systems() -> dict[str, Any]:
 def reliability_rates() -> dict[str, Any]:
     path = CATALOG_DIR / "reliability.yaml"
     return _read_yaml(path) if path.exists() else {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PricingSpec:
+    """The scenario's `pricing` section, parsed: how devices are paid for. `mode` hourly rents them
+    at `price_per_device_hour_usd` (None: the catalog's price, power included); tco buys them
+    (`capex_usd` per device, `node_capex_usd` per node; None: the catalog's) and writes them off over
+    `depreciation_years` (None: the default lifetime), paying facility and electricity."""
+
+    mode: str = "hourly"
+    price_per_device_hour_usd: float | None = None
+    capex_usd: float | None = None
+    node_capex_usd: float | None = None
+    depreciation_years: float | None = None
+
+
+def pricing_from_mapping(data: Any) -> PricingSpec | None:
+    """The `pricing` section (units parsed, bounds and keys checked by limits.normalize_pricing);
+    None when there is none."""
+    if data is None:
+        return None
+    given = limits.normalize_pricing(data)
+    return PricingSpec(mode=given.get("mode", "hourly"),
+                       price_per_device_hour_usd=given.get("price_per_device_hour"),
+                       capex_usd=given.get("capex_usd"), node_capex_usd=given.get("node_capex_usd"),
+                       depreciation_years=given.get("depreciation_years"))

@@ -228,7 +228,7 @@ def main_phase(phases: tuple[TrainingPhase, ...]) -> int:
     single-plan figures (plan, memory, step time, MFU, power) describe."""
     best = 0
     for i, p in enumerate(phases):
-        if p.training.total_tokens > phases[best].training.total_tokens:
+        if (p.training.total_tokens or 0.0) > (phases[best].training.total_tokens or 0.0):
             best = i
     return best
 
@@ -264,11 +264,6 @@ def training_phases(data: Mapping[str, Any], parallel: Mapping[str, Any] | None 
     rounding in the file) and is not inherited; a phase giving either batch key replaces both of
     the section's (so `global_batch_tokens` set at the top keeps the tokens per batch fixed across
     phases of different `seq_len`); names are unique; at most limits.MAX_PHASES phases."""
-    import math
-
-    from flopcast.errors import FlopcastError
-    from flopcast.specs.parallel import PARALLEL_KEYS, plan_from_mapping
-
     phases = data.get("phases")
     if not isinstance(phases, (list, tuple)) or not phases:
         raise InvalidScenario("training.phases: expected a non-empty list of phases, each a mapping such as "
@@ -279,64 +274,91 @@ def training_phases(data: Mapping[str, Any], parallel: Mapping[str, Any] | None 
     base = {k: v for k, v in data.items() if k not in ("phases", "total_tokens")}
     out: list[TrainingPhase] = []
     for i, ph in enumerate(phases):
-        where = f"training.phases[{i}]"
-        if not isinstance(ph, Mapping):
-            raise InvalidScenario(f"{where}: expected a mapping such as {{name: main, seq_len: 8192, "
-                                  f"total_tokens: 12e12}}, got {_short(ph)}")
-        check_keys(ph, where, PHASE_KEYS)
-        name = ph.get("name", f"phase-{i + 1}")
-        if not isinstance(name, str) or not name.strip() or len(name) > 64:
-            raise InvalidScenario(f"{where}.name: expected a non-empty string of at most 64 characters, "
-                                  f"got {_short(name)}")
-        if any(p.name == name for p in out):
-            raise InvalidScenario(f"{where}.name: {name!r} is the name of an earlier phase; names must be unique")
-        label = f"{where} ({name!r})"
-        if ph.get("total_tokens") is None:
-            raise InvalidScenario(f"{label}: total_tokens missing; every phase gives its own tokens "
-                                  "(the run's total is their sum)")
-        given = {k: v for k, v in ph.items() if k not in ("name", "parallel", "cluster")}
-        merged = dict(base)
-        if "global_batch_seqs" in given or "global_batch_tokens" in given:
-            merged.pop("global_batch_seqs", None)
-            merged.pop("global_batch_tokens", None)
-        merged.update(given)
-        try:
-            train = training_from_mapping(merged, profile)
-        except FlopcastError as e:
-            raise _in_phase(e, "training", where, label, given) from None
+        out.append(_phase(ph, i, base, parallel, profile, [p.name for p in out]))
+    _check_total(data, out)
+    return tuple(out)
 
-        over = ph.get("parallel")
-        if over is not None and not isinstance(over, Mapping):
-            raise InvalidScenario(f"{where}.parallel: expected a mapping of parallel keys such as "
-                                  f"{{cp: 16, dp: 8}}, got {_short(over)}")
-        over = dict(over or {})
-        check_keys(over, f"{where}.parallel", PARALLEL_KEYS)
-        plan = None
-        if parallel is not None or over:
-            try:
-                plan = plan_from_mapping({**(parallel or {}), **over})
-            except FlopcastError as e:
-                raise _in_phase(e, "parallel", f"{where}.parallel", label, over) from None
 
-        cl = ph.get("cluster")
-        num_devices = None
-        if cl is not None:
-            if not isinstance(cl, Mapping):
-                raise InvalidScenario(f"{where}.cluster: expected a mapping {{num_devices: N}}, got {_short(cl)}")
-            check_keys(cl, f"{where}.cluster", PHASE_CLUSTER_KEYS)
-            if "num_devices" in cl:
-                num_devices = units.parse_count(cl["num_devices"], field=f"{where}.cluster.num_devices")
-                if num_devices < 1:
-                    raise InvalidScenario(f"{where}.cluster.num_devices: expected a positive integer, "
-                                          f"got {_short(cl['num_devices'])}")
-                limits.check_count(num_devices, limits.MAX_DEVICES, field=f"{where}.cluster.num_devices")
-        out.append(TrainingPhase(name=name, index=i, training=train, plan=plan,
-                                 parallel_overrides=over or None, num_devices=num_devices))
-    total = sum(p.training.total_tokens for p in out)
+def _phase(ph: Any, i: int, base: Mapping[str, Any], parallel: Mapping[str, Any] | None,
+           profile: Profile | None, earlier_names: list[str]) -> TrainingPhase:
+    """`training.phases[i]`: its name, training spec (the section's keys under its own), plan and devices."""
+    from flopcast.errors import FlopcastError
+
+    where = f"training.phases[{i}]"
+    if not isinstance(ph, Mapping):
+        raise InvalidScenario(f"{where}: expected a mapping such as {{name: main, seq_len: 8192, "
+                              f"total_tokens: 12e12}}, got {_short(ph)}")
+    check_keys(ph, where, PHASE_KEYS)
+    name = ph.get("name", f"phase-{i + 1}")
+    if not isinstance(name, str) or not name.strip() or len(name) > 64:
+        raise InvalidScenario(f"{where}.name: expected a non-empty string of at most 64 characters, "
+                              f"got {_short(name)}")
+    if name in earlier_names:
+        raise InvalidScenario(f"{where}.name: {name!r} is the name of an earlier phase; names must be unique")
+    label = f"{where} ({name!r})"
+    if ph.get("total_tokens") is None:
+        raise InvalidScenario(f"{label}: total_tokens missing; every phase gives its own tokens "
+                              "(the run's total is their sum)")
+    given = {k: v for k, v in ph.items() if k not in ("name", "parallel", "cluster")}
+    merged = dict(base)
+    if "global_batch_seqs" in given or "global_batch_tokens" in given:
+        merged.pop("global_batch_seqs", None)
+        merged.pop("global_batch_tokens", None)
+    merged.update(given)
+    try:
+        train = training_from_mapping(merged, profile)
+    except FlopcastError as e:
+        raise _in_phase(e, "training", where, label, given) from None
+    plan, over = _phase_plan(ph.get("parallel"), parallel, where, label)
+    return TrainingPhase(name=name, index=i, training=train, plan=plan, parallel_overrides=over or None,
+                         num_devices=_phase_devices(ph.get("cluster"), where))
+
+
+def _phase_plan(over: Any, parallel: Mapping[str, Any] | None, where: str,
+                label: str) -> tuple[Any, dict[str, Any]]:
+    """The phase's plan (the scenario's `parallel` with the phase's keys over it; None when neither
+    is given) and the phase's own keys."""
+    from flopcast.errors import FlopcastError
+    from flopcast.specs.parallel import PARALLEL_KEYS, plan_from_mapping
+
+    if over is not None and not isinstance(over, Mapping):
+        raise InvalidScenario(f"{where}.parallel: expected a mapping of parallel keys such as "
+                              f"{{cp: 16, dp: 8}}, got {_short(over)}")
+    over = dict(over or {})
+    check_keys(over, f"{where}.parallel", PARALLEL_KEYS)
+    if parallel is None and not over:
+        return None, over
+    try:
+        return plan_from_mapping({**(parallel or {}), **over}), over
+    except FlopcastError as e:
+        raise _in_phase(e, "parallel", f"{where}.parallel", label, over) from None
+
+
+def _phase_devices(cl: Any, where: str) -> int | None:
+    """The phase's `cluster.num_devices` (None: the scenario's)."""
+    if cl is None:
+        return None
+    if not isinstance(cl, Mapping):
+        raise InvalidScenario(f"{where}.cluster: expected a mapping {{num_devices: N}}, got {_short(cl)}")
+    check_keys(cl, f"{where}.cluster", PHASE_CLUSTER_KEYS)
+    if "num_devices" not in cl:
+        return None
+    num_devices = units.parse_count(cl["num_devices"], field=f"{where}.cluster.num_devices")
+    if num_devices < 1:
+        raise InvalidScenario(f"{where}.cluster.num_devices: expected a positive integer, "
+                              f"got {_short(cl['num_devices'])}")
+    limits.check_count(num_devices, limits.MAX_DEVICES, field=f"{where}.cluster.num_devices")
+    return num_devices
+
+
+def _check_total(data: Mapping[str, Any], phases: list[TrainingPhase]) -> None:
+    """The phases' tokens within the limit; the section's total_tokens, if given, their sum."""
+    import math
+
+    total = sum(p.training.total_tokens or 0.0 for p in phases)   # every phase gives its own
     limits.check_count(total, limits.MAX_TOTAL_TOKENS, field="training.phases: the phases' total_tokens")
     if data.get("total_tokens") is not None:
         given_total = float(units.parse(data["total_tokens"], "count", field="training.total_tokens"))
         if not math.isclose(given_total, total, rel_tol=1e-6):
             raise InvalidScenario(f"training.total_tokens: {given_total:.7g} tokens, but the phases' total_tokens "
                                   f"sum to {total:.7g}; give their sum or leave it out")
-    return tuple(out)
