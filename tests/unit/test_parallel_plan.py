@@ -91,13 +91,18 @@ def test_layout_has_pp_times_vpp_stages():
 
 
 def test_layout_has_no_empty_stage():
-    """Every virtual stage of an explicit layout holds at least one transformer layer (an empty
-    stage crashed training under full recompute or activation offload)."""
-    refused("parallel.pipeline_layout", pp=4, pipeline_layout=(0, 16, 16, 0))
+    """Every virtual stage between the first and the last holds at least one transformer layer (an
+    empty stage crashed training under full recompute or activation offload); the first may hold
+    only the embedding and the last only the head and loss, as Megatron-Core's "Et|(tt|)*30L"
+    (DeepSeek-V3 on GB200) does."""
+    refused("parallel.pipeline_layout", pp=4, pipeline_layout=(16, 0, 16, 0))
+    refused("parallel.pipeline_layout", pp=4, pipeline_layout=(8, 8, 0, 16))
     with pytest.raises(InvalidScenario, match="pipeline_layout"):
-        plan_from_mapping({"pp": 2, "dp": 1, "pipeline_layout": [8, 0]})
-    with pytest.raises(InvalidScenario, match="pipeline_layout"):
-        plan_from_mapping({"pp": 2, "pipeline_layout": "Ettt|L"})
+        plan_from_mapping({"pp": 3, "dp": 1, "pipeline_layout": "Ett||ttL"})
+    assert ParallelPlan(pp=4, pipeline_layout=(0, 16, 16, 0)).pipeline_layout == (0, 16, 16, 0)
+    assert plan_from_mapping({"pp": 2, "pipeline_layout": "Ettt|L"}).pipeline_layout == (3, 0)
+    assert plan_from_mapping({"pp": 8, "vpp": 4, "pipeline_layout": "Et|(tt|)*30L"}).pipeline_layout == (
+        (1,) + (2,) * 30 + (0,))
 
 
 def test_offload_needs_zero():

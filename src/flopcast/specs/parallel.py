@@ -155,11 +155,14 @@ def _check_pipeline(p: ParallelPlan) -> None:
     if not isinstance(layout, tuple):
         raise InvalidScenario(f"parallel.pipeline_layout: expected balanced or a list of transformer layers per "
                               f"virtual stage, got {layout!r}")
-    empty = next((i for i, n in enumerate(layout) if not _positive(n)), None)
-    if empty is not None:
-        raise InvalidScenario(f"parallel.pipeline_layout: virtual stage {empty} holds {layout[empty]!r} transformer "
-                              "layers; accepted: at least 1 per virtual stage (a stage without layers cannot run; "
-                              "put the embedding or loss on a stage that has some)")
+    # the first virtual stage holds the embedding and the last the head and loss (Megatron-Core's E
+    # and L), so either may hold no transformer layer ("Et|(tt|)*30L"); a stage between them must
+    bad = next((i for i, n in enumerate(layout) if not (_positive(n) or (n == 0 and not isinstance(n, bool)
+                                                                          and i in (0, len(layout) - 1)))), None)
+    if bad is not None:
+        raise InvalidScenario(f"parallel.pipeline_layout: virtual stage {bad} holds {layout[bad]!r} transformer "
+                              "layers; accepted: at least 1 per virtual stage, or 0 on the first (embedding only) "
+                              "or the last (head and loss only)")
     if len(layout) != p.pp * p.vpp:
         raise InvalidScenario(f"parallel.pipeline_layout: {len(layout)} virtual stages given, pp*vpp = "
                               f"{p.pp}*{p.vpp} = {p.pp * p.vpp} needed")
@@ -272,9 +275,9 @@ def _modules(value: Any, recompute: str) -> tuple[str, ...]:
 def _layout(value: Any) -> tuple[int, ...] | str | None:
     """parallel.pipeline_layout: a list of transformer layers per virtual stage, or a Megatron-Core
     layout string: stages separated by `|`, `t` a transformer layer, `E` the embedding and `L` the
-    loss (placement markers), `(...)*n` a repeated group; e.g. "Et|(tt|)*30tL" = [1, 2 x 30, 1]. Every
-    virtual stage holds at least one transformer layer (a stage with none is refused when the plan
-    is built)."""
+    loss (placement markers), `(...)*n` a repeated group; e.g. "Et|(tt|)*30L" = [1, 2 x 30, 0]. Every
+    virtual stage between the first and the last holds at least one transformer layer (the plan's
+    constructor refuses a stage with none there)."""
     import re
 
     from flopcast.specs.limits import MAX_LAYERS, MAX_LAYOUT_CHARS
@@ -284,8 +287,8 @@ def _layout(value: Any) -> tuple[int, ...] | str | None:
     if value == "balanced":
         return "balanced"
     if isinstance(value, (list, tuple)):
-        if not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value):
-            raise InvalidScenario("parallel.pipeline_layout: expected layer counts >= 1 per virtual stage, "
+        if not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
+            raise InvalidScenario("parallel.pipeline_layout: expected transformer-layer counts per virtual stage, "
                                   f"e.g. [7, 8, 8, 7], got {value!r}")
         return tuple(value)
     if not isinstance(value, str):
