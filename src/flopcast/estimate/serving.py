@@ -80,10 +80,11 @@ class ServingEstimate:
     tokens_per_j: float | None
     spec: InferenceSpec
     datacenter: dict[str, Any] | None = None
+    at_slo: dict[str, Any] | None = None      # the operating point at inference.slo (run.serving.at_slo)
     assumptions: tuple[Assumption, ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {**(self.datacenter or {}), **{
+        return {**(self.datacenter or {}), **({"at_slo": self.at_slo} if self.at_slo is not None else {}), **{
             "fits": self.fits, "infeasible_reason": self.infeasible_reason,
             "max_batch_size": self.max_batch_size, "batch_size": self.batch_size,
             "kv_cache_bytes_per_token": self.kv_cache_bytes_per_token,

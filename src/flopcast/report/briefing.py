@@ -104,6 +104,14 @@ def _serving(d: dict[str, Any], devices: str) -> list[Finding]:
         out.append(Finding("latency", f"TTFT {duration(sv['ttft_s'])}, TPOT {duration(sv['tpot_s'])} "
                                       f"(steady state, {format_bytes(mem)} used per device)"))
         out.append(Finding("throughput", f"{sv['output_tokens_per_s']:,.0f} output tokens/s"))
+    if sv.get("at_slo"):
+        a = sv["at_slo"]
+        out.append(Finding("at the SLO", f"batch {a['batch_size']}: {a['output_tokens_per_s']:,.0f} output tokens/s, "
+                                         f"{money(a.get('cost_per_million_output_tokens_usd'))} per million output "
+                                         f"tokens (the figures below are at batch {sv['batch_size']}"
+                                         + (", which misses the SLO)" if sv["batch_size"] > a["batch_size"] else ")")
+                           if a["met"]
+                           else f"missed even at batch 1: {a['reason']}", a["met"]))
     if sv.get("cost_per_million_output_tokens_usd") is not None:
         out.append(Finding("cost", f"{money(sv['cost_per_million_output_tokens_usd'])} per million output tokens, "
                                    f"{money(sv.get('cost_usd'))} per hour"))

@@ -469,6 +469,8 @@ def serving_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Group
         rows.append(("output tokens / J (at TDP)", f"{d['output_tokens_per_j']:,.3f}"))
     if d.get("infeasible_reason"):
         rows.append(("does not fit", d["infeasible_reason"]))
+    if d.get("at_slo"):
+        rows.append(("at the SLO", slo_point(d["at_slo"])))
     mem = Table(title="Memory per device", title_justify="left")
     mem.add_column("part")
     mem.add_column("bytes", justify="right")
@@ -486,6 +488,18 @@ def serving_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Group
     if with_assumptions and d.get("assumptions"):
         parts.append(_assumptions(d))
     return Group(*parts)
+
+
+def slo_point(a: dict[str, Any]) -> str:
+    """The operating point at the SLO in one line (infer's `at_slo`)."""
+    target = ", ".join(f"{k} {v * 1e3:,.0f} ms" for k, v in (("TTFT", a["ttft_p99_target_s"]),
+                                                              ("TPOT", a["tpot_p99_target_s"])) if v is not None)
+    if not a["met"]:
+        return f"missed ({target}): {a['reason']}"
+    cost = a.get("cost_per_million_output_tokens_usd")
+    return (f"batch {a['batch_size']} of {a['largest_batch_size']} ({target}): {a['output_tokens_per_s']:,.0f} output "
+            f"tokens/s, {a['output_tokens_per_s_per_sequence']:,.1f} per sequence, TPOT {a['tpot_s'] * 1e3:,.1f} ms"
+            + (f", ${cost:,.3g} per million output tokens" if cost is not None else ""))
 
 
 def _ms(x: float | None) -> str:

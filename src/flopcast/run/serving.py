@@ -50,8 +50,51 @@ def estimate_serving_resolved(rs: ResolvedScenario) -> ServingEstimate:
         assumptions.append(Assumption("inference.prefill/decode", "not estimated here",
                                       "infer estimates the section's own layout; `flopcast simulate` runs the "
                                       "disaggregated pools"))
-    est = _estimate(rs.model, rs.hardware, spec, assumptions=tuple(assumptions))
-    return with_datacenter(rs, est, serving_datacenter)
+    est = with_datacenter(rs, _estimate(rs.model, rs.hardware, spec, assumptions=tuple(assumptions)),
+                          serving_datacenter)
+    return dataclasses.replace(est, at_slo=at_slo(rs, est)) if not pools else est
+
+
+def at_slo(rs: ResolvedScenario, est: ServingEstimate) -> dict[str, Any] | None:
+    """The operating point at the scenario's SLO (`inference.slo`): the largest batch per replica,
+    up to what memory, the token budget and max_batch_size allow, whose steady-state TTFT and TPOT
+    meet the targets, with its throughput, cost and energy per token beside the saturated figures.
+    TTFT and TPOT grow with the batch (each iteration carries more tokens), so a bisection finds it.
+    None without an SLO or when nothing fits; a result with a reason when batch 1 misses it."""
+    slo = rs.slo
+    if slo is None or (slo.ttft_s is None and slo.tpot_s is None) or not est.fits or est.spec.pool != "both":
+        return None
+
+    def at(batch: int) -> ServingEstimate:
+        return _estimate(rs.model, rs.hardware, dataclasses.replace(est.spec, batch_size=batch))
+
+    def meets(e: ServingEstimate) -> bool:
+        return e.fits and (slo.ttft_s is None or e.ttft_s <= slo.ttft_s) and (slo.tpot_s is None or e.tpot_s <= slo.tpot_s)
+
+    largest = at_largest = _estimate(rs.model, rs.hardware, dataclasses.replace(est.spec, batch_size=None)).batch_size
+    out: dict[str, Any] = {"ttft_p99_target_s": slo.ttft_s, "tpot_p99_target_s": slo.tpot_s,
+                           "largest_batch_size": largest,
+                           "basis": "the analytic steady-state TTFT and TPOT against the p99 targets; `flopcast "
+                                    "simulate` checks the percentiles under the workload's arrivals"}
+    one = at(1)
+    if not meets(one):
+        return {**out, "met": False, "batch_size": None,
+                "reason": f"at batch 1 TTFT is {one.ttft_s * 1e3:,.1f} ms and TPOT {one.tpot_s * 1e3:,.2f} ms: "
+                          "more tensor parallelism, a faster part or a lower precision is needed"}
+    lo, hi = 1, at_largest
+    if meets(at(hi)):
+        lo = hi
+    while hi - lo > 1:                  # meets(lo) and, unless lo == hi, not meets(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if meets(at(mid)) else (lo, mid)
+    best = with_datacenter(rs, at(lo), serving_datacenter)
+    dc = best.datacenter or {}
+    return {**out, "met": True, "batch_size": lo, "ttft_s": best.ttft_s, "tpot_s": best.tpot_s,
+            "output_tokens_per_s": best.output_tokens_per_s,
+            "output_tokens_per_s_per_device": best.output_tokens_per_s_per_device,
+            "output_tokens_per_s_per_sequence": 1.0 / best.tpot_s,
+            "cost_per_million_output_tokens_usd": dc.get("cost_per_million_output_tokens_usd"),
+            "energy_per_output_token_j": dc.get("energy_per_output_token_j")}
 
 
 def cap_workload(workload: WorkloadSpec, max_requests: int | None, limit: int | None

@@ -201,6 +201,12 @@ function verdict(d) {
       out.push({label: "latency", value: `TTFT ${fmtDuration(sv.ttft_s)}, TPOT ${fmtDuration(sv.tpot_s)} (steady state)`});
       out.push({label: "throughput", value: `${fmtInt(sv.output_tokens_per_s)} output tokens/s`});
     }
+    const a = sv.at_slo;   // the largest batch meeting inference.slo (as report/briefing.py)
+    if (a) {
+      out.push({label: "at the SLO", ok: a.met, value: a.met
+        ? `batch ${a.batch_size}: ${fmtInt(a.output_tokens_per_s)} output tokens/s, ${fmtMoney(a.cost_per_million_output_tokens_usd)} per million output tokens (the figures here are at batch ${sv.batch_size}${sv.batch_size > a.batch_size ? ", which misses the SLO" : ""})`
+        : `missed even at batch 1: ${a.reason}`});
+    }
     if (sv.cost_per_million_output_tokens_usd != null) {
       out.push({label: "cost", value: `${fmtMoney(sv.cost_per_million_output_tokens_usd)} per million output tokens, ${fmtMoney(sv.cost_usd)} per hour`});
     }
