@@ -17,7 +17,7 @@ import pytest
 
 from flopcast import api
 from flopcast.errors import InvalidScenario
-from flopcast.run.sizing import mser_truncation
+from flopcast.run.steady import mser_truncation
 
 
 def scenario(rate, *, slo=None, n=600, inp=512, out=48, **inference):

@@ -490,6 +490,16 @@ def serving_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Group
     return Group(*parts)
 
 
+def steady_line(st: dict[str, Any]) -> str:
+    """The simulation's steady state in one line (its `steady_state`)."""
+    rate = st.get("achieved_output_tokens_per_s")
+    cost = st.get("cost_per_million_output_tokens_usd")
+    line = (f"after {st['warmup_requests']:,} warm-up requests: "
+            + (f"{rate:,.0f} output tokens/s" if rate is not None else "no throughput (requests rejected)")
+            + (f", ${cost:,.3f} per million output tokens" if cost is not None else ""))
+    return line + ("" if st["settled"] else "; NOT SETTLED: the run is too short, simulate more requests")
+
+
 def slo_point(a: dict[str, Any]) -> str:
     """The operating point at the SLO in one line (infer's `at_slo`)."""
     target = ", ".join(f"{k} {v * 1e3:,.0f} ms" for k, v in (("TTFT", a["ttft_p99_target_s"]),
@@ -532,12 +542,17 @@ def simulation_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Gr
     if d["slo_attainment_frac"] is not None:
         rows.append(("SLO", f"{100 * d['slo_attainment_frac']:.1f}% of requests meet it; goodput "
                             f"{d['goodput_requests_per_s']:,.2f} requests/s"))
-    lat = Table(title="Latency", title_justify="left")
-    for col in ("", "p50", "p99"):
+    st = d.get("steady_state")
+    if st:
+        rows.append(("steady state", steady_line(st)))
+    lat = Table(title="Latency (all requests | after the warm-up)" if st else "Latency", title_justify="left")
+    for col in ("", "p50", "p99") + (("steady p50", "steady p99") if st else ()):
         lat.add_column(col, justify="right" if col else "left")
-    lat.add_row("TTFT", _ms(d["ttft_p50_s"]), _ms(d["ttft_p99_s"]))
-    lat.add_row("TPOT", _ms(d["tpot_p50_s"]), _ms(d["tpot_p99_s"]))
-    lat.add_row("end to end", _ms(d["e2e_p50_s"]), _ms(d["e2e_p99_s"]))
+    lat.add_row("TTFT", _ms(d["ttft_p50_s"]), _ms(d["ttft_p99_s"]),
+                *((_ms(st["ttft_p50_s"]), _ms(st["ttft_p99_s"])) if st else ()))
+    lat.add_row("TPOT", _ms(d["tpot_p50_s"]), _ms(d["tpot_p99_s"]),
+                *((_ms(st["tpot_p50_s"]), _ms(st["tpot_p99_s"])) if st else ()))
+    lat.add_row("end to end", _ms(d["e2e_p50_s"]), _ms(d["e2e_p99_s"]), *(("", "") if st else ()))
     parts: list[Any] = [_kv_table("Simulation", rows), lat]
     if with_assumptions and d.get("assumptions"):
         parts.append(_assumptions(d))

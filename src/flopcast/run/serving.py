@@ -15,9 +15,10 @@ from flopcast.estimate.admission import concurrent_sequences, token_budget
 from flopcast.estimate.serving import ServingEstimate
 from flopcast.estimate.serving import estimate_serving as _estimate
 from flopcast.run.datacenter import serving_datacenter, simulation_datacenter, with_datacenter, with_pools_datacenter
+from flopcast.run.steady import steady_state
 from flopcast.sim.engine import SimulationResult, simulate
 from flopcast.sim.pools import kv_transfer_assumption, scenario_pools
-from flopcast.sim.workload import WorkloadSpec
+from flopcast.sim.workload import SLO, WorkloadSpec
 from flopcast.specs import limits
 from flopcast.specs.scenario import ResolvedScenario, resolve
 from flopcast.specs.serving import validate_inference
@@ -164,9 +165,31 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
         assumptions.append(Assumption("num_requests", workload.num_requests, capped))
     res = simulate(rs.model, rs.hardware, spec, workload, scheduler=scheduler, slo=slo, pools=pools,
                    assumptions=tuple(assumptions), progress=progress)
-    if explicit:
-        return with_pools_datacenter(rs, res, pools)
-    return with_datacenter(rs, res, simulation_datacenter)
+    res = with_pools_datacenter(rs, res, pools) if explicit else with_datacenter(rs, res, simulation_datacenter)
+    return with_steady_state(res, slo)
+
+
+def with_steady_state(res: SimulationResult, slo: SLO) -> SimulationResult:
+    """The simulation with its steady state (run/steady.py): the requests after the warm-up, whether
+    the run settled (an assumption says so when it did not), and the cost and energy per output
+    token at the steady-state throughput (the run's cost and facility energy per simulated second,
+    which include its warm-up and drain, over the tokens per second after the warm-up)."""
+    if res.requests is None or not len(res.requests["arrival_s"]) or res.simulated_s <= 0:
+        return res
+    out = {k: v for k, v in steady_state(res, slo).items() if not k.startswith("_")}
+    achieved = out.get("achieved_output_tokens_per_s")
+    dc = res.datacenter or {}
+    for key, total in (("cost_per_million_output_tokens_usd", dc.get("cost_usd")),
+                       ("energy_per_output_token_j", dc.get("energy_facility_j"))):
+        scale = 1e6 if key.startswith("cost") else 1.0
+        out[key] = total / res.simulated_s / achieved * scale if total is not None and achieved else None
+    notes: tuple[Assumption, ...] = ()
+    if not out["settled"]:
+        notes = (Assumption("steady_state", "not settled",
+                            "the run is too short to settle: the p99 of the two halves of the requests after the "
+                            "warm-up disagree by more than 10%; simulate more requests (inference.workload."
+                            "num_requests) before reading the percentiles as steady state"),)
+    return dataclasses.replace(res, steady_state=out, assumptions=res.assumptions + notes)
 
 
 def simulate_serving(scenario: str | Path | Mapping[str, Any], *, max_requests: int | None = None,

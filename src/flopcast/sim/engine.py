@@ -102,6 +102,8 @@ class SimulationResult:
     kv_transfer_p50_s: float | None = None     # disaggregated: KV-cache transfer per request
     kv_transfer_p99_s: float | None = None
     datacenter: dict[str, Any] | None = None
+    # the requests after the warm-up (run/steady.py): percentiles, settled, throughput, $ and J per token
+    steady_state: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
     # per request (arrival order): arrival_s, input_tokens, output_tokens, first_token_s, done_s (NaN when
     # rejected), replica; not part of the JSON report (`flopcast simulate --requests FILE` writes it)
