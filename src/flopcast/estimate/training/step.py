@@ -1,0 +1,334 @@
+"""One training step as a pipeline of pure stages over frozen intermediate results:
+
+    layer costs -> stage layout and stage work -> memory per rank -> micro-batch times ->
+    schedule (bubble, point-to-point) -> data-parallel and optimizer -> step time, FLOPs, MFU
+
+A caller that estimates many plans of one (model, hardware, training, cluster) passes a `cache`
+dict; every entry is keyed by a frozen dataclass naming the plan fields its value depends on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flopcast import units
+from flopcast.dtypes import BYTES_PER_ELEMENT
+from flopcast.estimate import comm, counts
+from flopcast.estimate.roofline import COMM_UNITS, DeviceCtx
+from flopcast.estimate.training import dataparallel as dpm
+from flopcast.estimate.training.device import Prepared, device_ctx, prepare
+from flopcast.estimate.training.layer import Cost, Env, embed_cost, head_cost, layer_cost, mtp_cost
+from flopcast.estimate.training.layout import layer_counts, rank_layers
+from flopcast.estimate.training.memory import MEMORY_PARTS, RankMemory, rank_activations, rank_memory
+from flopcast.estimate.training.result import TrainingEstimate
+from flopcast.estimate.training.schedule import bubble_microbatches, pp_comm_per_microbatch_s
+from flopcast.estimate.training.stage import StageTimes, compose_stages, timed_stages
+from flopcast.report import Assumption
+from flopcast.specs.hardware import AcceleratorSpec
+from flopcast.specs.model import ModelSpec
+from flopcast.specs.parallel import ParallelPlan
+from flopcast.specs.workload import TrainingSpec
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- cache keys
+@dataclass(frozen=True, slots=True)
+class PrepKey:
+    """The device preparation (one per cache: the cache belongs to one model, hardware, training
+    spec and cluster)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CtxKey:
+    tp_inside: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LayerKey:
+    """The plan fields a layer's cost depends on."""
+
+    tp: int
+    cp: int
+    sp: bool
+    ep: int
+    expert_tp: int
+    microbatch_seqs: int
+    recompute: str
+    recompute_modules: tuple[str, ...]
+    single_stage: bool
+
+    @classmethod
+    def of(cls, plan: ParallelPlan) -> LayerKey:
+        return cls(plan.tp, plan.cp, plan.sp, plan.ep, plan.expert_tp, plan.microbatch_seqs, plan.recompute,
+                   tuple(plan.recompute_modules), plan.pp == 1)
+
+
+@dataclass(frozen=True, slots=True)
+class StageKey:
+    """The plan fields the layout and the stage work depend on (beyond the layer costs')."""
+
+    layers: LayerKey
+    pp: int
+    vpp: int
+    pipeline_layout: Any
+    pp_schedule: str
+    ep_comm_overlap: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RankKey:
+    stages: StageKey
+    rank: int
+    dp: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimedKey:
+    stages: StageKey
+
+
+@dataclass(frozen=True, slots=True)
+class DpKey:
+    stages: StageKey
+    dp: int
+    shard_group: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlopsKey:
+    """Forward and attention FLOPs per token (one per cache)."""
+
+
+def _memo(cache: dict[Any, Any], key: Any, make: Callable[[], T]) -> T:
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = make()
+    return value
+
+
+# --------------------------------------------------------------------------- stage work
+@dataclass(frozen=True, slots=True)
+class LayerWork:
+    """Per-micro-batch costs of each distinct layer, the head, the embedding and the MTP modules."""
+
+    layers: tuple[Cost, ...]
+    head: Cost
+    embed: Cost
+    mtp: Cost | None
+
+
+@dataclass(frozen=True, slots=True)
+class StageWork:
+    """The layout (layers per virtual stage), each rank's layers and its summed cost."""
+
+    sizes: tuple[int, ...]
+    stages: tuple[tuple[int, ...], ...]
+    groups: tuple[Counter[int], ...]
+    costs: tuple[Cost, ...]
+    heavy: Cost                      # the rank with the most parameters (the optimizer shard's)
+
+
+def _layer_work(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, ctx: DeviceCtx) -> LayerWork:
+    env = Env(model=model, plan=plan, train=train, ctx=ctx, tokens=plan.microbatch_seqs * train.seq_len / plan.cp)
+    layers = tuple(layer_cost(env, spec) for spec in model.distinct_layers)
+    head = head_cost(env)
+    n_mtp = train.mtp_layers or 0     # opt-in: the model's own count is reported by the api
+    mtp = mtp_cost(env, layers[model.layer_group_index[-1]], head, n_mtp) if n_mtp else None
+    return LayerWork(layers, head, embed_cost(env), mtp)
+
+
+def _stage_work(model: ModelSpec, plan: ParallelPlan, lw: LayerWork) -> StageWork:
+    group_of = model.layer_group_index
+    balance = None
+    if plan.pipeline_layout == "balanced":
+        last_extra = lw.head.work_s() + (lw.mtp.work_s() if lw.mtp is not None else 0.0)
+        balance = ([lw.layers[g].work_s() for g in group_of], lw.embed.work_s(), last_extra)
+    sizes = layer_counts(plan, model.num_layers, balance)
+    stages = rank_layers(sizes, plan.pp)
+    groups = [Counter(group_of[i] for i in idx) for idx in stages]
+    costs = compose_stages(lw.layers, groups, head=lw.head, embed=lw.embed, mtp=lw.mtp,
+                           dualpipe=plan.pp_schedule == "dualpipe")
+    return StageWork(tuple(sizes), tuple(tuple(s) for s in stages), tuple(groups), tuple(costs),
+                     max(costs, key=lambda c: c.params))
+
+
+@dataclass(frozen=True, slots=True)
+class PlanWork:
+    """Everything of one plan up to the stage work, with the device it runs on."""
+
+    prep: Prepared
+    ctx: DeviceCtx
+    layers: LayerWork
+    stages: StageWork
+    key: StageKey
+
+
+def plan_work(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+              scale_out_bandwidth_bytes_per_s: float | None, cache: dict[Any, Any]) -> PlanWork:
+    prep = _memo(cache, PrepKey(), lambda: prepare(hw, train, scale_out_bandwidth_bytes_per_s))
+    ctx = _memo(cache, CtxKey(plan.tp <= prep.scale_up_group), lambda: device_ctx(hw, train, prep, plan.tp))
+    lkey = LayerKey.of(plan)
+    lw = _memo(cache, lkey, lambda: _layer_work(model, plan, train, ctx))
+    skey = StageKey(lkey, plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, plan.ep_comm_overlap)
+    sw = _memo(cache, skey, lambda: _stage_work(model, plan, lw))
+    return PlanWork(prep, ctx, lw, sw, skey)
+
+
+# --------------------------------------------------------------------------- memory
+@dataclass(frozen=True, slots=True)
+class MemoryResult:
+    rank: RankMemory               # the most-loaded of the first and last rank
+    host_bytes_per_node: float
+    fits: bool
+    reason: str | None
+
+
+def _rank_memory(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard, m: int,
+                 rank: int, cache: dict[Any, Any]) -> RankMemory:
+    sw, lw = w.stages, w.layers
+    acts = _memo(cache, RankKey(w.key, rank, plan.dp),
+                 lambda: rank_activations(lw.layers, sw.groups, lw.head, plan, m, rank))
+    assert w.ctx.stack is not None
+    return rank_memory(sw.costs[rank], plan, train, w.ctx.stack, shard, n_layers=len(sw.stages[rank]), acts=acts,
+                       layer_costs=lw.layers, here=sw.groups[rank])
+
+
+def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard,
+            m: int, devices_per_node: int, cache: dict[Any, Any], *, explain: bool) -> MemoryResult:
+    """Memory on the most-loaded rank (first and last stage checked) and whether it fits."""
+    ranks = [_rank_memory(w, plan, train, shard, m, 0, cache)]
+    if plan.pp > 1:
+        ranks.append(_rank_memory(w, plan, train, shard, m, plan.pp - 1, cache))
+    mem = ranks[0] if len(ranks) == 1 or ranks[1].total <= ranks[0].total else ranks[1]
+    host_bytes = shard.host_bytes_per_node
+    if plan.activation_offload:
+        host_bytes += max(r.offloaded_acts for r in ranks) * devices_per_node
+    cap = hw.hbm_capacity_bytes
+    fits = mem.total <= cap
+    reason = None
+    if not fits and explain:
+        parts = dict(zip(MEMORY_PARTS, mem.parts, strict=True))
+        biggest = max(parts, key=lambda k: parts[k])
+        reason = (f"needs {units.format_bytes(mem.total)} per device, {units.format_bytes(mem.total - cap)} "
+                  f"more than the {units.format_bytes(cap)} of {hw.id}; largest part: {biggest} "
+                  f"({units.format_bytes(parts[biggest])})")
+    if host_bytes and hw.host_memory_bytes_per_node and host_bytes > hw.host_memory_bytes_per_node:
+        fits = False
+        reason = None if not explain else (
+            f"offloaded state needs {units.format_bytes(host_bytes)} of host memory per node; "
+            f"the {hw.id} reference node has {units.format_bytes(hw.host_memory_bytes_per_node)}")
+    return MemoryResult(mem, host_bytes, fits, reason)
+
+
+# --------------------------------------------------------------------------- time
+@dataclass(frozen=True, slots=True)
+class StepTimes:
+    breakdown_s: dict[str, float]
+    slow: StageTimes
+
+    @property
+    def step_s(self) -> float:
+        return sum(self.breakdown_s.values())
+
+
+def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+                shard: dpm.OptimizerShard, m: int, devices_per_node: int, cache: dict[Any, Any]) -> StepTimes:
+    stack = w.ctx.stack
+    assert stack is not None
+    comm_sm_frac = COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
+    per_stage, slow = _memo(cache, TimedKey(w.key),
+                            lambda: timed_stages(w.stages.costs, plan, train, stack, comm_sm_frac))
+    st = per_stage[slow]
+    mb_tokens = plan.microbatch_seqs * train.seq_len / plan.cp
+    pp_comm_mb = pp_comm_per_microbatch_s(plan, mb_tokens, model.hidden_size, w.prep.links, devices_per_node)
+    bubble = bubble_microbatches(plan) * (st.total_s + pp_comm_mb)
+    dp_s = 0.0
+    if plan.dp * plan.cp > 1:
+        col = _memo(cache, DpKey(w.key, plan.dp, plan.shard_group),
+                    lambda: dpm.dp_collectives(w.stages.costs[slow], plan, train, hw, w.prep.links))
+        dp_s = dpm.dp_comm_s(col, plan, train, hw, stack, m=m, slow=st, n_layers=len(w.stages.stages[slow]),
+                             comm_sm_frac=comm_sm_frac)
+    optimizer_s = dpm.optimizer_step_s(shard, plan, w.ctx.mem_bytes_per_s, devices_per_node)
+    offload = dpm.offload_s(shard, plan, dpm.host_link_bytes_per_s(hw, w.prep.eff), m=m, slow=st,
+                            slow_act_bytes=w.stages.costs[slow].act_bytes)
+    # tied embeddings split over first and last stage: their gradients are all-reduced each step
+    emb_sync = 0.0
+    if model.tie_embeddings and plan.pp > 1:
+        emb_bytes = model.vocab_size * model.embed_dim / plan.tp * BYTES_PER_ELEMENT[train.grad_reduce_dtype]
+        emb_sync = comm.ring_all_reduce_s(2, emb_bytes, w.prep.links, False)
+    breakdown = {"compute": m * st.compute_s, "tp_comm": m * st.tp_comm_s, "pp_bubble": bubble,
+                 "pp_comm": m * pp_comm_mb, "dp_comm": dp_s, "ep_comm": m * st.ep_comm_s,
+                 "cp_comm": m * st.cp_comm_s, "offload": offload, "other": optimizer_s + emb_sync}
+    return StepTimes(breakdown, st)
+
+
+# --------------------------------------------------------------------------- the step
+def _hardware_flops(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, cache: dict[Any, Any]) -> tuple[float, float]:
+    """(model FLOPs, hardware FLOPs) of one step: 3 x forward, plus what recompute repeats."""
+    fwd_per_token, attn_per_token = _memo(cache, FlopsKey(), lambda: (
+        counts.forward_flops_per_token(model, train.seq_len, "causal"),
+        counts.attention_flops_per_token(model, train.seq_len, "causal")))
+    tokens = train.tokens_per_step
+    model_flops = 3 * fwd_per_token * tokens
+    extra = 0.0
+    if plan.recompute == "full":
+        extra = fwd_per_token * tokens
+    elif plan.recompute == "selective":
+        extra = (attn_per_token if "core_attn" in plan.recompute_modules else 0.0) * tokens
+        if "mla_up_proj" in plan.recompute_modules:
+            extra += counts.mla_up_projection_flops_per_token(model) * tokens
+    return model_flops, model_flops + extra
+
+
+def _result(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+            mem: MemoryResult, times: StepTimes, shard: dpm.OptimizerShard, m: int,
+            assumptions: tuple[Assumption, ...], cache: dict[Any, Any]) -> TrainingEstimate:
+    step = times.step_s
+    model_flops, hardware_flops = _hardware_flops(model, plan, train, cache)
+    n_dev = plan.num_devices
+    peak_total = w.prep.mm_peak_flops_per_s * n_dev
+    tokens_per_s = train.tokens_per_step / step
+    ttt = dev_h = None
+    if train.total_tokens:
+        ttt = train.total_tokens / tokens_per_s
+        dev_h = ttt * n_dev / units.HOUR_S
+    if plan.pipeline_layout == "balanced":
+        assumptions = (*assumptions, Assumption(
+            "pipeline_layout", list(w.stages.sizes),
+            "balanced: layers per virtual stage that even out the stages' work, the embedding on the first "
+            "and the head, loss and MTP modules on the last counted"))
+    return TrainingEstimate(
+        fits=mem.fits, infeasible_reason=mem.reason, memory_per_device_bytes=mem.rank.total,
+        memory_breakdown_bytes=dict(zip(MEMORY_PARTS, mem.rank.parts, strict=True)),
+        memory_capacity_bytes=hw.hbm_capacity_bytes, step_time_s=step, step_time_breakdown_s=times.breakdown_s,
+        compute_breakdown_s={k: m * v for k, v in times.slow.parts_s.items()},
+        tokens_per_s=tokens_per_s, tokens_per_s_per_device=tokens_per_s / n_dev,
+        model_flops_per_step=model_flops, hardware_flops_per_step=hardware_flops,
+        mfu=model_flops / step / peak_total, hfu=hardware_flops / step / peak_total,
+        time_to_train_s=ttt, device_hours=dev_h, num_microbatches=m, plan=plan,
+        host_memory_per_node_bytes=mem.host_bytes_per_node, nvme_per_device_bytes=shard.nvme_bytes,
+        assumptions=assumptions,
+    )
+
+
+def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                  devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
+                  assumptions: tuple[Assumption, ...], cache: dict[Any, Any],
+                  summary: bool) -> TrainingEstimate | tuple[float, float, bool]:
+    """The whole step; `summary`: (step_time_s, memory_per_device_bytes, fits) only, plans that do not
+    fit untimed (step_time_s = inf)."""
+    w = plan_work(model, hw, plan, train, scale_out_bandwidth_bytes_per_s, cache)
+    m = train.global_batch_seqs // (plan.dp * plan.microbatch_seqs)
+    shard = dpm.optimizer_shard(w.stages.heavy, plan, train, devices_per_node)
+    mem = _memory(w, hw, plan, train, shard, m, devices_per_node, cache, explain=not summary)
+    if not mem.fits and summary:
+        return math.inf, mem.rank.total, False   # the search drops plans that do not fit: no timing
+    times = _step_times(w, model, hw, plan, train, shard, m, devices_per_node, cache)
+    if summary:
+        return times.step_s, mem.rank.total, mem.fits
+    return _result(w, model, hw, plan, train, mem, times, shard, m, assumptions, cache)
