@@ -28,7 +28,7 @@ def _fill(work_s: Sequence[float], chunks: int, first_extra_s: float, last_extra
     taking layers where the rest are needed one each by the stages after it, and a stage that cannot
     take its one layer within the bound makes the bound infeasible."""
     n = len(work_s)
-    nonempty = False and n >= chunks   # TEMP: old behaviour
+    nonempty = n >= chunks
     counts, i = [], 0
     for c in range(chunks):
         load = first_extra_s if c == 0 else 0.0
