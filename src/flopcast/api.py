@@ -378,13 +378,6 @@ def _estimate_training_resolved(rs: ResolvedScenario):
     est = _estimate(rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
                     scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s,
                     assumptions=tuple(assumptions))
-    import dataclasses
-
-    from flopcast.estimate.training import op_breakdown
-
-    est = dataclasses.replace(est, ops=op_breakdown(
-        rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
-        scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s))
     return _with_datacenter(rs, est, _training_datacenter)
 
 

@@ -1,13 +1,23 @@
 """Per-operation rows of a forward pass: the one place that turns a layer variant (MHA/GQA/MQA or MLA
-attention, dense or MoE FFN) and a shard size into GEMM shapes and FLOPs.
+attention, dense or MoE FFN) and a shard size into the operations a layer runs.
 
-`layer_ops(layer, model, tokens=T, keys=K, tp=t, ep=e)` lists the forward operations of one decoder
-layer for T tokens on one device of a tensor-parallel group of t (and an expert-parallel group of e,
-balanced routing): GEMMs with their (m, n, k, count) shape, the fused attention core with its
-FLOPs, and the weight elements each op reads. `head_ops` lists the LM head. At t = e = 1, the FLOPs
-of a model's rows sum to `counts.forward_flops_per_token` x tokens, which the oracle tests check
-against `torch.utils.flop_counter` layer by layer. `time_ops` puts a time on each row from the
-device's roofline (estimate/roofline.py): the per-op view `flopcast train --json` reports as `ops`.
+`layer_ops(layer, model, tokens=T, keys=K, tp=t, ep=e, ...)` lists the forward operations of one
+decoder layer for T tokens on one device of a tensor-parallel group of t (and an expert-parallel
+group of e, balanced routing), in four kinds:
+- gemm: (m, n, k, count) shape, FLOPs 2 m n k count, weight elements n k count;
+- attention: the fused attention core, FLOPs of QK^T and AV over `keys` keys per query, with its
+  heads per device and head dims;
+- elementwise: norms, residual adds (and dropout masks), the activation function, rotary
+  embeddings, the MoE token permutation, each with the HBM bytes its forward moves;
+- comm: the tensor-parallel collectives (2 per layer), the expert dispatch/combine and the
+  context-parallel K/V exchange, each with one call's message bytes per rank.
+Each row names its recompute class (the `parallel.recompute_modules` entry that recomputes it
+under selective recompute; every row is recomputed under full recompute). `head_ops` lists the LM
+head. At t = e = 1, the FLOPs of a model's rows sum to `counts.forward_flops_per_token` x tokens,
+which the oracle tests check against `torch.utils.flop_counter` layer by layer.
+
+The training estimator (estimate/training/layer.py) and the serving estimator (estimate/serving.py)
+time these same rows; `flopcast train --json` `ops` lists them with the times the step used.
 """
 
 from __future__ import annotations
@@ -17,30 +27,42 @@ from typing import Any
 
 from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
 
+ACT_BYTES = 2.0             # 16-bit activations
+MASK_BYTES = 1.0            # a dropout mask element
+KINDS = ("gemm", "attention", "elementwise", "comm")
+
 
 @dataclass(frozen=True, slots=True)
 class Op:
     """One forward operation on one device. GEMMs: `count` products (m x k) @ (k x n); FLOPs are
-    2 m n k count. The attention core: FLOPs of QK^T and AV over `keys` keys per query."""
+    2 m n k count. The attention core: FLOPs of QK^T and AV over `keys` keys per query for `heads`
+    heads of dims d_qk, d_v. Element-wise ops: `bytes` moved through HBM. Collectives: `bytes` of one
+    call's message per rank, `calls` per forward."""
 
     name: str
-    kind: str                 # gemm | attention
-    flops: float
+    kind: str                 # gemm | attention | elementwise | comm
+    flops: float = 0.0
     m: float = 0.0
     n: float = 0.0
     k: float = 0.0
     count: float = 1.0
     weight_elems: float = 0.0
+    bytes: float = 0.0
+    calls: float = 1.0
+    heads: float = 0.0
+    d_qk: float = 0.0
+    d_v: float = 0.0
+    recompute: str = ""       # selective-recompute class: core_attn | layernorm | moe_act | mla_up_proj | ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "flops": self.flops,
                 "gemm_mnk_count": [self.m, self.n, self.k, self.count] if self.kind == "gemm" else None,
-                "weight_elems": self.weight_elems}
+                "weight_elems": self.weight_elems, "bytes": self.bytes, "recompute": self.recompute or None}
 
 
-def _gemm(name: str, m: float, n: float, k: float, count: float = 1.0) -> Op:
+def _gemm(name: str, m: float, n: float, k: float, count: float = 1.0, recompute: str = "") -> Op:
     return Op(name=name, kind="gemm", flops=2.0 * m * n * k * count, m=m, n=n, k=k, count=count,
-              weight_elems=n * k * count)
+              weight_elems=n * k * count, recompute=recompute)
 
 
 def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: float, keys: float, tp: int = 1,
@@ -55,7 +77,8 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
             q = H / t
             kv = Hkv / t if Hkv >= t else 1.0      # kv heads replicated when t > H_kv
             return [_gemm("attention/qkv", T, (q + 2 * kv) * dh, h),
-                    Op("attention/core", "attention", 2.0 * q * (dh + dh) * keys * T),
+                    Op("attention/core", "attention", 2.0 * q * (dh + dh) * keys * T, heads=q, d_qk=dh, d_v=dh,
+                       recompute="core_attn"),
                     _gemm("attention/out", T, h, q * dh)]
         case LatentAttention(num_heads=H):
             q = H / t
@@ -64,13 +87,16 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
             if rq is None:
                 ops.append(_gemm("attention/q", T, q * a.qk_head_dim, h))
             else:
-                ops += [_gemm("attention/q_a", T, rq, h), _gemm("attention/q_b", T, q * a.qk_head_dim, rq)]
+                ops += [_gemm("attention/q_a", T, rq, h),
+                        _gemm("attention/q_b", T, q * a.qk_head_dim, rq, recompute="mla_up_proj")]
             ops += [_gemm("attention/kv_a", T, rkv + rope, h),
-                    _gemm("attention/kv_b", T - absorbed_tokens, q * (a.qk_nope_head_dim + a.v_head_dim), rkv)]
+                    _gemm("attention/kv_b", T - absorbed_tokens, q * (a.qk_nope_head_dim + a.v_head_dim), rkv,
+                          recompute="mla_up_proj")]
             if absorbed_tokens:
                 ops += [_gemm("attention/absorb_q", absorbed_tokens, rkv, a.qk_nope_head_dim, count=q),
                         _gemm("attention/absorb_out", absorbed_tokens, a.v_head_dim, rkv, count=q)]
-            ops += [Op("attention/core", "attention", 2.0 * q * (a.qk_head_dim + a.v_head_dim) * keys * T),
+            ops += [Op("attention/core", "attention", 2.0 * q * (a.qk_head_dim + a.v_head_dim) * keys * T, heads=q,
+                       d_qk=a.qk_head_dim, d_v=a.v_head_dim, recompute="core_attn"),
                     _gemm("attention/out", T, h, q * a.v_head_dim)]
             return ops
     raise TypeError(a)
@@ -115,11 +141,91 @@ def module_of(op: Op) -> str:
     return ""
 
 
-def layer_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, keys: float, tp: int = 1, ep: int = 1) -> list[Op]:
-    """Forward operations of one decoder layer."""
+def _rope_elems_per_token(a: StandardAttention | LatentAttention, model: ModelSpec, tp: int) -> float:
+    """Elements rotary embeddings rotate per token on one device: q and k (MLA: the decoupled rope
+    parts of q and of the shared key)."""
+    match a:
+        case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
+            kv = Hkv / tp if Hkv >= tp else 1
+            return (H / tp + kv) * dh if model.positions == "rope" else 0.0
+        case LatentAttention(num_heads=H):
+            return H / tp * a.qk_rope_head_dim + a.qk_rope_head_dim
+    raise TypeError(a)
+
+
+def kv_elems_per_token(a: StandardAttention | LatentAttention, tp: int) -> float:
+    """K and V elements per token one device of a tensor-parallel group of tp holds (kv heads
+    replicated when tp > H_kv; MLA: the latent and the shared rope key)."""
+    match a:
+        case StandardAttention(num_kv_heads=Hkv, head_dim=dh):
+            return 2 * (Hkv / tp if Hkv >= tp else 1) * dh
+        case LatentAttention():
+            return a.kv_lora_rank + a.qk_rope_head_dim
+    raise TypeError(a)
+
+
+def _ffn_elementwise(f: DenseFFN | MoEFFN, h: int, T: float, tp: int, sp_div: int) -> list[Op]:
+    match f:
+        case DenseFFN(d_ff=d, gated=gated):
+            return [Op("mlp/act", "elementwise", bytes=T * ((3 if gated else 2) * d / tp) * ACT_BYTES)]
+        case MoEFFN(top_k=k, expert_d_ff=fe):
+            mult = 2 if f.gated else 1
+            ops = [Op("moe/act", "elementwise", bytes=T * (k * (mult + 1) * fe / tp) * ACT_BYTES, recompute="moe_act"),
+                   # token permutation around the experts: read h, write k h; then read k h, write h
+                   # (Megatron-Core permute / unpermute, TensorRT-LLM expandInputRows / finalize)
+                   Op("moe/permute", "elementwise", bytes=T * (2 * (h + k * h) / sp_div) * ACT_BYTES)]
+            if f.shared_d_ff:
+                ops.append(Op("moe/shared_act", "elementwise", bytes=T * (3 * f.shared_d_ff / tp) * ACT_BYTES))
+            return ops
+    raise TypeError(f)
+
+
+def elementwise_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, tp: int = 1, sp: bool = False,
+                    dropout: bool = False) -> list[Op]:
+    """The streaming ops of one layer's forward, with the bytes each moves: norms (read + write h
+    each), the two residual adds (read 2h, write h; with dropout also a mask each), the activation
+    function, rotary embeddings (read + write q and k) and, for MoE, the token permutation. h-sized
+    work is split over tp only with sequence parallelism."""
+    h, T = model.hidden_size, tokens
+    sp_div = tp if sp else 1
+    residual = 2 * 3 * h / sp_div * ACT_BYTES + (2 * h / sp_div * MASK_BYTES if dropout else 0.0)
+    ops = [Op("norm", "elementwise", bytes=T * (layer.num_norms * 2 * h / sp_div * ACT_BYTES),
+              weight_elems=layer.num_norms * model.norm.params(h), recompute="layernorm"),
+           Op("residual", "elementwise", bytes=T * residual)]
+    ops += _ffn_elementwise(layer.ffn, h, T, tp, sp_div)
+    rope = _rope_elems_per_token(layer.attention, model, tp)
+    if rope:
+        ops.append(Op("attention/rope", "elementwise", bytes=T * 2 * rope * ACT_BYTES))
+    return ops
+
+
+def comm_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, tp: int = 1, ep: int = 1, cp: int = 1) -> list[Op]:
+    """The collectives of one layer's forward, with one call's message per rank: the tensor-parallel
+    all-reduces (or reduce-scatter + all-gather pairs) after attention and the MLP, the expert
+    dispatch + combine (balanced routing; the timing applies the load imbalance) and the
+    context-parallel ring exchange of K and V."""
+    h, T = model.hidden_size, tokens
+    ops = []
+    if tp > 1:
+        ops.append(Op("tp/collective", "comm", bytes=T * h * ACT_BYTES, calls=2))
+    if ep > 1 and isinstance(layer.ffn, MoEFFN):
+        ops.append(Op("moe/dispatch_combine", "comm", bytes=T * layer.ffn.top_k * h * ACT_BYTES, calls=2))
+    if cp > 1:
+        ops.append(Op("cp/kv_exchange", "comm", bytes=T * kv_elems_per_token(layer.attention, tp) * ACT_BYTES,
+                      calls=cp - 1))
+    return ops
+
+
+def layer_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, keys: float, tp: int = 1, ep: int = 1,
+              cp: int = 1, sp: bool = False, dropout: bool = False, absorbed_tokens: float = 0.0,
+              **moe_kw: Any) -> list[Op]:
+    """Forward operations of one decoder layer: attention, FFN, element-wise and collective rows.
+    `moe_kw`: expert_tokens, expert_count, expert_tp of ffn_ops."""
     h = model.hidden_size
-    return (attention_ops(layer.attention, h, tokens=tokens, keys=keys, tp=tp)
-            + ffn_ops(layer.ffn, h, tokens=tokens, tp=tp, ep=ep))
+    return (attention_ops(layer.attention, h, tokens=tokens, keys=keys, tp=tp, absorbed_tokens=absorbed_tokens)
+            + ffn_ops(layer.ffn, h, tokens=tokens, tp=tp, ep=ep, **moe_kw)
+            + elementwise_ops(layer, model, tokens=tokens, tp=tp, sp=sp, dropout=dropout)
+            + comm_ops(layer, model, tokens=tokens, tp=tp, ep=ep, cp=cp))
 
 
 def head_ops(model: ModelSpec, *, tokens: float, tp: int = 1) -> list[Op]:
@@ -139,25 +245,3 @@ def model_ops(model: ModelSpec, *, seq_len: int, tokens: float, convention: str 
         out.append((count, layer_ops(layer, model, tokens=tokens, keys=keys, tp=tp, ep=ep)))
     out.append((1, head_ops(model, tokens=tokens, tp=tp)))
     return out
-
-
-def time_ops(ops: list[Op], ctx, *, elem_bytes: float = 2.0) -> list[dict[str, Any]]:
-    """Each op with its forward time on the device of `ctx` (a roofline.DeviceCtx), its arithmetic
-    intensity and whether it is compute- or memory-bound there."""
-    from flopcast.estimate import roofline
-
-    rows = []
-    for op in ops:
-        if op.kind == "gemm":
-            t = roofline.gemm_time_s(ctx, op.m, op.n, op.k, op.count, elem_bytes)
-            moved = op.count * (elem_bytes * (op.m * op.k + op.k * op.n) + roofline.ACT_BYTES * op.m * op.n)
-        else:
-            t = roofline.attention_time_s(ctx, op.flops)
-            moved = 0.0
-        intensity = op.flops / moved if moved else None
-        ridge = ctx.peak_flops_per_s / ctx.mem_bytes_per_s
-        rows.append({**op.to_dict(), "time_s": t,
-                     "achieved_flops_per_s": op.flops / t if t > 0 else 0.0,
-                     "arithmetic_intensity_flops_per_byte": intensity,
-                     "bound": "compute" if intensity is None or intensity >= ridge else "memory"})
-    return rows

@@ -50,7 +50,6 @@ from flopcast.estimate.training.constants import (
 from flopcast.estimate.training.device import calibrated_efficiency
 from flopcast.estimate.training.layout import balanced_layer_counts, stage_layer_counts
 from flopcast.estimate.training.result import TrainingEstimate
-from flopcast.estimate.training.rows import op_breakdown
 from flopcast.estimate.training.step import estimate_step
 from flopcast.report import Assumption
 from flopcast.specs.hardware import AcceleratorSpec
@@ -88,3 +87,11 @@ def step_summary(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, trai
                         cache=cache, summary=True)
     assert isinstance(out, tuple)
     return out
+
+
+def op_breakdown(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                 devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None) -> tuple[dict[str, Any], ...]:
+    """The op rows of one micro-batch on one device as the step times them (`TrainingEstimate.ops`,
+    which estimate_training already fills)."""
+    return estimate_training(model, hw, plan, train, devices_per_node=devices_per_node,
+                             scale_out_bandwidth_bytes_per_s=scale_out_bandwidth_bytes_per_s).ops

@@ -2,10 +2,12 @@
 device: GEMM, attention and element-wise times forward and backward, one forward pass of each
 collective, parameters stored and activations kept for backward.
 
-The walk over a layer is a sequence of small stage functions over one accumulator (`_Walk`):
-attention parameters and saved tensors, the attention GEMMs, the score kernel, the FFN (dense or
-MoE, with its expert all-to-all), the FFN GEMMs, element-wise traffic, tensor- and context-parallel
-collectives, then parameters and activations.
+Times are the op rows of estimate/ops.py, each timed for training (`TimedOp`: forward, backward
+and what recompute repeats), and the layer's cost is their sum: GEMMs by the roofline forward and
+backward (input and weight gradients), the attention core at its measured fraction (or eager
+batched GEMMs and softmax), element-wise rows from their bytes, collectives by the alpha-beta
+model. Parameters and saved activations are accumulated alongside (`_Walk`): attention, then FFN
+(dense or MoE), then the score tensors.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from flopcast.estimate import comm, counts
 from flopcast.estimate import ops as ops_mod
 from flopcast.estimate.efficiency import attention_seq_factor, moe_imbalance
+from flopcast.estimate.ops import Op
 from flopcast.estimate.roofline import KERNEL_TAIL_S, DeviceCtx, gemm_fwd_bwd_s, gemm_time_s
 from flopcast.estimate.training.constants import (
     ACT_BYTES,
@@ -94,13 +97,24 @@ class Env:
         return self.plan.recompute == "selective" and module in self.plan.recompute_modules
 
 
+@dataclass(frozen=True, slots=True)
+class TimedOp:
+    """One op row of one micro-batch as the training step times it: forward, backward, and what the
+    plan's recompute repeats of it (full: the forward of every layer row; selective: the listed
+    modules' share)."""
+
+    op: Op
+    fwd_s: float
+    bwd_s: float
+    recompute_s: float = 0.0
+
+
 @dataclass(slots=True)
 class _Walk:
     """What the walk over one layer accumulates (elements per token unless stated)."""
 
     cost: Cost = field(default_factory=Cost)
-    gemm_fwd_s: float = 0.0
-    gemm_bwd_s: float = 0.0
+    rows: list[TimedOp] = field(default_factory=list)
     cast_elems: float = 0.0           # fp8: GEMM input elements cast from bf16 per micro-batch
     adapters: float = 0.0             # fine-tuning: adapter parameters of the targeted GEMMs
     dequant: float = 0.0              # qlora: frozen weights dequantised to 16-bit per pass (elements)
@@ -112,21 +126,21 @@ class _Walk:
     # are what is kept, 1 byte per element instead of 2.
     gin_rep: float = 0.0
     gin_shard: float = 0.0
-    rope_elems: float = 0.0
     heads: float = 0.0
-    dqk: float = 0.0
-    dv: float = 0.0
-    kv_elems_per_token: float = 0.0
-    score_bytes_per_token: float = 0.0
-    elem_f: float = 0.0               # FFN element-wise elements per token (activation, permutation)
+    top_k: int = 0                    # MoE: experts per token
+    tokens_routed: float = 0.0        # MoE: routed token copies this device computes
+    imbalance: float = 1.0            # MoE: busiest rank's load over the mean
 
 
-def _gemm(env: Env, w: _Walk, m: float, n: float, k: float, count: float = 1.0, eb: float | None = None,
-          module: str = "") -> None:
+def _full(env: Env) -> bool:
+    return env.plan.recompute == "full"
+
+
+def _gemm_fwd_bwd(env: Env, w: _Walk, op: Op, eb: float, module: str) -> tuple[float, float]:
     """A training GEMM forward and backward; under fine-tuning the frozen weight's backward is the
     input gradient only, and a targeted module gains its low-rank adapters (x A then B)."""
-    eb = env.mm_bytes if eb is None else eb
     ft, ctx = env.train.finetune, env.ctx
+    m, n, k, count = op.m, op.n, op.k, op.count
     if ft is None:
         f, b = gemm_fwd_bwd_s(ctx, m, n, k, count, eb)
     else:
@@ -140,10 +154,107 @@ def _gemm(env: Env, w: _Walk, m: float, n: float, k: float, count: float = 1.0, 
             w.adapters += r * (n + k) * count
         if ft.method == "qlora" and module:
             w.dequant += n * k * count
-    w.gemm_fwd_s += f
-    w.gemm_bwd_s += b
     if eb < ACT_BYTES:
         w.cast_elems += m * k * count
+    return f, b
+
+
+def _time_gemm(env: Env, w: _Walk, op: Op) -> TimedOp:
+    module = ops_mod.module_of(op)
+    f, b = _gemm_fwd_bwd(env, w, op, ACT_BYTES if module == "router" else env.mm_bytes, module)
+    w.cost.gemm_fwd_s += f
+    w.cost.gemm_bwd_s += b
+    rec = f if _full(env) else 0.0
+    if op.recompute == "mla_up_proj" and env.selective("mla_up_proj"):
+        # MLA up-projections recomputed from the kept latents (DeepSeek-V3 report sec. 3.2.3)
+        rec = gemm_time_s(env.ctx, op.m, op.n, op.k, op.count, env.mm_bytes)
+        w.cost.module_recompute_s += rec
+    return TimedOp(op, f, b, rec)
+
+
+def _time_attention(env: Env, w: _Walk, op: Op, layer: LayerSpec) -> TimedOp:
+    """The score kernel: fused (FlashAttention, causal FLOPs, backward 2.5 x forward) or batched
+    GEMMs plus memory-bound softmax/dropout over the S x S scores."""
+    c, ctx, T = w.cost, env.ctx, env.tokens
+    s_local = env.train.seq_len / env.plan.cp
+    if env.train.flash_attention:
+        # efficiency by sequence length (keys per query block); capped at the 0.98 fraction
+        fwd_frac = min(0.98, ctx.eff.attention_fwd_frac * attention_seq_factor(s_local))
+        bwd_frac = min(0.98, ctx.eff.attention_bwd_frac * attention_seq_factor(s_local, backward=True))
+        c.attn_fwd_s = op.flops / (fwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
+        c.attn_bwd_s = 2.5 * op.flops / (bwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
+    else:
+        keys = counts.attended_keys(env.train.seq_len, layer.attention.window, "full")  # every key scored, then masked
+        batch = T / s_local * op.heads
+        qk_f, qk_b = gemm_fwd_bwd_s(ctx, s_local, keys, op.d_qk, count=batch)
+        av_f, av_b = gemm_fwd_bwd_s(ctx, s_local, op.d_v, keys, count=batch)
+        # fused scale-mask-softmax: read + write; dropout: read, write, mask
+        softmax_bytes = batch * s_local * keys * (2 * ACT_BYTES + (2 * ACT_BYTES + MASK_BYTES if env.train.dropout else 0))
+        soft = softmax_bytes / ctx.mem_bytes_per_s + 2 * KERNEL_TAIL_S
+        c.attn_fwd_s = qk_f + av_f + soft
+        c.attn_bwd_s = qk_b + av_b + 1.5 * soft
+    c.attn_recompute_s = c.attn_fwd_s
+    rec = c.attn_fwd_s if _full(env) or env.selective("core_attn") else 0.0
+    return TimedOp(op, c.attn_fwd_s, c.attn_bwd_s, rec)
+
+
+def _time_elementwise(env: Env, w: _Walk, op: Op, factor: float = 1.0) -> TimedOp:
+    """A streaming row: its bytes at the achieved HBM bandwidth (times the stack's element-wise
+    factor for the layer's own rows); the backward moves twice the forward's bytes."""
+    f = op.bytes * factor / env.ctx.mem_bytes_per_s
+    w.cost.elem_fwd_s += f
+    rec = f if _full(env) else 0.0
+    h, sp_div = env.model.hidden_size, env.sp_div
+    if op.recompute == "layernorm" and env.selective("layernorm"):
+        # the two norm outputs (attention and MLP inputs) recomputed from the kept norm inputs
+        rec = env.tokens * 2 * (2 * h / sp_div) * ACT_BYTES / env.ctx.mem_bytes_per_s
+        w.cost.module_recompute_s += rec
+    elif op.recompute == "moe_act" and env.selective("moe_act"):
+        # the expert activation's output (down-projection input) recomputed from its inputs
+        rec = op.bytes / env.ctx.mem_bytes_per_s
+        w.cost.module_recompute_s += rec
+    return TimedOp(op, f, 2 * f, rec)
+
+
+def _derived_elementwise(env: Env, w: _Walk) -> list[TimedOp]:
+    """Training's own streaming work around the layer's rows: fp8 / fp4 casts of the GEMM inputs
+    (Transformer Engine: each input read in bf16 and written quantised plus its quantised transpose
+    for the backward GEMMs: 2 + 1 + 1 bytes per element in fp8, 2 + 2 x 0.5625 in NVFP4), qlora's
+    dequantisation of the frozen weights each pass (read 4-bit + scales, write 16-bit), and the
+    tails of the layer's six element-wise kernels."""
+    out = []
+    if w.cast_elems:
+        out.append(_time_elementwise(env, w, Op("gemm_input_cast", "elementwise",
+                                                bytes=w.cast_elems * (ACT_BYTES + 2 * env.mm_bytes))))
+    if w.dequant:
+        out.append(_time_elementwise(env, w, Op("qlora/dequant", "elementwise",
+                                                bytes=w.dequant * (QLORA_BYTES_PER_WEIGHT + ACT_BYTES))))
+    tails = 6 * KERNEL_TAIL_S
+    w.cost.elem_fwd_s += tails
+    out.append(TimedOp(Op("elementwise/kernel_tails", "elementwise"), tails, 2 * tails, tails if _full(env) else 0.0))
+    return out
+
+
+def _time_comm(env: Env, w: _Walk, op: Op) -> TimedOp:
+    """Collectives of one forward: tensor-parallel all-reduces (reduce-scatter + all-gather pairs
+    with SP), the expert dispatch + combine, the context-parallel ring exchange of K and V. The
+    backward repeats them (TP with SP: 3 collectives where the forward has 2, Korthikanti et al.
+    2022 sec. 4.2.2); full recompute once more."""
+    plan, ctx, c = env.plan, env.ctx, w.cost
+    bwd_factor = 1.0
+    if op.name == "tp/collective":
+        if plan.sp:
+            one = 2 * comm.ring_gather_s(plan.tp, op.bytes, ctx.links, ctx.tp_inside)
+            bwd_factor = 1.5
+        else:
+            one = comm.ring_all_reduce_s(plan.tp, op.bytes, ctx.links, ctx.tp_inside)
+        f = c.tp_fwd_s = op.calls * one
+    elif op.name == "moe/dispatch_combine":
+        f = c.ep_fwd_s = _expert_all_to_all_s(env, w.top_k, w.tokens_routed, w.imbalance)
+    else:
+        inside = plan.cp * plan.tp <= ctx.hw.scale_up_domain
+        f = c.cp_fwd_s = op.calls * comm.p2p_s(op.bytes, ctx.links, inside)
+    return TimedOp(op, f, bwd_factor * f, f if _full(env) else 0.0)
 
 
 def _standard_attention(env: Env, w: _Walk, a: StandardAttention) -> None:
@@ -160,9 +271,7 @@ def _standard_attention(env: Env, w: _Walk, a: StandardAttention) -> None:
     w.replicated_params += H / t if a.sinks else 0
     w.act_shard += (q + 2 * kv_rank) * dh           # Q, K, V
     w.gin_shard += q * dh                           # attention output = o-projection input
-    w.heads, w.dqk, w.dv = q, dh, dh
-    w.kv_elems_per_token = 2 * kv_rank * dh
-    w.rope_elems = (q + kv_rank) * dh if env.model.positions == "rope" else 0.0
+    w.heads = q
 
 
 def _latent_attention(env: Env, w: _Walk, a: LatentAttention) -> None:
@@ -182,105 +291,65 @@ def _latent_attention(env: Env, w: _Walk, a: LatentAttention) -> None:
     if not env.selective("mla_up_proj"):
         w.act_shard += q * (2 * a.qk_head_dim + a.v_head_dim)   # Q, K, V from the up-projections
     w.gin_shard += q * a.v_head_dim
-    w.heads, w.dqk, w.dv = q, a.qk_head_dim, a.v_head_dim
-    w.kv_elems_per_token = rkv + rope
-    w.rope_elems = q * rope + rope
+    w.heads = q
 
 
-def _attention_gemms(env: Env, w: _Walk, a: StandardAttention | LatentAttention) -> None:
-    """The projections: the op rows of estimate/ops.py."""
-    for op in ops_mod.attention_ops(a, env.model.hidden_size, tokens=env.tokens, keys=0.0, tp=env.plan.tp):
-        if op.kind == "gemm":
-            _gemm(env, w, op.m, op.n, op.k, op.count, module="attention")
-            if op.name in ("attention/q_b", "attention/kv_b") and env.selective("mla_up_proj"):
-                # MLA up-projections recomputed from the kept latents (DeepSeek-V3 report sec. 3.2.3)
-                w.cost.module_recompute_s += gemm_time_s(env.ctx, op.m, op.n, op.k, op.count, env.mm_bytes)
-
-
-def _attention_scores(env: Env, w: _Walk, a: StandardAttention | LatentAttention) -> None:
-    """The score kernel: fused (FlashAttention, causal FLOPs, backward 2.5 x forward) or batched
-    GEMMs plus memory-bound softmax/dropout over the S x S scores."""
-    c, ctx, T = w.cost, env.ctx, env.tokens
-    s = env.train.seq_len
-    s_local = s / env.plan.cp
+def _scores_saved(env: Env, w: _Walk, layer: LayerSpec) -> None:
+    """Saved by the score kernel: FlashAttention's softmax log-sum-exp (fp32: 2 activation
+    elements per head); eager attention's softmax output (+ dropout output and mask) unless
+    recomputed."""
     if env.train.flash_attention:
-        keys = counts.attended_keys(s, a.window, "causal")
-        f_attn = 2.0 * w.heads * (w.dqk + w.dv) * keys * T
-        # efficiency by sequence length (keys per query block); capped at the 0.98 fraction
-        fwd_frac = min(0.98, ctx.eff.attention_fwd_frac * attention_seq_factor(s_local))
-        bwd_frac = min(0.98, ctx.eff.attention_bwd_frac * attention_seq_factor(s_local, backward=True))
-        c.attn_fwd_s = f_attn / (fwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
-        c.attn_bwd_s = 2.5 * f_attn / (bwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
-        c.attn_recompute_s = c.attn_fwd_s
-        w.act_shard += w.heads * 2  # softmax log-sum-exp, fp32 (4 B = 2 activation elements)
+        w.act_shard += w.heads * 2
         return
-    keys = counts.attended_keys(s, a.window, "full")  # eager kernels score every key, then mask
-    batch = T / s_local * w.heads
-    qk_f, qk_b = gemm_fwd_bwd_s(ctx, s_local, keys, w.dqk, count=batch)
-    av_f, av_b = gemm_fwd_bwd_s(ctx, s_local, w.dv, keys, count=batch)
-    scores = batch * s_local * keys                 # elements of the S x S score tensor
-    # fused scale-mask-softmax: read + write; dropout: read, write, mask
-    dropout = env.train.dropout
-    softmax_bytes = scores * (2 * ACT_BYTES + (2 * ACT_BYTES + MASK_BYTES if dropout else 0))
-    soft = softmax_bytes / ctx.mem_bytes_per_s + 2 * KERNEL_TAIL_S
-    c.attn_fwd_s = qk_f + av_f + soft
-    c.attn_bwd_s = qk_b + av_b + 1.5 * soft
-    c.attn_recompute_s = c.attn_fwd_s
-    # stored for backward unless recomputed: softmax output (+ dropout output and mask)
-    w.score_bytes_per_token = w.heads * keys * (ACT_BYTES + (ACT_BYTES + MASK_BYTES if dropout else 0))
+    if env.plan.recompute == "full" or env.selective("core_attn"):
+        return
+    keys = counts.attended_keys(env.train.seq_len, layer.attention.window, "full")
+    w.act_shard += w.heads * keys * (ACT_BYTES + (ACT_BYTES + MASK_BYTES if env.train.dropout else 0)) / ACT_BYTES
 
 
-def _dense_ffn(env: Env, w: _Walk, ffn: DenseFFN) -> None:
+def _dense_ffn(env: Env, w: _Walk, ffn: DenseFFN) -> dict[str, Any]:
     h, t, f = env.model.hidden_size, env.plan.tp, ffn.d_ff
     up = 2 if ffn.gated else 1
     w.sharded_params += (up + 1) * h * f / t + (up * f / t if ffn.bias else 0)
     w.replicated_params += h if ffn.bias else 0
     w.act_shard += up * f / t      # activation-function inputs
     w.gin_shard += f / t           # down-projection input
-    w.elem_f = (3 if ffn.gated else 2) * f / t
+    return {}
 
 
 def _moe_ffn(env: Env, w: _Walk, ffn: MoEFFN) -> dict[str, Any]:
-    """Parameters, saved tensors and element-wise work of a MoE block; returns the expert GEMM
-    shape arguments of ops.ffn_ops for this plan's routed copies."""
+    """Parameters and saved tensors of a MoE block and its routing; returns the expert GEMM shape
+    arguments of ops.ffn_ops for this plan's routed copies."""
     h, t, plan, train = env.model.hidden_size, env.plan.tp, env.plan, env.train
     E, k, fe = ffn.num_experts, ffn.top_k, ffn.expert_d_ff
     local_experts = E / plan.ep
     et = plan.expert_tp
     # copies a device processes (balanced routing): its tensor-parallel group's T k copies,
     # split over etp ranks by expert width (MoE parallel folding: etp may differ from tp)
-    tokens_routed = env.tokens * k * et / t
+    w.top_k = k
+    w.tokens_routed = env.tokens * k * et / t
     # dropless routing: the most-loaded expert-parallel rank sets the pace (max/mean load);
     # dropping at capacity pads every expert's input to capacity_factor x the mean load
-    imb = moe_imbalance("training", plan.ep) if train.moe_routing == "dropless" else 1.0
+    w.imbalance = moe_imbalance("training", plan.ep) if train.moe_routing == "dropless" else 1.0
     if train.moe_capacity_factor is not None:
-        imb = train.moe_capacity_factor
+        w.imbalance = train.moe_capacity_factor
     mult = 2 if ffn.gated else 1
     expert_w = local_experts * (mult + 1) * h * fe / et
     expert_b = local_experts * (mult * fe / et + h) if ffn.expert_bias else 0.0
     w.cost.expert_params = expert_w + expert_b
     w.replicated_params += h * E + (E if ffn.router_bias else 0)
     w.act_shard += k * mult * fe / t
-    if env.selective("moe_act"):
-        # the expert activation's output (down-projection input) recomputed from its inputs
-        w.cost.module_recompute_s += env.tokens * k * (mult + 1) * fe / t * ACT_BYTES / env.ctx.mem_bytes_per_s
-    else:
+    if not env.selective("moe_act"):
         w.gin_shard += k * fe / t                      # (the same per device under any etp)
     w.gin_rep += k * h                                 # dispatched token copies (expert inputs)
-    # activation, plus the token permutation around the experts (read h, write k h; then read
-    # k h, write h: Megatron-Core permute / unpermute)
-    w.elem_f = k * (mult + 1) * fe / t + 2 * (h + k * h) / env.sp_div
     if ffn.shared_d_ff:
         fs = ffn.shared_d_ff
         w.sharded_params += 3 * h * fs / t
         w.act_shard += 2 * fs / t
         w.gin_shard += fs / t
-        w.elem_f += 3 * fs / t
     if ffn.shared_gate:
         w.replicated_params += h
-    if plan.ep > 1:
-        w.cost.ep_fwd_s = _expert_all_to_all_s(env, k, tokens_routed, imb)
-    return {"ep": plan.ep, "expert_tokens": tokens_routed / local_experts * imb, "expert_count": local_experts,
+    return {"expert_tokens": w.tokens_routed / local_experts * w.imbalance, "expert_count": local_experts,
             "expert_tp": et}
 
 
@@ -303,50 +372,6 @@ def _expert_all_to_all_s(env: Env, k: int, tokens_routed: float, imb: float) -> 
     return 2 * comm.all_to_all_s(plan.ep, msg, ctx.links, inside)
 
 
-def _ffn_gemms(env: Env, w: _Walk, ffn: DenseFFN | MoEFFN, moe_kw: dict[str, Any]) -> None:
-    """FFN GEMMs: the op rows of estimate/ops.py (experts with this plan's routed copies and etp)."""
-    for op in ops_mod.ffn_ops(ffn, env.model.hidden_size, tokens=env.tokens, tp=env.plan.tp, **moe_kw):
-        module = ops_mod.module_of(op)
-        _gemm(env, w, op.m, op.n, op.k, op.count, eb=ACT_BYTES if module == "router" else None, module=module)
-
-
-def _elementwise(env: Env, w: _Walk, layer: LayerSpec) -> None:
-    """Element-wise traffic (forward): norms (read+write h), two residual/dropout adds (read 2h,
-    write h, + mask), activation (elem_f read and written), rope on q and k; fp8 / fp4 casts."""
-    h, sp_div, ctx = env.model.hidden_size, env.sp_div, env.ctx
-    elem_bytes = (layer.num_norms * 2 * h + 2 * 3 * h) / sp_div * ACT_BYTES
-    if env.train.dropout:
-        elem_bytes += 2 * h / sp_div * MASK_BYTES
-    elem_bytes += w.elem_f * ACT_BYTES + 2 * w.rope_elems * ACT_BYTES
-    # fp8 / fp4 (Transformer Engine): each GEMM input is read in bf16 and written quantised plus its
-    # quantised transpose for the backward GEMMs (cast-transpose kernels): 2 + 1 + 1 bytes per
-    # element in fp8, 2 + 2 x 0.5625 in NVFP4.
-    fp8_cast_bytes = w.cast_elems * (ACT_BYTES + 2 * env.mm_bytes)
-    ew_factor = ctx.stack.elementwise_factor if ctx.stack else 1.0
-    w.cost.elem_fwd_s = (env.tokens * elem_bytes * ew_factor + fp8_cast_bytes) / ctx.mem_bytes_per_s + 6 * KERNEL_TAIL_S
-    if ctx.stack:
-        w.cost.kernels = ctx.stack.kernels_per_layer + (ctx.stack.moe_kernels_per_layer
-                                                        if isinstance(layer.ffn, MoEFFN) else 0)
-
-
-def _collectives(env: Env, w: _Walk) -> None:
-    """Tensor-parallel collectives (2 per forward: attention and MLP outputs) and the
-    context-parallel ring exchange of K and V (forward)."""
-    plan, ctx, T, h = env.plan, env.ctx, env.tokens, env.model.hidden_size
-    t = plan.tp
-    if t > 1:
-        msg = T * h * ACT_BYTES
-        if plan.sp:
-            one = 2 * comm.ring_gather_s(t, msg, ctx.links, ctx.tp_inside)
-        else:
-            one = comm.ring_all_reduce_s(t, msg, ctx.links, ctx.tp_inside)
-        w.cost.tp_fwd_s = 2 * one
-    if plan.cp > 1:
-        inside = plan.cp * plan.tp <= ctx.hw.scale_up_domain
-        kv_bytes = T * w.kv_elems_per_token * ACT_BYTES
-        w.cost.cp_fwd_s = (plan.cp - 1) * comm.p2p_s(kv_bytes, ctx.links, inside)
-
-
 def _params_and_activations(env: Env, w: _Walk) -> None:
     c, h, sp_div, train = w.cost, env.model.hidden_size, env.sp_div, env.train
     c.params = w.replicated_params + w.sharded_params + c.expert_params
@@ -355,70 +380,91 @@ def _params_and_activations(env: Env, w: _Walk) -> None:
         c.trainable = w.adapters
         frozen_b = QLORA_BYTES_PER_WEIGHT if ft.method == "qlora" else WEIGHT_BYTES
         c.frozen_bytes = (w.sharded_params + c.expert_params) * frozen_b + w.replicated_params * WEIGHT_BYTES
-        # qlora: each pass dequantises the frozen weights it uses (read 4-bit + scales, write 16-bit)
-        c.elem_fwd_s += w.dequant * (QLORA_BYTES_PER_WEIGHT + ACT_BYTES) / env.ctx.mem_bytes_per_s
     mask = (2 * h / sp_div * MASK_BYTES) if train.dropout else 0.0
     gin_bytes = env.mm_bytes
     per_token = (w.act_rep / sp_div + w.act_shard) * ACT_BYTES + (w.gin_rep / sp_div + w.gin_shard) * gin_bytes + mask
     if env.selective("layernorm"):
         # the two norm outputs (attention and MLP inputs) recomputed from the kept norm inputs
         per_token -= 2 * h / sp_div * gin_bytes
-        c.module_recompute_s += env.tokens * 2 * (2 * h / sp_div) * ACT_BYTES / env.ctx.mem_bytes_per_s
-    if not train.flash_attention and not (env.plan.recompute == "full" or env.selective("core_attn")):
-        per_token += w.score_bytes_per_token
     c.act_bytes = env.tokens * per_token
     c.act_full_recompute_bytes = env.tokens * h / sp_div * ACT_BYTES   # the checkpointed layer input
 
 
-def layer_cost(env: Env, layer: LayerSpec) -> Cost:
-    """Costs of one decoder layer for one micro-batch on one device."""
+def _time_row(env: Env, w: _Walk, op: Op, layer: LayerSpec, ew_factor: float) -> TimedOp:
+    match op.kind:
+        case "gemm":
+            return _time_gemm(env, w, op)
+        case "attention":
+            return _time_attention(env, w, op, layer)
+        case "elementwise":
+            return _time_elementwise(env, w, op, ew_factor)
+        case "comm":
+            return _time_comm(env, w, op)
+    raise ValueError(op.kind)
+
+
+def layer_cost(env: Env, layer: LayerSpec) -> tuple[Cost, tuple[TimedOp, ...]]:
+    """Costs of one decoder layer for one micro-batch on one device, and its timed op rows (whose
+    times sum to the cost's)."""
     h = env.model.hidden_size
     w = _Walk(replicated_params=layer.num_norms * env.model.norm.params(h), act_rep=layer.num_norms * h,
               gin_rep=2 * h)   # norm inputs; attention and MLP inputs (norm outputs)
-    a = layer.attention
-    match a:
+    match layer.attention:
         case StandardAttention():
-            _standard_attention(env, w, a)
+            _standard_attention(env, w, layer.attention)
         case LatentAttention():
-            _latent_attention(env, w, a)
-    _attention_gemms(env, w, a)
-    _attention_scores(env, w, a)
-    moe_kw: dict[str, Any] = {}
+            _latent_attention(env, w, layer.attention)
     match layer.ffn:
         case DenseFFN():
-            _dense_ffn(env, w, layer.ffn)
+            moe_kw = _dense_ffn(env, w, layer.ffn)
         case MoEFFN():
             moe_kw = _moe_ffn(env, w, layer.ffn)
-    _ffn_gemms(env, w, layer.ffn, moe_kw)
-    w.cost.gemm_fwd_s, w.cost.gemm_bwd_s = w.gemm_fwd_s, w.gemm_bwd_s
-    _elementwise(env, w, layer)
-    _collectives(env, w)
+    _scores_saved(env, w, layer)
+    plan = env.plan
+    keys = counts.attended_keys(env.train.seq_len, layer.attention.window, "causal")
+    rows = ops_mod.layer_ops(layer, env.model, tokens=env.tokens, keys=keys, tp=plan.tp, ep=plan.ep, cp=plan.cp,
+                             sp=plan.sp, dropout=env.train.dropout, **moe_kw)
+    ew_factor = env.ctx.stack.elementwise_factor if env.ctx.stack else 1.0
+    w.rows = [_time_row(env, w, op, layer, ew_factor) for op in rows]
+    w.rows += _derived_elementwise(env, w)
     _params_and_activations(env, w)
-    return w.cost
+    stack = env.ctx.stack
+    if stack:
+        w.cost.kernels = stack.kernels_per_layer + (stack.moe_kernels_per_layer if isinstance(layer.ffn, MoEFFN) else 0)
+    return w.cost, tuple(w.rows)
 
 
-def head_cost(env: Env) -> Cost:
-    """LM head and loss on the last stage: (T x h) @ (h x V/t), fp32 logits."""
+def head_cost(env: Env) -> tuple[Cost, tuple[TimedOp, ...]]:
+    """LM head and loss on the last stage: (T x h) @ (h x V/t), fp32 logits; its rows: the logits
+    GEMM and the cross-entropy (never recomputed)."""
     model, plan, ctx, T = env.model, env.plan, env.ctx, env.tokens
     c = Cost()
     V, e = model.vocab_size, model.embed_dim
-    c.head_gemm_s = sum(gemm_fwd_bwd_s(ctx, T, V / plan.tp, e))
+    (logits_op,) = ops_mod.head_ops(model, tokens=T, tp=plan.tp)
+    f, b = gemm_fwd_bwd_s(ctx, logits_op.m, logits_op.n, logits_op.k)
+    c.head_gemm_s = f + b
     logits = T * V / plan.tp
-    c.loss_s = logits * (LOSS_FWD_BYTES_PER_LOGIT + LOSS_BWD_BYTES_PER_LOGIT) / ctx.mem_bytes_per_s + 8 * KERNEL_TAIL_S
+    loss_f = logits * LOSS_FWD_BYTES_PER_LOGIT / ctx.mem_bytes_per_s + 4 * KERNEL_TAIL_S
+    loss_b = logits * LOSS_BWD_BYTES_PER_LOGIT / ctx.mem_bytes_per_s + 4 * KERNEL_TAIL_S
+    c.loss_s = loss_f + loss_b
     c.act_bytes = T * V / plan.tp * LOGIT_BYTES
     c.params = (0 if model.tie_embeddings and plan.pp == 1 else V * e / plan.tp) + (
         model.norm.params(model.hidden_size) if model.final_norm else 0)
-    return c
+    loss_op = Op("head/loss", "elementwise", bytes=logits * LOSS_FWD_BYTES_PER_LOGIT)
+    return c, (TimedOp(logits_op, f, b), TimedOp(loss_op, loss_f, loss_b))
 
 
-def mtp_cost(env: Env, last: Cost, head: Cost, n: int) -> Cost:
+def mtp_cost(env: Env, last: Cost, head: Cost, n: int) -> tuple[Cost, tuple[TimedOp, ...]]:
     """Multi-token-prediction modules on the last stage (DeepSeek-V3 sec. 2.2): per module a decoder
     layer like the last main layer, the (T x 2h) @ (2h x h) projection of [embedding; hidden], and
     the shared head's logits and loss again; parameters of the layer, projection and norms (the
-    embedding and head are shared)."""
+    embedding and head are shared). Its own row: the projection (the layer's and head's rows repeat
+    n times)."""
     h = env.model.hidden_size
     c = Cost()
     c.add(last, n)
+    proj = Op("mtp/proj", "gemm", flops=2.0 * env.tokens * (h / env.plan.tp) * 2 * h, m=env.tokens,
+              n=h / env.plan.tp, k=2 * h, weight_elems=h / env.plan.tp * 2 * h)
     f, b = gemm_fwd_bwd_s(env.ctx, env.tokens, h / env.plan.tp, 2 * h)
     c.gemm_fwd_s += n * f
     c.gemm_bwd_s += n * b
@@ -426,19 +472,22 @@ def mtp_cost(env: Env, last: Cost, head: Cost, n: int) -> Cost:
     c.loss_s += n * head.loss_s
     c.act_bytes += n * head.act_bytes
     c.params += n * (2 * h * h / env.plan.tp + 3 * env.model.norm.params(h))
-    return c
+    return c, (TimedOp(proj, f, b, f if _full(env) else 0.0),)
 
 
-def embed_cost(env: Env) -> Cost:
+def embed_cost(env: Env) -> tuple[Cost, tuple[TimedOp, ...]]:
     """Embedding on the first stage: rows gathered forward (read + write T x h), and backward the
     incoming gradient read plus the dense (V/t x h) weight gradient written and accumulated."""
     model, plan = env.model, env.plan
     c = Cost()
     rows = env.tokens * model.embed_dim * ACT_BYTES
     table = model.vocab_size / plan.tp * model.embed_dim
-    c.embed_s = (3 * rows + table * EMBED_GRAD_BYTES_PER_ENTRY) / env.ctx.mem_bytes_per_s + 3 * KERNEL_TAIL_S
+    mem = env.ctx.mem_bytes_per_s
+    f = 2 * rows / mem + KERNEL_TAIL_S
+    b = (rows + table * EMBED_GRAD_BYTES_PER_ENTRY) / mem + 2 * KERNEL_TAIL_S
+    c.embed_s = f + b
     c.params = embedding_params(model, plan)
-    return c
+    return c, (TimedOp(Op("embedding", "elementwise", bytes=2 * rows, weight_elems=table), f, b),)
 
 
 def embedding_params(model: ModelSpec, plan: ParallelPlan) -> float:

@@ -20,11 +20,13 @@ from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.estimate import comm, counts
 from flopcast.estimate.roofline import COMM_UNITS, DeviceCtx
 from flopcast.estimate.training import dataparallel as dpm
+from flopcast.estimate.training.constants import GEMM_OPERAND_BYTES
 from flopcast.estimate.training.device import Prepared, device_ctx, prepare
-from flopcast.estimate.training.layer import Cost, Env, embed_cost, head_cost, layer_cost, mtp_cost
+from flopcast.estimate.training.layer import Cost, Env, TimedOp, embed_cost, head_cost, layer_cost, mtp_cost
 from flopcast.estimate.training.layout import layer_counts, rank_layers
 from flopcast.estimate.training.memory import MEMORY_PARTS, RankMemory, rank_activations, rank_memory
 from flopcast.estimate.training.result import TrainingEstimate
+from flopcast.estimate.training.rows import report_rows
 from flopcast.estimate.training.schedule import bubble_microbatches, pp_comm_per_microbatch_s
 from flopcast.estimate.training.stage import StageTimes, compose_stages, timed_stages
 from flopcast.report import Assumption
@@ -114,12 +116,17 @@ def _memo(cache: dict[Any, Any], key: Any, make: Callable[[], T]) -> T:
 # --------------------------------------------------------------------------- stage work
 @dataclass(frozen=True, slots=True)
 class LayerWork:
-    """Per-micro-batch costs of each distinct layer, the head, the embedding and the MTP modules."""
+    """Per-micro-batch costs of each distinct layer, the head, the embedding and the MTP modules,
+    with the timed op rows each cost is the sum of."""
 
     layers: tuple[Cost, ...]
     head: Cost
     embed: Cost
     mtp: Cost | None
+    layer_rows: tuple[tuple[TimedOp, ...], ...]
+    head_rows: tuple[TimedOp, ...]
+    embed_rows: tuple[TimedOp, ...]
+    mtp_rows: tuple[TimedOp, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +142,13 @@ class StageWork:
 
 def _layer_work(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, ctx: DeviceCtx) -> LayerWork:
     env = Env(model=model, plan=plan, train=train, ctx=ctx, tokens=plan.microbatch_seqs * train.seq_len / plan.cp)
-    layers = tuple(layer_cost(env, spec) for spec in model.distinct_layers)
-    head = head_cost(env)
+    walked = [layer_cost(env, spec) for spec in model.distinct_layers]
+    layers = tuple(c for c, _ in walked)
+    head, head_rows = head_cost(env)
+    embed, embed_rows = embed_cost(env)
     n_mtp = train.mtp_layers or 0     # opt-in: the model's own count is reported by the api
-    mtp = mtp_cost(env, layers[model.layer_group_index[-1]], head, n_mtp) if n_mtp else None
-    return LayerWork(layers, head, embed_cost(env), mtp)
+    mtp, mtp_rows = mtp_cost(env, layers[model.layer_group_index[-1]], head, n_mtp) if n_mtp else (None, ())
+    return LayerWork(layers, head, embed, mtp, tuple(r for _, r in walked), head_rows, embed_rows, mtp_rows)
 
 
 def _stage_work(model: ModelSpec, plan: ParallelPlan, lw: LayerWork) -> StageWork:
@@ -312,8 +321,14 @@ def _result(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPl
         mfu=model_flops / step / peak_total, hfu=hardware_flops / step / peak_total,
         time_to_train_s=ttt, device_hours=dev_h, num_microbatches=m, plan=plan,
         host_memory_per_node_bytes=mem.host_bytes_per_node, nvme_per_device_bytes=shard.nvme_bytes,
-        assumptions=assumptions,
+        assumptions=assumptions, ops=_ops(w, model, train),
     )
+
+
+def _ops(w: PlanWork, model: ModelSpec, train: TrainingSpec) -> tuple[dict[str, Any], ...]:
+    lw = w.layers
+    return report_rows(model.layer_group_index, lw.layer_rows, lw.head_rows, lw.embed_rows, lw.mtp_rows,
+                       train.mtp_layers or 0, w.ctx, GEMM_OPERAND_BYTES[train.precision])
 
 
 def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
