@@ -48,6 +48,7 @@ class Op:
     count: float = 1.0
     weight_elems: float = 0.0
     bytes: float = 0.0
+    elems_per_token: float = 0.0  # element-wise: 16-bit elements read + written per token (bytes = T x this x 2, + masks)
     calls: float = 1.0
     heads: float = 0.0
     d_qk: float = 0.0
@@ -167,15 +168,18 @@ def kv_elems_per_token(a: StandardAttention | LatentAttention, tp: int) -> float
 def _ffn_elementwise(f: DenseFFN | MoEFFN, h: int, T: float, tp: int, sp_div: int) -> list[Op]:
     match f:
         case DenseFFN(d_ff=d, gated=gated):
-            return [Op("mlp/act", "elementwise", bytes=T * ((3 if gated else 2) * d / tp) * ACT_BYTES)]
+            act = (3 if gated else 2) * d / tp
+            return [Op("mlp/act", "elementwise", bytes=T * act * ACT_BYTES, elems_per_token=act)]
         case MoEFFN(top_k=k, expert_d_ff=fe):
             mult = 2 if f.gated else 1
-            ops = [Op("moe/act", "elementwise", bytes=T * (k * (mult + 1) * fe / tp) * ACT_BYTES, recompute="moe_act"),
+            act, permute = k * (mult + 1) * fe / tp, 2 * (h + k * h) / sp_div
+            ops = [Op("moe/act", "elementwise", bytes=T * act * ACT_BYTES, elems_per_token=act, recompute="moe_act"),
                    # token permutation around the experts: read h, write k h; then read k h, write h
                    # (Megatron-Core permute / unpermute, TensorRT-LLM expandInputRows / finalize)
-                   Op("moe/permute", "elementwise", bytes=T * (2 * (h + k * h) / sp_div) * ACT_BYTES)]
+                   Op("moe/permute", "elementwise", bytes=T * permute * ACT_BYTES, elems_per_token=permute)]
             if f.shared_d_ff:
-                ops.append(Op("moe/shared_act", "elementwise", bytes=T * (3 * f.shared_d_ff / tp) * ACT_BYTES))
+                shared = 3 * f.shared_d_ff / tp
+                ops.append(Op("moe/shared_act", "elementwise", bytes=T * shared * ACT_BYTES, elems_per_token=shared))
             return ops
     raise TypeError(f)
 
@@ -188,14 +192,15 @@ def elementwise_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, tp: in
     work is split over tp only with sequence parallelism."""
     h, T = model.hidden_size, tokens
     sp_div = tp if sp else 1
-    residual = 2 * 3 * h / sp_div * ACT_BYTES + (2 * h / sp_div * MASK_BYTES if dropout else 0.0)
-    ops = [Op("norm", "elementwise", bytes=T * (layer.num_norms * 2 * h / sp_div * ACT_BYTES),
+    norm, residual = layer.num_norms * 2 * h / sp_div, 2 * 3 * h / sp_div
+    masks = 2 * h / sp_div * MASK_BYTES if dropout else 0.0
+    ops = [Op("norm", "elementwise", bytes=T * (norm * ACT_BYTES), elems_per_token=norm,
               weight_elems=layer.num_norms * model.norm.params(h), recompute="layernorm"),
-           Op("residual", "elementwise", bytes=T * residual)]
+           Op("residual", "elementwise", bytes=T * (residual * ACT_BYTES + masks), elems_per_token=residual)]
     ops += _ffn_elementwise(layer.ffn, h, T, tp, sp_div)
     rope = _rope_elems_per_token(layer.attention, model, tp)
     if rope:
-        ops.append(Op("attention/rope", "elementwise", bytes=T * 2 * rope * ACT_BYTES))
+        ops.append(Op("attention/rope", "elementwise", bytes=T * 2 * rope * ACT_BYTES, elems_per_token=2 * rope))
     return ops
 
 
