@@ -110,3 +110,14 @@ def test_op_row_flops_sum_to_the_counts(model_id):
     per_token = counts.forward_flops_per_token(spec, 4096, "causal")
     assert fwd == pytest.approx(per_token * 4096, rel=1e-12)
     assert d["model_flops_per_step"] == pytest.approx(3 * per_token * 4096 * 64, rel=1e-12)
+
+
+@pytest.mark.parametrize("case", ["dense", "fp8-selective", "moe-ep-selective", "eager-dropout"])
+def test_op_rows_saved_bytes_sum_to_the_activations(case):
+    """On one pipeline stage without recompute-all or offload, one micro-batch is in flight, and the
+    rows' saved bytes times their layer counts (the logits on the head's loss row) are the
+    activation memory; selectively recomputed tensors are not among them."""
+    model, devices, parallel, training = ROW_CASES[case]
+    d = _train(model, devices, parallel, **training)
+    rows = sum(r["layers"] * r["saved_bytes"] for r in d["ops"] if r["part"] != "mtp")
+    assert rows == pytest.approx(d["memory_breakdown_bytes"]["activations"], rel=1e-12)

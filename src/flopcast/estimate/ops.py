@@ -33,6 +33,18 @@ KINDS = ("gemm", "attention", "elementwise", "comm")
 
 
 @dataclass(frozen=True, slots=True)
+class Saved:
+    """A tensor an op keeps for the backward pass: elements per token on one device, stored as a
+    16-bit activation ("act"), as a GEMM input at the GEMM operand precision ("gemm_input": the fp8
+    copies under fp8 training) or as a dropout mask ("mask", 1 byte); `recompute`: the module whose
+    selective recompute drops it and recomputes it in the backward ("": always kept)."""
+
+    elems_per_token: float
+    stored_as: str = "act"
+    recompute: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Op:
     """One forward operation on one device. GEMMs: `count` products (m x k) @ (k x n); FLOPs are
     2 m n k count. The attention core: FLOPs of QK^T and AV over `keys` keys per query for `heads`
@@ -54,6 +66,7 @@ class Op:
     d_qk: float = 0.0
     d_v: float = 0.0
     recompute: str = ""       # selective-recompute class: core_attn | layernorm | moe_act | mla_up_proj | ""
+    saved: tuple[Saved, ...] = ()   # tensors kept for backward (training)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "flops": self.flops,
@@ -61,26 +74,30 @@ class Op:
                 "weight_elems": self.weight_elems, "bytes": self.bytes, "recompute": self.recompute or None}
 
 
-def _gemm(name: str, m: float, n: float, k: float, count: float = 1.0, recompute: str = "") -> Op:
+def _gemm(name: str, m: float, n: float, k: float, count: float = 1.0, recompute: str = "",
+          saved: tuple[Saved, ...] = ()) -> Op:
     return Op(name=name, kind="gemm", flops=2.0 * m * n * k * count, m=m, n=n, k=k, count=count,
-              weight_elems=n * k * count, recompute=recompute)
+              weight_elems=n * k * count, recompute=recompute, saved=saved)
 
 
 def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: float, keys: float, tp: int = 1,
-                  absorbed_tokens: float = 0.0) -> list[Op]:
+                  absorbed_tokens: float = 0.0, sp: bool = False) -> list[Op]:
     """Projections and core of one attention block for `tokens` query tokens attending `keys` keys
     each (the caller applies the causal / full convention and sliding windows). MLA serving runs
     decode tokens in the absorbed form (`absorbed_tokens` of the tokens): kv_b is folded into the
-    query and output sides (two batched GEMMs per head) instead of expanding the cached latent."""
+    query and output sides (two batched GEMMs per head) instead of expanding the cached latent.
+    Saved for backward: Q, K and V (MLA: the latents, and Q, K, V from the up-projections unless
+    those are recomputed) and the output projection's input."""
     T, t = tokens, tp
+    sp_div = tp if sp else 1
     match a:
         case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
             q = H / t
             kv = Hkv / t if Hkv >= t else 1.0      # kv heads replicated when t > H_kv
-            return [_gemm("attention/qkv", T, (q + 2 * kv) * dh, h),
+            return [_gemm("attention/qkv", T, (q + 2 * kv) * dh, h, saved=(Saved((q + 2 * kv) * dh),)),
                     Op("attention/core", "attention", 2.0 * q * (dh + dh) * keys * T, heads=q, d_qk=dh, d_v=dh,
                        recompute="core_attn"),
-                    _gemm("attention/out", T, h, q * dh)]
+                    _gemm("attention/out", T, h, q * dh, saved=(Saved(q * dh, "gemm_input"),))]
         case LatentAttention(num_heads=H):
             q = H / t
             rq, rkv, rope = a.q_lora_rank, a.kv_lora_rank, a.qk_rope_head_dim
@@ -88,17 +105,18 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
             if rq is None:
                 ops.append(_gemm("attention/q", T, q * a.qk_head_dim, h))
             else:
-                ops += [_gemm("attention/q_a", T, rq, h),
+                ops += [_gemm("attention/q_a", T, rq, h, saved=(Saved(rq / sp_div),)),
                         _gemm("attention/q_b", T, q * a.qk_head_dim, rq, recompute="mla_up_proj")]
-            ops += [_gemm("attention/kv_a", T, rkv + rope, h),
+            qkv = q * (2 * a.qk_head_dim + a.v_head_dim)
+            ops += [_gemm("attention/kv_a", T, rkv + rope, h, saved=(Saved((rkv + rope) / sp_div),)),
                     _gemm("attention/kv_b", T - absorbed_tokens, q * (a.qk_nope_head_dim + a.v_head_dim), rkv,
-                          recompute="mla_up_proj")]
+                          recompute="mla_up_proj", saved=(Saved(qkv, recompute="mla_up_proj"),))]
             if absorbed_tokens:
                 ops += [_gemm("attention/absorb_q", absorbed_tokens, rkv, a.qk_nope_head_dim, count=q),
                         _gemm("attention/absorb_out", absorbed_tokens, a.v_head_dim, rkv, count=q)]
             ops += [Op("attention/core", "attention", 2.0 * q * (a.qk_head_dim + a.v_head_dim) * keys * T, heads=q,
                        d_qk=a.qk_head_dim, d_v=a.v_head_dim, recompute="core_attn"),
-                    _gemm("attention/out", T, h, q * a.v_head_dim)]
+                    _gemm("attention/out", T, h, q * a.v_head_dim, saved=(Saved(q * a.v_head_dim, "gemm_input"),))]
             return ops
     raise TypeError(a)
 
@@ -112,7 +130,8 @@ def ffn_ops(f: DenseFFN | MoEFFN, h: int, *, tokens: float, tp: int = 1, ep: int
     T, t = tokens, tp
     match f:
         case DenseFFN(d_ff=d, gated=gated):
-            return [_gemm("mlp/up", T, (2 if gated else 1) * d / t, h), _gemm("mlp/down", T, h, d / t)]
+            return [_gemm("mlp/up", T, (2 if gated else 1) * d / t, h),
+                    _gemm("mlp/down", T, h, d / t, saved=(Saved(d / t, "gemm_input"),))]
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             mult = 2 if f.gated else 1
             local = E / ep if expert_count is None else expert_count
@@ -123,7 +142,7 @@ def ffn_ops(f: DenseFFN | MoEFFN, h: int, *, tokens: float, tp: int = 1, ep: int
                    _gemm("moe/experts_down", per_expert, h, fe / et, count=local)]
             if f.shared_d_ff:
                 ops += [_gemm("moe/shared_up", T, 2 * f.shared_d_ff / t, h),
-                        _gemm("moe/shared_down", T, h, f.shared_d_ff / t)]
+                        _gemm("moe/shared_down", T, h, f.shared_d_ff / t, saved=(Saved(f.shared_d_ff / t, "gemm_input"),))]
             if f.shared_gate:
                 ops.append(_gemm("moe/shared_gate", T, 1, h))
             return ops
@@ -169,17 +188,22 @@ def _ffn_elementwise(f: DenseFFN | MoEFFN, h: int, T: float, tp: int, sp_div: in
     match f:
         case DenseFFN(d_ff=d, gated=gated):
             act = (3 if gated else 2) * d / tp
-            return [Op("mlp/act", "elementwise", bytes=T * act * ACT_BYTES, elems_per_token=act)]
+            return [Op("mlp/act", "elementwise", bytes=T * act * ACT_BYTES, elems_per_token=act,
+                       saved=(Saved((2 if gated else 1) * d / tp),))]
         case MoEFFN(top_k=k, expert_d_ff=fe):
             mult = 2 if f.gated else 1
             act, permute = k * (mult + 1) * fe / tp, 2 * (h + k * h) / sp_div
-            ops = [Op("moe/act", "elementwise", bytes=T * act * ACT_BYTES, elems_per_token=act, recompute="moe_act"),
+            saved_act = (Saved(k * mult * fe / tp), Saved(k * fe / tp, "gemm_input", "moe_act"))
+            ops = [Op("moe/act", "elementwise", bytes=T * act * ACT_BYTES, elems_per_token=act, recompute="moe_act",
+                      saved=saved_act),
                    # token permutation around the experts: read h, write k h; then read k h, write h
                    # (Megatron-Core permute / unpermute, TensorRT-LLM expandInputRows / finalize)
-                   Op("moe/permute", "elementwise", bytes=T * permute * ACT_BYTES, elems_per_token=permute)]
+                   Op("moe/permute", "elementwise", bytes=T * permute * ACT_BYTES, elems_per_token=permute,
+                      saved=(Saved(k * h / sp_div, "gemm_input"),))]   # the dispatched copies (expert inputs)
             if f.shared_d_ff:
                 shared = 3 * f.shared_d_ff / tp
-                ops.append(Op("moe/shared_act", "elementwise", bytes=T * shared * ACT_BYTES, elems_per_token=shared))
+                ops.append(Op("moe/shared_act", "elementwise", bytes=T * shared * ACT_BYTES, elems_per_token=shared,
+                              saved=(Saved(2 * f.shared_d_ff / tp),)))
             return ops
     raise TypeError(f)
 
@@ -194,9 +218,12 @@ def elementwise_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, tp: in
     sp_div = tp if sp else 1
     norm, residual = layer.num_norms * 2 * h / sp_div, 2 * 3 * h / sp_div
     masks = 2 * h / sp_div * MASK_BYTES if dropout else 0.0
+    # saved: the norm inputs, and the norm outputs (the attention and MLP inputs) unless recomputed
+    norm_saved = (Saved(layer.num_norms * h / sp_div), Saved(2 * h / sp_div, "gemm_input", "layernorm"))
     ops = [Op("norm", "elementwise", bytes=T * (norm * ACT_BYTES), elems_per_token=norm,
-              weight_elems=layer.num_norms * model.norm.params(h), recompute="layernorm"),
-           Op("residual", "elementwise", bytes=T * (residual * ACT_BYTES + masks), elems_per_token=residual)]
+              weight_elems=layer.num_norms * model.norm.params(h), recompute="layernorm", saved=norm_saved),
+           Op("residual", "elementwise", bytes=T * (residual * ACT_BYTES + masks), elems_per_token=residual,
+              saved=(Saved(2 * h / sp_div, "mask"),) if dropout else ())]
     ops += _ffn_elementwise(layer.ffn, h, T, tp, sp_div)
     rope = _rope_elems_per_token(layer.attention, model, tp)
     if rope:
@@ -227,7 +254,7 @@ def layer_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, keys: float,
     """Forward operations of one decoder layer: attention, FFN, element-wise and collective rows.
     `moe_kw`: expert_tokens, expert_count, expert_tp of ffn_ops."""
     h = model.hidden_size
-    return (attention_ops(layer.attention, h, tokens=tokens, keys=keys, tp=tp, absorbed_tokens=absorbed_tokens)
+    return (attention_ops(layer.attention, h, tokens=tokens, keys=keys, tp=tp, absorbed_tokens=absorbed_tokens, sp=sp)
             + ffn_ops(layer.ffn, h, tokens=tokens, tp=tp, ep=ep, **moe_kw)
             + elementwise_ops(layer, model, tokens=tokens, tp=tp, sp=sp, dropout=dropout)
             + comm_ops(layer, model, tokens=tokens, tp=tp, ep=ep, cp=cp))

@@ -13,7 +13,7 @@ model. Parameters and saved activations are accumulated alongside (`_Walk`): att
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flopcast.estimate import comm, counts
@@ -107,6 +107,7 @@ class TimedOp:
     fwd_s: float
     bwd_s: float
     recompute_s: float = 0.0
+    saved_bytes: float = 0.0     # activations kept for backward (one micro-batch)
 
 
 @dataclass(slots=True)
@@ -120,13 +121,6 @@ class _Walk:
     dequant: float = 0.0              # qlora: frozen weights dequantised to 16-bit per pass (elements)
     replicated_params: float = 0.0
     sharded_params: float = 0.0
-    act_rep: float = 0.0              # saved, replicated over tp (split only with SP)
-    act_shard: float = 0.0            # saved, split over tp
-    # GEMM inputs saved for the weight gradients: under fp8 (Transformer Engine) their fp8 copies
-    # are what is kept, 1 byte per element instead of 2.
-    gin_rep: float = 0.0
-    gin_shard: float = 0.0
-    heads: float = 0.0
     top_k: int = 0                    # MoE: experts per token
     tokens_routed: float = 0.0        # MoE: routed token copies this device computes
     imbalance: float = 1.0            # MoE: busiest rank's load over the mean
@@ -260,8 +254,6 @@ def _time_comm(env: Env, w: _Walk, op: Op) -> TimedOp:
 def _standard_attention(env: Env, w: _Walk, a: StandardAttention) -> None:
     h, t = env.model.hidden_size, env.plan.tp
     H, Hkv, dh = a.num_heads, a.num_kv_heads, a.head_dim
-    kv_rank = Hkv / t if Hkv >= t else 1  # kv heads per rank (each replicated when t > H_kv)
-    q = H / t
     w.sharded_params += (h * (H + 2 * Hkv) * dh + H * dh * h) / t
     w.sharded_params += ((H + 2 * Hkv) * dh if a.qkv_bias else 0) / t + (h if a.out_bias else 0)
     if a.qk_norm and a.qk_norm_scope == "projection":   # OLMo-2: norms over the whole q and k
@@ -269,42 +261,35 @@ def _standard_attention(env: Env, w: _Walk, a: StandardAttention) -> None:
     elif a.qk_norm:                                      # Qwen3, Gemma-3: one d_head norm each
         w.replicated_params += 2 * dh
     w.replicated_params += H / t if a.sinks else 0
-    w.act_shard += (q + 2 * kv_rank) * dh           # Q, K, V
-    w.gin_shard += q * dh                           # attention output = o-projection input
-    w.heads = q
 
 
 def _latent_attention(env: Env, w: _Walk, a: LatentAttention) -> None:
     h, t = env.model.hidden_size, env.plan.tp
     H = a.num_heads
-    q = H / t
     rq, rkv, rope = a.q_lora_rank, a.kv_lora_rank, a.qk_rope_head_dim
     if rq is None:
         w.sharded_params += h * H * a.qk_head_dim / t
     else:
         w.replicated_params += h * rq + rq
         w.sharded_params += rq * H * a.qk_head_dim / t
-        w.act_rep += rq
     w.replicated_params += h * (rkv + rope) + rkv
     w.sharded_params += (rkv * H * (a.qk_nope_head_dim + a.v_head_dim) + H * a.v_head_dim * h) / t
-    w.act_rep += rkv + rope
-    if not env.selective("mla_up_proj"):
-        w.act_shard += q * (2 * a.qk_head_dim + a.v_head_dim)   # Q, K, V from the up-projections
-    w.gin_shard += q * a.v_head_dim
-    w.heads = q
 
 
-def _scores_saved(env: Env, w: _Walk, layer: LayerSpec) -> None:
-    """Saved by the score kernel: FlashAttention's softmax log-sum-exp (fp32: 2 activation
-    elements per head); eager attention's softmax output (+ dropout output and mask) unless
-    recomputed."""
-    if env.train.flash_attention:
-        w.act_shard += w.heads * 2
-        return
-    if env.plan.recompute == "full" or env.selective("core_attn"):
-        return
-    keys = counts.attended_keys(env.train.seq_len, layer.attention.window, "full")
-    w.act_shard += w.heads * keys * (ACT_BYTES + (ACT_BYTES + MASK_BYTES if env.train.dropout else 0)) / ACT_BYTES
+def _saved_bytes(env: Env, op: Op, layer: LayerSpec) -> float:
+    """Bytes one row keeps for backward for one micro-batch: its saved tensors (GEMM inputs at the
+    GEMM operand precision: under fp8, Transformer Engine keeps the fp8 copies) but those its
+    selectively recomputed module drops; the attention core also keeps FlashAttention's softmax
+    log-sum-exp (fp32) or, eager, the softmax output (+ dropout output and mask) unless recomputed."""
+    per_elem = {"act": ACT_BYTES, "gemm_input": env.mm_bytes, "mask": MASK_BYTES}
+    per_token = sum(sv.elems_per_token * per_elem[sv.stored_as] for sv in op.saved if not env.selective(sv.recompute))
+    if op.kind == "attention":
+        if env.train.flash_attention:
+            per_token += op.heads * 2 * ACT_BYTES
+        elif not (env.plan.recompute == "full" or env.selective("core_attn")):
+            keys = counts.attended_keys(env.train.seq_len, layer.attention.window, "full")
+            per_token += op.heads * keys * (ACT_BYTES + (ACT_BYTES + MASK_BYTES if env.train.dropout else 0))
+    return env.tokens * per_token
 
 
 def _dense_ffn(env: Env, w: _Walk, ffn: DenseFFN) -> dict[str, Any]:
@@ -312,8 +297,6 @@ def _dense_ffn(env: Env, w: _Walk, ffn: DenseFFN) -> dict[str, Any]:
     up = 2 if ffn.gated else 1
     w.sharded_params += (up + 1) * h * f / t + (up * f / t if ffn.bias else 0)
     w.replicated_params += h if ffn.bias else 0
-    w.act_shard += up * f / t      # activation-function inputs
-    w.gin_shard += f / t           # down-projection input
     return {}
 
 
@@ -338,15 +321,9 @@ def _moe_ffn(env: Env, w: _Walk, ffn: MoEFFN) -> dict[str, Any]:
     expert_b = local_experts * (mult * fe / et + h) if ffn.expert_bias else 0.0
     w.cost.expert_params = expert_w + expert_b
     w.replicated_params += h * E + (E if ffn.router_bias else 0)
-    w.act_shard += k * mult * fe / t
-    if not env.selective("moe_act"):
-        w.gin_shard += k * fe / t                      # (the same per device under any etp)
-    w.gin_rep += k * h                                 # dispatched token copies (expert inputs)
     if ffn.shared_d_ff:
         fs = ffn.shared_d_ff
         w.sharded_params += 3 * h * fs / t
-        w.act_shard += 2 * fs / t
-        w.gin_shard += fs / t
     if ffn.shared_gate:
         w.replicated_params += h
     return {"expert_tokens": w.tokens_routed / local_experts * w.imbalance, "expert_count": local_experts,
@@ -380,13 +357,7 @@ def _params_and_activations(env: Env, w: _Walk) -> None:
         c.trainable = w.adapters
         frozen_b = QLORA_BYTES_PER_WEIGHT if ft.method == "qlora" else WEIGHT_BYTES
         c.frozen_bytes = (w.sharded_params + c.expert_params) * frozen_b + w.replicated_params * WEIGHT_BYTES
-    mask = (2 * h / sp_div * MASK_BYTES) if train.dropout else 0.0
-    gin_bytes = env.mm_bytes
-    per_token = (w.act_rep / sp_div + w.act_shard) * ACT_BYTES + (w.gin_rep / sp_div + w.gin_shard) * gin_bytes + mask
-    if env.selective("layernorm"):
-        # the two norm outputs (attention and MLP inputs) recomputed from the kept norm inputs
-        per_token -= 2 * h / sp_div * gin_bytes
-    c.act_bytes = env.tokens * per_token
+    c.act_bytes = sum(r.saved_bytes for r in w.rows)
     c.act_full_recompute_bytes = env.tokens * h / sp_div * ACT_BYTES   # the checkpointed layer input
 
 
@@ -407,8 +378,7 @@ def layer_cost(env: Env, layer: LayerSpec) -> tuple[Cost, tuple[TimedOp, ...]]:
     """Costs of one decoder layer for one micro-batch on one device, and its timed op rows (whose
     times sum to the cost's)."""
     h = env.model.hidden_size
-    w = _Walk(replicated_params=layer.num_norms * env.model.norm.params(h), act_rep=layer.num_norms * h,
-              gin_rep=2 * h)   # norm inputs; attention and MLP inputs (norm outputs)
+    w = _Walk(replicated_params=layer.num_norms * env.model.norm.params(h))
     match layer.attention:
         case StandardAttention():
             _standard_attention(env, w, layer.attention)
@@ -419,13 +389,12 @@ def layer_cost(env: Env, layer: LayerSpec) -> tuple[Cost, tuple[TimedOp, ...]]:
             moe_kw = _dense_ffn(env, w, layer.ffn)
         case MoEFFN():
             moe_kw = _moe_ffn(env, w, layer.ffn)
-    _scores_saved(env, w, layer)
     plan = env.plan
     keys = counts.attended_keys(env.train.seq_len, layer.attention.window, "causal")
     rows = ops_mod.layer_ops(layer, env.model, tokens=env.tokens, keys=keys, tp=plan.tp, ep=plan.ep, cp=plan.cp,
                              sp=plan.sp, dropout=env.train.dropout, **moe_kw)
     ew_factor = env.ctx.stack.elementwise_factor if env.ctx.stack else 1.0
-    w.rows = [_time_row(env, w, op, layer, ew_factor) for op in rows]
+    w.rows = [replace(_time_row(env, w, op, layer, ew_factor), saved_bytes=_saved_bytes(env, op, layer)) for op in rows]
     w.rows += _derived_elementwise(env, w)
     _params_and_activations(env, w)
     stack = env.ctx.stack
@@ -451,7 +420,7 @@ def head_cost(env: Env) -> tuple[Cost, tuple[TimedOp, ...]]:
     c.params = (0 if model.tie_embeddings and plan.pp == 1 else V * e / plan.tp) + (
         model.norm.params(model.hidden_size) if model.final_norm else 0)
     loss_op = Op("head/loss", "elementwise", bytes=logits * LOSS_FWD_BYTES_PER_LOGIT)
-    return c, (TimedOp(logits_op, f, b), TimedOp(loss_op, loss_f, loss_b))
+    return c, (TimedOp(logits_op, f, b), TimedOp(loss_op, loss_f, loss_b, saved_bytes=c.act_bytes))
 
 
 def mtp_cost(env: Env, last: Cost, head: Cost, n: int) -> tuple[Cost, tuple[TimedOp, ...]]:

@@ -1,6 +1,7 @@
 """The op rows a training report lists (`flopcast train --json` `ops`): exactly the timed rows the
 step summed, each with the number of times it repeats in the model (`layers`), its forward,
-backward and recompute times, and where it sits on the device's roofline."""
+backward and recompute times, the activations it keeps for backward, and where it sits on the
+device's roofline."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _roofline_point(t: TimedOp, ctx: DeviceCtx, gemm_operand_bytes: float) -> di
     else:
         ridge = ctx.peak_flops_per_s / ctx.mem_bytes_per_s
         bound = "compute" if intensity is None or intensity >= ridge else "memory"
-    return {"time_s": t.fwd_s, "backward_s": t.bwd_s, "recompute_s": t.recompute_s,
+    return {"time_s": t.fwd_s, "backward_s": t.bwd_s, "recompute_s": t.recompute_s, "saved_bytes": t.saved_bytes,
             "achieved_flops_per_s": op.flops / t.fwd_s if t.fwd_s > 0 else 0.0,
             "arithmetic_intensity_flops_per_byte": intensity, "bound": bound}
 
