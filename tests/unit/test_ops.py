@@ -121,3 +121,31 @@ def test_op_rows_saved_bytes_sum_to_the_activations(case):
     d = _train(model, devices, parallel, **training)
     rows = sum(r["layers"] * r["saved_bytes"] for r in d["ops"] if r["part"] != "mtp")
     assert rows == pytest.approx(d["memory_breakdown_bytes"]["activations"], rel=1e-12)
+
+
+@pytest.mark.parametrize(("model", "devices", "inference"), [
+    ("llama-3.1-8b", 1, {"tp": 1}),
+    ("llama-3.1-70b", 4, {"tp": 4, "weights_dtype": "fp8"}),
+    ("mixtral-8x7b", 2, {"tp": 2}),
+    ("deepseek-v2-lite", 1, {"tp": 1}),
+])
+def test_serving_decode_rows_are_the_decode_step(model, devices, inference):
+    """`infer --json` `ops` are the rows the decode step summed: per class (matmul, expert_matmul,
+    attention, elementwise) the rows' times times their layer counts are the decode-step breakdown,
+    the element-wise class plus the kernel tails of each layer; the head row is the LM head."""
+    from flopcast.estimate.roofline import KERNEL_TAIL_S
+    from flopcast.estimate.serving import KERNELS_PER_LAYER
+
+    spec = catalog.get_model(model)
+    d = api.estimate_serving({"model": model, "hardware": "h100-sxm", "cluster": {"num_devices": devices},
+                              "inference": {"batch_size": 16, "input_tokens": 1024, "output_tokens": 256,
+                                            **inference}}).to_dict()
+    bd = d["decode_step_breakdown_s"]
+    by_class: dict[str, float] = {}
+    for r in d["ops"]:
+        by_class[r["class"]] = by_class.get(r["class"], 0.0) + r["layers"] * r["time_s"]
+    tails = spec.num_layers * (KERNELS_PER_LAYER - 6) * KERNEL_TAIL_S
+    for key in ("matmul", "expert_matmul", "attention"):
+        assert by_class.get(key, 0.0) == pytest.approx(bd[key], rel=1e-12)
+    assert by_class["elementwise"] + tails == pytest.approx(bd["elementwise"], rel=1e-12)
+    assert by_class["lm_head"] == pytest.approx(bd["lm_head"], rel=1e-12)

@@ -48,7 +48,8 @@ class Saved:
 class Op:
     """One forward operation on one device. GEMMs: `count` products (m x k) @ (k x n); FLOPs are
     2 m n k count. The attention core: FLOPs of QK^T and AV over `keys` keys per query for `heads`
-    heads of dims d_qk, d_v. Element-wise ops: `bytes` moved through HBM. Collectives: `bytes` of one
+    heads of dims d_qk, d_v; its bytes are what a fused kernel reads and writes over the tokens' own
+    keys (Q, K, V in, O out; scores stay on chip). Element-wise ops: `bytes` moved through HBM. Collectives: `bytes` of one
     call's message per rank, `calls` per forward."""
 
     name: str
@@ -96,7 +97,7 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
             kv = Hkv / t if Hkv >= t else 1.0      # kv heads replicated when t > H_kv
             return [_gemm("attention/qkv", T, (q + 2 * kv) * dh, h, saved=(Saved((q + 2 * kv) * dh),)),
                     Op("attention/core", "attention", 2.0 * q * (dh + dh) * keys * T, heads=q, d_qk=dh, d_v=dh,
-                       recompute="core_attn"),
+                       bytes=T * (q + kv) * (dh + dh) * ACT_BYTES, recompute="core_attn"),
                     _gemm("attention/out", T, h, q * dh, saved=(Saved(q * dh, "gemm_input"),))]
         case LatentAttention(num_heads=H):
             q = H / t
@@ -115,7 +116,8 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
                 ops += [_gemm("attention/absorb_q", absorbed_tokens, rkv, a.qk_nope_head_dim, count=q),
                         _gemm("attention/absorb_out", absorbed_tokens, a.v_head_dim, rkv, count=q)]
             ops += [Op("attention/core", "attention", 2.0 * q * (a.qk_head_dim + a.v_head_dim) * keys * T, heads=q,
-                       d_qk=a.qk_head_dim, d_v=a.v_head_dim, recompute="core_attn"),
+                       d_qk=a.qk_head_dim, d_v=a.v_head_dim, bytes=T * 2 * q * (a.qk_head_dim + a.v_head_dim) * ACT_BYTES,
+                       recompute="core_attn"),
                     _gemm("attention/out", T, h, q * a.v_head_dim, saved=(Saved(q * a.v_head_dim, "gemm_input"),))]
             return ops
     raise TypeError(a)

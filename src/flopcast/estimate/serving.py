@@ -81,6 +81,7 @@ class ServingEstimate:
     spec: InferenceSpec
     datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
+    ops: tuple[dict[str, Any], ...] = ()     # the op rows of one decode iteration (decode_ops)
 
     def to_dict(self) -> dict[str, Any]:
         return {**(self.datacenter or {}), **{
@@ -97,6 +98,7 @@ class ServingEstimate:
             "output_tokens_per_j": self.tokens_per_j,
             "inference": {k: (getattr(self.spec, k) if k != "profile" else self.spec.profile.as_dict())
                           for k in self.spec.__slots__},
+            "ops": [dict(o) for o in self.ops],
             "assumptions": [a.to_dict() for a in self.assumptions],
         }}
 
@@ -267,32 +269,82 @@ def _row_s(sv: _Serve, op: ops_mod.Op, layer: LayerSpec, it: _Iteration, routing
     raise ValueError(op.name)
 
 
-def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float, n_prefill: float,
-                prompt: float, global_tokens: float, queries_per_seq: float = 1.0) -> dict[str, float]:
-    """One layer of one iteration on one device: the op rows of estimate/ops.py (MLA decode tokens in
-    the absorbed form), each timed for this iteration, summed by class."""
-    it = _Iteration(n_decode, ctx_decode, n_prefill, prompt, global_tokens, queries_per_seq)
-    T = n_decode + n_prefill
+def _layer_rows(sv: _Serve, layer: LayerSpec, it: _Iteration) -> list[tuple[ops_mod.Op, str, float]]:
+    """The op rows of estimate/ops.py for one layer of one iteration on one device (MLA decode tokens
+    in the absorbed form), each with its breakdown class and time; element-wise rows carry their
+    elements per token instead (class elementwise_elems), streamed together by the caller."""
+    T = it.n_decode + it.n_prefill
     t, ep = sv.spec.tp, sv.spec.ep
-    routing, moe_kw = None, {}
+    routing: _Routing | None = None
+    moe_kw: dict[str, Any] = {}
     if isinstance(layer.ffn, MoEFFN):
-        routing = _routing(sv, layer.ffn, T, global_tokens)
+        routing = _routing(sv, layer.ffn, T, it.global_tokens)
         moe_kw = {"ep": ep, "expert_tokens": routing.per_expert, "expert_count": routing.touched}
     mla = isinstance(layer.attention, LatentAttention)
-    rows = ops_mod.layer_ops(layer, sv.model, tokens=T, keys=0.0, tp=t, absorbed_tokens=n_decode if mla else 0.0,
+    rows = ops_mod.layer_ops(layer, sv.model, tokens=T, keys=0.0, tp=t, absorbed_tokens=it.n_decode if mla else 0.0,
                              **moe_kw)
     # attention data parallel: the slowest rank's attention sets the pace of the layer
     bal = moe_serving_data()["attention_dp_balance"] if ep > 1 and sv.spec.dp > 1 else 1.0
-    out = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0, "expert_matmul": 0.0}
-    elems = 0.0       # element-wise rows: 16-bit elements per token, streamed in one pass below
+    out = []
     for op in rows:
         key, s = _row_s(sv, op, layer, it, routing)
+        out.append((op, key, s / bal if op.name.startswith("attention/") and key != "elementwise_elems" else s))
+    return out
+
+
+def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float, n_prefill: float,
+                prompt: float, global_tokens: float, queries_per_seq: float = 1.0) -> dict[str, float]:
+    """One layer of one iteration on one device: n_decode decode tokens (queries_per_seq per
+    sequence: 1, or 1 + k when verifying k speculative drafts) at context ctx_decode plus n_prefill
+    prompt tokens of prompts of length `prompt`: its op rows' times summed by class."""
+    it = _Iteration(n_decode, ctx_decode, n_prefill, prompt, global_tokens, queries_per_seq)
+    out = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0, "expert_matmul": 0.0}
+    elems = 0.0       # element-wise rows: 16-bit elements per token, streamed in one pass below
+    for _op, key, s in _layer_rows(sv, layer, it):
         if key == "elementwise_elems":
             elems += s
         else:
-            out[key] += s / bal if op.name.startswith("attention/") else s
+            out[key] += s
+    T = n_decode + n_prefill
     out["elementwise"] = T * elems * ACT_BYTES / sv.ctx.mem_bytes_per_s + (KERNELS_PER_LAYER - 6) * KERNEL_TAIL_S
     return out
+
+
+def _decode_row(sv: _Serve, op: ops_mod.Op, key: str, s: float, layer: LayerSpec, it: _Iteration,
+                count: int) -> dict[str, Any]:
+    """One row of the decode report: FLOPs and bytes as the iteration moves them."""
+    T = it.n_decode
+    flops, moved = op.flops, op.bytes
+    if key == "elementwise_elems":
+        key, moved = "elementwise", T * s * ACT_BYTES
+        s = moved / sv.ctx.mem_bytes_per_s
+    elif op.kind == "gemm":
+        wb = ACT_BYTES if op.name == "moe/router" else sv.w_bytes
+        moved = op.count * (ACT_BYTES * op.m * op.k + wb * op.k * op.n + ACT_BYTES * op.m * op.n)
+    elif op.kind == "attention":
+        a = layer.attention
+        c = min(it.ctx_decode, a.window) if a.window else it.ctx_decode
+        dqk, dv = (a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank) if isinstance(a, LatentAttention) \
+            else (op.d_qk, op.d_v)
+        flops = T * 2 * op.heads * (dqk + dv) * c
+        moved = T * c * _kv_elems_per_token_device(a, sv.spec.tp) * sv.kv_bytes
+    return {**op.to_dict(), "flops": flops, "layers": count, "class": key, "time_s": s, "bytes_moved": moved}
+
+
+def decode_ops(sv: _Serve, batch: float, ctx_decode: float) -> tuple[dict[str, Any], ...]:
+    """The op rows of one pure decode iteration of `batch` sequences at context `ctx_decode` on one
+    device, each timed as _layer_step times it (without two-batch overlap or pipeline
+    micro-batching), with the number of layers it repeats in; then the LM head. Rotary embeddings
+    are fused (0 s); the element-wise rows share the layer's kernel tails, which are left out."""
+    m = sv.model
+    it = _Iteration(batch, ctx_decode, 0.0, 0.0, batch * sv.spec.ep)
+    rows = [_decode_row(sv, op, key, s, layer, it, count)
+            for layer, count in m.layer_groups() for op, key, s in _layer_rows(sv, layer, it) if op.kind != "comm"]
+    head = ops_mod.head_ops(m, tokens=batch, tp=sv.spec.tp)[0]
+    t_head = _gemm(sv, head.m, head.n, head.k, weight_bytes=ACT_BYTES)
+    moved = ACT_BYTES * (head.m * head.k + head.k * head.n + head.m * head.n)
+    rows.append({**head.to_dict(), "layers": 1, "class": "lm_head", "time_s": t_head, "bytes_moved": moved})
+    return tuple(rows)
 
 
 def iteration_breakdown_s(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float, prompt: float,
@@ -512,7 +564,7 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
         output_tokens_per_s=out_tps, total_tokens_per_s=total_tps, input_tokens_per_s=out_tps * I / O,
         output_tokens_per_s_per_device=out_tps / spec.num_devices,
         decode_step_breakdown_s=dec_only, prefill_breakdown_s=pre, tokens_per_j=tpj, spec=spec,
-        assumptions=assumptions,
+        assumptions=assumptions, ops=decode_ops(sv, B_run, ctx_dec),
     )
 
 

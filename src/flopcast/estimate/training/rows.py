@@ -18,7 +18,7 @@ def _roofline_point(t: TimedOp, ctx: DeviceCtx, gemm_operand_bytes: float) -> di
         moved = op.count * (gemm_operand_bytes * (op.m * op.k + op.k * op.n) + ACT_BYTES * op.m * op.n)
     else:
         moved = op.bytes
-    intensity = op.flops / moved if op.kind in ("gemm", "elementwise") and moved else None
+    intensity = op.flops / moved if op.kind != "comm" and moved else None
     if op.kind == "comm":
         bound = "comm"
     elif op.kind == "elementwise":
@@ -27,7 +27,7 @@ def _roofline_point(t: TimedOp, ctx: DeviceCtx, gemm_operand_bytes: float) -> di
         ridge = ctx.peak_flops_per_s / ctx.mem_bytes_per_s
         bound = "compute" if intensity is None or intensity >= ridge else "memory"
     return {"time_s": t.fwd_s, "backward_s": t.bwd_s, "recompute_s": t.recompute_s, "saved_bytes": t.saved_bytes,
-            "achieved_flops_per_s": op.flops / t.fwd_s if t.fwd_s > 0 else 0.0,
+            "bytes_moved": moved, "achieved_flops_per_s": op.flops / t.fwd_s if t.fwd_s > 0 else 0.0,
             "arithmetic_intensity_flops_per_byte": intensity, "bound": bound}
 
 
