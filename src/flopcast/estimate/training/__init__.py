@@ -59,7 +59,7 @@ from flopcast.specs.workload import TrainingSpec
 
 __all__ = ["ACT_BYTES", "ADAM_BYTES_MOVED", "GEMM_OPERAND_BYTES", "GRAD_BYTES", "OPTIMIZER_BYTES_FP32_MOMENTS",
            "WEIGHT_BYTES", "TrainingEstimate", "balanced_layer_counts", "calibrated_efficiency",
-           "estimate_training", "op_breakdown", "stage_layer_counts", "step_summary"]
+           "estimate_training", "stage_layer_counts", "step_summary"]
 
 
 def estimate_training(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
@@ -88,10 +88,3 @@ def step_summary(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, trai
     assert isinstance(out, tuple)
     return out
 
-
-def op_breakdown(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
-                 devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None) -> tuple[dict[str, Any], ...]:
-    """The op rows of one micro-batch on one device as the step times them (`TrainingEstimate.ops`,
-    which estimate_training already fills)."""
-    return estimate_training(model, hw, plan, train, devices_per_node=devices_per_node,
-                             scale_out_bandwidth_bytes_per_s=scale_out_bandwidth_bytes_per_s).ops
