@@ -33,15 +33,12 @@ class RankMemory:
     optimizer: float
     activations: float
     other: float
-    offloaded_acts: float = 0.0
+    offloaded_acts: float
+    total: float
 
     @property
     def parts(self) -> tuple[float, float, float, float, float]:
         return self.weights, self.gradients, self.optimizer, self.activations, self.other
-
-    @property
-    def total(self) -> float:
-        return sum(self.parts)
 
 
 def _layer_acts(layer_costs: Sequence[Cost], here: Counter[int], inflight: float, recompute_full: bool) -> float:
@@ -123,4 +120,4 @@ def rank_memory(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack
     weights, grads, optim = _model_states(s_c, plan, train, stack, shard, n_layers)
     acts, off = _offload_acts(acts, plan, layer_costs, here)
     other = RUNTIME_CONTEXT_BYTES + COMM_BUFFER_BYTES + FRAGMENTATION_FRAC * acts
-    return RankMemory(weights, grads, optim, acts, other, off)
+    return RankMemory(weights, grads, optim, acts, other, off, weights + grads + optim + acts + other)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from flopcast import units
@@ -52,7 +52,7 @@ class CtxKey:
 
 @dataclass(frozen=True, slots=True)
 class LayerKey:
-    """The plan fields a layer's cost depends on."""
+    """The plan fields a layer's cost depends on (hash computed once: it is looked up per plan)."""
 
     tp: int
     cp: int
@@ -63,6 +63,15 @@ class LayerKey:
     recompute: str
     recompute_modules: tuple[str, ...]
     single_stage: bool
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.tp, self.cp, self.sp, self.ep, self.expert_tp,
+                                                self.microbatch_seqs, self.recompute, self.recompute_modules,
+                                                self.single_stage)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def of(cls, plan: ParallelPlan) -> LayerKey:
@@ -71,10 +80,19 @@ class LayerKey:
 
 
 @dataclass(frozen=True, slots=True)
-class StageKey:
-    """The plan fields the layout and the stage work depend on (beyond the layer costs')."""
+class LayoutKey:
+    """The plan fields a (not balanced) layout depends on."""
 
-    layers: LayerKey
+    pp: int
+    vpp: int
+    pipeline_layout: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StageKey:
+    """The plan fields the stage work and its timing depend on beyond the layer costs' (looked up
+    in the layer costs' entry)."""
+
     pp: int
     vpp: int
     pipeline_layout: Any
@@ -84,19 +102,12 @@ class StageKey:
 
 @dataclass(frozen=True, slots=True)
 class RankKey:
-    stages: StageKey
     rank: int
     dp: int
 
 
 @dataclass(frozen=True, slots=True)
-class TimedKey:
-    stages: StageKey
-
-
-@dataclass(frozen=True, slots=True)
 class DpKey:
-    stages: StageKey
     dp: int
     shard_group: int | None
 
@@ -130,14 +141,33 @@ class LayerWork:
 
 
 @dataclass(frozen=True, slots=True)
-class StageWork:
-    """The layout (layers per virtual stage), each rank's layers and its summed cost."""
+class Layout:
+    """Layers per virtual stage, each rank's layer indices and its distinct layers with counts."""
 
     sizes: tuple[int, ...]
     stages: tuple[tuple[int, ...], ...]
     groups: tuple[Counter[int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StageWork:
+    """The layout and each rank's summed cost."""
+
+    layout: Layout
     costs: tuple[Cost, ...]
     heavy: Cost                      # the rank with the most parameters (the optimizer shard's)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return self.layout.sizes
+
+    @property
+    def stages(self) -> tuple[tuple[int, ...], ...]:
+        return self.layout.stages
+
+    @property
+    def groups(self) -> tuple[Counter[int], ...]:
+        return self.layout.groups
 
 
 def _layer_work(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, ctx: DeviceCtx) -> LayerWork:
@@ -151,7 +181,7 @@ def _layer_work(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, ctx: 
     return LayerWork(layers, head, embed, mtp, tuple(r for _, r in walked), head_rows, embed_rows, mtp_rows)
 
 
-def _stage_work(model: ModelSpec, plan: ParallelPlan, lw: LayerWork) -> StageWork:
+def _layout(model: ModelSpec, plan: ParallelPlan, lw: LayerWork) -> Layout:
     group_of = model.layer_group_index
     balance = None
     if plan.pipeline_layout == "balanced":
@@ -159,11 +189,33 @@ def _stage_work(model: ModelSpec, plan: ParallelPlan, lw: LayerWork) -> StageWor
         balance = ([lw.layers[g].work_s() for g in group_of], lw.embed.work_s(), last_extra)
     sizes = layer_counts(plan, model.num_layers, balance)
     stages = rank_layers(sizes, plan.pp)
-    groups = [Counter(group_of[i] for i in idx) for idx in stages]
-    costs = compose_stages(lw.layers, groups, head=lw.head, embed=lw.embed, mtp=lw.mtp,
+    return Layout(tuple(sizes), tuple(tuple(s) for s in stages),
+                  tuple(Counter(group_of[i] for i in idx) for idx in stages))
+
+
+def _stage_work(plan: ParallelPlan, lw: LayerWork, layout: Layout) -> StageWork:
+    costs = compose_stages(lw.layers, layout.groups, head=lw.head, embed=lw.embed, mtp=lw.mtp,
                            dualpipe=plan.pp_schedule == "dualpipe")
-    return StageWork(tuple(sizes), tuple(tuple(s) for s in stages), tuple(groups), tuple(costs),
-                     max(costs, key=lambda c: c.params))
+    return StageWork(layout, tuple(costs), max(costs, key=lambda c: c.params))
+
+
+@dataclass(frozen=True, slots=True)
+class LayerEntry:
+    """The cache entry of one LayerKey: the layer work and the stage entries built on it."""
+
+    work: LayerWork
+    stages: dict[StageKey, StageEntry]
+
+
+@dataclass(slots=True)
+class StageEntry:
+    """The cache entry of one StageKey under a LayerEntry: the stage work and what plans sharing it
+    also share (activations per rank and dp, the timed stages, data-parallel collectives)."""
+
+    work: StageWork
+    acts: dict[RankKey, float] = field(default_factory=dict)
+    dp: dict[DpKey, dpm.DpCollectives] = field(default_factory=dict)
+    timed: tuple[list[StageTimes], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,18 +226,41 @@ class PlanWork:
     ctx: DeviceCtx
     layers: LayerWork
     stages: StageWork
-    key: StageKey
+    entry: StageEntry
+
+
+def _stage_entry(model: ModelSpec, plan: ParallelPlan, lw: LayerWork, cache: dict[Any, Any]) -> StageEntry:
+    if plan.pipeline_layout == "balanced":
+        layout = _layout(model, plan, lw)
+    else:
+        layout = _memo(cache, LayoutKey(plan.pp, plan.vpp, plan.pipeline_layout), lambda: _layout(model, plan, lw))
+    return StageEntry(_stage_work(plan, lw, layout))
+
+
+_PREP_KEY, _FLOPS_KEY = PrepKey(), FlopsKey()
+_CTX_KEYS = {True: CtxKey(True), False: CtxKey(False)}
 
 
 def plan_work(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
               scale_out_bandwidth_bytes_per_s: float | None, cache: dict[Any, Any]) -> PlanWork:
-    prep = _memo(cache, PrepKey(), lambda: prepare(hw, train, scale_out_bandwidth_bytes_per_s))
-    ctx = _memo(cache, CtxKey(plan.tp <= prep.scale_up_group), lambda: device_ctx(hw, train, prep, plan.tp))
+    """The plan's device, layer work and stage work, from the cache where another plan built them
+    (the search's hot path: plain look-ups, the builders only on a miss)."""
+    prep = cache.get(_PREP_KEY)
+    if prep is None:
+        prep = cache[_PREP_KEY] = prepare(hw, train, scale_out_bandwidth_bytes_per_s)
+    ckey = _CTX_KEYS[plan.tp <= prep.scale_up_group]
+    ctx = cache.get(ckey)
+    if ctx is None:
+        ctx = cache[ckey] = device_ctx(hw, train, prep, plan.tp)
     lkey = LayerKey.of(plan)
-    lw = _memo(cache, lkey, lambda: _layer_work(model, plan, train, ctx))
-    skey = StageKey(lkey, plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, plan.ep_comm_overlap)
-    sw = _memo(cache, skey, lambda: _stage_work(model, plan, lw))
-    return PlanWork(prep, ctx, lw, sw, skey)
+    le = cache.get(lkey)
+    if le is None:
+        le = cache[lkey] = LayerEntry(_layer_work(model, plan, train, ctx), {})
+    skey = StageKey(plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, plan.ep_comm_overlap)
+    se = le.stages.get(skey)
+    if se is None:
+        se = le.stages[skey] = _stage_entry(model, plan, le.work, cache)
+    return PlanWork(prep, ctx, le.work, se.work, se)
 
 
 # --------------------------------------------------------------------------- memory
@@ -198,25 +273,30 @@ class MemoryResult:
 
 
 def _rank_memory(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard, m: int,
-                 rank: int, cache: dict[Any, Any]) -> RankMemory:
+                 rank: int) -> RankMemory:
     sw, lw = w.stages, w.layers
-    acts = _memo(cache, RankKey(w.key, rank, plan.dp),
-                 lambda: rank_activations(lw.layers, sw.groups, lw.head, plan, m, rank))
+    akey = RankKey(rank, plan.dp)
+    acts = w.entry.acts.get(akey)
+    if acts is None:
+        acts = w.entry.acts[akey] = rank_activations(lw.layers, sw.groups, lw.head, plan, m, rank)
     assert w.ctx.stack is not None
     return rank_memory(sw.costs[rank], plan, train, w.ctx.stack, shard, n_layers=len(sw.stages[rank]), acts=acts,
                        layer_costs=lw.layers, here=sw.groups[rank])
 
 
 def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard,
-            m: int, devices_per_node: int, cache: dict[Any, Any], *, explain: bool) -> MemoryResult:
+            m: int, devices_per_node: int, *, explain: bool) -> MemoryResult:
     """Memory on the most-loaded rank (first and last stage checked) and whether it fits."""
-    ranks = [_rank_memory(w, plan, train, shard, m, 0, cache)]
+    mem = first = _rank_memory(w, plan, train, shard, m, 0)
+    offloaded = first.offloaded_acts
     if plan.pp > 1:
-        ranks.append(_rank_memory(w, plan, train, shard, m, plan.pp - 1, cache))
-    mem = ranks[0] if len(ranks) == 1 or ranks[1].total <= ranks[0].total else ranks[1]
+        last = _rank_memory(w, plan, train, shard, m, plan.pp - 1)
+        offloaded = max(offloaded, last.offloaded_acts)
+        if last.total > first.total:
+            mem = last
     host_bytes = shard.host_bytes_per_node
     if plan.activation_offload:
-        host_bytes += max(r.offloaded_acts for r in ranks) * devices_per_node
+        host_bytes += offloaded * devices_per_node
     cap = hw.hbm_capacity_bytes
     fits = mem.total <= cap
     reason = None
@@ -250,16 +330,19 @@ def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: Parall
     stack = w.ctx.stack
     assert stack is not None
     comm_sm_frac = COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
-    per_stage, slow = _memo(cache, TimedKey(w.key),
-                            lambda: timed_stages(w.stages.costs, plan, train, stack, comm_sm_frac))
+    if w.entry.timed is None:
+        w.entry.timed = timed_stages(w.stages.costs, plan, train, stack, comm_sm_frac)
+    per_stage, slow = w.entry.timed
     st = per_stage[slow]
     mb_tokens = plan.microbatch_seqs * train.seq_len / plan.cp
     pp_comm_mb = pp_comm_per_microbatch_s(plan, mb_tokens, model.hidden_size, w.prep.links, devices_per_node)
     bubble = bubble_microbatches(plan) * (st.total_s + pp_comm_mb)
     dp_s = 0.0
     if plan.dp * plan.cp > 1:
-        col = _memo(cache, DpKey(w.key, plan.dp, plan.shard_group),
-                    lambda: dpm.dp_collectives(w.stages.costs[slow], plan, train, hw, w.prep.links))
+        dkey = DpKey(plan.dp, plan.shard_group)
+        col = w.entry.dp.get(dkey)
+        if col is None:
+            col = w.entry.dp[dkey] = dpm.dp_collectives(w.stages.costs[slow], plan, train, hw, w.prep.links)
         dp_s = dpm.dp_comm_s(col, plan, train, hw, stack, m=m, slow=st, n_layers=len(w.stages.stages[slow]),
                              comm_sm_frac=comm_sm_frac)
     optimizer_s = dpm.optimizer_step_s(shard, plan, w.ctx.mem_bytes_per_s, devices_per_node)
@@ -279,7 +362,7 @@ def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: Parall
 # --------------------------------------------------------------------------- the step
 def _hardware_flops(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, cache: dict[Any, Any]) -> tuple[float, float]:
     """(model FLOPs, hardware FLOPs) of one step: 3 x forward, plus what recompute repeats."""
-    fwd_per_token, attn_per_token = _memo(cache, FlopsKey(), lambda: (
+    fwd_per_token, attn_per_token = _memo(cache, _FLOPS_KEY, lambda: (
         counts.forward_flops_per_token(model, train.seq_len, "causal"),
         counts.attention_flops_per_token(model, train.seq_len, "causal")))
     tokens = train.tokens_per_step
@@ -340,7 +423,7 @@ def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, tra
     w = plan_work(model, hw, plan, train, scale_out_bandwidth_bytes_per_s, cache)
     m = train.global_batch_seqs // (plan.dp * plan.microbatch_seqs)
     shard = dpm.optimizer_shard(w.stages.heavy, plan, train, devices_per_node)
-    mem = _memory(w, hw, plan, train, shard, m, devices_per_node, cache, explain=not summary)
+    mem = _memory(w, hw, plan, train, shard, m, devices_per_node, explain=not summary)
     if not mem.fits and summary:
         return math.inf, mem.rank.total, False   # the search drops plans that do not fit: no timing
     times = _step_times(w, model, hw, plan, train, shard, m, devices_per_node, cache)
