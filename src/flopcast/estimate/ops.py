@@ -76,9 +76,11 @@ class Op:
 
 
 def _gemm(name: str, m: float, n: float, k: float, count: float = 1.0, recompute: str = "",
-          saved: tuple[Saved, ...] = ()) -> Op:
+          saved: tuple[Saved, ...] = (), extra_weights: float = 0.0) -> Op:
+    """A GEMM row; `extra_weights`: the parameters read beside the matrix (biases, norms applied
+    to its output) on this device."""
     return Op(name=name, kind="gemm", flops=2.0 * m * n * k * count, m=m, n=n, k=k, count=count,
-              weight_elems=n * k * count, recompute=recompute, saved=saved)
+              weight_elems=n * k * count + extra_weights, recompute=recompute, saved=saved)
 
 
 def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: float, keys: float, tp: int = 1,
@@ -95,10 +97,15 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
         case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
             q = H / t
             kv = Hkv / t if Hkv >= t else 1.0      # kv heads replicated when t > H_kv
-            return [_gemm("attention/qkv", T, (q + 2 * kv) * dh, h, saved=(Saved((q + 2 * kv) * dh),)),
+            qkv_extra = ((q + 2 * kv) * dh if a.qkv_bias else 0.0) + (
+                ((q + kv) * dh if a.qk_norm_scope == "projection" else 2 * dh) if a.qk_norm else 0.0)
+            return [_gemm("attention/qkv", T, (q + 2 * kv) * dh, h, saved=(Saved((q + 2 * kv) * dh),),
+                          extra_weights=qkv_extra),
                     Op("attention/core", "attention", 2.0 * q * (dh + dh) * keys * T, heads=q, d_qk=dh, d_v=dh,
-                       bytes=T * (q + kv) * (dh + dh) * ACT_BYTES, recompute="core_attn"),
-                    _gemm("attention/out", T, h, q * dh, saved=(Saved(q * dh, "gemm_input"),))]
+                       bytes=T * (q + kv) * (dh + dh) * ACT_BYTES, weight_elems=q if a.sinks else 0.0,
+                       recompute="core_attn"),
+                    _gemm("attention/out", T, h, q * dh, saved=(Saved(q * dh, "gemm_input"),),
+                          extra_weights=h if a.out_bias else 0.0)]
         case LatentAttention(num_heads=H):
             q = H / t
             rq, rkv, rope = a.q_lora_rank, a.kv_lora_rank, a.qk_rope_head_dim
@@ -106,10 +113,12 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
             if rq is None:
                 ops.append(_gemm("attention/q", T, q * a.qk_head_dim, h))
             else:
-                ops += [_gemm("attention/q_a", T, rq, h, saved=(Saved(rq / sp_div),)),
+                ops += [_gemm("attention/q_a", T, rq, h, saved=(Saved(rq / sp_div),),
+                              extra_weights=rq + (rq if a.bias else 0)),   # its norm (and bias)
                         _gemm("attention/q_b", T, q * a.qk_head_dim, rq, recompute="mla_up_proj")]
             qkv = q * (2 * a.qk_head_dim + a.v_head_dim)
-            ops += [_gemm("attention/kv_a", T, rkv + rope, h, saved=(Saved((rkv + rope) / sp_div),)),
+            ops += [_gemm("attention/kv_a", T, rkv + rope, h, saved=(Saved((rkv + rope) / sp_div),),
+                          extra_weights=rkv + (rkv + rope if a.bias else 0)),
                     _gemm("attention/kv_b", T - absorbed_tokens, q * (a.qk_nope_head_dim + a.v_head_dim), rkv,
                           recompute="mla_up_proj", saved=(Saved(qkv, recompute="mla_up_proj"),))]
             if absorbed_tokens:
@@ -118,7 +127,8 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
             ops += [Op("attention/core", "attention", 2.0 * q * (a.qk_head_dim + a.v_head_dim) * keys * T, heads=q,
                        d_qk=a.qk_head_dim, d_v=a.v_head_dim, bytes=T * 2 * q * (a.qk_head_dim + a.v_head_dim) * ACT_BYTES,
                        recompute="core_attn"),
-                    _gemm("attention/out", T, h, q * a.v_head_dim, saved=(Saved(q * a.v_head_dim, "gemm_input"),))]
+                    _gemm("attention/out", T, h, q * a.v_head_dim, saved=(Saved(q * a.v_head_dim, "gemm_input"),),
+                          extra_weights=h if a.bias else 0.0)]
             return ops
     raise TypeError(a)
 
@@ -132,16 +142,20 @@ def ffn_ops(f: DenseFFN | MoEFFN, h: int, *, tokens: float, tp: int = 1, ep: int
     T, t = tokens, tp
     match f:
         case DenseFFN(d_ff=d, gated=gated):
-            return [_gemm("mlp/up", T, (2 if gated else 1) * d / t, h),
-                    _gemm("mlp/down", T, h, d / t, saved=(Saved(d / t, "gemm_input"),))]
+            up = (2 if gated else 1) * d / t
+            return [_gemm("mlp/up", T, up, h, extra_weights=up if f.bias else 0.0),
+                    _gemm("mlp/down", T, h, d / t, saved=(Saved(d / t, "gemm_input"),),
+                          extra_weights=h if f.bias else 0.0)]
         case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
             mult = 2 if f.gated else 1
             local = E / ep if expert_count is None else expert_count
             per_expert = (T * k / local if ep > 1 else T * k / E) if expert_tokens is None else expert_tokens
             et = expert_tp or t
-            ops = [_gemm("moe/router", T, E, h),
-                   _gemm("moe/experts_up", per_expert, mult * fe / et, h, count=local),
-                   _gemm("moe/experts_down", per_expert, h, fe / et, count=local)]
+            ops = [_gemm("moe/router", T, E, h, extra_weights=E if f.router_bias else 0.0),
+                   _gemm("moe/experts_up", per_expert, mult * fe / et, h, count=local,
+                         extra_weights=local * mult * fe / et if f.expert_bias else 0.0),
+                   _gemm("moe/experts_down", per_expert, h, fe / et, count=local,
+                         extra_weights=local * h if f.expert_bias else 0.0)]
             if f.shared_d_ff:
                 ops += [_gemm("moe/shared_up", T, 2 * f.shared_d_ff / t, h),
                         _gemm("moe/shared_down", T, h, f.shared_d_ff / t, saved=(Saved(f.shared_d_ff / t, "gemm_input"),))]
