@@ -325,6 +325,33 @@ def test_balanced_layout_evens_the_stages_work():
     assert bal.plan.to_dict()["pipeline_layout"] == "balanced"
 
 
+@pytest.mark.parametrize("extra", [{"recompute": "full"}, {"activation_offload": 0.5}])
+def test_balanced_layout_leaves_no_stage_empty(extra):
+    """pipeline_layout: balanced never leaves a pipeline stage without layers when a split with
+    every stage holding one exists: Llama-3.1-8B over 8 stages (its 128k-entry head outweighs 4
+    layers) used to put all 32 layers on the first 7 stages, and full recompute or activation
+    offload then failed on the empty last stage. Every stage gets a layer and the estimate
+    completes."""
+    sc = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 8},
+          "training": {"seq_len": 8192, "global_batch_seqs": 64},
+          "parallel": {"tp": 1, "pp": 8, "dp": 1, "pipeline_layout": "balanced", "zero_stage": 1, **extra}}
+    r = api.estimate_training(sc)
+    counts = next(a.value for a in r.assumptions if a.name == "pipeline_layout")
+    assert sum(counts) == 32 and len(counts) == 8 and min(counts) >= 1
+    assert r.step_time_s > 0 and r.memory_per_device_bytes > 0
+
+
+def test_balanced_layer_counts_fill_every_stage():
+    """With at least as many layers as stages, the balanced split gives each stage a layer even when
+    the last stage's extra work alone exceeds the bound the others would need; with fewer layers
+    than stages some stage must stay empty and the split still covers every layer."""
+    from flopcast.estimate.training import balanced_layer_counts
+    counts = balanced_layer_counts([1.0] * 32, 8, 0.3, 6.0)
+    assert sum(counts) == 32 and min(counts) >= 1 and counts[-1] == 1
+    few = balanced_layer_counts([1.0] * 3, 4, 0.0, 0.0)
+    assert sum(few) == 3 and len(few) == 4
+
+
 def test_moe_capacity_factor_pads_every_expert():
     """training.moe_capacity_factor c: tokens beyond c x the mean expert load are dropped and every
     expert's input is padded to it, so the expert GEMMs do c x the balanced work whatever the

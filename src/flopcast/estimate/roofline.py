@@ -79,7 +79,7 @@ def tiling(m: float, n: float, count: float, compute_units: int | None, k: float
             continue
         tiles = count * math.ceil(m / a) * math.ceil(n / b)
         slots = compute_units * per_unit
-        splits = max(1, min(slots // tiles, int(k // SPLIT_K_MIN))) if tiles < slots else 1
+        splits = max(1, min(int(slots // tiles), int(k // SPLIT_K_MIN))) if tiles < slots else 1
         waves = math.ceil(tiles * splits / slots)
         e = count * m * n * splits / (waves * slots * a * b)
         if e > best:
@@ -168,7 +168,8 @@ def gemm_table_error(fill_k: float, partial_bytes: float, table=None, hw_id: str
     peak = hw.peak_flops_per_s["bf16"]
     mem = hw.hbm_bandwidth_bytes_per_s * eff.memory_frac
     k0 = _k0(peak, hw.hbm_bandwidth_bytes_per_s, fill_k)
-    anchor = shape_efficiency(*(eff.best_shape or DEFAULT_BEST_SHAPE), 1, hw.compute_units, k0)
+    bm, bn, bk = eff.best_shape or DEFAULT_BEST_SHAPE
+    anchor = shape_efficiency(bm, bn, bk, 1, hw.compute_units, k0)
     out = []
     for m, n, k, tflops in table or data["table"]:
         frac = eff.matmul_frac * min(1.0, shape_efficiency(m, n, k, 1, hw.compute_units, k0) / anchor)
@@ -183,10 +184,11 @@ def fit_gemm_shape(table=None, hw_id: str | None = None) -> tuple[float, float]:
     """(fill_k, splitk_partial_bytes) minimising the squared log error on the measured table: a grid
     over fill_k 0..400 (step 16) and partial bytes 0, 4, 8, 16 (fp32 partials are 4 B written
     and read back; 0 if the library reduces in registers). Deterministic."""
-    best = None
+    best: tuple[float, float, float] | None = None
     for fill in range(0, 401, 16):
         for pb in (0.0, 4.0, 8.0, 16.0):
             sse = sum(e * e for e in gemm_table_error(fill, pb, table, hw_id))
             if best is None or sse < best[0] - 1e-12:
                 best = (sse, float(fill), pb)
+    assert best is not None
     return best[1], best[2]

@@ -82,6 +82,7 @@ class ServingEstimate:
     datacenter: dict[str, Any] | None = None
     at_slo: dict[str, Any] | None = None      # the operating point at inference.slo (run.serving.at_slo)
     assumptions: tuple[Assumption, ...] = field(default=())
+    ops: tuple[dict[str, Any], ...] = ()     # the op rows of one decode iteration (decode_ops)
 
     def to_dict(self) -> dict[str, Any]:
         return {**(self.datacenter or {}), **({"at_slo": self.at_slo} if self.at_slo is not None else {}), **{
@@ -97,6 +98,7 @@ class ServingEstimate:
             "prefill_breakdown_s": dict(self.prefill_breakdown_s),
             "output_tokens_per_j": self.tokens_per_j,
             "inference": self.spec.to_dict(),
+            "ops": [dict(o) for o in self.ops],
             "assumptions": [a.to_dict() for a in self.assumptions],
         }}
 
@@ -178,90 +180,171 @@ def _kv_elems_per_token_device(a, tp: int) -> float:
     raise TypeError(a)
 
 
+@dataclass(frozen=True, slots=True)
+class _Iteration:
+    """One layer's share of one iteration on one device: n_decode decode tokens (queries_per_seq per
+    sequence: 1, or 1 + k when verifying k speculative drafts) at context ctx_decode plus n_prefill
+    prompt tokens of prompts of length `prompt`; global_tokens in the expert-parallel group."""
+
+    n_decode: float
+    ctx_decode: float
+    n_prefill: float
+    prompt: float
+    global_tokens: float
+    queries_per_seq: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Routing:
+    """MoE routing of one iteration on one device: routed copies per touched expert, the experts
+    touched, the busiest rank's load over the mean, and the grouped-GEMM weight bandwidth."""
+
+    per_expert: float
+    touched: float
+    imbalance: float
+    grouped_bytes_per_s: float | None
+
+
+def _routing(sv: _Serve, ffn: MoEFFN, T: float, global_tokens: float) -> _Routing:
+    E, k = ffn.num_experts, ffn.top_k
+    ep = sv.spec.ep
+    local = math.ceil(E / ep) if sv.spec.eplb else E / ep   # EPLB: redundant experts fill the slots
+    # the most-loaded expert-parallel rank sets the pace (real routing; EPLB rebalances)
+    imb = moe_imbalance("inference_eplb" if sv.spec.eplb else "inference", ep)
+    routed = global_tokens * k / ep * imb if ep > 1 else T * k     # token copies this device computes
+    tokens_for_routing = global_tokens if ep > 1 else T
+    # expected distinct experts touched by the routed copies (uniform routing)
+    touched = local * (1 - (1 - 1 / E) ** (tokens_for_routing * k))
+    per_expert = routed / max(touched, 1e-9)
+    # grouped GEMMs with few tokens per expert stream weights below the HBM microbenchmark
+    md = moe_serving_data()
+    gbw = (sv.hw.hbm_bandwidth_bytes_per_s * md["grouped_gemm_memory_frac"]
+           if per_expert <= md["grouped_gemm_max_tokens"] else None)
+    return _Routing(per_expert, touched, imb, gbw)
+
+
+def _attention_s(sv: _Serve, a: StandardAttention | LatentAttention, op: ops_mod.Op, it: _Iteration) -> float:
+    """The attention core over the cache (decode: the KV read or the FLOPs, whichever is slower;
+    MLA decodes in the absorbed form over the latent) and over the prompt (prefill, compute-bound)."""
+    q, t = op.heads, sv.spec.tp
+    dec_dqk, dec_dv = (a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank) if isinstance(a, LatentAttention) \
+        else (op.d_qk, op.d_v)
+    w = a.window
+    c = min(it.ctx_decode, w) if w else it.ctx_decode
+    kv_read = it.n_decode / it.queries_per_seq * c * _kv_elems_per_token_device(a, t) * sv.kv_bytes
+    f_dec = it.n_decode * 2 * q * (dec_dqk + dec_dv) * c
+    eff = sv.ctx.eff
+    t_dec = max(f_dec / (eff.attention_fwd_frac * sv.half_peak), kv_read / sv.ctx.mem_bytes_per_s) if it.n_decode else 0.0
+    keys = counts.attended_keys(it.prompt, w, "causal") if it.n_prefill else 0.0
+    f_pre = it.n_prefill * 2 * q * (op.d_qk + op.d_v) * keys
+    pre_frac = min(0.98, eff.attention_fwd_frac * attention_seq_factor(it.prompt)) if it.n_prefill else 1.0
+    t_pre = f_pre / (pre_frac * sv.half_peak) if it.n_prefill else 0.0
+    return t_dec + t_pre + 2 * KERNEL_TAIL_S
+
+
+def _row_s(sv: _Serve, op: ops_mod.Op, layer: LayerSpec, it: _Iteration, routing: _Routing | None) -> tuple[str, float]:
+    """(breakdown key, time) of one op row in one serving iteration."""
+    match op.kind:
+        case "gemm" if op.name == "moe/router":                       # router weights stay 16-bit
+            return "matmul", _gemm(sv, op.m, op.n, op.k, op.count, weight_bytes=ACT_BYTES)
+        case "gemm" if op.name.startswith("moe/experts") and routing is not None:
+            t = _gemm(sv, op.m, op.n, op.k, op.count, mem_bytes_per_s=routing.grouped_bytes_per_s)
+            return "expert_matmul", t / sv.moe_factor
+        case "gemm":
+            return "matmul", _gemm(sv, op.m, op.n, op.k, op.count)
+        case "attention":
+            return "attention", _attention_s(sv, layer.attention, op, it)
+        case "elementwise" if op.name == "attention/rope":
+            # engines fuse rotary embeddings into the projection epilogue or the attention kernel
+            # (vLLM, FlashInfer, TensorRT-LLM): no HBM pass of their own
+            return "elementwise_elems", 0.0
+        case "elementwise":
+            return "elementwise_elems", op.elems_per_token
+        case "comm" if op.name == "tp/collective":
+            return "tp_comm", op.calls * comm.ring_all_reduce_s(sv.spec.tp, op.bytes, sv.ctx.links, sv.ctx.tp_inside)
+        case "comm" if isinstance(layer.ffn, MoEFFN) and routing is not None:
+            T = it.n_decode + it.n_prefill
+            return "ep_comm", _dispatch_combine_s(sv, T, layer.ffn.top_k, sv.model.hidden_size, sv.spec.ep,
+                                                  routing.imbalance)
+    raise ValueError(op.name)
+
+
+def _layer_rows(sv: _Serve, layer: LayerSpec, it: _Iteration) -> list[tuple[ops_mod.Op, str, float]]:
+    """The op rows of estimate/ops.py for one layer of one iteration on one device (MLA decode tokens
+    in the absorbed form), each with its breakdown class and time; element-wise rows carry their
+    elements per token instead (class elementwise_elems), streamed together by the caller."""
+    T = it.n_decode + it.n_prefill
+    t, ep = sv.spec.tp, sv.spec.ep
+    routing: _Routing | None = None
+    moe_kw: dict[str, Any] = {}
+    if isinstance(layer.ffn, MoEFFN):
+        routing = _routing(sv, layer.ffn, T, it.global_tokens)
+        moe_kw = {"ep": ep, "expert_tokens": routing.per_expert, "expert_count": routing.touched}
+    mla = isinstance(layer.attention, LatentAttention)
+    rows = ops_mod.layer_ops(layer, sv.model, tokens=T, keys=0.0, tp=t, absorbed_tokens=it.n_decode if mla else 0.0,
+                             **moe_kw)
+    # attention data parallel: the slowest rank's attention sets the pace of the layer
+    bal = moe_serving_data()["attention_dp_balance"] if ep > 1 and sv.spec.dp > 1 else 1.0
+    out = []
+    for op in rows:
+        key, s = _row_s(sv, op, layer, it, routing)
+        out.append((op, key, s / bal if op.name.startswith("attention/") and key != "elementwise_elems" else s))
+    return out
+
+
 def _layer_step(sv: _Serve, layer: LayerSpec, n_decode: float, ctx_decode: float, n_prefill: float,
                 prompt: float, global_tokens: float, queries_per_seq: float = 1.0) -> dict[str, float]:
     """One layer of one iteration on one device: n_decode decode tokens (queries_per_seq per
     sequence: 1, or 1 + k when verifying k speculative drafts) at context ctx_decode plus n_prefill
-    prompt tokens of prompts of length `prompt`."""
-    m = sv.model
-    h = m.hidden_size
-    t = sv.spec.tp
-    T = n_decode + n_prefill
+    prompt tokens of prompts of length `prompt`: its op rows' times summed by class."""
+    it = _Iteration(n_decode, ctx_decode, n_prefill, prompt, global_tokens, queries_per_seq)
     out = {"matmul": 0.0, "attention": 0.0, "elementwise": 0.0, "tp_comm": 0.0, "ep_comm": 0.0, "expert_matmul": 0.0}
-    a = layer.attention
-    # projections: the op rows of estimate/ops.py (MLA decode tokens in the absorbed form)
-    mla = isinstance(a, LatentAttention)
-    for op in ops_mod.attention_ops(a, h, tokens=T, keys=0.0, tp=t, absorbed_tokens=n_decode if mla else 0.0):
-        if op.kind == "gemm":
-            out["matmul"] += _gemm(sv, op.m, op.n, op.k, op.count)
-    q = a.num_heads / t
-    match a:
-        case StandardAttention(head_dim=dh):
-            dqk = dv = dh
-            dec_dqk, dec_dv = dh, dh
-        case LatentAttention():
-            rkv, rope = a.kv_lora_rank, a.qk_rope_head_dim
-            dqk, dv = a.qk_head_dim, a.v_head_dim
-            dec_dqk, dec_dv = rkv + rope, rkv
-    # attention over the cache (decode) and over the prompt (prefill)
-    w = a.window
-    c = min(ctx_decode, w) if w else ctx_decode
-    kv_read = n_decode / queries_per_seq * c * _kv_elems_per_token_device(a, t) * sv.kv_bytes
-    f_dec = n_decode * 2 * q * (dec_dqk + dec_dv) * c
-    eff = sv.ctx.eff
-    t_dec = max(f_dec / (eff.attention_fwd_frac * sv.half_peak), kv_read / sv.ctx.mem_bytes_per_s) if n_decode else 0.0
-    keys = counts.attended_keys(prompt, w, "causal") if n_prefill else 0.0
-    f_pre = n_prefill * 2 * q * (dqk + dv) * keys
-    pre_frac = min(0.98, eff.attention_fwd_frac * attention_seq_factor(prompt)) if n_prefill else 1.0
-    t_pre = f_pre / (pre_frac * sv.half_peak) if n_prefill else 0.0
-    out["attention"] = t_dec + t_pre + 2 * KERNEL_TAIL_S
-    if sv.spec.ep > 1 and sv.spec.dp > 1:
-        # attention data parallel: the slowest rank's attention sets the pace of the layer
-        bal = moe_serving_data()["attention_dp_balance"]
-        out["attention"] /= bal
-        out["matmul"] /= bal
-    # FFN
-    ffn = layer.ffn
-    match ffn:
-        case DenseFFN(d_ff=f, gated=gated):
-            for op in ops_mod.ffn_ops(ffn, h, tokens=T, tp=t):
-                out["matmul"] += _gemm(sv, op.m, op.n, op.k, op.count)
-            act = (3 if gated else 2) * f / t
-        case MoEFFN(num_experts=E, top_k=k, expert_d_ff=fe):
-            ep = sv.spec.ep
-            local = math.ceil(E / ep) if sv.spec.eplb else E / ep   # EPLB: redundant experts fill the slots
-            # the most-loaded expert-parallel rank sets the pace (real routing; EPLB rebalances)
-            imb = moe_imbalance("inference_eplb" if sv.spec.eplb else "inference", ep)
-            routed = global_tokens * k / ep * imb if ep > 1 else T * k     # token copies this device computes
-            tokens_for_routing = global_tokens if ep > 1 else T
-            # expected distinct experts touched by the routed copies (uniform routing)
-            touched = local * (1 - (1 - 1 / E) ** (tokens_for_routing * k))
-            mult = 2 if ffn.gated else 1
-            per_expert = routed / max(touched, 1e-9)
-            # grouped GEMMs with few tokens per expert stream weights below the HBM microbenchmark
-            md = moe_serving_data()
-            gbw = (sv.hw.hbm_bandwidth_bytes_per_s * md["grouped_gemm_memory_frac"]
-                   if per_expert <= md["grouped_gemm_max_tokens"] else None)
-            for op in ops_mod.ffn_ops(ffn, h, tokens=T, tp=t, ep=ep, expert_tokens=per_expert, expert_count=touched):
-                if op.name == "moe/router":                      # router weights stay 16-bit
-                    out["matmul"] += _gemm(sv, op.m, op.n, op.k, op.count, weight_bytes=ACT_BYTES)
-                elif op.name.startswith("moe/experts"):
-                    out["expert_matmul"] += _gemm(sv, op.m, op.n, op.k, op.count, mem_bytes_per_s=gbw) / sv.moe_factor
-                else:                                            # shared experts
-                    out["matmul"] += _gemm(sv, op.m, op.n, op.k, op.count)
-            # activation, plus the token permutation around the experts: gather each token's k copies
-            # into expert order (read h, write k h) and the weighted combine back (read k h, write h)
-            # (Megatron-Core permute/unpermute, TensorRT-LLM expandInputRows / finalize)
-            act = k * (mult + 1) * fe / t + 2 * (h + k * h)
-            if ffn.shared_d_ff:
-                act += 3 * ffn.shared_d_ff / t
-            if ep > 1:
-                out["ep_comm"] = _dispatch_combine_s(sv, T, k, h, ep, imb)
-    elem = T * ((layer.num_norms * 2 + 6) * h + act) * ACT_BYTES
-    out["elementwise"] = elem / sv.ctx.mem_bytes_per_s + (KERNELS_PER_LAYER - 6) * KERNEL_TAIL_S
-    if t > 1:
-        out["tp_comm"] = 2 * comm.ring_all_reduce_s(t, T * h * ACT_BYTES, sv.ctx.links, sv.ctx.tp_inside)
+    elems = 0.0       # element-wise rows: 16-bit elements per token, streamed in one pass below
+    for _op, key, s in _layer_rows(sv, layer, it):
+        if key == "elementwise_elems":
+            elems += s
+        else:
+            out[key] += s
+    T = n_decode + n_prefill
+    out["elementwise"] = T * elems * ACT_BYTES / sv.ctx.mem_bytes_per_s + (KERNELS_PER_LAYER - 6) * KERNEL_TAIL_S
     return out
+
+
+def _decode_row(sv: _Serve, op: ops_mod.Op, key: str, s: float, layer: LayerSpec, it: _Iteration,
+                count: int) -> dict[str, Any]:
+    """One row of the decode report: FLOPs and bytes as the iteration moves them."""
+    T = it.n_decode
+    flops, moved = op.flops, op.bytes
+    if key == "elementwise_elems":
+        key, moved = "elementwise", T * s * ACT_BYTES
+        s = moved / sv.ctx.mem_bytes_per_s
+    elif op.kind == "gemm":
+        wb = ACT_BYTES if op.name == "moe/router" else sv.w_bytes
+        moved = op.count * (ACT_BYTES * op.m * op.k + wb * op.k * op.n + ACT_BYTES * op.m * op.n)
+    elif op.kind == "attention":
+        a = layer.attention
+        c = min(it.ctx_decode, a.window) if a.window else it.ctx_decode
+        dqk, dv = (a.kv_lora_rank + a.qk_rope_head_dim, a.kv_lora_rank) if isinstance(a, LatentAttention) \
+            else (op.d_qk, op.d_v)
+        flops = T * 2 * op.heads * (dqk + dv) * c
+        moved = T * c * _kv_elems_per_token_device(a, sv.spec.tp) * sv.kv_bytes
+    return {**op.to_dict(), "flops": flops, "layers": count, "class": key, "time_s": s, "bytes_moved": moved}
+
+
+def decode_ops(sv: _Serve, batch: float, ctx_decode: float) -> tuple[dict[str, Any], ...]:
+    """The op rows of one pure decode iteration of `batch` sequences at context `ctx_decode` on one
+    device, each timed as _layer_step times it (without two-batch overlap or pipeline
+    micro-batching), with the number of layers it repeats in; then the LM head. Rotary embeddings
+    are fused (0 s); the element-wise rows share the layer's kernel tails, which are left out."""
+    m = sv.model
+    it = _Iteration(batch, ctx_decode, 0.0, 0.0, batch * sv.spec.ep)
+    rows = [_decode_row(sv, op, key, s, layer, it, count)
+            for layer, count in m.layer_groups() for op, key, s in _layer_rows(sv, layer, it) if op.kind != "comm"]
+    head = ops_mod.head_ops(m, tokens=batch, tp=sv.spec.tp)[0]
+    t_head = _gemm(sv, head.m, head.n, head.k, weight_bytes=ACT_BYTES)
+    moved = ACT_BYTES * (head.m * head.k + head.k * head.n + head.m * head.n)
+    rows.append({**head.to_dict(), "layers": 1, "class": "lm_head", "time_s": t_head, "bytes_moved": moved})
+    return tuple(rows)
 
 
 def iteration_breakdown_s(sv: _Serve, n_decode: float, ctx_decode: float, n_prefill: float, prompt: float,
@@ -476,7 +559,7 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
         output_tokens_per_s=out_tps, total_tokens_per_s=total_tps, input_tokens_per_s=out_tps * I / O,
         output_tokens_per_s_per_device=out_tps / spec.num_devices,
         decode_step_breakdown_s=dec_only, prefill_breakdown_s=pre, tokens_per_j=tpj, spec=spec,
-        assumptions=assumptions,
+        assumptions=assumptions, ops=decode_ops(sv, B_run, ctx_dec),
     )
 
 

@@ -295,100 +295,48 @@ def cdf_chart(d: dict[str, Any], data: ChartData) -> Figure | None:
     return fig
 
 
-def _layers_of(component: str, arch: dict[str, Any]) -> int:
-    n = arch["num_layers"]
-    moe = arch.get("num_moe_layers", 0)
-    if component.startswith("moe/"):
-        return moe
-    if component.startswith("mlp/"):
-        return n - moe
-    return 1 if component.startswith(("head/", "embedding/")) else n
+def _label(row: dict[str, Any]) -> str:
+    if row["kind"] == "attention":
+        return "attention core"
+    return "lm_head" if row["name"] == "head/logits" else row["name"].split("/")[-1]
 
 
 def op_intensities(d: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ops of one layer (and the LM head) on one device, as roofline points: FLOPs and bytes moved.
+    """The op rows of one layer of each kind (and the LM head) on one device, as roofline points: FLOPs
+    and bytes moved, exactly as the estimators' own rows carry them (estimate/ops.py), no second model.
 
-    Training: the forward of one micro-batch, M = microbatch_seqs * seq_len / cp tokens, weights split by
-    tp (experts by ep, each seeing M * k / E tokens). Serving: one decode iteration of `batch_size`
-    sequences at the mean context (input + output / 2), weights split by tp.
-    A linear layer with W weights is taken as a (hidden x W/hidden) GEMM: F = 2 M W,
-    bytes = act * M * (hidden + W/hidden) + w * W (exact when one side is the hidden size; MLA's low-rank
-    projections and the three matrices of a gated expert are approximated). Attention's core is
-    flash-style (scores never leave the chip); at decode its bytes are the KV cache read.
-    Leaves out: norms, rotary embeddings, the optimizer step, communication.
-    """
-    arch = d["model"]["architecture"]
-    hidden = arch["hidden_size"]
-    out = []
-    sections = []
-    tr = d.get("training")
-    if tr:
-        p = tr["parallel"]
-        seq = d["model"]["seq_len"]
-        m = p["microbatch_seqs"] * seq / p["cp"]
-        e = 1 if str((d.get("inputs", {}).get("training") or {}).get("precision", "bf16")) == "fp8" else 2
-        sections.append(("training", m, p["tp"], p.get("ep", 1), e, e, seq))
+    Training: the report's `training.ops`, the forward of one micro-batch as the step timed it.
+    Serving: the report's `serving.ops`, one decode iteration of `batch_size` sequences at the mean
+    context (input + output / 2); attention's bytes there are the KV cache read.
+    Leaves out: collectives, and rows that move no bytes (the layer's kernel tails)."""
+    sections = [("training", (d.get("training") or {}).get("ops") or [])]
     sv = d.get("serving")
-    if sv and sv["fits"]:
-        inf = sv["inference"]
-        from flopcast.dtypes import BYTES_PER_ELEMENT
-
-        w = BYTES_PER_ELEMENT.get(inf["weights_dtype"], 2)
-        ctx = inf["input_tokens"] + inf["output_tokens"] / 2
-        sections.append(("decode", float(sv["batch_size"]), inf["tp"], inf.get("ep", 1), 2, w, ctx))
-    for what, m, tp, ep, act, wb, ctx in sections:
-        for comp, count in d["model"]["params_breakdown"].items():
-            if "norm" in comp or comp.startswith("embedding/") or comp == "moe/router":
+    if sv and sv.get("fits"):
+        sections.append(("decode", sv.get("ops") or []))
+    out = []
+    for what, rows in sections:
+        for r in rows:
+            if r["kind"] == "comm" or not r.get("bytes_moved") or r.get("part", "layers") not in ("layers", "head"):
                 continue
-            layers = _layers_of(comp, arch)
-            if layers == 0:
-                continue
-            weights = count / layers
-            tokens = m
-            if comp == "moe/experts":
-                num_e = arch["num_experts"]
-                weights = count / layers / num_e / 3 / max(1, tp if ep == 1 else 1)
-                tokens = m * arch["experts_per_token"] / num_e
-                n = weights / hidden
-                flops, moved = 3 * 2 * tokens * weights, 3 * (act * tokens * (hidden + n) + wb * weights)
-            else:
-                weights /= tp
-                n = weights / hidden
-                flops, moved = 2 * tokens * weights, act * tokens * (hidden + n) + wb * weights
-            out.append({"section": what, "op": comp.split("/")[-1] if comp != "head/lm_head" else "lm_head",
-                        "flops": flops, "bytes": moved})
-        heads = arch["num_heads"] / tp
-        d_qk = arch.get("head_dim") or (arch.get("qk_nope_head_dim", 0) + arch.get("qk_rope_head_dim", 0))
-        d_v = arch.get("head_dim") or arch.get("v_head_dim", d_qk)
-        kv_heads = arch.get("num_kv_heads", arch["num_heads"]) / tp
-        if what == "training":
-            flops = 2 * m * ctx * heads * (d_qk + d_v) / 2            # causal: half the score matrix
-            moved = act * (2 * m * heads * (d_qk + d_v) + ctx * kv_heads * (d_qk + d_v))
-        else:
-            flops = 2 * m * ctx * heads * (d_qk + d_v)
-            moved = m * ctx * d["model"]["kv_cache_bytes_per_token"] / arch["num_layers"] / tp
-        out.append({"section": what, "op": "attention core", "flops": flops, "bytes": moved})
+            out.append({"section": what, "op": _label(r), "flops": r["flops"], "bytes": r["bytes_moved"]})
     return out
 
 
 def _roofline_points(d: dict[str, Any], peak: float, bw: float) -> list[tuple[str, float, float, float]]:
-    """(label, FLOP per byte, FLOP/s, FLOPs) per op. Training ops the cost model timed (the training
-    report's `ops`) sit at the FLOP/s it achieves; the others at what their intensity allows."""
+    """(label, FLOP per byte, FLOP/s, FLOPs) per op. Training ops (the training report's `ops`) sit at
+    the FLOP/s the cost model achieves for them; serving ops at what their intensity allows."""
     timed = {o["name"]: o for o in (d.get("training") or {}).get("ops") or []}
-    estimated = op_intensities(d)
-    core = next((o for o in estimated if o["section"] == "training" and o["op"] == "attention core"), None)
     points = []
     for name, o in timed.items():
         x = o.get("arithmetic_intensity_flops_per_byte")
-        if x is None and o["kind"] == "attention" and core:
-            x = core["flops"] / core["bytes"]
         if x and o.get("achieved_flops_per_s"):
             points.append((f"training: {name}", x, o["achieved_flops_per_s"], o["flops"]))
-    for o in estimated:
-        if o["section"] == "training" and timed:
+    for o in op_intensities(d):
+        if o["section"] == "training":
             continue
         x = o["flops"] / o["bytes"]
-        points.append((f"{o['section']}: {o['op']}", x, min(peak, x * bw), o["flops"]))
+        if x:
+            points.append((f"{o['section']}: {o['op']}", x, min(peak, x * bw), o["flops"]))
     return points
 
 

@@ -4,14 +4,13 @@ multi-phase run is estimated phase by phase (flopcast.run.phases)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
-from flopcast.estimate.training import TrainingEstimate, op_breakdown
+from flopcast.estimate.training import TrainingEstimate
 from flopcast.estimate.training import estimate_training as _estimate
 from flopcast.run.datacenter import training_datacenter, with_datacenter
 from flopcast.run.phases import PhasedTrainingEstimate, estimate_phases
@@ -72,9 +71,6 @@ def estimate_training_resolved(rs: ResolvedScenario) -> TrainingEstimate | Phase
     est = _estimate(rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
                     scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s,
                     assumptions=tuple(_assumptions(rs, train)))
-    est = dataclasses.replace(est, ops=op_breakdown(
-        rs.model, rs.hardware, plan, train, devices_per_node=rs.cluster.devices_per_node,
-        scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s))
     return with_datacenter(rs, est, training_datacenter)
 
 

@@ -43,7 +43,7 @@ class ParallelPlan:
     ep_comm_overlap: bool = False
     etp: int | None = None                         # expert tensor parallel; None = tp
     # layers per virtual stage (pp x vpp entries), or "balanced": the split that evens out the
-    # stages' work with the embedding, the head and any MTP modules counted (estimate/training.py)
+    # stages' work with the embedding, the head and any MTP modules counted (estimate/training/layout.py)
     pipeline_layout: tuple[int, ...] | str | None = None
     pp_schedule: str = "1f1b"
     recompute_modules: tuple[str, ...] = ("core_attn",)

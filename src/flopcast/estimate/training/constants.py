@@ -1,0 +1,39 @@
+"""Bytes per element and per parameter, and the documented runtime reserve, of a training step."""
+
+from __future__ import annotations
+
+from flopcast import units
+
+# Bytes per parameter of the model states (mixed-precision Adam, Megatron-LM layout).
+WEIGHT_BYTES = 2.0          # bf16/fp16 weights (fp8 training keeps bf16 weights, casts per matmul)
+GRAD_BYTES = 4.0            # fp32 main gradients
+OPTIMIZER_BYTES_FP32_MOMENTS = 12.0      # fp32 master weights + Adam m and v
+# Optimizer step, HBM bytes per parameter (Megatron-LM mixed-precision optimizer): gradient
+# non-finite check and unscale (read 4, write 4), global-norm for clipping (read 4), Adam (read
+# master, m, v, grad 16; write master, m, v 12), copy of the master into the 16-bit weights (read
+# 4, write 2), zeroing the fp32 gradient buffer (write 4).
+ADAM_BYTES_MOVED = 50.0
+ACT_BYTES = 2.0             # activations in bf16/fp16
+# GEMM operand bytes per element by training precision: fp8 (one byte; per-tensor or 1x32 block
+# scales ignored), NVFP4 (half a byte plus one fp8 scale per 16 elements: NVIDIA's NVFP4 recipe)
+GEMM_OPERAND_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5 + 1.0 / 16}
+QLORA_BYTES_PER_WEIGHT = 0.5 + 2.0 / 64   # NF4 with an fp16 absmax per 64-weight block (double quantisation ignored)
+MASK_BYTES = 1.0            # a dropout mask element
+LOGIT_BYTES = 6.0           # fp32 logits for the loss + their bf16 copy, per vocabulary entry
+# HBM traffic of an unfused fp32 cross-entropy per logit (Megatron's vocab-parallel loss; PyTorch's
+# log_softmax + nll_loss moves about as much). Forward: cast bf16 -> fp32 (read 2, write 4), max
+# (read 4), subtract the max (read 4, write 4), exp (4 + 4), sum (4), normalise into the softmax
+# kept for backward (4 + 4) = 38 B. Backward: scale the softmax by the incoming gradient (4 + 4),
+# cast back to bf16 (4 + 2) = 14 B.
+LOSS_FWD_BYTES_PER_LOGIT = 38.0
+LOSS_BWD_BYTES_PER_LOGIT = 14.0
+# Embedding backward on the first stage: the dense (V/t x h) bf16 gradient is zeroed and scattered
+# into (2 B), then accumulated into the fp32 main gradient (read 2 + 4, write 4) every micro-batch.
+EMBED_GRAD_BYTES_PER_ENTRY = 12.0
+# Runtime reserve on every device (documented defaults).
+RUNTIME_CONTEXT_BYTES = 1.0 * units.GiB    # CUDA/ROCm context, cuBLAS/cuDNN workspaces
+COMM_BUFFER_BYTES = 0.5 * units.GiB        # NCCL channels and buffers
+FRAGMENTATION_FRAC = 0.10                   # caching-allocator fragmentation, fraction of activations
+HOST_MEMORY_BANDWIDTH_BYTES_PER_S = 200e9   # per node, CPU Adam for ZeRO-Offload (8-channel DDR5 ~300 GB/s peak)
+NVME_BANDWIDTH_BYTES_PER_S = 6e9            # per device, ZeRO-Infinity (PCIe Gen4 x4 NVMe ~7 GB/s read)
+HOST_LINK_DEFAULT_BYTES_PER_S = 32e9        # per device, assumed where the hardware entry states no host link

@@ -1,0 +1,432 @@
+"""One training step as a pipeline of pure stages over frozen intermediate results:
+
+    layer costs -> stage layout and stage work -> memory per rank -> micro-batch times ->
+    schedule (bubble, point-to-point) -> data-parallel and optimizer -> step time, FLOPs, MFU
+
+A caller that estimates many plans of one (model, hardware, training, cluster) passes a `cache`
+dict; every entry is keyed by a frozen dataclass naming the plan fields its value depends on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from flopcast import units
+from flopcast.assumption import Assumption
+from flopcast.dtypes import BYTES_PER_ELEMENT
+from flopcast.estimate import comm, counts
+from flopcast.estimate.roofline import COMM_UNITS, DeviceCtx
+from flopcast.estimate.training import dataparallel as dpm
+from flopcast.estimate.training.constants import GEMM_OPERAND_BYTES
+from flopcast.estimate.training.device import Prepared, device_ctx, prepare
+from flopcast.estimate.training.layer import Cost, Env, TimedOp, embed_cost, head_cost, layer_cost, mtp_cost
+from flopcast.estimate.training.layout import layer_counts, rank_layers
+from flopcast.estimate.training.memory import MEMORY_PARTS, RankMemory, rank_activations, rank_memory
+from flopcast.estimate.training.result import TrainingEstimate
+from flopcast.estimate.training.rows import report_rows
+from flopcast.estimate.training.schedule import bubble_microbatches, pp_comm_per_microbatch_s
+from flopcast.estimate.training.stage import StageTimes, compose_stages, timed_stages
+from flopcast.specs.hardware import AcceleratorSpec
+from flopcast.specs.model import ModelSpec
+from flopcast.specs.parallel import ParallelPlan
+from flopcast.specs.workload import TrainingSpec
+
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------- cache keys
+@dataclass(frozen=True, slots=True)
+class PrepKey:
+    """The device preparation (one per cache: the cache belongs to one model, hardware, training
+    spec and cluster)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CtxKey:
+    tp_inside: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LayerKey:
+    """The plan fields a layer's cost depends on (hash computed once: it is looked up per plan)."""
+
+    tp: int
+    cp: int
+    sp: bool
+    ep: int
+    expert_tp: int
+    microbatch_seqs: int
+    recompute: str
+    recompute_modules: tuple[str, ...]
+    single_stage: bool
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.tp, self.cp, self.sp, self.ep, self.expert_tp,
+                                                self.microbatch_seqs, self.recompute, self.recompute_modules,
+                                                self.single_stage)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @classmethod
+    def of(cls, plan: ParallelPlan) -> LayerKey:
+        return cls(plan.tp, plan.cp, plan.sp, plan.ep, plan.expert_tp, plan.microbatch_seqs, plan.recompute,
+                   tuple(plan.recompute_modules), plan.pp == 1)
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutKey:
+    """The plan fields a (not balanced) layout depends on."""
+
+    pp: int
+    vpp: int
+    pipeline_layout: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StageKey:
+    """The plan fields the stage work and its timing depend on beyond the layer costs' (looked up
+    in the layer costs' entry)."""
+
+    pp: int
+    vpp: int
+    pipeline_layout: Any
+    pp_schedule: str
+    ep_comm_overlap: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RankKey:
+    rank: int
+    dp: int
+
+
+@dataclass(frozen=True, slots=True)
+class DpKey:
+    dp: int
+    shard_group: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlopsKey:
+    """Forward and attention FLOPs per token (one per cache)."""
+
+
+def _memo(cache: dict[Any, Any], key: Any, make: Callable[[], T]) -> T:
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = make()
+    return value
+
+
+# --------------------------------------------------------------------------- stage work
+@dataclass(frozen=True, slots=True)
+class LayerWork:
+    """Per-micro-batch costs of each distinct layer, the head, the embedding and the MTP modules,
+    with the timed op rows each cost is the sum of."""
+
+    layers: tuple[Cost, ...]
+    head: Cost
+    embed: Cost
+    mtp: Cost | None
+    layer_rows: tuple[tuple[TimedOp, ...], ...]
+    head_rows: tuple[TimedOp, ...]
+    embed_rows: tuple[TimedOp, ...]
+    mtp_rows: tuple[TimedOp, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Layers per virtual stage, each rank's layer indices and its distinct layers with counts."""
+
+    sizes: tuple[int, ...]
+    stages: tuple[tuple[int, ...], ...]
+    groups: tuple[Counter[int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StageWork:
+    """The layout and each rank's summed cost."""
+
+    layout: Layout
+    costs: tuple[Cost, ...]
+    heavy: Cost                      # the rank with the most parameters (the optimizer shard's)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return self.layout.sizes
+
+    @property
+    def stages(self) -> tuple[tuple[int, ...], ...]:
+        return self.layout.stages
+
+    @property
+    def groups(self) -> tuple[Counter[int], ...]:
+        return self.layout.groups
+
+
+def _layer_work(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, ctx: DeviceCtx) -> LayerWork:
+    env = Env(model=model, plan=plan, train=train, ctx=ctx, tokens=plan.microbatch_seqs * train.seq_len / plan.cp)
+    walked = [layer_cost(env, spec) for spec in model.distinct_layers]
+    layers = tuple(c for c, _ in walked)
+    head, head_rows = head_cost(env)
+    embed, embed_rows = embed_cost(env)
+    n_mtp = train.mtp_layers or 0     # opt-in: the model's own count is reported by the api
+    mtp, mtp_rows = mtp_cost(env, layers[model.layer_group_index[-1]], head, n_mtp) if n_mtp else (None, ())
+    return LayerWork(layers, head, embed, mtp, tuple(r for _, r in walked), head_rows, embed_rows, mtp_rows)
+
+
+def _layout(model: ModelSpec, plan: ParallelPlan, lw: LayerWork) -> Layout:
+    group_of = model.layer_group_index
+    balance = None
+    if plan.pipeline_layout == "balanced":
+        last_extra = lw.head.work_s() + (lw.mtp.work_s() if lw.mtp is not None else 0.0)
+        balance = ([lw.layers[g].work_s() for g in group_of], lw.embed.work_s(), last_extra)
+    sizes = layer_counts(plan, model.num_layers, balance)
+    stages = rank_layers(sizes, plan.pp)
+    return Layout(tuple(sizes), tuple(tuple(s) for s in stages),
+                  tuple(Counter(group_of[i] for i in idx) for idx in stages))
+
+
+def _stage_work(plan: ParallelPlan, lw: LayerWork, layout: Layout) -> StageWork:
+    costs = compose_stages(lw.layers, layout.groups, head=lw.head, embed=lw.embed, mtp=lw.mtp,
+                           dualpipe=plan.pp_schedule == "dualpipe")
+    return StageWork(layout, tuple(costs), max(costs, key=lambda c: c.params))
+
+
+@dataclass(frozen=True, slots=True)
+class LayerEntry:
+    """The cache entry of one LayerKey: the layer work and the stage entries built on it."""
+
+    work: LayerWork
+    stages: dict[StageKey, StageEntry]
+
+
+@dataclass(slots=True)
+class StageEntry:
+    """The cache entry of one StageKey under a LayerEntry: the stage work and what plans sharing it
+    also share (activations per rank and dp, the timed stages, data-parallel collectives)."""
+
+    work: StageWork
+    acts: dict[RankKey, float] = field(default_factory=dict)
+    dp: dict[DpKey, dpm.DpCollectives] = field(default_factory=dict)
+    timed: tuple[list[StageTimes], int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanWork:
+    """Everything of one plan up to the stage work, with the device it runs on."""
+
+    prep: Prepared
+    ctx: DeviceCtx
+    layers: LayerWork
+    stages: StageWork
+    entry: StageEntry
+
+
+def _stage_entry(model: ModelSpec, plan: ParallelPlan, lw: LayerWork, cache: dict[Any, Any]) -> StageEntry:
+    if plan.pipeline_layout == "balanced":
+        layout = _layout(model, plan, lw)
+    else:
+        layout = _memo(cache, LayoutKey(plan.pp, plan.vpp, plan.pipeline_layout), lambda: _layout(model, plan, lw))
+    return StageEntry(_stage_work(plan, lw, layout))
+
+
+_PREP_KEY, _FLOPS_KEY = PrepKey(), FlopsKey()
+_CTX_KEYS = {True: CtxKey(True), False: CtxKey(False)}
+
+
+def plan_work(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+              scale_out_bandwidth_bytes_per_s: float | None, cache: dict[Any, Any]) -> PlanWork:
+    """The plan's device, layer work and stage work, from the cache where another plan built them
+    (the search's hot path: plain look-ups, the builders only on a miss)."""
+    prep = cache.get(_PREP_KEY)
+    if prep is None:
+        prep = cache[_PREP_KEY] = prepare(hw, train, scale_out_bandwidth_bytes_per_s)
+    ckey = _CTX_KEYS[plan.tp <= prep.scale_up_group]
+    ctx = cache.get(ckey)
+    if ctx is None:
+        ctx = cache[ckey] = device_ctx(hw, train, prep, plan.tp)
+    lkey = LayerKey.of(plan)
+    le = cache.get(lkey)
+    if le is None:
+        le = cache[lkey] = LayerEntry(_layer_work(model, plan, train, ctx), {})
+    skey = StageKey(plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, plan.ep_comm_overlap)
+    se = le.stages.get(skey)
+    if se is None:
+        se = le.stages[skey] = _stage_entry(model, plan, le.work, cache)
+    return PlanWork(prep, ctx, le.work, se.work, se)
+
+
+# --------------------------------------------------------------------------- memory
+@dataclass(frozen=True, slots=True)
+class MemoryResult:
+    rank: RankMemory               # the most-loaded of the first and last rank
+    host_bytes_per_node: float
+    fits: bool
+    reason: str | None
+
+
+def _rank_memory(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard, m: int,
+                 rank: int) -> RankMemory:
+    sw, lw = w.stages, w.layers
+    akey = RankKey(rank, plan.dp)
+    acts = w.entry.acts.get(akey)
+    if acts is None:
+        acts = w.entry.acts[akey] = rank_activations(lw.layers, sw.groups, lw.head, plan, m, rank)
+    assert w.ctx.stack is not None
+    return rank_memory(sw.costs[rank], plan, train, w.ctx.stack, shard, n_layers=len(sw.stages[rank]), acts=acts,
+                       layer_costs=lw.layers, here=sw.groups[rank])
+
+
+def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard,
+            m: int, devices_per_node: int, *, explain: bool) -> MemoryResult:
+    """Memory on the most-loaded rank (first and last stage checked) and whether it fits."""
+    mem = first = _rank_memory(w, plan, train, shard, m, 0)
+    offloaded = first.offloaded_acts
+    if plan.pp > 1:
+        last = _rank_memory(w, plan, train, shard, m, plan.pp - 1)
+        offloaded = max(offloaded, last.offloaded_acts)
+        if last.total > first.total:
+            mem = last
+    host_bytes = shard.host_bytes_per_node
+    if plan.activation_offload:
+        host_bytes += offloaded * devices_per_node
+    cap = hw.hbm_capacity_bytes
+    fits = mem.total <= cap
+    reason = None
+    if not fits and explain:
+        parts = dict(zip(MEMORY_PARTS, mem.parts, strict=True))
+        biggest = max(parts, key=lambda k: parts[k])
+        reason = (f"needs {units.format_bytes(mem.total)} per device, {units.format_bytes(mem.total - cap)} "
+                  f"more than the {units.format_bytes(cap)} of {hw.id}; largest part: {biggest} "
+                  f"({units.format_bytes(parts[biggest])})")
+    if host_bytes and hw.host_memory_bytes_per_node and host_bytes > hw.host_memory_bytes_per_node:
+        fits = False
+        reason = None if not explain else (
+            f"offloaded state needs {units.format_bytes(host_bytes)} of host memory per node; "
+            f"the {hw.id} reference node has {units.format_bytes(hw.host_memory_bytes_per_node)}")
+    return MemoryResult(mem, host_bytes, fits, reason)
+
+
+# --------------------------------------------------------------------------- time
+@dataclass(frozen=True, slots=True)
+class StepTimes:
+    breakdown_s: dict[str, float]
+    slow: StageTimes
+
+    @property
+    def step_s(self) -> float:
+        return sum(self.breakdown_s.values())
+
+
+def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+                shard: dpm.OptimizerShard, m: int, devices_per_node: int, cache: dict[Any, Any]) -> StepTimes:
+    stack = w.ctx.stack
+    assert stack is not None
+    comm_sm_frac = COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
+    if w.entry.timed is None:
+        w.entry.timed = timed_stages(w.stages.costs, plan, train, stack, comm_sm_frac)
+    per_stage, slow = w.entry.timed
+    st = per_stage[slow]
+    mb_tokens = plan.microbatch_seqs * train.seq_len / plan.cp
+    pp_comm_mb = pp_comm_per_microbatch_s(plan, mb_tokens, model.hidden_size, w.prep.links, devices_per_node)
+    bubble = bubble_microbatches(plan) * (st.total_s + pp_comm_mb)
+    dp_s = 0.0
+    if plan.dp * plan.cp > 1:
+        dkey = DpKey(plan.dp, plan.shard_group)
+        col = w.entry.dp.get(dkey)
+        if col is None:
+            col = w.entry.dp[dkey] = dpm.dp_collectives(w.stages.costs[slow], plan, train, hw, w.prep.links)
+        dp_s = dpm.dp_comm_s(col, plan, train, hw, stack, m=m, slow=st, n_layers=len(w.stages.stages[slow]),
+                             comm_sm_frac=comm_sm_frac)
+    optimizer_s = dpm.optimizer_step_s(shard, plan, w.ctx.mem_bytes_per_s, devices_per_node)
+    offload = dpm.offload_s(shard, plan, dpm.host_link_bytes_per_s(hw, w.prep.eff), m=m, slow=st,
+                            slow_act_bytes=w.stages.costs[slow].act_bytes)
+    # tied embeddings split over first and last stage: their gradients are all-reduced each step
+    emb_sync = 0.0
+    if model.tie_embeddings and plan.pp > 1:
+        emb_bytes = model.vocab_size * model.embed_dim / plan.tp * BYTES_PER_ELEMENT[train.grad_reduce_dtype]
+        emb_sync = comm.ring_all_reduce_s(2, emb_bytes, w.prep.links, False)
+    breakdown = {"compute": m * st.compute_s, "tp_comm": m * st.tp_comm_s, "pp_bubble": bubble,
+                 "pp_comm": m * pp_comm_mb, "dp_comm": dp_s, "ep_comm": m * st.ep_comm_s,
+                 "cp_comm": m * st.cp_comm_s, "offload": offload, "other": optimizer_s + emb_sync}
+    return StepTimes(breakdown, st)
+
+
+# --------------------------------------------------------------------------- the step
+def _hardware_flops(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, cache: dict[Any, Any]) -> tuple[float, float]:
+    """(model FLOPs, hardware FLOPs) of one step: 3 x forward, plus what recompute repeats."""
+    fwd_per_token, attn_per_token = _memo(cache, _FLOPS_KEY, lambda: (
+        counts.forward_flops_per_token(model, train.seq_len, "causal"),
+        counts.attention_flops_per_token(model, train.seq_len, "causal")))
+    tokens = train.tokens_per_step
+    model_flops = 3 * fwd_per_token * tokens
+    extra = 0.0
+    if plan.recompute == "full":
+        extra = fwd_per_token * tokens
+    elif plan.recompute == "selective":
+        extra = (attn_per_token if "core_attn" in plan.recompute_modules else 0.0) * tokens
+        if "mla_up_proj" in plan.recompute_modules:
+            extra += counts.mla_up_projection_flops_per_token(model) * tokens
+    return model_flops, model_flops + extra
+
+
+def _result(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+            mem: MemoryResult, times: StepTimes, shard: dpm.OptimizerShard, m: int,
+            assumptions: tuple[Assumption, ...], cache: dict[Any, Any]) -> TrainingEstimate:
+    step = times.step_s
+    model_flops, hardware_flops = _hardware_flops(model, plan, train, cache)
+    n_dev = plan.num_devices
+    peak_total = w.prep.mm_peak_flops_per_s * n_dev
+    tokens_per_s = train.tokens_per_step / step
+    ttt = dev_h = None
+    if train.total_tokens:
+        ttt = train.total_tokens / tokens_per_s
+        dev_h = ttt * n_dev / units.HOUR_S
+    if plan.pipeline_layout == "balanced":
+        assumptions = (*assumptions, Assumption(
+            "pipeline_layout", list(w.stages.sizes),
+            "balanced: layers per virtual stage that even out the stages' work, the embedding on the first "
+            "and the head, loss and MTP modules on the last counted"))
+    return TrainingEstimate(
+        fits=mem.fits, infeasible_reason=mem.reason, memory_per_device_bytes=mem.rank.total,
+        memory_breakdown_bytes=dict(zip(MEMORY_PARTS, mem.rank.parts, strict=True)),
+        memory_capacity_bytes=hw.hbm_capacity_bytes, step_time_s=step, step_time_breakdown_s=times.breakdown_s,
+        compute_breakdown_s={k: m * v for k, v in times.slow.parts_s.items()},
+        tokens_per_s=tokens_per_s, tokens_per_s_per_device=tokens_per_s / n_dev,
+        model_flops_per_step=model_flops, hardware_flops_per_step=hardware_flops,
+        mfu=model_flops / step / peak_total, hfu=hardware_flops / step / peak_total,
+        time_to_train_s=ttt, device_hours=dev_h, num_microbatches=m, plan=plan,
+        host_memory_per_node_bytes=mem.host_bytes_per_node, nvme_per_device_bytes=shard.nvme_bytes,
+        assumptions=assumptions, ops=_ops(w, model, train),
+    )
+
+
+def _ops(w: PlanWork, model: ModelSpec, train: TrainingSpec) -> tuple[dict[str, Any], ...]:
+    lw = w.layers
+    return report_rows(model.layer_group_index, lw.layer_rows, lw.head_rows, lw.embed_rows, lw.mtp_rows,
+                       train.mtp_layers or 0, w.ctx, GEMM_OPERAND_BYTES[train.precision])
+
+
+def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                  devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
+                  assumptions: tuple[Assumption, ...], cache: dict[Any, Any],
+                  summary: bool) -> TrainingEstimate | tuple[float, float, bool]:
+    """The whole step; `summary`: (step_time_s, memory_per_device_bytes, fits) only, plans that do not
+    fit untimed (step_time_s = inf)."""
+    w = plan_work(model, hw, plan, train, scale_out_bandwidth_bytes_per_s, cache)
+    m = train.global_batch_seqs // (plan.dp * plan.microbatch_seqs)
+    shard = dpm.optimizer_shard(w.stages.heavy, plan, train, devices_per_node)
+    mem = _memory(w, hw, plan, train, shard, m, devices_per_node, explain=not summary)
+    if not mem.fits and summary:
+        return math.inf, mem.rank.total, False   # the search drops plans that do not fit: no timing
+    times = _step_times(w, model, hw, plan, train, shard, m, devices_per_node, cache)
+    if summary:
+        return times.step_s, mem.rank.total, mem.fits
+    return _result(w, model, hw, plan, train, mem, times, shard, m, assumptions, cache)
