@@ -461,7 +461,6 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
     sv = prepare(model, hw, spec)
     I, O = spec.input_tokens, spec.output_tokens
     S = I + O
-    cap = hw.hbm_capacity_bytes
     weights, workspace, reserve, free = memory_split(sv)
     kv_seq = kv_bytes_per_sequence(sv, S)
     max_batch = max(0, int(free // kv_seq)) if kv_seq > 0 else 0
@@ -470,23 +469,10 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
     budget_batch = max(1, int(budget * O // (I + O)))
     B = admission.concurrent_sequences(spec, unlimited=min(max_batch, budget_batch))
     fits = max_batch >= 1 and B <= max_batch
-    reason = None
-    if max_batch < 1:
-        need = weights + workspace + reserve + kv_seq
-        domain = max(1, hw.scale_up_domain)
-        tp_needed = next((t for t in (1, 2, 4, 8, 16, 32, 64, 128)
-                          if t <= domain and weights * spec.tp / t + workspace + reserve + kv_seq <= cap), None)
-        reason = (f"needs {units.format_bytes(need)} per device for weights, workspace, reserve and one sequence's "
-                  f"KV cache; {hw.id} has {units.format_bytes(cap)}")
-        if tp_needed:
-            reason += f"; tp = {tp_needed} would fit"
-        elif domain == 1:
-            reason += "; it is a single device: a smaller model or a lower-precision format is needed"
-        else:
-            reason += f"; no tp within the scale-up domain of {domain} fits: add pipeline stages or lower the precision"
-    elif B > max_batch:
-        reason = (f"batch_size {B} needs {units.format_bytes(B * kv_seq)} of KV cache per device; "
-                  f"only {max_batch} sequences fit")
+    reason = _no_fit_reason(sv, (weights, workspace, reserve), kv_seq, max_batch, B)
+    mem = {"weights": weights, "kv_cache": 0.0, "workspace": workspace, "reserve": reserve}
+    if spec.pool == "prefill":
+        return _prefill_pool(sv, mem, free, max_batch, budget, assumptions)
     B_run = max(1, min(B, max(max_batch, 1)))
     # prompt tokens served from a prefix cache need no prefill compute (their KV is read back)
     prefill_per_iter = B_run * I / O * (1.0 - spec.prefix_cache_hit_frac)
@@ -494,64 +480,15 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
     if spec.pool == "decode":
         # a decode pool (disaggregated serving): prompts arrive prefilled with their KV cache
         prefill_per_iter = 0.0
-    if spec.pool == "prefill":
-        # a prefill pool: every iteration fills the token budget with prompts and emits their first token
-        B_run = max(1, math.ceil(budget / I))
-        it = iteration_breakdown_s(sv, 0, 0, budget * (1.0 - spec.prefix_cache_hit_frac), I, budget / I)
-        t_iter = sum(it.values())
-        in_tps = spec.dp * budget / t_iter
-        out_tps = in_tps / I
-        chunks = math.ceil(I / budget)
-        pre = iteration_breakdown_s(sv, 0, 0, I / chunks, I, 1 / chunks)
-        mem = {"weights": weights, "kv_cache": budget * kv_bytes_per_sequence(sv, I) / max(I, 1),
-               "workspace": workspace, "reserve": reserve}
-        full_w = hw.tdp_w or hw.power_max_w
-        return ServingEstimate(
-            fits=free > mem["kv_cache"], infeasible_reason=None if free > mem["kv_cache"] else
-            "the prompts of one iteration do not fit beside the weights", max_batch_size=max_batch, batch_size=B_run,
-            kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(model, S, spec.kv_dtype),
-            memory_breakdown_bytes=mem, ttft_s=t_iter, ttft_unloaded_s=chunks * sum(pre.values()), tpot_s=t_iter,
-            output_tokens_per_s=out_tps, total_tokens_per_s=in_tps + out_tps, input_tokens_per_s=in_tps,
-            output_tokens_per_s_per_device=out_tps / spec.num_devices, decode_step_breakdown_s=it,
-            prefill_breakdown_s=pre, tokens_per_j=out_tps / (full_w * spec.num_devices) if full_w else None,
-            spec=spec, assumptions=assumptions)
-    sp = spec.speculative
-    if sp is not None:
-        # a speculative step: draft k tokens per sequence, verify 1 + k query tokens per sequence in one
-        # forward (the KV cache read once per sequence), yield acceptance_length tokens per sequence
-        q = 1 + sp.num_draft_tokens
-        prefill_step = prefill_per_iter * sp.acceptance_length
-        draft = _draft_time_s(sv, B_run, ctx_dec, I)
-        it = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step, I, B_run * q, queries_per_seq=q)
-        it["draft"] = draft
-        t_step = sum(it.values())
-        t_iter = t_step / sp.acceptance_length      # time per output token of every sequence
-        mine = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step * (B_run - 1) / B_run, I, B_run * q,
-                                     queries_per_seq=q)
-        tpot = (sum(mine.values()) + draft) / sp.acceptance_length
-    else:
-        it = iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter, I,
-                                   B_run + (B_run / O if spec.pool == "both" else 0))
-        t_iter = sum(it.values())
-        # a sequence's time per output token: the iterations of its decode phase, which carry the
-        # prompt chunks of the other B - 1 sequences (at batch 1, a pure decode step, as the simulator has it)
-        tpot = sum(iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter * (B_run - 1) / B_run, I, B_run).values())
-    # unloaded: the prompt alone in chunks of the budget, then the first token
-    chunks = math.ceil(I / budget)
-    pre = iteration_breakdown_s(sv, 0, 0, I / chunks, I, 1 / chunks)
-    ttft_unloaded = chunks * sum(pre.values())
-    # loaded: the new prompt is prefilled in chunks of the budget left by the B decoding sequences,
-    # each chunk sharing its iteration with a decode step of the whole batch
-    free_budget = max(1.0, budget - B_run)
-    n_chunks = math.ceil(I / free_budget)
-    ttft = n_chunks * sum(iteration_breakdown_s(sv, B_run, ctx_dec, I / n_chunks, I, B_run).values())
+    t_iter, tpot = _decode_iteration(sv, B_run, ctx_dec, prefill_per_iter)
+    ttft, ttft_unloaded, pre = _ttft(sv, B_run, ctx_dec, budget)
     replicas = spec.dp
     out_tps = replicas * B_run / t_iter
     total_tps = out_tps * (I + O) / O
     full_w = hw.tdp_w or hw.power_max_w   # per device at full load: TDP, or the measured maximum
     tpj = out_tps / (full_w * spec.num_devices) if full_w else None
     dec_only = iteration_breakdown_s(sv, B_run, ctx_dec, 0, I, B_run)
-    mem = {"weights": weights, "kv_cache": B_run * kv_seq, "workspace": workspace, "reserve": reserve}
+    mem["kv_cache"] = B_run * kv_seq
     return ServingEstimate(
         fits=fits, infeasible_reason=reason, max_batch_size=max_batch, batch_size=B_run,
         kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(model, S, spec.kv_dtype),
@@ -561,6 +498,96 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
         decode_step_breakdown_s=dec_only, prefill_breakdown_s=pre, tokens_per_j=tpj, spec=spec,
         assumptions=assumptions, ops=decode_ops(sv, B_run, ctx_dec),
     )
+
+
+def _no_fit_reason(sv: _Serve, fixed: tuple[float, float, float], kv_seq: float, max_batch: int,
+                   batch: int) -> str | None:
+    """Why the deployment does not fit (None when it does): not one sequence beside the weights,
+    workspace and reserve (`fixed`, bytes per device; with the tp that would fit, if any in the
+    scale-up domain), or more sequences asked than fit."""
+    hw, spec = sv.hw, sv.spec
+    if max_batch >= 1:
+        if batch <= max_batch:
+            return None
+        return (f"batch_size {batch} needs {units.format_bytes(batch * kv_seq)} of KV cache per device; "
+                f"only {max_batch} sequences fit")
+    cap = hw.hbm_capacity_bytes
+    weights, workspace, reserve = fixed
+    domain = max(1, hw.scale_up_domain)
+    tp_needed = next((t for t in (1, 2, 4, 8, 16, 32, 64, 128)
+                      if t <= domain and weights * spec.tp / t + workspace + reserve + kv_seq <= cap), None)
+    need = weights + workspace + reserve + kv_seq
+    reason = (f"needs {units.format_bytes(need)} per device for weights, workspace, reserve and one sequence's "
+              f"KV cache; {hw.id} has {units.format_bytes(cap)}")
+    if tp_needed:
+        return reason + f"; tp = {tp_needed} would fit"
+    if domain == 1:
+        return reason + "; it is a single device: a smaller model or a lower-precision format is needed"
+    return reason + f"; no tp within the scale-up domain of {domain} fits: add pipeline stages or lower the precision"
+
+
+def _prefill_pool(sv: _Serve, mem: dict[str, float], free: float, max_batch: int, budget: int,
+                  assumptions: tuple[Assumption, ...]) -> ServingEstimate:
+    """A prefill pool: every iteration fills the token budget with prompts and emits their first token."""
+    spec, hw = sv.spec, sv.hw
+    I, S = spec.input_tokens, spec.input_tokens + spec.output_tokens
+    B_run = max(1, math.ceil(budget / I))
+    it = iteration_breakdown_s(sv, 0, 0, budget * (1.0 - spec.prefix_cache_hit_frac), I, budget / I)
+    t_iter = sum(it.values())
+    in_tps = spec.dp * budget / t_iter
+    out_tps = in_tps / I
+    chunks = math.ceil(I / budget)
+    pre = iteration_breakdown_s(sv, 0, 0, I / chunks, I, 1 / chunks)
+    mem["kv_cache"] = budget * kv_bytes_per_sequence(sv, I) / max(I, 1)
+    full_w = hw.tdp_w or hw.power_max_w
+    return ServingEstimate(
+        fits=free > mem["kv_cache"], infeasible_reason=None if free > mem["kv_cache"] else
+        "the prompts of one iteration do not fit beside the weights", max_batch_size=max_batch, batch_size=B_run,
+        kv_cache_bytes_per_token=counts.kv_cache_bytes_per_token(sv.model, S, spec.kv_dtype),
+        memory_breakdown_bytes=mem, ttft_s=t_iter, ttft_unloaded_s=chunks * sum(pre.values()), tpot_s=t_iter,
+        output_tokens_per_s=out_tps, total_tokens_per_s=in_tps + out_tps, input_tokens_per_s=in_tps,
+        output_tokens_per_s_per_device=out_tps / spec.num_devices, decode_step_breakdown_s=it,
+        prefill_breakdown_s=pre, tokens_per_j=out_tps / (full_w * spec.num_devices) if full_w else None,
+        spec=spec, assumptions=assumptions)
+
+
+def _decode_iteration(sv: _Serve, B_run: int, ctx_dec: float, prefill_per_iter: float) -> tuple[float, float]:
+    """(time per output token of every sequence, one sequence's TPOT) of the steady decode
+    iteration: B decode tokens (1 + k query tokens each when speculating) with the average prompt
+    chunk. A sequence's TPOT counts the iterations of its decode phase, which carry the prompt
+    chunks of the other B - 1 sequences (at batch 1, a pure decode step, as the simulator has it)."""
+    spec = sv.spec
+    I, O = spec.input_tokens, spec.output_tokens
+    sp = spec.speculative
+    if sp is None:
+        it = iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter, I,
+                                   B_run + (B_run / O if spec.pool == "both" else 0))
+        mine = iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter * (B_run - 1) / B_run, I, B_run)
+        return sum(it.values()), sum(mine.values())
+    # a speculative step: draft k tokens per sequence, verify 1 + k query tokens per sequence in one
+    # forward (the KV cache read once per sequence), yield acceptance_length tokens per sequence
+    q = 1 + sp.num_draft_tokens
+    prefill_step = prefill_per_iter * sp.acceptance_length
+    draft = _draft_time_s(sv, B_run, ctx_dec, I)
+    it = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step, I, B_run * q, queries_per_seq=q)
+    it["draft"] = draft
+    mine = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step * (B_run - 1) / B_run, I, B_run * q,
+                                 queries_per_seq=q)
+    return sum(it.values()) / sp.acceptance_length, (sum(mine.values()) + draft) / sp.acceptance_length
+
+
+def _ttft(sv: _Serve, B_run: int, ctx_dec: float, budget: int) -> tuple[float, float, dict[str, float]]:
+    """(loaded TTFT, unloaded TTFT, the unloaded prefill chunk's breakdown). Unloaded: the prompt
+    alone in chunks of the budget, then the first token. Loaded: the new prompt is prefilled in
+    chunks of the budget left by the B decoding sequences, each chunk sharing its iteration with a
+    decode step of the whole batch."""
+    I = sv.spec.input_tokens
+    chunks = math.ceil(I / budget)
+    pre = iteration_breakdown_s(sv, 0, 0, I / chunks, I, 1 / chunks)
+    free_budget = max(1.0, budget - B_run)
+    n_chunks = math.ceil(I / free_budget)
+    ttft = n_chunks * sum(iteration_breakdown_s(sv, B_run, ctx_dec, I / n_chunks, I, B_run).values())
+    return ttft, chunks * sum(pre.values()), pre
 
 
 def _dispatch_combine_s(sv: _Serve, tokens: float, k: int, h: int, ep: int, imb: float) -> float:
