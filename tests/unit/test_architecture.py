@@ -202,3 +202,18 @@ def test_api_functions_are_annotated(name):
     assert sig.return_annotation is not inspect.Signature.empty
     missing = [p.name for p in sig.parameters.values() if p.annotation is inspect.Parameter.empty]
     assert not missing, f"api.{name}: parameters without a type: {missing}"
+
+
+def test_no_function_over_80_lines_or_complexity_25():
+    """No function in src/flopcast is over 80 lines or at cyclomatic complexity 25 (radon): a new
+    mechanism is a new op-row kind or stage function, not a branch in an existing one."""
+    radon = pytest.importorskip("radon.complexity")
+    src = Path(__file__).resolve().parents[2] / "src" / "flopcast"
+    big = []
+    for path in sorted(src.rglob("*.py")):
+        for block in radon.cc_visit(path.read_text()):
+            for f in [block, *getattr(block, "methods", [])]:
+                if type(f).__name__ == "Function" and (f.endline - f.lineno + 1 > 80 or f.complexity >= 25):
+                    big.append(f"{path.relative_to(src)}:{f.lineno} {f.name} ({f.endline - f.lineno + 1} lines, "
+                               f"complexity {f.complexity})")
+    assert not big, "\n".join(big)
