@@ -82,13 +82,14 @@ def test_op_rows_sum_to_the_step_compute(case):
 def test_op_row_weights_sum_to_the_parameters(model_id, tp):
     """The rows' weight elements times their layer counts are the model's parameters on one device
     of a tensor-parallel group of tp: the GEMM weights, embedding and head split over tp, the norms
-    and MoE routers replicated; the final norm, which has no timed row, is the only part left out."""
+    (per-head q/k norms too) and MoE routers replicated; the final norm, which has no timed row, is the only part left out."""
     spec = catalog.get_model(model_id)
     d = _train(model_id, 8, {"tp": tp, "dp": 8 // tp})
-    if tp > 1 and any(getattr(layer.attention, "qk_norm", False) for layer in spec.layers):
-        pytest.skip("per-head q/k norms are replicated over tp: the rule below splits them")
     h = spec.hidden_size
     norms = sum(layer.num_norms for layer in spec.layers) * spec.norm.params(h)
+    # per-head q and k norms (Qwen3) are replicated over tp like the other norms
+    norms += sum(2 * spec.norm.params(layer.attention.head_dim) for layer in spec.layers
+                 if getattr(layer.attention, "qk_norm", False))
     norms += sum(h * layer.ffn.num_experts for layer in spec.layers if hasattr(layer.ffn, "num_experts"))
     final = spec.norm.params(spec.hidden_size) if spec.final_norm else 0
     total = counts.params_total(spec)
