@@ -2,6 +2,7 @@
 
     python benchmarks/loadtest.py                      # 32 clients x 400 requests (the issue-13 target)
     python benchmarks/loadtest.py --clients 8 --requests 50 --workers 2
+    python benchmarks/loadtest.py --idle 1000          # with 1,000 idle sockets held open (issue 20)
 
 Starts `flopcast serve --port 0` on 127.0.0.1 in a subprocess (or uses --url, which must be a
 loopback address), then N client threads each send M requests, each on a new TCP connection (the
@@ -77,6 +78,33 @@ def start_server(workers: int) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def open_idle(host: str, port: int, n: int) -> list:
+    """n TCP connections to the server that never send a byte (the idle-socket attack), held open
+    by the caller; the open-files limit is raised for them."""
+    import resource
+    import socket
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < n + 512:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 512), hard))
+    out = []
+    for _ in range(n):
+        sock = socket.create_connection((host, port), timeout=5)
+        out.append(sock)
+    return out
+
+
+def _still_open(sock) -> bool:
+    """Whether the server has kept an idle socket open (a closed one reads end-of-file at once)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", type=int, default=32)
@@ -85,9 +113,10 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=1, help="server processes when this script starts it [1]")
     p.add_argument("--max-seconds", type=float, default=600.0, help="stop sending after this long [600]")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request client timeout [60]")
+    p.add_argument("--idle", type=int, default=0, help="idle connections held open during the load [0]")
     args = p.parse_args()
-    if not 1 <= args.clients <= 256 or not 1 <= args.requests <= 10_000:
-        raise SystemExit("error: --clients 1..256 and --requests 1..10000 (a bounded test)")
+    if not 1 <= args.clients <= 256 or not 1 <= args.requests <= 10_000 or not 0 <= args.idle <= 4000:
+        raise SystemExit("error: --clients 1..256, --requests 1..10000 and --idle 0..4000 (a bounded test)")
     proc = None
     if args.url is None:
         proc, url = start_server(args.workers)
@@ -133,6 +162,7 @@ def main() -> int:
                 else:
                     counts["ok"] += 1
 
+    idle = open_idle(u.hostname or "127.0.0.1", u.port or 80, args.idle)
     t0 = time.perf_counter()
     threads = [threading.Thread(target=client, args=(k,)) for k in range(args.clients)]
     for t in threads:
@@ -140,6 +170,9 @@ def main() -> int:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    idle_open = sum(1 for sock in idle if _still_open(sock))
+    for sock in idle:
+        sock.close()
     if proc is not None:
         proc.terminate()
         proc.wait(timeout=30)
@@ -152,7 +185,7 @@ def main() -> int:
               "sent": len(lat) + counts["connection_errors"], **counts, "latency_p50_s": pct(0.50),
               "latency_p99_s": pct(0.99), "latency_max_s": round(lat[-1], 4) if lat else None,
               "wall_s": round(wall, 2), "requests_per_s": round(len(lat) / wall, 1) if wall else None,
-              "first_errors": errors[:5]}
+              "idle_sockets": len(idle), "idle_still_open_at_end": idle_open, "first_errors": errors[:5]}
     print(json.dumps(report, indent=2))
     return 1 if counts["connection_errors"] or counts["status_5xx"] else 0
 
