@@ -36,6 +36,7 @@ from tests.property.test_scenario_fuzz import WORDS  # noqa: E402
 
 from flopcast import api  # noqa: E402
 from flopcast.errors import FlopcastError  # noqa: E402
+from flopcast.specs.scenario import resolve  # noqa: E402
 
 MAX_CASE_S = 10.0
 BASES: dict[str, dict[str, Any]] = copy.deepcopy(PROPERTY_BASES) | {
@@ -161,7 +162,7 @@ def _calibrate(rng: random.Random, tmp: Path) -> Any:
 
 
 SCENARIO_CALLS = {
-    "resolve": lambda sc: None if api.resolve(sc) is None else None,
+    "resolve": lambda sc: None if resolve(sc) is None else None,
     "train": lambda sc: api.estimate_training(sc).to_dict(),
     "search": _small_search,
     "infer": lambda sc: api.estimate_serving(sc).to_dict(),
