@@ -79,7 +79,9 @@ def _busy(bd: Mapping[str, float]) -> float:
 
 
 class _Runner:
-    """Calls the estimator for one (model, hardware, layout) at given lengths and batch."""
+    """Calls the estimator for one (model, hardware, layout) at given lengths and batch: the
+    scenario is resolved once (its first call) and each call is a `dataclasses.replace` of its
+    inference spec (lengths, batch, pool and token budget), checked for the model's context."""
 
     def __init__(self, model: Any, hardware: Any, layout: Mapping[str, Any], where: str,
                  devices_per_node: int | None, extra: Mapping[str, Any], context: Mapping[str, Any]):
@@ -93,12 +95,23 @@ class _Runner:
         if devices_per_node:
             cluster["devices_per_node"] = min(devices_per_node, self.n)
         self.base = dict(context) | {"model": model, "hardware": hardware, "cluster": cluster}
+        self._resolved: Any = None
 
     def __call__(self, input_tokens: int, output_tokens: int, batch: int | str, **over: Any):
-        from flopcast.run.serving import estimate_serving
+        import dataclasses
 
-        inf = self.layout | over | {"input_tokens": input_tokens, "output_tokens": output_tokens, "batch_size": batch}
-        return estimate_serving(self.base | {"inference": inf})
+        from flopcast.run.serving import estimate_serving_resolved
+        from flopcast.specs.applicability import check_inference
+        from flopcast.specs.scenario import resolve
+
+        if self._resolved is None:
+            self._resolved = resolve(self.base | {"inference": self.layout | {
+                "input_tokens": input_tokens, "output_tokens": output_tokens}})
+        rs = self._resolved
+        spec = dataclasses.replace(rs.inference, input_tokens=input_tokens, output_tokens=output_tokens,
+                                   batch_size=None if batch == "max" else batch, **over)
+        check_inference(rs.model, spec)
+        return estimate_serving_resolved(dataclasses.replace(rs, inference=spec))
 
 
 def _largest(lo: int, hi: int, ok) -> int | None:
