@@ -82,7 +82,8 @@ def test_op_rows_sum_to_the_step_compute(case):
 def test_op_row_weights_sum_to_the_parameters(model_id, tp):
     """The rows' weight elements times their layer counts are the model's parameters on one device
     of a tensor-parallel group of tp: the GEMM weights, embedding and head split over tp, the norms
-    (per-head q/k norms too) and MoE routers replicated; the final norm, which has no timed row, is the only part left out."""
+    (per-head q/k norms too) and MoE routers replicated; the final norm, which has no timed row, is
+    the only part left out."""
     spec = catalog.get_model(model_id)
     d = _train(model_id, 8, {"tp": tp, "dp": 8 // tp})
     h = spec.hidden_size

@@ -52,3 +52,18 @@ def test_the_example_reports_the_batch_and_throughput_at_the_slo():
 
     d = api.estimate_serving(Path(__file__).parents[2] / "examples" / "mixtral-serving.yaml").to_dict()
     assert d["at_slo"]["met"] and d["at_slo"]["tpot_s"] <= 0.060 and d["at_slo"]["batch_size"] > 1
+
+
+def test_sweep_ranks_hardware_by_cost_at_the_slo():
+    """`sweep` of a serving scenario estimates each combination and ranks them cheapest per output
+    token at the SLO first; an invalid combination is a row with its error, last."""
+    sc = {"model": "llama-3.1-70b", "hardware": "h100-sxm", "cluster": {"num_devices": 8},
+          "inference": {"tp": 8, "weights_dtype": "fp8", "kv_dtype": "fp8", "input_tokens": 2048,
+                        "output_tokens": 256, "slo": {"ttft_p99": "2 s", "tpot_p99": "50 ms"}}}
+    d = api.sweep_training(sc, vary=["hardware=h100-sxm,b200,mi300x", "inference.tp=4,8"])
+    rows = d["rows"]
+    assert "slo_cost_per_million_output_tokens_usd" in d["columns"] and len(rows) == 6
+    costs = [r["slo_cost_per_million_output_tokens_usd"] for r in rows if r.get("error") is None]
+    assert len(costs) == 3 and costs == sorted(costs)
+    assert all(r["slo_met"] and r["slo_tpot_s"] <= 0.050 for r in rows[:3])
+    assert all("must equal cluster.num_devices" in r["error"] for r in rows[3:])

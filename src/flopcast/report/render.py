@@ -420,6 +420,14 @@ _SWEEP_CELLS: dict[str, tuple[str, Any]] = {
     "step_time_s": ("step", lambda v: f"{v:.3g} s"), "tokens_per_s": ("tokens/s", lambda v: f"{v:,.0f}"),
     "tokens_per_s_per_device": ("per device", lambda v: f"{v:,.0f}"), "mfu": ("MFU", lambda v: f"{100 * v:.1f}%"),
     "memory_per_device_bytes": ("memory", format_bytes), "num_evaluated": ("plans", lambda v: f"{v:,}"),
+    "fits": ("fits", lambda v: "yes" if v else "no"), "batch_size": ("batch", str),
+    "output_tokens_per_s": ("out tok/s", lambda v: f"{v:,.0f}"),
+    "cost_per_million_output_tokens_usd": ("$/Mtok", lambda v: f"{v:,.3g}"),
+    "slo_met": ("SLO met", lambda v: "yes" if v else "no"), "slo_batch_size": ("batch @SLO", str),
+    "slo_output_tokens_per_s": ("out tok/s @SLO", lambda v: f"{v:,.0f}"),
+    "slo_output_tokens_per_s_per_device": ("per device @SLO", lambda v: f"{v:,.0f}"),
+    "slo_tpot_s": ("TPOT @SLO", lambda v: f"{v * 1e3:,.1f} ms"),
+    "slo_cost_per_million_output_tokens_usd": ("$/Mtok @SLO", lambda v: f"{v:,.3g}"),
 }
 
 
@@ -436,7 +444,8 @@ def sweep_table(d: dict[str, Any]) -> Group:
 
     plan_keys = {"cp", "ep", "sp", "vpp", "zero_stage", "recompute", "microbatch_seqs", "offload"}
     same = [c for c in cols if len(d["rows"]) > 1 and c in plan_keys and len({cell(c, r.get(c)) for r in d["rows"]}) == 1]
-    title = "Sweep: best plan per combination"
+    title = ("Sweep: serving per combination, cheapest per token at the SLO first" if "slo_met" in d["columns"]
+             else "Sweep: best plan per combination")
     if same:
         title += " (all: " + ", ".join(f"{_SWEEP_CELLS.get(c, (c,))[0]} {cell(c, d['rows'][0].get(c))}"
                                        for c in same) + ")"

@@ -13,6 +13,11 @@ from flopcast.run.search import search_training
 SWEEP_COLUMNS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute", "microbatch_seqs", "offload",
                  "step_time_s", "tokens_per_s", "tokens_per_s_per_device", "mfu", "memory_per_device_bytes",
                  "num_evaluated", "num_fitting", "error")
+# a serving sweep (an inference section and no training section): the analytic estimate per
+# combination, at the full batch and at the SLO (at_slo), ranked by cost per token at the SLO
+SERVING_SWEEP_COLUMNS = ("fits", "batch_size", "output_tokens_per_s", "cost_per_million_output_tokens_usd",
+                         "slo_met", "slo_batch_size", "slo_output_tokens_per_s", "slo_output_tokens_per_s_per_device",
+                         "slo_tpot_s", "slo_cost_per_million_output_tokens_usd", "error")
 
 
 def parse_vary(vary: list[str]) -> list[tuple[str, list[Any]]]:
@@ -51,7 +56,9 @@ def set_path(data: dict, dotted: str, value: Any) -> None:
 def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str], objective: str = "throughput",
                    backend: str = "local", ray_address: str | None = None, workers: int | None = None,
                    out: str | None = None) -> dict[str, Any]:
-    """`flopcast sweep`: one search per combination of the varied values; the best plan of each.
+    """`flopcast sweep`: one search per combination of the varied values; the best plan of each. A
+    scenario with an inference section and no training section is a serving sweep: the serving
+    estimate of each combination, ranked by cost per output token at its SLO (`serving_row`).
     Writes `out` as CSV, or as Parquet when its name ends in .parquet (pyarrow, the `parquet` extra)."""
     import copy
     import itertools
@@ -67,6 +74,7 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
 
     limits.check_count(math.prod(len(v) for _, v in axes), limits.MAX_SWEEP_COMBINATIONS,
                        field="--vary: combinations", hint="one search each; vary fewer values")
+    serving = "inference" in base and "training" not in base
     rows = []
     for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
         sc = copy.deepcopy(base)
@@ -76,6 +84,9 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
         if isinstance(sc.get("model"), str) and sc["model"].endswith(".json") and not Path(sc["model"]).is_absolute():
             sc["model"] = str(Path(base_dir) / sc["model"])
         row: dict[str, Any] = {key: value for (key, _), value in zip(axes, combo, strict=True)}
+        if serving:
+            rows.append(row | serving_row(sc))
+            continue
         try:
             res = search_training(sc, top=1, objective=objective, backend=backend, ray_address=ray_address,
                                   workers=workers)
@@ -86,11 +97,43 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
         except FlopcastError as e:
             row["error"] = str(e)
         rows.append(row)
-    columns = [k for k, _ in axes] + list(SWEEP_COLUMNS)
+    columns = [k for k, _ in axes] + list(SERVING_SWEEP_COLUMNS if serving else SWEEP_COLUMNS)
+    if serving:
+        rows.sort(key=_serving_rank)
     written = []
     if write:
         written.append(write(columns, rows))
     return {"columns": columns, "rows": rows, "written": written}
+
+
+def serving_row(sc: Mapping[str, Any]) -> dict[str, Any]:
+    """One combination of a serving sweep: the estimate at the configured (or largest) batch and its
+    operating point at the SLO; an invalid combination is a row with its error."""
+    from flopcast.errors import FlopcastError
+    from flopcast.run.serving import estimate_serving
+
+    try:
+        d = estimate_serving(sc).to_dict()
+    except FlopcastError as e:
+        return {"error": str(e)}
+    row = {c: d.get(c) for c in ("fits", "batch_size", "output_tokens_per_s", "cost_per_million_output_tokens_usd")}
+    a = d.get("at_slo") or {}
+    row.update(slo_met=a.get("met"), slo_batch_size=a.get("batch_size"),
+               slo_output_tokens_per_s=a.get("output_tokens_per_s"),
+               slo_output_tokens_per_s_per_device=a.get("output_tokens_per_s_per_device"), slo_tpot_s=a.get("tpot_s"),
+               slo_cost_per_million_output_tokens_usd=a.get("cost_per_million_output_tokens_usd"),
+               error=None if d["fits"] else d.get("infeasible_reason"))
+    return row
+
+
+def _serving_rank(row: dict[str, Any]) -> tuple[float, float]:
+    """Cheapest per output token at the SLO first (without an SLO, at the full batch); rows with no
+    cost (no price, missed SLO, errors) last, by throughput at the SLO."""
+    cost = row.get("slo_cost_per_million_output_tokens_usd")
+    if row.get("slo_met") is None:
+        cost = row.get("cost_per_million_output_tokens_usd")
+    rate = row.get("slo_output_tokens_per_s") or row.get("output_tokens_per_s") or 0.0
+    return (cost if cost is not None else math.inf, -rate)
 
 
 def table_writer(path: Path):
