@@ -98,6 +98,8 @@ def _set(data: dict, dotted: str, value: Any) -> None:
                 return
             node = node[idx]
             continue
+        if not isinstance(node, dict):      # an earlier mutation put a scalar here: nothing to set
+            return
         child = node.get(k)
         if not isinstance(child, (dict, list)):
             child = {"base": child} if k == "hardware" and isinstance(child, str) else {}
