@@ -67,3 +67,22 @@ def test_sweep_ranks_hardware_by_cost_at_the_slo():
     assert len(costs) == 3 and costs == sorted(costs)
     assert all(r["slo_met"] and r["slo_tpot_s"] <= 0.050 for r in rows[:3])
     assert all("must equal cluster.num_devices" in r["error"] for r in rows[3:])
+
+
+def test_a_draft_model_is_counted_in_memory():
+    """Speculative decoding with a draft model keeps its weights (split over the target's tp) and its
+    KV cache beside the target's: weights grow by the draft's, fewer sequences fit (issue 20: a draft
+    model's weights were not counted)."""
+    base = {"model": "llama-3.1-70b", "hardware": "h100-sxm", "cluster": {"num_devices": 4},
+            "inference": {"tp": 4, "weights_dtype": "bf16", "input_tokens": 1024, "output_tokens": 256}}
+    spec = {**base, "inference": {**base["inference"], "speculative": {
+        "method": "draft_model", "draft_model": "llama-3.2-1b", "num_draft_tokens": 4, "acceptance_length": 2.5}}}
+    a, b = api.estimate_serving(base).to_dict(), api.estimate_serving(spec).to_dict()
+    draft = api.show_model("llama-3.2-1b").to_dict()
+    grown = b["memory_breakdown_bytes"]["weights"] - a["memory_breakdown_bytes"]["weights"]
+    # 16-bit projections / tp; the embedding and head at most whole (split over tp, or replicated)
+    assert draft["params_total"] * 2 / 4 * 0.9 <= grown <= draft["params_total"] * 2
+    assert b["max_batch_size"] < a["max_batch_size"]
+    per_seq_a = a["memory_breakdown_bytes"]["kv_cache"] / a["batch_size"]
+    per_seq_b = b["memory_breakdown_bytes"]["kv_cache"] / b["batch_size"]
+    assert per_seq_b > per_seq_a          # the draft's KV cache per sequence is there too

@@ -421,11 +421,22 @@ def _weights_per_device(sv: _Serve) -> float:
     return total
 
 
+def draft_deployment(sv: _Serve) -> _Serve | None:
+    """The draft model of speculative decoding with method draft_model, deployed on the same devices
+    with the target's tp and pp (its own weights and KV cache beside the target's); None otherwise."""
+    sp = sv.spec.speculative
+    if sp is None or sp.method != "draft_model" or sp.draft_model is None:
+        return None
+    return prepare(sp.draft_model, sv.hw, replace(sv.spec, speculative=None, ep=1, eplb=False, two_batch_overlap=False))
+
+
 def memory_split(sv: _Serve) -> tuple[float, float, float, float]:
-    """(weights, activation workspace, runtime reserve, bytes left for the KV cache) per device."""
+    """(weights, activation workspace, runtime reserve, bytes left for the KV cache) per device; the
+    weights include a draft model's (speculative decoding with method draft_model)."""
     model, spec = sv.model, sv.spec
     cap = sv.hw.hbm_capacity_bytes
-    weights = _weights_per_device(sv)
+    draft = draft_deployment(sv)
+    weights = _weights_per_device(sv) + (_weights_per_device(draft) if draft is not None else 0.0)
     f_max = max((lay.ffn.d_ff if isinstance(lay.ffn, DenseFFN) else lay.ffn.expert_d_ff * lay.ffn.top_k)
                 for lay in model.layers)
     workspace = spec.max_tokens_per_iteration * (6 * model.hidden_size + 3 * f_max / spec.tp) * ACT_BYTES
@@ -434,9 +445,12 @@ def memory_split(sv: _Serve) -> tuple[float, float, float, float]:
 
 
 def kv_page_groups(sv: _Serve) -> tuple[tuple[float, int | None], ...]:
-    """(bytes per cached token per device of a layer group / pp, window or None) per layer group."""
-    return tuple((count * _kv_elems_per_token_device(layer.attention, sv.spec.tp) * sv.kv_bytes / sv.spec.pp,
-                  layer.attention.window) for layer, count in sv.model.layer_groups())
+    """(bytes per cached token per device of a layer group / pp, window or None) per layer group;
+    a draft model's layers (method draft_model) cache every token of a sequence too."""
+    own = tuple((count * _kv_elems_per_token_device(layer.attention, sv.spec.tp) * sv.kv_bytes / sv.spec.pp,
+                 layer.attention.window) for layer, count in sv.model.layer_groups())
+    draft = draft_deployment(sv)
+    return own + (kv_page_groups(draft) if draft is not None else ())
 
 
 def kv_bytes_per_sequence(sv: _Serve, tokens, groups: tuple[tuple[float, int | None], ...] | None = None):
@@ -620,9 +634,8 @@ def _draft_time_s(sv: _Serve, batch: float, ctx: float, prompt: float) -> float:
     token; draft_model: a decode step of the draft model per draft token, on the same devices."""
     sp = sv.spec.speculative
     k = sp.num_draft_tokens
-    if sp.method == "draft_model":
-        dspec = replace(sv.spec, speculative=None, ep=1, eplb=False, two_batch_overlap=False)
-        dsv = prepare(sp.draft_model, sv.hw, dspec)
+    dsv = draft_deployment(sv)
+    if dsv is not None:
         return k * sum(iteration_breakdown_s(dsv, batch, ctx, 0.0, prompt, batch).values())
     m = sv.model
     layer = m.layers[-1]
