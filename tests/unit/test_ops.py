@@ -164,3 +164,13 @@ def test_op_row_weights_are_every_parameter(model_id):
                        if not p.key.startswith(("embedding/", "head/", "norm/final")))
     assert layer_rows == layer_params
     assert [o.weight_elems for o in groups[-1][1]] == [spec.vocab_size * spec.embed_dim]
+
+
+def test_cost_add_names_every_field():
+    """Cost.add adds every field of a layer cost (it is written out field by field for speed)."""
+    from flopcast.estimate.training.layer import Cost
+
+    a = Cost(**{f: 1.0 for f in Cost.__slots__})
+    b = Cost(**{f: float(i + 2) for i, f in enumerate(Cost.__slots__)})
+    a.add(b, 0.5)
+    assert all(getattr(a, f) == 1.0 + 0.5 * (i + 2) for i, f in enumerate(Cost.__slots__))
