@@ -12,6 +12,7 @@ which keeps the CLI's cold start to the modules a command needs.
 
 
 import importlib as _importlib
+from collections.abc import Callable as _Callable
 from collections.abc import Mapping as _Mapping
 from pathlib import Path as _Path
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -98,7 +99,8 @@ __all__ = [
 
 
 def size_fleet(scenario: str | _Path | _Mapping[str, _Any], *, max_replicas: int = 1024,
-               max_requests: int | None = None, plot: str | _Path | None = None) -> dict[str, _Any]:
+               max_requests: int | None = None, plot: str | _Path | None = None,
+               progress: _Callable[[int, int], _Any] | None = None) -> dict[str, _Any]:
     """`flopcast simulate --size-fleet`: the cheapest fleet whose steady-state p99 TTFT and p99 TPOT
     meet `inference.slo` under the workload (flopcast.run.sizing: unit, floor, steady state,
     search); the simulation at that size, every trial as a latency-throughput `curve`, and (`plot`,
@@ -107,7 +109,7 @@ def size_fleet(scenario: str | _Path | _Mapping[str, _Any], *, max_replicas: int
 
     if plot is not None:
         _sizing.check_plot_path(plot)
-    out = _sizing.size_fleet(scenario, max_replicas=max_replicas, max_requests=max_requests)
+    out = _sizing.size_fleet(scenario, max_replicas=max_replicas, max_requests=max_requests, progress=progress)
     if plot is not None and "steady_state" in out:   # a layout that fits nothing has no curve
         from flopcast.report.sizing_plot import write_curve_svg
 

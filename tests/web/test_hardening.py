@@ -56,6 +56,29 @@ def test_a_simulation_stops_within_the_grace_of_its_deadline(monkeypatch):
         assert time.monotonic() - t0 < 0.3 + web.STOP_GRACE_S
 
 
+@pytest.mark.parametrize("path", ["/api/plan", "/api/fleet"])
+def test_a_plan_and_a_fleet_sizing_stop_within_the_grace_of_their_deadline(monkeypatch, path):
+    """`plan` (its search and simulation) and fleet sizing (every trial's simulation) report
+    progress, so past a 0.3 s deadline their threads stop within STOP_GRACE_S (2 s)."""
+    monkeypatch.setattr(web, "REQUEST_TIMEOUT_S", 0.3)
+    body = json.loads(json.dumps(SERVE))
+    body["inference"]["workload"] = {"num_requests": 100_000, "arrival": {"process": "poisson", "rate_per_s": 1000}}
+    if path == "/api/fleet":
+        body["inference"]["slo"] = {"ttft_p99": "1 s", "tpot_p99": "50 ms"}
+        body["inference"]["workload"]["num_requests"] = 20_000
+    else:
+        body = body | {"training": LONG_SEARCH["training"], "cluster": LONG_SEARCH["cluster"],
+                       "model": LONG_SEARCH["model"]}
+        body["inference"] = body["inference"] | {"tp": 8, "dp": 8}
+    app = web_app.create_app()
+    with TestClient(app) as client:
+        t0 = time.monotonic()
+        r = client.post(path, json=body)
+        assert r.status_code == 422 and "time limit" in r.json()["error"], r.text[:300]
+        _wait_idle(app, 10)
+        assert time.monotonic() - t0 < 0.3 + web.STOP_GRACE_S
+
+
 def test_work_without_checks_holds_its_place_until_it_stops(monkeypatch):
     """Work that never checks its deadline is answered 422 at deadline + STOP_GRACE_S, and keeps its
     thread place (counted against WORK_THREADS) until its thread returns."""

@@ -4,7 +4,7 @@ training (the given plan, or the search's best), serving, the simulation of a wo
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,18 +99,20 @@ def _model(rs: ResolvedScenario, seq_len: int) -> ModelReport:
     return model_counts(rs.model, seq_len=seq_len, kv_dtype=kv_dtype, name=rs.model_ref, reported_params=reported)
 
 
-def _searched_training(rs: ResolvedScenario, assumptions: list[Assumption], workers: int | None) -> Any:
+def _searched_training(rs: ResolvedScenario, assumptions: list[Assumption], workers: int | None,
+                       progress: Callable[..., Any] | None) -> Any:
     """A training section without a parallel one: the search chooses the plan (SCENARIO.md), or each
     phase's (flopcast.run.phases.search_phases), and the report says so; None when no plan fits."""
     if rs.phases:
         est, failed = search_phases(
-            rs, lambda prs, fixed: search_training_resolved(prs, top=1, fixed=fixed, two_pass=False, workers=workers),
+            rs, lambda prs, fixed: search_training_resolved(prs, top=1, fixed=fixed, two_pass=False, workers=workers,
+                                                            progress=progress),
             estimate_training_resolved)
         if est is None:
             assumptions.append(Assumption("training", "not estimated", f"no parallel section, and no plan of the "
                                           f"search fits in memory for phase {failed!r}"))
         return est
-    found = search_training_resolved(rs, top=1, two_pass=False, workers=workers)
+    found = search_training_resolved(rs, top=1, two_pass=False, workers=workers, progress=progress)
     if not found.plans:
         assumptions.append(Assumption("training", "not estimated",
                                       "no parallel section, and no plan of the search fits in memory"))
@@ -124,24 +126,27 @@ def _searched_training(rs: ResolvedScenario, assumptions: list[Assumption], work
     return dataclasses.replace(est, assumptions=est.assumptions + (note,))
 
 
-def _training(rs: ResolvedScenario, assumptions: list[Assumption], workers: int | None) -> Any:
+def _training(rs: ResolvedScenario, assumptions: list[Assumption], workers: int | None,
+              progress: Callable[..., Any] | None) -> Any:
     if "training" in rs.sections and "parallel" in rs.sections:
         return estimate_training_resolved(rs)
     if "training" in rs.sections or rs.phases:
-        return _searched_training(rs, assumptions, workers)
+        return _searched_training(rs, assumptions, workers, progress)
     return None
 
 
-def plan(scenario: str | Path | Mapping[str, Any], *, workers: int | None = None) -> PlanReport:
+def plan(scenario: str | Path | Mapping[str, Any], *, workers: int | None = None,
+         progress: Callable[..., Any] | None = None) -> PlanReport:
     """`flopcast plan`: resolve the scenario and report every section it has: model counts, hardware
     and cluster; training (the given plan, or the search's best when there is no `parallel`
     section), serving, the simulation when the inference section has a workload, datacenter keys.
     `workers`: local processes of that search (1: in this process, as the web service runs it;
-    None: all cores)."""
+    None: all cores). `progress(done, total)` is called by the search and the simulation (the
+    service stops the work from it at its deadline)."""
     rs = resolve(scenario)
     assumptions = list(rs.assumptions)
     model = _model(rs, _seq_len(rs, assumptions))
-    training_est = _training(rs, assumptions, workers)
+    training_est = _training(rs, assumptions, workers, progress)
     done = {"training", "parallel"} if training_est is not None else set()
     serving_est = None
     simulation = None
@@ -150,7 +155,7 @@ def plan(scenario: str | Path | Mapping[str, Any], *, workers: int | None = None
         serving_est = estimate_serving_resolved(rs)
         done.add("inference")
         if isinstance(inference, Mapping) and "workload" in inference:
-            simulation = simulate_serving_resolved(rs)
+            simulation = simulate_serving_resolved(rs, progress=progress)
     if (training_est is not None and training_est.datacenter) or (serving_est is not None and serving_est.datacenter):
         done |= {"site", "pricing"}
     pending = tuple(k for k in ("training", "parallel", "inference", "site", "pricing")

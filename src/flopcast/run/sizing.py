@@ -161,10 +161,11 @@ def _infeasible(plans: list[_PoolPlan], slo: SLO, max_replicas: int, rs: Resolve
 
 
 def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 1024,
-               max_requests: int | None = None) -> dict[str, Any]:
+               max_requests: int | None = None, progress: Callable[[int, int], Any] | None = None) -> dict[str, Any]:
     """`flopcast simulate --size-fleet`: the cheapest fleet whose steady-state p99 TTFT and p99 TPOT
     meet `inference.slo` under the workload (module docstring: unit, floor, steady state, search);
-    the simulation at that size and every trial as a latency-throughput `curve`."""
+    the simulation at that size and every trial as a latency-throughput `curve`. `progress(done,
+    total)` is called by every trial's simulation (the service stops the work from it)."""
     rs = resolve(scenario)
     spec, slo = _sizing_inputs(rs, max_replicas, max_requests)
     scheduler, prefill_replicas = rs.scheduler.name, rs.scheduler.prefill_replicas
@@ -187,7 +188,8 @@ def size_fleet(scenario: str | Path | Mapping[str, Any], *, max_replicas: int = 
 
     def run(units: tuple[int, ...]) -> dict[str, Any]:
         if units not in trials:
-            trials[units], results[units] = _trial(rs, scheduler, plans, units, workload, slo, n0, n_limit, explicit)
+            trials[units], results[units] = _trial(rs, scheduler, plans, units, workload, slo, n0, n_limit, explicit,
+                                                   progress)
         return trials[units]
 
     best = _search(run, plans, max_replicas)
@@ -275,12 +277,12 @@ def _analytic_e2e_s(rs: ResolvedScenario, plans: list[_PoolPlan], mean_in: float
 
 def _trial(rs: ResolvedScenario, scheduler: str, plans: list[_PoolPlan],
            units: tuple[int, ...], workload: WorkloadSpec, slo: SLO, n0: int, n_limit: int,
-           explicit: bool) -> tuple[dict[str, Any], Any]:
+           explicit: bool, progress: Callable[[int, int], Any] | None = None) -> tuple[dict[str, Any], Any]:
     """Simulate the fleet of `units` per pool until its steady state settles (or the run limit); the
     curve row and the last simulation."""
     n = n0
     while True:
-        res = _simulate(rs, scheduler, plans, units, workload, n, explicit)
+        res = _simulate(rs, scheduler, plans, units, workload, n, explicit, progress)
         row = steady_state(res, slo)
         if row["settled"] or n >= min(n_limit, MAX_EXTENSION * n0) or workload.trace is not None:
             break
@@ -305,7 +307,7 @@ def _cost_per_hour(plans: list[_PoolPlan], units: tuple[int, ...]) -> float | No
 
 
 def _simulate(rs: ResolvedScenario, scheduler: str, plans: list[_PoolPlan], units: tuple[int, ...],
-              workload: WorkloadSpec, n: int, explicit: bool) -> Any:
+              workload: WorkloadSpec, n: int, explicit: bool, progress: Callable[[int, int], Any] | None = None) -> Any:
     """One simulation of the fleet through the api (the same assumptions and datacenter keys as
     `flopcast simulate`), with n requests of the workload: the scenario with its pools' replicas
     replaced (dataclasses.replace of the resolved specs)."""
@@ -329,7 +331,7 @@ def _simulate(rs: ResolvedScenario, scheduler: str, plans: list[_PoolPlan], unit
     cl = dataclasses.replace(rs.cluster, num_devices=devices)
     trial = dataclasses.replace(rs, cluster=cl, inference=inference, pools=pools, scheduler=sched,
                                 assumptions=tuple(a for a in rs.assumptions if a.name != "cluster.num_devices"))
-    return simulate_serving_resolved(trial, workload=workload)
+    return simulate_serving_resolved(trial, workload=workload, progress=progress)
 
 
 def _search_1d(meets_at, floor: int, max_units: int) -> int | None:

@@ -147,7 +147,7 @@ def endpoints() -> dict[str, Endpoint]:
     from flopcast import api
 
     return {
-        "plan": Endpoint("POST", _scenario(lambda sc, ctx: api.plan(sc, workers=1).to_dict()),
+        "plan": Endpoint("POST", _scenario(lambda sc, ctx: api.plan(sc, workers=1, progress=ctx.progress).to_dict()),
                          "every section of a scenario in one report", "scenario"),
         "train": Endpoint("POST", _scenario(lambda sc, ctx: api.estimate_training(sc).to_dict()),
                           "training estimate for the scenario's parallel plan", "scenario"),
@@ -182,7 +182,7 @@ def _fleet(sc: Mapping[str, Any], ctx: Context) -> dict[str, Any]:
     if isinstance(n, (int, float)) and not isinstance(n, bool):
         limits.check_count(n, MAX_SIM_REQUESTS, field="inference.workload.num_requests",
                            hint="the service's bound per simulation; run `flopcast simulate --size-fleet` locally")
-    return api.size_fleet(sc, max_replicas=MAX_FLEET_REPLICAS, max_requests=MAX_SIM_REQUESTS)
+    return api.size_fleet(sc, max_replicas=MAX_FLEET_REPLICAS, max_requests=MAX_SIM_REQUESTS, progress=ctx.progress)
 
 
 def error_line(e: BaseException) -> str:
