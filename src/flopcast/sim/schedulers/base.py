@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from flopcast.registry import Registry
 from flopcast.sim.state import Replica, SimState
 
 
-class Scheduler:
+class Scheduler(ABC):
     """One scheduling policy, bound to the state of one simulation."""
 
     name: ClassVar[str]
@@ -19,13 +20,13 @@ class Scheduler:
     def __init__(self, st: SimState):
         self.st = st
 
+    @abstractmethod
     def start(self, rep: Replica, now: float) -> None:
         """Form the next iteration of the idle replica `rep` and launch it (or leave it idle)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def finish(self, rep: Replica, now: float, plan: Any) -> None:
         """The iteration `plan` (what `start` launched) of `rep` ends at `now`."""
-        raise NotImplementedError
 
     def on_event(self, kind: str, rep: Replica, data: Any, now: float) -> None:
         """An engine event other than an iteration's `end`."""

@@ -7,6 +7,7 @@ subclass says what one iteration carries (`plan`)."""
 from __future__ import annotations
 
 import heapq
+from abc import abstractmethod
 from typing import Any
 
 from flopcast.sim.schedulers.base import Scheduler
@@ -23,9 +24,9 @@ class ContinuousScheduler(Scheduler):
     # allocates pages on demand instead
     reserves_whole_sequence = True
 
+    @abstractmethod
     def plan(self, rep: Replica) -> Plan | None:
         """(decoding sequences advanced, prompt chunks) of the next iteration, or None (idle)."""
-        raise NotImplementedError
 
     # --- admission ------------------------------------------------------------------------------
     def admit(self, rep: Replica, extra_tokens: int) -> int | None:
@@ -164,8 +165,9 @@ class ContinuousScheduler(Scheduler):
         return handover
 
     def hand_over(self, rep: Replica, requests: list[int], now: float) -> None:
-        """Prefilled requests leave a prefill replica (disaggregated serving only)."""
-        raise NotImplementedError(f"scheduler {self.name} has no prefill replicas")
+        """Prefilled requests leave a prefill replica (disaggregated serving only: reaching this on
+        another scheduler is a bug in the engine)."""
+        raise RuntimeError(f"scheduler {self.name} has no prefill replicas")
 
     def complete(self, rep: Replica, r: int, now: float) -> None:
         held = self.leave_decoding(rep, r) if r in rep.decoding else self.st.kv_held[r]
