@@ -66,7 +66,11 @@ def _training(d: dict[str, Any], devices: str) -> list[Finding]:
                    else tr.get("infeasible_reason") or f"needs {format_bytes(need)} of {format_bytes(cap)} per device",
                    fits)]
     p = tr["parallel"]
-    plan = f"tp {p['tp']} pp {p['pp']} dp {p['dp']}" + "".join(f" {k} {p[k]}" for k in ("cp", "ep") if p[k] > 1)
+    plan = f"tp {p['tp']} pp {p['pp']} dp {p['dp']}" + "".join(f" {k} {p[k]}" for k in ("cp", "ep", "vpp") if p[k] > 1)
+    if p["pp"] > 1:
+        layout = p.get("pipeline_layout")
+        plan += f" ({p.get('pp_schedule', '1f1b')}" + (f", layout {layout if isinstance(layout, str) else list(layout)}"
+                                                      if layout is not None else "") + ")"
     phases = tr.get("phases") or []
     out.append(Finding("plan" + (f" ({tr['main_phase']})" if phases else ""),
                        f"{plan}, ZeRO {p['zero_stage']}, recompute {p['recompute']}; "

@@ -270,9 +270,7 @@ def training_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Grou
                         t.add_row(f"  {sub}", _secs(sv), f"{100 * sv / st:.1f}%", style="dim")
     p = d["parallel"]
     rows = [
-        ("plan", f"tp {p['tp']} pp {p['pp']} dp {p['dp']} cp {p['cp']} ep {p['ep']} vpp {p['vpp']} "
-                 f"sp {p['sp']} zero {p['zero_stage']} recompute {p['recompute']} micro-batch {p['microbatch_seqs']} "
-                 f"({d['num_microbatches']} per step) offload {p['offload']}"),
+        ("plan", f"{plan_text(p)} ({d['num_microbatches']} micro-batches per step)"),
         ("throughput", f"{d['tokens_per_s']:,.0f} tokens/s, {d['tokens_per_s_per_device']:,.0f} per device"),
         ("MFU / HFU", f"{100 * d['mfu']:.1f}% / {100 * d['hfu']:.1f}%"),
         ("model FLOPs / step", format_si(d["model_flops_per_step"], "FLOP")),
@@ -346,12 +344,34 @@ def validation_tables(d: dict[str, Any]) -> Group:
     return Group(t, summ, _kv_table("Skipped", skipped))
 
 
+def _layout(p: dict[str, Any]) -> str:
+    """A plan's pipeline layout as written in `parallel.pipeline_layout` (even: the default split)."""
+    layout = p.get("pipeline_layout")
+    if layout is None:
+        return "even"
+    return layout if isinstance(layout, str) else ",".join(map(str, layout))
+
+
 def _plan_cols(p: dict[str, Any]) -> list[str]:
-    return [str(p["tp"]), str(p["pp"]), str(p["dp"]), str(p["cp"]), str(p["ep"]), "y" if p["sp"] else "n",
-            str(p["vpp"]), str(p["zero_stage"]), p["recompute"], str(p["microbatch_seqs"]), p["offload"]]
+    """Every key that makes the plan: a row copied into `parallel:` gives the same figures."""
+    return [str(p["tp"]), str(p["pp"]), str(p["dp"]), str(p["cp"]), str(p["ep"]), str(p.get("etp") or p["tp"]),
+            "y" if p["sp"] else "n", str(p["vpp"]), p.get("pp_schedule", "1f1b"), _layout(p), str(p["zero_stage"]),
+            str(p.get("shard_group") or "all"), p["recompute"], "+".join(p.get("recompute_modules") or []) or "-",
+            str(p["microbatch_seqs"]), p["offload"], f"{p.get('activation_offload') or 0:g}",
+            "y" if p.get("ep_comm_overlap") else "n"]
 
 
-PLAN_HEADERS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero", "recompute", "mb", "offload")
+# the table header of each `parallel` key, in _plan_cols' order
+PLAN_KEYS = {"tp": "tp", "pp": "pp", "dp": "dp", "cp": "cp", "ep": "ep", "etp": "etp", "sp": "sp", "vpp": "vpp",
+             "schedule": "pp_schedule", "layout": "pipeline_layout", "zero": "zero_stage", "shard": "shard_group",
+             "recompute": "recompute", "modules": "recompute_modules", "mb": "microbatch_seqs", "offload": "offload",
+             "act offload": "activation_offload", "ep overlap": "ep_comm_overlap"}
+PLAN_HEADERS = tuple(PLAN_KEYS)
+
+
+def plan_text(p: dict[str, Any]) -> str:
+    """The plan in one line, every key that makes it (as `parallel:` takes them)."""
+    return " ".join(f"{h} {v}" for h, v in zip(PLAN_HEADERS, _plan_cols(p), strict=True))
 
 
 def trim_front(front: list[dict[str, Any]], *, max_rows: int, min_frac: float = 0.5) -> list[dict[str, Any]]:

@@ -180,7 +180,7 @@ function verdict(d) {
               value: tr.fits ? `${fmtBytes(tr.memory_per_device_bytes)} of ${fmtBytes(tr.memory_capacity_bytes)} per device on ${devices}`
                              : tr.infeasible_reason});
     const p = tr.parallel;
-    out.push({label: "plan", value: `tp ${p.tp} pp ${p.pp} dp ${p.dp}${p.cp > 1 ? ` cp ${p.cp}` : ""}${p.ep > 1 ? ` ep ${p.ep}` : ""}, ZeRO ${p.zero_stage}, recompute ${p.recompute}; step ${fmtDuration(tr.step_time_s)}, MFU ${fmtPct(tr.mfu)}`});
+    out.push({label: "plan", value: `tp ${p.tp} pp ${p.pp} dp ${p.dp}${p.cp > 1 ? ` cp ${p.cp}` : ""}${p.ep > 1 ? ` ep ${p.ep}` : ""}${p.vpp > 1 ? ` vpp ${p.vpp}` : ""}${p.pp > 1 ? ` (${p.pp_schedule}${p.pipeline_layout != null ? `, layout ${p.pipeline_layout}` : ""})` : ""}, ZeRO ${p.zero_stage}, recompute ${p.recompute}; step ${fmtDuration(tr.step_time_s)}, MFU ${fmtPct(tr.mfu)}`});
     if (tr.time_to_train_s != null) {
       out.push({label: "time to train", value: fmtDuration(tr.time_to_train_s) +
                 (tr.effective_time_to_train_s ? ` (${fmtDuration(tr.effective_time_to_train_s)} with failures and checkpoints)` : "")});
