@@ -46,6 +46,9 @@ def test_a_simulation_stops_within_the_grace_of_its_deadline(monkeypatch):
     place released) within STOP_GRACE_S (2 s) of the deadline."""
     monkeypatch.setattr(web, "REQUEST_TIMEOUT_S", 0.3)
     body = json.loads(json.dumps(SERVE))
+    # 100,000 requests of 256 output tokens: seconds of simulation on any machine (with 4 output
+    # tokens the simulator, at ~135k requests/s, finished inside the deadline once in CI)
+    body["inference"]["output_tokens"] = 256
     body["inference"]["workload"] = {"num_requests": 100_000, "arrival": {"process": "poisson", "rate_per_s": 1000}}
     app = web_app.create_app()
     with TestClient(app) as client:
@@ -63,6 +66,7 @@ def test_a_plan_and_a_fleet_sizing_stop_within_the_grace_of_their_deadline(monke
     monkeypatch.setattr(web, "REQUEST_TIMEOUT_S", 0.3)
     body = json.loads(json.dumps(SERVE))
     body["inference"]["workload"] = {"num_requests": 100_000, "arrival": {"process": "poisson", "rate_per_s": 1000}}
+    body["inference"]["output_tokens"] = 256      # seconds of work on any machine
     if path == "/api/fleet":
         body["inference"]["slo"] = {"ttft_p99": "1 s", "tpot_p99": "50 ms"}
         body["inference"]["workload"]["num_requests"] = 20_000
