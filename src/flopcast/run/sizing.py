@@ -13,20 +13,11 @@ be overloaded.
 
 Steady state. A trial simulates N requests of the workload (its process, rate, lengths and seed;
 N grows, the workload's own num_requests is the least) and judges the requests after the warm-up:
-- warm-up: the requests that arrive before the system settles, the latest of three cuts, each within
-  the first half of the run: one request lifetime (the run's p99 end-to-end latency) after the first
-  arrival, since the requests in flight at time t arrived within one lifetime and so no longer
-  reflect the empty start; and White's MSER-5 rule on the TTFT series and on the TPOT series in
-  arrival order (batch means of 5 consecutive requests; truncate the d batches that minimise the
-  squared standard error of the mean of the rest), which cuts a queue's build-up;
-- convergence: the post-warm-up requests are split in two halves by arrival; for each SLO metric
-  the p99 of the halves must agree within SETTLE_TOL (10%) of the larger, or both lie at most half
-  the target, or both at least twice it (the verdict cannot flip). Otherwise N doubles, up to
-  MAX_EXTENSION (8) x the first run and the work limits (specs/limits.py: MAX_SIM_REQUESTS,
-  MAX_SIM_TOKENS) or `max_requests`; a trial still unsettled there (a load so close to capacity
-  that its queues wander for longer) is judged on what it has and marked `settled: false`;
-- verdict: no request rejected, and the p99 TTFT and p99 TPOT of the post-warm-up requests within
-  the SLO.
+the warm-up cut, the convergence test and the verdict are run/steady.py's (its docstring states
+them). A trial that has not settled runs again with N doubled, up to MAX_EXTENSION (8) x the first
+run and the work limits (specs/limits.py: MAX_SIM_REQUESTS, MAX_SIM_TOKENS) or `max_requests`; a
+trial still unsettled there (a load so close to capacity that its queues wander for longer) is
+judged on what it has and marked `settled: false`.
 The first N is the larger of the workload's num_requests, MIN_REQUESTS and FILL x the requests
 arriving during one long request's life (arrival rate x the analytic TTFT plus the workload's p99
 output length times the analytic TPOT, both capped at the SLO): the warm-up cut needs one lifetime
