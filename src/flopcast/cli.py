@@ -91,7 +91,12 @@ def cmd_plan(args: argparse.Namespace) -> None:
         from flopcast.inputs import writable_dir
 
         writable_dir(args.plots, what="--plots")
-    report = api.plan(args.scenario)
+    update, close = _progress_bar(not args.json, "planning (search, simulation)")
+    try:
+        report = api.plan(args.scenario, progress=update)
+    finally:
+        if close:
+            close()
     d = report.to_dict()
     written = []
     data = None
@@ -164,8 +169,13 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     from flopcast import api
 
     if args.size_fleet:
-        out = api.size_fleet(args.scenario, max_replicas=args.max_replicas, max_requests=args.max_requests,
-                             plot=args.plot)
+        update, close = _progress_bar(not args.json, "sizing the fleet (simulated trials)")
+        try:
+            out = api.size_fleet(args.scenario, max_replicas=args.max_replicas, max_requests=args.max_requests,
+                                 plot=args.plot, progress=update)
+        finally:
+            if close:
+                close()
         _emit_json(out) if args.json else _render("fleet_tables", out)
         return
     if args.plot:
@@ -232,7 +242,7 @@ def _progress_bar(enabled: bool, what: str = "evaluating plans (tp, cp, pp group
             state["task"] = bar.add_task(what, total=total)
             state["bar"] = bar
         if state["bar"] is not None:
-            state["bar"].update(state["task"], completed=done)
+            state["bar"].update(state["task"], completed=done, total=total)
 
     def close() -> None:
         if state["bar"] is not None:
@@ -310,10 +320,11 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         from flopcast.inputs import writable_file
 
         writable_file(args.out, what="--out")
-    update, close = _progress_bar(not args.json)
+    update, close = _progress_bar(not args.json, "sweeping (one search per combination)")
     try:
         result = api.sweep_training(args.scenario, vary=args.vary, objective=args.objective, backend=args.backend,
-                                    ray_address=args.ray_address, workers=args.workers, out=args.out)
+                                    ray_address=args.ray_address, workers=args.workers, out=args.out,
+                                    progress=update)
     finally:
         if close:
             close()

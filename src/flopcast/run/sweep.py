@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +53,25 @@ def set_path(data: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _scaled(progress: Callable[[int, int], Any] | None, index: int, count: int) -> Callable[[int, int], Any] | None:
+    """The progress of combination `index` of `count`, in thousandths of the whole sweep."""
+    if progress is None:
+        return None
+    progress(1000 * index, 1000 * count)
+
+    def inner(done: int, total: int) -> None:
+        progress(1000 * index + (1000 * done) // max(total, 1), 1000 * count)
+    return inner
+
+
 def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str], objective: str = "throughput",
                    backend: str = "local", ray_address: str | None = None, workers: int | None = None,
-                   out: str | None = None) -> dict[str, Any]:
+                   out: str | None = None, progress: Callable[[int, int], Any] | None = None) -> dict[str, Any]:
     """`flopcast sweep`: one search per combination of the varied values; the best plan of each. A
     scenario with an inference section and no training section is a serving sweep: the serving
     estimate of each combination, ranked by cost per output token at its SLO (`serving_row`).
-    Writes `out` as CSV, or as Parquet when its name ends in .parquet (pyarrow, the `parquet` extra)."""
+    Writes `out` as CSV, or as Parquet when its name ends in .parquet (pyarrow, the `parquet` extra).
+    `progress(done, total)` counts combinations in thousandths (each search's own progress inside)."""
     import copy
     import itertools
 
@@ -76,7 +88,9 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
                        field="--vary: combinations", hint="one search each; vary fewer values")
     serving = "inference" in base and "training" not in base
     rows = []
-    for combo in itertools.product(*[vals for _, vals in axes]) if axes else [()]:
+    combos = list(itertools.product(*[vals for _, vals in axes])) if axes else [()]
+    for index, combo in enumerate(combos):
+        inner = _scaled(progress, index, len(combos))
         sc = copy.deepcopy(base)
         sc.pop("parallel", None)
         for (key, _), value in zip(axes, combo, strict=True):
@@ -89,7 +103,7 @@ def sweep_training(scenario: str | Path | Mapping[str, Any], *, vary: list[str],
             continue
         try:
             res = search_training(sc, top=1, objective=objective, backend=backend, ray_address=ray_address,
-                                  workers=workers)
+                                  workers=workers, progress=inner)
             best = res.to_dict()["plans"][0] if res.plans else {}
             row.update({c: best.get(c) for c in SWEEP_COLUMNS if c in best})
             row.update(num_evaluated=res.num_evaluated, num_fitting=res.num_fitting,
