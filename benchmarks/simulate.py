@@ -1,12 +1,14 @@
 """Serving simulator: agreement with the analytic model and speed.
 
-Usage: python benchmarks/simulate.py [--only agreement|speed|million|sizing]   (or FLOPCAST_BENCH_ONLY=...)
+Usage: python benchmarks/simulate.py [--only agreement|speed|million|ten-million|sizing]   (or FLOPCAST_BENCH_ONLY=...)
 - Low load (one request at a time): simulated TTFT vs the analytic unloaded TTFT.
 - Saturation (a burst of fixed-length requests, chunked prefill): simulated output tokens/s vs the
   analytic steady state, for a few model / hardware / length combinations.
 - Speed: wall time, iterations and requests simulated per second for 10,000 Poisson requests.
 - million: 1,000,000 Poisson requests of Llama 3.1 70B on 4 replicas of 8 x H100 (tp 8), lognormal
   lengths (mean 1024 in, 256 out), at ~85% of the analytic capacity (issue 12's target: <= 60 s).
+- ten-million: the same workload, 10,000,000 requests, statistics streamed (issue 24's target: <= 60 s
+  with peak memory <= 1 GiB; run it alone: the peak RSS printed is the process's).
 - sizing: `flopcast simulate --size-fleet` to steady state (issue 12's target: <= 30 s): Llama 3.1 8B on
   H100 (tp 1) at 150 requests/s, p99 TTFT 1 s / TPOT 50 ms; a disaggregated 8B fleet (prefill tp 1,
   decode tp 1) with its two pools sized; and, for scale, a Llama 3.1 70B fleet of ~45 replicas of
@@ -66,7 +68,7 @@ def speed() -> None:
               f"TPOT p99 {r.tpot_p99_s * 1e3:.1f} ms, {r.output_tokens_per_s:,.0f} output tokens/s")
 
 
-def million(n: int = 1_000_000) -> None:
+def million(n: int = 1_000_000, stream: bool | None = None) -> None:
     m, hw = catalog.get_model("llama-3.1-70b"), catalog.get_hardware("h100-sxm")
     spec = InferenceSpec(tp=8, dp=4)
     lengths = dict(input_tokens=LengthDist(dist="lognormal", mean=1024, max=8192),
@@ -75,9 +77,14 @@ def million(n: int = 1_000_000) -> None:
     rate = 0.85 * cap.output_tokens_per_s / 256
     w = WorkloadSpec(num_requests=n, process="poisson", rate_per_s=rate, **lengths)
     t0 = time.perf_counter()
-    r = simulate(m, hw, spec, w, scheduler="sarathi")
+    r = simulate(m, hw, spec, w, scheduler="sarathi", stream=stream)
     dt = time.perf_counter() - t0
-    print(f"{n:,} Poisson requests at {rate:.1f}/s (85% of the analytic capacity) on 4 x (8 x H100, tp 8), "
+    import resource
+
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    mode = "streamed" if r.stream is not None else "every request kept"
+    print(f"[{mode}; peak RSS of the process {peak_mib:,.0f} MiB] {n:,} Poisson requests at {rate:.1f}/s "
+          f"(85% of the analytic capacity) on 4 x (8 x H100, tp 8), "
           f"Llama 3.1 70B, sarathi: {dt:.1f} s wall, {n / dt:,.0f} requests/s, {r.num_iterations / dt:,.0f} "
           f"iterations/s; {r.simulated_s:,.0f} s simulated, TTFT p99 {r.ttft_p99_s * 1e3:,.0f} ms, "
           f"TPOT p99 {r.tpot_p99_s * 1e3:.1f} ms, {r.output_tokens_per_s:,.0f} output tokens/s")
@@ -116,7 +123,7 @@ def sizing() -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--only", choices=("agreement", "speed", "million", "sizing"),
+    p.add_argument("--only", choices=("agreement", "speed", "million", "ten-million", "sizing"),
                    default=os.environ.get("FLOPCAST_BENCH_ONLY"))
     p.add_argument("--requests", type=int, default=1_000_000, help="requests of the million case")
     args = p.parse_args()
@@ -126,6 +133,8 @@ def main() -> None:
         speed()
     if args.only in (None, "million"):
         million(args.requests)
+    if args.only == "ten-million":      # not in the default run: over a minute
+        million(10_000_000)
     if args.only in (None, "sizing"):
         sizing()
 

@@ -174,7 +174,8 @@ def with_steady_state(res: SimulationResult, slo: SLO) -> SimulationResult:
     the run settled (an assumption says so when it did not), and the cost and energy per output
     token at the steady-state throughput (the run's cost and facility energy per simulated second,
     which include its warm-up and drain, over the tokens per second after the warm-up)."""
-    if res.requests is None or not len(res.requests["arrival_s"]) or res.simulated_s <= 0:
+    empty = res.num_requests == 0 if res.requests is None else not len(res.requests["arrival_s"])
+    if (res.requests is None and res.stream is None) or empty or res.simulated_s <= 0:
         return res
     out = {k: v for k, v in steady_state(res, slo).items() if not k.startswith("_")}
     achieved = out.get("achieved_output_tokens_per_s")

@@ -121,10 +121,10 @@ class _Offered:
 def _offered(workload: WorkloadSpec, max_requests: int | None) -> _Offered:
     """Offered load and the longest run from the workload's own sample (its num_requests, at least
     MIN_REQUESTS, within the work limits)."""
-    n_limit = limits.MAX_SIM_REQUESTS
+    n_limit = limits.MAX_SIZING_REQUESTS
     if workload.trace is None:
         mean_tokens = workload.input_tokens.mean + workload.output_tokens.mean
-        n_limit = min(n_limit, int(limits.MAX_SIM_TOKENS // max(mean_tokens, 1.0)))
+        n_limit = min(n_limit, int(limits.MAX_SIZING_TOKENS // max(mean_tokens, 1.0)))
     if max_requests is not None:
         n_limit = min(n_limit, max_requests)
     arrivals, ins, outs = generate(dataclasses.replace(workload, num_requests=min(max(workload.num_requests,

@@ -115,6 +115,8 @@ def _throughput(arrival: np.ndarray, first: np.ndarray, done: np.ndarray, out: n
 def steady_state(res: Any, slo: SLO) -> dict[str, Any]:
     """Warm-up cut, convergence and verdict of one simulation (module docstring): the p50/p99 TTFT and
     TPOT of the requests after the warm-up, whether the run settled, and the steady-state throughput."""
+    if res.requests is None and res.stream is not None:
+        return _steady_stream(res, slo)
     r = res.requests
     arrival, first, done, out = r["arrival_s"], r["first_token_s"], r["done_s"], r["output_tokens"]
     ok = ~np.isnan(done)
@@ -136,3 +138,72 @@ def steady_state(res: Any, slo: SLO) -> dict[str, Any]:
     settled = fail_robust or (warm_ok and agree_all)
     row |= {"warmup_requests": int(d), "settled": bool(settled), "meets_slo": bool(verdict)}
     return row | _throughput(arrival, first, done, out, d)
+
+
+# --------------------------------------------------------------------------- streamed simulations
+def _stream_warmup(rec: Any) -> tuple[int, bool]:
+    """The warm-up cut of a streamed run (sim/stats.py), in slices by arrival: the same three rules,
+    MSER on the recorded batch means (rec.batch requests each) instead of batches of 5."""
+    from flopcast.sim.stats import SEGMENTS, percentile
+
+    n, b = rec.n, rec.batch
+    life = percentile(rec.latency(2), 99) or 0.0
+    a0 = float(np.min(rec.batch_arrival))
+    late = np.flatnonzero(rec.batch_arrival >= a0 + life)
+    lifetime_cut = int(late[0]) * b if len(late) else n
+    cuts = [lifetime_cut if lifetime_cut <= n // 2 else None]
+    for metric in (0, 1):
+        count = rec.batch_count[metric]
+        keep = np.flatnonzero(count > 0)
+        if len(keep):
+            c = mser_truncation(rec.batch_sum[metric][keep] / count[keep], batch=1)
+            cuts.append(None if c is None else int(keep[min(c, len(keep) - 1)]) * b if c else 0)
+    warm_ok = all(c is not None for c in cuts)
+    d = max((c for c in cuts if c is not None), default=0) if warm_ok else n // 2
+    return min(-(-d * SEGMENTS // n), SEGMENTS // 2), warm_ok
+
+
+def _stream_judge(row: dict[str, Any], rec: Any, metric: int, seg: int, name: str,
+                  target: float | None) -> tuple[bool, bool, bool]:
+    """_judge on the histograms of the slices from `seg` on (halves: the two halves of those slices)."""
+    from flopcast.sim.stats import SEGMENTS, percentile
+
+    half = seg + (SEGMENTS - seg) // 2
+    p99 = percentile(rec.latency(metric, slice(seg, None)), 99)
+    row[f"{name}_p50_s"], row[f"{name}_p99_s"] = percentile(rec.latency(metric, slice(seg, None)), 50), p99
+    row[f"_{name}_fails"] = target is not None and p99 is not None and p99 > target
+    if target is None:
+        return True, True, False
+    if p99 is not None and p99 > 0:
+        row["_margin"] = max(row.get("_margin", -math.inf), math.log(p99 / target))
+    pa = percentile(rec.latency(metric, slice(seg, half)), 99)
+    pb = percentile(rec.latency(metric, slice(half, None)), 99)
+    if pa is None or pb is None:
+        return not row[f"_{name}_fails"], True, False
+    lo, hi = min(pa, pb), max(pa, pb)
+    agree = hi - lo <= SETTLE_TOL * hi or hi <= 0.5 * target or lo >= 2 * target
+    return not row[f"_{name}_fails"], agree, lo >= 2 * target
+
+
+def _steady_stream(res: Any, slo: SLO) -> dict[str, Any]:
+    """steady_state of a streamed simulation: the same rules at the granularity of its slices."""
+    from flopcast.sim.stats import SEGMENTS
+
+    rec = res.stream
+    row: dict[str, Any] = {"num_requests": rec.n, "num_rejected": int(rec.rejected)}
+    if rec.rejected or rec.completed < rec.n:
+        return row | {"warmup_requests": 0, "settled": True, "meets_slo": False, "_ttft_fails": True,
+                      "_tpot_fails": True, "ttft_p50_s": res.ttft_p50_s, "ttft_p99_s": res.ttft_p99_s,
+                      "tpot_p50_s": res.tpot_p50_s, "tpot_p99_s": res.tpot_p99_s,
+                      "offered_output_tokens_per_s": None, "achieved_output_tokens_per_s": res.output_tokens_per_s}
+    seg, warm_ok = _stream_warmup(rec)
+    agree_all, fail_robust, verdict = True, False, True
+    for metric, name, target in ((0, "ttft", slo.ttft_s), (1, "tpot", slo.tpot_s)):
+        meets, agree, robust = _stream_judge(row, rec, metric, seg, name, target)
+        verdict, agree_all, fail_robust = verdict and meets, agree_all and agree, fail_robust or robust
+    t0, t1 = float(rec.seg_arrival[seg]), rec.last_arrival_s
+    window = max(t1 - t0, 1e-12)
+    row |= {"warmup_requests": seg * rec.n // SEGMENTS, "settled": bool(fail_robust or (warm_ok and agree_all)),
+            "meets_slo": bool(verdict)}
+    return row | {"offered_output_tokens_per_s": float(rec.seg_out[seg:].sum()) / window,
+                  "achieved_output_tokens_per_s": rec.time.tokens_between(t0, t1) / window}

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +61,8 @@ from flopcast.estimate import serving as sv_mod
 from flopcast.sim.cost import AnalyticCost, IterationCost
 from flopcast.sim.schedulers import SCHEDULERS, Scheduler
 from flopcast.sim.state import CostFactory, Pool, PoolSpec, SimState
-from flopcast.sim.workload import SLO, WorkloadSpec
+from flopcast.sim.stats import REL_WIDTH, SEGMENTS, STREAM_ABOVE, StreamRecorder, percentile
+from flopcast.sim.workload import SLO, Chunk, WorkloadSpec, chunks, expected_count
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
 from flopcast.specs.serving import InferenceSpec
@@ -69,6 +70,7 @@ from flopcast.specs.serving import InferenceSpec
 __all__ = ["PoolSpec", "SimulationResult", "colocated_pools", "simulate", "write_requests_csv"]
 
 PROGRESS_EVERY = 1024  # instants between progress calls
+CHUNK = 1 << 16        # requests drawn at a time when streaming
 Progress = Callable[[int, int], None]
 
 
@@ -108,10 +110,13 @@ class SimulationResult:
     # per request (arrival order): arrival_s, input_tokens, output_tokens, first_token_s, done_s (NaN when
     # rejected), replica; not part of the JSON report (`flopcast simulate --requests FILE` writes it)
     requests: dict[str, np.ndarray] | None = field(default=None, compare=False, repr=False)
+    # a streamed simulation's statistics instead (sim/stats.py)
+    stream: StreamRecorder | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.datacenter or {})
-        d.update({k: getattr(self, k) for k in self.__slots__ if k not in ("assumptions", "datacenter", "requests")})
+        skip = ("assumptions", "datacenter", "requests", "stream")
+        d.update({k: getattr(self, k) for k in self.__slots__ if k not in skip})
         d["pools"] = [dict(p) for p in self.pools]
         d["assumptions"] = [a.to_dict() for a in self.assumptions]
         return d
@@ -121,27 +126,49 @@ class _EventLoop:
     """Drives one simulation: arrivals, engine events and iteration starts, instant by instant (the
     event order of the module docstring)."""
 
-    def __init__(self, st: SimState, sched: Scheduler, progress: Progress | None):
+    def __init__(self, st: SimState, sched: Scheduler, progress: Progress | None, source: Iterator[Chunk] | None = None):
         self.st, self.sched, self.progress = st, sched, progress
         self.max_seq, self.max_prompt = st.fit_limits()
         entry = st.by_role[st.entry_role]
         self.single = entry[0] if len(entry) == 1 else None
-        self.nxt = 0                     # next arrival
+        # the pending arrivals: every request (its per-request lists), or streaming the current chunk
+        self.source = source
+        self.base = 0                    # arrival index of the chunk's first request
+        self.pa, self.pi, self.po = (st.arrival, st.inp, st.out) if source is None else ([], [], [])
+        self.nxt = 0                     # next arrival, within the chunk
+
+    def _refill(self) -> bool:
+        """Streaming: the next chunk of arrivals (False when there is none)."""
+        if self.source is None:
+            return False
+        chunk = next(self.source, None)
+        if chunk is None:
+            self.source = None
+            return False
+        self.base += len(self.pa)
+        self.pa, self.pi, self.po = (c.tolist() for c in chunk)
+        self.nxt = 0
+        return True
 
     def run(self) -> float:
         """Advance to the last event; the time it happens."""
         st, progress = self.st, self.progress
-        n = len(st.arrival)
-        arrival, events, replicas = st.arrival, st.events, st.replicas
+        n = st.n
+        events, replicas = st.events, st.replicas
         start = self.sched.start
         now = 0.0
         steps = 0
         inf = math.inf
-        while self.nxt < n or events:
+        while True:
+            if self.nxt < len(self.pa) or self._refill():
+                a = self.pa[self.nxt]
+            elif events:
+                a = inf
+            else:
+                break
             steps += 1
             if progress is not None and steps % PROGRESS_EVERY == 0:
-                progress(self.nxt, n)
-            a = arrival[self.nxt] if self.nxt < n else inf
+                progress(self.base + self.nxt, n)
             e = events[0][0] if events else inf
             now = a if a < e else e
             woken: list[int] = []        # replicas that may start an iteration once the instant is processed
@@ -160,26 +187,32 @@ class _EventLoop:
     def _arrivals(self, now: float, woken: list[int]) -> None:
         """Every arrival due at `now`, in arrival order: rejected if it can never fit, else routed."""
         st = self.st
-        arrival, inp, out, trace = st.arrival, st.inp, st.out, st.trace
-        n, nxt = len(arrival), self.nxt
-        while nxt < n and arrival[nxt] <= now:
-            r = nxt
-            nxt += 1
-            if inp[r] + out[r] > self.max_seq or inp[r] > self.max_prompt:    # can never fit: rejected
-                st.rejected[r] = True
+        trace, streaming = st.trace, st.recorder is not None
+        while True:
+            arrival, inp, out = self.pa, self.pi, self.po
+            n, nxt, base = len(arrival), self.nxt, self.base
+            while nxt < n and arrival[nxt] <= now:
+                k = base + nxt
+                nxt += 1
+                i, o = inp[k - base], out[k - base]
+                if i + o > self.max_seq or i > self.max_prompt:    # can never fit: rejected
+                    st.reject(k, now, i, o)
+                    if trace is not None:
+                        trace.append((now, "reject", -1, k))
+                    continue
+                r = st.slot(k, arrival[k - base], i, o) if streaming else k
+                rep = self.single or st.route(st.entry_role)
+                st.replica_of[r] = rep.id
+                st.target[r] = i
+                rep.waiting.append(r)
+                rep.load += 1
+                if not rep.busy:        # a busy replica is woken by its own `end` event
+                    woken.append(rep.id)
                 if trace is not None:
-                    trace.append((now, "reject", -1, r))
-                continue
-            rep = self.single or st.route(st.entry_role)
-            st.replica_of[r] = rep.id
-            st.target[r] = inp[r]
-            rep.waiting.append(r)
-            rep.load += 1
-            if not rep.busy:        # a busy replica is woken by its own `end` event
-                woken.append(rep.id)
-            if trace is not None:
-                trace.append((now, "arrive", rep.id, r))
-        self.nxt = nxt
+                    trace.append((now, "arrive", rep.id, r))
+            self.nxt = nxt
+            if nxt < n or not self._refill():
+                return
 
     def _engine_events(self, now: float, woken: list[int]) -> None:
         """Every engine event due at `now`, in the order they were scheduled."""
@@ -244,12 +277,13 @@ def simulate(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workloa
              scheduler: str = "sarathi", slo: SLO = SLO(), prefill_replicas: int | None = None,
              pools: tuple[PoolSpec, ...] | None = None, assumptions: tuple[Assumption, ...] = (),
              progress: Progress | None = None, trace: list[Any] | None = None,
-             cost: IterationCost | None = None) -> SimulationResult:
+             cost: IterationCost | None = None, stream: bool | None = None) -> SimulationResult:
     """Simulate every request of `workload` on spec.dp replicas (or on `pools`: one colocated pool, or a
     prefill and a decode pool with their own hardware and layouts); latency percentiles and rates.
     `progress(arrived, total)` is called every PROGRESS_EVERY instants (it may raise to stop the run);
     `trace`, a list, receives every event as (time_s, kind, replica, detail) in processing order;
-    `cost` times every iteration of every pool (None: each pool's analytic serving model)."""
+    `cost` times every iteration of every pool (None: each pool's analytic serving model); `stream`
+    keeps statistics instead of per-request arrays (sim/stats.py; None: above STREAM_ABOVE requests)."""
     if pools is None:
         pools = colocated_pools(hw, spec, scheduler, prefill_replicas)
     roles = sorted(p.role for p in pools)
@@ -260,10 +294,22 @@ def simulate(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workloa
                               "and disaggregated needs them")
     policy = SCHEDULERS.get(scheduler)
     factory: CostFactory = AnalyticCost if cost is None else (lambda sv, budget, max_seqs: cost)
-    st = SimState(model, pools, workload, factory)
+    n = expected_count(workload)
+    streaming = (n > STREAM_ABOVE if stream is None else stream) and trace is None
+    recorder = StreamRecorder(n, _span_guess_s(workload, n), slo.ttft_s, slo.tpot_s) if streaming else None
+    st = SimState(model, pools, workload, factory, recorder)
     st.trace = trace
-    end = _EventLoop(st, policy(st), progress).run()
+    end = _EventLoop(st, policy(st), progress, chunks(workload, CHUNK) if streaming else None).run()
+    if recorder is not None:
+        recorder.flush()
+        return _stream_result(model, st, recorder, end, scheduler, assumptions)
     return _result(model, st, end, scheduler, slo, assumptions)
+
+
+def _span_guess_s(workload: WorkloadSpec, n: int) -> float:
+    """The expected arrival span (sets the streaming time bins; they widen if it runs longer)."""
+    rate = workload.rate_per_s
+    return n / rate if rate and workload.trace is None and workload.process != "burst" else 1.0
 
 
 def _slo(slo: SLO, ttft: np.ndarray, tpot_all: np.ndarray, completed: int, span: float,
@@ -327,6 +373,35 @@ def _result(model: ModelSpec, st: SimState, end: float, scheduler: str, slo: SLO
         requests={"arrival_s": arrival, "input_tokens": st.inp_arr, "output_tokens": out,
                   "first_token_s": first, "done_s": done, "replica": np.array(st.replica_of)},
     )
+
+
+def _stream_result(model: ModelSpec, st: SimState, rec: StreamRecorder, end: float, scheduler: str,
+                   assumptions: tuple[Assumption, ...]) -> SimulationResult:
+    """The figures of a streamed simulation (sim/stats.py: percentiles to within 0.1%)."""
+    first_arrival = float(np.min(rec.seg_arrival)) if rec.completed else 0.0
+    span = max(end - min(first_arrival, rec.last_arrival_s), 1e-12)
+    n = rec.n
+    mean_in, mean_out = rec.in_sum / max(n, 1), rec.out_sum / max(n, 1)
+    analytic, per_pool = _analytic(model, st.pools, mean_in, mean_out)
+    n_replicas = sum(p.ps.replicas for p in st.pools)
+    ttft, tpot, e2e = rec.latency(0), rec.latency(1), rec.latency(2)
+    has_slo = rec.slo != (None, None)
+    note = Assumption("statistics", f"streamed over {n:,} requests",
+                      f"more than {STREAM_ABOVE:,} requests: percentiles from histograms with {REL_WIDTH:.1%} "
+                      f"bins, the warm-up cut at one of {SEGMENTS} slices by arrival (sim/stats.py)")
+    return SimulationResult(
+        num_requests=n, num_completed=rec.completed, num_rejected=rec.rejected,
+        ttft_p50_s=percentile(ttft, 50), ttft_p99_s=percentile(ttft, 99), tpot_p50_s=percentile(tpot, 50),
+        tpot_p99_s=percentile(tpot, 99), e2e_p50_s=percentile(e2e, 50), e2e_p99_s=percentile(e2e, 99),
+        output_tokens_per_s=rec.out_done / span, requests_per_s=rec.completed / span,
+        slo_attainment_frac=(rec.good / rec.completed if rec.completed else 0.0) if has_slo else None,
+        goodput_requests_per_s=rec.good / span if has_slo else None, simulated_s=span, scheduler=scheduler,
+        num_replicas=n_replicas, num_iterations=st.iterations, num_preemptions=st.preemptions,
+        mean_tokens_per_iteration=st.batch_tokens / max(st.iterations, 1),
+        busy_frac=min(1.0, st.busy_s / (n_replicas * span)), infeasible_reason=st.infeasible_reason,
+        analytic_max_output_tokens_per_s=analytic, num_devices=sum(p.ps.num_devices for p in st.pools),
+        pools=_pool_rows(st, per_pool, span), kv_transfer_p50_s=percentile(rec.xfer, 50),
+        kv_transfer_p99_s=percentile(rec.xfer, 99), assumptions=(*assumptions, note), stream=rec)
 
 
 def write_requests_csv(result: SimulationResult, path: str) -> None:

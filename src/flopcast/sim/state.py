@@ -15,6 +15,7 @@ from typing import Any
 from flopcast.estimate import admission
 from flopcast.estimate import serving as sv_mod
 from flopcast.sim.cost import AnalyticCost, IterationCost
+from flopcast.sim.stats import StreamRecorder
 from flopcast.sim.workload import WorkloadSpec, generate
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
@@ -138,14 +139,24 @@ class SimState:
     built once at the end), the replicas, the event heap (key (time_s, seq)) and the counters."""
 
     def __init__(self, model: ModelSpec, pools: tuple[PoolSpec, ...], workload: WorkloadSpec,
-                 cost: CostFactory = AnalyticCost):
+                 cost: CostFactory = AnalyticCost, recorder: StreamRecorder | None = None):
         self.model = model
         self.pools = [Pool(model, ps, i, cost) for i, ps in enumerate(pools)]
-        self.arrival_arr, self.inp_arr, self.out_arr = generate(workload)
-        n = len(self.arrival_arr)
-        self.arrival: list[float] = self.arrival_arr.tolist()
-        self.inp: list[int] = self.inp_arr.tolist()
-        self.out: list[int] = self.out_arr.tolist()
+        # streaming (sim/stats.py): requests arrive in chunks and take a free slot of the per-request
+        # lists, given back when they finish; else the lists hold every request by arrival index
+        self.recorder = recorder
+        if recorder is None:
+            self.arrival_arr, self.inp_arr, self.out_arr = generate(workload)
+            n = len(self.arrival_arr)
+            self.arrival: list[float] = self.arrival_arr.tolist()
+            self.inp: list[int] = self.inp_arr.tolist()
+            self.out: list[int] = self.out_arr.tolist()
+        else:
+            n = 0
+            self.arrival, self.inp, self.out = [], [], []
+        self.n = n if recorder is None else recorder.n
+        self.free: list[int] = []
+        self.index_of: list[int] = []      # streaming: a slot's request (arrival index)
         self.gen = [0] * n                 # tokens generated so far (for a decoding sequence: gbase + step)
         self.gbase = [0] * n
         self.target = [0] * n              # tokens whose KV a (re)admission must build
@@ -171,6 +182,32 @@ class SimState:
         self.preemptions = 0
         self.batch_tokens = 0.0
         self.trace: list[tuple[float, str, int, Any]] | None = None
+
+    def reject(self, k: int, arrival_s: float, inp: int, out: int) -> None:
+        """Request k can never fit a replica."""
+        if self.recorder is None:
+            self.rejected[k] = True
+        else:
+            self.recorder.rejected += 1
+            self.recorder.arrived(arrival_s, inp, out)
+
+    def slot(self, k: int, arrival_s: float, inp: int, out: int) -> int:
+        """Streaming: a slot of the per-request lists for arriving request k (a free one, or a new one)."""
+        self.recorder.arrived(arrival_s, inp, out)      # type: ignore[union-attr]
+        if not self.free:
+            for lst, v in ((self.arrival, arrival_s), (self.inp, inp), (self.out, out), (self.index_of, k),
+                           (self.gen, 0), (self.gbase, 0), (self.target, 0), (self.pre, 0), (self.adm, 0),
+                           (self.first, NAN), (self.done, NAN), (self.rejected, False), (self.replica_of, -1),
+                           (self.kv_held, 0.0), (self.transfer_s, NAN)):
+                lst.append(v)
+            return len(self.inp) - 1
+        r = self.free.pop()
+        self.arrival[r], self.inp[r], self.out[r], self.index_of[r] = arrival_s, inp, out, k
+        self.gen[r] = self.gbase[r] = self.target[r] = self.pre[r] = self.adm[r] = 0
+        self.first[r] = self.done[r] = self.transfer_s[r] = NAN
+        self.replica_of[r] = -1
+        self.kv_held[r] = 0.0
+        return r
 
     def push(self, t: float, kind: str, rid: int, data: Any = None) -> None:
         self.seq += 1
@@ -213,6 +250,10 @@ class SimState:
             self.done[r] = now
             if self.first[r] != self.first[r]:
                 self.first[r] = now
+            rec = self.recorder
+            if rec is not None:                 # streaming: record it, give its slot back
+                rec.finished(self.index_of[r], self.arrival[r], self.first[r], now, self.out[r], self.transfer_s[r])
+                self.free.append(r)
         rep.n_running -= 1
         rep.load -= 1
         rep.kv_free += held

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,40 @@ def generate(w: WorkloadSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         shape = 1.0 / w.cv ** 2
         t = np.cumsum(rng.gamma(shape, 1.0 / (rate * shape), size=n))
     return t, _draw(rng, w.input_tokens, n), _draw(rng, w.output_tokens, n)
+
+
+Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def expected_count(w: WorkloadSpec) -> int:
+    """How many requests `chunks(w, ...)` yields (a trace: its rows, up to num_requests)."""
+    return len(_read_trace(w.trace)[0][: w.num_requests]) if w.trace is not None else w.num_requests
+
+
+def chunks(w: WorkloadSpec, size: int) -> Iterator[Chunk]:
+    """The requests of `w` in arrival order, `size` at a time, so that a long simulation never holds
+    them all. A trace is read once and sliced; synthetic traffic draws each chunk from its own
+    generator (children of w.seed: the same scenario always simulates the same requests, though
+    not the ones `generate` draws in one piece)."""
+    if w.trace is not None:
+        t, i, o = generate(w)
+        for lo in range(0, len(t), size):
+            yield t[lo: lo + size], i[lo: lo + size], o[lo: lo + size]
+        return
+    rate = w.rate_per_s
+    if w.process != "burst" and rate is None:
+        raise InvalidScenario(f"inference.workload.arrival.rate_per_s: required for a {w.process} process")
+    seeds = np.random.SeedSequence(w.seed)
+    t0 = 0.0
+    for lo in range(0, w.num_requests, size):
+        rng = np.random.default_rng(seeds.spawn(1)[0])
+        m = min(size, w.num_requests - lo)
+        if w.process == "burst" or rate is None:
+            t = np.zeros(m)
+        elif w.process == "poisson" or w.cv == 1.0:
+            t = t0 + np.cumsum(rng.exponential(1.0 / rate, size=m))
+        else:
+            shape = 1.0 / w.cv ** 2
+            t = t0 + np.cumsum(rng.gamma(shape, 1.0 / (rate * shape), size=m))
+        t0 = float(t[-1])
+        yield t, _draw(rng, w.input_tokens, m), _draw(rng, w.output_tokens, m)

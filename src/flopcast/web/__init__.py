@@ -36,7 +36,7 @@ from flopcast.errors import FlopcastError, InvalidScenario, UnknownName
 
 MAX_BODY_BYTES = 1 << 20          # 1 MiB of request body (a scenario is ~1 kB; 413 beyond)
 MAX_YAML_BODY_BYTES = 256 << 10   # YAML bodies (parsed ~10x slower than JSON): 256 KiB
-MAX_SIM_REQUESTS = 100_000        # simulated requests per service call (the CLI allows 1,000,000)
+MAX_SIM_REQUESTS = 100_000        # simulated requests per service call (the CLI allows 10,000,000)
 MAX_FLEET_REPLICAS = 256          # replicas a fleet-sizing call may try
 REQUEST_TIMEOUT_S = 60.0          # wall time of one synchronous request (422 beyond)
 SEARCH_SYNC_WAIT_S = 10.0         # a search still running after this becomes a job (202)
