@@ -115,3 +115,16 @@ def test_a_streamed_run_holds_only_the_requests_in_flight(monkeypatch, small_chu
     res = engine.simulate(MODEL, H100, InferenceSpec(tp=1), w, stream=True)
     assert res.num_completed == 20_000
     assert 0 < top[0] < 200
+
+
+def test_a_streamed_run_refuses_to_write_one_row_per_request(tmp_path):
+    """Rule: `--requests FILE` needs the per-request arrays; a streamed run says so in one line
+    (with the --max-requests that would keep them) instead of writing an empty file."""
+    from flopcast.errors import InvalidScenario
+
+    w = WorkloadSpec(num_requests=50, process="poisson", rate_per_s=5.0, input_tokens=LengthDist(value=64),
+                     output_tokens=LengthDist(value=8))
+    res = engine.simulate(MODEL, H100, InferenceSpec(tp=1), w, stream=True)
+    with pytest.raises(InvalidScenario, match="--max-requests 1000000"):
+        engine.write_requests_csv(res, str(tmp_path / "rows.csv"))
+    assert not (tmp_path / "rows.csv").exists()

@@ -408,7 +408,11 @@ def write_requests_csv(result: SimulationResult, path: str) -> None:
     """One row per request: arrival, lengths, TTFT, TPOT, end-to-end latency (empty when rejected)."""
     import csv
 
-    r = result.requests or {}
+    if result.requests is None:
+        raise InvalidScenario(f"--requests: one row per request is kept for runs of at most {STREAM_ABOVE:,} "
+                              f"requests; this run streamed its statistics over {result.num_requests:,} "
+                              f"(add --max-requests {STREAM_ABOVE})")
+    r = result.requests
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["request", "arrival_s", "input_tokens", "output_tokens", "replica", "ttft_s", "tpot_s", "e2e_s"])
