@@ -147,14 +147,26 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_validate(args: argparse.Namespace) -> None:
     from flopcast import api
 
-    report = api.validate(args.what, cv=args.cv == "source", baseline=args.baseline, profile=args.profile)
+    update, close = _source_progress(not args.json and args.cv == "source", "validating, one source left out at a time")
+    try:
+        report = api.validate(args.what, cv=args.cv == "source", baseline=args.baseline, profile=args.profile,
+                              progress=update)
+    finally:
+        if close:
+            close()
     _emit_json(report) if args.json else _render("fit_validation_tables", report)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from flopcast import api
 
-    out = api.calibrate(args.runs, out=args.out, hardware=args.hardware, framework=args.framework)
+    update, close = _source_progress(not args.json, "calibrating, one source left out at a time")
+    try:
+        out = api.calibrate(args.runs, out=args.out, hardware=args.hardware, framework=args.framework,
+                            progress=update)
+    finally:
+        if close:
+            close()
     _emit_json(out) if args.json else _render("calibration_tables", out)
 
 
@@ -235,7 +247,7 @@ def _progress_bar(enabled: bool, what: str = "evaluating plans (tp, cp, pp group
 
     state: dict[str, Any] = {"start": time.perf_counter(), "bar": None, "task": None}
 
-    def update(done: int, total: int) -> None:
+    def update(done: int, total: int | None) -> None:
         if state["bar"] is None and time.perf_counter() - state["start"] > 1.0:
             bar = Progress(transient=True)
             bar.start()
@@ -249,6 +261,21 @@ def _progress_bar(enabled: bool, what: str = "evaluating plans (tp, cp, pp group
             state["bar"].stop()
 
     return update, close
+
+
+def _source_progress(enabled: bool, what: str):
+    """A progress bar for validate and calibrate, whose fits report each source they leave out
+    (the count of sources is not known in advance: the bar counts them)."""
+    update, close = _progress_bar(enabled, what)
+    if update is None:
+        return None, None
+    count = [0]
+
+    def on_source(_source: str) -> None:
+        count[0] += 1
+        update(count[0], None)
+
+    return on_source, close
 
 
 def cmd_search(args: argparse.Namespace) -> None:

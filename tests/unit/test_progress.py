@@ -20,3 +20,23 @@ def test_a_sweep_reports_its_progress_over_every_combination():
     done = [d for d, _ in calls]
     assert done == sorted(done) and done[-1] <= 2000
     assert 0 in done and 1000 in done
+
+
+def test_the_source_progress_bar_counts_the_sources_left_out(monkeypatch):
+    """Rule: validate and calibrate report each source they leave out by name; on a terminal the
+    CLI's bar counts them (total unknown), and off a terminal there is no bar and no callback."""
+    import sys
+
+    from flopcast import cli
+
+    seen: list[tuple[int, int | None]] = []
+    monkeypatch.setattr(cli, "_progress_bar", lambda enabled, what: ((lambda d, t: seen.append((d, t))), None)
+                        if enabled else (None, None))
+    update, close = cli._source_progress(True, "validating")
+    for src in ("megatron", "torchtitan", "mlperf"):
+        update(src)
+    assert seen == [(1, None), (2, None), (3, None)] and close is None
+    assert cli._source_progress(False, "validating") == (None, None)
+    monkeypatch.undo()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert cli._source_progress(True, "validating") == (None, None)
