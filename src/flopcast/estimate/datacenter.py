@@ -30,8 +30,7 @@ from flopcast import units
 from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
 from flopcast.specs.hardware import AcceleratorSpec
-from flopcast.specs.site import (DEFAULT_PUE, PricingSpec, ReliabilitySpec, SiteSpec, prices, reliability_rates,
-                                 systems)
+from flopcast.specs.site import DEFAULT_PUE, PricingSpec, ReliabilitySpec, SiteSpec, prices, reliability_rates, systems
 
 IDLE_FRAC_OF_TDP = 0.15
 NETWORK_W_PER_DEVICE = 60.0

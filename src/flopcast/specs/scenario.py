@@ -19,8 +19,14 @@ from flopcast.specs import limits
 from flopcast.specs.hardware import AcceleratorSpec, accelerator_from_mapping
 from flopcast.specs.hf import from_hf_config, load_config_file
 from flopcast.specs.model import ModelSpec
-from flopcast.specs.site import (PricingSpec, ReliabilitySpec, SiteSpec, pricing_from_mapping,
-                                 reliability_from_mapping, resolve_site)
+from flopcast.specs.site import (
+    PricingSpec,
+    ReliabilitySpec,
+    SiteSpec,
+    pricing_from_mapping,
+    reliability_from_mapping,
+    resolve_site,
+)
 from flopcast.specs.traffic import SLO, SchedulerSpec, WorkloadSpec
 
 if TYPE_CHECKING:
