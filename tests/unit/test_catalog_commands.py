@@ -21,7 +21,8 @@ def _float_dtype(hw_id: str) -> str:
 @pytest.mark.parametrize("hw_id", catalog.hardware_ids())
 def test_every_command_works_on_every_catalog_entry(hw_id):
     """train (one device, a 1B model), infer and budget run on each entry without an error, and the
-    training and serving reports carry datacenter figures (every accelerator has a power figure)."""
+    training and serving reports carry datacenter figures (every accelerator has a power figure);
+    budget prints operational and embodied carbon (every accelerator has an embodied figure)."""
     train = api.estimate_training({
         "model": SMALL_MODEL, "hardware": hw_id, "cluster": {"num_devices": 1},
         "training": {"seq_len": 2048, "global_batch_seqs": 8, "total_tokens": 1e9, "precision": _float_dtype(hw_id)},
@@ -33,6 +34,7 @@ def test_every_command_works_on_every_catalog_entry(hw_id):
     assert train["energy_facility_j"] > 0 and train["emissions_operational_kgco2e"] > 0
     assert infer["energy_facility_j"] > 0
     assert budget["num_devices"] >= 1 and budget["energy_facility_j"] > 0
+    assert budget["emissions_operational_kgco2e"] > 0 and budget["emissions_embodied_kgco2e"] > 0
 
 
 def test_issue_23_parts_are_in_the_catalog_with_their_status():

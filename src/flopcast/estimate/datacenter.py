@@ -176,7 +176,7 @@ def device_hour_price(hw: AcceleratorSpec, pricing: PricingSpec | None) -> tuple
         return (lo + hi) / 2, f"midpoint of the committed range {lo}-{hi} $/h ({prices().get('as_of', 'undated')})"
     if entry.get("on_demand_usd_per_hour"):
         return float(entry["on_demand_usd_per_hour"]), f"on-demand ({prices().get('as_of', 'undated')})"
-    return None, "no price"
+    return None, f"no price for {hw.id} in the catalog"
 
 
 def cost_usd(hw: AcceleratorSpec, num_devices: int, seconds: float, facility_energy_j: float, site: SiteSpec,
@@ -216,8 +216,8 @@ def embodied_kgco2e(hw: AcceleratorSpec, num_devices: int, seconds: float) -> tu
     dev = entry.get("embodied_kgco2e")
     if dev is None:
         return None, f"no embodied-carbon estimate for {hw.id}"
-    node_entry = prices().get("nodes", {}).get(entry.get("node", "hgx-8gpu"), {})
-    node = (node_entry.get("embodied_kgco2e") or 0.0) / max(1, hw.node_size)
+    node_entry = prices().get("nodes", {}).get(entry.get("node", "hgx-8gpu"), {})   # node `none`: no host
+    node = (node_entry.get("embodied_kgco2e") or 0.0) / max(1, node_entry.get("devices_per_node") or hw.node_size)
     life = DEFAULT_LIFETIME_YEARS * units.YEAR_S
     return (dev + node) * num_devices * seconds / life, f"amortised over {DEFAULT_LIFETIME_YEARS:g} years"
 
