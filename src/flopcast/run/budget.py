@@ -171,9 +171,9 @@ def _deadline_inputs(deadline: Any, model: Any, tokens: Any, hardware: Any, site
             raise InvalidScenario(f"tokens: {tokens!r} is implausibly few for a training run; give e.g. 15e12")
     if deadline is not None:
         deadline_s = u.parse(deadline, "s", field="deadline")
-    if not u.HOUR_S <= deadline_s <= 10 * u.YEAR_S:
+    if deadline_s is None or not u.HOUR_S <= deadline_s <= 10 * u.YEAR_S:
         raise InvalidScenario(f"deadline: {deadline!r} is outside one hour..10 years; give a duration such as '90d'")
-    return deadline_s, spec, n_tokens, hardware, site, reliability
+    return deadline_s, spec, float(n_tokens or 0.0), hardware, site, reliability
 
 
 def _fewest_devices(dc, hw, flops: float, params: int, deadline_s: float, mfu: float, reliability) -> tuple[int, Any, str]:
