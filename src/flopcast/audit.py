@@ -33,9 +33,52 @@ SPEC_TOLERANCE = 0.10          # datasheet figures and exact counts, rounded in 
 TRAINING_MFU = 0.40            # typical large-run MFU (Llama 3 405B: 38-43%) for "what a cluster does"
 PLAUSIBLE_MFU = (0.05, 0.60)   # below: an order of magnitude of waste; above: beyond any published run
 TRAINING_SEQ_LEN = 8192        # attention FLOPs of a published run counted at an 8K context
-HARDWARE_NAMES = (("GB200", "gb200"), ("B200", "b200"), ("B300", "b300"), ("H100", "h100-sxm"), ("H200", "h200-sxm"),
-                  ("A100", "a100-sxm-80gb"), ("MI300X", "mi300x"), ("MI355X", "mi355x"), ("TPU v6", "tpu-v6e"),
-                  ("TPU v5e", "tpu-v5e"), ("TPU v5p", "tpu-v5p"), ("TPU v4", "tpu-v4"), ("Gaudi 3", "gaudi3"))
+# Names in claims -> catalog ids, tried in order (first match wins): case-insensitive regular expressions that
+# must not touch a letter or digit on either side (so "H20" is not "H200", "B200" is not "GB200",
+# "Trainium2" is not "Trainium"); [\s_-]? lets "TPU v5p", "TPU-v5p" and "TPUv5p" all match.
+HARDWARE_NAMES = (
+    (r"GB300", "gb300"),
+    (r"GB200", "gb200"),
+    (r"B300", "b300"),
+    (r"B200", "b200"),
+    (r"H800", "h800-sxm"),
+    (r"H200", "h200-sxm"),
+    (r"H100", "h100-sxm"),
+    (r"H20", "h20"),
+    (r"A100", "a100-sxm-80gb"),
+    (r"V100", "v100-sxm-32gb"),
+    (r"MI455X", "mi455x"),
+    (r"MI450X?", "mi455x"),
+    (r"MI355X", "mi355x"),
+    (r"MI325X", "mi325x"),
+    (r"MI300X", "mi300x"),
+    (r"MI250X", "mi250x"),
+    (r"TPU[\s_-]?v6e?", "tpu-v6e"),
+    (r"Trillium", "tpu-v6e"),
+    (r"TPU[\s_-]?v5e", "tpu-v5e"),
+    (r"TPU[\s_-]?v5p", "tpu-v5p"),
+    (r"TPU[\s_-]?v4", "tpu-v4"),
+    (r"TPU[\s_-]?7x", "tpu-7x"),
+    (r"TPU[\s_-]?v7", "tpu-7x"),
+    (r"Ironwood", "tpu-7x"),
+    (r"Gaudi[\s_-]?3", "gaudi3"),
+    (r"Gaudi[\s_-]?2", "gaudi2"),
+    (r"Trainium[\s_-]?3", "trainium3"),
+    (r"Trn[\s_-]?3", "trainium3"),
+    (r"Trainium[\s_-]?2", "trainium2"),
+    (r"Trn[\s_-]?2", "trainium2"),
+    (r"Ascend[\s_-]?910[\s_-]?C", "ascend-910c"),
+    (r"CloudMatrix([\s_-]?384)?", "ascend-910c"),
+    (r"Ascend[\s_-]?910[\s_-]?B", "ascend-910b"),
+    (r"Dojo([\s_-]?D1)?", "dojo-d1"),
+    (r"Rubin", "rubin"),
+    (r"A18[\s_-]?Pro", "apple-a18-pro-ane"),
+    (r"A17[\s_-]?Pro", "apple-a17-pro-ane"),
+    (r"M4[\s_-]?Max", "apple-m4-max"),
+    (r"M4[\s_-]?Pro", "apple-m4-pro"),
+    (r"Snapdragon[\s_-]?8[\s_-]?Elite", "snapdragon-8-elite-npu"),
+    (r"Snapdragon[\s_-]?X[\s_-]?Elite", "qualcomm-snapdragon-x-elite-npu"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +138,9 @@ def _duration_s(text: str) -> tuple[float, float] | None:
 
 
 def _hardware(text: str):
+    """The catalog accelerator a claim names (HARDWARE_NAMES), or None."""
     for key, hw_id in HARDWARE_NAMES:
-        if key.lower() in (text or "").lower():
+        if re.search(rf"(?<![A-Za-z0-9]){key}(?![A-Za-z0-9])", text or "", flags=re.I):
             return catalog.get_hardware(hw_id)
     return None
 
@@ -244,18 +288,60 @@ def _capacity_flops(hw, n: tuple[float, float], dur: tuple[float, float]) -> tup
     return peak, n[0] * peak * dur[0], n[1] * peak * dur[1]
 
 
+HOUR_UNITS = re.compile(r"^(gpu|device|chip|accelerator|node|tpu|npu|[a-z]*\d+[a-z]*)[\s_-]*hours?$", re.I)
+
+
+def _is_device_hours(unit: str) -> bool:
+    """'gpu_hours', 'GPU-hours', 'device hours', 'H100-hours': a compute-time figure, not FLOPs."""
+    return bool(HOUR_UNITS.search((unit or "").strip()))
+
+
 def _claimed_flops(row) -> float | None:
+    """The claim's FLOPs: a FLOP count, or PetaFLOP-days converted; None for any other unit (a
+    device-hours figure is checked by _training_hours, never read as FLOPs)."""
     unit = (row.get("unit") or "").lower()
     v = _num(row["value"])
-    if v is None:
+    if v is None or _is_device_hours(unit):
         return None
     if "petaflop_day" in unit:
         return v * 1e15 * 86400
     return v
 
 
+def _training_hours(row):
+    """A device-hours claim: the MFU it implies for the model's 6 N D on its published tokens, at the
+    stated hardware's dense peak (plausible: PLAUSIBLE_MFU); without a catalog model, the stated
+    devices x duration it should equal (25%)."""
+    hours = _num(row["value"])
+    hw = _hardware(row.get("stated_hardware") or row.get("unit") or "")
+    if hours is None or hours <= 0 or hw is None:
+        return _unverifiable("a device-hours figure needs a positive value and a catalog accelerator to check it")
+    spec = _model(row["subject"])
+    run = next((r for r in catalog.reference_runs().values() if spec and r.get("model") == spec.name), {})
+    peak = hw.peak_flops_per_s.get("bf16") or max(hw.peak_flops_per_s.values())
+    if spec is not None and run.get("tokens"):
+        need = 6 * counts.params_active(spec) * float(run["tokens"])
+        mfu = need / (hours * 3600 * peak)
+        ours = need / (peak * TRAINING_MFU) / 3600
+        v = "consistent" if PLAUSIBLE_MFU[0] <= mfu <= PLAUSIBLE_MFU[1] else "inconsistent"
+        return (f"{ours:,.3g} device-hours", hours / ours, v,
+                f"{hours:,.3g} {hw.id}-hours are device time, not FLOPs: they deliver 6 N D = {need:.2g} FLOPs "
+                f"of {row['subject']} at {mfu:.1%} MFU (plausible {PLAUSIBLE_MFU[0]:.0%}-{PLAUSIBLE_MFU[1]:.0%}); "
+                f"at {TRAINING_MFU:.0%} MFU flopcast needs {ours:,.3g} device-hours")
+    n, dur = _range(row.get("stated_devices", "")), _duration_s(row.get("stated_duration", ""))
+    if not (n and dur):
+        return _unverifiable("a device-hours figure without a catalog model, or stated devices and duration, "
+                             "has nothing to be checked against")
+    ours = (n[0] * dur[0] + n[1] * dur[1]) / 2 / 3600
+    r, v = _ratio_verdict(hours, ours, 0.25)
+    return (f"{ours:,.3g} device-hours", r, v, f"{_span(*n, '{:,.0f}')} devices x "
+            f"{_span(dur[0] / 86400, dur[1] / 86400, '{:g}')} days = {ours:,.3g} device-hours (tolerance 25%)")
+
+
 @checker("training_compute", "training_run")
 def _training(row):
+    if _is_device_hours(row.get("unit") or ""):
+        return _training_hours(row)
     flops = _claimed_flops(row)
     if flops is None:
         return _unverifiable("no FLOP figure in the claim")

@@ -362,7 +362,8 @@ def cmd_budget(args: argparse.Namespace) -> None:
     from flopcast import api
 
     r = api.budget(hardware=args.hardware, days=args.days, power=args.power, energy=args.energy,
-                   budget_usd=args.budget_usd, site=args.site)
+                   budget_usd=args.budget_usd, site=args.site, deadline=args.deadline, model=args.model,
+                   tokens=args.tokens, scenario=args.scenario)
     _emit_json(r) if args.json else _render("budget_table", r)
 
 
@@ -489,13 +490,21 @@ def _serving_commands(add: _Add) -> None:
 
 def _other_commands(add: _Add) -> None:
     """budget, audit, serve and the catalog listings."""
-    sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys")
-    sp.add_argument("--hardware", required=True, help="accelerator id, e.g. b200")
-    sp.add_argument("--days", type=_finite_float, required=True, help="duration of the run in days")
+    sp = add("budget", cmd_budget, "devices, compute and the compute-optimal model a power/energy/$ budget buys; "
+                                   "with --deadline, the fewest devices that finish a run by then")
+    sp.add_argument("--hardware", default=None, help="accelerator id, e.g. b200 (with --deadline: optional, "
+                                                      "every shipping accelerator compared)")
+    sp.add_argument("--days", type=_finite_float, default=None, help="duration of the run in days")
     sp.add_argument("--power", default=None, help="facility power, e.g. '100 MW'")
     sp.add_argument("--energy", default=None, help="facility energy, e.g. '1 GWh'")
     sp.add_argument("--budget-usd", type=_finite_float, default=None, help="dollars for device-hours")
     sp.add_argument("--site", default=None, help="site id (see `flopcast sites`) [us-average]")
+    sp.add_argument("--deadline", default=None, help="finish-by duration, e.g. '90d': the fewest devices that train "
+                                                     "--model on --tokens by then")
+    sp.add_argument("--model", default=None, help="model id for --deadline, e.g. llama-3.1-405b")
+    sp.add_argument("--tokens", default=None, help="training tokens for --deadline, e.g. 15.6e12")
+    sp.add_argument("--scenario", default=None, help="scenario file whose model, hardware, site, reliability, "
+                                                     "training.total_tokens and training.deadline answer --deadline")
     sp = add("audit", cmd_audit, "check quantitative industry claims against flopcast's catalog and estimators")
     sp.add_argument("file", nargs="?", default=None, help="claims CSV (default: the built-in industry claims)")
     sp = add("serve", cmd_serve, "run the web service: the same reports over HTTP (bad input: HTTP 422)")

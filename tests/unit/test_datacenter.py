@@ -142,8 +142,12 @@ def test_tco_pricing_adds_capex_facility_and_energy():
 
 
 def test_hardware_without_power_skips_datacenter_with_a_note():
-    """TPUs publish no power: training still estimates, and says why the datacenter keys are absent."""
-    sc = {"model": "llama-3-8b", "hardware": "tpu-v5p", "cluster": {"num_devices": 64},
+    """A device with no power figure (an inline accelerator without tdp; every catalog entry now has
+    one, issue 23): training still estimates, and says why the datacenter keys are absent."""
+    no_power = {"name": "npu-x", "hbm_capacity": "96 GiB", "hbm_bandwidth": "2.8 TB/s",
+                "peak_flops": {"bf16": "459 TFLOP/s"}, "scale_up_bandwidth": "600 GB/s", "scale_up_domain": 64,
+                "node_size": 4}
+    sc = {"model": "llama-3-8b", "hardware": no_power, "cluster": {"num_devices": 64},
           "training": {"seq_len": 8192, "global_batch_seqs": 64}, "parallel": {"tp": 4, "dp": 16}}
     e = api.estimate_training(sc)
     assert "power_it_w" not in e.to_dict()

@@ -7,7 +7,10 @@ measured chip power where the vendor publishes it (TPU v4: 90 W and 192 W), else
 TDPs (catalog/systems.yaml: DGX A100 6.5 kW, DGX H100 10.2 kW, DGX B200 14.3 kW, GB200 NVL72 132 kW),
 drawing (0.5 + 0.5 u) of it on average. Network: 60 W per device for a two-tier fat tree (about 2.5
 switch ports at ~25 W and 4 optical transceivers at ~15 W per device; NVIDIA QM9700 NDR switch: 64
-ports, 1.7 kW). Facility = IT x PUE (site, or by cooling: air 1.5, direct liquid 1.2, immersion 1.08).
+ports, 1.7 kW). Facility = IT x PUE: the scenario's site PUE, except that a liquid-cooled system
+(catalog/systems.yaml `cooling`) on a site whose PUE is an air-cooled facility's (a catalog site, or a
+mapping that states neither pue nor cooling) gets that site's cooling overhead cut in the ratio of the
+reference PUEs: 1 + (PUE_site - 1)(1.2 - 1)/(1.5 - 1) (us-average 1.5 -> 1.2).
 
 Reliability: interruptions arrive as a Poisson process with rate N lambda_gpu + nodes lambda_node +
 N (lambda_network + lambda_software) (catalog/reliability.yaml, from the Llama 3 interruption table).
@@ -27,7 +30,7 @@ from flopcast import units
 from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
 from flopcast.specs.hardware import AcceleratorSpec
-from flopcast.specs.site import PricingSpec, SiteSpec, prices, reliability_rates, systems
+from flopcast.specs.site import DEFAULT_PUE, PricingSpec, ReliabilitySpec, SiteSpec, prices, reliability_rates, systems
 
 IDLE_FRAC_OF_TDP = 0.15
 NETWORK_W_PER_DEVICE = 60.0
@@ -53,6 +56,7 @@ class Power:
     it_w: float
     facility_w: float
     peak_it_w: float
+    pue: float = 1.0      # the facility PUE applied (facility_pue)
 
     def to_dict(self) -> dict[str, float]:
         return {"devices_w": self.device_w, "hosts_w": self.host_w, "network_w": self.network_w,
@@ -90,9 +94,37 @@ def host_max_w_per_device(hw: AcceleratorSpec) -> float:
     sys = systems()
     entry = sys["systems"].get(hw.lookup_id)
     tdp = device_tdp_w(hw)
-    if entry:
+    if entry and entry.get("system_max_power_w"):
         return max(0.0, entry["system_max_power_w"] / entry["devices"] - tdp)
     return sys["default"]["host_overhead_frac_of_accelerator_tdp"] * tdp
+
+
+def system_cooling(hw: AcceleratorSpec) -> tuple[str, str]:
+    """(air | liquid, the reference system) of this device, from catalog/systems.yaml."""
+    sys = systems()
+    entry = sys["systems"].get(hw.lookup_id) or {}
+    if entry.get("cooling"):
+        return str(entry["cooling"]), str(entry.get("system", hw.lookup_id))
+    return str(sys["default"].get("cooling", "air")), "a typical server"
+
+
+def cooling_pue(cooling: str) -> float:
+    """Reference facility PUE of a cooling type (catalog/systems.yaml cooling_pue, sourced there)."""
+    entry = (systems().get("cooling_pue") or {}).get(cooling) or {}
+    return float(entry.get("pue", DEFAULT_PUE[cooling]))
+
+
+def facility_pue(hw: AcceleratorSpec, site: SiteSpec) -> tuple[float, str]:
+    """The PUE of `hw`'s systems at `site`, and why. The site's PUE, unless the system is liquid-cooled
+    and the site's figure is an air-cooled facility's that the scenario did not state: then the
+    site's cooling overhead shrinks in the ratio of the liquid and air reference PUEs."""
+    cooling, system = system_cooling(hw)
+    if site.pue_given or hw.memory_kind == "unified" or not (cooling == "liquid" and site.cooling == "air"):
+        return site.pue, f"site {site.id} ({site.cooling}-cooled)"
+    air, liquid = cooling_pue("air"), cooling_pue("liquid")
+    pue = 1.0 + (site.pue - 1.0) * (liquid - 1.0) / (air - 1.0)
+    return pue, (f"{system} is liquid-cooled: the {site.id} air-cooled PUE {site.pue:g} with its cooling overhead "
+                 f"x {(liquid - 1) / (air - 1):.2f} (reference PUEs: air {air:g}, liquid {liquid:g}, catalog/systems.yaml)")
 
 
 def power(hw: AcceleratorSpec, num_devices: int, busy_frac: float, site: SiteSpec) -> Power:
@@ -106,13 +138,16 @@ def power(hw: AcceleratorSpec, num_devices: int, busy_frac: float, site: SiteSpe
     host = host_max * (0.5 + 0.5 * u)
     net = num_devices * NETWORK_W_PER_DEVICE if hw.memory_kind != "unified" and num_devices > 1 else 0.0
     it = dev + host + net
-    return Power(dev, host, net, it, it * site.pue, num_devices * full + host_max + net)
+    pue, _ = facility_pue(hw, site)
+    return Power(dev, host, net, it, it * pue, num_devices * full + host_max + net, pue)
 
 
 def power_assumptions(hw: AcceleratorSpec, site: SiteSpec) -> list[Assumption]:
     idle, full, kind = device_power_range_w(hw)
     what = (f"measured {idle:.0f} W idle to {full:.0f} W under load" if kind == "measured"
             else f"{IDLE_FRAC_OF_TDP:.0%} of TDP idle, TDP when computing")
+    pue, why = facility_pue(hw, site)
+    liquid = [Assumption("pue", round(pue, 4), why)] if pue != site.pue else []
     return [
         Assumption("device_power", what, "average over the step by the compute share of the step time"),
         Assumption("host_power_w_per_device", round(host_max_w_per_device(hw), 1),
@@ -121,7 +156,7 @@ def power_assumptions(hw: AcceleratorSpec, site: SiteSpec) -> list[Assumption]:
                    "two-tier fat tree: ~2.5 switch ports and ~4 optical transceivers per device"),
         Assumption("site", site.id, f"PUE {site.pue}, {site.grid_intensity_gco2e_per_kwh:.0f} gCO2e/kWh, "
                                     f"${site.electricity_price_usd_per_kwh:.3f}/kWh"),
-    ]
+    ] + liquid
 
 
 # ------------------------------------------------------------------------------------------ cost
@@ -141,7 +176,7 @@ def device_hour_price(hw: AcceleratorSpec, pricing: PricingSpec | None) -> tuple
         return (lo + hi) / 2, f"midpoint of the committed range {lo}-{hi} $/h ({prices().get('as_of', 'undated')})"
     if entry.get("on_demand_usd_per_hour"):
         return float(entry["on_demand_usd_per_hour"]), f"on-demand ({prices().get('as_of', 'undated')})"
-    return None, "no price"
+    return None, f"no price for {hw.id} in the catalog"
 
 
 def cost_usd(hw: AcceleratorSpec, num_devices: int, seconds: float, facility_energy_j: float, site: SiteSpec,
@@ -181,8 +216,8 @@ def embodied_kgco2e(hw: AcceleratorSpec, num_devices: int, seconds: float) -> tu
     dev = entry.get("embodied_kgco2e")
     if dev is None:
         return None, f"no embodied-carbon estimate for {hw.id}"
-    node_entry = prices().get("nodes", {}).get(entry.get("node", "hgx-8gpu"), {})
-    node = (node_entry.get("embodied_kgco2e") or 0.0) / max(1, hw.node_size)
+    node_entry = prices().get("nodes", {}).get(entry.get("node", "hgx-8gpu"), {})   # node `none`: no host
+    node = (node_entry.get("embodied_kgco2e") or 0.0) / max(1, node_entry.get("devices_per_node") or hw.node_size)
     life = DEFAULT_LIFETIME_YEARS * units.YEAR_S
     return (dev + node) * num_devices * seconds / life, f"amortised over {DEFAULT_LIFETIME_YEARS:g} years"
 
@@ -260,32 +295,57 @@ class Reliability:
     young_interval_s: float
     goodput_frac: float
     source: str
+    given: tuple[str, ...] = ()       # the scenario's `reliability` keys that replaced a default
+
+
+def _given_keys(given: ReliabilitySpec | None) -> tuple[str, ...]:
+    if given is None:
+        return ()
+    names = {"failures_per_device_hour": "failures_per_device_hour", "checkpoint_bytes": "checkpoint_bytes",
+             "checkpoint_bytes_per_param": "checkpoint_bytes_per_param",
+             "checkpoint_bandwidth_bytes_per_s": "checkpoint_bandwidth", "restart_s": "restart_time"}
+    return tuple(key for attr, key in names.items() if getattr(given, attr) is not None)
 
 
 def reliability(params_total: int, num_devices: int, devices_per_node: int,
-                checkpoint_bandwidth_bytes_per_s: float | None = None, restart_s: float | None = None) -> Reliability:
-    rate, source = failure_rate_per_s(num_devices, devices_per_node)
+                checkpoint_bandwidth_bytes_per_s: float | None = None, restart_s: float | None = None,
+                given: ReliabilitySpec | None = None) -> Reliability:
+    """Failure rate, checkpoint cost and the goodput-optimal interval of a job; `given` (the
+    scenario's `reliability` section) replaces any of the catalog's rates and checkpoint defaults."""
+    g = given or ReliabilitySpec()
+    if g.failures_per_device_hour is not None:
+        rate = num_devices * g.failures_per_device_hour / units.HOUR_S
+        source = f"reliability.failures_per_device_hour {g.failures_per_device_hour:g} (given) x {num_devices} devices"
+    else:
+        rate, source = failure_rate_per_s(num_devices, devices_per_node)
     mtbf = 1 / rate
-    size = params_total * CHECKPOINT_BYTES_PER_PARAM
+    size = g.checkpoint_bytes or params_total * (g.checkpoint_bytes_per_param or CHECKPOINT_BYTES_PER_PARAM)
     nodes = math.ceil(num_devices / devices_per_node)
-    bw = checkpoint_bandwidth_bytes_per_s or min(nodes * CHECKPOINT_WRITE_BYTES_PER_S_PER_NODE,
-                                                 CHECKPOINT_STORAGE_MAX_BYTES_PER_S)
+    bw = (g.checkpoint_bandwidth_bytes_per_s or checkpoint_bandwidth_bytes_per_s
+          or min(nodes * CHECKPOINT_WRITE_BYTES_PER_S_PER_NODE, CHECKPOINT_STORAGE_MAX_BYTES_PER_S))
     delta = size / bw
     rel = reliability_rates()
     catalog_restart = float(rel.get("restart_time_s", DEFAULT_RESTART_S)) if rel else DEFAULT_RESTART_S
-    r = restart_s if restart_s is not None else catalog_restart
+    r = g.restart_s if g.restart_s is not None else restart_s if restart_s is not None else catalog_restart
     tau = optimal_interval_s(delta, mtbf, r)
-    return Reliability(mtbf, size, delta, r, tau, math.sqrt(2 * delta * mtbf), goodput_frac(tau, delta, mtbf, r), source)
+    return Reliability(mtbf, size, delta, r, tau, math.sqrt(2 * delta * mtbf), goodput_frac(tau, delta, mtbf, r),
+                       source, _given_keys(given))
 
 
 def reliability_assumptions(rel: Reliability) -> list[Assumption]:
+    checkpoint_why = (f"{CHECKPOINT_BYTES_PER_PARAM:g} B/param (bf16 weights + fp32 master, m, v) at "
+                      f"{CHECKPOINT_WRITE_BYTES_PER_S_PER_NODE / 1e9:g} GB/s per node, at most "
+                      f"{CHECKPOINT_STORAGE_MAX_BYTES_PER_S / 1e12:g} TB/s (Llama 3's storage, sustained)")
+    ckpt_keys = [k for k in rel.given if k.startswith("checkpoint")]
+    if ckpt_keys:
+        checkpoint_why = f"given: reliability.{', reliability.'.join(ckpt_keys)}; the rest: {checkpoint_why}"
+    restart_why = ("given: reliability.restart_time" if "restart_time" in rel.given
+                   else "re-schedule, NCCL init, checkpoint load")
     return [
         Assumption("failure_model", f"MTBF {rel.mtbf_s / 3600:.2f} h for this job", rel.source),
         Assumption("checkpoint", f"{units.format_bytes(rel.checkpoint_bytes)} in {rel.checkpoint_write_s:.0f} s",
-                   f"{CHECKPOINT_BYTES_PER_PARAM:g} B/param (bf16 weights + fp32 master, m, v) at "
-                   f"{CHECKPOINT_WRITE_BYTES_PER_S_PER_NODE / 1e9:g} GB/s per node, at most "
-                   f"{CHECKPOINT_STORAGE_MAX_BYTES_PER_S / 1e12:g} TB/s (Llama 3's storage, sustained)"),
-        Assumption("restart_s", rel.restart_s, "re-schedule, NCCL init, checkpoint load"),
+                   checkpoint_why),
+        Assumption("restart_s", rel.restart_s, restart_why),
         Assumption("checkpoint_interval", f"{rel.interval_s:.0f} s (Young: {rel.young_interval_s:.0f} s)",
                    "maximises goodput under the exact exponential-failure model"),
     ]

@@ -660,6 +660,8 @@ def inference_validation_tables(d: dict[str, Any]) -> Group:
 
 
 def budget_table(d: dict[str, Any]) -> Group:
+    if "deadline_s" in d:
+        return deadline_table(d)
     rows = [
         ("devices", f"{d['num_devices']:,} x {d['hardware']} for {d['days']:g} days at {d['site']}"),
         ("facility power", format_si(d["power_facility_w"], "W")),
@@ -668,8 +670,36 @@ def budget_table(d: dict[str, Any]) -> Group:
         ("compute", format_si(d["compute_flops"], "FLOP")),
         ("compute-optimal model",
          f"{format_count(d['optimal_params'])} parameters on {format_count(d['optimal_tokens'])} tokens"),
+        ("PUE", f"{d['pue']:.2f} ({d['cooling']}-cooled systems)"),
+        ("emissions operational / embodied", f"{_mass(d['emissions_operational_kgco2e'])} / "
+         + ("n/a" if d["emissions_embodied_kgco2e"] is None else _mass(d["emissions_embodied_kgco2e"])) + " CO2e"),
     ]
     return Group(_kv_table("Budget", rows), _assumptions(d))
+
+
+def deadline_table(d: dict[str, Any]) -> Group:
+    """`flopcast budget --deadline`: the chosen plan, then every hardware's fewest devices."""
+    def money(x):
+        return "n/a" if x is None else f"${x:,.0f}"
+
+    rows = [
+        ("run", f"{d['model']} on {format_count(d['tokens'])} tokens ({format_si(d['compute_flops'], 'FLOP')}) "
+                f"within {d['deadline_s'] / 86400:g} days"),
+        ("fewest devices", f"{d['num_devices']:,} x {d['hardware']} (limited by {d['limited_by']}), done in "
+                           f"{d['time_to_train_s'] / 86400:.1f} days at goodput {d['goodput_frac']:.1%}"),
+        ("cost (device-hours)", money(d["cost_usd"])),
+        ("facility power / energy", f"{format_si(d['power_facility_w'], 'W')} / {_energy(d['energy_facility_j'])} "
+                                    f"(PUE {d['pue']:.2f}, {d['cooling']}-cooled)"),
+        ("emissions operational / embodied", f"{_mass(d['emissions_operational_kgco2e'])} / "
+         + ("n/a" if d["emissions_embodied_kgco2e"] is None else _mass(d["emissions_embodied_kgco2e"])) + " CO2e"),
+    ]
+    t = Table(title="Every option (cheapest first)", title_justify="left")
+    for c in ("hardware", "devices", "days", "cost", "PUE"):
+        t.add_column(c, justify="left" if c == "hardware" else "right")
+    for o in d["options"]:
+        t.add_row(o["hardware"], f"{o['num_devices']:,}", f"{o['time_to_train_s'] / 86400:.1f}", money(o["cost_usd"]),
+                  f"{o['pue']:.2f}")
+    return Group(_kv_table("Deadline", rows), t, _assumptions(d))
 
 
 def sites_table(rows: list[dict[str, Any]]) -> Table:

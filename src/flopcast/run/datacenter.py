@@ -92,7 +92,7 @@ def training_datacenter(rs: ResolvedScenario, est: Any) -> tuple[dict[str, Any],
     hw, n = rs.hardware, est.plan.num_devices
     busy = est.step_time_breakdown_s["compute"] / est.step_time_s
     pw = dc.power(hw, n, busy, site)
-    rel = dc.reliability(counts.params_total(rs.model), n, rs.cluster.devices_per_node)
+    rel = dc.reliability(counts.params_total(rs.model), n, rs.cluster.devices_per_node, given=rs.reliability)
     assumptions += dc.power_assumptions(hw, site) + dc.reliability_assumptions(rel)
     if est.time_to_train_s is not None:
         seconds = est.time_to_train_s / rel.goodput_frac

@@ -16,7 +16,7 @@ from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.specs import limits
 
 STATUSES = ("shipping", "announced")
-MEMORY_KINDS = ("hbm", "unified", "gddr", "lpddr")
+MEMORY_KINDS = ("hbm", "unified", "gddr", "lpddr", "sram")   # sram: on-die SRAM only (Dojo D1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

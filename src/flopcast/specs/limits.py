@@ -133,7 +133,8 @@ _FIELD_BOUNDS: dict[str, tuple[float, float, str]] = {
     "power_idle": (0.1, 5e3, "0.1 W..5 kW per package"),
     "power_max": (1.0, 5e3, "1 W..5 kW per package"),
     "hbm_bandwidth": (1e10, 5e13, "10 GB/s..50 TB/s of device memory bandwidth"),
-    "scale_out_bandwidth": (1.25e8, 2e11, "1 Gb/s..1.6 Tb/s (200 GB/s) of NIC bandwidth per device"),
+    # 2.4 Tb/s: AMD MI455X has 3 x 800G NICs per GPU, the most per device in the catalog
+    "scale_out_bandwidth": (1.25e8, 3e11, "1 Gb/s..2.4 Tb/s (300 GB/s) of NIC bandwidth per device"),
     "host_link_bandwidth": (1e9, 1e12, "1 GB/s..1 TB/s per device and direction"),
     "scale_up_bandwidth": (1e9, 1e13, "1 GB/s..10 TB/s per device"),
     "hbm_capacity": (1e8, 4e12, "100 MB..4 TB per package"),

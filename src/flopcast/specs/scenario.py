@@ -19,7 +19,14 @@ from flopcast.specs import limits
 from flopcast.specs.hardware import AcceleratorSpec, accelerator_from_mapping
 from flopcast.specs.hf import from_hf_config, load_config_file
 from flopcast.specs.model import ModelSpec
-from flopcast.specs.site import PricingSpec, SiteSpec, pricing_from_mapping, resolve_site
+from flopcast.specs.site import (
+    PricingSpec,
+    ReliabilitySpec,
+    SiteSpec,
+    pricing_from_mapping,
+    reliability_from_mapping,
+    resolve_site,
+)
 from flopcast.specs.traffic import SLO, SchedulerSpec, WorkloadSpec
 
 if TYPE_CHECKING:
@@ -29,7 +36,7 @@ if TYPE_CHECKING:
     from flopcast.specs.workload import TrainingPhase, TrainingSpec
 
 TOP_LEVEL_KEYS = ("name", "model", "hardware", "cluster", "site", "pricing", "training", "parallel",
-                  "inference", "description", "calibration", "fleet")
+                  "inference", "description", "calibration", "fleet", "reliability")
 CLUSTER_KEYS = ("num_devices", "devices_per_node", "scale_out_bandwidth")
 
 
@@ -75,6 +82,7 @@ class ResolvedScenario:
     pools: tuple[PoolLayout, ...] = ()
     site: SiteSpec | None = None          # None: not given (the workflows default it, with an Assumption)
     pricing: PricingSpec | None = None    # None: not given (catalog prices, hourly)
+    reliability: ReliabilitySpec | None = None   # None: catalog/reliability.yaml and the checkpoint defaults
 
 
 def load_scenario(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -139,8 +147,8 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
     assumptions: list[Assumption] = []
     model, model_ref, hw = _model_and_hardware(data, base_dir, assumptions)
     cluster = _cluster(data.get("cluster") or {}, hw, assumptions)
-    sections: dict[str, Any] = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference")
-                                if k in data}
+    sections: dict[str, Any] = {k: data[k] for k in ("site", "pricing", "training", "parallel", "inference",
+                                                     "reliability") if k in data}
     if "pricing" in sections:
         sections["pricing"] = limits.normalize_pricing(sections["pricing"])
     profiles = _profiles(data, base_dir)
@@ -161,6 +169,7 @@ def resolve(scenario: str | Path | Mapping[str, Any]) -> ResolvedScenario:
         assumptions=tuple(assumptions), training=training, parallel=parallel, phases=phases, **serving,
         site=resolve_site(data["site"]) if "site" in data else None,
         pricing=pricing_from_mapping(data.get("pricing")),
+        reliability=reliability_from_mapping(data.get("reliability")),
     )
 
 

@@ -33,6 +33,10 @@ class SiteSpec:
     cooling: str
     year: int | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
+    # True when a scenario states this site's `pue` or `cooling`: used as given. False for catalog
+    # sites and for mappings without either (their PUE is an air-cooled facility's, which a
+    # liquid-cooled system lowers: estimate/datacenter.py facility_pue)
+    pue_given: bool = False
 
     @property
     def grid_intensity_gco2e_per_kwh(self) -> float:
@@ -88,6 +92,7 @@ def site_from_mapping(data: Mapping[str, Any], prefix: str = "site", base: SiteS
         grid_intensity_kgco2e_per_j=gi / 1e3 / units.KWH_J, electricity_price_usd_per_j=price / units.KWH_J,
         pue=pue, cooling=cooling, year=data.get("year", base.year if base else None),
         sources=dict(data.get("sources", base.sources if base else {})),
+        pue_given=not prefix.startswith("catalog") and any(data.get(k) is not None for k in ("pue", "cooling")),
     )
 
 
@@ -148,3 +153,64 @@ def pricing_from_mapping(data: Any) -> PricingSpec | None:
                        price_per_device_hour_usd=given.get("price_per_device_hour"),
                        capex_usd=given.get("capex_usd"), node_capex_usd=given.get("node_capex_usd"),
                        depreciation_years=given.get("depreciation_years"))
+
+
+RELIABILITY_KEYS = ("failures_per_device_hour", "checkpoint_bytes", "checkpoint_bytes_per_param",
+                    "checkpoint_bandwidth", "restart_time")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReliabilitySpec:
+    """The scenario's `reliability` section: what replaces the catalog's failure and checkpoint
+    constants (catalog/reliability.yaml, estimate/datacenter.py). None keeps the default.
+    failures_per_device_hour: unexpected interruptions per device-hour, all causes (Llama 3: 1.97e-5);
+    checkpoint_bytes (or checkpoint_bytes_per_param, default 14): the size of one checkpoint;
+    checkpoint_bandwidth: the aggregate write bandwidth to storage; restart_time: detection,
+    rescheduling and reload after a failure (default 600 s)."""
+
+    failures_per_device_hour: float | None = None
+    checkpoint_bytes: float | None = None
+    checkpoint_bytes_per_param: float | None = None
+    checkpoint_bandwidth_bytes_per_s: float | None = None
+    restart_s: float | None = None
+
+
+def _positive(data: Mapping[str, Any], key: str, dimension: str, maximum: float) -> float | None:
+    if data.get(key) is None:
+        return None
+    name = f"reliability.{key}"
+    if dimension == "number":
+        from flopcast import inputs
+
+        return inputs.finite_number(data[key], field=name, minimum=0, exclusive_minimum=True, maximum=maximum,
+                                    accepted=f"a positive number up to {maximum:g}")
+    value = units.parse(data[key], dimension, field=name)
+    if not 0 < value <= maximum:
+        what = {"bytes": "size such as '10 TB'", "bytes_per_s": "bandwidth such as '500 GB/s'"}[dimension]
+        raise InvalidScenario(f"{name}: {data[key]!r} is outside (0, {maximum:g}] in base units; give a positive {what}")
+    return value
+
+
+def reliability_from_mapping(data: Any) -> ReliabilitySpec | None:
+    """The `reliability` section parsed (keys, units and bounds checked); None when there is none."""
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise InvalidScenario("reliability: expected a mapping of " + ", ".join(RELIABILITY_KEYS))
+    for key in data:
+        if key not in RELIABILITY_KEYS:
+            raise UnknownName("reliability field", str(key), RELIABILITY_KEYS)
+    if data.get("checkpoint_bytes") is not None and data.get("checkpoint_bytes_per_param") is not None:
+        raise InvalidScenario("reliability: give checkpoint_bytes or checkpoint_bytes_per_param, not both")
+    restart = data.get("restart_time")
+    restart_s = None
+    if restart is not None:
+        restart_s = units.parse(restart, "s", field="reliability.restart_time")
+        if not 0 <= restart_s <= 7 * units.DAY_S:
+            raise InvalidScenario(f"reliability.restart_time: {restart!r} is outside 0..7 days")
+    return ReliabilitySpec(
+        failures_per_device_hour=_positive(data, "failures_per_device_hour", "number", 1.0),
+        checkpoint_bytes=_positive(data, "checkpoint_bytes", "bytes", 1e18),
+        checkpoint_bytes_per_param=_positive(data, "checkpoint_bytes_per_param", "number", 100.0),
+        checkpoint_bandwidth_bytes_per_s=_positive(data, "checkpoint_bandwidth", "bytes_per_s", 1e15),
+        restart_s=restart_s)

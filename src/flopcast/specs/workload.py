@@ -17,10 +17,10 @@ TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_t
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
                  "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune", "mtp_layers",
                  "optimizer_moments_dtype", "moe_capacity_factor", "tp_comm_overlap", "moe_dispatcher",
-                 "cuda_graphs", "phases")
+                 "cuda_graphs", "phases", "deadline")
 # A phase (training.phases[i]) overrides any training key but `phases`, and may carry `parallel` and
 # `cluster` mappings that override those sections for its duration.
-PHASE_KEYS = ("name", *(k for k in TRAINING_KEYS if k != "phases"), "parallel", "cluster")
+PHASE_KEYS = ("name", *(k for k in TRAINING_KEYS if k not in ("phases", "deadline")), "parallel", "cluster")
 PHASE_CLUSTER_KEYS = ("num_devices",)
 FINETUNE_METHODS = ("lora", "qlora")
 FINETUNE_KEYS = ("method", "rank", "target_modules")
@@ -80,6 +80,9 @@ class TrainingSpec:
     seq_len: int
     global_batch_seqs: int
     total_tokens: float | None = None
+    # finish-by duration of the run (`flopcast budget --deadline` reads it: the fewest devices that
+    # train total_tokens by then); None: no deadline
+    deadline_s: float | None = None
     precision: str = "bf16"
     flash_attention: bool = True
     attention_kernel: str = "flash3"
@@ -156,6 +159,7 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
     grad_dtype = choice(data, "training", "grad_reduce_dtype", "bf16", ("bf16", "fp32"))
     return TrainingSpec(
         seq_len=seq_len, global_batch_seqs=batch, total_tokens=total, precision=precision,
+        deadline_s=_deadline(data.get("deadline")),
         flash_attention=flag(data, "training", "flash_attention", True),
         dropout=flag(data, "training", "dropout", False),
         comm_overlap=flag(data, "training", "comm_overlap", True), grad_reduce_dtype=grad_dtype, attention_kernel=kernel,
@@ -182,6 +186,17 @@ def _capacity(value: Any) -> float | None:
         raise InvalidScenario(f"training.moe_capacity_factor: expected a number from 1 to 16 (capacity per expert "
                               f"over the mean load, e.g. 1.25), got {value!r}")
     return float(value)
+
+
+def _deadline(value: Any) -> float | None:
+    """training.deadline: a duration such as '90 days' (one hour up to ten years)."""
+    if value is None:
+        return None
+    seconds = units.parse(value, "s", field="training.deadline")
+    if not units.HOUR_S <= seconds <= 10 * units.YEAR_S:
+        raise InvalidScenario(f"training.deadline: {value!r} is outside one hour..10 years; give a duration such "
+                              "as '90 days'")
+    return seconds
 
 
 def _max_nodes(value: Any) -> int | None:

@@ -3,6 +3,7 @@
     POST /api/plan | /api/train | /api/search | /api/infer | /api/simulate | /api/fleet | /api/fleet-plan
          body: a scenario as JSON or YAML (the same mapping as a scenario file)
     POST /api/budget      body: {"hardware", "days", and one of "power", "energy", "budget_usd"; "site"}
+                          or {"deadline", "model", "tokens"; "hardware", "site"}
     GET  /api/models | /api/hardware | /api/sites | /api/audit | /api/model/ID[?seq_len=&kv_dtype=]
     GET  /api/jobs/ID?token=T   a long search: its progress, then its result (T: returned with the job)
     GET  /openapi.json    the OpenAPI 3.1 schema of all of the above
@@ -115,13 +116,14 @@ def _budget(body: Any, ctx: Context) -> dict[str, Any]:
 
     if not isinstance(body, Mapping):
         raise InvalidScenario("body: expected a mapping with hardware, days and one of power, energy, budget_usd")
-    allowed = ("hardware", "days", "power", "energy", "budget_usd", "site")
+    allowed = ("hardware", "days", "power", "energy", "budget_usd", "site", "deadline", "model", "tokens")
     for key in body:
         if key not in allowed:
             raise UnknownName("budget field", str(key), allowed)
-    if "hardware" not in body or "days" not in body:
-        raise InvalidScenario("budget: give hardware and days (and one of power, energy, budget_usd)")
-    if not isinstance(body["hardware"], str):
+    if "deadline" not in body and ("hardware" not in body or "days" not in body):
+        raise InvalidScenario("budget: give hardware and days (and one of power, energy, budget_usd), or deadline, "
+                              "model and tokens")
+    if "hardware" in body and not isinstance(body["hardware"], str):
         raise InvalidScenario(f"hardware: expected a catalog id such as 'b200', got {body['hardware']!r}")
     return api.budget(**{k: body[k] for k in allowed if k in body})
 
