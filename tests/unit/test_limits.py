@@ -60,7 +60,7 @@ def test_max_requests_caps_and_is_stated():
     """simulate_serving(max_requests=N) simulates the first N requests and records it."""
     sc = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 1},
           "inference": {"tp": 1, "input_tokens": 128, "output_tokens": 4,
-                        "workload": {"num_requests": 5_000_000, "arrival": {"process": "poisson", "rate_per_s": 50}}}}
+                        "workload": {"num_requests": 50_000_000, "arrival": {"process": "poisson", "rate_per_s": 50}}}}
     with pytest.raises(InvalidScenario, match="max-requests"):
         api.simulate_serving(sc)
     res = api.simulate_serving(sc, max_requests=30)
