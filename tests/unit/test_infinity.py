@@ -144,6 +144,7 @@ def test_placement_keys_and_their_rules():
     old = plan_from_mapping({"zero_stage": 2, "offload": "cpu"})
     assert not old.infinity and "offload_param" not in old.to_dict() and old.optimizer_device == "cpu"
     assert plan_from_mapping({"zero_stage": 2, "offload": "cpu", "offload_optimizer": "cpu"}).optimizer_device == "cpu"
+    assert not plan_from_mapping({"zero_stage": 3, "offload_param": "none", "offload_optimizer": "none"}).infinity
     for bad, needle in (({"zero_stage": 1, "offload_param": "nvme"}, "needs zero_stage: 3"),
                         ({"zero_stage": 2, "tiling": 4}, "needs zero_stage: 3"),
                         ({"zero_stage": 0, "offload_optimizer": "cpu"}, "zero_stage >= 1"),

@@ -82,7 +82,7 @@ class ParallelPlan:
     @property
     def infinity(self) -> bool:
         """Whether a ZeRO-Infinity key is set (estimate/training/infinity.py places the states)."""
-        return self.offload_param != "none" or self.offload_optimizer is not None or self.tiling > 1
+        return self.offload_param != "none" or self.offload_optimizer not in (None, "none") or self.tiling > 1
 
     @property
     def num_devices(self) -> int:
