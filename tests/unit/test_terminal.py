@@ -129,7 +129,7 @@ def test_docs_scenario_lists_every_accepted_key():
     from flopcast.specs import workload as tw
 
     text = (ROOT / "docs" / "scenario.md").read_text()
-    keys = {*scenario.TOP_LEVEL_KEYS, *scenario.CLUSTER_KEYS, *tw.TRAINING_KEYS, *parallel.PARALLEL_KEYS,
+    keys = {*scenario.TOP_LEVEL_KEYS, *scenario.CLUSTER_KEYS, *tw.TRAINING_KEYS, *parallel.ALL_PARALLEL_KEYS,
             *serving.INFERENCE_KEYS, *wl.WORKLOAD_KEYS, *wl.ARRIVAL_KEYS, *wl.LENGTH_KEYS, *wl.SLO_KEYS,
             *wl.DISAGG_KEYS, *hardware.ACCEPTED_KEYS, *hardware.EFFICIENCY_KEYS}
     missing = sorted(k for k in keys if f"`{k}`" not in text)

@@ -352,12 +352,20 @@ def _layout(p: dict[str, Any]) -> str:
     return layout if isinstance(layout, str) else ",".join(map(str, layout))
 
 
+def _offload(p: dict[str, Any]) -> str:
+    """The offload column: `offload`, or the ZeRO-Infinity placement when its keys are set."""
+    if "offload_param" not in p:
+        return str(p["offload"])
+    opt = p.get("offload_optimizer") or p["offload"]
+    return f"param {p['offload_param']}, optimizer {opt}" + (f", tiling {p['tiling']}" if p.get("tiling", 1) > 1 else "")
+
+
 def _plan_cols(p: dict[str, Any]) -> list[str]:
     """Every key that makes the plan: a row copied into `parallel:` gives the same figures."""
     return [str(p["tp"]), str(p["pp"]), str(p["dp"]), str(p["cp"]), str(p["ep"]), str(p.get("etp") or p["tp"]),
             "y" if p["sp"] else "n", str(p["vpp"]), p.get("pp_schedule", "1f1b"), _layout(p), str(p["zero_stage"]),
             str(p.get("shard_group") or "all"), p["recompute"], "+".join(p.get("recompute_modules") or []) or "-",
-            str(p["microbatch_seqs"]), p["offload"], f"{p.get('activation_offload') or 0:g}",
+            str(p["microbatch_seqs"]), _offload(p), f"{p.get('activation_offload') or 0:g}",
             "y" if p.get("ep_comm_overlap") else "n"]
 
 

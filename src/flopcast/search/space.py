@@ -29,7 +29,9 @@ from flopcast.specs.parallel import OFFLOAD, RECOMPUTE, ZERO_STAGES, ParallelPla
 
 PIPELINE_SCHEDULES = ("1f1b", "zero_bubble", "dualpipe")
 # plan keys the search does not vary but takes from --fix when given
-CARRIED = ("recompute_modules", "pipeline_layout", "ep_comm_overlap", "shard_group", "activation_offload")
+# (the ZeRO-Infinity keys too: NVMe and parameter placements are never searched, only carried)
+CARRIED = ("recompute_modules", "pipeline_layout", "ep_comm_overlap", "shard_group", "activation_offload",
+           "offload_param", "offload_optimizer", "tiling")
 
 
 def divisors(n: int) -> list[int]:
@@ -119,9 +121,13 @@ def _options(space: SearchSpace, *, tp: int, dp: int, cp: int,
              carried: dict[str, object]) -> list[tuple[bool, str, int, str]]:
     """(sp, recompute, zero_stage, offload) choices, in order, that the plan rules allow: sp only
     with tp > 1 (always on in a coarse pass), offload and a shard group only with ZeRO >= 1, the
-    shard group dividing dp cp, recompute modules only with selective recompute."""
+    shard group dividing dp cp, recompute modules only with selective recompute; a carried
+    parameter offload or tiling only with ZeRO-3, a carried optimizer offload with the same
+    `offload` (or none) and ZeRO >= 1."""
     sps = space.allowed("sp", ((True,) if space.coarse else (False, True)) if tp > 1 else (False,))
     shard_group = carried.get("shard_group")
+    opt = carried.get("offload_optimizer")
+    zero3 = carried.get("offload_param", "none") != "none" or carried.get("tiling", 1) != 1
     if isinstance(shard_group, int) and (dp * cp) % shard_group:
         return []
     out = []
@@ -130,10 +136,10 @@ def _options(space: SearchSpace, *, tp: int, dp: int, cp: int,
             if "recompute_modules" in carried and recompute != "selective":
                 continue
             for zero in space.allowed("zero_stage", space.zero_stages):
-                if zero == 0 and shard_group is not None:
+                if (zero == 0 and (shard_group is not None or opt not in (None, "none"))) or (zero3 and zero != 3):
                     continue
                 out += [(sp, recompute, zero, offload) for offload in space.allowed("offload", space.offload)
-                        if offload == "none" or zero > 0]
+                        if (offload == "none" or zero > 0) and offload in ("none", opt or offload)]
     return out
 
 

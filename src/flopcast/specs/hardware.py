@@ -45,6 +45,9 @@ class AcceleratorSpec:
     # user calibration of catalog/efficiency.yaml (the `efficiency` field of an inline hardware
     # mapping): ((key, value), ...) with keys matmul.<dtype>, attention.<kernel>, memory, scale_up, scale_out
     efficiency_overrides: tuple[tuple[str, Any], ...] = ()
+    # local NVMe of the reference node (ZeRO-Infinity offload): capacity and aggregate read bandwidth
+    nvme_capacity_bytes_per_node: float | None = None
+    nvme_bandwidth_bytes_per_s_per_node: float | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
 
@@ -78,6 +81,8 @@ _FIELDS: dict[str, tuple[str, str, bool]] = {
     "compute_units": ("compute_units", "int", False),
     "power_idle": ("power_idle_w", "w", False),
     "power_max": ("power_max_w", "w", False),
+    "nvme_capacity": ("nvme_capacity_bytes_per_node", "bytes", False),
+    "nvme_bandwidth": ("nvme_bandwidth_bytes_per_s_per_node", "bytes_per_s", False),
 }
 _TEXT = ("id", "name", "vendor", "status", "memory_kind", "notes")
 NUMERIC_FIELDS = (*_FIELDS, "peak_flops")

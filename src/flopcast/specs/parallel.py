@@ -24,6 +24,11 @@ ZERO_STAGES = (0, 1, 2, 3)
 PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recompute",
                  "microbatch_seqs", "offload", "ep_comm_overlap", "etp", "pipeline_layout", "pp_schedule",
                  "recompute_modules", "shard_group", "activation_offload")
+# ZeRO-Infinity placement (DeepSpeed zero_optimization.offload_param.device and
+# offload_optimizer.device) and memory-centric tiling: reported only when set, so a plan without
+# them prints (and freezes) as before
+INFINITY_KEYS = ("offload_param", "offload_optimizer", "tiling")
+ALL_PARALLEL_KEYS = (*PARALLEL_KEYS, *INFINITY_KEYS)
 PP_SCHEDULES = ("1f1b", "interleaved", "dualpipe", "zero_bubble")
 
 
@@ -53,6 +58,12 @@ class ParallelPlan:
     # share of the kept activations moved to host memory during the forward and brought back for
     # the backward (Megatron-Core --cpu-offloading-num-layers / layers, torch save_on_cpu)
     activation_offload: float = 0.0
+    # ZeRO-Infinity (Rajbhandari et al., SC'21): where the 16-bit parameters live (none = on the
+    # device; cpu/nvme need ZeRO-3), where the fp32 optimizer state and gradients live (None: as
+    # `offload` says), and the memory-centric tiling factor of the largest operators (TiledLinear)
+    offload_param: str = "none"
+    offload_optimizer: str | None = None
+    tiling: int = 1
 
     def __post_init__(self) -> None:
         """Refuse a plan that no model, cluster or batch could run (the model-, cluster- and
@@ -61,6 +72,17 @@ class ParallelPlan:
         _check_choices(self)
         _check_pipeline(self)
         _check_sharding(self)
+        _check_infinity(self)
+
+    @property
+    def optimizer_device(self) -> str:
+        """Where the optimizer state lives: offload_optimizer when given, else offload."""
+        return self.offload_optimizer if self.offload_optimizer is not None else self.offload
+
+    @property
+    def infinity(self) -> bool:
+        """Whether a ZeRO-Infinity key is set (estimate/training/infinity.py places the states)."""
+        return self.offload_param != "none" or self.offload_optimizer not in (None, "none") or self.tiling > 1
 
     @property
     def num_devices(self) -> int:
@@ -86,6 +108,8 @@ class ParallelPlan:
         layout = self.pipeline_layout
         d["pipeline_layout"] = list(layout) if isinstance(layout, tuple) else layout
         d["recompute_modules"] = list(self.recompute_modules) if self.recompute == "selective" else None
+        if self.infinity:
+            d |= {k: getattr(self, k) for k in INFINITY_KEYS}
         return d
 
     def recomputes(self, module: str) -> bool:
@@ -183,6 +207,29 @@ def _check_sharding(p: ParallelPlan) -> None:
                               "the optimizer state it moves to the host)")
 
 
+def _check_infinity(p: ParallelPlan) -> None:
+    """ZeRO-Infinity: parameter offload and tiling need ZeRO-3 (the parameters are partitioned and
+    fetched operator by operator); optimizer offload needs ZeRO >= 1; offload and
+    offload_optimizer, when both given, agree."""
+    if p.offload_param not in OFFLOAD:
+        raise UnknownName("parallel.offload_param", str(p.offload_param), OFFLOAD)
+    if p.offload_optimizer is not None and p.offload_optimizer not in OFFLOAD:
+        raise UnknownName("parallel.offload_optimizer", str(p.offload_optimizer), OFFLOAD)
+    if not _positive(p.tiling):
+        raise InvalidScenario(f"parallel.tiling: expected a positive integer (tiles per large operator), got {p.tiling!r}")
+    if p.offload_param != "none" and p.zero_stage != 3:
+        raise InvalidScenario(f"parallel.offload_param: parameter offload needs zero_stage: 3 (ZeRO-Infinity offloads "
+                              f"the partitioned parameters), got zero_stage {p.zero_stage}")
+    if p.tiling > 1 and p.zero_stage != 3:
+        raise InvalidScenario(f"parallel.tiling: memory-centric tiling needs zero_stage: 3 (each tile's parameters are "
+                              f"fetched and released in turn), got zero_stage {p.zero_stage}")
+    if p.offload_optimizer not in (None, "none") and p.zero_stage == 0:
+        raise InvalidScenario("parallel.offload_optimizer: offloading needs zero_stage >= 1")
+    if p.offload_optimizer is not None and p.offload != "none" and p.offload != p.offload_optimizer:
+        raise InvalidScenario(f"parallel.offload_optimizer: {p.offload_optimizer} contradicts parallel.offload: "
+                              f"{p.offload} (give one of them)")
+
+
 def _pos_int(data: Mapping[str, Any], key: str, default: int) -> int:
     v = data.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -217,6 +264,9 @@ _READERS: dict[str, Any] = {
     "recompute_modules": lambda d, k: _modules(d.get(k), choice(d, "parallel", "recompute", "selective", RECOMPUTE)),
     "shard_group": _optional_pos_int,
     "activation_offload": lambda d, k: _fraction(d.get(k, 0.0), "parallel.activation_offload"),
+    "offload_param": lambda d, k: choice(d, "parallel", k, "none", OFFLOAD),
+    "offload_optimizer": lambda d, k: choice(d, "parallel", k, "none", OFFLOAD),
+    "tiling": lambda d, k: _pos_int(d, k, 1),
 }
 
 
@@ -227,7 +277,7 @@ def plan_fields(data: Mapping[str, Any] | None) -> dict[str, Any]:
     if data is not None and not isinstance(data, Mapping):
         raise InvalidScenario("parallel: expected a mapping such as {tp: 8, pp: 4, dp: 16}")
     data = dict(data or {})
-    check_keys(data, "parallel", PARALLEL_KEYS)
+    check_keys(data, "parallel", ALL_PARALLEL_KEYS)
     return {key: read(data, key) for key, read in _READERS.items() if key in data}
 
 
@@ -242,7 +292,7 @@ def pinned_plan_keys(data: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     (lists for the layout and the recompute modules), in PARALLEL_KEYS order."""
     fields = plan_fields(data)
     return tuple((k, list(fields[k]) if isinstance(fields[k], tuple) else fields[k])
-                 for k in PARALLEL_KEYS if k in fields)
+                 for k in ALL_PARALLEL_KEYS if k in fields)
 
 
 def _fraction(value: Any, field: str) -> float:

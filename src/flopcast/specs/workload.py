@@ -334,13 +334,13 @@ def _phase_plan(over: Any, parallel: Mapping[str, Any] | None, where: str,
     """The phase's plan (the scenario's `parallel` with the phase's keys over it; None when neither
     is given) and the phase's own keys."""
     from flopcast.errors import FlopcastError
-    from flopcast.specs.parallel import PARALLEL_KEYS, plan_from_mapping
+    from flopcast.specs.parallel import ALL_PARALLEL_KEYS, plan_from_mapping
 
     if over is not None and not isinstance(over, Mapping):
         raise InvalidScenario(f"{where}.parallel: expected a mapping of parallel keys such as "
                               f"{{cp: 16, dp: 8}}, got {_short(over)}")
     over = dict(over or {})
-    check_keys(over, f"{where}.parallel", PARALLEL_KEYS)
+    check_keys(over, f"{where}.parallel", ALL_PARALLEL_KEYS)
     if parallel is None and not over:
         return None, over
     try:

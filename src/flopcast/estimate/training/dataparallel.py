@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.estimate import comm
 from flopcast.estimate.efficiency import Efficiency, Stack
+from flopcast.estimate.training import infinity
 from flopcast.estimate.training.constants import (
     ADAM_BYTES_MOVED,
     GRAD_BYTES,
@@ -40,6 +41,10 @@ class OptimizerShard:
     infinity_params: bool         # ZeRO-Infinity keeps the parameters off the device
     host_bytes_per_node: float
     nvme_bytes: float
+    # ZeRO-Infinity (estimate/training/infinity.py sets them): the largest operator's weights on
+    # one device and this rank's NVMe bandwidth
+    largest_op_elems: float = 0.0
+    nvme_bytes_per_s: float = NVME_BANDWIDTH_BYTES_PER_S
 
 
 def optimizer_shard(heavy: Cost, plan: ParallelPlan, train: TrainingSpec, devices_per_node: int) -> OptimizerShard:
@@ -59,6 +64,9 @@ def optimizer_shard(heavy: Cost, plan: ParallelPlan, train: TrainingSpec, device
     elif plan.offload == "nvme":
         host_per_device = opt_params * (GRAD_BYTES + (WEIGHT_BYTES if infinity_params else 0.0))
     nvme_bytes = opt_params * optimizer_bytes if plan.offload == "nvme" else 0.0
+    if plan.infinity:
+        infinity_params = False     # the device's share is infinity.model_states'
+        host_per_device, nvme_bytes = infinity.offloaded_bytes_per_device(opt_params, plan, optimizer_bytes)
     return OptimizerShard(opt_params, optimizer_bytes, ADAM_BYTES_MOVED - 2 * moment_saving, infinity_params,
                           host_per_device * devices_per_node, nvme_bytes)
 
@@ -153,7 +161,9 @@ def host_link_bytes_per_s(hw: AcceleratorSpec, eff: Efficiency) -> float:
 
 def optimizer_step_s(shard: OptimizerShard, plan: ParallelPlan, mem_bytes_per_s: float, devices_per_node: int) -> float:
     """Memory-bound Adam over the local shard, on the device or (offloaded) on the host CPU."""
-    if plan.offload == "none":
+    if plan.infinity and plan.optimizer_device != "none":
+        return infinity.optimizer_step_s(shard, plan, devices_per_node)
+    if plan.optimizer_device == "none":
         return shard.params * shard.adam_bytes_moved / mem_bytes_per_s
     host_bw = HOST_MEMORY_BANDWIDTH_BYTES_PER_S / max(1, devices_per_node)
     return shard.params * shard.adam_bytes_moved / host_bw
@@ -164,7 +174,9 @@ def offload_s(shard: OptimizerShard, plan: ParallelPlan, link: float, *, m: int,
     """Exposed offload transfers of one step."""
     t = 0.0
     p = shard.params
-    if plan.offload != "none":
+    if plan.infinity:
+        t = infinity.transfer_s(shard, plan, link, m=m, fwd_s=slow.fwd_s, bwd_s=slow.bwd_s)
+    elif plan.offload != "none":
         # 16-bit gradients to the host every micro-batch, behind its backward; the updated 16-bit
         # parameters back once per step
         grad_d2h = p * WEIGHT_BYTES / link

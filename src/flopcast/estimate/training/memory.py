@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flopcast.estimate.efficiency import Stack
+from flopcast.estimate.training import infinity
 from flopcast.estimate.training.constants import (
     COMM_BUFFER_BYTES,
     FRAGMENTATION_FRAC,
@@ -82,6 +83,8 @@ def _offload_acts(acts: float, plan: ParallelPlan, layer_costs: Sequence[Cost], 
 def _model_states(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack, shard: OptimizerShard,
                   n_layers: int) -> tuple[float, float, float]:
     """(weights, gradients, optimizer state) of a rank holding `s_c`."""
+    if plan.infinity:   # ZeRO-Infinity placement and tiling
+        return infinity.model_states(s_c, plan, shard, train.finetune)
     g = plan.zero_group
     g_exp = max(1, min(plan.expert_dp, g))
     dense, exp = s_c.params - s_c.expert_params, s_c.expert_params

@@ -21,6 +21,7 @@ from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.estimate import comm, counts
 from flopcast.estimate.roofline import COMM_UNITS, DeviceCtx
 from flopcast.estimate.training import dataparallel as dpm
+from flopcast.estimate.training import infinity
 from flopcast.estimate.training.constants import GEMM_OPERAND_BYTES
 from flopcast.estimate.training.device import Prepared, device_ctx, prepare
 from flopcast.estimate.training.layer import Cost, Env, TimedOp, embed_cost, head_cost, layer_cost, mtp_cost
@@ -311,6 +312,9 @@ def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: Trainin
         reason = None if not explain else (
             f"offloaded state needs {units.format_bytes(host_bytes)} of host memory per node; "
             f"the {hw.id} reference node has {units.format_bytes(hw.host_memory_bytes_per_node)}")
+    nvme_reason = infinity.nvme_shortfall(shard.nvme_bytes * devices_per_node, hw) if plan.infinity else None
+    if nvme_reason:
+        fits, reason = False, nvme_reason if explain else None
     return MemoryResult(mem, host_bytes, fits, reason)
 
 
@@ -423,6 +427,8 @@ def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, tra
     w = plan_work(model, hw, plan, train, scale_out_bandwidth_bytes_per_s, cache)
     m = train.global_batch_seqs // (plan.dp * plan.microbatch_seqs)
     shard = dpm.optimizer_shard(w.stages.heavy, plan, train, devices_per_node)
+    if plan.infinity:
+        shard = infinity.with_node(shard, (*w.layers.layer_rows, w.layers.head_rows), hw, devices_per_node)
     mem = _memory(w, hw, plan, train, shard, m, devices_per_node, explain=not summary)
     if not mem.fits and summary:
         return math.inf, mem.rank.total, False   # the search drops plans that do not fit: no timing
