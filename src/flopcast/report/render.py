@@ -804,3 +804,25 @@ def calibration_tables(d: dict[str, Any]) -> Group:
     if d.get("written"):
         parts.append(_kv_table("Written", [("profile", d["written"])]))
     return Group(*parts)
+
+
+def ranking_validation_tables(d: dict[str, Any]) -> Group:
+    """`flopcast validate ranking`: each group's plans, measured and predicted, then the figures."""
+    t = Table(title="Ranking: plans of one job, measured vs predicted", title_justify="left")
+    for c in ("group", "plan", "measured s", "predicted s", "error", "measured best", "predicted best"):
+        t.add_column(c, justify="right" if c.endswith((" s", "error")) else "left")
+    for g in d["groups"]:
+        for i, p in enumerate(g["plans"]):
+            plan = p["id"].removeprefix(g["id"] + "/")
+            marks = ["yes" if g[k] == p["id"] else "" for k in ("measured_best", "predicted_best")]
+            t.add_row(g["id"] if i == 0 else "", plan, f"{p['measured_step_s']:.4g}", f"{p['predicted_step_s']:.4g}",
+                      f"{100 * p['error_frac']:+.1f}%", *marks)
+    gap = _pct(d["gap_frac"])
+    rows = [("groups / plans / source families", f"{d['num_groups']} / {d['num_plans']} / {d['num_families']}"),
+            (f"top plan measured best or within {gap}", f"{d['num_top_ok']}/{d['num_groups']} = {_pct(d['top_plan_frac'])}"),
+            (f"pairs ordered right (measured gap > {gap})",
+             f"{d['num_pairs_right']}/{d['num_pairs']} = {_pct(d['pairwise_frac'])}"),
+            ("target (both)", _pct(d["target_frac"])),
+            ("profile", d["profile_source"])]
+    skipped = [(s["id"], s["why"]) for s in d.get("skipped", [])]
+    return Group(t, _kv_table("Summary", rows), _kv_table("Skipped", skipped))
