@@ -123,3 +123,37 @@ def validate_ranking(profile: Any = None, progress: Callable[[str], None] | None
             skipped.append({"id": g["id"], "why": f"{type(e).__name__}: {e}"})
     return {"kind": "ranking", **summary(out), "groups": out, "skipped": skipped,
             "profile_source": profile.source}
+
+
+def validation_scenarios() -> list[tuple[str, dict[str, Any]]]:
+    """(id, scenario) of every usable run of the training validation set (training_runs.csv and
+    more_runs.yaml), as `flopcast validate training` predicts them."""
+    from flopcast.validation import training
+
+    out = []
+    for row in training.load_rows():
+        case = training.row_to_case(row)
+        if not isinstance(case, str):
+            out.append((case.id, case.scenario))
+    more, _ = training._more_runs()
+    out += [(e["row"]["id"], e["scenario"]) for e in more]
+    return out
+
+
+def mechanism_counts() -> dict[tuple[str, str], int]:
+    """(model class, mechanism) -> runs of the training validation set whose plan uses it: the
+    figures search/evidence.py's VALIDATION_ROWS must equal."""
+    from collections import Counter
+
+    from flopcast.search.evidence import mechanisms, model_class
+    from flopcast.specs.scenario import resolve
+
+    counts: Counter[tuple[str, str]] = Counter()
+    for _, sc in validation_scenarios():
+        try:
+            rs = resolve(sc)
+        except FlopcastError:
+            continue
+        cls = model_class(rs.model)
+        counts.update((cls, m) for m in mechanisms(rs.parallel))
+    return dict(sorted(counts.items()))
