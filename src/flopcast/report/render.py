@@ -395,6 +395,21 @@ def trim_front(front: list[dict[str, Any]], *, max_rows: int, min_frac: float = 
     return [kept[round(i * step)] for i in range(max_rows)]
 
 
+def _search_band(p: dict[str, Any]) -> str:
+    lo, hi = p["step_time_s_band"]
+    return f"{lo:.3g}-{hi:.3g} s"
+
+
+def _search_note(p: dict[str, Any]) -> str:
+    """A searched plan's flags: ties the best, marginal memory, mechanisms with little validation."""
+    notes = ["tie" if p["within_error_of_best"] else ""]
+    if p["marginal"]:
+        notes.append("marginal")
+    if p["little_validated_mechanisms"]:
+        notes.append("few runs: " + ", ".join(p["little_validated_mechanisms"]))
+    return "; ".join(n for n in notes if n)
+
+
 def search_tables(d: dict[str, Any]) -> Group:
     def table(title: str, rows: list[dict[str, Any]], caption: str | None = None) -> Table:
         cols = [(h, i) for i, h in enumerate(PLAN_HEADERS)]
@@ -407,19 +422,24 @@ def search_tables(d: dict[str, Any]) -> Group:
         t.add_column("#", justify="right")
         for h, _ in shown:
             t.add_column(h, justify="right")
-        for h in ("step", "tokens/s/dev", "MFU", "memory", "headroom"):
-            t.add_column(h, justify="right", no_wrap=True)
+        for h in ("step", "band", "tokens/s/dev", "MFU", "memory", "headroom", "note"):
+            t.add_column(h, justify="right", no_wrap=h != "note")
         for i, p in enumerate(rows, 1):
             plan = _plan_cols(p)
-            t.add_row(str(i), *(plan[j] for _, j in shown), f"{p['step_time_s']:.3g} s",
+            t.add_row(str(i), *(plan[j] for _, j in shown), f"{p['step_time_s']:.3g} s", _search_band(p),
                       f"{p['tokens_per_s_per_device']:,.0f}", f"{100 * p['mfu']:.1f}%",
                       format_bytes(p["memory_per_device_bytes"]),
-                      format_bytes(p["memory_capacity_bytes"] - p["memory_per_device_bytes"]))
+                      f"{format_bytes(p['memory_capacity_bytes'] - p['memory_per_device_bytes'])} "
+                      f"({100 * p['memory_headroom_frac']:.0f}%)", _search_note(p))
         return t
 
     rows = [
         ("plans evaluated", f"{d['num_evaluated']:,} ({d['num_fitting']:,} fit in memory)"),
         ("objective", d["objective"]), ("backend", d["backend"]),
+        ("order", f"plans within the step-time band (+{_pct(d['time_band_frac'])}) of the fastest tie; ties "
+                  "go to fewer little-validated mechanisms, then memory headroom, then fewer mechanisms; "
+                  f"a plan within the memory band ({_pct(d['memory_band_frac'])}) of capacity is marginal and "
+                  "comes after those with headroom"),
     ]
     for a in d.get("assumptions", []):
         if a["name"] in ("phase", "fixed"):
@@ -842,3 +862,25 @@ def calibration_tables(d: dict[str, Any]) -> Group:
     if d.get("written"):
         parts.append(_kv_table("Written", [("profile", d["written"])]))
     return Group(*parts)
+
+
+def ranking_validation_tables(d: dict[str, Any]) -> Group:
+    """`flopcast validate ranking`: each group's plans, measured and predicted, then the figures."""
+    t = Table(title="Ranking: plans of one job, measured vs predicted", title_justify="left")
+    for c in ("group", "plan", "measured s", "predicted s", "error", "measured best", "predicted best"):
+        t.add_column(c, justify="right" if c.endswith((" s", "error")) else "left")
+    for g in d["groups"]:
+        for i, p in enumerate(g["plans"]):
+            plan = p["id"].removeprefix(g["id"] + "/")
+            marks = ["yes" if g[k] == p["id"] else "" for k in ("measured_best", "predicted_best")]
+            t.add_row(g["id"] if i == 0 else "", plan, f"{p['measured_step_s']:.4g}", f"{p['predicted_step_s']:.4g}",
+                      f"{100 * p['error_frac']:+.1f}%", *marks)
+    gap = _pct(d["gap_frac"])
+    rows = [("groups / plans / source families", f"{d['num_groups']} / {d['num_plans']} / {d['num_families']}"),
+            (f"top plan measured best or within {gap}", f"{d['num_top_ok']}/{d['num_groups']} = {_pct(d['top_plan_frac'])}"),
+            (f"pairs ordered right (measured gap > {gap})",
+             f"{d['num_pairs_right']}/{d['num_pairs']} = {_pct(d['pairwise_frac'])}"),
+            ("target (both)", _pct(d["target_frac"])),
+            ("profile", d["profile_source"])]
+    skipped = [(s["id"], s["why"]) for s in d.get("skipped", [])]
+    return Group(t, _kv_table("Summary", rows), _kv_table("Skipped", skipped))

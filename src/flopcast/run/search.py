@@ -14,7 +14,7 @@ from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.estimate.efficiency import stack_for
 from flopcast.estimate.training import TrainingEstimate
 from flopcast.run.training import estimate_plan
-from flopcast.search import SearchResult, search
+from flopcast.search import POOL, SearchResult, recommend_order, search
 from flopcast.search.space import SearchSpace, plan_space_bound
 from flopcast.specs import limits
 from flopcast.specs.parallel import OFFLOAD, ParallelPlan, pinned_plan_keys
@@ -117,7 +117,7 @@ def search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective: 
                                 global_batch_seqs=train.global_batch_seqs, seq_len=train.seq_len,
                                 scale_up_domain=rs.hardware.scale_up_domain, space=space_)
 
-    def run(space_: SearchSpace, k: int = top) -> SearchResult:
+    def run(space_: SearchSpace, k: int = max(top, POOL)) -> SearchResult:
         return search(rs.model, rs.hardware, train, num_devices=rs.cluster.num_devices,
                       devices_per_node=rs.cluster.devices_per_node,
                       scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, top=k,
@@ -125,15 +125,16 @@ def search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective: 
                       space=space_, progress=progress, assumptions=tuple(assumptions))
 
     def balanced(res: SearchResult) -> SearchResult:
-        if "pipeline_layout" in (fixed or {}):
-            return res
-        return _with_balanced_layouts(res, lambda plan: estimate_plan(rs, train, plan), top)
+        if "pipeline_layout" not in (fixed or {}):
+            res = _with_balanced_layouts(res, lambda plan: estimate_plan(rs, train, plan))
+        return recommended(res, top)
 
     bound = bound_of(space)
     if bound > limits.MAX_PLANS and not two_pass:
         limits.check_count(bound, limits.MAX_PLANS, field="search: plans to evaluate", hint=LIMIT_HINT)
     if bound > limits.MAX_PLANS:
-        return balanced(_search_in_two_passes(space, bound, bound_of, run_search=run, top=top, hint=LIMIT_HINT))
+        return balanced(_search_in_two_passes(space, bound, bound_of, run_search=run, top=max(top, POOL),
+                                              hint=LIMIT_HINT))
     result = run(space)
     if not result.plans and space.offload == ("none",):
         with_offload = dataclasses.replace(space, offload=OFFLOAD)
@@ -143,11 +144,21 @@ def search_training_resolved(rs: ResolvedScenario, *, top: int = 10, objective: 
     return balanced(result)
 
 
-def _with_balanced_layouts(result: SearchResult, estimate: Callable[[ParallelPlan], TrainingEstimate],
-                           top: int) -> SearchResult:
-    """The best plans with pipelines again with `pipeline_layout: balanced` (the split that evens the
-    stages' work, head and embedding counted); a balanced variant that is faster and fits joins
-    the ranking. Cheap: `top` more estimates."""
+def recommended(result: SearchResult, top: int) -> SearchResult:
+    """The result's plans in the order the search recommends (flopcast.search.recommend_order), the
+    first `top` of them."""
+    if not result.plans:
+        return result
+    items = [(e.step_time_s, e.memory_per_device_bytes, e.plan) for e in result.plans]
+    order = recommend_order(items, capacity_bytes=result.plans[0].memory_capacity_bytes, cls=result.model_class,
+                            time_band_frac=result.time_band_frac, memory_band_frac=result.memory_band_frac)
+    return dataclasses.replace(result, plans=tuple(result.plans[i] for i in order[:top]))
+
+
+def _with_balanced_layouts(result: SearchResult, estimate: Callable[[ParallelPlan], TrainingEstimate]) -> SearchResult:
+    """The candidate plans with pipelines again with `pipeline_layout: balanced` (the split that
+    evens the stages' work, head and embedding counted); a balanced variant that is faster and fits
+    joins the candidates. Cheap: one more estimate a candidate."""
     extra = []
     for e in result.plans:
         if e.plan.pp > 1 and e.plan.pipeline_layout is None:
@@ -156,11 +167,10 @@ def _with_balanced_layouts(result: SearchResult, estimate: Callable[[ParallelPla
                 extra.append(b)
     if not extra:
         return result
-    ranked = sorted((*result.plans, *extra), key=lambda e: (e.step_time_s, e.memory_per_device_bytes))[:top]
-    return SearchResult(plans=tuple(ranked), pareto=result.pareto, num_evaluated=result.num_evaluated + len(extra),
-                        num_fitting=result.num_fitting + len(extra), objective=result.objective,
-                        backend=result.backend, model_error_frac=result.model_error_frac,
-                        assumptions=(*result.assumptions, Assumption(
+    ranked = sorted((*result.plans, *extra), key=lambda e: (e.step_time_s, e.memory_per_device_bytes))
+    return dataclasses.replace(result, plans=tuple(ranked), num_evaluated=result.num_evaluated + len(extra),
+                               num_fitting=result.num_fitting + len(extra),
+                               assumptions=(*result.assumptions, Assumption(
                             "balanced_layouts", len(extra), "best plans re-estimated with pipeline_layout: "
                             "balanced; the faster ones joined the ranking")))
 
@@ -197,9 +207,8 @@ def _search_in_two_passes(space: SearchSpace, bound: int, bound_of: Callable[[Se
                       "structures with every option",
                       "past the plan limit the search enumerates every (tp, cp, pp, ep, etp, schedule, vpp) with "
                       "sp on, power-of-two micro-batches, ZeRO 1/3 and selective/full recompute, then refines")
-    return SearchResult(plans=tuple(ranked[:top]), pareto=tuple(front),
-                        num_evaluated=sum(r.num_evaluated for r in results),
-                        num_fitting=sum(r.num_fitting for r in results), objective=first.objective,
-                        backend=first.backend, assumptions=(*first.assumptions, note),
-                        model_error_frac=first.model_error_frac)
+    return dataclasses.replace(first, plans=tuple(ranked), pareto=tuple(front),
+                               num_evaluated=sum(r.num_evaluated for r in results),
+                               num_fitting=sum(r.num_fitting for r in results),
+                               assumptions=(*first.assumptions, note))
 

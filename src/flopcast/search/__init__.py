@@ -1,6 +1,12 @@
 """Plan search: evaluate every valid parallel plan with the training estimator, keep those that fit,
 rank them, and report the best and the Pareto front.
 
+The ranking recommends what holds (`recommend_order`): plans within the step-time band of the
+fastest plan (the estimator's cross-validated error, estimate/training/bands.py) are ties, ordered
+by fewer mechanisms with little validation for the model's class (search/evidence.py), then memory
+headroom (in whole memory bands, at most two), then fewer mechanisms, then step time; a plan whose
+memory is within the memory band of capacity is marginal and comes after every plan with headroom.
+
 Every plan is timed by the training estimator itself (`step_summary` shares `estimate_training`'s
 code path, with a memo cache so that the parts shared by many plans, the per-layer costs for a
 given tp, cp, sp, ep and micro-batch, are computed once). The (tp, cp, pp) groups are dealt into
@@ -19,6 +25,8 @@ from typing import Any
 from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.estimate.training import TrainingEstimate, estimate_training, step_summary
+from flopcast.estimate.training.bands import MEMORY_BAND_FRAC, TIME_BAND_FRAC
+from flopcast.search.evidence import little_validated, mechanisms, model_class
 from flopcast.search.space import SearchSpace, nearest_valid_device_counts, plan_groups, plans_in_group
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
@@ -27,6 +35,10 @@ from flopcast.specs.workload import TrainingSpec
 
 OBJECTIVES = ("throughput", "time-to-train", "cost", "energy")
 BACKENDS = ("local", "ray")
+# Candidates the recommendation orders, whatever `top` asks for (up to it): the fastest POOL plans
+# and the fastest POOL with memory headroom, so `flopcast plan` (top 1) and `search` (top 10) agree.
+POOL = 16
+MAX_HEADROOM_BANDS = 2   # headroom past two memory bands does not make a plan more likely to fit
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +53,7 @@ class Job:
     num_devices: int
     space: SearchSpace
     top: int
+    roomy_memory_bytes: float = float("inf")   # memory at or under which a plan has the default headroom
 
 
 # A fitting plan, as a sortable key: (step_time_s, memory_bytes, group index, index in group)
@@ -51,7 +64,7 @@ Key = tuple[float, float, int, int]
 class TaskResult:
     num_evaluated: int
     num_fitting: int
-    best: list[tuple[Key, ParallelPlan]]       # this task's `top` best
+    best: list[tuple[Key, ParallelPlan]]       # this task's `top` fastest, and `top` fastest with headroom
     front: list[tuple[Key, ParallelPlan]]      # this task's Pareto front (step time vs memory)
 
 
@@ -70,6 +83,41 @@ def pareto(keys: list[Key]) -> list[Key]:
             front.append(k)
             best_mem = k[1]
     return front
+
+
+def _ties_first(items: Sequence[tuple[float, float, ParallelPlan]], idx: list[int], *, capacity_bytes: float,
+                cls: str, time_band_frac: float, memory_band_frac: float) -> list[int]:
+    """`idx` (fastest first) with the plans within the time band of the fastest (step <= fastest x
+    (1 + band)) first, in the recommendation's order; the rest by step time."""
+    if not idx:
+        return []
+    tie_s = items[idx[0]][0] * (1 + time_band_frac)
+    ties = [i for i in idx if items[i][0] <= tie_s]
+
+    def key(i: int) -> tuple:
+        step, mem, plan = items[i]
+        bands = min(MAX_HEADROOM_BANDS, int((1 - mem / capacity_bytes) / memory_band_frac))
+        return (len(little_validated(plan, cls)), -bands, len(mechanisms(plan)), step, mem, i)
+
+    return sorted(ties, key=key) + [i for i in idx if items[i][0] > tie_s]
+
+
+def recommend_order(items: Sequence[tuple[float, float, ParallelPlan]], *, capacity_bytes: float, cls: str,
+                    time_band_frac: float, memory_band_frac: float) -> list[int]:
+    """Indices of (step_time_s, memory_bytes, plan) items in the order the search recommends them:
+    plans with the default memory headroom (memory <= capacity x (1 - memory band)) before marginal
+    ones; within each, the ties of the fastest (within the time band) ordered by fewer little-
+    validated mechanisms, more headroom (whole memory bands, at most MAX_HEADROOM_BANDS), fewer
+    mechanisms, then step time; the other plans by step time."""
+    by_time = sorted(range(len(items)), key=lambda i: (items[i][0], items[i][1], i))
+    roomy_bytes = capacity_bytes * (1 - memory_band_frac)
+
+    def order(idx: list[int]) -> list[int]:
+        return _ties_first(items, idx, capacity_bytes=capacity_bytes, cls=cls, time_band_frac=time_band_frac,
+                           memory_band_frac=memory_band_frac)
+
+    return (order([i for i in by_time if items[i][1] <= roomy_bytes])
+            + order([i for i in by_time if items[i][1] > roomy_bytes]))
 
 
 def evaluate_groups(job: Job, groups: Sequence[tuple[int, tuple[int, int, int]]], token: str = "") -> TaskResult:
@@ -94,7 +142,8 @@ def evaluate_groups(job: Job, groups: Sequence[tuple[int, tuple[int, int, int]]]
                 fitting.append((step, mem, gi, pi))
                 plans[(gi, pi)] = plan
     fitting.sort()
-    keep = fitting[:job.top]
+    roomy = [k for k in fitting if k[1] <= job.roomy_memory_bytes][:job.top]
+    keep = sorted(set(fitting[:job.top]) | set(roomy))
     front = pareto(fitting)
     return TaskResult(n, len(fitting), [(k, plans[k[2], k[3]]) for k in keep],
                       [(k, plans[k[2], k[3]]) for k in front])
@@ -159,33 +208,56 @@ class SearchResult:
     backend: str
     assumptions: tuple[Assumption, ...] = field(default=())
     model_error_frac: float | None = None   # leave-one-source-out median error of the profile used
+    model_class: str = "dense"
+    memory_band_frac: float = MEMORY_BAND_FRAC
+
+    @property
+    def time_band_frac(self) -> float:
+        """The step-time band: the profile's cross-validated error, else the shipped one's."""
+        return self.model_error_frac if self.model_error_frac is not None else TIME_BAND_FRAC
+
+    def row(self, e: TrainingEstimate, best_s: float) -> dict[str, Any]:
+        """One plan as --json shows it: its `parallel` section (exactly what reproduces it with
+        `flopcast train`), its keys flat, the figures, the step-time band and whether it ties the
+        best, the memory headroom and band, and its mechanisms (those with little validation apart)."""
+        band, mem_band = self.time_band_frac, self.memory_band_frac
+        d = e.to_dict()
+        par = d.pop("parallel")
+        d.pop("assumptions")
+        d.pop("ops", None)
+        headroom = 1 - e.memory_per_device_bytes / e.memory_capacity_bytes
+        d |= {"step_time_s_band": [e.step_time_s * (1 - band), e.step_time_s * (1 + band)],
+              "within_error_of_best": e.step_time_s <= best_s * (1 + band) / (1 - band),
+              "memory_headroom_frac": headroom, "memory_band_frac": mem_band, "marginal": headroom < mem_band,
+              "mechanisms": list(mechanisms(e.plan)),
+              "little_validated_mechanisms": list(little_validated(e.plan, self.model_class))}
+        return {**par, **d, "parallel": {k: v for k, v in par.items() if v is not None}}
 
     def to_dict(self) -> dict[str, Any]:
-        band = self.model_error_frac
-        best = self.plans[0].step_time_s if self.plans else 0.0   # rows exist only with plans
-
-        def row(e: TrainingEstimate) -> dict[str, Any]:
-            d = e.to_dict()
-            par = d.pop("parallel")
-            d.pop("assumptions")
-            d.pop("ops", None)
-            if band is not None:
-                # the model's cross-validated error: a plan within it of the best is not shown to be slower
-                d["step_time_s_band"] = [e.step_time_s * (1 - band), e.step_time_s * (1 + band)]
-                d["within_error_of_best"] = e.step_time_s <= best * (1 + band) / (1 - band)
-            return {**par, **d}
-
+        best = min((e.step_time_s for e in self.plans), default=0.0)   # rows exist only with plans
         return {
             "objective": self.objective,
             "backend": self.backend,
             "num_evaluated": self.num_evaluated,
             "num_fitting": self.num_fitting,
             "num_pruned": self.num_evaluated - self.num_fitting,  # sized, found not to fit, never timed
-            "model_error_frac": band,
-            "plans": [row(e) for e in self.plans],
-            "pareto": [row(e) for e in self.pareto],
+            "model_error_frac": self.model_error_frac,
+            "time_band_frac": self.time_band_frac,
+            "memory_band_frac": self.memory_band_frac,
+            "model_class": self.model_class,
+            "plans": [self.row(e, best) for e in self.plans],
+            "pareto": [self.row(e, best) for e in self.pareto],
             "assumptions": [a.to_dict() for a in self.assumptions],
         }
+
+
+def _recommended_candidates(results: list[TaskResult], model: ModelSpec, hw: AcceleratorSpec,
+                            time_band_frac: float) -> list[tuple[Key, ParallelPlan]]:
+    """Every task's candidates (its fastest, and fastest with headroom), in the recommendation's order."""
+    cands = sorted({kp[0]: kp for r in results for kp in r.best}.values(), key=lambda kp: kp[0])
+    order = recommend_order([(k[0], k[1], p) for k, p in cands], capacity_bytes=hw.hbm_capacity_bytes,
+                            cls=model_class(model), time_band_frac=time_band_frac, memory_band_frac=MEMORY_BAND_FRAC)
+    return [cands[i] for i in order]
 
 
 def search(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, *, num_devices: int, devices_per_node: int,
@@ -214,7 +286,9 @@ def search(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, *, num_de
             f"search: no valid plan for {num_devices} devices with global batch {train.global_batch_seqs} "
             f"(tp must divide the heads within the scale-up domain of {hw.scale_up_domain}, dp must divide the "
             f"batch, pp <= layers); nearest device counts with plans: {', '.join(map(str, near))}")
-    job = Job(model, hw, train, devices_per_node, scale_out_bandwidth_bytes_per_s, num_devices, space, top)
+    band = train.profile.cv_median_abs_error_frac
+    job = Job(model, hw, train, devices_per_node, scale_out_bandwidth_bytes_per_s, num_devices, space, max(top, POOL),
+              roomy_memory_bytes=hw.hbm_capacity_bytes * (1 - MEMORY_BAND_FRAC))
     n_workers = 1 if backend == "local" and workers == 1 else (workers or os.cpu_count() or 1)
     tasks = _tasks(groups, n_workers)
     done = [0]
@@ -232,9 +306,9 @@ def search(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, *, num_de
     else:
         results = _run_local(job, tasks, n_workers, tick, token)
     # All objectives rank alike for a fixed device count (cost, energy and time-to-train are all
-    # proportional to step time); ties go to the plan with less memory (more headroom), then to
-    # the earlier plan in enumeration order (deterministic, whatever the backend).
-    best = sorted((kp for r in results for kp in r.best), key=lambda kp: kp[0])[:top]
+    # proportional to step time); the candidates (each task's fastest and fastest with headroom)
+    # are put in the recommendation's order (enumeration order last: deterministic on any backend).
+    best = _recommended_candidates(results, model, hw, band if band is not None else TIME_BAND_FRAC)[:top]
     candidates = {kp[0]: kp[1] for r in results for kp in r.front}
     front = pareto(list(candidates))
 
@@ -243,7 +317,7 @@ def search(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, *, num_de
                                  scale_out_bandwidth_bytes_per_s=scale_out_bandwidth_bytes_per_s)
 
     return SearchResult(
-        model_error_frac=train.profile.cv_median_abs_error_frac,
+        model_error_frac=band, model_class=model_class(model),
         plans=tuple(full(p) for _, p in best), pareto=tuple(full(candidates[k]) for k in front),
         num_evaluated=sum(r.num_evaluated for r in results), num_fitting=sum(r.num_fitting for r in results),
         objective=objective, backend=backend, assumptions=assumptions,
