@@ -21,6 +21,8 @@ from flopcast.specs.model import (
     DenseFFN,
     LatentAttention,
     LayerSpec,
+    LinearAttention,
+    Mamba2Mixer,
     ModelSpec,
     MoEFFN,
     StandardAttention,
@@ -50,8 +52,9 @@ def _p(key: str, weight: int, bias: int = 0, *, matmul: bool = True, share: tupl
 def attention_parts(a: StandardAttention | LatentAttention, h: int) -> list[Part]:
     match a:
         case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=d):
+            gate = 2 if a.output_gate else 1
             parts = [
-                _p("attention/q", h * H * d, H * d if a.qkv_bias else 0),
+                _p("attention/q", h * gate * H * d, gate * H * d if a.qkv_bias else 0),
                 _p("attention/k", h * Hkv * d, Hkv * d if a.qkv_bias else 0),
                 _p("attention/v", h * Hkv * d, Hkv * d if a.qkv_bias else 0),
                 _p("attention/o", H * d * h, h if a.out_bias else 0),
@@ -77,8 +80,39 @@ def attention_parts(a: StandardAttention | LatentAttention, h: int) -> list[Part
                 _p("attention/kv_a_norm", rkv, matmul=False),
                 _p("attention/kv_b", rkv * H * (a.qk_nope_head_dim + a.v_head_dim)),
                 _p("attention/o", H * a.v_head_dim * h, h if a.bias else 0),
-            ]
+            ] + _indexer_parts(a, h)
     raise TypeError(f"unknown attention {a!r}")
+
+
+def _indexer_parts(a: LatentAttention, h: int) -> list[Part]:
+    """DeepSeek Sparse Attention's indexer: wq_b r_q -> H_I d_I, wk h -> d_I, a LayerNorm (weight and
+    bias) on the key, weights_proj h -> H_I."""
+    if not a.index_heads:
+        return []
+    HI, dI = a.index_heads, a.index_head_dim
+    return [_p("attention/indexer_q", (a.q_lora_rank or 0) * HI * dI),
+            _p("attention/indexer_k", h * dI),
+            _p("attention/indexer_k_norm", 2 * dI, matmul=False),
+            _p("attention/indexer_weights", h * HI)]
+
+
+def ssm_parts(m: LinearAttention | Mamba2Mixer, h: int) -> list[Part]:
+    """A recurrent-state mixer's tensors: projections (matmul), the depthwise conv (its FLOPs are
+    sequence work, in state_mixer_flops_per_sequence), per-head scalars and the gated norm."""
+    match m:
+        case LinearAttention(num_key_heads=Hk, num_value_heads=Hv, key_head_dim=dk, value_head_dim=dv):
+            return [_p("ssm/in_proj", h * (2 * Hk * dk + 2 * Hv * dv + 2 * Hv)),
+                    _p("ssm/conv", m.conv_dim * m.conv_kernel, matmul=False),
+                    _p("ssm/head_params", 2 * Hv + dv, matmul=False),   # dt_bias, A_log, gated norm
+                    _p("ssm/out_proj", Hv * dv * h)]
+        case Mamba2Mixer(num_heads=H):
+            d_in, conv = m.d_inner, m.conv_dim
+            proj = 2 * d_in + 2 * m.num_groups * m.state_size + H
+            return [_p("ssm/in_proj", h * proj, proj if m.in_bias else 0),
+                    _p("ssm/conv", conv * m.conv_kernel, conv if m.conv_bias else 0, matmul=False),
+                    _p("ssm/head_params", 3 * H + (d_in if m.gated_norm else 0), matmul=False),
+                    _p("ssm/out_proj", d_in * h, h if m.out_bias else 0)]
+    raise TypeError(f"unknown state mixer {m!r}")
 
 
 def _mlp_parts(prefix: str, h: int, f: int, gated: bool, bias: bool, share=(1, 1), split=True) -> list[Part]:
@@ -99,9 +133,14 @@ def ffn_parts(f: DenseFFN | MoEFFN, h: int) -> list[Part]:
             return _mlp_parts("mlp", h, f.d_ff, f.gated, f.bias)
         case MoEFFN(num_experts=E, top_k=k):
             parts = [_p("moe/router", h * E, E if f.router_bias else 0)]
-            parts += _mlp_parts("moe/experts", h, f.expert_d_ff, f.gated, f.expert_bias, share=(k, E), split=False)
+            d_e = f.latent_size or h
+            if f.latent_size:
+                lat, b = f.latent_size, f.latent_bias
+                parts += [_p("moe/latent_proj", 2 * h * lat, (lat + h) if b else 0)]
+            parts += _mlp_parts("moe/experts", d_e, f.expert_d_ff, f.gated, f.expert_bias, share=(k, E), split=False)
             if f.shared_d_ff:
-                parts += _mlp_parts("moe/shared_experts", h, f.shared_d_ff, True, False, split=False)
+                parts += _mlp_parts("moe/shared_experts", h, f.shared_d_ff, f.shared_gated, f.shared_bias,
+                                    split=False)
             if f.shared_gate:
                 parts.append(_p("moe/shared_gate", h))
             return parts
@@ -110,7 +149,11 @@ def ffn_parts(f: DenseFFN | MoEFFN, h: int) -> list[Part]:
 
 def layer_parts(layer: LayerSpec, spec: ModelSpec) -> list[Part]:
     h = spec.hidden_size
-    parts = attention_parts(layer.attention, h) + ffn_parts(layer.ffn, h)
+    parts = attention_parts(layer.attention, h) if layer.attention is not None else []
+    if layer.ssm is not None:
+        parts += ssm_parts(layer.ssm, h)
+    if layer.ffn is not None:
+        parts += ffn_parts(layer.ffn, h)
     parts.append(_p("norm/layers", layer.num_norms * spec.norm.params(h), matmul=False))
     return parts
 
@@ -137,7 +180,8 @@ def model_parts(spec: ModelSpec) -> list[Part]:
     if spec.final_norm:
         add(_p("norm/final", spec.norm.params(h), matmul=False))
     head = V * e
-    add(Part("head/lm_head", 0 if spec.tie_embeddings else head, 0 if spec.tie_embeddings else head, head))
+    stored = (0 if spec.tie_embeddings else head) + (V if spec.head_bias else 0)
+    add(Part("head/lm_head", stored, stored, head))
     return [Part(k, *v) for k, v in totals.items()]
 
 
