@@ -1047,7 +1047,7 @@ def _nemotron_h(cfg, name, source):
     """Nemotron-H: one mixer per block, each behind one RMSNorm: Mamba-2 ("M"), GQA attention ("*",
     no biases), a plain ReLU^2 MLP ("-") or MoE ("E": plain experts, optionally in a latent of
     moe_latent_size, plus a plain shared MLP). The block list (layers_block_type or
-    hybrid_override_pattern) sets the depth; num_hidden_layers is not read."""
+    hybrid_override_pattern) sets the depth; num_hidden_layers is not read. The head is never tied."""
     r = _Reader(cfg, "nemotron_h", _NEMOTRON_H, aliases={"layer_types": "layers_block_type",
                                                        "num_local_experts": "n_routed_experts"})
     types = _nemotron_h_types(r)
@@ -1076,8 +1076,11 @@ def _nemotron_h(cfg, name, source):
     if r.int("num_nextn_predict_layers", 0, minimum=0):
         r.unmodeled("num_nextn_predict_layers", "multi-token-prediction layers are not built by transformers "
                     "and not in params_total")
+    if r.bool("tie_word_embeddings"):
+        r.unmodeled("tie_word_embeddings", "transformers ties no weights for nemotron_h (separate embedding and "
+                    "LM head); counted as built")
     return _finish(r, name, source, [blocks[t] for t in types], RMS, hidden=hidden, vocab=vocab,
-                   tie=r.bool("tie_word_embeddings"), max_seq=r.opt_int("max_position_embeddings"))
+                   tie=False, max_seq=r.opt_int("max_position_embeddings"))
 
 
 def _falcon_h1(cfg, name, source):
