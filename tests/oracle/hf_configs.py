@@ -227,9 +227,14 @@ def _experts(draw, cfg: dict, *, experts_key: str = "num_experts", top_key: str 
     cfg[top_key] = draw(st.integers(1, e))
 
 
+HYBRID_FAMILIES = ("qwen3_next", "deepseek_v32", "nemotron_h", "falcon_h1")
+
+
 @st.composite
 def new_family_config(draw, family: str) -> dict:
     """The 2025 families: MoE variants, no-RoPE / chunked layers, hybrid DeltaNet and Mamba-2 models."""
+    if family in HYBRID_FAMILIES:
+        return draw(_hybrid_family_config(family))
     b = st.booleans()
     n = draw(st.integers(1, 5))
     if family == "olmo3":
@@ -280,7 +285,17 @@ def new_family_config(draw, family: str) -> dict:
         draw(maybe(cfg, "no_rope_layer_interval", st.integers(1, 3)))
         draw(maybe(cfg, "use_qk_norm", b))
         draw(maybe(cfg, "attention_bias", b))
-    elif family == "qwen3_next":
+    else:
+        raise ValueError(family)
+    return cfg
+
+
+@st.composite
+def _hybrid_family_config(draw, family: str) -> dict:
+    """Qwen3-Next (gated DeltaNet), DeepSeek-V3.2 (DSA indexer), Nemotron-H and Falcon-H1 (Mamba-2)."""
+    b = st.booleans()
+    n = draw(st.integers(1, 5))
+    if family == "qwen3_next":
         cfg = draw(llama_like("qwen3_next", explicit_head_dim=True, head_dim_mult=8))   # a quarter rotates
         cfg["num_hidden_layers"] = n
         kh = draw(st.sampled_from([1, 2]))
@@ -305,14 +320,16 @@ def new_family_config(draw, family: str) -> dict:
                                                    min_size=cfg["num_hidden_layers"],
                                                    max_size=cfg["num_hidden_layers"]))
     elif family == "nemotron_h":
+        # Mamba head and state dims >= 2: torch.einsum turns a contraction over a size-1 dim into an
+        # element-wise product, which the FLOP counter does not see.
         heads, kv, head_dim = draw(_heads())
         mh, groups = draw(st.sampled_from([(1, 1), (2, 1), (2, 2), (4, 2)]))
         cfg = {"model_type": "nemotron_h", "vocab_size": draw(st.integers(4, 300)),
                "hidden_size": draw(st.integers(2, 24)), "num_attention_heads": heads, "num_key_value_heads": kv,
                "head_dim": head_dim, "layers_block_type": draw(st.lists(
                    st.sampled_from(["linear_attention", "moe", "full_attention", "mlp"]), min_size=1, max_size=5)),
-               "intermediate_size": draw(small), "mamba_num_heads": mh, "mamba_head_dim": draw(st.integers(1, 6)),
-               "n_groups": groups, "ssm_state_size": draw(st.integers(1, 8)),
+               "intermediate_size": draw(small), "mamba_num_heads": mh, "mamba_head_dim": draw(st.integers(2, 6)),
+               "n_groups": groups, "ssm_state_size": draw(st.integers(2, 8)),
                "moe_intermediate_size": draw(small), "moe_shared_expert_intermediate_size": draw(small),
                "tie_word_embeddings": draw(b), "chunk_size": draw(st.integers(2, 8))}
         _experts(draw, cfg, experts_key="n_routed_experts", low=2)
@@ -324,8 +341,8 @@ def new_family_config(draw, family: str) -> dict:
         cfg = draw(llama_like("falcon_h1"))
         cfg["num_hidden_layers"] = n
         mh, groups = draw(st.sampled_from([(1, 1), (2, 1), (2, 2), (4, 2)]))
-        cfg.update(mamba_n_heads=mh, mamba_n_groups=groups, mamba_d_ssm=mh * draw(st.integers(1, 6)),
-                   mamba_d_state=draw(st.integers(1, 8)), mamba_chunk_size=draw(st.integers(2, 8)))
+        cfg.update(mamba_n_heads=mh, mamba_n_groups=groups, mamba_d_ssm=mh * draw(st.integers(2, 6)),
+                   mamba_d_state=draw(st.integers(2, 8)), mamba_chunk_size=draw(st.integers(2, 8)))
         for key in ("mamba_conv_bias", "mamba_proj_bias", "projectors_bias", "mamba_rms_norm",
                     "attention_bias", "mlp_bias"):
             draw(maybe(cfg, key, b))

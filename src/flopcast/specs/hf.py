@@ -757,7 +757,8 @@ _LLAMA4_TEXT = dict(vocab_size=202048, hidden_size=5120, intermediate_size=8192,
                     num_experts_per_tok=1, num_local_experts=16, moe_layers=None, interleave_moe_layer_step=1,
                     use_qk_norm=True, no_rope_layers=None, no_rope_layer_interval=4,
                     attention_chunk_size=8192, attention_bias=False)
-_QWEN3_NEXT = dict(_QWEN2, hidden_size=2048, intermediate_size=5632, num_hidden_layers=48, num_attention_heads=16,
+_QWEN3_NEXT: dict[str, Any] = dict(
+                   _QWEN2, hidden_size=2048, intermediate_size=5632, num_hidden_layers=48, num_attention_heads=16,
                    num_key_value_heads=2, head_dim=256, linear_conv_kernel_dim=4, linear_key_head_dim=128,
                    linear_value_head_dim=128, linear_num_key_heads=16, linear_num_value_heads=32,
                    decoder_sparse_step=1, moe_intermediate_size=512, shared_expert_intermediate_size=512,
@@ -1003,10 +1004,8 @@ def _deepseek_v32(cfg, name, source):
         if not isinstance(kinds, list) or len(kinds) != spec.num_layers or not set(kinds) <= {"dense", "sparse"}:
             raise InvalidScenario(f"model.mlp_layer_types: expected {spec.num_layers} entries of 'dense' or "
                                   f"'sparse', got {kinds!r}")
-    layers = []
-    for i, lay in enumerate(spec.layers):
-        attn = dataclasses.replace(lay.attention, index_heads=heads, index_head_dim=head_dim, index_topk=topk)
-        layers.append(dataclasses.replace(lay, attention=attn))
+    layers = [dataclasses.replace(lay, attention=dataclasses.replace(
+        lay.attention, index_heads=heads, index_head_dim=head_dim, index_topk=topk)) for lay in spec.layers]
     if kinds is not None:
         layers = _retype_mlps(r, layers, kinds, first)
     ignored, unmodeled = r.fields_report()
@@ -1019,7 +1018,7 @@ def _retype_mlps(r: _Reader, layers: list[LayerSpec], kinds: list[str], first: A
     d_e = r.int("moe_intermediate_size")
     moe = MoEFFN(num_experts=r.int("n_routed_experts"), top_k=r.int("num_experts_per_tok"), expert_d_ff=d_e,
                  shared_d_ff=d_e * r.int("n_shared_experts", minimum=0), activation=act)
-    return [dataclasses.replace(lay, ffn=dense if k == "dense" else moe) for lay, k in zip(layers, kinds)]
+    return [dataclasses.replace(lay, ffn=dense if k == "dense" else moe) for lay, k in zip(layers, kinds, strict=True)]
 
 
 _NEMOTRON_H_TYPES = {"M": "linear_attention", "E": "moe", "*": "full_attention", "-": "mlp",
@@ -1035,7 +1034,7 @@ def _nemotron_h_types(r: _Reader) -> list[str]:
         types = ["linear_attention", "moe", "full_attention", "mlp"]
     if not isinstance(types, list):
         raise InvalidScenario(f"model.layers_block_type: expected a list, got {types!r}")
-    out = [_NEMOTRON_H_TYPES.get(t, t) for t in types]
+    out = [_NEMOTRON_H_TYPES.get(str(t), str(t)) for t in types]
     bad = sorted(set(out) - {"linear_attention", "moe", "full_attention", "mlp"})
     if bad:
         raise InvalidScenario(f"model.layers_block_type: unknown block types {bad}; accepted: 'M', 'E', '*', '-' "

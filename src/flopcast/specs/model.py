@@ -273,6 +273,17 @@ class ModelSpec:
         return [(spec, counts[i]) for i, spec in enumerate(self.distinct_layers)]
 
     @property
+    def first_attention(self) -> Attention:
+        """The first layer's attention that exists (hybrid models may open with a state mixer); for a
+        model of state mixers only, a stand-in with the mixer's heads (what tensor parallelism splits)."""
+        attn = next((lay.attention for lay in self.layers if lay.attention is not None), None)
+        if attn is not None:
+            return attn
+        ssm = next(lay.ssm for lay in self.layers if lay.ssm is not None)
+        heads = ssm.num_value_heads if isinstance(ssm, LinearAttention) else ssm.num_heads
+        return StandardAttention(num_heads=heads, num_kv_heads=heads, head_dim=1)
+
+    @property
     def attention_kind(self) -> str:
         kinds = sorted({mixer.kind for layer in self.layers for mixer in (layer.attention, layer.ssm)
                         if mixer is not None})
