@@ -838,7 +838,7 @@ def _glm4_moe(cfg, name, source):
         d_e = r.int("moe_intermediate_size")
         moe = _moe_from(r, experts_key="n_routed_experts", d_ff_key="moe_intermediate_size",
                         shared_d_ff=d_e * r.int("n_shared_experts", minimum=0))
-    mtp = r.int("num_mtp_layers", minimum=0)
+    mtp = r.int("num_mtp_layers", minimum=0) if "num_mtp_layers" in r.cfg else 0
     if mtp:
         r.unmodeled("num_mtp_layers", "multi-token-prediction layers are not built by transformers and not "
                     "in params_total")
