@@ -1072,9 +1072,6 @@ def _nemotron_h(cfg, name, source):
                      shared_d_ff=r.int("moe_shared_expert_intermediate_size"), shared_gated=False,
                      shared_bias=mlp_bias, latent_size=latent or 0, latent_bias=mlp_bias)
         blocks["moe"] = LayerSpec(attention=None, ffn=moe, num_norms=1)
-    if r.int("num_nextn_predict_layers", 0, minimum=0):
-        r.unmodeled("num_nextn_predict_layers", "multi-token-prediction layers are not built by transformers "
-                    "and not in params_total")
     if r.bool("tie_word_embeddings"):
         r.unmodeled("tie_word_embeddings", "transformers ties no weights for nemotron_h (separate embedding and "
                     "LM head); counted as built")
