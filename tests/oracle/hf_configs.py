@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "deepseek_v2",
             "deepseek_v3", "gpt2", "gpt_neox", "opt", "nemotron", "gpt_oss", "gemma2", "phi3", "gemma",
-            "gemma3_text", "olmo2", "starcoder2", "falcon", "mpt")
+            "gemma3_text", "olmo2", "starcoder2", "falcon", "mpt", "olmo3", "smollm3", "glm4_moe",
+            "minimax_m2", "hunyuan_v1_moe", "ernie4_5_moe", "llama4_text", "qwen3_next", "deepseek_v32",
+            "nemotron_h", "falcon_h1")
 
 small = st.integers(min_value=1, max_value=48)
 
@@ -212,9 +214,141 @@ def config_for(draw, family: str) -> dict:
             "qk_ln": b, "alibi": b, "alibi_bias_max": st.integers(1, 8)})
         draw(maybe(cfg, "attn_config", attn))
     else:
-        raise ValueError(family)
+        cfg = draw(new_family_config(family))
     # Token ids of the default configs (e.g. Phi-3's pad 32000) would fall outside tiny vocabularies.
     cfg.update(pad_token_id=None, bos_token_id=None, eos_token_id=None)
+    return cfg
+
+
+def _experts(draw, cfg: dict, *, experts_key: str = "num_experts", top_key: str = "num_experts_per_tok",
+             low: int = 1) -> None:
+    e = draw(st.integers(low, 6))
+    cfg[experts_key] = e
+    cfg[top_key] = draw(st.integers(1, e))
+
+
+HYBRID_FAMILIES = ("qwen3_next", "deepseek_v32", "nemotron_h", "falcon_h1")
+
+
+@st.composite
+def new_family_config(draw, family: str) -> dict:
+    """The 2025 families: MoE variants, no-RoPE / chunked layers, hybrid DeltaNet and Mamba-2 models."""
+    if family in HYBRID_FAMILIES:
+        return draw(_hybrid_family_config(family))
+    b = st.booleans()
+    n = draw(st.integers(1, 5))
+    if family == "olmo3":
+        cfg = draw(llama_like("olmo3"))
+        cfg["sliding_window"] = draw(st.integers(2, 64))
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "smollm3":
+        cfg = draw(llama_like("smollm3"))
+        cfg["num_hidden_layers"] = n
+        draw(maybe(cfg, "no_rope_layer_interval", st.integers(1, 3)))
+        draw(maybe(cfg, "no_rope_layers", st.lists(st.integers(0, 1), min_size=n, max_size=n)))
+        draw(maybe(cfg, "use_sliding_window", b))
+        draw(maybe(cfg, "sliding_window", st.integers(2, 64)))
+        draw(maybe(cfg, "attention_bias", b))
+        draw(maybe(cfg, "mlp_bias", b))
+    elif family == "glm4_moe":
+        cfg = draw(llama_like("glm4_moe", explicit_head_dim=True, head_dim_mult=4))   # half the head rotates
+        cfg["num_hidden_layers"] = n
+        _experts(draw, cfg, experts_key="n_routed_experts", low=2)   # group scores take each group's top 2
+        cfg.update(moe_intermediate_size=draw(small), n_shared_experts=draw(st.integers(0, 2)),
+                   first_k_dense_replace=draw(st.integers(0, n)))
+        draw(maybe(cfg, "use_qk_norm", b))
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "minimax_m2":
+        cfg = draw(llama_like("minimax_m2", explicit_head_dim=True))
+        _experts(draw, cfg, experts_key="num_local_experts")
+    elif family == "hunyuan_v1_moe":
+        cfg = draw(llama_like("hunyuan_v1_moe", explicit_head_dim=True))
+        cfg["num_hidden_layers"] = n
+        e = draw(st.integers(1, 6))
+        cfg["num_experts"] = e
+        cfg["moe_topk"] = draw(st.one_of(st.integers(1, e), st.lists(st.integers(1, e), min_size=n, max_size=n)))
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "ernie4_5_moe":
+        cfg = draw(llama_like("ernie4_5_moe"))
+        cfg["num_hidden_layers"] = n
+        _experts(draw, cfg, experts_key="moe_num_experts", top_key="moe_k")
+        cfg.update(moe_intermediate_size=draw(small), moe_num_shared_experts=draw(st.integers(0, 2)),
+                   moe_layer_start_index=draw(st.integers(0, n)), moe_layer_interval=draw(st.integers(1, 2)))
+        draw(maybe(cfg, "moe_layer_end_index", st.integers(-1, n)))
+        draw(maybe(cfg, "use_bias", b))
+    elif family == "llama4_text":
+        cfg = draw(llama_like("llama4_text", explicit_head_dim=True))
+        cfg["num_hidden_layers"] = n
+        _experts(draw, cfg, experts_key="num_local_experts")
+        cfg.update(intermediate_size_mlp=draw(small), attention_chunk_size=draw(st.integers(2, 16)))
+        draw(maybe(cfg, "interleave_moe_layer_step", st.integers(1, 3)))
+        draw(maybe(cfg, "no_rope_layer_interval", st.integers(1, 3)))
+        draw(maybe(cfg, "use_qk_norm", b))
+        draw(maybe(cfg, "attention_bias", b))
+    else:
+        raise ValueError(family)
+    return cfg
+
+
+@st.composite
+def _hybrid_family_config(draw, family: str) -> dict:
+    """Qwen3-Next (gated DeltaNet), DeepSeek-V3.2 (DSA indexer), Nemotron-H and Falcon-H1 (Mamba-2)."""
+    b = st.booleans()
+    n = draw(st.integers(1, 5))
+    if family == "qwen3_next":
+        cfg = draw(llama_like("qwen3_next", explicit_head_dim=True, head_dim_mult=8))   # a quarter rotates
+        cfg["num_hidden_layers"] = n
+        kh = draw(st.sampled_from([1, 2]))
+        cfg.update(linear_num_key_heads=kh, linear_num_value_heads=kh * draw(st.integers(1, 2)),
+                   linear_key_head_dim=draw(st.integers(1, 8)), linear_value_head_dim=draw(st.integers(1, 8)),
+                   moe_intermediate_size=draw(small), shared_expert_intermediate_size=draw(small),
+                   decoder_sparse_step=draw(st.integers(1, 2)))
+        _experts(draw, cfg)
+        draw(maybe(cfg, "linear_conv_kernel_dim", st.integers(2, 4)))
+        draw(maybe(cfg, "full_attention_interval", st.integers(1, 3)))
+        draw(maybe(cfg, "mlp_only_layers", st.lists(st.integers(0, 4), max_size=2, unique=True)))
+        draw(maybe(cfg, "attention_bias", b))
+    elif family == "deepseek_v32":
+        cfg = draw(config_for("deepseek_v3"))
+        cfg["model_type"] = "deepseek_v32"
+        cfg.pop("pad_token_id"), cfg.pop("bos_token_id"), cfg.pop("eos_token_id")
+        cfg["q_lora_rank"] = draw(st.integers(1, 24))
+        cfg["index_head_dim"] = cfg["qk_rope_head_dim"] + 2 * draw(st.integers(0, 4))
+        cfg.update(index_n_heads=draw(st.integers(1, 4)), index_topk=draw(st.integers(1, 16)))
+        if draw(b):
+            cfg["mlp_layer_types"] = draw(st.lists(st.sampled_from(["dense", "sparse"]),
+                                                   min_size=cfg["num_hidden_layers"],
+                                                   max_size=cfg["num_hidden_layers"]))
+    elif family == "nemotron_h":
+        # Mamba head and state dims >= 2: torch.einsum turns a contraction over a size-1 dim into an
+        # element-wise product, which the FLOP counter does not see.
+        heads, kv, head_dim = draw(_heads())
+        mh, groups = draw(st.sampled_from([(1, 1), (2, 1), (2, 2), (4, 2)]))
+        cfg = {"model_type": "nemotron_h", "vocab_size": draw(st.integers(4, 300)),
+               "hidden_size": draw(st.integers(2, 24)), "num_attention_heads": heads, "num_key_value_heads": kv,
+               "head_dim": head_dim, "layers_block_type": draw(st.lists(
+                   st.sampled_from(["linear_attention", "moe", "full_attention", "mlp"]), min_size=1, max_size=5)),
+               "intermediate_size": draw(small), "mamba_num_heads": mh, "mamba_head_dim": draw(st.integers(2, 6)),
+               "n_groups": groups, "ssm_state_size": draw(st.integers(2, 8)),
+               "moe_intermediate_size": draw(small), "moe_shared_expert_intermediate_size": draw(small),
+               "tie_word_embeddings": draw(b), "chunk_size": draw(st.integers(2, 8))}
+        _experts(draw, cfg, experts_key="n_routed_experts", low=2)
+        for key in ("mlp_bias", "use_bias", "use_conv_bias"):
+            draw(maybe(cfg, key, b))
+        draw(maybe(cfg, "conv_kernel", st.integers(2, 4)))
+        draw(maybe(cfg, "moe_latent_size", st.integers(1, 12)))
+    elif family == "falcon_h1":
+        cfg = draw(llama_like("falcon_h1"))
+        cfg["num_hidden_layers"] = n
+        mh, groups = draw(st.sampled_from([(1, 1), (2, 1), (2, 2), (4, 2)]))
+        cfg.update(mamba_n_heads=mh, mamba_n_groups=groups, mamba_d_ssm=mh * draw(st.integers(2, 6)),
+                   mamba_d_state=draw(st.integers(2, 8)), mamba_chunk_size=draw(st.integers(2, 8)))
+        for key in ("mamba_conv_bias", "mamba_proj_bias", "projectors_bias", "mamba_rms_norm",
+                    "attention_bias", "mlp_bias"):
+            draw(maybe(cfg, key, b))
+        draw(maybe(cfg, "mamba_d_conv", st.integers(2, 4)))
+    else:
+        raise ValueError(family)
     return cfg
 
 

@@ -45,10 +45,12 @@ def test_random_configs_params_equal_transformers(family, data):
 def test_default_config_params_equal_transformers(family):
     """A config naming only its model_type builds the config class's default model; flopcast must
     know those defaults (deepseek_v2 needs num_experts_per_tok, nemotron num_key_value_heads,
-    which transformers cannot build without)."""
+    which transformers cannot build without; hunyuan_v1_moe head_dim)."""
     cfg = {"model_type": family}
     if family == "deepseek_v2":
         cfg["num_experts_per_tok"] = 6
     if family == "nemotron":
         cfg["num_key_value_heads"] = 8
+    if family == "hunyuan_v1_moe":
+        cfg["head_dim"] = 128   # transformers' default head_dim None builds no attention
     assert counts.params_total(from_hf_config(cfg)) == meta_param_count(cfg)

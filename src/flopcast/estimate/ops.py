@@ -25,7 +25,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
+from flopcast.specs.model import (
+    DenseFFN,
+    LatentAttention,
+    LayerSpec,
+    LinearAttention,
+    Mamba2Mixer,
+    ModelSpec,
+    MoEFFN,
+    StandardAttention,
+)
 
 ACT_BYTES = 2.0             # 16-bit activations
 MASK_BYTES = 1.0            # a dropout mask element
@@ -79,12 +88,13 @@ def _gemm(name: str, m: float, n: float, k: float, count: float = 1.0, recompute
           saved: tuple[Saved, ...] = (), extra_weights: float = 0.0) -> Op:
     """A GEMM row; `extra_weights`: the parameters read beside the matrix (biases, norms applied
     to its output) on this device."""
-    return Op(name=name, kind="gemm", flops=2.0 * m * n * k * count, m=m, n=n, k=k, count=count,
+    # (m count) first: routed copies per expert times experts is the whole number of copies
+    return Op(name=name, kind="gemm", flops=2.0 * (m * count) * n * k, m=m, n=n, k=k, count=count,
               weight_elems=n * k * count + extra_weights, recompute=recompute, saved=saved)
 
 
 def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: float, keys: float, tp: int = 1,
-                  absorbed_tokens: float = 0.0, sp: bool = False) -> list[Op]:
+                  absorbed_tokens: float = 0.0, sp: bool = False, index_keys: float | None = None) -> list[Op]:
     """Projections and core of one attention block for `tokens` query tokens attending `keys` keys
     each (the caller applies the causal / full convention and sliding windows). MLA serving runs
     decode tokens in the absorbed form (`absorbed_tokens` of the tokens): kv_b is folded into the
@@ -97,9 +107,10 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
         case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
             q = H / t
             kv = Hkv / t if Hkv >= t else 1.0      # kv heads replicated when t > H_kv
-            qkv_extra = ((q + 2 * kv) * dh if a.qkv_bias else 0.0) + (
+            qg = 2 * q if a.output_gate else q       # Qwen3-Next: the query projection also yields the gate
+            qkv_extra = ((qg + 2 * kv) * dh if a.qkv_bias else 0.0) + (
                 ((q + kv) * dh if a.qk_norm_scope == "projection" else 2 * dh) if a.qk_norm else 0.0)
-            return [_gemm("attention/qkv", T, (q + 2 * kv) * dh, h, saved=(Saved((q + 2 * kv) * dh),),
+            return [_gemm("attention/qkv", T, (qg + 2 * kv) * dh, h, saved=(Saved((qg + 2 * kv) * dh),),
                           extra_weights=qkv_extra),
                     Op("attention/core", "attention", 2.0 * q * (dh + dh) * keys * T, heads=q, d_qk=dh, d_v=dh,
                        bytes=T * (q + kv) * (dh + dh) * ACT_BYTES, weight_elems=q if a.sinks else 0.0,
@@ -129,8 +140,59 @@ def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: flo
                        recompute="core_attn"),
                     _gemm("attention/out", T, h, q * a.v_head_dim, saved=(Saved(q * a.v_head_dim, "gemm_input"),),
                           extra_weights=h if a.bias else 0.0)]
-            return ops
+            return ops + indexer_ops(a, h, tokens=T, keys=index_keys if index_keys is not None else keys)
     raise TypeError(a)
+
+
+def indexer_ops(a: LatentAttention, h: int, *, tokens: float, keys: float) -> list[Op]:
+    """DeepSeek Sparse Attention's lightning indexer for `tokens` queries scoring `keys` keys each:
+    its projections (q from the query latent, one shared key with a LayerNorm, per-head weights),
+    replicated on every tensor-parallel rank, and the scores: per indexer head a (T x d_I) @
+    (d_I x keys) product and the head-weighted sum (one more multiply-add per key and head), written
+    as a batched GEMM row without weights."""
+    if not a.index_heads:
+        return []
+    HI, dI, T = a.index_heads, a.index_head_dim, tokens
+    scores = Op(name="attention/indexer_scores", kind="gemm", flops=2.0 * T * keys * (dI + 1) * HI, m=T, n=keys,
+                k=dI + 1, count=HI, recompute="core_attn", saved=(Saved(dI),))
+    return [_gemm("attention/indexer_q", T, HI * dI, a.q_lora_rank or 0),
+            _gemm("attention/indexer_k", T, dI, h, extra_weights=2 * dI),
+            _gemm("attention/indexer_weights", T, HI, h), scores]
+
+
+def state_mixer_ops(m: LinearAttention | Mamba2Mixer, h: int, *, tokens: float, tp: int = 1,
+                    recurrent_tokens: float = 0.0) -> list[Op]:
+    """A gated DeltaNet or Mamba-2 mixer for `tokens` tokens on one device (heads split over tp):
+    the input projection, the depthwise causal conv (an element-wise row: read and write its
+    channels; its 2 C K FLOPs per token), the scan (an "attention"-kind row: the sequence-mixing
+    core, chunked for prefill and training, one recurrent step for `recurrent_tokens` decode
+    tokens; counts.scan_flops_per_token) and the output projection. Saved for backward: the
+    projection output and the scan output."""
+    from flopcast.estimate.counts import scan_flops_per_token
+
+    T, t = tokens, tp
+    conv_flops = 2.0 * m.conv_dim * m.conv_kernel
+    match m:
+        case LinearAttention(num_value_heads=Hv, key_head_dim=dk, value_head_dim=dv):
+            proj, inner, heads, extra = m.conv_dim + Hv * dv + 2 * Hv, Hv * dv, Hv, 2 * Hv + dv
+            d_qk, d_v = dk, dv
+        case Mamba2Mixer(num_heads=H):
+            proj = 2 * m.d_inner + 2 * m.num_groups * m.state_size + H
+            inner, heads, d_qk, d_v = m.d_inner, H, m.state_size, m.head_dim
+            extra = 3 * H + (m.d_inner if m.gated_norm else 0) + (proj if m.in_bias else 0)
+        case _:
+            raise TypeError(m)
+    chunked = (scan_flops_per_token(m) - conv_flops) * (T - recurrent_tokens)
+    stepped = (scan_flops_per_token(m, recurrent=True) - conv_flops) * recurrent_tokens
+    conv = m.conv_dim / t
+    return [_gemm("ssm/in_proj", T, proj / t, h, saved=(Saved(proj / t),), extra_weights=extra / t),
+            Op("ssm/conv", "elementwise", flops=conv_flops / t * T, bytes=T * 2 * conv * ACT_BYTES,
+               elems_per_token=2 * conv, saved=(Saved(conv),),
+               weight_elems=m.conv_dim * (m.conv_kernel + (isinstance(m, Mamba2Mixer) and m.conv_bias)) / t),
+            Op("ssm/scan", "attention", flops=(chunked + stepped) / t, heads=heads / t, d_qk=d_qk, d_v=d_v,
+               bytes=T * (conv + inner / t) * ACT_BYTES, recompute="core_attn"),
+            _gemm("ssm/out_proj", T, h, inner / t, saved=(Saved(inner / t, "gemm_input"),),
+                  extra_weights=h if isinstance(m, Mamba2Mixer) and m.out_bias else 0.0)]
 
 
 def ffn_ops(f: DenseFFN | MoEFFN, h: int, *, tokens: float, tp: int = 1, ep: int = 1,
@@ -151,14 +213,20 @@ def ffn_ops(f: DenseFFN | MoEFFN, h: int, *, tokens: float, tp: int = 1, ep: int
             local = E / ep if expert_count is None else expert_count
             per_expert = (T * k / local if ep > 1 else T * k / E) if expert_tokens is None else expert_tokens
             et = expert_tp or t
+            de = f.latent_size or h
             ops = [_gemm("moe/router", T, E, h, extra_weights=E if f.router_bias else 0.0),
-                   _gemm("moe/experts_up", per_expert, mult * fe / et, h, count=local,
+                   _gemm("moe/experts_up", per_expert, mult * fe / et, de, count=local,
                          extra_weights=local * mult * fe / et if f.expert_bias else 0.0),
-                   _gemm("moe/experts_down", per_expert, h, fe / et, count=local,
-                         extra_weights=local * h if f.expert_bias else 0.0)]
+                   _gemm("moe/experts_down", per_expert, de, fe / et, count=local,
+                         extra_weights=local * de if f.expert_bias else 0.0)]
+            if f.latent_size:   # Nemotron-H: into and out of the experts' latent (replicated over tp)
+                ops += [_gemm("moe/latent_in", T, de, h, extra_weights=de if f.latent_bias else 0.0),
+                        _gemm("moe/latent_out", T, h, de, extra_weights=h if f.latent_bias else 0.0)]
             if f.shared_d_ff:
-                ops += [_gemm("moe/shared_up", T, 2 * f.shared_d_ff / t, h),
-                        _gemm("moe/shared_down", T, h, f.shared_d_ff / t, saved=(Saved(f.shared_d_ff / t, "gemm_input"),))]
+                sm, sd = (2 if f.shared_gated else 1) * f.shared_d_ff / t, f.shared_d_ff / t
+                ops += [_gemm("moe/shared_up", T, sm, h, extra_weights=sm if f.shared_bias else 0.0),
+                        _gemm("moe/shared_down", T, h, sd, saved=(Saved(sd, "gemm_input"),),
+                              extra_weights=h if f.shared_bias else 0.0)]
             if f.shared_gate:
                 ops.append(_gemm("moe/shared_gate", T, 1, h))
             return ops
@@ -177,22 +245,26 @@ def module_of(op: Op) -> str:
     return ""
 
 
-def _rope_elems_per_token(a: StandardAttention | LatentAttention, model: ModelSpec, tp: int) -> float:
+def _rope_elems_per_token(a: StandardAttention | LatentAttention | None, model: ModelSpec, tp: int) -> float:
     """Elements rotary embeddings rotate per token on one device: q and k (MLA: the decoupled rope
-    parts of q and of the shared key)."""
+    parts of q and of the shared key); none on NoPE layers or without attention."""
     match a:
+        case None:
+            return 0.0
         case StandardAttention(num_heads=H, num_kv_heads=Hkv, head_dim=dh):
             kv = Hkv / tp if Hkv >= tp else 1
-            return (H / tp + kv) * dh if model.positions == "rope" else 0.0
+            return (H / tp + kv) * dh if model.positions == "rope" and a.rope else 0.0
         case LatentAttention(num_heads=H):
             return H / tp * a.qk_rope_head_dim + a.qk_rope_head_dim
     raise TypeError(a)
 
 
-def kv_elems_per_token(a: StandardAttention | LatentAttention, tp: int) -> float:
+def kv_elems_per_token(a: StandardAttention | LatentAttention | None, tp: int) -> float:
     """K and V elements per token one device of a tensor-parallel group of tp holds (kv heads
-    replicated when tp > H_kv; MLA: the latent and the shared rope key)."""
+    replicated when tp > H_kv; MLA: the latent and the shared rope key; 0 without attention)."""
     match a:
+        case None:
+            return 0.0
         case StandardAttention(num_kv_heads=Hkv, head_dim=dh):
             return 2 * (Hkv / tp if Hkv >= tp else 1) * dh
         case LatentAttention():
@@ -200,8 +272,10 @@ def kv_elems_per_token(a: StandardAttention | LatentAttention, tp: int) -> float
     raise TypeError(a)
 
 
-def _ffn_elementwise(f: DenseFFN | MoEFFN, h: int, T: float, tp: int, sp_div: int) -> list[Op]:
+def _ffn_elementwise(f: DenseFFN | MoEFFN | None, h: int, T: float, tp: int, sp_div: int) -> list[Op]:
     match f:
+        case None:
+            return []
         case DenseFFN(d_ff=d, gated=gated):
             act = (3 if gated else 2) * d / tp
             return [Op("mlp/act", "elementwise", bytes=T * act * ACT_BYTES, elems_per_token=act,
@@ -217,9 +291,10 @@ def _ffn_elementwise(f: DenseFFN | MoEFFN, h: int, T: float, tp: int, sp_div: in
                    Op("moe/permute", "elementwise", bytes=T * permute * ACT_BYTES, elems_per_token=permute,
                       saved=(Saved(k * h / sp_div, "gemm_input"),))]   # the dispatched copies (expert inputs)
             if f.shared_d_ff:
-                shared = 3 * f.shared_d_ff / tp
+                gm = 2 if f.shared_gated else 1
+                shared = (gm + 1) * f.shared_d_ff / tp
                 ops.append(Op("moe/shared_act", "elementwise", bytes=T * shared * ACT_BYTES, elems_per_token=shared,
-                              saved=(Saved(2 * f.shared_d_ff / tp),)))
+                              saved=(Saved(gm * f.shared_d_ff / tp),)))
             return ops
     raise TypeError(f)
 
@@ -232,14 +307,15 @@ def elementwise_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, tp: in
     work is split over tp only with sequence parallelism."""
     h, T = model.hidden_size, tokens
     sp_div = tp if sp else 1
-    norm, residual = layer.num_norms * 2 * h / sp_div, 2 * 3 * h / sp_div
-    masks = 2 * h / sp_div * MASK_BYTES if dropout else 0.0
+    adds = 2 if (layer.attention is not None or layer.ssm is not None) and layer.ffn is not None else 1
+    norm, residual = layer.num_norms * 2 * h / sp_div, adds * 3 * h / sp_div
+    masks = adds * h / sp_div * MASK_BYTES if dropout else 0.0
     # saved: the norm inputs, and the norm outputs (the attention and MLP inputs) unless recomputed
     norm_saved = (Saved(layer.num_norms * h / sp_div), Saved(2 * h / sp_div, "gemm_input", "layernorm"))
     ops = [Op("norm", "elementwise", bytes=T * (norm * ACT_BYTES), elems_per_token=norm,
               weight_elems=layer.num_norms * model.norm.params(h), recompute="layernorm", saved=norm_saved),
            Op("residual", "elementwise", bytes=T * (residual * ACT_BYTES + masks), elems_per_token=residual,
-              saved=(Saved(2 * h / sp_div, "mask"),) if dropout else ())]
+              saved=(Saved(adds * h / sp_div, "mask"),) if dropout else ())]
     ops += _ffn_elementwise(layer.ffn, h, T, tp, sp_div)
     rope = _rope_elems_per_token(layer.attention, model, tp)
     if rope:
@@ -255,10 +331,11 @@ def comm_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, tp: int = 1, 
     h, T = model.hidden_size, tokens
     ops = []
     if tp > 1:
-        ops.append(Op("tp/collective", "comm", bytes=T * h * ACT_BYTES, calls=2))
+        mixers = (layer.attention is not None or layer.ssm is not None) + (layer.ffn is not None)
+        ops.append(Op("tp/collective", "comm", bytes=T * h * ACT_BYTES, calls=mixers))
     if ep > 1 and isinstance(layer.ffn, MoEFFN):
         ops.append(Op("moe/dispatch_combine", "comm", bytes=T * layer.ffn.top_k * h * ACT_BYTES, calls=2))
-    if cp > 1:
+    if cp > 1 and layer.attention is not None:
         ops.append(Op("cp/kv_exchange", "comm", bytes=T * kv_elems_per_token(layer.attention, tp) * ACT_BYTES,
                       calls=cp - 1))
     return ops
@@ -266,30 +343,40 @@ def comm_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, tp: int = 1, 
 
 def layer_ops(layer: LayerSpec, model: ModelSpec, *, tokens: float, keys: float, tp: int = 1, ep: int = 1,
               cp: int = 1, sp: bool = False, dropout: bool = False, absorbed_tokens: float = 0.0,
-              **moe_kw: Any) -> list[Op]:
-    """Forward operations of one decoder layer: attention, FFN, element-wise and collective rows.
-    `moe_kw`: expert_tokens, expert_count, expert_tp of ffn_ops."""
+              index_keys: float | None = None, recurrent_tokens: float = 0.0, **moe_kw: Any) -> list[Op]:
+    """Forward operations of one decoder layer: attention and/or state mixer, FFN, element-wise and
+    collective rows. `index_keys`: keys the DSA indexer scores per query (default `keys`);
+    `recurrent_tokens`: decode tokens a state mixer steps recurrently; `moe_kw`: expert_tokens,
+    expert_count, expert_tp of ffn_ops."""
     h = model.hidden_size
-    return (attention_ops(layer.attention, h, tokens=tokens, keys=keys, tp=tp, absorbed_tokens=absorbed_tokens, sp=sp)
-            + ffn_ops(layer.ffn, h, tokens=tokens, tp=tp, ep=ep, **moe_kw)
-            + elementwise_ops(layer, model, tokens=tokens, tp=tp, sp=sp, dropout=dropout)
+    rows: list[Op] = []
+    if layer.attention is not None:
+        rows += attention_ops(layer.attention, h, tokens=tokens, keys=keys, tp=tp, absorbed_tokens=absorbed_tokens,
+                              sp=sp, index_keys=index_keys)
+    if layer.ssm is not None:
+        rows += state_mixer_ops(layer.ssm, h, tokens=tokens, tp=tp, recurrent_tokens=recurrent_tokens)
+    if layer.ffn is not None:
+        rows += ffn_ops(layer.ffn, h, tokens=tokens, tp=tp, ep=ep, **moe_kw)
+    return (rows + elementwise_ops(layer, model, tokens=tokens, tp=tp, sp=sp, dropout=dropout)
             + comm_ops(layer, model, tokens=tokens, tp=tp, ep=ep, cp=cp))
 
 
 def head_ops(model: ModelSpec, *, tokens: float, tp: int = 1) -> list[Op]:
     """The LM head (T x e) @ (e x V/t); MPT-style and tied heads are the same product."""
-    return [_gemm("head/logits", tokens, model.vocab_size / tp, model.embed_dim)]
+    return [_gemm("head/logits", tokens, model.vocab_size / tp, model.embed_dim,
+                  extra_weights=model.vocab_size / tp if model.head_bias else 0.0)]
 
 
 def model_ops(model: ModelSpec, *, seq_len: int, tokens: float, convention: str = "causal", tp: int = 1,
               ep: int = 1) -> list[tuple[int, list[Op]]]:
     """(layer count, forward ops) per distinct layer group, then (1, head ops). Attention keys per
     query follow `convention` (causal: Megatron's halving; full) and each layer's window."""
-    from flopcast.estimate.counts import attended_keys
+    from flopcast.estimate.counts import attended_keys, layer_keys
 
     out = []
     for layer, count in model.layer_groups():
-        keys = attended_keys(seq_len, layer.attention.window, convention)
-        out.append((count, layer_ops(layer, model, tokens=tokens, keys=keys, tp=tp, ep=ep)))
+        keys = layer_keys(layer, seq_len, convention)   # type: ignore[arg-type]
+        index_keys = attended_keys(seq_len, None, convention)   # type: ignore[arg-type]
+        out.append((count, layer_ops(layer, model, tokens=tokens, keys=keys, tp=tp, ep=ep, index_keys=index_keys)))
     out.append((1, head_ops(model, tokens=tokens, tp=tp)))
     return out

@@ -173,11 +173,36 @@ def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_b
 
 def _kv_elems_per_token_device(a, tp: int) -> float:
     match a:
+        case None:
+            return 0.0                                       # a state-mixer or FFN-only layer
         case StandardAttention(num_kv_heads=Hkv, head_dim=dh):
             return 2 * dh * max(1.0, Hkv / tp)
         case LatentAttention():
-            return a.kv_lora_rank + a.qk_rope_head_dim      # the latent is replicated on every TP rank
+            # the latent (and DSA's indexer key) is replicated on every TP rank
+            return a.kv_lora_rank + a.qk_rope_head_dim + a.index_head_dim
     raise TypeError(a)
+
+
+def state_bytes_per_device(sv: _Serve) -> float:
+    """Recurrent-state bytes one sequence holds on one device over its pipeline stage's layers
+    (Mamba-2 / gated DeltaNet: SSM state in fp32 and conv state at the KV dtype, heads split over
+    tp), whatever its length: what a hybrid model keeps instead of a KV cache in those layers."""
+    total = 0.0
+    for layer, count in sv.model.layer_groups():
+        ssm, conv = counts.state_elements_layer(layer.ssm)
+        total += count * (ssm * 4.0 + conv * sv.kv_bytes) / sv.spec.tp
+    return total / sv.spec.pp
+
+
+def _state_scan_s(sv: _Serve, op: ops_mod.Op, layer: LayerSpec, it: _Iteration) -> float:
+    """A state mixer's scan (row ssm/scan): its FLOPs (chunked for prompt tokens, one recurrent step
+    per decode token) at the attention kernels' efficiency, or each decoding sequence's state read
+    and written back once per step, whichever is slower."""
+    ssm, conv = counts.state_elements_layer(layer.ssm)
+    seqs = it.n_decode / it.queries_per_seq
+    state_rw = 2 * seqs * (ssm * 4.0 + conv * sv.kv_bytes) / sv.spec.tp
+    t_flops = op.flops / (sv.ctx.eff.attention_fwd_frac * sv.half_peak)
+    return max(t_flops, state_rw / sv.ctx.mem_bytes_per_s) + 2 * KERNEL_TAIL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,11 +256,15 @@ def _attention_s(sv: _Serve, a: StandardAttention | LatentAttention, op: ops_mod
         else (op.d_qk, op.d_v)
     w = a.window
     c = min(it.ctx_decode, w) if w else it.ctx_decode
+    if isinstance(a, LatentAttention) and a.index_heads and a.index_topk:
+        c = min(c, a.index_topk)      # DeepSeek Sparse Attention: each query reads its top-k keys
     kv_read = it.n_decode / it.queries_per_seq * c * _kv_elems_per_token_device(a, t) * sv.kv_bytes
     f_dec = it.n_decode * 2 * q * (dec_dqk + dec_dv) * c
     eff = sv.ctx.eff
     t_dec = max(f_dec / (eff.attention_fwd_frac * sv.half_peak), kv_read / sv.ctx.mem_bytes_per_s) if it.n_decode else 0.0
     keys = counts.attended_keys(it.prompt, w, "causal") if it.n_prefill else 0.0
+    if isinstance(a, LatentAttention) and a.index_heads and a.index_topk:
+        keys = min(keys, a.index_topk)
     f_pre = it.n_prefill * 2 * q * (op.d_qk + op.d_v) * keys
     pre_frac = min(0.98, eff.attention_fwd_frac * attention_seq_factor(it.prompt)) if it.n_prefill else 1.0
     t_pre = f_pre / (pre_frac * sv.half_peak) if it.n_prefill else 0.0
@@ -252,6 +281,8 @@ def _row_s(sv: _Serve, op: ops_mod.Op, layer: LayerSpec, it: _Iteration, routing
             return "expert_matmul", t / sv.moe_factor
         case "gemm":
             return "matmul", _gemm(sv, op.m, op.n, op.k, op.count)
+        case "attention" if op.name == "ssm/scan":
+            return "attention", _state_scan_s(sv, op, layer, it)
         case "attention":
             return "attention", _attention_s(sv, layer.attention, op, it)
         case "elementwise" if op.name == "attention/rope":
@@ -281,8 +312,10 @@ def _layer_rows(sv: _Serve, layer: LayerSpec, it: _Iteration) -> list[tuple[ops_
         routing = _routing(sv, layer.ffn, T, it.global_tokens)
         moe_kw = {"ep": ep, "expert_tokens": routing.per_expert, "expert_count": routing.touched}
     mla = isinstance(layer.attention, LatentAttention)
+    # DSA's indexer scores the whole context: decode tokens at ctx_decode, prompt tokens causally
+    index_keys = (it.n_decode * it.ctx_decode + it.n_prefill * it.prompt / 2) / T if T else 0.0
     rows = ops_mod.layer_ops(layer, sv.model, tokens=T, keys=0.0, tp=t, absorbed_tokens=it.n_decode if mla else 0.0,
-                             **moe_kw)
+                             index_keys=index_keys, recurrent_tokens=it.n_decode, **moe_kw)
     # attention data parallel: the slowest rank's attention sets the pace of the layer
     bal = moe_serving_data()["attention_dp_balance"] if ep > 1 and sv.spec.dp > 1 else 1.0
     out = []
@@ -321,6 +354,9 @@ def _decode_row(sv: _Serve, op: ops_mod.Op, key: str, s: float, layer: LayerSpec
     elif op.kind == "gemm":
         wb = ACT_BYTES if op.name == "moe/router" else sv.w_bytes
         moved = op.count * (ACT_BYTES * op.m * op.k + wb * op.k * op.n + ACT_BYTES * op.m * op.n)
+    elif op.name == "ssm/scan":
+        ssm, conv = counts.state_elements_layer(layer.ssm)
+        moved = 2 * T / it.queries_per_seq * (ssm * 4.0 + conv * sv.kv_bytes) / sv.spec.tp
     elif op.kind == "attention":
         a = layer.attention
         c = min(it.ctx_decode, a.window) if a.window else it.ctx_decode
@@ -438,7 +474,7 @@ def memory_split(sv: _Serve) -> tuple[float, float, float, float]:
     draft = draft_deployment(sv)
     weights = _weights_per_device(sv) + (_weights_per_device(draft) if draft is not None else 0.0)
     f_max = max((lay.ffn.d_ff if isinstance(lay.ffn, DenseFFN) else lay.ffn.expert_d_ff * lay.ffn.top_k)
-                for lay in model.layers)
+                if lay.ffn is not None else 0 for lay in model.layers)
     workspace = spec.max_tokens_per_iteration * (6 * model.hidden_size + 3 * f_max / spec.tp) * ACT_BYTES
     reserve = RUNTIME_RESERVE_BYTES + RESERVE_FRAC * cap
     return weights, workspace, reserve, cap - weights - workspace - reserve
@@ -448,22 +484,24 @@ def kv_page_groups(sv: _Serve) -> tuple[tuple[float, int | None], ...]:
     """(bytes per cached token per device of a layer group / pp, window or None) per layer group;
     a draft model's layers (method draft_model) cache every token of a sequence too."""
     own = tuple((count * _kv_elems_per_token_device(layer.attention, sv.spec.tp) * sv.kv_bytes / sv.spec.pp,
-                 layer.attention.window) for layer, count in sv.model.layer_groups())
+                 layer.window) for layer, count in sv.model.layer_groups())
     draft = draft_deployment(sv)
     return own + (kv_page_groups(draft) if draft is not None else ())
 
 
 def kv_bytes_per_sequence(sv: _Serve, tokens, groups: tuple[tuple[float, int | None], ...] | None = None):
     """KV-cache bytes per device of a sequence of `tokens` tokens (a number or a numpy array), in
-    whole pages of block_size tokens per layer; sliding-window layers keep at most their window."""
+    whole pages of block_size tokens per layer; sliding-window layers keep at most their window;
+    state-mixer layers add their fixed recurrent state (state_bytes_per_device)."""
     import numpy as np
 
     bs = sv.spec.block_size
     groups = groups or kv_page_groups(sv)
+    state = state_bytes_per_device(sv)
     if np.ndim(tokens) == 0:
-        return float(sum(b * math.ceil((min(tokens, w) if w else tokens) / bs) * bs for b, w in groups))
+        return state + float(sum(b * math.ceil((min(tokens, w) if w else tokens) / bs) * bs for b, w in groups))
     n = np.asarray(tokens, dtype=float)
-    total = np.zeros_like(n)
+    total = np.zeros_like(n) + state
     for b, w in groups:
         total += b * np.ceil((np.minimum(n, w) if w else n) / bs) * bs
     return total

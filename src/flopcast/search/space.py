@@ -71,7 +71,7 @@ def plan_groups(model: ModelSpec, *, num_devices: int, global_batch_seqs: int, s
     """The (tp, cp, pp) triples that admit plans: tp dividing the heads (and dividing or a multiple of
     the kv heads) within the scale-up domain, cp keeping the sequence divisible by 2 cp, pp <= layers,
     and dp = devices / (tp cp pp) dividing the batch."""
-    attn = model.layers[0].attention
+    attn = model.first_attention
     heads = attn.num_heads
     kv = heads if isinstance(attn, LatentAttention) else attn.num_kv_heads
     max_tp = space.max_tp or scale_up_domain

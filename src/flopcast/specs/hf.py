@@ -14,6 +14,7 @@ unrecognised so that a typo ("hiden_size") never passes silently.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from flopcast.specs.model import (
     DenseFFN,
     LatentAttention,
     LayerSpec,
+    LinearAttention,
+    Mamba2Mixer,
     ModelSpec,
     MoEFFN,
     NormSpec,
@@ -320,7 +323,9 @@ def _llama_like(r: _Reader, name: str, source: str, *, qkv_bias_key: str | None 
                 windows: list[int | None] | None = None, ffn_for: Callable[[int], Any] | None = None,
                 num_norms: int = 2, head_dim_rule: str = "split", qkv_bias: bool | None = None,
                 act_key: str = "hidden_act", mlp_bias_key: str | None = None,
-                gated: bool = True, norm: NormSpec = RMS, sinks: bool = False) -> ModelSpec:
+                gated: bool = True, norm: NormSpec = RMS, sinks: bool = False,
+                ropes: list[bool] | None = None, chunked: list[bool] | None = None,
+                output_gate: bool = False) -> ModelSpec:
     """Shared builder for the llama-shaped families (pre-norm, q/k/v/o, gated or plain MLP)."""
     vocab = r.int("vocab_size")
     hidden = r.int("hidden_size")
@@ -344,7 +349,8 @@ def _llama_like(r: _Reader, name: str, source: str, *, qkv_bias_key: str | None 
             attention=StandardAttention(
                 num_heads=heads, num_kv_heads=kv, head_dim=head_dim, qkv_bias=qkv_bias,
                 out_bias=o_bias, qk_norm=qk_norm, qk_norm_scope=qk_norm_scope, sinks=sinks,
-                window=windows[i],
+                window=windows[i], rope=ropes[i] if ropes else True,
+                chunked=chunked[i] if chunked else False, output_gate=output_gate,
             ),
             ffn=ffn_for(i),
             num_norms=num_norms,
@@ -447,8 +453,8 @@ def _qwen3_moe(cfg, name, source):
                        ffn_for=lambda i: moe if sparse[i] else dense)
 
 
-def _deepseek(cfg, name, source, family, defaults, aliases):
-    r = _Reader(cfg, family, defaults, aliases=aliases)
+def _deepseek(cfg, name, source, family, defaults, aliases, reader: _Reader | None = None):
+    r = reader or _Reader(cfg, family, defaults, aliases=aliases)
     vocab = r.int("vocab_size")
     hidden = r.int("hidden_size")
     n = r.int("num_hidden_layers")
@@ -474,7 +480,7 @@ def _deepseek(cfg, name, source, family, defaults, aliases):
         if mlp_bias and moe.shared_d_ff:
             raise InvalidScenario("model.mlp_bias: true with MoE shared experts is not supported")
     layers = [LayerSpec(attention=attn, ffn=dense if i < first_dense else moe) for i in range(n)]
-    mtp = cfg.get("num_nextn_predict_layers") if family == "deepseek_v3" else None
+    mtp = cfg.get("num_nextn_predict_layers") if family in ("deepseek_v3", "deepseek_v32") else None
     mtp = mtp if isinstance(mtp, int) and not isinstance(mtp, bool) and 0 <= mtp <= 16 else 0
     return _finish(r, name, source, layers, RMS, hidden=hidden, vocab=vocab,
                    tie=r.bool("tie_word_embeddings"), max_seq=r.opt_int("max_position_embeddings"), mtp_layers=mtp)
@@ -722,6 +728,380 @@ def _opt(cfg, name, source):
                    position_rows=max_pos + 2, embedding_dim=embed_dim, final_norm=final)
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Families of 2025: MoE variants, no-RoPE / chunked layers, hybrid linear-attention and Mamba-2.
+
+_OLMO3 = dict(_OLMO2, sliding_window=4096)
+_SMOLLM3 = dict(_LLAMA, vocab_size=128256, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+                num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=32768,
+                use_sliding_window=False, sliding_window=None, no_rope_layers=None,
+                no_rope_layer_interval=4, tie_word_embeddings=True)
+_GLM4_MOE = dict(_LLAMA, vocab_size=151552, hidden_size=4096, intermediate_size=10944, num_hidden_layers=46,
+                 num_attention_heads=96, num_key_value_heads=8, max_position_embeddings=131072,
+                 moe_intermediate_size=1408, num_experts_per_tok=8, n_shared_experts=1, n_routed_experts=128,
+                 first_k_dense_replace=1, use_qk_norm=False, num_mtp_layers=1)
+_MINIMAX_M2 = dict(vocab_size=200064, hidden_size=3072, intermediate_size=1536, num_hidden_layers=62,
+                   num_attention_heads=48, num_key_value_heads=8, head_dim=128, hidden_act="silu",
+                   max_position_embeddings=196608, tie_word_embeddings=False, num_experts_per_tok=8,
+                   num_local_experts=256)
+_HUNYUAN_MOE = dict(_LLAMA, vocab_size=290943, num_experts=1, moe_topk=1, head_dim=None)
+_ERNIE45_MOE = dict(vocab_size=103424, hidden_size=2560, intermediate_size=12288, num_hidden_layers=28,
+                    num_attention_heads=20, num_key_value_heads=4, head_dim=None, hidden_act="silu",
+                    max_position_embeddings=131072, tie_word_embeddings=True, use_bias=False,
+                    moe_intermediate_size=1536, moe_k=6, moe_num_experts=64, moe_num_shared_experts=2,
+                    moe_layer_start_index=1, moe_layer_end_index=-1, moe_layer_interval=1)
+_LLAMA4_TEXT = dict(vocab_size=202048, hidden_size=5120, intermediate_size=8192, intermediate_size_mlp=16384,
+                    num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8, head_dim=128,
+                    hidden_act="silu", max_position_embeddings=4096 * 32, tie_word_embeddings=False,
+                    num_experts_per_tok=1, num_local_experts=16, moe_layers=None, interleave_moe_layer_step=1,
+                    use_qk_norm=True, no_rope_layers=None, no_rope_layer_interval=4,
+                    attention_chunk_size=8192, attention_bias=False)
+_QWEN3_NEXT: dict[str, Any] = dict(
+                   _QWEN2, hidden_size=2048, intermediate_size=5632, num_hidden_layers=48, num_attention_heads=16,
+                   num_key_value_heads=2, head_dim=256, linear_conv_kernel_dim=4, linear_key_head_dim=128,
+                   linear_value_head_dim=128, linear_num_key_heads=16, linear_num_value_heads=32,
+                   decoder_sparse_step=1, moe_intermediate_size=512, shared_expert_intermediate_size=512,
+                   num_experts_per_tok=10, num_experts=512, mlp_only_layers=[], full_attention_interval=4,
+                   attention_bias=False)
+_DEEPSEEK_V32 = dict(_DEEPSEEK_V3, max_position_embeddings=163840, num_key_value_heads=128, index_topk=2048,
+                     index_head_dim=128, index_n_heads=64, mlp_layer_types=None)
+_NEMOTRON_H = dict(vocab_size=131072, hidden_size=4096, tie_word_embeddings=False, num_attention_heads=32,
+                   num_key_value_heads=8, head_dim=128, max_position_embeddings=4096, attention_bias=False,
+                   sliding_window=None, intermediate_size=21504, mlp_hidden_act="relu2", mlp_bias=False,
+                   ssm_state_size=128, mamba_num_heads=128, mamba_head_dim=64, mamba_hidden_act="silu",
+                   n_groups=8, conv_kernel=4, use_conv_bias=True, chunk_size=128, n_routed_experts=8,
+                   n_shared_experts=1, moe_intermediate_size=7688, moe_shared_expert_intermediate_size=7688,
+                   moe_latent_size=None, num_experts_per_tok=2, use_bias=False, layers_block_type=None,
+                   num_hidden_layers=None, expand=2)
+_FALCON_H1 = dict(vocab_size=128000, tie_word_embeddings=False, hidden_size=4096, intermediate_size=14336,
+                  num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, head_dim=None,
+                  hidden_act="silu", max_position_embeddings=8192, mamba_d_ssm=1024, mamba_n_heads=128,
+                  mamba_d_head="auto", mamba_n_groups=1, mamba_d_state=256, mamba_d_conv=4, mamba_expand=2,
+                  mamba_chunk_size=256, mamba_conv_bias=True, mamba_proj_bias=False, mamba_rms_norm=False,
+                  projectors_bias=False, attention_bias=False, mlp_bias=False)
+# Keys of these families that never change a count (multipliers, time-step limits, cache dtypes...).
+for _k in ("no_rope_layer_interval attn_temperature_tuning floor_scale attn_scale time_step_min time_step_max "
+           "time_step_limit time_step_floor mamba_dt_min mamba_dt_max mamba_dt_limit mamba_dt_init_floor "
+           "mamba_ssm_cache_dtype use_mamba_kernels residual_in_fp32 rescale_prenorm_residual "
+           "num_logits_to_keep lm_head_multiplier mlp_multipliers key_multiplier attention_out_multiplier "
+           "attention_in_multiplier ssm_multipliers ssm_in_multiplier ssm_out_multiplier "
+           "mamba_norm_before_gate moe_norm_min moe_shared_expert_overlap eod_token_id "
+           "mamba_hidden_act mtp_layers_block_type mtp_hybrid_override_pattern rotary_dim "
+           "use_qk_norm_in_gdn moe_use_aux_free moe_capacity").split():
+    IGNORED_KEYS.setdefault(_k, "no effect on counts")
+
+
+def _olmo3(cfg, name, source):
+    """OLMo-3: OLMo-2's blocks with sliding-window layers (default: three sliding, then one full)."""
+    r = _Reader(cfg, "olmo3", _OLMO3)
+    n = r.int("num_hidden_layers")
+    types = r.layer_types(n, ["sliding_attention" if (i + 1) % 4 else "full_attention" for i in range(n)])
+    windows = _window_list(types, r.opt_int("sliding_window"))
+    return _llama_like(r, name, source, qk_norm=True, qk_norm_scope="projection", windows=windows)
+
+
+def _rope_flags(r: _Reader, n: int) -> list[bool]:
+    """no_rope_layers (1: the layer rotates, 0: NoPE), default every no_rope_layer_interval-th layer NoPE."""
+    given = r.int_list("no_rope_layers", None)
+    interval = r.int("no_rope_layer_interval", r.defaults.get("no_rope_layer_interval", 4))
+    flags = given or [int((i + 1) % interval != 0) for i in range(n)]
+    if len(flags) < n:
+        raise InvalidScenario(f"model.no_rope_layers: expected {n} entries, got {len(flags)}")
+    return [bool(f) for f in flags[:n]]
+
+
+def _smollm3(cfg, name, source):
+    """SmolLM3: llama-shaped, every fourth layer without rotary embeddings (NoPE); sliding windows
+    only on NoPE layers when use_sliding_window."""
+    r = _Reader(cfg, "smollm3", _SMOLLM3)
+    n = r.int("num_hidden_layers")
+    ropes = _rope_flags(r, n)
+    use, w = r.bool("use_sliding_window"), r.opt_int("sliding_window")
+    default = ["sliding_attention" if (use and w is not None and not ropes[i]) else "full_attention" for i in range(n)]
+    types = r.layer_types(n, default)
+    windows = _window_list(types, w if use else None)
+    return _llama_like(r, name, source, o_bias_key="attention_bias", mlp_bias_key="mlp_bias", windows=windows,
+                       ropes=ropes)
+
+
+def _glm4_moe(cfg, name, source):
+    """GLM-4.5: llama-shaped GQA (q/k/v bias from attention_bias, none on o; per-head q/k norms when
+    use_qk_norm), dense MLP on the first first_k_dense_replace layers, then DeepSeek-style MoE with
+    n_shared_experts x moe_intermediate_size shared experts and a sigmoid router without bias."""
+    r = _Reader(cfg, "glm4_moe", _GLM4_MOE, aliases={"num_local_experts": "n_routed_experts"})
+    n = r.int("num_hidden_layers")
+    first_dense = r.int("first_k_dense_replace", minimum=0)
+    dense = DenseFFN(d_ff=r.int("intermediate_size"), activation=r.str("hidden_act"))
+    moe = None
+    if first_dense < n:
+        d_e = r.int("moe_intermediate_size")
+        moe = _moe_from(r, experts_key="n_routed_experts", d_ff_key="moe_intermediate_size",
+                        shared_d_ff=d_e * r.int("n_shared_experts", minimum=0))
+    mtp = r.int("num_mtp_layers", minimum=0) if "num_mtp_layers" in r.cfg else 0
+    if mtp:
+        r.unmodeled("num_mtp_layers", "multi-token-prediction layers are not built by transformers and not "
+                    "in params_total")
+    if r.cfg.get("head_dim") is None:   # transformers: hidden // heads, rounded down
+        r.cfg["head_dim"] = r.int("hidden_size") // r.int("num_attention_heads")
+    return _llama_like(r, name, source, o_bias_key=None, qk_norm=r.bool("use_qk_norm"),
+                       ffn_for=lambda i: dense if i < first_dense else moe)
+
+
+def _minimax_m2(cfg, name, source):
+    """MiniMax-M2: every layer MoE (experts of width intermediate_size, router without bias: the
+    score-correction bias is a buffer), q/k RMSNorms over the whole projections, no biases."""
+    r = _Reader(cfg, "minimax_m2", _MINIMAX_M2, aliases={"num_experts": "num_local_experts"})
+    for key in ("use_qk_norm", "qk_norm_type", "shared_intermediate_size", "attn_type_list", "scoring_func",
+                "use_routing_bias", "use_mtp", "num_mtp_modules", "mtp_transformer_layers"):
+        if key in r.cfg:
+            r.raw(key)
+            if key in ("shared_intermediate_size", "use_mtp") and r.cfg[key]:
+                r.unmodeled(key, "transformers builds no shared experts / MTP modules for minimax_m2; "
+                            "counted as built")
+    moe = _moe_from(r, experts_key="num_local_experts")
+    return _llama_like(r, name, source, qkv_bias_key=None, o_bias_key=None, qk_norm=True,
+                       qk_norm_scope="projection", ffn_for=lambda i: moe)
+
+
+def _per_layer(r: _Reader, key: str, n: int) -> list[int]:
+    value = r.raw(key)
+    if isinstance(value, list):
+        vals = r.int_list(key)
+        if len(vals) < n:
+            raise InvalidScenario(f"model.{key}: expected {n} entries, got {len(vals)}")
+        return vals[:n]
+    return [r.int(key)] * n
+
+
+def _hunyuan_v1_moe(cfg, name, source):
+    """Hunyuan-MoE (transformers' hunyuan_v1_moe): per-head q/k RMSNorms, attention_bias on q/k/v/o,
+    every layer MoE of num_experts experts of width intermediate_size plus one shared MLP of the
+    same width; moe_topk may be per layer. transformers sizes the experts from intermediate_size
+    (a file's moe_intermediate_size and num_shared_expert are not read)."""
+    r = _Reader(cfg, "hunyuan_v1_moe", _HUNYUAN_MOE, aliases={
+        "num_experts_per_tok": "moe_topk", "num_local_experts": "num_experts"})
+    n = r.int("num_hidden_layers")
+    if isinstance(r.raw("num_experts"), list):
+        raise InvalidScenario("model.num_experts: a per-layer list is not supported (transformers builds "
+                              "one expert count)")
+    experts, d_ff, act = r.int("num_experts"), r.int("intermediate_size"), r.str("hidden_act")
+    top_k = _per_layer(r, "moe_topk", n)
+    for key in ("moe_intermediate_size", "num_shared_expert", "use_mixed_mlp_moe", "use_qk_norm",
+                "use_cla", "cla_share_factor", "moe_drop_tokens", "moe_random_routing_dropped_token",
+                "attention_head_dim"):
+        if key in r.cfg:
+            r.raw(key)
+    moes = [MoEFFN(num_experts=experts, top_k=min(k, experts), expert_d_ff=d_ff, shared_d_ff=d_ff, activation=act)
+            for k in top_k]
+    return _llama_like(r, name, source, qk_norm=True, ffn_for=lambda i: moes[i])
+
+
+def _ernie4_5_moe(cfg, name, source):
+    """ERNIE-4.5 MoE: use_bias on q/k/v/o, every MLP and the LM head (untied bias); MoE on layers
+    moe_layer_start_index..moe_layer_end_index whose (i + 1) is a multiple of moe_layer_interval,
+    with moe_num_shared_experts x moe_intermediate_size shared experts; the router keeps a per-expert
+    score-correction parameter (E), which adds no matmul."""
+    r = _Reader(cfg, "ernie4_5_moe", _ERNIE45_MOE, aliases={"num_experts": "moe_num_experts",
+                                                          "num_experts_per_tok": "moe_k"})
+    n = r.int("num_hidden_layers")
+    bias = r.bool("use_bias")
+    start = r.int("moe_layer_start_index", minimum=0)
+    end = r.raw("moe_layer_end_index")
+    end = n - 1 if end == -1 else r.int("moe_layer_end_index", minimum=0)
+    step = r.int("moe_layer_interval")
+    act = r.str("hidden_act")
+    dense = DenseFFN(d_ff=r.int("intermediate_size"), bias=bias, activation=act)
+    sparse = [(i + 1) % step == 0 and start <= i <= end for i in range(n)]
+    moe = None
+    if any(sparse):
+        d_e = r.int("moe_intermediate_size")
+        moe = MoEFFN(num_experts=r.int("moe_num_experts"), top_k=r.int("moe_k"), expert_d_ff=d_e,
+                     router_bias=True, shared_d_ff=d_e * r.int("moe_num_shared_experts", minimum=0),
+                     shared_bias=bias, activation=act)
+    if "moe_use_aux_free" in r.cfg:
+        r.raw("moe_use_aux_free")
+    spec = _llama_like(r, name, source, qkv_bias_key="use_bias", o_bias_key="use_bias",
+                       ffn_for=lambda i: moe if sparse[i] else dense)
+    return dataclasses.replace(spec, head_bias=bias)
+
+
+def _llama4_text(cfg, name, source):
+    """Llama 4 text (Scout, Maverick): GQA with head_dim; iRoPE: layers listed 1 in no_rope_layers
+    rotate and attend within chunks of attention_chunk_size, the others (every fourth by default)
+    are global NoPE layers; q/k L2 norms (no parameters). MoE layers (moe_layers, default every
+    interleave_moe_layer_step-th) hold num_local_experts experts of intermediate_size plus one
+    shared expert of the same width; the others a dense MLP of intermediate_size_mlp."""
+    r = _Reader(cfg, "llama4_text", _LLAMA4_TEXT)
+    n = r.int("num_hidden_layers")
+    ropes = _rope_flags(r, n)
+    chunk = r.opt_int("attention_chunk_size")
+    step = r.int("interleave_moe_layer_step")
+    given_moe = r.raw("moe_layers", None)
+    moe_layers = set(range(step - 1, n, step) if given_moe is None else r.int_list("moe_layers"))
+    r.raw("use_qk_norm")
+    act = r.str("hidden_act")
+    d_e = r.int("intermediate_size")
+    moe = MoEFFN(num_experts=r.int("num_local_experts"), top_k=r.int("num_experts_per_tok"), expert_d_ff=d_e,
+                 shared_d_ff=d_e, activation=act)
+    dense = DenseFFN(d_ff=r.int("intermediate_size_mlp"), activation=act)
+    types = r.raw("layer_types", None)
+    chunked = [t == "chunked_attention" for t in types] if isinstance(types, list) and len(types) == n else ropes
+    windows = [chunk if (c and chunk) else None for c in chunked]
+    return _llama_like(r, name, source, head_dim_rule="given", windows=windows, ropes=ropes,
+                       chunked=[bool(w) for w in windows],
+                       ffn_for=lambda i: moe if i in moe_layers else dense)
+
+
+def _qwen3_next(cfg, name, source):
+    """Qwen3-Next: layer_types (default: three linear_attention layers, then one full_attention)
+    alternate gated DeltaNet layers and gated full attention (q projects to 2 H d_head, half of it
+    gating the output; per-head q/k RMSNorms); Qwen-MoE FFN rule with a gated shared expert."""
+    r = _Reader(cfg, "qwen3_next", _QWEN3_NEXT)
+    n = r.int("num_hidden_layers")
+    interval = r.int("full_attention_interval")
+    types = r.raw("layer_types", None)
+    if types is None:
+        types = ["linear_attention" if (i + 1) % interval else "full_attention" for i in range(n)]
+    if not isinstance(types, list) or len(types) != n or not set(types) <= {"linear_attention", "full_attention"}:
+        raise InvalidScenario(f"model.layer_types: expected {n} entries of 'linear_attention' or "
+                              f"'full_attention', got {types!r}")
+    sparse = _sparse_layers(r, n, "num_experts")
+    dense = DenseFFN(d_ff=r.int("intermediate_size"), activation=r.str("hidden_act"))
+    moe = None
+    if any(sparse):
+        moe = _moe_from(r, experts_key="num_experts", d_ff_key="moe_intermediate_size",
+                        shared_d_ff=r.int("shared_expert_intermediate_size"), shared_gate=True)
+    gdn = LinearAttention(num_key_heads=r.int("linear_num_key_heads"), num_value_heads=r.int("linear_num_value_heads"),
+                          key_head_dim=r.int("linear_key_head_dim"), value_head_dim=r.int("linear_value_head_dim"),
+                          conv_kernel=r.int("linear_conv_kernel_dim"))
+    if gdn.num_value_heads % gdn.num_key_heads:
+        raise InvalidScenario(f"model.linear_num_key_heads: {gdn.num_key_heads} does not divide "
+                              f"linear_num_value_heads {gdn.num_value_heads}")
+    spec = _llama_like(r, name, source, qkv_bias_key="attention_bias", o_bias_key="attention_bias", qk_norm=True,
+                       head_dim_rule="given", output_gate=True, ffn_for=lambda i: moe if sparse[i] else dense)
+    layers = tuple(lay if types[i] == "full_attention" else dataclasses.replace(lay, attention=None, ssm=gdn)
+                   for i, lay in enumerate(spec.layers))
+    return dataclasses.replace(spec, layers=layers)
+
+
+def _deepseek_v32(cfg, name, source):
+    """DeepSeek-V3.2: DeepSeek-V3's MLA and MoE plus the DSA indexer on every layer (index_n_heads
+    heads of index_head_dim over the query latent; each query attends its index_topk best keys).
+    mlp_layer_types (dense / sparse per layer) overrides first_k_dense_replace."""
+    r = _Reader(cfg, "deepseek_v32", _DEEPSEEK_V32, aliases={"num_local_experts": "n_routed_experts"})
+    spec = _deepseek(cfg, name, source, "deepseek_v32", _DEEPSEEK_V32,
+                     {"num_local_experts": "n_routed_experts", "num_mtp_layers": "num_nextn_predict_layers"},
+                     reader=r)
+    rq = r.opt_int("q_lora_rank")
+    if rq is None:
+        raise InvalidScenario("model.q_lora_rank: DeepSeek-V3.2's indexer reads the query latent; q_lora_rank "
+                              "must be set")
+    heads, head_dim, topk = r.int("index_n_heads"), r.int("index_head_dim"), r.int("index_topk")
+    kinds = r.raw("mlp_layer_types", None)
+    first = spec.layers[0].ffn
+    if kinds is not None:
+        if not isinstance(kinds, list) or len(kinds) != spec.num_layers or not set(kinds) <= {"dense", "sparse"}:
+            raise InvalidScenario(f"model.mlp_layer_types: expected {spec.num_layers} entries of 'dense' or "
+                                  f"'sparse', got {kinds!r}")
+    layers = [dataclasses.replace(lay, attention=dataclasses.replace(
+        lay.attention, index_heads=heads, index_head_dim=head_dim, index_topk=topk)) for lay in spec.layers]
+    if kinds is not None:
+        layers = _retype_mlps(r, layers, kinds, first)
+    ignored, unmodeled = r.fields_report()
+    return dataclasses.replace(spec, layers=tuple(layers), ignored_fields=ignored, unmodeled_fields=unmodeled)
+
+
+def _retype_mlps(r: _Reader, layers: list[LayerSpec], kinds: list[str], first: Any) -> list[LayerSpec]:
+    act = r.str("hidden_act")
+    dense = DenseFFN(d_ff=r.int("intermediate_size"), activation=act)
+    d_e = r.int("moe_intermediate_size")
+    moe = MoEFFN(num_experts=r.int("n_routed_experts"), top_k=r.int("num_experts_per_tok"), expert_d_ff=d_e,
+                 shared_d_ff=d_e * r.int("n_shared_experts", minimum=0), activation=act)
+    return [dataclasses.replace(lay, ffn=dense if k == "dense" else moe) for lay, k in zip(layers, kinds, strict=True)]
+
+
+_NEMOTRON_H_TYPES = {"M": "linear_attention", "E": "moe", "*": "full_attention", "-": "mlp",
+                     "mamba": "linear_attention", "attention": "full_attention"}
+
+
+def _nemotron_h_types(r: _Reader) -> list[str]:
+    pattern = r.raw("hybrid_override_pattern", None)
+    types = r.raw("layers_block_type", None)
+    if types is None and isinstance(pattern, str):
+        types = list(pattern)
+    if types is None:
+        types = ["linear_attention", "moe", "full_attention", "mlp"]
+    if not isinstance(types, list):
+        raise InvalidScenario(f"model.layers_block_type: expected a list, got {types!r}")
+    out = [_NEMOTRON_H_TYPES.get(str(t), str(t)) for t in types]
+    bad = sorted(set(out) - {"linear_attention", "moe", "full_attention", "mlp"})
+    if bad:
+        raise InvalidScenario(f"model.layers_block_type: unknown block types {bad}; accepted: 'M', 'E', '*', '-' "
+                              "(or linear_attention, moe, full_attention, mlp)")
+    return out
+
+
+def _nemotron_h(cfg, name, source):
+    """Nemotron-H: one mixer per block, each behind one RMSNorm: Mamba-2 ("M"), GQA attention ("*",
+    no biases), a plain ReLU^2 MLP ("-") or MoE ("E": plain experts, optionally in a latent of
+    moe_latent_size, plus a plain shared MLP). The block list (layers_block_type or
+    hybrid_override_pattern) sets the depth; num_hidden_layers is not read. The head is never tied."""
+    r = _Reader(cfg, "nemotron_h", _NEMOTRON_H, aliases={"layer_types": "layers_block_type",
+                                                       "num_local_experts": "n_routed_experts"})
+    types = _nemotron_h_types(r)
+    r.raw("num_hidden_layers")
+    hidden, vocab = r.int("hidden_size"), r.int("vocab_size")
+    heads, kv = _heads(r, hidden)
+    attn = StandardAttention(num_heads=heads, num_kv_heads=kv, head_dim=_head_dim_or_split(r, hidden, heads))
+    bias = r.bool("use_bias")
+    mamba = Mamba2Mixer(num_heads=r.int("mamba_num_heads"), head_dim=r.int("mamba_head_dim"),
+                        state_size=r.int("ssm_state_size"), num_groups=r.int("n_groups"),
+                        conv_kernel=r.int("conv_kernel"), conv_bias=r.bool("use_conv_bias"), in_bias=bias,
+                        out_bias=bias, chunk_size=r.int("chunk_size"))
+    mlp_bias, act = r.bool("mlp_bias"), r.str("mlp_hidden_act")
+    blocks: dict[str, LayerSpec] = {
+        "linear_attention": LayerSpec(attention=None, ffn=None, ssm=mamba, num_norms=1),
+        "full_attention": LayerSpec(attention=attn, ffn=None, num_norms=1),
+        "mlp": LayerSpec(attention=None, num_norms=1, ffn=DenseFFN(d_ff=r.int("intermediate_size"), gated=False,
+                                                                   bias=mlp_bias, activation=act))}
+    if "moe" in types:
+        latent = r.opt_int("moe_latent_size")
+        moe = MoEFFN(num_experts=r.int("n_routed_experts"), top_k=r.int("num_experts_per_tok"),
+                     expert_d_ff=r.int("moe_intermediate_size"), gated=False, activation=act,
+                     shared_d_ff=r.int("moe_shared_expert_intermediate_size"), shared_gated=False,
+                     shared_bias=mlp_bias, latent_size=latent or 0, latent_bias=mlp_bias)
+        blocks["moe"] = LayerSpec(attention=None, ffn=moe, num_norms=1)
+    if r.bool("tie_word_embeddings"):
+        r.unmodeled("tie_word_embeddings", "transformers ties no weights for nemotron_h (separate embedding and "
+                    "LM head); counted as built")
+    return _finish(r, name, source, [blocks[t] for t in types], RMS, hidden=hidden, vocab=vocab,
+                   tie=False, max_seq=r.opt_int("max_position_embeddings"))
+
+
+def _falcon_h1(cfg, name, source):
+    """Falcon-H1: every layer runs GQA attention and a Mamba-2 mixer in parallel on one input norm,
+    then a gated MLP behind a second norm. Mamba width d_ssm = mamba_d_ssm (or mamba_expand x h),
+    head dim mamba_d_head ("auto": d_ssm / mamba_n_heads); in_proj bias mamba_proj_bias, out_proj
+    bias projectors_bias; a gated RMSNorm over d_ssm only when mamba_rms_norm."""
+    r = _Reader(cfg, "falcon_h1", _FALCON_H1)
+    hidden = r.int("hidden_size")
+    d_ssm = r.opt_int("mamba_d_ssm")
+    d_ssm = r.int("mamba_expand") * hidden if d_ssm is None else d_ssm
+    m_heads = r.int("mamba_n_heads")
+    m_head_dim = r.raw("mamba_d_head")
+    m_head_dim = d_ssm // m_heads if m_head_dim == "auto" else r.int("mamba_d_head")
+    if m_head_dim * m_heads != d_ssm:
+        raise InvalidScenario(f"model.mamba_n_heads: {m_heads} heads of {m_head_dim} do not make mamba_d_ssm {d_ssm}")
+    mamba = Mamba2Mixer(num_heads=m_heads, head_dim=m_head_dim, state_size=r.int("mamba_d_state"),
+                        num_groups=r.int("mamba_n_groups"), conv_kernel=r.int("mamba_d_conv"),
+                        conv_bias=r.bool("mamba_conv_bias"), in_bias=r.bool("mamba_proj_bias"),
+                        out_bias=r.bool("projectors_bias"), gated_norm=r.bool("mamba_rms_norm"),
+                        chunk_size=r.int("mamba_chunk_size"))
+    spec = _llama_like(r, name, source, mlp_bias_key="mlp_bias")
+    return dataclasses.replace(spec, layers=tuple(dataclasses.replace(lay, ssm=mamba) for lay in spec.layers))
+
+
 FAMILIES: dict[str, Callable[[Mapping[str, Any], str, str], ModelSpec]] = {
     "llama": _llama, "mistral": _mistral, "mixtral": _mixtral, "qwen2": _qwen2,
     "qwen2_moe": _qwen2_moe, "qwen3": _qwen3, "qwen3_moe": _qwen3_moe,
@@ -729,6 +1109,10 @@ FAMILIES: dict[str, Callable[[Mapping[str, Any], str, str], ModelSpec]] = {
     "gpt_neox": _gpt_neox, "opt": _opt, "nemotron": _nemotron, "gpt_oss": _gpt_oss,
     "gemma2": _gemma2, "phi3": _phi3, "gemma": _gemma, "gemma3_text": _gemma3_text, "olmo2": _olmo2,
     "starcoder2": _starcoder2, "falcon": _falcon, "mpt": _mpt,
+    "olmo3": _olmo3, "smollm3": _smollm3, "glm4_moe": _glm4_moe, "minimax_m2": _minimax_m2,
+    "hunyuan_v1_moe": _hunyuan_v1_moe, "ernie4_5_moe": _ernie4_5_moe, "llama4_text": _llama4_text,
+    "qwen3_next": _qwen3_next, "deepseek_v32": _deepseek_v32, "nemotron_h": _nemotron_h,
+    "falcon_h1": _falcon_h1,
 }
 SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
 

@@ -386,7 +386,7 @@ def validate_plan(plan: ParallelPlan, model: ModelSpec, *, num_devices: int, glo
 
 def _check_heads(p: ParallelPlan, model: ModelSpec) -> None:
     """tp divides the attention heads and divides (or is a multiple of) the key/value heads."""
-    attn = model.layers[0].attention
+    attn = model.first_attention
     heads = attn.num_heads
     if heads % p.tp:
         raise InvalidScenario(f"parallel.tp: {p.tp} must divide the {heads} attention heads")

@@ -179,7 +179,7 @@ def validate_inference(spec: InferenceSpec, model, *, num_devices: int) -> None:
         raise InvalidScenario(
             f"inference: tp*pp*dp = {spec.tp}*{spec.pp}*{spec.dp} = {spec.num_devices} must equal "
             f"cluster.num_devices = {num_devices}")
-    attn = model.layers[0].attention
+    attn = model.first_attention
     if attn.num_heads % spec.tp:
         raise InvalidScenario(f"inference.tp: {spec.tp} must divide the {attn.num_heads} attention heads")
     if not isinstance(attn, LatentAttention) and attn.num_kv_heads % spec.tp and spec.tp % attn.num_kv_heads:

@@ -32,7 +32,16 @@ from flopcast.estimate.training.constants import (
     QLORA_BYTES_PER_WEIGHT,
     WEIGHT_BYTES,
 )
-from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
+from flopcast.specs.model import (
+    DenseFFN,
+    LatentAttention,
+    LayerSpec,
+    LinearAttention,
+    Mamba2Mixer,
+    ModelSpec,
+    MoEFFN,
+    StandardAttention,
+)
 from flopcast.specs.parallel import ParallelPlan
 from flopcast.specs.workload import TrainingSpec
 
@@ -188,28 +197,31 @@ def _time_gemm(env: Env, w: _Walk, op: Op) -> TimedOp:
 
 def _time_attention(env: Env, w: _Walk, op: Op, layer: LayerSpec) -> TimedOp:
     """The score kernel: fused (FlashAttention, causal FLOPs, backward 2.5 x forward) or batched
-    GEMMs plus memory-bound softmax/dropout over the S x S scores."""
+    GEMMs plus memory-bound softmax/dropout over the S x S scores. A state mixer's scan (row
+    ssm/scan: chunked DeltaNet / SSD kernels, fused like FlashAttention) is timed as a fused kernel."""
     c, ctx, T = w.cost, env.ctx, env.tokens
     s_local = env.train.seq_len / env.plan.cp
-    if env.train.flash_attention:
+    if env.train.flash_attention or op.name == "ssm/scan":
         # efficiency by sequence length (keys per query block); capped at the 0.98 fraction
         fwd_frac = min(0.98, ctx.eff.attention_fwd_frac * attention_seq_factor(s_local))
         bwd_frac = min(0.98, ctx.eff.attention_bwd_frac * attention_seq_factor(s_local, backward=True))
-        c.attn_fwd_s = op.flops / (fwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
-        c.attn_bwd_s = 2.5 * op.flops / (bwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
+        f = op.flops / (fwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
+        b = 2.5 * op.flops / (bwd_frac * ctx.attn_peak_flops_per_s) + KERNEL_TAIL_S
     else:
-        keys = counts.attended_keys(env.train.seq_len, layer.attention.window, "full")  # every key scored, then masked
+        keys = counts.attended_keys(env.train.seq_len, layer.window, "full")  # every key scored, then masked
         batch = T / s_local * op.heads
         qk_f, qk_b = gemm_fwd_bwd_s(ctx, s_local, keys, op.d_qk, count=batch)
         av_f, av_b = gemm_fwd_bwd_s(ctx, s_local, op.d_v, keys, count=batch)
         # fused scale-mask-softmax: read + write; dropout: read, write, mask
         softmax_bytes = batch * s_local * keys * (2 * ACT_BYTES + (2 * ACT_BYTES + MASK_BYTES if env.train.dropout else 0))
         soft = softmax_bytes / ctx.mem_bytes_per_s + 2 * KERNEL_TAIL_S
-        c.attn_fwd_s = qk_f + av_f + soft
-        c.attn_bwd_s = qk_b + av_b + 1.5 * soft
-    c.attn_recompute_s = c.attn_fwd_s
-    rec = c.attn_fwd_s if _full(env) or env.selective("core_attn") else 0.0
-    return TimedOp(op, c.attn_fwd_s, c.attn_bwd_s, rec)
+        f = qk_f + av_f + soft
+        b = qk_b + av_b + 1.5 * soft
+    c.attn_fwd_s += f
+    c.attn_bwd_s += b
+    c.attn_recompute_s += f
+    rec = f if _full(env) or env.selective("core_attn") else 0.0
+    return TimedOp(op, f, b, rec)
 
 
 def _time_elementwise(env: Env, w: _Walk, op: Op, factor: float = 1.0) -> TimedOp:
@@ -274,8 +286,9 @@ def _time_comm(env: Env, w: _Walk, op: Op) -> TimedOp:
 def _standard_attention(env: Env, w: _Walk, a: StandardAttention) -> None:
     h, t = env.model.hidden_size, env.plan.tp
     H, Hkv, dh = a.num_heads, a.num_kv_heads, a.head_dim
-    w.sharded_params += (h * (H + 2 * Hkv) * dh + H * dh * h) / t
-    w.sharded_params += ((H + 2 * Hkv) * dh if a.qkv_bias else 0) / t + (h if a.out_bias else 0)
+    Hq = 2 * H if a.output_gate else H      # Qwen3-Next: the query projection also yields the output gate
+    w.sharded_params += (h * (Hq + 2 * Hkv) * dh + H * dh * h) / t
+    w.sharded_params += ((Hq + 2 * Hkv) * dh if a.qkv_bias else 0) / t + (h if a.out_bias else 0)
     if a.qk_norm and a.qk_norm_scope == "projection":   # OLMo-2: norms over the whole q and k
         w.sharded_params += (H + Hkv) * dh / t
     elif a.qk_norm:                                      # Qwen3, Gemma-3: one d_head norm each
@@ -294,6 +307,15 @@ def _latent_attention(env: Env, w: _Walk, a: LatentAttention) -> None:
         w.sharded_params += rq * H * a.qk_head_dim / t
     w.replicated_params += h * (rkv + rope) + rkv
     w.sharded_params += (rkv * H * (a.qk_nope_head_dim + a.v_head_dim) + H * a.v_head_dim * h) / t
+    if a.index_heads:   # the DSA indexer, replicated on every tensor-parallel rank
+        HI, dI = a.index_heads, a.index_head_dim
+        w.replicated_params += (rq or 0) * HI * dI + h * dI + 2 * dI + h * HI
+
+
+def _state_mixer(env: Env, w: _Walk, m: LinearAttention | Mamba2Mixer) -> None:
+    """A gated DeltaNet or Mamba-2 mixer's parameters, split over tp by heads (projections, conv and
+    per-head scalars alike)."""
+    w.sharded_params += sum(p.params for p in counts.ssm_parts(m, env.model.hidden_size)) / env.plan.tp
 
 
 def _saved_bytes(env: Env, op: Op, layer: LayerSpec) -> float:
@@ -306,8 +328,8 @@ def _saved_bytes(env: Env, op: Op, layer: LayerSpec) -> float:
     if op.kind == "attention":
         if env.train.flash_attention:
             per_token += op.heads * 2 * ACT_BYTES
-        elif not (env.plan.recompute == "full" or env.selective("core_attn")):
-            keys = counts.attended_keys(env.train.seq_len, layer.attention.window, "full")
+        elif op.name != "ssm/scan" and not (env.plan.recompute == "full" or env.selective("core_attn")):
+            keys = counts.attended_keys(env.train.seq_len, layer.window, "full")
             per_token += op.heads * keys * (ACT_BYTES + (ACT_BYTES + MASK_BYTES if env.train.dropout else 0))
     return env.tokens * per_token
 
@@ -337,13 +359,17 @@ def _moe_ffn(env: Env, w: _Walk, ffn: MoEFFN) -> dict[str, Any]:
     if train.moe_capacity_factor is not None:
         w.imbalance = train.moe_capacity_factor
     mult = 2 if ffn.gated else 1
-    expert_w = local_experts * (mult + 1) * h * fe / et
-    expert_b = local_experts * (mult * fe / et + h) if ffn.expert_bias else 0.0
+    de = ffn.latent_size or h
+    expert_w = local_experts * (mult + 1) * de * fe / et
+    expert_b = local_experts * (mult * fe / et + de) if ffn.expert_bias else 0.0
     w.cost.expert_params = expert_w + expert_b
     w.replicated_params += h * E + (E if ffn.router_bias else 0)
+    if ffn.latent_size:
+        w.replicated_params += 2 * h * de + ((h + de) if ffn.latent_bias else 0)
     if ffn.shared_d_ff:
-        fs = ffn.shared_d_ff
-        w.sharded_params += 3 * h * fs / t
+        fs, sm = ffn.shared_d_ff, 2 if ffn.shared_gated else 1
+        w.sharded_params += (sm + 1) * h * fs / t + (sm * fs / t if ffn.shared_bias else 0)
+        w.replicated_params += h if ffn.shared_bias else 0
     if ffn.shared_gate:
         w.replicated_params += h
     return {"expert_tokens": w.tokens_routed / local_experts * w.imbalance, "expert_count": local_experts,
@@ -404,15 +430,19 @@ def layer_cost(env: Env, layer: LayerSpec) -> tuple[Cost, tuple[TimedOp, ...]]:
             _standard_attention(env, w, layer.attention)
         case LatentAttention():
             _latent_attention(env, w, layer.attention)
+    if layer.ssm is not None:
+        _state_mixer(env, w, layer.ssm)
+    moe_kw: dict[str, Any] = {}
     match layer.ffn:
         case DenseFFN():
             moe_kw = _dense_ffn(env, w, layer.ffn)
         case MoEFFN():
             moe_kw = _moe_ffn(env, w, layer.ffn)
     plan = env.plan
-    keys = counts.attended_keys(env.train.seq_len, layer.attention.window, "causal")
+    keys = counts.layer_keys(layer, env.train.seq_len, "causal")
+    index_keys = counts.attended_keys(env.train.seq_len, None, "causal")
     rows = ops_mod.layer_ops(layer, env.model, tokens=env.tokens, keys=keys, tp=plan.tp, ep=plan.ep, cp=plan.cp,
-                             sp=plan.sp, dropout=env.train.dropout, **moe_kw)
+                             sp=plan.sp, dropout=env.train.dropout, index_keys=index_keys, **moe_kw)
     ew_factor = env.ctx.stack.elementwise_factor if env.ctx.stack else 1.0
     w.rows = [replace(_time_row(env, w, op, layer, ew_factor), saved_bytes=_saved_bytes(env, op, layer)) for op in rows]
     w.rows += _derived_elementwise(env, w)
