@@ -143,7 +143,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from flopcast import api
 
     report = api.validate(args.what, cv=args.cv == "source", baseline=args.baseline, profile=args.profile)
-    _emit_json(report) if args.json else _render("fit_validation_tables", report)
+    table = "memory_validation_tables" if args.what == "memory" else "fit_validation_tables"
+    _emit_json(report) if args.json else _render(table, report)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
@@ -403,7 +404,7 @@ def _training_commands(add: _Add) -> None:
 def _validation_commands(add: _Add) -> None:
     """validate and calibrate."""
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
-    sp.add_argument("what", choices=("training", "inference"), help="which estimator to validate")
+    sp.add_argument("what", choices=("training", "inference", "memory"), help="which estimator to validate")
     sp.add_argument("--cv", choices=("source",), default=None,
                     help="also cross-validate: predict each source family with parameters fitted without it")
     sp.add_argument("--baseline", action="store_true",

@@ -12,14 +12,18 @@ from flopcast.errors import InvalidScenario
 
 def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: Any = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """`flopcast validate training|inference`: predicted vs measured on every usable published run,
+    """`flopcast validate training|inference|memory`: predicted vs measured on every usable published run,
     under the shipped calibration profile (or `profile`: none, a path, a mapping); with `cv`, the
     leave-one-source-out figures; with `baseline`, the one-parameter baseline's."""
     from flopcast.estimate.calibration import resolve_profile
     from flopcast.validation import fit, runs
 
+    if kind == "memory":   # peak memory per device (validation/memory.py); one calibrated fraction
+        from flopcast.validation import memory
+
+        return memory.report(cv=cv)
     if kind not in ("training", "inference"):
-        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference")
+        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, memory")
     cases, skipped = runs.builtin(kind)
     return fit.report(cases, kind, resolve_profile(profile, kind), cv=cv, baseline=baseline, skipped=skipped,
                       progress=progress)
