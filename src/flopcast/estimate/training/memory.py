@@ -218,9 +218,18 @@ def _model_states(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Sta
 
 
 def rank_memory(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack, shard: OptimizerShard, *,
-                n_layers: int, acts: float, layer_costs: Sequence[Cost], here: Counter[int]) -> RankMemory:
-    """Memory of one rank holding `s_c` (n_layers layers, `acts` activations before offload)."""
-    weights, grads, optim = _model_states(s_c, plan, train, stack, shard, n_layers)
+                n_layers: int, acts: float, layer_costs: Sequence[Cost], here: Counter[int],
+                states: dict[tuple[float, ...], tuple[float, float, float]] | None = None) -> RankMemory:
+    """Memory of one rank holding `s_c` (n_layers layers, `acts` activations before offload);
+    `states` memoises the model states of ranks with the same parameters and layer count (the
+    middle stages of a pipeline) within one plan."""
+    key = (s_c.params, s_c.expert_params, s_c.trainable, s_c.frozen_bytes, n_layers)
+    model = None if states is None else states.get(key)
+    if model is None:
+        model = _model_states(s_c, plan, train, stack, shard, n_layers)
+        if states is not None:
+            states[key] = model
+    weights, grads, optim = model
     acts, off = _offload_acts(acts, plan, layer_costs, here)
     frag = FRAGMENTATION_FRAC * (weights + grads + optim + acts)
     return RankMemory(weights, grads, optim, acts, COMM_BUFFER_BYTES, RUNTIME_CONTEXT_BYTES, frag, off)

@@ -284,25 +284,26 @@ class MemoryResult:
 
 
 def _rank_memory(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard, m: int,
-                 rank: int) -> RankMemory:
+                 rank: int, states: dict[Any, Any]) -> RankMemory:
     sw, lw = w.stages, w.layers
     akey = RankKey(rank, plan.dp)
     acts = w.entry.acts.get(akey)
     assert w.ctx.stack is not None
     layers = lw.layers
     if plan.recompute == "selective" and w.ctx.stack.name in PER_OP_SAC_STACKS:
-        layers = per_op_sac_costs(lw.layers, lw.layer_rows)
+        layers = states.get("sac") or states.setdefault("sac", per_op_sac_costs(lw.layers, lw.layer_rows))
     if acts is None:
         acts = w.entry.acts[akey] = rank_activations(layers, sw.groups, lw.head, plan, m, rank)
     return rank_memory(sw.costs[rank], plan, train, w.ctx.stack, shard, n_layers=len(sw.stages[rank]), acts=acts,
-                       layer_costs=layers, here=sw.groups[rank])
+                       layer_costs=layers, here=sw.groups[rank], states=states)
 
 
 def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard,
             m: int, devices_per_node: int, *, explain: bool) -> MemoryResult:
     """Memory on every pipeline rank, the most-loaded one, and the verdict against capacity within
     the memory error band (memory.MEMORY_BAND_FRAC)."""
-    ranks = tuple(_rank_memory(w, plan, train, shard, m, r) for r in range(plan.pp))
+    states: dict[Any, Any] = {}
+    ranks = tuple(_rank_memory(w, plan, train, shard, m, r, states) for r in range(plan.pp))
     mem = max(ranks, key=lambda r: r.total)
     host_bytes = shard.host_bytes_per_node
     if plan.activation_offload:
