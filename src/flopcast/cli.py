@@ -154,7 +154,8 @@ def cmd_validate(args: argparse.Namespace) -> None:
     finally:
         if close:
             close()
-    table = "ranking_validation_tables" if args.what == "ranking" else "fit_validation_tables"
+    table = {"ranking": "ranking_validation_tables", "memory": "memory_validation_tables"}.get(
+        args.what, "fit_validation_tables")
     _emit_json(report) if args.json else _render(table, report)
 
 
@@ -443,8 +444,9 @@ def _training_commands(add: _Add) -> None:
 def _validation_commands(add: _Add) -> None:
     """validate and calibrate."""
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
-    sp.add_argument("what", choices=("training", "inference", "ranking"),
-                    help="which estimator to validate (ranking: the order of measured plans of one job)")
+    sp.add_argument("what", choices=("training", "inference", "memory", "ranking"),
+                    help="which estimator to validate (memory: peak memory per device; ranking: the order of "
+                         "measured plans of one job)")
     sp.add_argument("--cv", choices=("source",), default=None,
                     help="also cross-validate: predict each source family with parameters fitted without it")
     sp.add_argument("--baseline", action="store_true",

@@ -204,13 +204,18 @@ def test_flagship_llama3_405b_near_metas_mfu_at_the_memory_limit():
     """The README's flagship (Meta's Llama 3.1 405B plan: tp 8, pp 16, dp 128, interleaved, one
     layer fewer on the first and last stage, fp32 gradient accumulation and reduction, no activation
     checkpointing) lands within 10% of Meta's 41% MFU (Llama 3 paper, Table 4: 400 TFLOP/s per GPU).
-    Its memory is at the 80 GiB limit: 16 micro-batches of 7 layers' activations on the first rank
-    leave it within 0.01% of the capacity (the issue's target "fits" is missed by ~400 KiB; this
-    guards that it does not drift further)."""
+    Meta ran it on 80 GiB H100s, so its memory verdict is fits or marginal (issue 21): the busiest
+    rank's device total lies below capacity x (1 + MEMORY_BAND_FRAC), the memory model's
+    leave-one-source-out error (it was pinned at 80 GiB +/- 0.01% under the unsourced 10%-of-
+    activations fragmentation; the calibrated 13%-of-allocated fragmentation and every rank
+    checked put the second rank at ~89 GiB)."""
     from pathlib import Path
+
+    from flopcast.estimate.training.memory import MEMORY_BAND_FRAC
     r = api.estimate_training(Path(__file__).parents[2] / "examples" / "llama3-405b-pretrain.yaml")
     assert abs(r.mfu / 0.41 - 1) <= 0.10
-    assert r.memory_per_device_bytes <= 1.0001 * r.memory_capacity_bytes
+    assert r.memory_verdict in ("fits", "marginal") and r.fits
+    assert r.memory_per_device_bytes <= (1 + MEMORY_BAND_FRAC) * r.memory_capacity_bytes
 
 
 def test_recompute_modules_trade_memory_for_time():

@@ -62,9 +62,11 @@ def _training(d: dict[str, Any], devices: str) -> list[Finding]:
     cap = tr["memory_capacity_bytes"]
     need = tr["memory_per_device_bytes"]
     fits = tr["fits"]
-    out = [Finding("training fits", f"{format_bytes(need)} of {format_bytes(cap)} per device on {devices}" if fits
+    marginal = tr.get("memory_verdict") == "marginal"
+    band = f" (marginal: within the ±{100 * tr['memory_band_frac']:.0f}% memory error band)" if marginal else ""
+    out = [Finding("training fits", f"{format_bytes(need)} of {format_bytes(cap)} per device on {devices}{band}" if fits
                    else tr.get("infeasible_reason") or f"needs {format_bytes(need)} of {format_bytes(cap)} per device",
-                   fits)]
+                   None if marginal else fits)]
     p = tr["parallel"]
     plan = f"tp {p['tp']} pp {p['pp']} dp {p['dp']}" + "".join(f" {k} {p[k]}" for k in ("cp", "ep", "vpp") if p[k] > 1)
     if p["pp"] > 1:

@@ -245,10 +245,35 @@ def print_renderable(obj: Any) -> None:
     Console(width=width, markup=False, highlight=False, emoji=False).print(obj)
 
 
+def memory_verdict_text(d: dict[str, Any]) -> str:
+    """fits / marginal / DOES NOT FIT, with the memory error band where it decides."""
+    verdict = d.get("memory_verdict", "fits" if d["fits"] else "does not fit")
+    band = d.get("memory_band_frac")
+    if verdict == "fits":
+        return "fits"
+    text = "marginal" if verdict == "marginal" else "DOES NOT FIT"
+    return f"{text}, memory error band ±{100 * band:.0f}%" if band else text
+
+
+def rank_memory_table(d: dict[str, Any]) -> Table:
+    """Memory of each pipeline rank by part (first, last and the worst when there are more than 8)."""
+    ranks = d["memory_per_rank"]
+    if len(ranks) > 8:
+        worst = max(ranks, key=lambda r: r["total_bytes"])
+        ranks = sorted({r["rank"]: r for r in (ranks[0], worst, ranks[-1])}.values(), key=lambda r: r["rank"])
+    t = Table(title="Memory per pipeline rank", title_justify="left")
+    cols = ("weights", "gradients", "optimizer", "activations", "comm_buffers", "workspace", "fragmentation")
+    for c in ("rank", *cols, "total"):
+        t.add_column(c, justify="right")
+    for r in ranks:
+        t.add_row(str(r["rank"]), *(format_bytes(r[f"{c}_bytes"]) for c in cols), format_bytes(r["total_bytes"]))
+    return t
+
+
 def training_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Group:
     mem = d["memory_breakdown_bytes"]
     total = d["memory_per_device_bytes"]
-    title = (f"Memory per device ({'fits' if d['fits'] else 'DOES NOT FIT'}: "
+    title = (f"Memory per device ({memory_verdict_text(d)}: "
              f"{format_bytes(total)} of {format_bytes(d['memory_capacity_bytes'])})")
     m = Table(title=title, title_justify="left", min_width=len(title))
     m.add_column("part")
@@ -291,7 +316,10 @@ def training_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Grou
     parts: list[Any] = [_kv_table("Training", rows)]
     if d.get("phases"):
         parts.append(phases_table(d))
-    parts += [m, t]
+    parts += [m]
+    if len(d.get("memory_per_rank") or ()) > 1:
+        parts.append(rank_memory_table(d))
+    parts.append(t)
     if "power_it_w" in d:
         parts.append(datacenter_table(d, "run" if d.get("datacenter_period") == "run" else "hour of training"))
     if with_assumptions and d.get("assumptions"):
@@ -836,6 +864,16 @@ def fit_validation_tables(d: dict[str, Any]) -> Group:
                          f"{_pct(d['baseline_cv_median_abs_error_frac'])} / {_pct(d['baseline_cv_max_abs_error_frac'])}"))
     skipped = [(s["id"], s["why"]) for s in d.get("skipped", [])]
     return Group(t, _kv_table("Summary", rows), _kv_table("Skipped", skipped))
+
+
+def memory_validation_tables(d: dict[str, Any]) -> Group:
+    """`flopcast validate memory`: the peak-memory rows, then the fits verdict on the training runs."""
+    v = d["fits_verdict"]
+    rows = [("fragmentation (of allocated)", _pct(d["fragmentation_frac"])),
+            ("memory error band", f"±{_pct(d['memory_band_frac'])} of capacity"),
+            ("training validation runs: fits or marginal", f"{v['num_fits_or_marginal']} / {v['num_runs']}"),
+            ("does not fit", ", ".join(v["does_not_fit"]) or "none")]
+    return Group(fit_validation_tables(d), _kv_table("Memory verdict", rows))
 
 
 def calibration_tables(d: dict[str, Any]) -> Group:

@@ -12,13 +12,18 @@ from flopcast.errors import InvalidScenario
 
 def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: Any = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """`flopcast validate training|inference|ranking`: predicted vs measured on every usable published
-    run, under the shipped calibration profile (or `profile`: none, a path, a mapping); with `cv`, the
-    leave-one-source-out figures; with `baseline`, the one-parameter baseline's. `ranking`: the order
-    of the plans of one job against the measured order (validation/ranking.py; shipped profile)."""
+    """`flopcast validate training|inference|memory|ranking`: predicted vs measured on every usable
+    published run, under the shipped calibration profile (or `profile`: none, a path, a mapping); with
+    `cv`, the leave-one-source-out figures; with `baseline`, the one-parameter baseline's. `memory`:
+    peak memory per device (validation/memory.py); `ranking`: the order of the plans of one job against
+    the measured order (validation/ranking.py; shipped profile)."""
     from flopcast.estimate.calibration import resolve_profile
     from flopcast.validation import fit, runs
 
+    if kind == "memory":   # peak memory per device (validation/memory.py); one calibrated fraction
+        from flopcast.validation import memory
+
+        return memory.report(cv=cv)
     if kind == "ranking":
         from flopcast.validation.ranking import validate_ranking
 
@@ -26,7 +31,7 @@ def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: An
             raise InvalidScenario("validate ranking: --cv and --baseline apply to training and inference only")
         return validate_ranking(resolve_profile(profile, "training"), progress=progress)
     if kind not in ("training", "inference"):
-        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, ranking")
+        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, memory, ranking")
     cases, skipped = runs.builtin(kind)
     return fit.report(cases, kind, resolve_profile(profile, kind), cv=cv, baseline=baseline, skipped=skipped,
                       progress=progress)

@@ -81,7 +81,9 @@ def step_summary(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, trai
                  devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
                  cache: dict[Any, Any]) -> tuple[float, float, bool]:
     """(step_time_s, memory_per_device_bytes, fits) exactly as estimate_training computes them, without
-    building the report; plans that do not fit are not timed (step_time_s = inf). For the search."""
+    building the report; plans that do not fit are not timed (step_time_s = inf). For the search:
+    `fits` here is within capacity (a plan estimate_training calls marginal, inside the memory error
+    band above capacity, is not recommended)."""
     out = estimate_step(model, hw, plan, train, devices_per_node=devices_per_node,
                         scale_out_bandwidth_bytes_per_s=scale_out_bandwidth_bytes_per_s, assumptions=(),
                         cache=cache, summary=True)

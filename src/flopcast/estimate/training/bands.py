@@ -7,7 +7,9 @@ within MEMORY_BAND_FRAC of device capacity as marginal (it may not fit when run)
 # source families of validation/; the shipped profile records the same figure, which a test checks).
 TIME_BAND_FRAC = 0.0983
 
-# Fallback of the per-rank memory band until the memory validation (`flopcast validate memory --cv
-# source --json` -> cv_median_abs_error_frac) is merged, which replaces this value with the measured
-# one: 0.08 is issue 21's target for that figure, the largest memory error a plan is allowed.
-MEMORY_BAND_FRAC = 0.08
+# The per-rank memory band: the leave-one-source-out median |error| of the peak memory per device,
+# `flopcast validate memory --cv source --json` -> cv_median_abs_error_frac (defined, with its test,
+# beside the memory model).
+from flopcast.estimate.training.memory import MEMORY_BAND_FRAC  # noqa: E402
+
+__all__ = ["MEMORY_BAND_FRAC", "TIME_BAND_FRAC"]

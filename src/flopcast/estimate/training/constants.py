@@ -30,10 +30,17 @@ LOSS_BWD_BYTES_PER_LOGIT = 14.0
 # Embedding backward on the first stage: the dense (V/t x h) bf16 gradient is zeroed and scattered
 # into (2 B), then accumulated into the fp32 main gradient (read 2 + 4, write 4) every micro-batch.
 EMBED_GRAD_BYTES_PER_ENTRY = 12.0
-# Runtime reserve on every device (documented defaults).
-RUNTIME_CONTEXT_BYTES = 1.0 * units.GiB    # CUDA/ROCm context, cuBLAS/cuDNN workspaces
-COMM_BUFFER_BYTES = 0.5 * units.GiB        # NCCL channels and buffers
-FRAGMENTATION_FRAC = 0.10                   # caching-allocator fragmentation, fraction of activations
+# Runtime reserve on every device, outside PyTorch's caching allocator (documented defaults; the
+# allocator's fragmentation is estimate/training/memory.py::FRAGMENTATION_FRAC).
+# Workspace: the CUDA/ROCm context with the loaded kernel images (~0.3-0.6 GiB on Hopper) and the
+# cuBLAS/cuDNN workspaces (cuBLAS: CUBLAS_WORKSPACE_CONFIG default :4096:8, 32 MiB a handle and stream).
+RUNTIME_CONTEXT_BYTES = 1.0 * units.GiB
+# Communication buffers: NCCL allocates its own (cudaMalloc, not the allocator's) per communicator:
+# NCCL_BUFFSIZE (4 MiB default) per channel and protocol for each ring/tree peer; a rank in the
+# data-, tensor- and pipeline-parallel communicators with 16-32 channels holds a few hundred MiB.
+# The gradient buckets (Megatron-Core's contiguous grad buffer, FSDP's gathered layers) are counted
+# with the gradients and weights.
+COMM_BUFFER_BYTES = 0.5 * units.GiB
 HOST_MEMORY_BANDWIDTH_BYTES_PER_S = 200e9   # per node, CPU Adam for ZeRO-Offload (8-channel DDR5 ~300 GB/s peak)
 NVME_BANDWIDTH_BYTES_PER_S = 6e9            # per device, ZeRO-Infinity (PCIe Gen4 x4 NVMe ~7 GB/s read)
 HOST_LINK_DEFAULT_BYTES_PER_S = 32e9        # per device, assumed where the hardware entry states no host link

@@ -1,45 +1,128 @@
 """Memory on one pipeline rank: weights, gradients and optimizer state by ZeRO stage, activations
-of the micro-batches in flight, and the runtime reserve."""
+of the micro-batches in flight, and what the runtime adds around them.
+
+What a rank holds at its peak, in the order PyTorch's tools count it:
+    allocated     = weights + gradients + optimizer + activations   (torch.cuda.max_memory_allocated)
+    reserved      = allocated + fragmentation                       (torch.cuda.max_memory_reserved)
+    device total  = reserved + communication buffers + workspace    (what nvidia-smi shows; vs capacity)
+fragmentation = FRAGMENTATION_FRAC x allocated: the caching allocator's blocks held but not in use
+at the peak. Sourced and calibrated: a NeMo 2 Llama-3 8B run on 8 B200 logs max_memory_reserved /
+max_memory_allocated = 127,785,762,816 / 115,792,977,920 = 1.104 (validation/memory_runs.yaml,
+NEMO-L3-8B-*); `flopcast validate memory --cv source` refits the fraction without each source
+family and predicts that family with it. The communication buffers (NCCL's, outside the
+allocator) and the workspace (CUDA context, cuBLAS/cuDNN workspaces) are the documented defaults
+of estimate/training/constants.py.
+
+MEMORY_BAND_FRAC is the memory error band: a plan whose device total lies within it of the
+device's capacity is "marginal" (the model cannot tell whether it fits). Measured by
+`flopcast validate memory --cv source --json` (the median leave-one-source-out absolute error;
+see the constant for the figures). The search imports it as its default headroom.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flopcast.estimate.efficiency import Stack
 from flopcast.estimate.training import infinity
 from flopcast.estimate.training.constants import (
+    ACT_BYTES,
     COMM_BUFFER_BYTES,
-    FRAGMENTATION_FRAC,
     GRAD_BYTES,
     RUNTIME_CONTEXT_BYTES,
     WEIGHT_BYTES,
 )
 from flopcast.estimate.training.dataparallel import OptimizerShard
-from flopcast.estimate.training.layer import Cost
+from flopcast.estimate.training.layer import Cost, TimedOp
 from flopcast.estimate.training.schedule import inflight_microbatches
 from flopcast.specs.parallel import ParallelPlan
 from flopcast.specs.workload import TrainingSpec
 
 MEMORY_PARTS = ("weights", "gradients", "optimizer", "activations", "other")
+RANK_PARTS = ("weights", "gradients", "optimizer", "activations", "comm_buffers", "workspace", "fragmentation")
+
+# The caching allocator's fragmentation, fraction of allocated bytes (module docstring). Calibrated:
+# the fraction with the least median |error| over the `reserved` rows of memory_runs.yaml is 0.13
+# (validation/memory.py::fit_fragmentation; the leave-one-source-out folds chose 0.13-0.24, the
+# cv_fragmentation_frac column of `flopcast validate memory --cv source --json`); the one log that
+# prints both peaks (NeMo, Llama-3 8B on 8 B200) shows 0.104.
+FRAGMENTATION_FRAC = 0.13
+# Memory error band, fraction of capacity: the median absolute leave-one-source-out error of
+# `flopcast validate memory --cv source --json` (cv_median_abs_error_frac = 0.204 over 32 rows from
+# 5 source families, 2026-12-07; the 80th percentile is 0.295). The search imports it as its
+# default memory headroom.
+MEMORY_BAND_FRAC = 0.20
+VERDICTS = ("fits", "marginal", "does not fit")
+
+
+def memory_verdict(total_bytes: float, capacity_bytes: float, band_frac: float = MEMORY_BAND_FRAC) -> str:
+    """fits (total below capacity x (1 - band)), marginal (within the band of capacity either side:
+    the model's error cannot tell) or does not fit (above capacity x (1 + band))."""
+    if total_bytes <= capacity_bytes * (1 - band_frac):
+        return "fits"
+    if total_bytes <= capacity_bytes * (1 + band_frac):
+        return "marginal"
+    return "does not fit"
 
 
 @dataclass(frozen=True, slots=True)
 class RankMemory:
-    """Bytes on one rank by part (MEMORY_PARTS), and the activations it offloads to the host."""
+    """Bytes on one rank by part (RANK_PARTS), and the activations it offloads to the host."""
 
     weights: float
     gradients: float
     optimizer: float
     activations: float
-    other: float
+    comm_buffers: float
+    workspace: float
+    fragmentation: float
     offloaded_acts: float
-    total: float
+
+    @property
+    def allocated(self) -> float:
+        """What torch.cuda.max_memory_allocated counts: the tensors live at the peak."""
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+    @property
+    def other(self) -> float:
+        return self.comm_buffers + self.workspace + self.fragmentation
+
+    @property
+    def total(self) -> float:
+        return self.allocated + self.other
 
     @property
     def parts(self) -> tuple[float, float, float, float, float]:
         return self.weights, self.gradients, self.optimizer, self.activations, self.other
+
+    def to_dict(self, rank: int) -> dict[str, float | int]:
+        return {"rank": rank, **{f"{k}_bytes": getattr(self, k) for k in RANK_PARTS},
+                "allocated_bytes": self.allocated, "reserved_bytes": self.allocated + self.fragmentation,
+                "total_bytes": self.total, "offloaded_activations_bytes": self.offloaded_acts}
+
+
+# Stacks whose `recompute: selective` is per-op selective activation checkpointing rather than
+# Megatron's core-attention recompute: torchtitan's "op" policy (torchtitan
+# distributed/activation_checkpoint.py: save the outputs of matmuls (every other one), of
+# scaled-dot-product attention and of reduce-scatters; recompute everything else), its default for
+# Llama 3 8B (train_configs/llama3_8b.toml: selective_ac_option = "op").
+PER_OP_SAC_STACKS = ("torchtitan",)
+
+
+def per_op_sac_costs(layer_costs: Sequence[Cost], layer_rows: Sequence[Sequence[TimedOp]]) -> tuple[Cost, ...]:
+    """The layer costs with the activations per-op SAC keeps: the layer input (the checkpoint's),
+    half the GEMM outputs (every other matmul, 16-bit), the attention core's output (the input of
+    its output projection) and what the core itself saves (log-sum-exp)."""
+    out = []
+    for cost, rows in zip(layer_costs, layer_rows, strict=True):
+        gemm_out = sum(r.op.m * r.op.n * r.op.count for r in rows if r.op.kind == "gemm")
+        attn_out = sum(r.op.m * r.op.k * r.op.count for r in rows if r.op.name.endswith("attention/out"))
+        core = sum(r.saved_bytes for r in rows if r.op.kind == "attention")
+        kept = cost.act_full_recompute_bytes + (gemm_out / 2 + attn_out) * ACT_BYTES + core
+        out.append(replace(cost, act_bytes=min(cost.act_bytes, kept)))
+    return tuple(out)
 
 
 def _layer_acts(layer_costs: Sequence[Cost], here: Counter[int], inflight: float, recompute_full: bool) -> float:
@@ -80,6 +163,24 @@ def _offload_acts(acts: float, plan: ParallelPlan, layer_costs: Sequence[Cost], 
     return acts - off + 2 * layer_max * plan.activation_offload, off
 
 
+def _pipelined_fsdp(plan: ParallelPlan, train: TrainingSpec, stack: Stack) -> bool:
+    """FSDP (ZeRO-3 reduced every micro-batch) under pipeline parallelism: PyTorch's pipelining
+    runtime turns the gradient reduce-scatter off for every micro-batch but the last
+    (torch.distributed.pipelining stage backward: set_requires_gradient_sync(last_backward)), and
+    torchtitan keeps the stage's parameters gathered between micro-batches (apply_fsdp:
+    reshard_after_forward = not pp_enabled)."""
+    return (plan.zero_stage >= 3 and plan.pp > 1 and stack.grad_reduce == "per_microbatch"
+            and train.finetune is None and plan.offload == "none")
+
+
+def _pipelined_fsdp_states(s_c: Cost, shard: OptimizerShard) -> tuple[float, float]:
+    """(weights, gradients) of a pipelined FSDP rank: the stage's parameters gathered in bf16, its
+    unsharded gradients accumulated in the fp32 reduce dtype (FSDP2 unsharded_accumulated_grad)
+    over the step's micro-batches; the fp32 master shard is in the optimizer state."""
+    del shard
+    return s_c.params * WEIGHT_BYTES, s_c.params * GRAD_BYTES
+
+
 def _model_states(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack, shard: OptimizerShard,
                   n_layers: int) -> tuple[float, float, float]:
     """(weights, gradients, optimizer state) of a rank holding `s_c`."""
@@ -106,6 +207,8 @@ def _model_states(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Sta
         if plan.zero_stage >= 3:
             weights += 2 * s_c.frozen_bytes / max(1, n_layers)
         grads = s_c.trainable * GRAD_BYTES / g_shard
+    if _pipelined_fsdp(plan, train, stack):
+        weights, grads = _pipelined_fsdp_states(s_c, shard)
     if plan.offload != "none":
         grads = 0.0            # streamed to the host as they are produced (reduce buckets: comm buffers)
     if plan.pp_schedule == "dualpipe":
@@ -118,9 +221,18 @@ def _model_states(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Sta
 
 
 def rank_memory(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack, shard: OptimizerShard, *,
-                n_layers: int, acts: float, layer_costs: Sequence[Cost], here: Counter[int]) -> RankMemory:
-    """Memory of one rank holding `s_c` (n_layers layers, `acts` activations before offload)."""
-    weights, grads, optim = _model_states(s_c, plan, train, stack, shard, n_layers)
+                n_layers: int, acts: float, layer_costs: Sequence[Cost], here: Counter[int],
+                states: dict[tuple[float, ...], tuple[float, float, float]] | None = None) -> RankMemory:
+    """Memory of one rank holding `s_c` (n_layers layers, `acts` activations before offload);
+    `states` memoises the model states of ranks with the same parameters and layer count (the
+    middle stages of a pipeline) within one plan."""
+    key = (s_c.params, s_c.expert_params, s_c.trainable, s_c.frozen_bytes, n_layers)
+    model = None if states is None else states.get(key)
+    if model is None:
+        model = _model_states(s_c, plan, train, stack, shard, n_layers)
+        if states is not None:
+            states[key] = model
+    weights, grads, optim = model
     acts, off = _offload_acts(acts, plan, layer_costs, here)
-    other = RUNTIME_CONTEXT_BYTES + COMM_BUFFER_BYTES + FRAGMENTATION_FRAC * acts
-    return RankMemory(weights, grads, optim, acts, other, off, weights + grads + optim + acts + other)
+    frag = FRAGMENTATION_FRAC * (weights + grads + optim + acts)
+    return RankMemory(weights, grads, optim, acts, COMM_BUFFER_BYTES, RUNTIME_CONTEXT_BYTES, frag, off)

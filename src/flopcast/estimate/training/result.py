@@ -36,6 +36,9 @@ class TrainingEstimate:
     datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
     ops: tuple[dict[str, Any], ...] = ()
+    memory_verdict: str = "fits"        # fits / marginal / does not fit (within memory_band_frac of capacity)
+    memory_band_frac: float = 0.0
+    memory_per_rank: tuple[dict[str, Any], ...] = ()   # every pipeline rank's parts (memory.RankMemory.to_dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {**(self.datacenter or {}), **{
@@ -44,6 +47,9 @@ class TrainingEstimate:
             "memory_per_device_bytes": self.memory_per_device_bytes,
             "memory_breakdown_bytes": dict(self.memory_breakdown_bytes),
             "memory_capacity_bytes": self.memory_capacity_bytes,
+            "memory_verdict": self.memory_verdict,
+            "memory_band_frac": self.memory_band_frac,
+            "memory_per_rank": [dict(r) for r in self.memory_per_rank],
             "host_memory_per_node_bytes": self.host_memory_per_node_bytes,
             "nvme_per_device_bytes": self.nvme_per_device_bytes,
             "step_time_s": self.step_time_s,

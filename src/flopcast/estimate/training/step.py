@@ -26,7 +26,16 @@ from flopcast.estimate.training.constants import GEMM_OPERAND_BYTES
 from flopcast.estimate.training.device import Prepared, device_ctx, prepare
 from flopcast.estimate.training.layer import Cost, Env, TimedOp, embed_cost, head_cost, layer_cost, mtp_cost
 from flopcast.estimate.training.layout import layer_counts, rank_layers
-from flopcast.estimate.training.memory import MEMORY_PARTS, RankMemory, rank_activations, rank_memory
+from flopcast.estimate.training.memory import (
+    MEMORY_BAND_FRAC,
+    MEMORY_PARTS,
+    PER_OP_SAC_STACKS,
+    RankMemory,
+    memory_verdict,
+    per_op_sac_costs,
+    rank_activations,
+    rank_memory,
+)
 from flopcast.estimate.training.result import TrainingEstimate
 from flopcast.estimate.training.rows import report_rows
 from flopcast.estimate.training.schedule import bubble_microbatches, pp_comm_per_microbatch_s
@@ -267,55 +276,59 @@ def plan_work(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: 
 # --------------------------------------------------------------------------- memory
 @dataclass(frozen=True, slots=True)
 class MemoryResult:
-    rank: RankMemory               # the most-loaded of the first and last rank
+    rank: RankMemory               # the most-loaded rank
+    ranks: tuple[RankMemory, ...]  # every pipeline rank, in order
     host_bytes_per_node: float
-    fits: bool
+    verdict: str                   # fits / marginal / does not fit (memory.memory_verdict)
+    fits: bool                     # not "does not fit", and the host memory holds the offloaded state
     reason: str | None
 
 
 def _rank_memory(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard, m: int,
-                 rank: int) -> RankMemory:
+                 rank: int, states: dict[Any, Any]) -> RankMemory:
     sw, lw = w.stages, w.layers
     akey = RankKey(rank, plan.dp)
     acts = w.entry.acts.get(akey)
-    if acts is None:
-        acts = w.entry.acts[akey] = rank_activations(lw.layers, sw.groups, lw.head, plan, m, rank)
     assert w.ctx.stack is not None
+    layers = lw.layers
+    if plan.recompute == "selective" and w.ctx.stack.name in PER_OP_SAC_STACKS:
+        layers = states.get("sac") or states.setdefault("sac", per_op_sac_costs(lw.layers, lw.layer_rows))
+    if acts is None:
+        acts = w.entry.acts[akey] = rank_activations(layers, sw.groups, lw.head, plan, m, rank)
     return rank_memory(sw.costs[rank], plan, train, w.ctx.stack, shard, n_layers=len(sw.stages[rank]), acts=acts,
-                       layer_costs=lw.layers, here=sw.groups[rank])
+                       layer_costs=layers, here=sw.groups[rank], states=states)
 
 
 def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard,
             m: int, devices_per_node: int, *, explain: bool) -> MemoryResult:
-    """Memory on the most-loaded rank (first and last stage checked) and whether it fits."""
-    mem = first = _rank_memory(w, plan, train, shard, m, 0)
-    offloaded = first.offloaded_acts
-    if plan.pp > 1:
-        last = _rank_memory(w, plan, train, shard, m, plan.pp - 1)
-        offloaded = max(offloaded, last.offloaded_acts)
-        if last.total > first.total:
-            mem = last
+    """Memory on every pipeline rank, the most-loaded one, and the verdict against capacity within
+    the memory error band (memory.MEMORY_BAND_FRAC)."""
+    states: dict[Any, Any] = {}
+    ranks = tuple(_rank_memory(w, plan, train, shard, m, r, states) for r in range(plan.pp))
+    mem = max(ranks, key=lambda r: r.total)
     host_bytes = shard.host_bytes_per_node
     if plan.activation_offload:
-        host_bytes += offloaded * devices_per_node
+        host_bytes += max(r.offloaded_acts for r in ranks) * devices_per_node
     cap = hw.hbm_capacity_bytes
-    fits = mem.total <= cap
+    verdict = memory_verdict(mem.total, cap)
+    fits = verdict != "does not fit"
     reason = None
     if not fits and explain:
         parts = dict(zip(MEMORY_PARTS, mem.parts, strict=True))
         biggest = max(parts, key=lambda k: parts[k])
         reason = (f"needs {units.format_bytes(mem.total)} per device, {units.format_bytes(mem.total - cap)} "
-                  f"more than the {units.format_bytes(cap)} of {hw.id}; largest part: {biggest} "
-                  f"({units.format_bytes(parts[biggest])})")
+                  f"more than the {units.format_bytes(cap)} of {hw.id} (beyond the {MEMORY_BAND_FRAC:.0%} memory "
+                  f"error band); largest part: {biggest} ({units.format_bytes(parts[biggest])})")
     if host_bytes and hw.host_memory_bytes_per_node and host_bytes > hw.host_memory_bytes_per_node:
         fits = False
+        verdict = "does not fit"
         reason = None if not explain else (
             f"offloaded state needs {units.format_bytes(host_bytes)} of host memory per node; "
             f"the {hw.id} reference node has {units.format_bytes(hw.host_memory_bytes_per_node)}")
     nvme_reason = infinity.nvme_shortfall(shard.nvme_bytes * devices_per_node, hw) if plan.infinity else None
     if nvme_reason:
-        fits, reason = False, nvme_reason if explain else None
-    return MemoryResult(mem, host_bytes, fits, reason)
+        fits, verdict, reason = False, "does not fit", nvme_reason if explain else None
+    return MemoryResult(mem, ranks, host_bytes, verdict, fits, reason)
 
 
 # --------------------------------------------------------------------------- time
@@ -400,6 +413,8 @@ def _result(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPl
             "and the head, loss and MTP modules on the last counted"))
     return TrainingEstimate(
         fits=mem.fits, infeasible_reason=mem.reason, memory_per_device_bytes=mem.rank.total,
+        memory_verdict=mem.verdict, memory_band_frac=MEMORY_BAND_FRAC,
+        memory_per_rank=tuple(r.to_dict(i) for i, r in enumerate(mem.ranks)),
         memory_breakdown_bytes=dict(zip(MEMORY_PARTS, mem.rank.parts, strict=True)),
         memory_capacity_bytes=hw.hbm_capacity_bytes, step_time_s=step, step_time_breakdown_s=times.breakdown_s,
         compute_breakdown_s={k: m * v for k, v in times.slow.parts_s.items()},
@@ -430,9 +445,11 @@ def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, tra
     if plan.infinity:
         shard = infinity.with_node(shard, (*w.layers.layer_rows, w.layers.head_rows), hw, devices_per_node)
     mem = _memory(w, hw, plan, train, shard, m, devices_per_node, explain=not summary)
-    if not mem.fits and summary:
+    # the search keeps only plans predicted within capacity (a marginal plan is reported by train and
+    # plan, not recommended; the search adds its headroom on top)
+    if summary and not (mem.fits and mem.rank.total <= hw.hbm_capacity_bytes):
         return math.inf, mem.rank.total, False   # the search drops plans that do not fit: no timing
     times = _step_times(w, model, hw, plan, train, shard, m, devices_per_node, cache)
     if summary:
-        return times.step_s, mem.rank.total, mem.fits
+        return times.step_s, mem.rank.total, True
     return _result(w, model, hw, plan, train, mem, times, shard, m, assumptions, cache)
