@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flopcast.assumption import Assumption
+from flopcast.estimate.training.schedule import PipelineTimes
 from flopcast.specs.parallel import ParallelPlan
 
 
@@ -36,6 +37,7 @@ class TrainingEstimate:
     datacenter: dict[str, Any] | None = None
     assumptions: tuple[Assumption, ...] = field(default=())
     ops: tuple[dict[str, Any], ...] = ()
+    pipeline: PipelineTimes | None = None     # pp > 1: the simulated schedule, per rank
 
     def to_dict(self) -> dict[str, Any]:
         return {**(self.datacenter or {}), **{
@@ -59,6 +61,7 @@ class TrainingEstimate:
             "device_hours": self.device_hours,
             "num_microbatches": self.num_microbatches,
             "parallel": self.plan.to_dict(),
+            **({"pipeline": self.pipeline.to_dict()} if self.pipeline is not None else {}),
             "ops": [dict(o) for o in self.ops],
             "assumptions": [a.to_dict() for a in self.assumptions],
         }}
