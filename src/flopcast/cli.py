@@ -140,8 +140,44 @@ def cmd_plan(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from flopcast import api
 
+    if args.timeline:
+        from flopcast.inputs import writable_file
+
+        writable_file(args.timeline, what="--timeline")
     est = api.estimate_training(args.scenario)
-    _emit_json(est.to_dict()) if args.json else _render("training_tables", est.to_dict())
+    d = est.to_dict()
+    if args.timeline:
+        d["timeline_file"] = args.timeline
+        events = _write_timeline(est, args.timeline)
+        if args.json:
+            d["timeline"] = events
+    _emit_json(d) if args.json else _render("training_tables", d)
+    if args.timeline and not args.json:
+        print(f"timeline written: {args.timeline}")
+
+
+def _write_timeline(est: Any, path: str) -> list[dict[str, Any]]:
+    """Write the plan's simulated pipeline step to `path` (SVG, or JSON events for a .json name) and
+    return its events."""
+    from flopcast.errors import InvalidScenario
+    from flopcast.report.timeline import event_dicts, gantt_svg
+
+    pipe = getattr(est, "pipeline", None)
+    if pipe is None:
+        raise InvalidScenario("--timeline: draws the pipeline schedule; this plan has pp 1 (no pipeline)"
+                              if getattr(est, "plan", None) is not None else
+                              "--timeline: draws one plan's pipeline schedule; a phased run has several")
+    events = pipe.events()
+    out = event_dicts(events)
+    if path.lower().endswith(".json"):
+        text = json.dumps({"schedule": pipe.schedule, "pp": pipe.pp, "vpp": pipe.vpp, "num_microbatches": pipe.m,
+                           "pipelined_s": pipe.step_s, "events": out}, indent=1) + "\n"
+    else:
+        title = (f"{pipe.schedule}: pp {pipe.pp}, vpp {pipe.vpp}, {pipe.m} micro-batches, "
+                 f"pipelined part of the step {pipe.step_s:.3f} s")
+        text = gantt_svg(events, pp=pipe.pp, step_s=pipe.step_s, transfer_s=pipe.transfer_s, title=title)
+    Path(path).write_text(text)
+    return out
 
 
 def cmd_validate(args: argparse.Namespace) -> None:
@@ -418,6 +454,9 @@ def _training_commands(add: _Add) -> None:
                     help="also write one self-contained HTML report with its charts (needs the `plots` extra)")
     sp = add("train", cmd_train, "training estimate (memory per device, step time, MFU) for the scenario's plan")
     sp.add_argument("scenario", help="scenario YAML/JSON file with training and parallel sections")
+    sp.add_argument("--timeline", default=None, metavar="FILE",
+                    help="write the simulated pipeline schedule: an SVG Gantt chart per rank, or JSON events "
+                         "for FILE.json (with --json the events are also under the timeline key)")
     sp = add("search", cmd_search, "the best parallel plans for the scenario's model, devices and batch")
     sp.add_argument("scenario", help="scenario YAML/JSON file with a training section (parallel is chosen)")
     sp.add_argument("--top", type=_positive_int, default=10, help="how many plans to list [10]")

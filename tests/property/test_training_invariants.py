@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from flopcast import catalog
 from flopcast.estimate.training import estimate_training
+from flopcast.estimate.training.schedule import pipeline_refusal
 from flopcast.search.space import enumerate_plans
 from flopcast.specs.hf import from_hf_config
 from flopcast.specs.workload import TrainingSpec
@@ -22,7 +23,10 @@ MODELS = {
                            "num_local_experts": 8, "num_experts_per_tok": 2, "vocab_size": 1000}),
 }
 TRAIN = TrainingSpec(seq_len=2048, global_batch_seqs=32)
-PLANS = {k: list(enumerate_plans(m, num_devices=16, global_batch_seqs=32, seq_len=2048, scale_up_domain=8))
+# plans whose schedule cannot run their micro-batch count (e.g. DualPipe with m < 2 pp) are refused
+# with an InvalidScenario (the search drops them)
+PLANS = {k: [p for p in enumerate_plans(m, num_devices=16, global_batch_seqs=32, seq_len=2048, scale_up_domain=8)
+             if not pipeline_refusal(p, 32 // (p.dp * p.microbatch_seqs))]
          for k, m in MODELS.items()}
 HW = catalog.get_hardware("h100-sxm")
 

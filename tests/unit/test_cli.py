@@ -147,3 +147,43 @@ def test_plan_markdown_and_plots(tmp_path):
     for p in written:
         root = ET.parse(p).getroot()
         assert root.tag.endswith("svg") and len(root) > 3
+
+
+def test_train_timeline_svg_and_per_rank_table(tmp_path):
+    """`train --timeline FILE.svg` writes a well-formed SVG Gantt chart with one row per pipeline
+    rank and a chunk per F/B of every micro-batch; the table shows the per-rank bubble."""
+    import xml.etree.ElementTree as ET
+
+    out = tmp_path / "tl.svg"
+    r = run("train", EXAMPLE, "--timeline", out)
+    assert r.returncode == 0, r.stderr
+    assert "Pipeline (" in r.stdout and "bubble" in r.stdout and "timeline written" in r.stdout
+    root = ET.fromstring(out.read_text())
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert "rank 0" in texts and "rank 15" in texts and "forward" in texts
+
+
+def test_train_timeline_json(tmp_path):
+    """With --json the events are under `timeline`, and `pipeline.ranks` gives each rank's work, sends
+    and bubble, which add up to the pipelined part; a FILE.json gets the same events."""
+    out = tmp_path / "tl.json"
+    r = run("train", EXAMPLE, "--json", "--timeline", out)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    pipe = d["pipeline"]
+    assert len(pipe["ranks"]) == d["parallel"]["pp"]
+    for row in pipe["ranks"]:
+        assert row["busy_s"] + row["p2p_s"] + row["bubble_s"] == pytest.approx(pipe["pipelined_s"], rel=1e-9)
+        assert row["bubble_s"] >= 0
+    events = d["timeline"]
+    assert {e["kind"] for e in events} == {"F", "B"}
+    # the step is the cached timeline's critical path (stage times rounded to 16ths of the
+    # slowest) summed with the exact times; the events are simulated with the exact times
+    assert max(e["end_s"] for e in events) == pytest.approx(pipe["pipelined_s"], rel=2e-2)
+    assert json.loads(out.read_text())["events"] == events
+
+
+def test_train_timeline_refuses_a_plan_without_pipeline(tmp_path):
+    """--timeline on a pp 1 plan is a one-line error (exit 2)."""
+    r = run("train", ROOT / "examples" / "llama3-8b-train-h100.yaml", "--timeline", tmp_path / "x.svg")
+    assert r.returncode == 2 and "pp 1" in r.stderr and "Traceback" not in r.stderr

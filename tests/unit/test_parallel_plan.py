@@ -51,7 +51,7 @@ def test_named_options_come_from_their_sets():
     refused("parallel.zero_stage", zero_stage=4)
     refused("parallel.recompute", recompute="some")
     refused("parallel.offload", offload="disk")
-    refused("parallel.pp_schedule", pp_schedule="gpipe")
+    refused("parallel.pp_schedule", pp_schedule="chimera")     # gpipe is a schedule now
 
 
 @pytest.mark.parametrize("share", [-0.1, 1.5, "half", True])
@@ -82,6 +82,10 @@ def test_pipeline_schedules_need_their_pipelines():
     refused("needs pp > 1", pp_schedule="zero_bubble")
     refused("vpp must be 1", pp=2, vpp=2, pp_schedule="zero_bubble")
     assert ParallelPlan(pp=4, pp_schedule="dualpipe").pp == 4
+    refused("needs pp > 1", pp_schedule="dualpipev")
+    refused("needs pp > 1", pp_schedule="zb_h2")
+    refused("vpp must be 1", pp=2, vpp=2, pp_schedule="gpipe")
+    assert ParallelPlan(pp=3, pp_schedule="dualpipev").pp == 3
 
 
 def test_layout_has_pp_times_vpp_stages():

@@ -270,6 +270,27 @@ def rank_memory_table(d: dict[str, Any]) -> Table:
     return t
 
 
+def pipeline_table(pipe: dict[str, Any], m: int) -> Table:
+    """Per pipeline rank: its stage work, point-to-point sends and idle time (the bubble) over the
+    simulated step's pipelined part; past 16 ranks the first two, the middle, the last two and the
+    rank with the largest bubble."""
+    ranks = pipe["ranks"]
+    total = pipe["pipelined_s"]
+    shown = list(range(len(ranks)))
+    if len(ranks) > 16:
+        idlest = max(shown, key=lambda r: ranks[r]["bubble_s"])
+        shown = sorted({0, 1, len(ranks) // 2, len(ranks) - 2, len(ranks) - 1, idlest})
+    t = Table(title=f"Pipeline ({pipe['schedule']}, {m} micro-batches): {_secs(total)} per step, by rank",
+              title_justify="left")
+    for col in ("rank", "stage work", "p2p sends", "bubble", "bubble share"):
+        t.add_column(col, justify="left" if col == "rank" else "right")
+    for r in shown:
+        row = ranks[r]
+        t.add_row(str(r), _secs(row["busy_s"]), _secs(row["p2p_s"]), _secs(row["bubble_s"]),
+                  f"{100 * row['bubble_s'] / total:.1f}%" if total else "-")
+    return t
+
+
 def training_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Group:
     mem = d["memory_breakdown_bytes"]
     total = d["memory_per_device_bytes"]
@@ -320,6 +341,8 @@ def training_tables(d: dict[str, Any], *, with_assumptions: bool = True) -> Grou
     if len(d.get("memory_per_rank") or ()) > 1:
         parts.append(rank_memory_table(d))
     parts.append(t)
+    if d.get("pipeline"):
+        parts.append(pipeline_table(d["pipeline"], d["num_microbatches"]))
     if "power_it_w" in d:
         parts.append(datacenter_table(d, "run" if d.get("datacenter_period") == "run" else "hour of training"))
     if with_assumptions and d.get("assumptions"):

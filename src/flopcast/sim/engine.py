@@ -134,7 +134,9 @@ class _EventLoop:
         # the pending arrivals: every request (its per-request lists), or streaming the current chunk
         self.source = source
         self.base = 0                    # arrival index of the chunk's first request
-        self.pa, self.pi, self.po = (st.arrival, st.inp, st.out) if source is None else ([], [], [])
+        self.pa: list[float] = st.arrival if source is None else []
+        self.pi: list[int] = st.inp if source is None else []
+        self.po: list[int] = st.out if source is None else []
         self.nxt = 0                     # next arrival, within the chunk
 
     def _refill(self) -> bool:

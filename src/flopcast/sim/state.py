@@ -195,11 +195,16 @@ class SimState:
         """Streaming: a slot of the per-request lists for arriving request k (a free one, or a new one)."""
         self.recorder.arrived(arrival_s, inp, out)      # type: ignore[union-attr]
         if not self.free:
-            for lst, v in ((self.arrival, arrival_s), (self.inp, inp), (self.out, out), (self.index_of, k),
-                           (self.gen, 0), (self.gbase, 0), (self.target, 0), (self.pre, 0), (self.adm, 0),
-                           (self.first, NAN), (self.done, NAN), (self.rejected, False), (self.replica_of, -1),
-                           (self.kv_held, 0.0), (self.transfer_s, NAN)):
-                lst.append(v)
+            self.arrival.append(arrival_s)
+            self.inp.append(inp)
+            self.out.append(out)
+            self.index_of.append(k)
+            for ints in (self.gen, self.gbase, self.target, self.pre, self.adm):
+                ints.append(0)
+            for floats, v in ((self.first, NAN), (self.done, NAN), (self.kv_held, 0.0), (self.transfer_s, NAN)):
+                floats.append(v)
+            self.rejected.append(False)
+            self.replica_of.append(-1)
             return len(self.inp) - 1
         r = self.free.pop()
         self.arrival[r], self.inp[r], self.out[r], self.index_of[r] = arrival_s, inp, out, k

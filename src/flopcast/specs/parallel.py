@@ -29,7 +29,10 @@ PARALLEL_KEYS = ("tp", "pp", "dp", "cp", "ep", "sp", "vpp", "zero_stage", "recom
 # them prints (and freezes) as before
 INFINITY_KEYS = ("offload_param", "offload_optimizer", "tiling")
 ALL_PARALLEL_KEYS = (*PARALLEL_KEYS, *INFINITY_KEYS)
-PP_SCHEDULES = ("1f1b", "interleaved", "dualpipe", "zero_bubble")
+# 1f1b is interleaved when vpp > 1; zero_bubble is ZB-H1; the micro-batch counts each schedule needs
+# are checked by flopcast.estimate.pipeline.refusal once the step's micro-batch count is known
+PP_SCHEDULES = ("1f1b", "interleaved", "dualpipe", "zero_bubble", "gpipe", "zb_h2", "dualpipev")
+ONE_CHUNK_SCHEDULES = ("dualpipe", "zero_bubble", "gpipe", "zb_h2", "dualpipev")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,16 +164,17 @@ def _check_choices(p: ParallelPlan) -> None:
 
 
 def _check_pipeline(p: ParallelPlan) -> None:
-    """Interleaving needs a pipeline; DualPipe an even pp; DualPipe and zero bubble pp > 1 and vpp 1;
-    an explicit layout pp x vpp virtual stages of at least one transformer layer each."""
+    """Interleaving needs a pipeline; DualPipe an even pp; DualPipe(V), zero bubble (ZB-H1, ZB-H2)
+    pp > 1; they and GPipe vpp 1; an explicit layout pp x vpp virtual stages of at least one
+    transformer layer each."""
     if p.vpp > 1 and p.pp == 1:
         raise InvalidScenario("parallel.vpp: interleaving (vpp > 1) needs pp > 1")
     if p.pp_schedule == "dualpipe" and p.pp % 2:
         raise InvalidScenario(f"parallel.pp_schedule: dualpipe runs two pipelines in opposite directions and "
                               f"needs an even pp, got {p.pp}")
-    if p.pp_schedule in ("dualpipe", "zero_bubble") and p.pp == 1:
+    if p.pp_schedule in ("dualpipe", "zero_bubble", "zb_h2", "dualpipev") and p.pp == 1:
         raise InvalidScenario(f"parallel.pp_schedule: {p.pp_schedule} needs pp > 1")
-    if p.pp_schedule in ("dualpipe", "zero_bubble") and p.vpp > 1:
+    if p.pp_schedule in ONE_CHUNK_SCHEDULES and p.vpp > 1:
         raise InvalidScenario(f"parallel.vpp: {p.pp_schedule} runs one stage per rank and direction; "
                               f"vpp must be 1, got {p.vpp} (interleaving is pp_schedule: 1f1b with vpp > 1)")
     layout = p.pipeline_layout

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flopcast.assumption import Assumption
+from flopcast.estimate.training.schedule import PipelineTimes
 from flopcast.specs.parallel import ParallelPlan
 
 
@@ -39,6 +40,7 @@ class TrainingEstimate:
     memory_verdict: str = "fits"        # fits / marginal / does not fit (within memory_band_frac of capacity)
     memory_band_frac: float = 0.0
     memory_per_rank: tuple[dict[str, Any], ...] = ()   # every pipeline rank's parts (memory.RankMemory.to_dict)
+    pipeline: PipelineTimes | None = None     # pp > 1: the simulated schedule, per rank
 
     def to_dict(self) -> dict[str, Any]:
         return {**(self.datacenter or {}), **{
@@ -65,6 +67,7 @@ class TrainingEstimate:
             "device_hours": self.device_hours,
             "num_microbatches": self.num_microbatches,
             "parallel": self.plan.to_dict(),
+            **({"pipeline": self.pipeline.to_dict()} if self.pipeline is not None else {}),
             "ops": [dict(o) for o in self.ops],
             "assumptions": [a.to_dict() for a in self.assumptions],
         }}

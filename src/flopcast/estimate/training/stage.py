@@ -118,7 +118,7 @@ def stage_times(sc: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack,
         # expert all-to-all hides behind another micro-batch's compute only where the schedule
         # interleaves them (Megatron-Core 1F1B A2A overlap, DualPipe): parallel.ep_comm_overlap
         ep_hidden = min(ep, sc.gemm_fwd_s + sc.gemm_bwd_s + sc.attn_fwd_s + sc.attn_bwd_s) \
-            if plan.ep_comm_overlap or plan.pp_schedule == "dualpipe" else 0.0
+            if plan.ep_comm_overlap or plan.pp_schedule in ("dualpipe", "dualpipev") else 0.0
         ep -= ep_hidden
         # the hidden part still occupies the SMs its communication kernels run on
         parts["comm_kernels"] = (tp_hidden + cp_hidden + ep_hidden) * comm_sm_frac

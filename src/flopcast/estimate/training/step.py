@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from flopcast import units
 from flopcast.assumption import Assumption
 from flopcast.dtypes import BYTES_PER_ELEMENT
+from flopcast.errors import InvalidScenario
 from flopcast.estimate import comm, counts
 from flopcast.estimate.roofline import COMM_UNITS, DeviceCtx
 from flopcast.estimate.training import dataparallel as dpm
@@ -38,7 +39,7 @@ from flopcast.estimate.training.memory import (
 )
 from flopcast.estimate.training.result import TrainingEstimate
 from flopcast.estimate.training.rows import report_rows
-from flopcast.estimate.training.schedule import bubble_microbatches, pp_comm_per_microbatch_s
+from flopcast.estimate.training.schedule import PipelineTimes, pipeline_refusal, pipeline_times, pp_comm_per_microbatch_s
 from flopcast.estimate.training.stage import StageTimes, compose_stages, timed_stages
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
@@ -205,7 +206,7 @@ def _layout(model: ModelSpec, plan: ParallelPlan, lw: LayerWork) -> Layout:
 
 def _stage_work(plan: ParallelPlan, lw: LayerWork, layout: Layout) -> StageWork:
     costs = compose_stages(lw.layers, layout.groups, head=lw.head, embed=lw.embed, mtp=lw.mtp,
-                           dualpipe=plan.pp_schedule == "dualpipe")
+                           dualpipe=plan.pp_schedule in ("dualpipe", "dualpipev"))
     return StageWork(layout, tuple(costs), max(costs, key=lambda c: c.params))
 
 
@@ -336,6 +337,7 @@ def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: Trainin
 class StepTimes:
     breakdown_s: dict[str, float]
     slow: StageTimes
+    pipe: PipelineTimes
 
     @property
     def step_s(self) -> float:
@@ -353,7 +355,9 @@ def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: Parall
     st = per_stage[slow]
     mb_tokens = plan.microbatch_seqs * train.seq_len / plan.cp
     pp_comm_mb = pp_comm_per_microbatch_s(plan, mb_tokens, model.hidden_size, w.prep.links, devices_per_node)
-    bubble = bubble_microbatches(plan) * (st.total_s + pp_comm_mb)
+    pipe = pipeline_times(plan, m, per_stage, pp_comm_mb / (2 * plan.vpp))
+    pp_comm = pipe.p2p_s[slow]
+    bubble = max(0.0, pipe.step_s - m * st.total_s - pp_comm)   # 0 up to rounding when no rank waits
     dp_s = 0.0
     if plan.dp * plan.cp > 1:
         dkey = DpKey(plan.dp, plan.shard_group)
@@ -371,9 +375,9 @@ def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: Parall
         emb_bytes = model.vocab_size * model.embed_dim / plan.tp * BYTES_PER_ELEMENT[train.grad_reduce_dtype]
         emb_sync = comm.ring_all_reduce_s(2, emb_bytes, w.prep.links, False)
     breakdown = {"compute": m * st.compute_s, "tp_comm": m * st.tp_comm_s, "pp_bubble": bubble,
-                 "pp_comm": m * pp_comm_mb, "dp_comm": dp_s, "ep_comm": m * st.ep_comm_s,
+                 "pp_comm": pp_comm, "dp_comm": dp_s, "ep_comm": m * st.ep_comm_s,
                  "cp_comm": m * st.cp_comm_s, "offload": offload, "other": optimizer_s + emb_sync}
-    return StepTimes(breakdown, st)
+    return StepTimes(breakdown, st, pipe)
 
 
 # --------------------------------------------------------------------------- the step
@@ -423,7 +427,7 @@ def _result(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPl
         mfu=model_flops / step / peak_total, hfu=hardware_flops / step / peak_total,
         time_to_train_s=ttt, device_hours=dev_h, num_microbatches=m, plan=plan,
         host_memory_per_node_bytes=mem.host_bytes_per_node, nvme_per_device_bytes=shard.nvme_bytes,
-        assumptions=assumptions, ops=_ops(w, model, train),
+        assumptions=assumptions, ops=_ops(w, model, train), pipeline=times.pipe if plan.pp > 1 else None,
     )
 
 
@@ -441,6 +445,11 @@ def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, tra
     fit untimed (step_time_s = inf)."""
     w = plan_work(model, hw, plan, train, scale_out_bandwidth_bytes_per_s, cache)
     m = train.global_batch_seqs // (plan.dp * plan.microbatch_seqs)
+    refused = pipeline_refusal(plan, m)
+    if refused:
+        if summary:
+            return math.inf, math.inf, False     # the search drops plans whose schedule cannot run
+        raise InvalidScenario(f"parallel.pp_schedule: {refused}")
     shard = dpm.optimizer_shard(w.stages.heavy, plan, train, devices_per_node)
     if plan.infinity:
         shard = infinity.with_node(shard, (*w.layers.layer_rows, w.layers.head_rows), hw, devices_per_node)
