@@ -142,7 +142,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_validate(args: argparse.Namespace) -> None:
     from flopcast import api
 
-    report = api.validate(args.what, cv=args.cv == "source", baseline=args.baseline, profile=args.profile)
+    report = api.validate(args.what, cv=args.cv, baseline=args.baseline, profile=args.profile)
     _emit_json(report) if args.json else _render("fit_validation_tables", report)
 
 
@@ -404,8 +404,9 @@ def _validation_commands(add: _Add) -> None:
     """validate and calibrate."""
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
     sp.add_argument("what", choices=("training", "inference"), help="which estimator to validate")
-    sp.add_argument("--cv", choices=("source",), default=None,
-                    help="also cross-validate: predict each source family with parameters fitted without it")
+    sp.add_argument("--cv", choices=("source", "generation"), default=None,
+                    help="also cross-validate: predict each source family (source) or hardware generation "
+                         "(generation) with parameters fitted without it")
     sp.add_argument("--baseline", action="store_true",
                     help="also report the one-parameter baseline (model FLOPs / (devices x peak x one efficiency))")
     sp.add_argument("--profile", default=None, metavar="PROFILE",

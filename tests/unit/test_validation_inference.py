@@ -36,3 +36,15 @@ def test_beats_the_one_parameter_baseline_by_a_third(report):
 def test_cv_target(report):
     """Issue 10: leave-one-source-out median <= 15% over >= 35 serving rows."""
     assert report["num_rows"] >= 35 and report["cv_median_abs_error_frac"] <= 0.15
+
+
+def test_by_class_covers_the_published_rows(report):
+    """Issue 22: `validate inference --cv source` reports by class, batch-1 latency rows apart from
+    throughput rows; dense + moe and latency + throughput each partition the rows."""
+    bc = report["by_class"]
+    for name in ("dense", "moe", "hopper", "blackwell", "cdna", "bf16", "fp8", "fp4", "batch1-latency", "throughput"):
+        keys = {"num_rows", "cv_median_abs_error_frac", "cv_max_abs_error_frac", "cv_signed_mean_error_frac"}
+        assert keys <= set(bc[name])
+    assert bc["dense"]["num_rows"] + bc["moe"]["num_rows"] == report["num_rows"]
+    assert bc["batch1-latency"]["num_rows"] + bc["throughput"]["num_rows"] == report["num_rows"]
+    assert bc["batch1-latency"]["num_rows"] >= 2

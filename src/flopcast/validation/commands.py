@@ -10,11 +10,12 @@ from typing import Any
 from flopcast.errors import InvalidScenario
 
 
-def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: Any = None,
+def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False, profile: Any = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """`flopcast validate training|inference`: predicted vs measured on every usable published run,
-    under the shipped calibration profile (or `profile`: none, a path, a mapping); with `cv`, the
-    leave-one-source-out figures; with `baseline`, the one-parameter baseline's."""
+    under the shipped calibration profile (or `profile`: none, a path, a mapping), with the figures by
+    class; with `cv` (True or "source": leave one source family out; "generation": leave one hardware
+    generation out), the cross-validated figures; with `baseline`, the one-parameter baseline's."""
     from flopcast.estimate.calibration import resolve_profile
     from flopcast.validation import fit, runs
 

@@ -159,10 +159,19 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
     if metric == "tpot_s":   # a time: one output token of every sequence in the batch
         batch = spec.batch_size or 1
         baseline = batch * per_output / (spec.num_devices * peak)
+    gen = generation_of(rs.hardware.lookup_id)
     return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity=metric,
                 measured=value, predict=predict, baseline=baseline,
-                params=(f"compute.{generation_of(rs.hardware.lookup_id)}", f"memory.{generation_of(rs.hardware.lookup_id)}",
-                        f"engine.{spec.engine}") + ((f"moe.{generation_of(rs.hardware.lookup_id)}",) if m.is_moe else ()))
+                params=(f"compute.{gen}", f"memory.{gen}", f"engine.{spec.engine}") + ((f"moe.{gen}",) if m.is_moe else ()),
+                generation=gen, classes=serving_classes(m.is_moe, gen, spec.weights_dtype,
+                                                        metric == "tpot_s" or spec.batch_size == 1))
+
+
+def serving_classes(is_moe: bool, generation: str, weights_dtype: str, batch1_latency: bool) -> tuple[str, ...]:
+    """The by-class report's classes of a serving row: dense / moe, hardware generation, weight
+    precision (fp4, fp8, bf16) and batch1-latency (a TPOT or a batch-1 run) / throughput."""
+    prec = "fp4" if "fp4" in weights_dtype else "fp8" if "fp8" in weights_dtype else weights_dtype
+    return ("moe" if is_moe else "dense", generation, prec, "batch1-latency" if batch1_latency else "throughput")
 
 
 def cases() -> tuple[list, list[dict[str, Any]]]:
