@@ -408,7 +408,9 @@ def _validation_commands(add: _Add) -> None:
                     help="also cross-validate: predict each source family (source) or hardware generation "
                          "(generation) with parameters fitted without it")
     sp.add_argument("--baseline", action="store_true",
-                    help="also report the one-parameter baseline (model FLOPs / (devices x peak x one efficiency))")
+                    help="also report the one-parameter baseline (training: model FLOPs / (devices x peak x one "
+                         "efficiency); "
+                         "serving: a compute and HBM roofline at one efficiency)")
     sp.add_argument("--profile", default=None, metavar="PROFILE",
                     help="calibration profile: shipped (default), none, or a profile YAML from `flopcast calibrate`")
     sp = add("calibrate", cmd_calibrate, "fit the calibration profile's global parameters to measured runs")

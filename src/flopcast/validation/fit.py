@@ -10,8 +10,9 @@ cannot drag a parameter; the ridge keeps parameters that few rows inform near th
 1.0). It is a damped Gauss-Newton (Levenberg-Marquardt) on log(theta) with forward differences;
 each parameter's derivative re-predicts only the rows it touches. `cross_validate` predicts every
 source family with parameters fitted without it (leave-one-source-out): the honest error figure.
-`baseline_*` do the same for the one-parameter baseline, step time = model FLOPs / (devices x peak
-x one fitted efficiency).
+`baseline_*` do the same for the one-parameter baseline: for training, step time = model FLOPs /
+(devices x peak x one fitted efficiency); for serving, a roofline (compute and HBM bandwidth) with one
+fitted efficiency (validation/inference.py roofline_baseline).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class Case:
 
     @property
     def is_time(self) -> bool:
-        return self.quantity.endswith("_s")
+        """A time (step_time_s, tpot_s: lower is faster), not a rate (`*_per_s`)."""
+        return self.quantity.endswith("_s") and not self.quantity.endswith("_per_s")
 
 
 def _huber_weight(r: np.ndarray) -> np.ndarray:
