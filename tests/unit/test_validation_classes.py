@@ -62,3 +62,33 @@ def test_report_names_its_cv_method_and_classes():
     assert "cv_signed_mean_error_frac" in rep
     with pytest.raises(InvalidScenario, match="accepted: source, generation"):
         fit.report(_cases(), "training", Profile("training"), cv="family")
+
+
+def test_every_validation_row_has_a_first_seen_entry():
+    """Issue 22: every row of the built-in validation sets is in validation/first_seen.csv, with its
+    error under the code before it was added or `unknown` (never blank), so a new row must be logged
+    (`python -m flopcast.validation.first_seen --add ID` before the model changes for it)."""
+    from flopcast.validation import first_seen, runs
+
+    log = first_seen.load()
+    for kind in ("training", "inference"):
+        for case in runs.builtin(kind)[0]:
+            assert case.id in log, f"{case.id}: no first-seen entry"
+            e = log[case.id]
+            assert e["kind"] == kind and e["quantity"] == case.quantity
+            assert e["error_frac"] == "unknown" or abs(float(e["error_frac"])) < 100, case.id
+            if e["error_frac"] == "unknown":
+                assert e["note"], f"{case.id}: unknown without a reason"
+            else:
+                p, m = float(e["predicted"]), float(e["measured"])
+                assert float(e["error_frac"]) == pytest.approx((p - m) / m, rel=1e-4, abs=1e-6)
+
+
+def test_prospective_figures():
+    """The prospective figures count logged rows, known errors, and the median / signed mean of those."""
+    from flopcast.validation import first_seen
+
+    log = {"a": {"error_frac": "0.1"}, "b": {"error_frac": "-0.3"}, "c": {"error_frac": "unknown"}}
+    got = first_seen.prospective(["a", "b", "c", "d"], log)
+    assert got == {"num_logged": 3, "num_known": 2, "median_abs_error_frac": pytest.approx(0.2),
+                   "signed_mean_error_frac": pytest.approx(-0.1)}

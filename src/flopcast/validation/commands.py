@@ -21,9 +21,17 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
 
     if kind not in ("training", "inference"):
         raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference")
+    from flopcast.validation import first_seen
+
     cases, skipped = runs.builtin(kind)
-    return fit.report(cases, kind, resolve_profile(profile, kind), cv=cv, baseline=baseline, skipped=skipped,
-                      progress=progress)
+    out = fit.report(cases, kind, resolve_profile(profile, kind), cv=cv, baseline=baseline, skipped=skipped,
+                     progress=progress)
+    log = first_seen.load()
+    out["first_seen"] = first_seen.prospective([c.id for c in cases], log)
+    for name, entry in out["by_class"].items():
+        entry["first_seen_median_abs_error_frac"] = first_seen.prospective(
+            [c.id for c in cases if name in c.classes], log)["median_abs_error_frac"]
+    return out
 
 
 def calibrate(runs_: list[str], *, out: str | Path | None = None, hardware: str | None = None,

@@ -57,6 +57,7 @@ class Case:
     baseline: float | None = None
     generation: str = "other"          # hardware generation (leave-one-generation-out groups by it)
     classes: tuple[str, ...] = ()      # the by-class report's classes this row belongs to
+    scenario: Any = None               # the scenario (mapping or file) the row is predicted from
 
     @property
     def is_time(self) -> bool:

@@ -148,7 +148,8 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
                 measured=value, predict=predict, baseline=baseline,
                 params=(f"compute.{gen}", f"memory.{gen}", f"engine.{spec.engine}") + ((f"moe.{gen}",) if m.is_moe else ()),
                 generation=gen, classes=serving_classes(m.is_moe, gen, spec.weights_dtype,
-                                                        metric == "tpot_s" or spec.batch_size == 1))
+                                                        metric == "tpot_s" or spec.batch_size == 1),
+                scenario=scenario)
 
 
 def roofline_baseline(m: Any, hw: Any, spec: Any, metric: str, est: Any) -> float:

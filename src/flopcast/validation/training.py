@@ -350,7 +350,8 @@ def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], me
     return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity="step_time_s",
                 measured=measured_of(est.model_flops_per_step), params=params,
                 predict=lambda profile: estimate(profile).step_time_s, baseline=est.step_time_s * est.mfu,
-                generation=gen, classes=training_classes(rs.model.is_moe, gen, train.precision, train.framework))
+                generation=gen, classes=training_classes(rs.model.is_moe, gen, train.precision, train.framework),
+                scenario=scenario)
 
 
 MEGATRON_FAMILY = ("megatron-core",)   # Megatron-LM, Megatron-Core, NeMo, Megatron-Bridge and MLPerf NVIDIA
