@@ -174,7 +174,7 @@ def run_at(commit: str, jobs: list[dict[str, Any]], tmp_root: Path = Path("/tmp"
 
 
 def _entry(case: Any, kind: str, commit: str, res: dict[str, Any]) -> dict[str, Any]:
-    e: dict[str, Any] = {"id": case.id, "kind": kind, "first_commit": commit[:10], "quantity": case.quantity,
+    e: dict[str, Any] = {"id": case.id, "kind": kind, "first_commit": commit, "quantity": case.quantity,
                          "measured": float(case.measured), "predicted": "", "error_frac": "unknown", "note": ""}
     if "predicted" in res:
         e["predicted"] = res["predicted"]
@@ -203,7 +203,7 @@ def derive(kinds: Sequence[str] = ("training", "inference")) -> list[dict[str, A
         jobs = [{"id": c.id, "kind": k, "quantity": c.quantity, "scenario": _jsonable(c.scenario)} for k, c in items]
         parent = _git("rev-parse", f"{commit}^").strip()
         res = run_at(parent, jobs)
-        out += [_entry(c, k, commit, res.get(c.id, {"error": "no result"})) for k, c in items]
+        out += [_entry(c, k, commit[:10], res.get(c.id, {"error": "no result"})) for k, c in items]
     return out
 
 
