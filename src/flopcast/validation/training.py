@@ -350,7 +350,8 @@ def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], me
     return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity="step_time_s",
                 measured=measured_of(est.model_flops_per_step), params=params,
                 predict=lambda profile: estimate(profile).step_time_s, baseline=est.step_time_s * est.mfu,
-                generation=gen, classes=training_classes(rs.model.is_moe, gen, train.precision, train.framework),
+                generation=gen, classes=training_classes(rs.model.is_moe, gen, train.precision, train.framework)
+                + (("finetune",) if train.finetune is not None else ()),
                 scenario=scenario)
 
 
@@ -359,7 +360,8 @@ MEGATRON_FAMILY = ("megatron-core",)   # Megatron-LM, Megatron-Core, NeMo, Megat
 
 def training_classes(is_moe: bool, generation: str, precision: str, framework: str) -> tuple[str, ...]:
     """The by-class report's classes of a training row: dense / moe, hardware generation, precision
-    (fp4 for NVFP4 / MXFP4, fp8, bf16, fp16) and megatron-family / other-stacks (by its framework)."""
+    (fp4 for NVFP4 / MXFP4, fp8, bf16, fp16) and megatron-family / other-stacks (by its framework);
+    a LoRA / QLoRA row is in class finetune too."""
     prec = "fp4" if "fp4" in precision else "fp8" if "fp8" in precision else precision
     stack = "megatron-family" if framework in MEGATRON_FAMILY else "other-stacks"
     return ("moe" if is_moe else "dense", generation, prec, stack)
