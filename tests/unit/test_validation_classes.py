@@ -92,3 +92,16 @@ def test_prospective_figures():
     got = first_seen.prospective(["a", "b", "c", "d"], log)
     assert got == {"num_logged": 3, "num_known": 2, "median_abs_error_frac": pytest.approx(0.2),
                    "signed_mean_error_frac": pytest.approx(-0.1)}
+
+
+def test_unfitted_rows_are_validated_not_fitted():
+    """A case marked fitted=False (validated only) leaves every fit unchanged but is still predicted
+    and cross-validated."""
+    from dataclasses import replace
+
+    cases = _cases()
+    outlier = replace(cases[0], id="held", measured=cases[0].measured * 3, fitted=False)
+    p0, _ = fit.fit(cases, "training")
+    p1, _ = fit.fit([*cases, outlier], "training")
+    assert p1.get("stack.x") == p0.get("stack.x")
+    assert "held" in fit.cross_validate([*cases, outlier], "training")

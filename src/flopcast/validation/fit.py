@@ -58,6 +58,7 @@ class Case:
     generation: str = "other"          # hardware generation (leave-one-generation-out groups by it)
     classes: tuple[str, ...] = ()      # the by-class report's classes this row belongs to
     scenario: Any = None               # the scenario (mapping or file) the row is predicted from
+    fitted: bool = True                # False: validated (and cross-validated) but left out of every fit
 
     @property
     def is_time(self) -> bool:
@@ -139,6 +140,7 @@ def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
     """The profile minimising the robust log error over `cases`; returns it with fit details
     (parameters, the rows each came from, before/after median error)."""
     base = base or Profile(kind)
+    cases = [c for c in cases if c.fitted]
     names = sorted(set(names) if names is not None else {p for c in cases for p in c.params})
     if not cases or not names:
         return base, {"parameters": {}, "rows": {}, "iterations": 0}

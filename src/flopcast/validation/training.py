@@ -324,8 +324,10 @@ def _more_runs() -> tuple[list[dict[str, Any]], dict[str, str]]:
     return out, skipped
 
 
-def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], measured_of, source: str):
-    """A fit.Case for one scenario; `measured_of(model_flops_per_step)` gives the measured step time."""
+def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], measured_of, source: str,
+                        fitted: bool = True):
+    """A fit.Case for one scenario; `measured_of(model_flops_per_step)` gives the measured step time;
+    `fitted` False keeps the row out of every calibration fit (validated only)."""
     from dataclasses import replace
 
     from flopcast.estimate.calibration import Profile
@@ -352,7 +354,7 @@ def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], me
                 predict=lambda profile: estimate(profile).step_time_s, baseline=est.step_time_s * est.mfu,
                 generation=gen, classes=training_classes(rs.model.is_moe, gen, train.precision, train.framework)
                 + (("finetune",) if train.finetune is not None else ()),
-                scenario=scenario)
+                scenario=scenario, fitted=fitted)
 
 
 MEGATRON_FAMILY = ("megatron-core",)   # Megatron-LM, Megatron-Core, NeMo, Megatron-Bridge and MLPerf NVIDIA
@@ -403,7 +405,8 @@ def cases() -> tuple[list, list[dict[str, Any]]]:
                 return t["global_batch_seqs"] / value
             raise ValueError(metric)
         try:
-            out.append(_case_from_scenario(row["id"], row["model"], sc, measured, source_family(row["id"])))
+            out.append(_case_from_scenario(row["id"], row["model"], sc, measured, source_family(row["id"]),
+                                           fitted=entry.get("calibrate", True)))
         except FlopcastError as e:
             skipped.append({"id": row["id"], "why": f"invalid plan: {e}"})
     return out, skipped
