@@ -183,10 +183,9 @@ def _write_timeline(est: Any, path: str) -> list[dict[str, Any]]:
 def cmd_validate(args: argparse.Namespace) -> None:
     from flopcast import api
 
-    update, close = _source_progress(not args.json and args.cv == "source", "validating, one source left out at a time")
+    update, close = _source_progress(not args.json and args.cv is not None, "validating, one group left out at a time")
     try:
-        report = api.validate(args.what, cv=args.cv == "source", baseline=args.baseline, profile=args.profile,
-                              progress=update)
+        report = api.validate(args.what, cv=args.cv, baseline=args.baseline, profile=args.profile, progress=update)
     finally:
         if close:
             close()
@@ -486,10 +485,13 @@ def _validation_commands(add: _Add) -> None:
     sp.add_argument("what", choices=("training", "inference", "memory", "ranking"),
                     help="which estimator to validate (memory: peak memory per device; ranking: the order of "
                          "measured plans of one job)")
-    sp.add_argument("--cv", choices=("source",), default=None,
-                    help="also cross-validate: predict each source family with parameters fitted without it")
+    sp.add_argument("--cv", choices=("source", "generation"), default=None,
+                    help="also cross-validate: predict each source family (source) or hardware generation "
+                         "(generation) with parameters fitted without it")
     sp.add_argument("--baseline", action="store_true",
-                    help="also report the one-parameter baseline (model FLOPs / (devices x peak x one efficiency))")
+                    help="also report the one-parameter baseline (training: model FLOPs / (devices x peak x one "
+                         "efficiency); "
+                         "serving: a compute and HBM roofline at one efficiency)")
     sp.add_argument("--profile", default=None, metavar="PROFILE",
                     help="calibration profile: shipped (default), none, or a profile YAML from `flopcast calibrate`")
     sp = add("calibrate", cmd_calibrate, "fit the calibration profile's global parameters to measured runs")

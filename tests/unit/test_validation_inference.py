@@ -36,3 +36,50 @@ def test_beats_the_one_parameter_baseline_by_a_third(report):
 def test_cv_target(report):
     """Issue 10: leave-one-source-out median <= 15% over >= 35 serving rows."""
     assert report["num_rows"] >= 35 and report["cv_median_abs_error_frac"] <= 0.15
+
+
+def test_by_class_covers_the_published_rows(report):
+    """Issue 22: `validate inference --cv source` reports by class, batch-1 latency rows apart from
+    throughput rows; dense + moe and latency + throughput each partition the rows."""
+    bc = report["by_class"]
+    for name in ("dense", "moe", "hopper", "blackwell", "cdna", "bf16", "fp8", "fp4", "batch1-latency", "throughput"):
+        keys = {"num_rows", "cv_median_abs_error_frac", "cv_max_abs_error_frac", "cv_signed_mean_error_frac"}
+        assert keys <= set(bc[name])
+    assert bc["dense"]["num_rows"] + bc["moe"]["num_rows"] == report["num_rows"]
+    assert bc["batch1-latency"]["num_rows"] + bc["throughput"]["num_rows"] == report["num_rows"]
+    assert bc["batch1-latency"]["num_rows"] >= 2
+
+
+def test_throughputs_are_rates_not_times():
+    """Case.is_time: step_time_s and tpot_s are times (a baseline scales them as 1 / eta); every
+    `*_per_s` throughput is a rate (it scales as eta). Issue 22: every `*_per_s` counted as a time."""
+    from flopcast.validation import fit
+
+    def case(q):
+        return fit.Case(id="x", source="s", model="m", hardware="h", quantity=q, measured=1.0, params=(),
+                        predict=lambda p: 1.0)
+
+    assert case("step_time_s").is_time and case("tpot_s").is_time
+    assert not any(case(q).is_time for q in ("output_tokens_per_s", "input_tokens_per_s", "total_tokens_per_s",
+                                             "output_tokens_per_s_per_device"))
+
+
+def test_decode_pool_baseline_is_not_charged_prefill():
+    """The roofline baseline of a decode pool leaves out its prompts' prefill FLOPs (they ran in the
+    prefill pool): with long prompts and short outputs it is compute-bound only when charged them, so
+    the decode pool's baseline rate is higher than the same deployment serving both phases."""
+    from flopcast.validation.inference import _serving_case
+
+    def baseline(pool):
+        sc = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 1},
+              "inference": {"tp": 1, "batch_size": 64, "input_tokens": 8192, "output_tokens": 64, "pool": pool}}
+        return _serving_case("x", "s", "m", sc, "output_tokens_per_s", 1000.0).baseline
+
+    assert baseline("decode") > 3 * baseline("both")
+
+
+def test_baseline_is_a_fair_roofline(report):
+    """The fitted baseline efficiency is a physical fraction of the roofline (0.1..1), and the
+    cross-validated baseline is within 2x of its in-sample figure (the broken one was 810% off)."""
+    assert 0.1 <= report["baseline_efficiency"] <= 1.0
+    assert report["baseline_cv_median_abs_error_frac"] <= 2 * report["baseline_median_abs_error_frac"]

@@ -70,3 +70,16 @@ def test_korthikanti_goal(report):
     cv = [abs(r["cv_error_frac"]) for r in report["rows"] if r["id"].startswith("KORTH-E2E")]
     assert sum(errs) / len(errs) <= 0.03
     assert sum(cv) / len(cv) <= 0.05
+
+
+def test_by_class_covers_the_published_rows(report):
+    """Issue 22: `validate training --cv source` reports by class (dense / moe, each generation, each
+    precision, megatron-family / other stacks); dense + moe and megatron + other each partition the rows."""
+    bc = report["by_class"]
+    for name in ("dense", "moe", "ampere", "hopper", "blackwell", "tpu", "cdna", "bf16", "fp8", "fp4",
+                 "megatron-family", "other-stacks"):
+        keys = {"num_rows", "cv_median_abs_error_frac", "cv_max_abs_error_frac", "cv_signed_mean_error_frac"}
+        assert keys <= set(bc[name])
+    assert bc["dense"]["num_rows"] + bc["moe"]["num_rows"] == report["num_rows"]
+    assert bc["megatron-family"]["num_rows"] + bc["other-stacks"]["num_rows"] == report["num_rows"]
+    assert bc["moe"]["num_rows"] >= 10 and bc["blackwell"]["num_rows"] >= 4

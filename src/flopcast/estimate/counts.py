@@ -399,3 +399,57 @@ def params_mtp(spec: ModelSpec, layers: int | None = None) -> int:
     last = spec.layers[-1]
     one = sum(p.params for p in layer_parts(last, spec)) + 2 * h * h + 3 * spec.norm.params(h)
     return n * one
+
+
+def _attention_adapter_dims(a: StandardAttention | LatentAttention, h: int) -> list[tuple[int, int]]:
+    """(in, out) of each attention projection a LoRA on `attention` adapts."""
+    if isinstance(a, StandardAttention):
+        q, kv = a.num_heads * a.head_dim, a.num_kv_heads * a.head_dim
+        return [(h, q), (h, kv), (h, kv), (q, h)]
+    dq = a.num_heads * (a.qk_nope_head_dim + a.qk_rope_head_dim)
+    q = [(h, a.q_lora_rank), (a.q_lora_rank, dq)] if a.q_lora_rank else [(h, dq)]
+    return q + [(h, a.kv_lora_rank + a.qk_rope_head_dim),
+                (a.kv_lora_rank, a.num_heads * (a.qk_nope_head_dim + a.v_head_dim)),
+                (a.num_heads * a.v_head_dim, h)]
+
+
+def _ffn_adapter_dims(f: DenseFFN | MoEFFN, h: int, targets: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(in, out) of each FFN projection a token passes through that a LoRA on `mlp` (dense and shared
+    experts) or `experts` (its top-k routed experts) adapts."""
+    out: list[tuple[int, int]] = []
+    match f:
+        case DenseFFN():
+            if "mlp" in targets:
+                out += [(h, f.d_ff)] * (2 if f.gated else 1) + [(f.d_ff, h)]
+        case MoEFFN():
+            if "mlp" in targets and f.shared_d_ff:
+                out += [(h, f.shared_d_ff)] * (2 if f.gated else 1) + [(f.shared_d_ff, h)]
+            if "experts" in targets:
+                out += ([(h, f.expert_d_ff)] * (2 if f.gated else 1) + [(f.expert_d_ff, h)]) * f.top_k
+    return out
+
+
+def adapter_params_per_token(spec: ModelSpec, rank: int, targets: tuple[str, ...]) -> int:
+    """LoRA adapter parameters a token passes through: r (in + out) for each adapted projection
+    (A: in x r, B: r x out; Hu et al. 2021) of the targeted modules, over every layer."""
+    total = 0
+    for layer in spec.layers:
+        dims = _attention_adapter_dims(layer.attention, spec.hidden_size) if "attention" in targets else []
+        dims += _ffn_adapter_dims(layer.ffn, spec.hidden_size, targets)
+        total += sum(rank * (i + o) for i, o in dims)
+    return total
+
+
+def finetune_flops_per_token(spec: ModelSpec, seq_len: int, rank: int, targets: tuple[str, ...],
+                             convention: AttentionConvention = "causal") -> float:
+    """Model FLOPs per trained token of LoRA / QLoRA fine-tuning (frozen base weights):
+
+        F = 2 M + 3 A + 6 P_adapter
+    M = matmul FLOPs of a forward (2 N), A = attention-score FLOPs of a forward: the forward (M + A),
+    the backward's input gradients (M + 2 A: the attention backward forms dQ, dK and dV), and no
+    weight-gradient GEMM for a frozen weight; the adapters train fully (forward, input and weight
+    gradients: 6 per parameter). About 4N per token where full training counts 6N: the count NeMo's
+    fine-tuning table reports (Llama 2 70B LoRA: 705 model TFLOP/s/GPU at 2,557 tokens/s/GPU, 2.76e11
+    FLOPs per token = 4.0 x 69B)."""
+    return (2 * matmul_flops_per_token(spec) + 3 * attention_flops_per_token(spec, seq_len, convention)
+            + 6 * adapter_params_per_token(spec, rank, targets))

@@ -876,9 +876,15 @@ def fit_validation_tables(d: dict[str, Any]) -> Group:
             ("profile", f"{d['profile_source']}"),
             ("in-sample median / max |error|", f"{_pct(d['median_abs_error_frac'])} / {_pct(d['max_abs_error_frac'])}")]
     if cv:
-        rows.append(("leave-one-source-out median / max |error|",
+        method = d.get("cv_method", "source")
+        rows.append((f"leave-one-{method}-out median / max |error|",
                      f"{_pct(d['cv_median_abs_error_frac'])} / {_pct(d['cv_max_abs_error_frac'])} "
-                     f"over {d['num_sources']} sources"))
+                     f"over {d.get('num_cv_groups', d['num_sources'])} {method}s"))
+    fs = d.get("first_seen")
+    if fs:
+        rows.append(("prospective (first-seen) median |error|",
+                     f"{_pct(fs['median_abs_error_frac'])} over {fs['num_known']} rows "
+                     f"({d['num_rows'] - fs['num_known']} unknown: added with the code that predicts them)"))
     if "baseline_median_abs_error_frac" in d:
         rows.append(("one-parameter baseline: efficiency, median |error|",
                      f"{d['baseline_efficiency']:.3f}, {_pct(d['baseline_median_abs_error_frac'])}"))
@@ -886,7 +892,22 @@ def fit_validation_tables(d: dict[str, Any]) -> Group:
             rows.append(("baseline leave-one-source-out median / max |error|",
                          f"{_pct(d['baseline_cv_median_abs_error_frac'])} / {_pct(d['baseline_cv_max_abs_error_frac'])}"))
     skipped = [(s["id"], s["why"]) for s in d.get("skipped", [])]
-    return Group(t, _kv_table("Summary", rows), _kv_table("Skipped", skipped))
+    return Group(t, _kv_table("Summary", rows), _by_class_table(d), _kv_table("Skipped", skipped))
+
+
+def _by_class_table(d: dict[str, Any]) -> Table:
+    """`flopcast validate`: rows, in-sample and cross-validated median / max |error| and signed mean per class."""
+    t = Table(title="By class", title_justify="left")
+    heads = ["class", "rows", "median |error|", "cv median |error|", "cv max |error|", "cv signed mean",
+             "first-seen median"]
+    for h in heads:
+        t.add_column(h, justify="left" if h == "class" else "right")
+    for name, c in d.get("by_class", {}).items():
+        signed = c.get("cv_signed_mean_error_frac")
+        t.add_row(name, str(c["num_rows"]), _pct(c["median_abs_error_frac"]), _pct(c.get("cv_median_abs_error_frac")),
+                  _pct(c.get("cv_max_abs_error_frac")), "n/a" if signed is None else f"{100 * signed:+.1f}%",
+                  _pct(c.get("first_seen_median_abs_error_frac")))
+    return t
 
 
 def memory_validation_tables(d: dict[str, Any]) -> Group:

@@ -10,20 +10,25 @@ from typing import Any
 from flopcast.errors import InvalidScenario
 
 
-def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: Any = None,
+def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False, profile: Any = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """`flopcast validate training|inference|memory|ranking`: predicted vs measured on every usable
-    published run, under the shipped calibration profile (or `profile`: none, a path, a mapping); with
-    `cv`, the leave-one-source-out figures; with `baseline`, the one-parameter baseline's. `memory`:
-    peak memory per device (validation/memory.py); `ranking`: the order of the plans of one job against
-    the measured order (validation/ranking.py; shipped profile)."""
+    published run, under the shipped calibration profile (or `profile`: none, a path, a mapping), with
+    the figures by class; with `cv` (True or "source": leave one source family out; "generation":
+    leave one hardware generation out, training and inference only), the cross-validated figures;
+    with `baseline`, the one-parameter baseline's. `memory`: peak memory per device
+    (validation/memory.py); `ranking`: the order of the plans of one job against the measured order
+    (validation/ranking.py; shipped profile)."""
     from flopcast.estimate.calibration import resolve_profile
     from flopcast.validation import fit, runs
 
     if kind == "memory":   # peak memory per device (validation/memory.py); one calibrated fraction
         from flopcast.validation import memory
 
-        return memory.report(cv=cv)
+        if cv == "generation":
+            raise InvalidScenario("validate memory: --cv generation applies to training and inference; "
+                                  "accepted: --cv source")
+        return memory.report(cv=bool(cv))
     if kind == "ranking":
         from flopcast.validation.ranking import validate_ranking
 
@@ -32,9 +37,17 @@ def validate(kind: str, *, cv: bool = False, baseline: bool = False, profile: An
         return validate_ranking(resolve_profile(profile, "training"), progress=progress)
     if kind not in ("training", "inference"):
         raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, memory, ranking")
+    from flopcast.validation import first_seen
+
     cases, skipped = runs.builtin(kind)
-    return fit.report(cases, kind, resolve_profile(profile, kind), cv=cv, baseline=baseline, skipped=skipped,
-                      progress=progress)
+    out = fit.report(cases, kind, resolve_profile(profile, kind), cv=cv, baseline=baseline, skipped=skipped,
+                     progress=progress)
+    log = first_seen.load()
+    out["first_seen"] = first_seen.prospective([c.id for c in cases], log)
+    for name, entry in out["by_class"].items():
+        entry["first_seen_median_abs_error_frac"] = first_seen.prospective(
+            [c.id for c in cases if name in c.classes], log)["median_abs_error_frac"]
+    return out
 
 
 def calibrate(runs_: list[str], *, out: str | Path | None = None, hardware: str | None = None,

@@ -10,8 +10,9 @@ cannot drag a parameter; the ridge keeps parameters that few rows inform near th
 1.0). It is a damped Gauss-Newton (Levenberg-Marquardt) on log(theta) with forward differences;
 each parameter's derivative re-predicts only the rows it touches. `cross_validate` predicts every
 source family with parameters fitted without it (leave-one-source-out): the honest error figure.
-`baseline_*` do the same for the one-parameter baseline, step time = model FLOPs / (devices x peak
-x one fitted efficiency).
+`baseline_*` do the same for the one-parameter baseline: for training, step time = model FLOPs /
+(devices x peak x one fitted efficiency); for serving, a roofline (compute and HBM bandwidth) with one
+fitted efficiency (validation/inference.py roofline_baseline).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class Case:
     """One measured run. `predict(profile)` returns flopcast's figure for the measured quantity
     (`quantity`: step_time_s, lower is faster; or a throughput, higher is faster). `baseline` is
     the one-parameter baseline's figure at efficiency 1 (it scales as 1/eta for times, eta for
-    rates)."""
+    rates). `classes` name the groups of the by-class report (dense / moe, generation, precision,
+    stack or engine, batch-1 latency / throughput)."""
 
     id: str
     source: str
@@ -53,10 +55,15 @@ class Case:
     params: tuple[str, ...]
     predict: Callable[[Profile], float]
     baseline: float | None = None
+    generation: str = "other"          # hardware generation (leave-one-generation-out groups by it)
+    classes: tuple[str, ...] = ()      # the by-class report's classes this row belongs to
+    scenario: Any = None               # the scenario (mapping or file) the row is predicted from
+    fitted: bool = True                # False: validated (and cross-validated) but left out of every fit
 
     @property
     def is_time(self) -> bool:
-        return self.quantity.endswith("_s")
+        """A time (step_time_s, tpot_s: lower is faster), not a rate (`*_per_s`)."""
+        return self.quantity.endswith("_s") and not self.quantity.endswith("_per_s")
 
 
 def _huber_weight(r: np.ndarray) -> np.ndarray:
@@ -133,6 +140,7 @@ def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
     """The profile minimising the robust log error over `cases`; returns it with fit details
     (parameters, the rows each came from, before/after median error)."""
     base = base or Profile(kind)
+    cases = [c for c in cases if c.fitted]
     names = sorted(set(names) if names is not None else {p for c in cases for p in c.params})
     if not cases or not names:
         return base, {"parameters": {}, "rows": {}, "iterations": 0}
@@ -168,17 +176,26 @@ def error_frac(case: Case, predicted: float) -> float:
     return (predicted - case.measured) / case.measured
 
 
-def cross_validate(cases: Sequence[Case], kind: str, *, progress: Callable[[str], None] | None = None
-                   ) -> dict[str, float]:
-    """Leave-one-source-out: each source family predicted with a profile fitted on the others."""
+CV_METHODS = ("source", "generation")
+
+
+def group_of(case: Case, by: str) -> str:
+    """The cross-validation group of a case: its source family, or its hardware generation."""
+    return case.generation if by == "generation" else case.source
+
+
+def cross_validate(cases: Sequence[Case], kind: str, *, progress: Callable[[str], None] | None = None,
+                   by: str = "source") -> dict[str, float]:
+    """Leave-one-group-out: each source family (`by="source"`) or hardware generation
+    (`by="generation"`) predicted with a profile fitted on the others."""
     out: dict[str, float] = {}
-    for src in sorted({c.source for c in cases}):
+    for grp in sorted({group_of(c, by) for c in cases}):
         if progress:
-            progress(src)
-        train = [c for c in cases if c.source != src]
+            progress(grp)
+        train = [c for c in cases if group_of(c, by) != grp]
         profile, _ = fit(train, kind)
         for c in cases:
-            if c.source == src:
+            if group_of(c, by) == grp:
                 out[c.id] = error_frac(c, c.predict(profile))
     return out
 
@@ -196,13 +213,13 @@ def _baseline_pred(c: Case, eta: float) -> float:
     return baseline / eta if c.is_time else baseline * eta
 
 
-def baseline_cv(cases: Sequence[Case]) -> dict[str, float]:
-    """Leave-one-source-out errors of the one-parameter baseline."""
+def baseline_cv(cases: Sequence[Case], by: str = "source") -> dict[str, float]:
+    """Leave-one-group-out errors of the one-parameter baseline (groups as `cross_validate`)."""
     out = {}
-    for src in sorted({c.source for c in cases}):
-        eta = _baseline_eta([c for c in cases if c.source != src and c.baseline])
+    for grp in sorted({group_of(c, by) for c in cases}):
+        eta = _baseline_eta([c for c in cases if group_of(c, by) != grp and c.baseline])
         for c in cases:
-            if c.source == src and c.baseline:
+            if group_of(c, by) == grp and c.baseline:
                 out[c.id] = error_frac(c, _baseline_pred(c, eta))
     return out
 
@@ -212,18 +229,84 @@ def baseline_in_sample(cases: Sequence[Case]) -> tuple[float, dict[str, float]]:
     return eta, {c.id: error_frac(c, _baseline_pred(c, eta)) for c in cases if c.baseline}
 
 
-def report(cases: Sequence[Case], kind: str, profile: Profile, *, cv: bool = False, baseline: bool = False,
-           skipped: Sequence[dict[str, Any]] = (), progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+# The by-class report's classes, in print order (each kind also lists any further class its rows carry)
+CLASSES = {
+    "training": ("dense", "moe", "ampere", "hopper", "blackwell", "tpu", "cdna", "bf16", "fp8", "fp4",
+                 "megatron-family", "other-stacks"),
+    "inference": ("dense", "moe", "ampere", "hopper", "blackwell", "tpu", "cdna", "bf16", "fp8", "fp4",
+                  "batch1-latency", "throughput"),
+}
+
+
+def _figures(errs: Sequence[float], prefix: str) -> dict[str, float | None]:
+    """Median and max |error| and the signed mean of a list of error fractions (None when empty)."""
+    a = [abs(e) for e in errs]
+    return {f"{prefix}median_abs_error_frac": statistics.median(a) if a else None,
+            f"{prefix}max_abs_error_frac": max(a) if a else None,
+            f"{prefix}signed_mean_error_frac": statistics.fmean(errs) if errs else None}
+
+
+def by_class(cases: Sequence[Case], kind: str, errors: dict[str, float],
+             cv_errors: dict[str, float] | None) -> dict[str, dict[str, Any]]:
+    """{class: num_rows, in-sample and (with `cv_errors`) cross-validated median / max |error| and signed
+    mean} for every class of CLASSES[kind] (rows of none: num_rows 0, figures None) and any other
+    class a row carries."""
+    extra = sorted({k for c in cases for k in c.classes} - set(CLASSES.get(kind, ())))
+    out: dict[str, dict[str, Any]] = {}
+    for cls in (*CLASSES.get(kind, ()), *extra):
+        ids = [c.id for c in cases if cls in c.classes]
+        entry: dict[str, Any] = {"num_rows": len(ids), **_figures([errors[i] for i in ids], "")}
+        if cv_errors is not None:
+            entry.update(_figures([cv_errors[i] for i in ids if i in cv_errors], "cv_"))
+        out[cls] = entry
+    return out
+
+
+def _cv_method(cv: bool | str | None) -> str | None:
+    """`cv` as a method name: True is leave-one-source-out; a name must be one of CV_METHODS."""
+    if cv is True:
+        return "source"
+    if not cv:
+        return None
+    if cv not in CV_METHODS:
+        from flopcast.errors import InvalidScenario
+
+        raise InvalidScenario(f"validate --cv: {cv!r}; accepted: {', '.join(CV_METHODS)}")
+    return str(cv)
+
+
+def _baseline_figures(cases: Sequence[Case], rows: list[dict[str, Any]], method: str | None) -> dict[str, Any]:
+    """The one-parameter baseline's in-sample efficiency and median, and its cross-validated figures."""
+    eta, ins = baseline_in_sample(cases)
+    out: dict[str, Any] = {"baseline_efficiency": eta,
+                           "baseline_median_abs_error_frac": statistics.median([abs(v) for v in ins.values()])
+                           if ins else None}
+    if method:
+        b = baseline_cv(cases, method)
+        for r in rows:
+            r["baseline_cv_error_frac"] = b.get(r["id"])
+        ab = [abs(v) for v in b.values()]
+        out["baseline_cv_median_abs_error_frac"] = statistics.median(ab) if ab else None
+        out["baseline_cv_max_abs_error_frac"] = max(ab) if ab else None
+    return out
+
+
+def report(cases: Sequence[Case], kind: str, profile: Profile, *, cv: bool | str | None = False,
+           baseline: bool = False, skipped: Sequence[dict[str, Any]] = (),
+           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The `validate --json` object: rows with predicted / measured / error under `profile`, the
-    in-sample figures and, with `cv`, the leave-one-source-out figures (and the baseline's)."""
+    in-sample figures and, with `cv` (True or "source": leave one source family out; "generation":
+    leave one hardware generation out), the cross-validated figures, by class too (and the
+    baseline's)."""
+    method = _cv_method(cv)
     rows: list[dict[str, Any]] = []
-    errs = []
+    errors: dict[str, float] = {}
     for c in cases:
         p = c.predict(profile)
-        e = error_frac(c, p)
-        errs.append(abs(e))
+        errors[c.id] = error_frac(c, p)
         rows.append({"id": c.id, "source": c.source, "model": c.model, "hardware": c.hardware,
-                     "quantity": c.quantity, "predicted": p, "measured": c.measured, "error_frac": e})
+                     "quantity": c.quantity, "predicted": p, "measured": c.measured, "error_frac": errors[c.id]})
+    errs = [abs(e) for e in errors.values()]
     out: dict[str, Any] = {
         "kind": kind, "num_rows": len(rows), "rows": rows,
         "median_abs_error_frac": statistics.median(errs) if errs else None,
@@ -231,23 +314,19 @@ def report(cases: Sequence[Case], kind: str, profile: Profile, *, cv: bool = Fal
         "profile": profile.as_dict(), "profile_source": profile.source,
         "skipped": list(skipped),
     }
-    if cv:
-        cvs = cross_validate(cases, kind, progress=progress)
+    cvs = None
+    if method:
+        cvs = cross_validate(cases, kind, progress=progress, by=method)
         for r in rows:
             r["cv_error_frac"] = cvs.get(r["id"])
         a = [abs(v) for v in cvs.values()]
+        out["cv_method"] = method
         out["cv_median_abs_error_frac"] = statistics.median(a) if a else None
         out["cv_max_abs_error_frac"] = max(a) if a else None
+        out["cv_signed_mean_error_frac"] = statistics.fmean(cvs.values()) if cvs else None
         out["num_sources"] = len({c.source for c in cases})
+        out["num_cv_groups"] = len({group_of(c, method) for c in cases})
+    out["by_class"] = by_class(cases, kind, errors, cvs)
     if baseline:
-        eta, ins = baseline_in_sample(cases)
-        out["baseline_efficiency"] = eta
-        out["baseline_median_abs_error_frac"] = statistics.median([abs(v) for v in ins.values()]) if ins else None
-        if cv:
-            b = baseline_cv(cases)
-            for r in rows:
-                r["baseline_cv_error_frac"] = b.get(r["id"])
-            ab = [abs(v) for v in b.values()]
-            out["baseline_cv_median_abs_error_frac"] = statistics.median(ab) if ab else None
-            out["baseline_cv_max_abs_error_frac"] = max(ab) if ab else None
+        out.update(_baseline_figures(cases, rows, method))
     return out

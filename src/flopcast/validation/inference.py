@@ -140,29 +140,61 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
             return est.tpot_s
         return est.output_tokens_per_s
 
-    # the one-parameter baseline at efficiency 1: devices x dense peak / model FLOPs per output token
-    # (prompt tokens included as the steady state has them)
-    from flopcast.estimate import counts
-
     m = rs.model
-    S = spec.input_tokens + spec.output_tokens
-    f_tok = counts.forward_flops_per_token(m, S, "causal")
-    peaks = rs.hardware.peak_flops_per_s
-    peak = peaks.get(spec.weights_dtype) or peaks.get("bf16") or max(peaks.values())
-    per_output = f_tok * S / spec.output_tokens
-    n = spec.num_devices if metric != "output_tokens_per_s_per_device" else 1
-    baseline = n * peak / per_output
-    if metric == "total_tokens_per_s":
-        baseline *= S / spec.output_tokens
-    if metric == "input_tokens_per_s":
-        baseline *= spec.input_tokens / spec.output_tokens
-    if metric == "tpot_s":   # a time: one output token of every sequence in the batch
-        batch = spec.batch_size or 1
-        baseline = batch * per_output / (spec.num_devices * peak)
+    baseline = roofline_baseline(m, rs.hardware, spec, metric,
+                                 estimate_serving(m, rs.hardware, replace(spec, profile=Profile("inference"))))
+    gen = generation_of(rs.hardware.lookup_id)
     return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity=metric,
                 measured=value, predict=predict, baseline=baseline,
-                params=(f"compute.{generation_of(rs.hardware.lookup_id)}", f"memory.{generation_of(rs.hardware.lookup_id)}",
-                        f"engine.{spec.engine}") + ((f"moe.{generation_of(rs.hardware.lookup_id)}",) if m.is_moe else ()))
+                params=(f"compute.{gen}", f"memory.{gen}", f"engine.{spec.engine}") + ((f"moe.{gen}",) if m.is_moe else ()),
+                generation=gen, classes=serving_classes(m.is_moe, gen, spec.weights_dtype,
+                                                        metric == "tpot_s" or spec.batch_size == 1),
+                scenario=scenario)
+
+
+def roofline_baseline(m: Any, hw: Any, spec: Any, metric: str, est: Any) -> float:
+    """The fair one-efficiency roofline baseline at efficiency 1 (issue 22): each replica's iteration
+    of B sequences (the batch memory admits, from `est`) takes
+
+        t = max(F / (n P), (W + KV) / BW)
+        F = B (F_tok + F_prompt / O)  FLOPs over the replica's n devices (F_tok: forward FLOPs of a
+            token at the whole length I + O; F_prompt = I F_tok(I), left out in a decode pool, whose
+            prompts arrive prefilled)
+        W = weight bytes per device, KV = B (I + O / 2) kv bytes per token / n: bytes read per step,
+
+    P the dense peak in the weights' dtype, BW the HBM bandwidth. A prefill pool is compute-bound:
+    input tokens/s = devices x P x I / F_prompt. The rate scales with one fitted efficiency eta (a
+    time as 1 / eta), the same for compute and memory."""
+    from flopcast.estimate import counts
+
+    I, O = spec.input_tokens, spec.output_tokens
+    peaks = hw.peak_flops_per_s
+    peak = peaks.get(spec.weights_dtype) or peaks.get("bf16") or max(peaks.values())
+    f_prompt = I * counts.forward_flops_per_token(m, I, "causal")
+    if spec.pool == "prefill":
+        in_tps = spec.num_devices * peak * I / f_prompt
+        rates = {"input_tokens_per_s": in_tps, "output_tokens_per_s": in_tps / I,
+                 "output_tokens_per_s_per_device": in_tps / I / spec.num_devices,
+                 "total_tokens_per_s": in_tps * (I + 1) / I}
+        return rates[metric] if metric in rates else 1.0 / rates["output_tokens_per_s"]
+    n = spec.num_devices / spec.dp
+    B = max(1, est.batch_size)
+    prompt = 0.0 if spec.pool == "decode" else f_prompt / O
+    t_compute = B * (counts.forward_flops_per_token(m, I + O, "causal") + prompt) / (n * peak)
+    t_memory = (est.memory_breakdown_bytes["weights"] + B * (I + O / 2) * est.kv_cache_bytes_per_token / n) \
+        / hw.hbm_bandwidth_bytes_per_s
+    t_iter = max(t_compute, t_memory)
+    out_tps = spec.dp * B / t_iter
+    rates = {"output_tokens_per_s": out_tps, "output_tokens_per_s_per_device": out_tps / spec.num_devices,
+             "total_tokens_per_s": out_tps * (I + O) / O, "input_tokens_per_s": out_tps * I / O}
+    return rates.get(metric, t_iter)
+
+
+def serving_classes(is_moe: bool, generation: str, weights_dtype: str, batch1_latency: bool) -> tuple[str, ...]:
+    """The by-class report's classes of a serving row: dense / moe, hardware generation, weight
+    precision (fp4, fp8, bf16) and batch1-latency (a TPOT or a batch-1 run) / throughput."""
+    prec = "fp4" if "fp4" in weights_dtype else "fp8" if "fp8" in weights_dtype else weights_dtype
+    return ("moe" if is_moe else "dense", generation, prec, "batch1-latency" if batch1_latency else "throughput")
 
 
 def cases() -> tuple[list, list[dict[str, Any]]]:

@@ -324,8 +324,10 @@ def _more_runs() -> tuple[list[dict[str, Any]], dict[str, str]]:
     return out, skipped
 
 
-def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], measured_of, source: str):
-    """A fit.Case for one scenario; `measured_of(model_flops_per_step)` gives the measured step time."""
+def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], measured_of, source: str,
+                        fitted: bool = True):
+    """A fit.Case for one scenario; `measured_of(model_flops_per_step)` gives the measured step time;
+    `fitted` False keeps the row out of every calibration fit (validated only)."""
     from dataclasses import replace
 
     from flopcast.estimate.calibration import Profile
@@ -344,11 +346,27 @@ def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], me
                                  scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s)
 
     est = estimate(Profile("training"))
-    params = (f"compute.{generation_of(rs.hardware.lookup_id)}", f"stack.{train.framework}")
+    gen = generation_of(rs.hardware.lookup_id)
+    params = (f"compute.{gen}", f"stack.{train.framework}")
     # the one-parameter baseline at efficiency 1: model FLOPs / (devices x dense peak)
     return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity="step_time_s",
                 measured=measured_of(est.model_flops_per_step), params=params,
-                predict=lambda profile: estimate(profile).step_time_s, baseline=est.step_time_s * est.mfu)
+                predict=lambda profile: estimate(profile).step_time_s, baseline=est.step_time_s * est.mfu,
+                generation=gen, classes=training_classes(rs.model.is_moe, gen, train.precision, train.framework)
+                + (("finetune",) if train.finetune is not None else ()),
+                scenario=scenario, fitted=fitted)
+
+
+MEGATRON_FAMILY = ("megatron-core",)   # Megatron-LM, Megatron-Core, NeMo, Megatron-Bridge and MLPerf NVIDIA
+
+
+def training_classes(is_moe: bool, generation: str, precision: str, framework: str) -> tuple[str, ...]:
+    """The by-class report's classes of a training row: dense / moe, hardware generation, precision
+    (fp4 for NVFP4 / MXFP4, fp8, bf16, fp16) and megatron-family / other-stacks (by its framework);
+    a LoRA / QLoRA row is in class finetune too."""
+    prec = "fp4" if "fp4" in precision else "fp8" if "fp8" in precision else precision
+    stack = "megatron-family" if framework in MEGATRON_FAMILY else "other-stacks"
+    return ("moe" if is_moe else "dense", generation, prec, stack)
 
 
 def cases() -> tuple[list, list[dict[str, Any]]]:
@@ -387,7 +405,8 @@ def cases() -> tuple[list, list[dict[str, Any]]]:
                 return t["global_batch_seqs"] / value
             raise ValueError(metric)
         try:
-            out.append(_case_from_scenario(row["id"], row["model"], sc, measured, source_family(row["id"])))
+            out.append(_case_from_scenario(row["id"], row["model"], sc, measured, source_family(row["id"]),
+                                           fitted=entry.get("calibrate", True)))
         except FlopcastError as e:
             skipped.append({"id": row["id"], "why": f"invalid plan: {e}"})
     return out, skipped

@@ -469,6 +469,8 @@ def head_cost(env: Env) -> tuple[Cost, tuple[TimedOp, ...]]:
     c.act_bytes = T * V / plan.tp * LOGIT_BYTES
     c.params = (0 if model.tie_embeddings and plan.pp == 1 else V * e / plan.tp) + (
         model.norm.params(model.hidden_size) if model.final_norm else 0)
+    if env.train.finetune is not None:   # frozen and held in 16 bits (QLoRA quantises only the layers' linears)
+        c.frozen_bytes = c.params * WEIGHT_BYTES
     loss_op = Op("head/loss", "elementwise", bytes=logits * LOSS_FWD_BYTES_PER_LOGIT)
     return c, (TimedOp(logits_op, f, b), TimedOp(loss_op, loss_f, loss_b, saved_bytes=c.act_bytes))
 
@@ -496,7 +498,8 @@ def mtp_cost(env: Env, last: Cost, head: Cost, n: int) -> tuple[Cost, tuple[Time
 
 def embed_cost(env: Env) -> tuple[Cost, tuple[TimedOp, ...]]:
     """Embedding on the first stage: rows gathered forward (read + write T x h), and backward the
-    incoming gradient read plus the dense (V/t x h) weight gradient written and accumulated."""
+    incoming gradient read plus the dense (V/t x h) weight gradient written and accumulated (still
+    timed under fine-tuning, where the table is frozen: see the issue-22 report)."""
     model, plan = env.model, env.plan
     c = Cost()
     rows = env.tokens * model.embed_dim * ACT_BYTES
@@ -504,8 +507,10 @@ def embed_cost(env: Env) -> tuple[Cost, tuple[TimedOp, ...]]:
     mem = env.ctx.mem_bytes_per_s
     f = 2 * rows / mem + KERNEL_TAIL_S
     b = (rows + table * EMBED_GRAD_BYTES_PER_ENTRY) / mem + 2 * KERNEL_TAIL_S
-    c.embed_s = f + b
     c.params = embedding_params(model, plan)
+    if env.train.finetune is not None:   # a frozen table, held in 16 bits under QLoRA too
+        c.frozen_bytes = c.params * WEIGHT_BYTES
+    c.embed_s = f + b
     return c, (TimedOp(Op("embedding", "elementwise", bytes=2 * rows, weight_elems=table), f, b),)
 
 

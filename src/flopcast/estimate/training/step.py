@@ -382,12 +382,16 @@ def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: Parall
 
 # --------------------------------------------------------------------------- the step
 def _hardware_flops(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, cache: dict[Any, Any]) -> tuple[float, float]:
-    """(model FLOPs, hardware FLOPs) of one step: 3 x forward, plus what recompute repeats."""
+    """(model FLOPs, hardware FLOPs) of one step: 3 x forward (fine-tuning: counts.finetune_flops_per_token),
+    plus what recompute repeats."""
     fwd_per_token, attn_per_token = _memo(cache, _FLOPS_KEY, lambda: (
         counts.forward_flops_per_token(model, train.seq_len, "causal"),
         counts.attention_flops_per_token(model, train.seq_len, "causal")))
     tokens = train.tokens_per_step
     model_flops = 3 * fwd_per_token * tokens
+    ft = train.finetune
+    if ft is not None:   # frozen base: no weight-gradient GEMMs, the adapters train (about 4N per token)
+        model_flops = tokens * counts.finetune_flops_per_token(model, train.seq_len, ft.rank, ft.target_modules)
     extra = 0.0
     if plan.recompute == "full":
         extra = fwd_per_token * tokens
