@@ -181,22 +181,53 @@ def stack_for(train) -> Stack:
     return replace(st, **changes) if changes else st
 
 
+KV_MEMORY_BASES = ("total", "static", "free", "free_weights")
+
+
 @dataclass(frozen=True, slots=True)
 class Engine:
-    """What a serving engine sets in the cost model (catalog/frameworks.yaml)."""
+    """What a serving engine sets in the cost model (catalog/frameworks.yaml): graphs, host cost,
+    whether prompts share a forward with decodes, its KV-cache memory accounting (`kv_of`,
+    `kv_frac`: None = the engine's own rule, `kv_reserve_bytes`) and its scheduling defaults."""
 
     name: str
     decode_graphs: bool
     mixed_graphs: bool
     host_s_per_iteration: float
     source: str
+    fused_prefill: bool = True
+    kv_of: str = "total"
+    kv_frac: float | None = 0.9
+    kv_reserve_bytes: float = 0.0
+    kv_source: str = ""
+    max_num_tokens: int = 8192
+    max_batch_size: int | None = None
+    scheduler: str = "sarathi"
+    max_waiting_steps: int = 0          # TGI max_waiting_tokens: decode steps before a prefill is forced
+    waiting_served_ratio: float = 0.0   # TGI: waiting / running requests that trigger a prefill earlier
 
 
 @cache
 def serving_engine(name: str) -> Engine:
+    from flopcast import units
+
     e = _frameworks()["inference"][name]
+    kv = e.get("kv_memory") or {}
+    of = str(kv.get("of", "total"))
+    if of not in KV_MEMORY_BASES:
+        raise FlopcastError(f"catalog/frameworks.yaml: inference.{name}.kv_memory.of: {of!r} is not one of "
+                            + ", ".join(KV_MEMORY_BASES))
+    frac = kv.get("fraction", 0.9)
+    cap = e.get("max_batch_size")
     return Engine(name=name, decode_graphs=bool(e["decode_graphs"]), mixed_graphs=bool(e["mixed_graphs"]),
-                  host_s_per_iteration=float(e["host_s_per_iteration"]), source=str(e["source"]))
+                  host_s_per_iteration=float(e["host_s_per_iteration"]), source=str(e["source"]),
+                  fused_prefill=bool(e.get("fused_prefill", True)), kv_of=of,
+                  kv_frac=None if frac is None else float(frac),
+                  kv_reserve_bytes=units.parse(kv.get("reserve", 0), "bytes", field=f"{name}.kv_memory.reserve"),
+                  kv_source=str(e.get("kv_memory_source", "")), max_num_tokens=int(e.get("max_num_tokens", 8192)),
+                  max_batch_size=None if cap is None else int(cap), scheduler=str(e.get("scheduler", "sarathi")),
+                  max_waiting_steps=int(e.get("max_waiting_tokens", 0)),
+                  waiting_served_ratio=float(e.get("waiting_served_ratio", 0.0)))
 
 
 def moe_imbalance(kind: str, ep: int) -> float:

@@ -49,8 +49,7 @@ ACT_BYTES = 2.0
 # Block-scaled formats store one scale per block: NVFP4 one fp8 scale per 16 elements, int4
 # (AWQ/GPTQ) an fp16 scale and zero per 128-element group.
 SCALE_BYTES_PER_WEIGHT = {"fp4": 1 / 16, "int4": 4 / 128}
-RUNTIME_RESERVE_BYTES = 1.0 * units.GiB     # context, cuBLAS workspaces
-RESERVE_FRAC = 0.05                          # CUDA graphs, NCCL, allocator slack (engines keep 5-10% free)
+RUNTIME_RESERVE_BYTES = 1.0 * units.GiB     # CUDA context, cuBLAS workspaces, NCCL buffers
 KERNELS_PER_LAYER = 12                       # norms, projections, attention, activation, residuals, rope
 # Iterations that carry prompt tokens run eagerly (engines capture CUDA graphs for pure-decode batch
 # sizes only: vLLM and TensorRT-LLM's PyTorch backend), so each kernel pays the host's dispatch and
@@ -466,9 +465,56 @@ def draft_deployment(sv: _Serve) -> _Serve | None:
     return prepare(sp.draft_model, sv.hw, replace(sv.spec, speculative=None, ep=1, eplb=False, two_batch_overlap=False))
 
 
+def sglang_mem_fraction_static(cap_bytes: float, budget: int, tp: int, pp: int) -> float:
+    """SGLang's default mem_fraction_static, (weights + KV pool) / memory, as its server arguments
+    set it (sgl-project/sglang python/sglang/srt/server_args.py `_handle_gpu_memory_settings`):
+    reserved MB = 512 + 1.5 max(chunked_prefill_size, 2048) + 2 cuda_graph_max_bs + 1024 tp pp / 8,
+    at least 10 GB on parts above 60 GB, with cuda_graph_max_bs by memory size and tp (8 below
+    20 GB; 24 / 80 below 35 GB; 32 / 160 below 60 GB; 256 / 512 below 160 GB, tp < 4 / tp >= 4;
+    512 above). The token budget stands for chunked_prefill_size. Leaves out: DP attention and
+    speculative-decoding additions, and the multimodal adjustment."""
+    mem_mb = cap_bytes / units.MiB
+    small_tp = tp < 4
+    if mem_mb < 20 * 1024:
+        graph_bs = 8
+    elif mem_mb < 35 * 1024:
+        graph_bs = 24 if small_tp else 80
+    elif mem_mb < 60 * 1024:
+        graph_bs = 32 if small_tp else 160
+    elif mem_mb < 160 * 1024:
+        graph_bs = 256 if small_tp else 512
+    else:
+        graph_bs = 512
+    reserved_mb = 512 + 1.5 * max(budget, 2048) + 2 * graph_bs + 1024 * tp * pp / 8
+    if mem_mb > 60 * 1024:
+        reserved_mb = max(reserved_mb, 10 * 1024)
+    return round((mem_mb - reserved_mb) / mem_mb, 3)
+
+
+def kv_capacity_bytes(spec: InferenceSpec, cap: float, weights: float, workspace: float) -> float:
+    """Bytes per device the engine gives its KV cache (catalog/frameworks.yaml `kv_memory`), from the
+    device memory C, the weights W and the activation workspace A, with the runtime context R and the
+    fraction f (inference.kv_memory_fraction, else the engine's default):
+    total (vLLM): f C - W - A - R;  static (SGLang): f C - W;  free (TensorRT-LLM, TGI, FastGen):
+    f (C - W - A - R) - reserve;  free_weights (LMDeploy): f (C - W - R). May be negative (no room)."""
+    eng = serving_engine(spec.engine)
+    frac = spec.kv_memory_fraction or eng.kv_frac
+    match eng.kv_of:
+        case "total":
+            return (frac or 0.9) * cap - weights - workspace - RUNTIME_RESERVE_BYTES
+        case "static":
+            f = frac or sglang_mem_fraction_static(cap, spec.max_tokens_per_iteration, spec.tp, spec.pp)
+            return f * cap - weights
+        case "free":
+            return (frac or 0.9) * (cap - weights - workspace - RUNTIME_RESERVE_BYTES) - eng.kv_reserve_bytes
+        case _:
+            return (frac or 0.8) * (cap - weights - RUNTIME_RESERVE_BYTES)
+
+
 def memory_split(sv: _Serve) -> tuple[float, float, float, float]:
-    """(weights, activation workspace, runtime reserve, bytes left for the KV cache) per device; the
-    weights include a draft model's (speculative decoding with method draft_model)."""
+    """(weights, activation workspace, the rest the engine keeps back, bytes for the KV cache) per
+    device, by the engine's accounting (kv_capacity_bytes); the weights include a draft model's
+    (speculative decoding with method draft_model)."""
     model, spec = sv.model, sv.spec
     cap = sv.hw.hbm_capacity_bytes
     draft = draft_deployment(sv)
@@ -476,8 +522,8 @@ def memory_split(sv: _Serve) -> tuple[float, float, float, float]:
     f_max = max((lay.ffn.d_ff if isinstance(lay.ffn, DenseFFN) else lay.ffn.expert_d_ff * lay.ffn.top_k)
                 if lay.ffn is not None else 0 for lay in model.layers)
     workspace = spec.max_tokens_per_iteration * (6 * model.hidden_size + 3 * f_max / spec.tp) * ACT_BYTES
-    reserve = RUNTIME_RESERVE_BYTES + RESERVE_FRAC * cap
-    return weights, workspace, reserve, cap - weights - workspace - reserve
+    kv = kv_capacity_bytes(spec, cap, weights, workspace)
+    return weights, workspace, cap - weights - workspace - kv, kv
 
 
 def kv_page_groups(sv: _Serve) -> tuple[tuple[float, int | None], ...]:
@@ -566,8 +612,8 @@ def _no_fit_reason(sv: _Serve, fixed: tuple[float, float, float], kv_seq: float,
     cap = hw.hbm_capacity_bytes
     weights, workspace, reserve = fixed
     domain = max(1, hw.scale_up_domain)
-    tp_needed = next((t for t in (1, 2, 4, 8, 16, 32, 64, 128)
-                      if t <= domain and weights * spec.tp / t + workspace + reserve + kv_seq <= cap), None)
+    tp_needed = next((t for t in (1, 2, 4, 8, 16, 32, 64, 128) if t <= domain and
+                      kv_capacity_bytes(replace(spec, tp=t), cap, weights * spec.tp / t, workspace) >= kv_seq), None)
     need = weights + workspace + reserve + kv_seq
     reason = (f"needs {units.format_bytes(need)} per device for weights, workspace, reserve and one sequence's "
               f"KV cache; {hw.id} has {units.format_bytes(cap)}")
@@ -611,6 +657,11 @@ def _decode_iteration(sv: _Serve, B_run: int, ctx_dec: float, prefill_per_iter: 
     spec = sv.spec
     I, O = spec.input_tokens, spec.output_tokens
     sp = spec.speculative
+    if sp is None and not serving_engine(spec.engine).fused_prefill:
+        # prefill in its own forwards (TGI): every sequence waits for the others' prompts
+        t = sum(iteration_breakdown_s(sv, B_run, ctx_dec, 0, I, B_run).values()) + _unfused_prefill_s(
+            sv, B_run, prefill_per_iter)
+        return t, t
     if sp is None:
         it = iteration_breakdown_s(sv, B_run, ctx_dec, prefill_per_iter, I,
                                    B_run + (B_run / O if spec.pool == "both" else 0))
@@ -628,6 +679,25 @@ def _decode_iteration(sv: _Serve, B_run: int, ctx_dec: float, prefill_per_iter: 
     return sum(it.values()) / sp.acceptance_length, (sum(mine.values()) + draft) / sp.acceptance_length
 
 
+def _prefill_forward_tokens(sv: _Serve, B_run: int, prefill_per_iter: float) -> float:
+    """Prompt tokens one separate prefill forward carries (TGI): what waits after the engine's
+    max_waiting_steps decode steps, at least one prompt, at most the token budget (or one prompt
+    longer than it)."""
+    I = sv.spec.input_tokens
+    waited = prefill_per_iter * max(1, serving_engine(sv.spec.engine).max_waiting_steps)
+    return max(float(I), min(float(admission.token_budget(sv.spec)), waited))
+
+
+def _unfused_prefill_s(sv: _Serve, B_run: int, prefill_per_iter: float) -> float:
+    """Prefill time per decode step when prompts run in their own forwards: prefill_per_iter prompt
+    tokens per step, batched into forwards of _prefill_forward_tokens tokens."""
+    if prefill_per_iter <= 0:
+        return 0.0
+    I = sv.spec.input_tokens
+    P = _prefill_forward_tokens(sv, B_run, prefill_per_iter)
+    return prefill_per_iter / P * sum(iteration_breakdown_s(sv, 0, 0, P, I, P / I).values())
+
+
 def _ttft(sv: _Serve, B_run: int, ctx_dec: float, budget: int) -> tuple[float, float, dict[str, float]]:
     """(loaded TTFT, unloaded TTFT, the unloaded prefill chunk's breakdown). Unloaded: the prompt
     alone in chunks of the budget, then the first token. Loaded: the new prompt is prefilled in
@@ -636,6 +706,15 @@ def _ttft(sv: _Serve, B_run: int, ctx_dec: float, budget: int) -> tuple[float, f
     I = sv.spec.input_tokens
     chunks = math.ceil(I / budget)
     pre = iteration_breakdown_s(sv, 0, 0, I / chunks, I, 1 / chunks)
+    eng = serving_engine(sv.spec.engine)
+    if not eng.fused_prefill:
+        # a new prompt waits half the prefill interval of decode steps, then its prefill forward
+        per_iter = B_run * I / sv.spec.output_tokens * (1.0 - sv.spec.prefix_cache_hit_frac)
+        P = _prefill_forward_tokens(sv, B_run, per_iter)
+        step = sum(iteration_breakdown_s(sv, B_run, ctx_dec, 0, I, B_run).values())
+        wait_steps = min(P / max(per_iter, 1e-9), max(1, eng.max_waiting_steps)) / 2
+        return wait_steps * step + sum(iteration_breakdown_s(sv, 0, 0, P, I, P / I).values()), \
+            chunks * sum(pre.values()), pre
     free_budget = max(1.0, budget - B_run)
     n_chunks = math.ceil(I / free_budget)
     ttft = n_chunks * sum(iteration_breakdown_s(sv, B_run, ctx_dec, I / n_chunks, I, B_run).values())

@@ -14,6 +14,7 @@ from typing import Any
 
 from flopcast import units
 from flopcast.errors import InvalidScenario, UnknownName
+from flopcast.estimate.efficiency import inference_engines
 from flopcast.specs import limits
 from flopcast.specs.fields import check_keys, choice
 
@@ -34,7 +35,7 @@ POLICY_KEYS = ("spare_replicas", "target_utilisation", "failover", "scaling", "o
 FAILOVER = ("none", "neighbours")
 SCALING = ("hourly", "static")
 OBJECTIVES = ("cost", "carbon", "devices")
-ENGINES = ("vllm", "sglang", "trtllm")
+ENGINES = inference_engines()     # catalog/frameworks.yaml inference engines
 MIN_RATE_PER_S = 1e-3       # a demand of fewer than ~86 tokens (or requests) a day is a unit slip
 MAX_TOKENS_PER_S = 1e12     # a fleet's demand (~1,000x the largest public services' ~1e15 tokens a month)
 _PER = {"s": 1.0, "day": units.DAY_S, "week": 7 * units.DAY_S}

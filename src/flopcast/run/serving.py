@@ -12,6 +12,7 @@ from typing import Any
 from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
 from flopcast.estimate.admission import concurrent_sequences, token_budget
+from flopcast.estimate.efficiency import serving_engine
 from flopcast.estimate.serving import ServingEstimate
 from flopcast.estimate.serving import estimate_serving as _estimate
 from flopcast.run.datacenter import serving_datacenter, simulation_datacenter, with_datacenter, with_pools_datacenter
@@ -23,6 +24,13 @@ from flopcast.specs import limits
 from flopcast.specs.scenario import ResolvedScenario, resolve
 from flopcast.specs.serving import validate_inference
 from flopcast.specs.traffic import default_workload
+
+DEFAULT_SCHEDULER_WHY = {
+    "sarathi": "continuous batching with chunked prefill (vLLM v1, TensorRT-LLM in-flight batching)",
+    "splitfuse": "inference.engine fastgen: Dynamic SplitFuse, forwards of a fixed token budget composed of "
+                 "decodes and prompt chunks",
+    "tgi": "inference.engine tgi: TGI's router, prefills in their own forwards when enough requests wait "
+           "(waiting_served_ratio) or after max_waiting_tokens decode steps"}
 
 
 def estimate_serving_resolved(rs: ResolvedScenario) -> ServingEstimate:
@@ -37,13 +45,15 @@ def estimate_serving_resolved(rs: ResolvedScenario) -> ServingEstimate:
         Assumption("calibration", spec.profile.as_dict() or "none", spec.profile.source),
         Assumption("engine", spec.engine, "inference.engine: CUDA-graph coverage and host time per iteration "
                    "(catalog/frameworks.yaml)"),
-        Assumption("runtime_reserve", "1 GiB + 5% of device memory",
-                   "CUDA context and workspaces, CUDA graphs, NCCL; engines keep 5-10% of memory free"),
+        kv_memory_assumption(spec),
         Assumption("max_tokens_per_iteration", spec.max_tokens_per_iteration,
                    "engine token budget per forward (vLLM max_num_batched_tokens / TensorRT-LLM max_num_tokens)"),
         Assumption("kv_block_size", spec.block_size, "paged KV cache blocks (vLLM default 16 tokens)"),
-        Assumption("steady_state", "continuous batching with chunked prefill",
-                   "every iteration: one token per decoding sequence plus B*I/O prompt tokens on average"),
+        Assumption("steady_state", "continuous batching with chunked prefill", "every iteration: one token "
+                   "per decoding sequence plus B*I/O prompt tokens on average") if serving_engine(spec.engine).fused_prefill
+        else Assumption("steady_state", "continuous batching, prefill in its own forwards",
+                        "every decode step of the B sequences, plus B*I/O prompt tokens per step prefilled in "
+                        "separate forwards while the batch waits (TGI)"),
     ]
     if spec.batch_size is None:
         assumptions.append(Assumption("batch_size", "max", "largest by KV-cache memory and the iteration budget"))
@@ -54,6 +64,21 @@ def estimate_serving_resolved(rs: ResolvedScenario) -> ServingEstimate:
     est = with_datacenter(rs, _estimate(rs.model, rs.hardware, spec, assumptions=tuple(assumptions)),
                           serving_datacenter)
     return dataclasses.replace(est, at_slo=at_slo(rs, est)) if not pools else est
+
+
+def kv_memory_assumption(spec) -> Assumption:
+    """The engine's KV-cache memory rule (catalog/frameworks.yaml kv_memory) as an assumption."""
+    eng = serving_engine(spec.engine)
+    frac = spec.kv_memory_fraction or eng.kv_frac
+    rule = {"total": "KV = f x memory - weights - activations - 1 GiB runtime",
+            "static": "KV = f x memory - weights (f = mem_fraction_static)",
+            "free": "KV = f x (memory - weights - activations - 1 GiB runtime)"
+                    + (f" - {eng.kv_reserve_bytes / 1e9:g} GB reserve" if eng.kv_reserve_bytes else ""),
+            "free_weights": "KV = f x (memory - weights - 1 GiB runtime)"}[eng.kv_of]
+    f = f"{frac:g}" if frac is not None else "SGLang's rule from memory, token budget and tp"
+    why = "inference.kv_memory_fraction" if spec.kv_memory_fraction is not None else \
+        f"{spec.engine}'s default ({eng.kv_source})"
+    return Assumption("kv_memory", f"{rule}, f = {f}", why)
 
 
 def at_slo(rs: ResolvedScenario, est: ServingEstimate) -> dict[str, Any] | None:
@@ -143,9 +168,8 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
                                       "give inference.workload.arrival for a load"))
     if not rs.scheduler.given:
         assumptions.append(Assumption("scheduler", "disaggregated", "inference.prefill and inference.decode pools")
-                           if explicit else
-                           Assumption("scheduler", "sarathi", "continuous batching with chunked prefill (vLLM v1, "
-                                      "TensorRT-LLM in-flight batching)"))
+                           if explicit else Assumption("scheduler", scheduler, DEFAULT_SCHEDULER_WHY.get(
+                               scheduler, f"inference.engine {spec.engine}'s own batching policy")))
     assumptions += [
         Assumption("routing", "fewest outstanding requests", "each new request goes to the least-loaded replica"),
         Assumption("kv_admission", "on demand + preemption" if scheduler == "vllm" else "whole sequence reserved",

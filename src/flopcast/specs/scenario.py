@@ -258,6 +258,7 @@ def _training_sections(data: Mapping[str, Any], profile: Profile,
 def _serving_sections(data: Mapping[str, Any], profile: Profile) -> dict[str, Any]:
     """The inference section's specs: the InferenceSpec, its workload (None when not given), SLO,
     scheduler (disaggregated by default with prefill and decode pools) and pools."""
+    from flopcast.estimate.efficiency import serving_engine
     from flopcast.specs.serving import inference_from_mapping, pools_from_mapping
     from flopcast.specs.traffic import scheduler_spec, slo_from_mapping, workload_from_mapping
 
@@ -271,7 +272,8 @@ def _serving_sections(data: Mapping[str, Any], profile: Profile) -> dict[str, An
         workload = workload_from_mapping(section["workload"], input_tokens=spec.input_tokens,
                                          output_tokens=spec.output_tokens)
     return {"inference": spec, "workload": workload, "slo": slo_from_mapping(section.get("slo")),
-            "scheduler": scheduler_spec(section.get("scheduler"), pools=bool(pools)), "pools": pools}
+            "scheduler": scheduler_spec(section.get("scheduler"), pools=bool(pools),
+                                        default=serving_engine(spec.engine).scheduler), "pools": pools}
 
 
 def _check_fp4(hw: AcceleratorSpec) -> None:

@@ -17,13 +17,13 @@ KV_DTYPES = ("bf16", "fp16", "fp8", "int8")
 INFERENCE_KEYS = ("tp", "pp", "dp", "ep", "weights_dtype", "kv_dtype", "batch_size", "input_tokens", "output_tokens",
                   "max_tokens_per_iteration", "block_size", "workload", "scheduler", "slo",
                   "engine", "max_num_tokens", "max_batch_size", "eplb", "prefix_cache_hit_frac", "pool",
-                  "two_batch_overlap", "speculative", "prefill", "decode")
+                  "two_batch_overlap", "speculative", "prefill", "decode", "kv_memory_fraction")
 # inference.prefill / inference.decode: a disaggregated pool's own layout, overriding the section's keys
 # (dp is the pool's replicas; hardware a catalog id or mapping, like the top-level hardware)
 POOL_ROLES = ("prefill", "decode")
 POOL_KEYS = ("hardware", "tp", "pp", "dp", "ep", "engine", "weights_dtype", "kv_dtype", "batch_size",
              "max_batch_size", "max_num_tokens", "max_tokens_per_iteration", "block_size", "eplb",
-             "two_batch_overlap")
+             "two_batch_overlap", "kv_memory_fraction")
 SPECULATIVE_METHODS = ("mtp", "eagle", "draft_model")
 SPECULATIVE_KEYS = ("method", "num_draft_tokens", "acceptance_length", "draft_model")
 
@@ -81,7 +81,10 @@ class InferenceSpec:
     run attention data-parallel and share the experts, DeepSeek/SGLang style). batch_size: concurrent
     sequences per replica, or None for the largest that memory and the iteration budget allow.
     max_tokens_per_iteration: the engine's token budget per forward (vLLM max_num_batched_tokens,
-    TensorRT-LLM max_num_tokens; 8192 by default in both throughput setups)."""
+    TensorRT-LLM max_num_tokens; 8192 by default in both throughput setups; the engine's own default
+    otherwise: DeepSpeed-FastGen 768, TGI max_batch_prefill_tokens 4096). kv_memory_fraction: the
+    engine's KV-cache memory fraction (vLLM gpu_memory_utilization, SGLang mem_fraction_static,
+    TensorRT-LLM free_gpu_memory_fraction, LMDeploy cache_max_entry_count, ...), None for its default."""
 
     tp: int = 1
     pp: int = 1
@@ -101,6 +104,7 @@ class InferenceSpec:
     pool: str = "both"
     two_batch_overlap: bool = False
     speculative: SpeculativeSpec | None = None
+    kv_memory_fraction: float | None = None
     profile: Profile = Profile("inference")
 
     @property
@@ -112,6 +116,8 @@ class InferenceSpec:
         out: dict[str, Any] = {}
         for key in self.__slots__:
             value = getattr(self, key)
+            if key == "kv_memory_fraction" and value is None:
+                continue        # echoed only when given (the engine's default is an assumption)
             if key == "profile":
                 value = value.as_dict()
             elif isinstance(value, SpeculativeSpec):
@@ -133,11 +139,21 @@ def _pos(data: Mapping[str, Any], key: str, default: int) -> int:
     return n
 
 
+def _fraction(value: Any, field: str) -> float | None:
+    """An optional fraction in (0, 1] (None when not given)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise InvalidScenario(f"{field}: expected a fraction in (0, 1] (e.g. 0.9, the share of memory the engine's "
+                              f"rule applies it to), got {value!r}")
+    return float(value)
+
+
 def inference_from_mapping(data: Mapping[str, Any], profile: Profile | None = None) -> InferenceSpec:
     """Parse the `inference` section; `profile` is the calibration profile (None: the shipped one).
     max_num_tokens is the engines' name for max_tokens_per_iteration (give one of them)."""
     from flopcast.estimate import calibration
-    from flopcast.estimate.efficiency import inference_engines
+    from flopcast.estimate.efficiency import inference_engines, serving_engine
 
     if not isinstance(data, Mapping):
         raise InvalidScenario("inference: expected a mapping (tp, weights_dtype, batch_size, input_tokens, ...)")
@@ -155,18 +171,21 @@ def inference_from_mapping(data: Mapping[str, Any], profile: Profile | None = No
         raise InvalidScenario(f"inference.prefix_cache_hit_frac: expected a fraction in [0, 1), got {hit!r}")
     if any(role in data for role in POOL_ROLES):
         pool_layouts(data, profile)          # bad pool keys are refused with the section's other errors
+    engine = choice(data, "inference", "engine", "vllm", inference_engines())
+    defaults = serving_engine(engine)
     return InferenceSpec(
         tp=_pos(data, "tp", 1), pp=_pos(data, "pp", 1), dp=_pos(data, "dp", 1), ep=_pos(data, "ep", 1),
         weights_dtype=wd, kv_dtype=kd, batch_size=batch, input_tokens=_pos(data, "input_tokens", 1024),
         output_tokens=_pos(data, "output_tokens", 256),
-        max_tokens_per_iteration=_pos(data, budget_key, 8192),
+        max_tokens_per_iteration=_pos(data, budget_key, defaults.max_num_tokens),
         block_size=_pos(data, "block_size", 16),
-        engine=choice(data, "inference", "engine", "vllm", inference_engines()),
-        max_batch_size=None if cap is None else _pos(data, "max_batch_size", 1),
+        engine=engine,
+        max_batch_size=(defaults.max_batch_size if cap is None else _pos(data, "max_batch_size", 1)),
         eplb=flag(data, "inference", "eplb", False), prefix_cache_hit_frac=float(hit),
         pool=choice(data, "inference", "pool", "both", POOLS),
         two_batch_overlap=flag(data, "inference", "two_batch_overlap", False),
         speculative=_speculative(data.get("speculative")),
+        kv_memory_fraction=_fraction(data.get("kv_memory_fraction"), "inference.kv_memory_fraction"),
         profile=profile if profile is not None else calibration.shipped("inference"),
     )
 

@@ -24,7 +24,7 @@ from flopcast.specs.fields import check_keys, choice
 
 PROCESSES = ("poisson", "gamma", "burst")
 DISTS = ("fixed", "uniform", "lognormal")
-SCHEDULERS = ("static", "vllm", "sarathi", "disaggregated")
+SCHEDULERS = ("static", "vllm", "sarathi", "disaggregated", "splitfuse", "tgi")
 WORKLOAD_KEYS = ("num_requests", "arrival", "input_tokens", "output_tokens", "seed", "trace")
 ARRIVAL_KEYS = ("process", "rate_per_s", "cv", "trace")
 LENGTH_KEYS = ("dist", "value", "mean", "cv", "min", "max")
@@ -182,12 +182,12 @@ class SchedulerSpec:
     given: bool = False
 
 
-def scheduler_spec(value: Any, *, pools: bool = False) -> SchedulerSpec:
+def scheduler_spec(value: Any, *, pools: bool = False, default: str = "sarathi") -> SchedulerSpec:
     """`inference.scheduler` as a spec; with prefill and decode pools (`pools`) and no scheduler
-    given, the scheduler is disaggregated."""
+    given, the scheduler is disaggregated, else `default` (the engine's own policy)."""
     name, prefill_replicas = scheduler_from_mapping(value)
-    if value is None and pools:
-        name = "disaggregated"
+    if value is None:
+        name = "disaggregated" if pools else default
     return SchedulerSpec(name=name, prefill_replicas=prefill_replicas, given=value is not None)
 
 

@@ -1,7 +1,7 @@
 """Serving schedulers, one class per file, registered by the name users write in
-`inference.scheduler`: static, vllm, sarathi, disaggregated."""
+`inference.scheduler`: static, vllm, sarathi, disaggregated, splitfuse (DeepSpeed-FastGen), tgi."""
 
-from flopcast.sim.schedulers import disaggregated, sarathi, static, vllm
+from flopcast.sim.schedulers import disaggregated, sarathi, splitfuse, static, tgi, vllm
 from flopcast.sim.schedulers.base import SCHEDULERS, Scheduler
 
-__all__ = ["SCHEDULERS", "Scheduler", "disaggregated", "sarathi", "static", "vllm"]
+__all__ = ["SCHEDULERS", "Scheduler", "disaggregated", "sarathi", "splitfuse", "static", "tgi", "vllm"]
