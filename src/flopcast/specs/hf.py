@@ -425,15 +425,22 @@ def _sparse_layers(r: _Reader, n: int, experts_key: str) -> list[bool]:
     return [(i not in only) and num_experts > 0 and (i + 1) % step == 0 for i in range(n)]
 
 
-def _qwen2_moe(cfg, name, source):
-    r = _Reader(cfg, "qwen2_moe", _QWEN2_MOE)
-    n = r.int("num_hidden_layers")
+def _qwen_moe_ffns(r: _Reader, n: int) -> tuple[list[bool], DenseFFN, Any]:
+    """Qwen2-MoE and Qwen3-Next: which layers are sparse, the dense FFN of the others and the MoE
+    (routed experts plus one gated shared expert), None when no layer is sparse."""
     sparse = _sparse_layers(r, n, "num_experts")
     dense = DenseFFN(d_ff=r.int("intermediate_size"), activation=r.str("hidden_act"))
     moe = None
     if any(sparse):
         moe = _moe_from(r, experts_key="num_experts", d_ff_key="moe_intermediate_size",
                         shared_d_ff=r.int("shared_expert_intermediate_size"), shared_gate=True)
+    return sparse, dense, moe
+
+
+def _qwen2_moe(cfg, name, source):
+    r = _Reader(cfg, "qwen2_moe", _QWEN2_MOE)
+    n = r.int("num_hidden_layers")
+    sparse, dense, moe = _qwen_moe_ffns(r, n)
     # sliding_window defaults to 0 here: 0 means no window.
     windows = _qwen_windows(r, n, "qwen2_moe")
     return _llama_like(r, name, source, qkv_bias_key="qkv_bias", o_bias_key=None, windows=windows,
@@ -966,12 +973,7 @@ def _qwen3_next(cfg, name, source):
     if not isinstance(types, list) or len(types) != n or not set(types) <= {"linear_attention", "full_attention"}:
         raise InvalidScenario(f"model.layer_types: expected {n} entries of 'linear_attention' or "
                               f"'full_attention', got {types!r}")
-    sparse = _sparse_layers(r, n, "num_experts")
-    dense = DenseFFN(d_ff=r.int("intermediate_size"), activation=r.str("hidden_act"))
-    moe = None
-    if any(sparse):
-        moe = _moe_from(r, experts_key="num_experts", d_ff_key="moe_intermediate_size",
-                        shared_d_ff=r.int("shared_expert_intermediate_size"), shared_gate=True)
+    sparse, dense, moe = _qwen_moe_ffns(r, n)
     gdn = LinearAttention(num_key_heads=r.int("linear_num_key_heads"), num_value_heads=r.int("linear_num_value_heads"),
                           key_head_dim=r.int("linear_key_head_dim"), value_head_dim=r.int("linear_value_head_dim"),
                           conv_kernel=r.int("linear_conv_kernel_dim"))
