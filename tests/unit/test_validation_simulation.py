@@ -160,3 +160,24 @@ def test_report_shape():
     assert rep["targets"]["centre"]["target_frac"] == 0.15 and rep["targets"]["tail"]["target_frac"] == 0.25
     assert rep["targets"]["tail"]["num_values"] == 0 and rep["targets"]["tail"]["met"] is False
     assert rep["first_seen"]["num_logged"] == 0
+
+
+def test_cli_validate_simulation():
+    """`flopcast validate simulation --json` prints the report (every run, the targets); the table
+    form renders; `--baseline` is a one-line error with exit code 2."""
+    import json
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "flopcast.cli", "validate", "simulation", *args],
+                              capture_output=True, text=True)
+
+    r = run("--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["num_rows"] == len(sim.load_runs()) and set(d["targets"]) == {"centre", "tail"}
+    t = run()
+    assert t.returncode == 0 and "target centre" in t.stdout and "NIM-L33-70B" in t.stdout
+    b = run("--baseline")
+    assert b.returncode == 2 and len(b.stderr.strip().splitlines()) == 1
