@@ -146,8 +146,8 @@ def test_validate_simulation_refuses_baseline_and_profile():
 
 def test_report_shape():
     """The report has the shape of `validate inference`: rows with measured / predicted / error per
-    statistic, figures per metric and by class (dense / moe, generation, load kind, family), the
-    targets (centre <= 15%, tail <= 25%) and the first-seen figures."""
+    statistic, figures per metric and by class (dense / moe, generation, load kind, family) and the
+    targets (centre <= 15%, tail <= 25%)."""
     runs = [_run(measured={"ttft_mean_s": 0.05, "tpot_mean_s": 0.005, "e2e_p50_s": 0.4})]
     rep = sim.report(runs=runs)
     assert rep["kind"] == "simulation" and rep["num_rows"] == 1 and rep["num_values"] == 3
@@ -159,12 +159,11 @@ def test_report_shape():
     assert {"dense", "hopper", "closed-loop", "f"} <= set(rep["by_class"])
     assert rep["targets"]["centre"]["target_frac"] == 0.15 and rep["targets"]["tail"]["target_frac"] == 0.25
     assert rep["targets"]["tail"]["num_values"] == 0 and rep["targets"]["tail"]["met"] is False
-    assert rep["first_seen"]["num_logged"] == 0
 
 
 def test_cli_validate_simulation():
-    """`flopcast validate simulation --json` prints the report (every run, the targets); the table
-    form renders; `--baseline` is a one-line error with exit code 2."""
+    """`flopcast validate simulation --json` prints the report (every run, the targets, the first-seen
+    figures over every statistic); the table form renders; `--baseline` is a one-line error with exit code 2."""
     import json
     import subprocess
     import sys
@@ -177,6 +176,7 @@ def test_cli_validate_simulation():
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["num_rows"] == len(sim.load_runs()) and set(d["targets"]) == {"centre", "tail"}
+    assert d["first_seen"]["num_logged"] == d["num_values"]       # every statistic logged before the model changed
     t = run()
     assert t.returncode == 0 and "target centre" in t.stdout and "NIM-L33-70B" in t.stdout
     b = run("--baseline")

@@ -43,7 +43,11 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
         if baseline or profile is not None:
             raise InvalidScenario("validate simulation: --baseline and --profile apply to training and inference; "
                                   "the simulation runs under the shipped serving profile (--cv refits it)")
-        return simulation.report(cv=cv, progress=progress)
+        from flopcast.validation import first_seen
+
+        out = simulation.report(cv=cv, progress=progress)
+        out["first_seen"] = first_seen.prospective([f"{r['id']}:{m}" for r in out["rows"] for m in r["error_frac"]])
+        return out
     if kind not in ("training", "inference"):
         raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, memory, ranking, simulation")
     from flopcast.validation import first_seen

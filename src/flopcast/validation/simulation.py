@@ -213,8 +213,8 @@ def _group(entries: list[tuple[str, str, float, float | None]]) -> dict[str, Any
 def report(*, cv: bool | str | None = False, progress: Callable[[str], None] | None = None,
            runs: list[Run] | None = None) -> dict[str, Any]:
     """The `validate simulation --json` object: per run the measured and simulated statistics and
-    their errors, the figures per metric, by class and against the targets, the first-seen figures."""
-    from flopcast.validation import first_seen
+    their errors, the figures per metric, by class and against the targets (the first-seen figures
+    are added by validation/commands.py: first_seen imports this module)."""
     from flopcast.validation.fit import _cv_method
 
     runs = load_runs() if runs is None else runs
@@ -233,7 +233,7 @@ def report(*, cv: bool | str | None = False, progress: Callable[[str], None] | N
                      "predicted": {m: pred.get(m) for m in run.measured}, "error_frac": errs,
                      **({"cv_error_frac": cv_errs} if method else {})})
         entries += [(run.id, m, e, cv_errs.get(m), cls) for m, e in errs.items()]
-    return _summary(runs, rows, entries, method, first_seen.load())
+    return _summary(runs, rows, entries, method)
 
 
 def _targets(flat: list[tuple[Any, ...]], method: str | None) -> dict[str, Any]:
@@ -250,10 +250,8 @@ def _targets(flat: list[tuple[Any, ...]], method: str | None) -> dict[str, Any]:
     return targets
 
 
-def _summary(runs: list[Run], rows: list[dict[str, Any]], entries: list[tuple[Any, ...]], method: str | None,
-             log: dict[str, dict[str, str]]) -> dict[str, Any]:
-    from flopcast.validation import first_seen
-
+def _summary(runs: list[Run], rows: list[dict[str, Any]], entries: list[tuple[Any, ...]],
+             method: str | None) -> dict[str, Any]:
     flat = [e[:4] for e in entries]
     out: dict[str, Any] = {"kind": "simulation", "num_rows": len(rows), "num_values": len(flat),
                            "num_sources": len({r.family for r in runs}), "rows": rows, **_figures([e[2] for e in flat])}
@@ -265,5 +263,4 @@ def _summary(runs: list[Run], rows: list[dict[str, Any]], entries: list[tuple[An
         a = [abs(e[3]) for e in flat if e[3] is not None]
         out.update({"cv_method": method, "cv_median_abs_error_frac": statistics.median(a) if a else None,
                     "cv_max_abs_error_frac": max(a) if a else None})
-    out["first_seen"] = first_seen.prospective([f"{e[0]}:{e[1]}" for e in flat], log)
     return out
