@@ -177,6 +177,7 @@ def test_cli_validate_simulation():
     d = json.loads(r.stdout)
     assert d["num_rows"] == len(sim.load_runs()) and set(d["targets"]) == {"centre", "tail"}
     assert d["first_seen"]["num_logged"] == d["num_values"]       # every statistic logged before the model changed
+    assert all("first_seen_median_abs_error_frac" in g for g in [*d["by_metric"].values(), *d["by_class"].values()])
     t = run()
     assert t.returncode == 0 and "target centre" in t.stdout and "NIM-L33-70B" in t.stdout
     b = run("--baseline")

@@ -38,16 +38,7 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
             raise InvalidScenario("validate ranking: --cv and --baseline apply to training and inference only")
         return validate_ranking(resolve_profile(profile, "training"), progress=progress)
     if kind == "simulation":   # latency under load through the simulator (validation/simulation.py)
-        from flopcast.validation import simulation
-
-        if baseline or profile is not None:
-            raise InvalidScenario("validate simulation: --baseline and --profile apply to training and inference; "
-                                  "the simulation runs under the shipped serving profile (--cv refits it)")
-        from flopcast.validation import first_seen
-
-        out = simulation.report(cv=cv, progress=progress)
-        out["first_seen"] = first_seen.prospective([f"{r['id']}:{m}" for r in out["rows"] for m in r["error_frac"]])
-        return out
+        return _validate_simulation(cv=cv, baseline=baseline, profile=profile, progress=progress)
     if kind not in ("training", "inference"):
         raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, memory, ranking, simulation")
     from flopcast.validation import first_seen
@@ -60,6 +51,26 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
     for name, entry in out["by_class"].items():
         entry["first_seen_median_abs_error_frac"] = first_seen.prospective(
             [c.id for c in cases if name in c.classes], log)["median_abs_error_frac"]
+    return out
+
+
+def _validate_simulation(*, cv: bool | str | None, baseline: bool, profile: Any,
+                         progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """`validate simulation`: validation/simulation.py's report with the first-seen figures, overall,
+    per metric and per class (first_seen imports the simulation module, so they are added here)."""
+    from flopcast.validation import first_seen, simulation
+
+    if baseline or profile is not None:
+        raise InvalidScenario("validate simulation: --baseline and --profile apply to training and inference; "
+                              "the simulation runs under the shipped serving profile (--cv refits it)")
+    out = simulation.report(cv=cv, progress=progress)
+    stats = [(r, m) for r in out["rows"] for m in r["error_frac"]]
+    log = first_seen.load()
+    out["first_seen"] = first_seen.prospective([f"{r['id']}:{m}" for r, m in stats], log)
+    for group, sel in (("by_metric", lambda r, m, g: m == g), ("by_class", lambda r, m, g: g in r["classes"])):
+        for name, entry in out[group].items():
+            entry["first_seen_median_abs_error_frac"] = first_seen.prospective(
+                [f"{r['id']}:{m}" for r, m in stats if sel(r, m, name)], log)["median_abs_error_frac"]
     return out
 
 
