@@ -183,13 +183,15 @@ def _write_timeline(est: Any, path: str) -> list[dict[str, Any]]:
 def cmd_validate(args: argparse.Namespace) -> None:
     from flopcast import api
 
-    update, close = _source_progress(not args.json and args.cv is not None, "validating, one group left out at a time")
+    update, close = _source_progress(not args.json and args.cv is not None, "validating, one group left out at a time"
+                                     if args.what != "simulation" else "simulating the runs (and refitting per group)")
     try:
         report = api.validate(args.what, cv=args.cv, baseline=args.baseline, profile=args.profile, progress=update)
     finally:
         if close:
             close()
-    table = {"ranking": "ranking_validation_tables", "memory": "memory_validation_tables"}.get(
+    table = {"ranking": "ranking_validation_tables", "memory": "memory_validation_tables",
+             "simulation": "simulation_validation_tables"}.get(
         args.what, "fit_validation_tables")
     _emit_json(report) if args.json else _render(table, report)
 
@@ -482,9 +484,10 @@ def _training_commands(add: _Add) -> None:
 def _validation_commands(add: _Add) -> None:
     """validate and calibrate."""
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
-    sp.add_argument("what", choices=("training", "inference", "memory", "ranking"),
+    sp.add_argument("what", choices=("training", "inference", "memory", "ranking", "simulation"),
                     help="which estimator to validate (memory: peak memory per device; ranking: the order of "
-                         "measured plans of one job)")
+                         "measured plans of one job; simulation: latency percentiles under load through "
+                         "`flopcast simulate`)")
     sp.add_argument("--cv", choices=("source", "generation"), default=None,
                     help="also cross-validate: predict each source family (source) or hardware generation "
                          "(generation) with parameters fitted without it")

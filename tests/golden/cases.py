@@ -113,6 +113,7 @@ def cases() -> Iterator[tuple[str, Callable[[], Any]]]:
         yield f"fleet-{name}", lambda n=name: api.plan_fleet(_example(n), confirm=False)
     for kind in ("training", "inference"):
         yield f"validate-{kind}-cv", lambda k=kind: api.validate(k, cv=True)
+    yield "validate-simulation", lambda: api.validate("simulation")
     frozen = _random_scenarios()
     for name, sc in frozen["training"]:
         yield name, lambda s=sc: api.estimate_training(s).to_dict()

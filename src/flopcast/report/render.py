@@ -910,6 +910,47 @@ def _by_class_table(d: dict[str, Any]) -> Table:
     return t
 
 
+def simulation_validation_tables(d: dict[str, Any]) -> Group:
+    """`flopcast validate simulation`: simulated vs measured latency per run and statistic, then the
+    figures per metric, by class and against the targets."""
+    cv = "cv_median_abs_error_frac" in d
+    t = Table(title="Simulation: latency under load, simulated vs measured", title_justify="left")
+    cols = ["id", "load", "metric", "measured s", "simulated s", "error", *(["cv error"] if cv else [])]
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("id", "load", "metric") else "right")
+    for r in d["rows"]:
+        load = ", ".join(f"{k} {v}" for k, v in r["load"].items())
+        for i, (m, v) in enumerate(r["measured"].items()):
+            p, e = r["predicted"].get(m), r["error_frac"].get(m)
+            cells = [r["id"] if i == 0 else "", load if i == 0 else "", m, f"{v:.4g}",
+                     "n/a" if p is None else f"{p:.4g}", "n/a" if e is None else f"{100 * e:+.1f}%"]
+            if cv:
+                ce = r.get("cv_error_frac", {}).get(m)
+                cells.append("n/a" if ce is None else f"{100 * ce:+.1f}%")
+            t.add_row(*cells)
+    m = Table(title="By metric and class", title_justify="left")
+    for h in ("group", "rows", "values", "median |error|", "max |error|", "signed mean", "cv median |error|"):
+        m.add_column(h, justify="left" if h == "group" else "right")
+    for name, g in [*d["by_metric"].items(), *d["by_class"].items()]:
+        signed = g.get("signed_mean_error_frac")
+        m.add_row(name, str(g["num_rows"]), str(g["num_values"]), _pct(g["median_abs_error_frac"]),
+                  _pct(g["max_abs_error_frac"]), "n/a" if signed is None else f"{100 * signed:+.1f}%",
+                  _pct(g.get("cv_median_abs_error_frac")))
+    rows = [("runs / statistics / source families", f"{d['num_rows']} / {d['num_values']} / {d['num_sources']}"),
+            ("median / max |error|", f"{_pct(d['median_abs_error_frac'])} / {_pct(d['max_abs_error_frac'])}")]
+    if cv:
+        rows.append((f"leave-one-{d['cv_method']}-out median / max |error|",
+                     f"{_pct(d['cv_median_abs_error_frac'])} / {_pct(d['cv_max_abs_error_frac'])}"))
+    for part, g in d["targets"].items():
+        key = "cv_median_abs_error_frac" if cv else "median_abs_error_frac"
+        rows.append((f"target {part} ({', '.join(g['metrics'])}) <= {_pct(g['target_frac'])}",
+                     f"{_pct(g.get(key))} over {g['num_values']} values: {'met' if g['met'] else 'not met'}"))
+    fs = d.get("first_seen") or {}
+    rows.append(("prospective (first-seen) median |error|",
+                 f"{_pct(fs.get('median_abs_error_frac'))} over {fs.get('num_known', 0)} statistics"))
+    return Group(t, m, _kv_table("Summary", rows))
+
+
 def memory_validation_tables(d: dict[str, Any]) -> Group:
     """`flopcast validate memory`: the peak-memory rows, then the fits verdict on the training runs."""
     v = d["fits_verdict"]

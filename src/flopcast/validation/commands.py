@@ -12,13 +12,15 @@ from flopcast.errors import InvalidScenario
 
 def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False, profile: Any = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """`flopcast validate training|inference|memory|ranking`: predicted vs measured on every usable
+    """`flopcast validate training|inference|memory|ranking|simulation`: predicted vs measured on every usable
     published run, under the shipped calibration profile (or `profile`: none, a path, a mapping), with
     the figures by class; with `cv` (True or "source": leave one source family out; "generation":
     leave one hardware generation out, training and inference only), the cross-validated figures;
     with `baseline`, the one-parameter baseline's. `memory`: peak memory per device
     (validation/memory.py); `ranking`: the order of the plans of one job against the measured order
-    (validation/ranking.py; shipped profile)."""
+    (validation/ranking.py; shipped profile); `simulation`: latency percentiles under load through the
+    discrete-event simulator (validation/simulation.py; `cv` refits the serving profile without each
+    row's family or generation)."""
     from flopcast.estimate.calibration import resolve_profile
     from flopcast.validation import fit, runs
 
@@ -35,8 +37,10 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
         if cv or baseline:
             raise InvalidScenario("validate ranking: --cv and --baseline apply to training and inference only")
         return validate_ranking(resolve_profile(profile, "training"), progress=progress)
+    if kind == "simulation":   # latency under load through the simulator (validation/simulation.py)
+        return _validate_simulation(cv=cv, baseline=baseline, profile=profile, progress=progress)
     if kind not in ("training", "inference"):
-        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, memory, ranking")
+        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, memory, ranking, simulation")
     from flopcast.validation import first_seen
 
     cases, skipped = runs.builtin(kind)
@@ -47,6 +51,26 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
     for name, entry in out["by_class"].items():
         entry["first_seen_median_abs_error_frac"] = first_seen.prospective(
             [c.id for c in cases if name in c.classes], log)["median_abs_error_frac"]
+    return out
+
+
+def _validate_simulation(*, cv: bool | str | None, baseline: bool, profile: Any,
+                         progress: Callable[[str], None] | None) -> dict[str, Any]:
+    """`validate simulation`: validation/simulation.py's report with the first-seen figures, overall,
+    per metric and per class (first_seen imports the simulation module, so they are added here)."""
+    from flopcast.validation import first_seen, simulation
+
+    if baseline or profile is not None:
+        raise InvalidScenario("validate simulation: --baseline and --profile apply to training and inference; "
+                              "the simulation runs under the shipped serving profile (--cv refits it)")
+    out = simulation.report(cv=cv, progress=progress)
+    stats = [(r, m) for r in out["rows"] for m in r["error_frac"]]
+    log = first_seen.load()
+    out["first_seen"] = first_seen.prospective([f"{r['id']}:{m}" for r, m in stats], log)
+    for group, sel in (("by_metric", lambda r, m, g: m == g), ("by_class", lambda r, m, g: g in r["classes"])):
+        for name, entry in out[group].items():
+            entry["first_seen_median_abs_error_frac"] = first_seen.prospective(
+                [f"{r['id']}:{m}" for r, m in stats if sel(r, m, name)], log)["median_abs_error_frac"]
     return out
 
 

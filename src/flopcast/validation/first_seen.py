@@ -2,12 +2,16 @@
 before the row was added to the validation data (issue 22), the prospective figure beside the
 cross-validated one.
 
-Columns: id, kind (training | inference), first_commit (the commit whose validation data first held
+Columns: id, kind (training | inference | simulation), first_commit (the commit whose validation data first held
 the row as a usable case), quantity, measured, predicted, error_frac, note. `error_frac` is `unknown`
 when the code before that commit could not predict the row (no estimator yet, a model or key it did
 not know): never a guess. A row added from now on is logged when it is added, from the code before
 the change (`python -m flopcast.validation.first_seen --add ID...` with the new rows in place and the
 model not yet changed: the code in the work tree is then the code before the row).
+
+A simulation row (validation/simulation_runs.yaml) measures several statistics: it is logged as one
+entry per measured statistic, with id `RUN:metric` (e.g. `NIM-...-C25:ttft_mean_s`) and the metric as
+its quantity; `--add RUN` logs every statistic of the run.
 
 Derivation of the existing rows (`--derive`, a developer tool): the git history of the validation
 data files gives each row's first commit; the parent commit's source tree (`git archive`, unpacked
@@ -221,8 +225,30 @@ def add(ids: Sequence[str], note: str = "") -> list[dict[str, Any]]:
             if case.id in ids:
                 p = case.predict(profile)
                 new.append(_entry(case, kind, f"after {head}", {"predicted": p}) | {"note": note})
+    new += _simulation_entries(ids, head, note)
     write([*log.values(), *new])
     return new
+
+
+def _simulation_entries(ids: Sequence[str], head: str, note: str) -> list[dict[str, Any]]:
+    """Entries of the simulation runs named in `ids` (a run id: all its statistics; `RUN:metric`:
+    one), simulated by the code as it stands."""
+    from flopcast.validation import simulation
+
+    out = []
+    for run in simulation.load_runs():
+        wanted = [m for m in run.measured if run.id in ids or f"{run.id}:{m}" in ids]
+        if not wanted:
+            continue
+        pred = simulation.predict(run)
+        for m in wanted:
+            e = {"id": f"{run.id}:{m}", "kind": "simulation", "first_commit": f"after {head}", "quantity": m,
+                 "measured": run.measured[m], "predicted": "", "error_frac": "unknown", "note": note}
+            if m in pred:
+                e["predicted"] = pred[m]
+                e["error_frac"] = (pred[m] - run.measured[m]) / run.measured[m]
+            out.append(e)
+    return out
 
 
 def main(argv: Sequence[str]) -> None:
