@@ -25,7 +25,7 @@ VOLATILE_KEYS = frozenset({"elapsed_s", "wall_s", "plans_per_s", "evaluations_pe
                            "catalog_revision", "version", "wall_time_s", "cpu_s"})
 
 TRAIN_EXAMPLES = ("llama3-8b-train-h100", "llama3-405b-pretrain", "deepseek-v3-pretrain", "llama3-405b-phases")
-SERVE_EXAMPLES = ("mixtral-serving", "llama3-8b-serving-sim")
+SERVE_EXAMPLES = ("mixtral-serving", "llama3-8b-serving-sim", "llama3-3b-on-device")
 SIM_EXAMPLES = ("llama3-8b-serving-sim",)
 PLAN_EXAMPLES = ("llama3-8b-train-h100", "llama3-405b-pretrain", "deepseek-v3-pretrain", "mixtral-serving",
                  "llama3-8b-serving-sim", "custom-config", "llama3-405b-phases")
@@ -111,7 +111,7 @@ def cases() -> Iterator[tuple[str, Callable[[], Any]]]:
         yield f"simulate-{name}", lambda n=name: api.simulate_serving(_example(n), max_requests=400).to_dict()
     for name in FLEET_EXAMPLES:
         yield f"fleet-{name}", lambda n=name: api.plan_fleet(_example(n), confirm=False)
-    for kind in ("training", "inference"):
+    for kind in ("training", "inference", "on-device"):
         yield f"validate-{kind}-cv", lambda k=kind: api.validate(k, cv=True)
     yield "validate-simulation", lambda: api.validate("simulation")
     frozen = _random_scenarios()

@@ -53,7 +53,7 @@ def efficiency(hw_id: str, dtype: str, attention_kernel: str = "flash3") -> Effi
         matmul_frac=float(frac),
         attention_fwd_frac=float(att[0]),
         attention_bwd_frac=float(att[1]),
-        memory_frac=float(d["memory"]["fraction"]),
+        memory_frac=float(entry.get("memory", d["memory"]["fraction"])),   # a measured edge part's own
         scale_up_frac=float(d["scale_up"]["fraction"]),
         scale_out_frac=float(d["scale_out"]["fraction"]),
         source=entry.get("source", d["matmul"]["source"]),
@@ -90,6 +90,12 @@ def generation_of(hw_id: str) -> str:
         if hw_id in ids:
             return gen
     return "other"
+
+
+def dispatch_gap_s(hw_id: str) -> float:
+    """GPU time of one dependent kernel dispatch on an edge GPU (catalog/efficiency.yaml
+    `dispatch_gap_s`; 0 where not measured: the datacenter parts' per-kernel tails cover theirs)."""
+    return float(_table()["hardware"].get(hw_id, {}).get("dispatch_gap_s", 0.0))
 
 
 def fp4_matmul_frac(hw_id: str) -> float | None:

@@ -32,6 +32,7 @@ from flopcast.estimate import ops as ops_mod
 from flopcast.estimate.efficiency import (
     attention_seq_factor,
     deepep_floor_s,
+    dispatch_gap_s,
     efficiency_for,
     fp4_matmul_frac,
     generation_of,
@@ -49,6 +50,9 @@ ACT_BYTES = 2.0
 # Block-scaled formats store one scale per block: NVFP4 one fp8 scale per 16 elements, int4
 # (AWQ/GPTQ) an fp16 scale and zero per 128-element group.
 SCALE_BYTES_PER_WEIGHT = {"fp4": 1 / 16, "int4": 4 / 128}
+# inference.weight_group_size g: one fp16 scale per g weights, symmetric (ggml block_q4_0 / block_q8_0:
+# a ggml_half d and 32 quants, ggml/src/ggml-common.h; MLC q4f16_1: group 32), 2 / g bytes per weight
+GROUP_SCALE_BYTES = 2.0
 RUNTIME_RESERVE_BYTES = 1.0 * units.GiB     # CUDA context, cuBLAS workspaces, NCCL buffers
 KERNELS_PER_LAYER = 12                       # norms, projections, attention, activation, residuals, rope
 # Iterations that carry prompt tokens run eagerly (engines capture CUDA graphs for pure-decode batch
@@ -147,7 +151,8 @@ def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serv
         raise InvalidScenario(
             f"inference.kv_dtype: {kv} KV cache needs native {kv} support, which {hw.id} lacks "
             f"(it supports {', '.join(peaks)}); use bf16")
-    w_bytes = BYTES_PER_ELEMENT[wd] + SCALE_BYTES_PER_WEIGHT.get(wd, 0.0)
+    w_bytes = BYTES_PER_ELEMENT[wd] + (GROUP_SCALE_BYTES / spec.weight_group_size if spec.weight_group_size
+                                       else SCALE_BYTES_PER_WEIGHT.get(wd, 0.0))
     vector = peaks.get("fp32") or half / 16
     return _Serve(model, hw, spec, ctx, native, w_bytes, BYTES_PER_ELEMENT[kv], half, vector,
                   prof.get(f"moe.{gen}"))
@@ -430,6 +435,8 @@ def iteration_breakdown_s(sv: _Serve, n_decode: float, ctx_decode: float, n_pref
     if n_prefill > 0 and not engine.mixed_graphs:
         total["launch"] = per_stage * KERNELS_PER_LAYER * EAGER_LAUNCH_S
     total["launch"] += engine.host_s_per_iteration / p
+    # an edge GPU drains and refills between dependent kernels: each of a layer's kernels pays it
+    total["launch"] += per_stage * KERNELS_PER_LAYER * dispatch_gap_s(sv.hw.lookup_id)
     return {k: p * v for k, v in total.items()} if p > 1 else total
 
 
@@ -511,12 +518,19 @@ def kv_capacity_bytes(spec: InferenceSpec, cap: float, weights: float, workspace
             return (frac or 0.8) * (cap - weights - RUNTIME_RESERVE_BYTES)
 
 
+def usable_memory_bytes(hw: AcceleratorSpec) -> float:
+    """The memory a deployment may hold on one device: the whole capacity, or on a unified-memory
+    phone or laptop the share one app may use (hardware `app_memory`; the OS keeps the rest)."""
+    cap = hw.hbm_capacity_bytes
+    return min(cap, hw.app_memory_bytes) if hw.app_memory_bytes else cap
+
+
 def memory_split(sv: _Serve) -> tuple[float, float, float, float]:
     """(weights, activation workspace, the rest the engine keeps back, bytes for the KV cache) per
-    device, by the engine's accounting (kv_capacity_bytes); the weights include a draft model's
-    (speculative decoding with method draft_model)."""
+    device, by the engine's accounting (kv_capacity_bytes) of the usable memory (usable_memory_bytes);
+    the weights include a draft model's (speculative decoding with method draft_model)."""
     model, spec = sv.model, sv.spec
-    cap = sv.hw.hbm_capacity_bytes
+    cap = usable_memory_bytes(sv.hw)
     draft = draft_deployment(sv)
     weights = _weights_per_device(sv) + (_weights_per_device(draft) if draft is not None else 0.0)
     f_max = max((lay.ffn.d_ff if isinstance(lay.ffn, DenseFFN) else lay.ffn.expert_d_ff * lay.ffn.top_k)
@@ -609,14 +623,16 @@ def _no_fit_reason(sv: _Serve, fixed: tuple[float, float, float], kv_seq: float,
             return None
         return (f"batch_size {batch} needs {units.format_bytes(batch * kv_seq)} of KV cache per device; "
                 f"only {max_batch} sequences fit")
-    cap = hw.hbm_capacity_bytes
+    cap = usable_memory_bytes(hw)
     weights, workspace, reserve = fixed
     domain = max(1, hw.scale_up_domain)
     tp_needed = next((t for t in (1, 2, 4, 8, 16, 32, 64, 128) if t <= domain and
                       kv_capacity_bytes(replace(spec, tp=t), cap, weights * spec.tp / t, workspace) >= kv_seq), None)
     need = weights + workspace + reserve + kv_seq
+    has = (f"an app on {hw.id} may use {units.format_bytes(cap)} of its {units.format_bytes(hw.hbm_capacity_bytes)}"
+           if cap < hw.hbm_capacity_bytes else f"{hw.id} has {units.format_bytes(cap)}")
     reason = (f"needs {units.format_bytes(need)} per device for weights, workspace, reserve and one sequence's "
-              f"KV cache; {hw.id} has {units.format_bytes(cap)}")
+              f"KV cache; {has}")
     if tp_needed:
         return reason + f"; tp = {tp_needed} would fit"
     if domain == 1:

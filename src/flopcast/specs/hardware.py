@@ -48,6 +48,9 @@ class AcceleratorSpec:
     # local NVMe of the reference node (ZeRO-Infinity offload): capacity and aggregate read bandwidth
     nvme_capacity_bytes_per_node: float | None = None
     nvme_bandwidth_bytes_per_s_per_node: float | None = None
+    # unified-memory devices (phones, laptops): the memory one app may hold (the OS keeps the rest);
+    # serving's capacity check is against it. None: the whole hbm_capacity.
+    app_memory_bytes: float | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
     notes: str = ""
 
@@ -83,6 +86,7 @@ _FIELDS: dict[str, tuple[str, str, bool]] = {
     "power_max": ("power_max_w", "w", False),
     "nvme_capacity": ("nvme_capacity_bytes_per_node", "bytes", False),
     "nvme_bandwidth": ("nvme_bandwidth_bytes_per_s_per_node", "bytes_per_s", False),
+    "app_memory": ("app_memory_bytes", "bytes", False),
 }
 _TEXT = ("id", "name", "vendor", "status", "memory_kind", "notes")
 NUMERIC_FIELDS = (*_FIELDS, "peak_flops")

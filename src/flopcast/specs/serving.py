@@ -17,13 +17,17 @@ KV_DTYPES = ("bf16", "fp16", "fp8", "int8")
 INFERENCE_KEYS = ("tp", "pp", "dp", "ep", "weights_dtype", "kv_dtype", "batch_size", "input_tokens", "output_tokens",
                   "max_tokens_per_iteration", "block_size", "workload", "scheduler", "slo",
                   "engine", "max_num_tokens", "max_batch_size", "eplb", "prefix_cache_hit_frac", "pool",
-                  "two_batch_overlap", "speculative", "prefill", "decode", "kv_memory_fraction")
+                  "two_batch_overlap", "speculative", "prefill", "decode", "kv_memory_fraction",
+                  "weight_group_size")
 # inference.prefill / inference.decode: a disaggregated pool's own layout, overriding the section's keys
 # (dp is the pool's replicas; hardware a catalog id or mapping, like the top-level hardware)
 POOL_ROLES = ("prefill", "decode")
 POOL_KEYS = ("hardware", "tp", "pp", "dp", "ep", "engine", "weights_dtype", "kv_dtype", "batch_size",
              "max_batch_size", "max_num_tokens", "max_tokens_per_iteration", "block_size", "eplb",
-             "two_batch_overlap", "kv_memory_fraction")
+             "two_batch_overlap", "kv_memory_fraction", "weight_group_size")
+# weight-only integer formats with one fp16 scale per group of weights (inference.weight_group_size)
+GROUPED_WEIGHT_DTYPES = ("int4", "int8")
+MAX_WEIGHT_GROUP_SIZE = 4096
 SPECULATIVE_METHODS = ("mtp", "eagle", "draft_model")
 SPECULATIVE_KEYS = ("method", "num_draft_tokens", "acceptance_length", "draft_model")
 
@@ -84,7 +88,9 @@ class InferenceSpec:
     TensorRT-LLM max_num_tokens; 8192 by default in both throughput setups; the engine's own default
     otherwise: DeepSpeed-FastGen 768, TGI max_batch_prefill_tokens 4096). kv_memory_fraction: the
     engine's KV-cache memory fraction (vLLM gpu_memory_utilization, SGLang mem_fraction_static,
-    TensorRT-LLM free_gpu_memory_fraction, LMDeploy cache_max_entry_count, ...), None for its default."""
+    TensorRT-LLM free_gpu_memory_fraction, LMDeploy cache_max_entry_count, ...), None for its default.
+    weight_group_size: int4/int8 weights with one fp16 scale per group of this many weights (llama.cpp
+    Q4_0/Q8_0 and MLC q4f16_1: 32), None for the format's default block scales."""
 
     tp: int = 1
     pp: int = 1
@@ -105,6 +111,7 @@ class InferenceSpec:
     two_batch_overlap: bool = False
     speculative: SpeculativeSpec | None = None
     kv_memory_fraction: float | None = None
+    weight_group_size: int | None = None
     profile: Profile = Profile("inference")
 
     @property
@@ -116,8 +123,8 @@ class InferenceSpec:
         out: dict[str, Any] = {}
         for key in self.__slots__:
             value = getattr(self, key)
-            if key == "kv_memory_fraction" and value is None:
-                continue        # echoed only when given (the engine's default is an assumption)
+            if key in ("kv_memory_fraction", "weight_group_size") and value is None:
+                continue        # echoed only when given (the default is an assumption)
             if key == "profile":
                 value = value.as_dict()
             elif isinstance(value, SpeculativeSpec):
@@ -147,6 +154,20 @@ def _fraction(value: Any, field: str) -> float | None:
         raise InvalidScenario(f"{field}: expected a fraction in (0, 1] (e.g. 0.9, the share of memory the engine's "
                               f"rule applies it to), got {value!r}")
     return float(value)
+
+
+def _group_size(data: Mapping[str, Any], weights_dtype: str) -> int | None:
+    """inference.weight_group_size: weights per fp16 scale of an int4/int8 weight-only format (None
+    when not given); another weights_dtype is refused."""
+    if data.get("weight_group_size") is None:
+        return None
+    if weights_dtype not in GROUPED_WEIGHT_DTYPES:
+        raise InvalidScenario(f"inference.weight_group_size: applies to weights_dtype {' or '.join(GROUPED_WEIGHT_DTYPES)}"
+                              f" (group-scaled integer weights), not {weights_dtype}")
+    n = bounded_int(data["weight_group_size"], "inference.weight_group_size", 8, MAX_WEIGHT_GROUP_SIZE)
+    if n & (n - 1):
+        raise InvalidScenario(f"inference.weight_group_size: expected a power of two (32, 64, 128, ...), got {n}")
+    return n
 
 
 def inference_from_mapping(data: Mapping[str, Any], profile: Profile | None = None) -> InferenceSpec:
@@ -186,6 +207,7 @@ def inference_from_mapping(data: Mapping[str, Any], profile: Profile | None = No
         two_batch_overlap=flag(data, "inference", "two_batch_overlap", False),
         speculative=_speculative(data.get("speculative")),
         kv_memory_fraction=_fraction(data.get("kv_memory_fraction"), "inference.kv_memory_fraction"),
+        weight_group_size=_group_size(data, wd),
         profile=profile if profile is not None else calibration.shipped("inference"),
     )
 

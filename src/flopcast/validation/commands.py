@@ -12,8 +12,8 @@ from flopcast.errors import InvalidScenario
 
 def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False, profile: Any = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """`flopcast validate training|inference|memory|ranking|simulation`: predicted vs measured on every usable
-    published run, under the shipped calibration profile (or `profile`: none, a path, a mapping), with
+    """`flopcast validate training|inference|on-device|memory|ranking|simulation`: predicted vs measured on every
+    usable published run, under the shipped calibration profile (or `profile`: none, a path, a mapping), with
     the figures by class; with `cv` (True or "source": leave one source family out; "generation":
     leave one hardware generation out, training and inference only), the cross-validated figures;
     with `baseline`, the one-parameter baseline's. `memory`: peak memory per device
@@ -39,12 +39,14 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
         return validate_ranking(resolve_profile(profile, "training"), progress=progress)
     if kind == "simulation":   # latency under load through the simulator (validation/simulation.py)
         return _validate_simulation(cv=cv, baseline=baseline, profile=profile, progress=progress)
-    if kind not in ("training", "inference"):
-        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, memory, ranking, simulation")
+    if kind not in ("training", "inference", "on-device"):
+        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, on-device, memory, ranking, "
+                              "simulation")
     from flopcast.validation import first_seen
 
     cases, skipped = runs.builtin(kind)
-    out = fit.report(cases, kind, resolve_profile(profile, kind), cv=cv, baseline=baseline, skipped=skipped,
+    fit_kind = "inference" if kind == "on-device" else kind   # on-device rows: serving, validated only
+    out = fit.report(cases, kind, resolve_profile(profile, fit_kind), cv=cv, baseline=baseline, skipped=skipped,
                      progress=progress)
     log = first_seen.load()
     out["first_seen"] = first_seen.prospective([c.id for c in cases], log)

@@ -35,7 +35,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 LOG_PATH = HERE / "first_seen.csv"
 COLUMNS = ("id", "kind", "first_commit", "quantity", "measured", "predicted", "error_frac", "note")
-DATA_FILES = ("training_runs.csv", "inference_runs.csv", "more_runs.yaml", "extra_runs.yaml")
+DATA_FILES = ("training_runs.csv", "inference_runs.csv", "more_runs.yaml", "extra_runs.yaml", "ondevice_runs.yaml")
 # refused keys that change what is deployed: without them the old code predicts another deployment
 STRUCTURAL_KEYS = ("pool", "prefill", "decode", "ep", "speculative", "finetune", "eplb", "mtp_layers",
                    "precision", "weights_dtype", "kv_dtype", "moe_capacity_factor", "moe_routing")
@@ -219,8 +219,8 @@ def add(ids: Sequence[str], note: str = "") -> list[dict[str, Any]]:
     log = load()
     head = _git("rev-parse", "HEAD").strip()[:10]
     new = []
-    for kind in ("training", "inference"):
-        profile = resolve_profile(None, kind)
+    for kind in ("training", "inference", "on-device"):
+        profile = resolve_profile(None, "inference" if kind == "on-device" else kind)
         for case in runs.builtin(kind)[0]:
             if case.id in ids:
                 p = case.predict(profile)

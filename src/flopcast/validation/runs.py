@@ -42,6 +42,10 @@ def builtin(kind: str) -> tuple[list, list[dict[str, Any]]]:
         from flopcast.validation import training
 
         return training.cases()
+    if kind == "on-device":
+        from flopcast.validation import ondevice
+
+        return ondevice.cases()
     from flopcast.validation import inference
 
     return inference.cases()
