@@ -12,8 +12,11 @@ task returns (search.evaluate_groups):
   from the front whatever its exact step time; search.pareto keeps a plan only if no faster or
   equally fast plan with a smaller sort key needs as little memory).
 The bound (estimate.training.step.step_lower_bound_s) is the busiest rank's work with its
-transfers plus what the step adds after the pipelined part; the exact step equals it up to
-rounding when the bubble is zero, so it is compared with a relative margin of ROUNDING_FRAC.
+transfers (the cheap bound every fitting plan gets) plus what the step adds after the pipelined
+part (the plans the cheap bound does not rule out, in the order of their cheap bound); plans are
+timed in the order of their whole bound (a best-first queue); the exact
+step equals it up to rounding when the bubble is zero, so it is compared with a relative margin
+of ROUNDING_FRAC.
 The plans counted (evaluated, fitting) are exactly those of the exhaustive pass: every plan is
 still sized.
 """
@@ -78,6 +81,13 @@ class Fastest:
             heapq.heapreplace(self.heap, -step_s)
 
 
+def _ruled_out(bound_s: float, memory_bytes: float, fastest: Fastest, front: Front) -> bool:
+    """Whether a plan whose step is at least `bound_s` (to rounding) is neither among the fastest
+    (`fastest`: of all plans, or of roomy plans for a roomy one) nor on the Pareto front."""
+    low_s = bound_s * (1 - ROUNDING_FRAC)
+    return low_s > fastest.threshold_s and front.dominated(low_s, memory_bytes)
+
+
 def evaluate_pruned(job: Any, numbered: Iterable[tuple[int, int, ParallelPlan]],
                     cache: dict[Any, Any]) -> tuple[int, int, list[Key], dict[tuple[int, int], ParallelPlan]]:
     """(plans evaluated, plans fitting, keys of the fitting plans timed, their plans) over the
@@ -91,16 +101,23 @@ def evaluate_pruned(job: Any, numbered: Iterable[tuple[int, int, ParallelPlan]],
         s = size_plan(job.model, job.hw, plan, job.train, cache=cache,
                       scale_out_bandwidth_bytes_per_s=job.scale_out_bandwidth_bytes_per_s, **kw)
         if s.fits:
-            sized.append((sized_lower_bound_s(s, job.model, job.hw, plan, job.train, **kw), gi, pi, plan, s))
-    sized.sort(key=lambda x: (x[0], x[1], x[2]))
+            low_s = sized_lower_bound_s(s, job.model, job.hw, plan, job.train, pipelined_only=True, **kw)
+            sized.append((low_s, gi, pi, plan, s))
+    # best first: each plan enters with its cheap bound; popped, it gets its whole bound and
+    # enters again; popped with that, it is timed (unless ruled out on the way)
+    queue = [(low_s, 0, gi, pi, i) for i, (low_s, gi, pi, _, _) in enumerate(sized)]
+    heapq.heapify(queue)
     fastest, roomy, front = Fastest(job.top), Fastest(job.top), Front()
     timed: list[Key] = []
     plans: dict[tuple[int, int], ParallelPlan] = {}
-    for bound_s, gi, pi, plan, s in sized:
-        low_s = bound_s * (1 - ROUNDING_FRAC)
+    while queue:
+        bound_s, whole, gi, pi, i = heapq.heappop(queue)
+        plan, s = sized[i][3], sized[i][4]
         is_roomy = s.memory_bytes <= job.roomy_memory_bytes
-        threshold_s = roomy.threshold_s if is_roomy else fastest.threshold_s
-        if low_s > threshold_s and front.dominated(low_s, s.memory_bytes):
+        if _ruled_out(bound_s, s.memory_bytes, roomy if is_roomy else fastest, front):
+            continue
+        if not whole:
+            heapq.heappush(queue, (sized_lower_bound_s(s, job.model, job.hw, plan, job.train, **kw), 1, gi, pi, i))
             continue
         step_s = sized_step_s(s, job.model, job.hw, plan, job.train, cache=cache, **kw)
         timed.append((step_s, s.memory_bytes, gi, pi))

@@ -419,14 +419,18 @@ def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: Parall
 
 
 def step_lower_bound_s(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
-                       shard: dpm.OptimizerShard, m: int, devices_per_node: int) -> float:
+                       shard: dpm.OptimizerShard, m: int, devices_per_node: int, *, pipelined_only: bool = False
+                       ) -> float:
     """A lower bound on the step time without simulating the schedule: the busiest rank's work and
     its transfers (the pipelined part is never shorter: pipeline_times clamps it there, and the
-    bubble is >= 0) plus what the step adds after the pipelined part. The exact step equals it up
-    to rounding when the bubble is 0."""
+    bubble is >= 0) plus (unless `pipelined_only`, a cheaper and lower bound) what the step adds
+    after the pipelined part, none of it negative. The exact step equals the whole bound up to
+    rounding when the bubble is 0."""
     per_stage, slow = _timed(w, plan, train, hw)
     n = chunks_per_rank(schedule_name(plan), plan.vpp)
     p2p = 2 * m * n * _pp_transfer_s(w, model, plan, train, devices_per_node) if plan.pp > 1 else 0.0
+    if pipelined_only:
+        return m * per_stage[slow].total_s + p2p
     dp_s, offload, other = _off_pipeline_s(w, model, hw, plan, train, shard, m, devices_per_node)
     return m * per_stage[slow].total_s + p2p + dp_s + offload + other
 
@@ -529,10 +533,11 @@ def size_plan(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: 
 
 
 def sized_lower_bound_s(sized: Sized, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
-                        train: TrainingSpec, *, devices_per_node: int) -> float:
+                        train: TrainingSpec, *, devices_per_node: int, pipelined_only: bool = False) -> float:
     """step_lower_bound_s of a plan size_plan found fitting."""
     assert sized.work is not None and sized.shard is not None
-    return step_lower_bound_s(sized.work, model, hw, plan, train, sized.shard, sized.m, devices_per_node)
+    return step_lower_bound_s(sized.work, model, hw, plan, train, sized.shard, sized.m, devices_per_node,
+                              pipelined_only=pipelined_only)
 
 
 def sized_step_s(sized: Sized, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
