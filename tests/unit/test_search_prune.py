@@ -164,3 +164,24 @@ def test_dualpipe_with_one_micro_batch_is_refused():
     s = size_plan(rs.model, rs.hardware, plan, rs.training, cache={},
                   scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, **_kw(rs))
     assert not s.fits
+
+
+@pytest.mark.parametrize("schedule", ["gpipe", "1f1b", "interleaved", "zero_bubble", "zb_h2", "dualpipe", "dualpipev"])
+def test_peak_inflight_needs_no_timing(schedule):
+    """The micro-batches in flight per rank counted along the schedule's orders equal the simulated
+    timeline's, with equal stages (what the memory model uses) and with random stage times and
+    transfers, for every pp up to 8 (vpp 2 and 3 interleaved) and m from 1 to 3 pp."""
+    from flopcast.estimate.pipeline import peak_inflight, refusal, simulate
+
+    rng = random.Random(11)
+    for pp in range(1, 9):
+        for vpp in ((2, 3) if schedule == "interleaved" else (1,)):
+            for m in range(1, 3 * pp + 1):
+                if refusal(schedule, pp, vpp, m):
+                    continue
+                one = [1 / 3] * pp
+                want = simulate(schedule, pp, vpp, m, one, one, one, 0.0).peak_inflight
+                assert peak_inflight(schedule, pp, vpp, m) == want
+                f, b, w = ([rng.uniform(0.05, 2.0) for _ in range(pp)] for _ in range(3))
+                assert peak_inflight(schedule, pp, vpp, m) == simulate(schedule, pp, vpp, m, f, b, w,
+                                                                      rng.uniform(0, 0.3)).peak_inflight

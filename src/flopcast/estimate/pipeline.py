@@ -231,6 +231,29 @@ def activation_limit(schedule: str, pp: int, rank: int) -> int | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def peak_inflight(schedule: str, pp: int, vpp: int, m: int) -> tuple[float, ...]:
+    """Each rank's peak count of micro-batches whose activations it holds, exactly `simulate`'s
+    Timeline.peak_inflight for any stage times: the count moves only along the rank's own order (a
+    forward or fused chunk adds one, a backward or the fused chunk's backward half removes one, a W
+    chunk neither), so it needs no timing. Over chunks per rank, as the timeline's."""
+    _, rank_orders = orders(schedule, pp, vpp, m)
+    n = chunks_per_rank(schedule, vpp)
+    out = []
+    for order in rank_orders:
+        live = peak = 0
+        for kind, _, _ in order:
+            if kind == F or kind == FB:
+                live += 1
+                peak = max(peak, live)
+                if kind == FB:
+                    live -= 1
+            elif kind != W:
+                live -= 1
+        out.append(peak / n)
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- the timeline
 @dataclass(frozen=True, slots=True)
 class Event:
