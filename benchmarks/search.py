@@ -1,6 +1,6 @@
 """Plan search speed and quality (issues 4 and 24).
 
-Usage: python benchmarks/search.py [--calculon PATH] [--only gpt3|llama405b|deepseek]
+Usage: python benchmarks/search.py [--calculon PATH] [--only gpt3|llama405b|deepseek] [--exhaustive]
 - GPT-3 175B / 1024 A100-80GB / seq 2048 / batch 1536: the whole space (issue 24's target: <= 5 s wall
   and >= 1,000x Calculon per CPU-second, measured side by side).
 - Llama 3.1 405B / 16384 H100 / seq 8192 / batch 2048: the best plan predicted at least as fast as
@@ -11,18 +11,22 @@ processes). With --calculon PATH (a local checkout of github.com/calculon-ai/cal
 not on the package index; nothing of it enters this repository), Calculon's own evaluation of
 GPT-3 175B on 1,024 A100 (its models/gpt3-175B.json and systems/a100_80g.json, tp 8, pp 16,
 dp 8, micro-batch 1, batch 1536) is timed in a child process for a few CPU-seconds in the same run,
-and the ratio per CPU-second is printed.
+and the ratio per CPU-second is printed. With --exhaustive, each search is run again timing every
+fitting plan (no pruning, flopcast.search.search(prune=False)) and the two answers are compared
+(the same JSON is expected: best plans, their order, the Pareto front, the counts).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from flopcast import api
 
@@ -75,10 +79,12 @@ def calculon_rate(path: str, seconds: float = 5.0) -> float:
     return rate
 
 
-def run(name: str, scenario, calculon: float | None) -> object:
+def run(name: str, scenario, calculon: float | None, exhaustive: bool = False) -> Any:
     c0, t0 = cpu_s(), time.perf_counter()
     r = api.search_training(scenario, top=3)
     dt, dc = time.perf_counter() - t0, cpu_s() - c0
+    if exhaustive:
+        compare_exhaustive(name, scenario, r)
     per_cpu = r.num_evaluated / max(dc, 1e-9)
     ratio = f", {per_cpu / calculon:,.0f}x Calculon per CPU-second" if calculon else ""
     print(f"{name}: {r.num_evaluated:,} plans ({r.num_fitting:,} fit) in {dt:.1f} s wall, {dc:.1f} CPU-s: "
@@ -91,23 +97,44 @@ def run(name: str, scenario, calculon: float | None) -> object:
     return r
 
 
+def compare_exhaustive(name: str, scenario, pruned) -> None:
+    """The same search timing every fitting plan; prints its cost and whether the answers are equal."""
+    from flopcast import search as search_mod
+    from flopcast.run import search as run_search
+
+    pruning = run_search.search
+    run_search.search = functools.partial(search_mod.search, prune=False)
+    try:
+        c0, t0 = cpu_s(), time.perf_counter()
+        full = api.search_training(scenario, top=3)
+        dt, dc = time.perf_counter() - t0, cpu_s() - c0
+    finally:
+        run_search.search = pruning
+    same = json.dumps(full.to_dict(), sort_keys=True, default=str) == json.dumps(pruned.to_dict(), sort_keys=True,
+                                                                                default=str)
+    print(f"{name}, exhaustive (every fitting plan timed): {dt:.1f} s wall, {dc:.1f} CPU-s; "
+          f"{'the SAME answer as the pruned search' if same else 'a DIFFERENT answer from the pruned search'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--calculon", metavar="PATH", help="a local checkout of calculon-ai/calculon")
     ap.add_argument("--only", choices=("gpt3", "llama405b", "deepseek"))
+    ap.add_argument("--exhaustive", action="store_true", help="also search timing every plan and compare")
     args = ap.parse_args()
     calculon = calculon_rate(args.calculon) if args.calculon else None
     if args.only in (None, "gpt3"):
-        run("GPT-3 175B / 1024 A100", str(ROOT / "examples/gpt3-175b-search.yaml"), calculon)
+        run("GPT-3 175B / 1024 A100", str(ROOT / "examples/gpt3-175b-search.yaml"), calculon, args.exhaustive)
     if args.only in (None, "llama405b"):
         path = str(ROOT / "examples/llama3-405b-pretrain.yaml")
-        best = run("Llama 3.1 405B / 16384 H100", path, calculon).plans[0]
+        best = run("Llama 3.1 405B / 16384 H100", path, calculon, args.exhaustive).plans[0]
         meta = api.estimate_training(path)
         print(f"Meta's plan (tp 8, pp 16, dp 128): step {meta.step_time_s:.3f} s, fits {meta.fits} "
               f"({meta.memory_per_device_bytes / 2**30:.1f} GiB); best found {best.step_time_s:.3f} s, "
               f"fits {best.fits}: {'at least as fast' if best.step_time_s <= meta.step_time_s else 'SLOWER'}")
     if args.only in (None, "deepseek"):
-        run("DeepSeek-V3 / 2048 H800 (no key fixed)", str(ROOT / "examples/deepseek-v3-pretrain.yaml"), calculon)
+        run("DeepSeek-V3 / 2048 H800 (no key fixed)", str(ROOT / "examples/deepseek-v3-pretrain.yaml"), calculon,
+            args.exhaustive)
 
 
 if __name__ == "__main__":

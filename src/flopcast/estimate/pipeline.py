@@ -231,6 +231,29 @@ def activation_limit(schedule: str, pp: int, rank: int) -> int | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def peak_inflight(schedule: str, pp: int, vpp: int, m: int) -> tuple[float, ...]:
+    """Each rank's peak count of micro-batches whose activations it holds, exactly `simulate`'s
+    Timeline.peak_inflight for any stage times: the count moves only along the rank's own order (a
+    forward or fused chunk adds one, a backward or the fused chunk's backward half removes one, a W
+    chunk neither), so it needs no timing. Over chunks per rank, as the timeline's."""
+    _, rank_orders = orders(schedule, pp, vpp, m)
+    n = chunks_per_rank(schedule, vpp)
+    out = []
+    for order in rank_orders:
+        live = peak = 0
+        for kind, _, _ in order:
+            if kind == F or kind == FB:
+                live += 1
+                peak = max(peak, live)
+                if kind == FB:
+                    live -= 1
+            elif kind != W:
+                live -= 1
+        out.append(peak / n)
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- the timeline
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -280,34 +303,37 @@ class _Run:
         self.pending, self.held, self.live, self.peak = [0] * pp, [0] * pp, [0] * pp, [0] * pp
         self.limit = [activation_limit(schedule, pp, r) for r in range(pp)]
         self.log: list[tuple[int, int, int, float, float, int]] = []   # rank, kind, key, start, end, pred
-
-    def _stage(self, key: int) -> int:
-        return (key // self.shape.mbs) % self.shape.stages
+        # per rank, each kind's busy time; per kind, its transfers' time (computed once, as _run did)
+        self.busy = [(f, b + w, b, w, f + b + w) for f, b, w in zip(self.f_s, self.b_s, self.w_s, strict=True)]
+        self.send_s = tuple(k * p2p_s for k in _SENDS)
 
     def ready(self, kind: int, key: int, key_b: int) -> tuple[float, int]:
         """When the chunk's inputs are there and the chunk that delivers the last one (time -1 if an
         input is not yet scheduled, index -1 if none)."""
-        mbs = self.shape.mbs
+        mbs, stages = self.shape.mbs, self.shape.stages
         at, idx = 0.0, -1
         if kind == W:
             return at, idx
-        if kind in (F, FB):
-            if self._stage(key) > 0:
+        if kind == F or kind == FB:
+            if (key // mbs) % stages > 0:
                 at, idx = self.f_end[key - mbs], self.f_idx[key - mbs]
             if kind == F or at < 0:
                 return at, idx
             key = key_b
-        dep = key + mbs if self._stage(key) < self.shape.stages - 1 else -1
-        b_at, b_idx = (self.b_end[dep], self.b_idx[dep]) if dep >= 0 else (self.f_end[key], self.f_idx[key])
+        if (key // mbs) % stages < stages - 1:
+            dep = key + mbs
+            b_at, b_idx = self.b_end[dep], self.b_idx[dep]
+        else:
+            b_at, b_idx = self.f_end[key], self.f_idx[key]
         if b_at < 0:
             return -1.0, -1
         return (b_at, b_idx) if b_at >= at else (at, idx)
 
     def _run(self, r: int, kind: int, key: int, ready: tuple[float, int]) -> tuple[float, int]:
-        f, b, w = self.f_s[r], self.b_s[r], self.w_s[r]
-        busy = (f, b + w, b, w, f + b + w)[kind]
-        start, pred = (ready[0], ready[1]) if ready[0] > self.clock[r] else (self.clock[r], self.last[r])
-        end = start + busy + _SENDS[kind] * self.p2p_s
+        busy = self.busy[r][kind]
+        clock = self.clock[r]
+        start, pred = ready if ready[0] > clock else (clock, self.last[r])
+        end = start + busy + self.send_s[kind]
         self.clock[r] = end
         self.last[r] = len(self.log)
         self.log.append((r, kind, key, start, end, pred))
@@ -333,13 +359,14 @@ class _Run:
         if kind == W:
             self.weight(r)
             return
-        self.fill(r, kind, ready[0])
-        if kind in (F, FB):
+        if self.limit[r] is not None:
+            self.fill(r, kind, ready[0])
+        if kind == F or kind == FB:
             self.held[r] += 1
             self.live[r] += 1
             self.peak[r] = max(self.peak[r], self.live[r])
         end, idx = self._run(r, kind, key, ready)
-        if kind in (F, FB):
+        if kind == F or kind == FB:
             self.f_end[key], self.f_idx[key] = end, idx
         if kind == FB:
             key = key_b
@@ -357,18 +384,22 @@ def _drive(run: _Run, rank_orders: tuple[tuple[Item, ...], ...], label: str) -> 
     pp = len(rank_orders)
     pos = [0] * pp
     left = sum(len(o) for o in rank_orders)
+    ready_of, chunk = run.ready, run.chunk
     while left:
         progress = False
         for r in range(pp):
             order = rank_orders[r]
-            while pos[r] < len(order):
-                kind, key, key_b = order[pos[r]]
-                ready = run.ready(kind, key, key_b)
+            i, n = pos[r], len(order)
+            while i < n:
+                kind, key, key_b = order[i]
+                ready = ready_of(kind, key, key_b)
                 if ready[0] < 0:
                     break
-                run.chunk(r, kind, key, key_b, ready)
-                pos[r] += 1
-                left -= 1
+                chunk(r, kind, key, key_b, ready)
+                i += 1
+            if i > pos[r]:
+                left -= i - pos[r]
+                pos[r] = i
                 progress = True
         if not progress:
             raise RuntimeError(f"pipeline simulator: {label} deadlocked")

@@ -7,18 +7,20 @@ by fewer mechanisms with little validation for the model's class (search/evidenc
 headroom (in whole memory bands, at most two), then fewer mechanisms, then step time; a plan whose
 memory is within the memory band of capacity is marginal and comes after every plan with headroom.
 
-Every plan is timed by the training estimator itself (`step_summary` shares `estimate_training`'s
-code path, with a memo cache so that the parts shared by many plans, the per-layer costs for a
-given tp, cp, sp, ep and micro-batch, are computed once). The (tp, cp, pp) groups are dealt into
-tasks run on processes (local backend, all cores) or Ray tasks (`backend="ray"`); each task
-enumerates its own plans and returns only its best plans and Pareto front, so the results do not
-depend on the backend or the dealing.
+Every plan is sized by the training estimator itself (`size_plan` and `sized_step_s` are
+`estimate_training`'s code path, with a memo cache so that the parts shared by many plans, the
+per-layer costs for a given tp, cp, sp, ep and micro-batch, the stage work, the schedule timelines,
+are computed once); a fitting plan is timed unless a lower bound on its step proves it is in none
+of the task's results (search/prune.py; `prune=False` times every one, with the same result).
+The (tp, cp, pp) groups are dealt into tasks run on processes (local backend, all cores) or Ray
+tasks (`backend="ray"`); each task enumerates its own plans and returns only its best plans and
+Pareto front, so the results do not depend on the backend or the dealing.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,7 @@ from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.estimate.training import TrainingEstimate, estimate_training, step_summary
 from flopcast.estimate.training.bands import MEMORY_BAND_FRAC, TIME_BAND_FRAC
 from flopcast.search.evidence import little_validated, mechanisms, model_class
+from flopcast.search.prune import evaluate_pruned
 from flopcast.search.space import SearchSpace, nearest_valid_device_counts, plan_groups, plans_in_group
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
@@ -54,6 +57,7 @@ class Job:
     space: SearchSpace
     top: int
     roomy_memory_bytes: float = float("inf")   # memory at or under which a plan has the default headroom
+    prune: bool = True     # skip timing the plans a lower bound rules out (search/prune.py); False: time all
 
 
 # A fitting plan, as a sortable key: (step_time_s, memory_bytes, group index, index in group)
@@ -120,6 +124,23 @@ def recommend_order(items: Sequence[tuple[float, float, ParallelPlan]], *, capac
             + order([i for i in by_time if items[i][1] > roomy_bytes]))
 
 
+def _evaluate_all(job: Job, numbered: Iterable[tuple[int, int, ParallelPlan]], cache: dict[Any, Any]
+                  ) -> tuple[int, int, list[Key], dict[tuple[int, int], ParallelPlan]]:
+    """Every plan timed (the exhaustive pass the pruned one is tested against)."""
+    n = 0
+    fitting: list[Key] = []
+    plans: dict[tuple[int, int], ParallelPlan] = {}
+    for gi, pi, plan in numbered:
+        n += 1
+        step, mem, fits = step_summary(job.model, job.hw, plan, job.train, devices_per_node=job.devices_per_node,
+                                       scale_out_bandwidth_bytes_per_s=job.scale_out_bandwidth_bytes_per_s,
+                                       cache=cache)
+        if fits:
+            fitting.append((step, mem, gi, pi))
+            plans[(gi, pi)] = plan
+    return n, len(fitting), fitting, plans
+
+
 def evaluate_groups(job: Job, groups: Sequence[tuple[int, tuple[int, int, int]]], token: str = "") -> TaskResult:
     """Enumerate and evaluate every plan of the given (index, (tp, cp, pp)) groups; keep the task's
     best plans and Pareto front (the global ones are among their union)."""
@@ -127,25 +148,19 @@ def evaluate_groups(job: Job, groups: Sequence[tuple[int, tuple[int, int, int]]]
     if cache is None or not token:
         _WORKER_CACHE.clear()
         cache = _WORKER_CACHE[token] = {}
-    n = 0
-    fitting: list[Key] = []
-    plans: dict[tuple[int, int], ParallelPlan] = {}
-    for gi, group in groups:
-        for pi, plan in enumerate(plans_in_group(job.model, group, num_devices=job.num_devices,
-                                                 global_batch_seqs=job.train.global_batch_seqs, space=job.space,
-                                                 seq_len=job.train.seq_len)):
-            n += 1
-            step, mem, fits = step_summary(job.model, job.hw, plan, job.train, devices_per_node=job.devices_per_node,
-                                           scale_out_bandwidth_bytes_per_s=job.scale_out_bandwidth_bytes_per_s,
-                                           cache=cache)
-            if fits:
-                fitting.append((step, mem, gi, pi))
-                plans[(gi, pi)] = plan
+    numbered = ((gi, pi, plan) for gi, group in groups
+                for pi, plan in enumerate(plans_in_group(job.model, group, num_devices=job.num_devices,
+                                                         global_batch_seqs=job.train.global_batch_seqs,
+                                                         space=job.space, seq_len=job.train.seq_len)))
+    if job.prune:
+        n, num_fitting, fitting, plans = evaluate_pruned(job, numbered, cache)
+    else:
+        n, num_fitting, fitting, plans = _evaluate_all(job, numbered, cache)
     fitting.sort()
     roomy = [k for k in fitting if k[1] <= job.roomy_memory_bytes][:job.top]
     keep = sorted(set(fitting[:job.top]) | set(roomy))
     front = pareto(fitting)
-    return TaskResult(n, len(fitting), [(k, plans[k[2], k[3]]) for k in keep],
+    return TaskResult(n, num_fitting, [(k, plans[k[2], k[3]]) for k in keep],
                       [(k, plans[k[2], k[3]]) for k in front])
 
 
@@ -264,8 +279,10 @@ def search(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, *, num_de
            scale_out_bandwidth_bytes_per_s: float | None, top: int = 10, objective: str = "throughput",
            backend: str = "local", ray_address: str | None = None, workers: int | None = None,
            space: SearchSpace = SearchSpace(), progress: Callable[[int, int], None] | None = None,
-           assumptions: tuple[Assumption, ...] = ()) -> SearchResult:
-    """Evaluate every valid plan; return the `top` best that fit and the Pareto front."""
+           assumptions: tuple[Assumption, ...] = (), prune: bool = True) -> SearchResult:
+    """Evaluate every valid plan; return the `top` best that fit and the Pareto front. `prune`: time
+    only the plans a lower bound cannot rule out (search/prune.py; the same result as False, which
+    times every fitting plan)."""
     if objective not in OBJECTIVES:
         raise UnknownName("objective", objective, OBJECTIVES)
     if backend not in BACKENDS:
@@ -288,7 +305,7 @@ def search(model: ModelSpec, hw: AcceleratorSpec, train: TrainingSpec, *, num_de
             f"batch, pp <= layers); nearest device counts with plans: {', '.join(map(str, near))}")
     band = train.profile.cv_median_abs_error_frac
     job = Job(model, hw, train, devices_per_node, scale_out_bandwidth_bytes_per_s, num_devices, space, max(top, POOL),
-              roomy_memory_bytes=hw.hbm_capacity_bytes * (1 - MEMORY_BAND_FRAC))
+              roomy_memory_bytes=hw.hbm_capacity_bytes * (1 - MEMORY_BAND_FRAC), prune=prune)
     n_workers = 1 if backend == "local" and workers == 1 else (workers or os.cpu_count() or 1)
     tasks = _tasks(groups, n_workers)
     done = [0]

@@ -236,3 +236,23 @@ def rank_memory(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack
     acts, off = _offload_acts(acts, plan, layer_costs, here)
     frag = FRAGMENTATION_FRAC * (weights + grads + optim + acts)
     return RankMemory(weights, grads, optim, acts, COMM_BUFFER_BYTES, RUNTIME_CONTEXT_BYTES, frag, off)
+
+
+def worst_rank_candidates(plan: ParallelPlan, m: int, stage_costs: Sequence[Cost],
+                          stage_groups: Sequence[Counter[int]]) -> tuple[int, ...]:
+    """The ranks whose memory can be the largest (the search's fast path: the others need not be
+    sized). Ranks of one class (the same stage Cost, the same layers, both or neither of the
+    embedding and head ends, and under DualPipe the same paired stage) have the same model states
+    and differ only in the micro-batches in flight; a rank's total (activations, what it offloads,
+    fragmentation) never decreases as its activations grow, and they grow with the micro-batches in
+    flight; so the largest total is that of a rank with the most in flight in some class (the first
+    of equals). Every rank in pipeline order, one per class."""
+    last = plan.pp - 1
+    best: dict[tuple, tuple[float, int]] = {}
+    for rank in range(plan.pp):
+        pair = tuple(stage_groups[last - rank].items()) if plan.pp_schedule == "dualpipe" else ()
+        key = (id(stage_costs[rank]), tuple(stage_groups[rank].items()), pair, rank == 0, rank == last)
+        inflight = inflight_microbatches(plan, m, rank)
+        if key not in best or inflight > best[key][0]:
+            best[key] = (inflight, rank)
+    return tuple(sorted(r for _, r in best.values()))

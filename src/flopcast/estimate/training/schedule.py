@@ -37,8 +37,7 @@ def _uniform_inflight(schedule: str, pp: int, vpp: int, m: int) -> tuple[float, 
     if pipeline.refusal(schedule, pp, vpp, m):
         schedule, vpp = "1f1b", 1          # a refused plan does not run; its memory is 1F1B's
     m = min(m, _steady_m(schedule, pp))   # the peaks are reached within the warm-up
-    one = [1 / 3] * pp
-    return pipeline.simulate(schedule, pp, vpp, m, one, one, one, 0.0).peak_inflight
+    return pipeline.peak_inflight(schedule, pp, vpp, m)   # the simulated timeline's, without timing
 
 
 def inflight_microbatches(plan: ParallelPlan, m: int, rank: int) -> float:

@@ -20,6 +20,7 @@ from flopcast.assumption import Assumption
 from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import comm, counts
+from flopcast.estimate.pipeline import chunks_per_rank
 from flopcast.estimate.roofline import COMM_UNITS, DeviceCtx
 from flopcast.estimate.training import dataparallel as dpm
 from flopcast.estimate.training import infinity
@@ -36,10 +37,17 @@ from flopcast.estimate.training.memory import (
     per_op_sac_costs,
     rank_activations,
     rank_memory,
+    worst_rank_candidates,
 )
 from flopcast.estimate.training.result import TrainingEstimate
 from flopcast.estimate.training.rows import report_rows
-from flopcast.estimate.training.schedule import PipelineTimes, pipeline_refusal, pipeline_times, pp_comm_per_microbatch_s
+from flopcast.estimate.training.schedule import (
+    PipelineTimes,
+    pipeline_refusal,
+    pipeline_times,
+    pp_comm_per_microbatch_s,
+    schedule_name,
+)
 from flopcast.estimate.training.stage import StageTimes, compose_stages, timed_stages
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
@@ -227,6 +235,7 @@ class StageEntry:
     acts: dict[RankKey, float] = field(default_factory=dict)
     dp: dict[DpKey, dpm.DpCollectives] = field(default_factory=dict)
     timed: tuple[list[StageTimes], int] | None = None
+    worst: dict[int, tuple[int, ...]] = field(default_factory=dict)   # ranks that can be the most loaded, by m
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +287,7 @@ def plan_work(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: 
 @dataclass(frozen=True, slots=True)
 class MemoryResult:
     rank: RankMemory               # the most-loaded rank
-    ranks: tuple[RankMemory, ...]  # every pipeline rank, in order
+    ranks: tuple[RankMemory, ...]  # every pipeline rank, in order (explain=False: the candidates only)
     host_bytes_per_node: float
     verdict: str                   # fits / marginal / does not fit (memory.memory_verdict)
     fits: bool                     # not "does not fit", and the host memory holds the offloaded state
@@ -305,7 +314,12 @@ def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: Trainin
     """Memory on every pipeline rank, the most-loaded one, and the verdict against capacity within
     the memory error band (memory.MEMORY_BAND_FRAC)."""
     states: dict[Any, Any] = {}
-    ranks = tuple(_rank_memory(w, plan, train, shard, m, r, states) for r in range(plan.pp))
+    sized: Any = range(plan.pp)
+    if not explain:   # the search: only the ranks that can be the most loaded (same maximum)
+        sized = w.entry.worst.get(m)
+        if sized is None:
+            sized = w.entry.worst[m] = worst_rank_candidates(plan, m, w.stages.costs, w.stages.groups)
+    ranks = tuple(_rank_memory(w, plan, train, shard, m, r, states) for r in sized)
     mem = max(ranks, key=lambda r: r.total)
     host_bytes = shard.host_bytes_per_node
     if plan.activation_offload:
@@ -344,20 +358,33 @@ class StepTimes:
         return sum(self.breakdown_s.values())
 
 
-def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
-                shard: dpm.OptimizerShard, m: int, devices_per_node: int, cache: dict[Any, Any]) -> StepTimes:
-    stack = w.ctx.stack
-    assert stack is not None
-    comm_sm_frac = COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
+def _comm_sm_frac(hw: AcceleratorSpec) -> float:
+    return COMM_UNITS / hw.compute_units if hw.compute_units else COMM_UNITS / 132
+
+
+def _timed(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, hw: AcceleratorSpec) -> tuple[list[StageTimes], int]:
+    """Each rank's micro-batch times and the slowest rank (computed once per stage entry)."""
     if w.entry.timed is None:
-        w.entry.timed = timed_stages(w.stages.costs, plan, train, stack, comm_sm_frac)
-    per_stage, slow = w.entry.timed
-    st = per_stage[slow]
+        assert w.ctx.stack is not None
+        w.entry.timed = timed_stages(w.stages.costs, plan, train, w.ctx.stack, _comm_sm_frac(hw))
+    return w.entry.timed
+
+
+def _pp_transfer_s(w: PlanWork, model: ModelSpec, plan: ParallelPlan, train: TrainingSpec,
+                   devices_per_node: int) -> float:
+    """One point-to-point transfer between (virtual) stages, the simulator's p2p_s."""
     mb_tokens = plan.microbatch_seqs * train.seq_len / plan.cp
     pp_comm_mb = pp_comm_per_microbatch_s(plan, mb_tokens, model.hidden_size, w.prep.links, devices_per_node)
-    pipe = pipeline_times(plan, m, per_stage, pp_comm_mb / (2 * plan.vpp))
-    pp_comm = pipe.p2p_s[slow]
-    bubble = max(0.0, pipe.step_s - m * st.total_s - pp_comm)   # 0 up to rounding when no rank waits
+    return pp_comm_mb / (2 * plan.vpp)
+
+
+def _off_pipeline_s(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+                    shard: dpm.OptimizerShard, m: int, devices_per_node: int) -> tuple[float, float, float]:
+    """(dp_comm, offload, other) of one step: what the step adds after the pipelined part."""
+    stack = w.ctx.stack
+    assert stack is not None
+    per_stage, slow = _timed(w, plan, train, hw)
+    st = per_stage[slow]
     dp_s = 0.0
     if plan.dp * plan.cp > 1:
         dkey = DpKey(plan.dp, plan.shard_group)
@@ -365,7 +392,7 @@ def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: Parall
         if col is None:
             col = w.entry.dp[dkey] = dpm.dp_collectives(w.stages.costs[slow], plan, train, hw, w.prep.links)
         dp_s = dpm.dp_comm_s(col, plan, train, hw, stack, m=m, slow=st, n_layers=len(w.stages.stages[slow]),
-                             comm_sm_frac=comm_sm_frac)
+                             comm_sm_frac=_comm_sm_frac(hw))
     optimizer_s = dpm.optimizer_step_s(shard, plan, w.ctx.mem_bytes_per_s, devices_per_node)
     offload = dpm.offload_s(shard, plan, dpm.host_link_bytes_per_s(hw, w.prep.eff), m=m, slow=st,
                             slow_act_bytes=w.stages.costs[slow].act_bytes)
@@ -374,10 +401,38 @@ def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: Parall
     if model.tie_embeddings and plan.pp > 1:
         emb_bytes = model.vocab_size * model.embed_dim / plan.tp * BYTES_PER_ELEMENT[train.grad_reduce_dtype]
         emb_sync = comm.ring_all_reduce_s(2, emb_bytes, w.prep.links, False)
+    return dp_s, offload, optimizer_s + emb_sync
+
+
+def _step_times(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+                shard: dpm.OptimizerShard, m: int, devices_per_node: int, cache: dict[Any, Any]) -> StepTimes:
+    per_stage, slow = _timed(w, plan, train, hw)
+    st = per_stage[slow]
+    pipe = pipeline_times(plan, m, per_stage, _pp_transfer_s(w, model, plan, train, devices_per_node))
+    pp_comm = pipe.p2p_s[slow]
+    bubble = max(0.0, pipe.step_s - m * st.total_s - pp_comm)   # 0 up to rounding when no rank waits
+    dp_s, offload, other = _off_pipeline_s(w, model, hw, plan, train, shard, m, devices_per_node)
     breakdown = {"compute": m * st.compute_s, "tp_comm": m * st.tp_comm_s, "pp_bubble": bubble,
                  "pp_comm": pp_comm, "dp_comm": dp_s, "ep_comm": m * st.ep_comm_s,
-                 "cp_comm": m * st.cp_comm_s, "offload": offload, "other": optimizer_s + emb_sync}
+                 "cp_comm": m * st.cp_comm_s, "offload": offload, "other": other}
     return StepTimes(breakdown, st, pipe)
+
+
+def step_lower_bound_s(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+                       shard: dpm.OptimizerShard, m: int, devices_per_node: int, *, pipelined_only: bool = False
+                       ) -> float:
+    """A lower bound on the step time without simulating the schedule: the busiest rank's work and
+    its transfers (the pipelined part is never shorter: pipeline_times clamps it there, and the
+    bubble is >= 0) plus (unless `pipelined_only`, a cheaper and lower bound) what the step adds
+    after the pipelined part, none of it negative. The exact step equals the whole bound up to
+    rounding when the bubble is 0."""
+    per_stage, slow = _timed(w, plan, train, hw)
+    n = chunks_per_rank(schedule_name(plan), plan.vpp)
+    p2p = 2 * m * n * _pp_transfer_s(w, model, plan, train, devices_per_node) if plan.pp > 1 else 0.0
+    if pipelined_only:
+        return m * per_stage[slow].total_s + p2p
+    dp_s, offload, other = _off_pipeline_s(w, model, hw, plan, train, shard, m, devices_per_node)
+    return m * per_stage[slow].total_s + p2p + dp_s + offload + other
 
 
 # --------------------------------------------------------------------------- the step
@@ -441,28 +496,76 @@ def _ops(w: PlanWork, model: ModelSpec, train: TrainingSpec) -> tuple[dict[str, 
                        train.mtp_layers or 0, w.ctx, GEMM_OPERAND_BYTES[train.precision])
 
 
+@dataclass(frozen=True, slots=True)
+class Sized:
+    """A plan sized for the search: its memory (inf when its schedule cannot run), whether it fits
+    within capacity and, when it does, what timing it needs."""
+
+    memory_bytes: float
+    fits: bool
+    work: PlanWork | None = None
+    shard: dpm.OptimizerShard | None = None
+    m: int = 0
+
+
+def _shard(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+           devices_per_node: int) -> dpm.OptimizerShard:
+    shard = dpm.optimizer_shard(w.stages.heavy, plan, train, devices_per_node)
+    if plan.infinity:
+        shard = infinity.with_node(shard, (*w.layers.layer_rows, w.layers.head_rows), hw, devices_per_node)
+    return shard
+
+
+def size_plan(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+              devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None, cache: dict[Any, Any]) -> Sized:
+    """The search's first half of `estimate_step(summary=True)`: the plan's memory and verdict. The
+    search keeps only plans predicted within capacity (a marginal plan is reported by train and plan,
+    not recommended; the search adds its headroom on top)."""
+    w = plan_work(model, hw, plan, train, scale_out_bandwidth_bytes_per_s, cache)
+    m = train.global_batch_seqs // (plan.dp * plan.microbatch_seqs)
+    if pipeline_refusal(plan, m):
+        return Sized(math.inf, False)           # the search drops plans whose schedule cannot run
+    shard = _shard(w, hw, plan, train, devices_per_node)
+    mem = _memory(w, hw, plan, train, shard, m, devices_per_node, explain=False)
+    if not (mem.fits and mem.rank.total <= hw.hbm_capacity_bytes):
+        return Sized(mem.rank.total, False)     # the search drops plans that do not fit: no timing
+    return Sized(mem.rank.total, True, w, shard, m)
+
+
+def sized_lower_bound_s(sized: Sized, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
+                        train: TrainingSpec, *, devices_per_node: int, pipelined_only: bool = False) -> float:
+    """step_lower_bound_s of a plan size_plan found fitting."""
+    assert sized.work is not None and sized.shard is not None
+    return step_lower_bound_s(sized.work, model, hw, plan, train, sized.shard, sized.m, devices_per_node,
+                              pipelined_only=pipelined_only)
+
+
+def sized_step_s(sized: Sized, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                 devices_per_node: int, cache: dict[Any, Any]) -> float:
+    """The second half of `estimate_step(summary=True)`: the step time of a plan size_plan found fitting."""
+    assert sized.work is not None and sized.shard is not None
+    return _step_times(sized.work, model, hw, plan, train, sized.shard, sized.m, devices_per_node, cache).step_s
+
+
 def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
                   devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
                   assumptions: tuple[Assumption, ...], cache: dict[Any, Any],
                   summary: bool) -> TrainingEstimate | tuple[float, float, bool]:
     """The whole step; `summary`: (step_time_s, memory_per_device_bytes, fits) only, plans that do not
     fit untimed (step_time_s = inf)."""
+    if summary:
+        sized = size_plan(model, hw, plan, train, devices_per_node=devices_per_node,
+                          scale_out_bandwidth_bytes_per_s=scale_out_bandwidth_bytes_per_s, cache=cache)
+        if not sized.fits:
+            return math.inf, sized.memory_bytes, False
+        return (sized_step_s(sized, model, hw, plan, train, devices_per_node=devices_per_node, cache=cache),
+                sized.memory_bytes, True)
     w = plan_work(model, hw, plan, train, scale_out_bandwidth_bytes_per_s, cache)
     m = train.global_batch_seqs // (plan.dp * plan.microbatch_seqs)
     refused = pipeline_refusal(plan, m)
     if refused:
-        if summary:
-            return math.inf, math.inf, False     # the search drops plans whose schedule cannot run
         raise InvalidScenario(f"parallel.pp_schedule: {refused}")
-    shard = dpm.optimizer_shard(w.stages.heavy, plan, train, devices_per_node)
-    if plan.infinity:
-        shard = infinity.with_node(shard, (*w.layers.layer_rows, w.layers.head_rows), hw, devices_per_node)
-    mem = _memory(w, hw, plan, train, shard, m, devices_per_node, explain=not summary)
-    # the search keeps only plans predicted within capacity (a marginal plan is reported by train and
-    # plan, not recommended; the search adds its headroom on top)
-    if summary and not (mem.fits and mem.rank.total <= hw.hbm_capacity_bytes):
-        return math.inf, mem.rank.total, False   # the search drops plans that do not fit: no timing
+    shard = _shard(w, hw, plan, train, devices_per_node)
+    mem = _memory(w, hw, plan, train, shard, m, devices_per_node, explain=True)
     times = _step_times(w, model, hw, plan, train, shard, m, devices_per_node, cache)
-    if summary:
-        return times.step_s, mem.rank.total, True
     return _result(w, model, hw, plan, train, mem, times, shard, m, assumptions, cache)
