@@ -17,11 +17,14 @@ TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_t
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
                  "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune", "mtp_layers",
                  "optimizer_moments_dtype", "moe_capacity_factor", "tp_comm_overlap", "moe_dispatcher",
-                 "cuda_graphs", "phases", "deadline")
+                 "cuda_graphs", "loss_kernel", "phases", "deadline")
 # A phase (training.phases[i]) overrides any training key but `phases`, and may carry `parallel` and
 # `cluster` mappings that override those sections for its duration.
 PHASE_KEYS = ("name", *(k for k in TRAINING_KEYS if k not in ("phases", "deadline")), "parallel", "cluster")
 PHASE_CLUSTER_KEYS = ("num_devices",)
+# training.loss_kernel: eager fp32 cross-entropy, Megatron's fused fp32 one, torch.compile's, or
+# Transformer Engine's in-place kernel (memory per logit: estimate/training/constants.py)
+LOSS_KERNELS = ("fp32", "fused_fp32", "compiled", "te")
 FINETUNE_METHODS = ("lora", "qlora")
 FINETUNE_KEYS = ("method", "rank", "target_modules")
 TARGET_MODULES = ("attention", "mlp", "experts")
@@ -106,6 +109,9 @@ class TrainingSpec:
     tp_comm_overlap: bool | None = None      # Megatron-Core --tp-comm-overlap
     moe_dispatcher: str | None = None        # alltoall (NCCL) | deepep (flex / DeepEP)
     cuda_graphs: bool = False                # whole-layer CUDA graphs: no per-kernel host launch
+    # the cross-entropy implementation, which sets the loss's memory per logit (None: the framework's
+    # default; estimate/training/constants.py LOSS_BYTES_PER_LOGIT)
+    loss_kernel: str | None = None
     profile: Profile = Profile("training")
 
     @property
@@ -174,6 +180,8 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         moe_dispatcher=choice(data, "training", "moe_dispatcher", "", ("alltoall", "deepep"))
         if data.get("moe_dispatcher") is not None else None,
         cuda_graphs=flag(data, "training", "cuda_graphs", False),
+        loss_kernel=choice(data, "training", "loss_kernel", "", LOSS_KERNELS)
+        if data.get("loss_kernel") is not None else None,
         profile=profile if profile is not None else calibration.shipped("training"),
     )
 

@@ -50,10 +50,20 @@ def load_cases() -> list[MemoryCase]:
         if r["kind"] not in KINDS:
             raise ValueError(f"memory_runs.yaml {r['id']}: kind {r['kind']!r}; accepted: {', '.join(KINDS)}")
         scenario = more[r["id"]]["scenario"] if r.get("scenario_from") == "more_runs" else r["scenario"]
+        scenario = _merged(scenario, r.get("overrides") or {})
         out.append(MemoryCase(id=r["id"], family=r["family"], kind=r["kind"],
                               measured_bytes=units.parse(r["measured"], "bytes", field=f"{r['id']}.measured"),
                               scenario=dict(scenario, name=r["id"]), source=r["source"],
                               first_seen_error_frac=r.get("first_seen_error_frac")))
+    return out
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with the keys of `over` set, section by section (a row's `overrides`: what its source
+    states beyond the step-time row's scenario, e.g. the loss kernel of that software version)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

@@ -25,8 +25,8 @@ from flopcast.estimate.training.constants import (
     ACT_BYTES,
     EMBED_GRAD_BYTES_PER_ENTRY,
     GEMM_OPERAND_BYTES,
-    LOGIT_BYTES,
     LOSS_BWD_BYTES_PER_LOGIT,
+    LOSS_BYTES_PER_LOGIT,
     LOSS_FWD_BYTES_PER_LOGIT,
     MASK_BYTES,
     QLORA_BYTES_PER_WEIGHT,
@@ -454,8 +454,9 @@ def layer_cost(env: Env, layer: LayerSpec) -> tuple[Cost, tuple[TimedOp, ...]]:
 
 
 def head_cost(env: Env) -> tuple[Cost, tuple[TimedOp, ...]]:
-    """LM head and loss on the last stage: (T x h) @ (h x V/t), fp32 logits; its rows: the logits
-    GEMM and the cross-entropy (never recomputed)."""
+    """LM head and loss on the last stage: (T x h) @ (h x V/t); the loss holds the stack's loss
+    kernel's bytes per logit at its peak (constants.LOSS_BYTES_PER_LOGIT); its rows: the logits GEMM
+    and the cross-entropy (never recomputed)."""
     model, plan, ctx, T = env.model, env.plan, env.ctx, env.tokens
     c = Cost()
     V, e = model.vocab_size, model.embed_dim
@@ -466,7 +467,8 @@ def head_cost(env: Env) -> tuple[Cost, tuple[TimedOp, ...]]:
     loss_f = logits * LOSS_FWD_BYTES_PER_LOGIT / ctx.mem_bytes_per_s + 4 * KERNEL_TAIL_S
     loss_b = logits * LOSS_BWD_BYTES_PER_LOGIT / ctx.mem_bytes_per_s + 4 * KERNEL_TAIL_S
     c.loss_s = loss_f + loss_b
-    c.act_bytes = T * V / plan.tp * LOGIT_BYTES
+    loss_kernel = ctx.stack.loss_kernel if ctx.stack is not None else "fused_fp32"
+    c.act_bytes = T * V / plan.tp * LOSS_BYTES_PER_LOGIT[loss_kernel]
     c.params = (0 if model.tie_embeddings and plan.pp == 1 else V * e / plan.tp) + (
         model.norm.params(model.hidden_size) if model.final_norm else 0)
     if env.train.finetune is not None:   # frozen and held in 16 bits (QLoRA quantises only the layers' linears)
