@@ -26,7 +26,7 @@ PHASE_CLUSTER_KEYS = ("num_devices",)
 # Transformer Engine's in-place kernel (memory per logit: estimate/training/constants.py)
 LOSS_KERNELS = ("fp32", "fused_fp32", "compiled", "te")
 FINETUNE_METHODS = ("lora", "qlora")
-FINETUNE_KEYS = ("method", "rank", "target_modules")
+FINETUNE_KEYS = ("method", "rank", "target_modules", "dropout")
 TARGET_MODULES = ("attention", "mlp", "experts")
 
 
@@ -34,11 +34,14 @@ TARGET_MODULES = ("attention", "mlp", "experts")
 class FinetuneSpec:
     """Parameter-efficient fine-tuning: the base weights are frozen (bf16 for lora, 4-bit NF4 with
     one scale per 64 weights for qlora) and every targeted linear layer (in x out) gains trainable
-    adapters of rank r x (in + out) with gradients and Adam state (Hu et al. 2021; Dettmers et al. 2023)."""
+    adapters of rank r x (in + out) with gradients and Adam state (Hu et al. 2021; Dettmers et al. 2023).
+    dropout: the adapters' input dropout probability (LoRA's lora_dropout; 0: none, NeMo's and PEFT's
+    default), which keeps a dropped-out copy of each adapted input and its mask for the backward."""
 
     method: str = "lora"
     rank: int = 16
     target_modules: tuple[str, ...] = ("attention", "mlp")
+    dropout: float = 0.0
 
 
 def _finetune(value: Any) -> FinetuneSpec | None:
@@ -59,7 +62,10 @@ def _finetune(value: Any) -> FinetuneSpec | None:
             from flopcast.errors import UnknownName
 
             raise UnknownName("training.finetune.target_modules", str(t), TARGET_MODULES)
-    return FinetuneSpec(method=method, rank=rank, target_modules=tuple(targets))
+    dropout = value.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= float(dropout) < 1.0:
+        raise InvalidScenario(f"training.finetune.dropout: expected a probability from 0 to below 1, got {dropout!r}")
+    return FinetuneSpec(method=method, rank=rank, target_modules=tuple(targets), dropout=float(dropout))
 MOE_ROUTING = ("dropless", "forced_balance")
 ATTENTION_KERNELS = ("flash3", "flash2")
 

@@ -318,6 +318,54 @@ def _state_mixer(env: Env, w: _Walk, m: LinearAttention | Mamba2Mixer) -> None:
     w.sharded_params += sum(p.params for p in counts.ssm_parts(m, env.model.hidden_size)) / env.plan.tp
 
 
+def _frozen_inputs(env: Env, op: Op, layer: LayerSpec) -> float:
+    """LoRA: elements per token of the GEMM inputs a frozen base does not keep. Autograd keeps a
+    linear's input only to form its weight gradient (PyTorch's derivative code saves `self` of mm
+    only when the weight requires grad; Transformer Engine's Linear saves its input only when
+    weight.requires_grad), so a frozen linear without an adapter keeps none: the norm outputs
+    feeding untargeted projections, the MLP / shared-expert down-projection input, the experts'
+    inputs and their down-projection input. An adapter's A needs the same input, so a targeted
+    module keeps it; the attention output stays (the fused attention kernel keeps its output for its
+    own backward). QLoRA keeps every input: bitsandbytes' MatMul4Bit saves (A, B) whenever any
+    input needs a gradient (bitsandbytes/autograd/_functions.py), as torchao's NF4 linear does."""
+    ft = env.train.finetune
+    if ft is None or ft.method != "lora":
+        return 0.0
+    targets = ft.target_modules
+    gemm_in = sum(sv.elems_per_token for sv in op.saved if sv.stored_as == "gemm_input" and not env.selective(sv.recompute))
+    if op.name == "norm":   # the attention input and the MLP input, one half each
+        return gemm_in / 2 * (("attention" not in targets) + ("mlp" not in targets))
+    module = {"mlp/down": "mlp", "moe/shared_down": "mlp", "moe/act": "experts", "moe/permute": "experts"}.get(op.name)
+    return gemm_in if module is not None and module not in targets else 0.0
+
+
+def _adapter_dropout_bytes(env: Env, op: Op) -> float:
+    """Bytes per token an adapted GEMM's input dropout keeps (LoRA's lora_dropout before A): the
+    dropped-out copy of the input (16-bit) and its mask (one byte an element). Under LoRA the
+    frozen GEMM keeps no input of its own (_frozen_inputs), so the copy takes the input's place and
+    only the mask is new, except where the input is kept anyway: the attention output (kept by the
+    attention kernel) and every input under QLoRA. One dropout per adapted GEMM row (a fused qkv or
+    gate/up projection shares one, as LitGPT's fused qkv does)."""
+    ft = env.train.finetune
+    if ft is None or not ft.dropout or op.kind != "gemm" or ops_mod.module_of(op) not in ft.target_modules:
+        return 0.0
+    kept_anyway = ft.method == "qlora" or op.name.endswith("attention/out")
+    inputs_per_token = op.m * op.count * op.k / env.tokens   # k for a dense row; routed copies for experts
+    return inputs_per_token * (MASK_BYTES + (ACT_BYTES if kept_anyway else 0.0))
+
+
+def _eager_gated_elems(env: Env, op: Op, layer: LayerSpec) -> float:
+    """Elements per token an unfused gated activation keeps beyond a fused one: run as separate silu
+    and multiply kernels (a stack that does not fuse element-wise ops: elementwise_factor above 1,
+    catalog/frameworks.yaml; torchtitan's and LitGPT's `F.silu(w1(x)) * w3(x)`), silu keeps its input
+    and the multiply keeps silu's output and the up projection: 3 d_ff where a fused SwiGLU keeps its
+    2 d_ff input."""
+    stack, ffn = env.ctx.stack, layer.ffn
+    if op.name != "mlp/act" or stack is None or stack.elementwise_factor <= 1 or not isinstance(ffn, DenseFFN):
+        return 0.0
+    return ffn.d_ff / env.plan.tp if ffn.gated else 0.0
+
+
 def _saved_bytes(env: Env, op: Op, layer: LayerSpec) -> float:
     """Bytes one row keeps for backward for one micro-batch: its saved tensors (GEMM inputs at the
     GEMM operand precision: under fp8, Transformer Engine keeps the fp8 copies) but those its
@@ -325,6 +373,8 @@ def _saved_bytes(env: Env, op: Op, layer: LayerSpec) -> float:
     log-sum-exp (fp32) or, eager, the softmax output (+ dropout output and mask) unless recomputed."""
     per_elem = {"act": ACT_BYTES, "gemm_input": env.mm_bytes, "mask": MASK_BYTES}
     per_token = sum(sv.elems_per_token * per_elem[sv.stored_as] for sv in op.saved if not env.selective(sv.recompute))
+    per_token += _eager_gated_elems(env, op, layer) * ACT_BYTES - _frozen_inputs(env, op, layer) * env.mm_bytes
+    per_token += _adapter_dropout_bytes(env, op)
     if op.kind == "attention":
         if env.train.flash_attention:
             per_token += op.heads * 2 * ACT_BYTES

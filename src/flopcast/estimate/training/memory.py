@@ -15,8 +15,8 @@ of estimate/training/constants.py.
 
 MEMORY_BAND_FRAC is the memory error band: a plan whose device total lies within it of the
 device's capacity is "marginal" (the model cannot tell whether it fits). Measured by
-`flopcast validate memory --cv source --json` (the median leave-one-source-out absolute error;
-see the constant for the figures). The search imports it as its default headroom.
+`flopcast validate memory --cv source --json` (the 80th percentile of the leave-one-source-out
+absolute errors; see the constant for the figures). The search imports it as its default headroom.
 """
 
 from __future__ import annotations
@@ -50,11 +50,15 @@ RANK_PARTS = ("weights", "gradients", "optimizer", "activations", "comm_buffers"
 # cv_fragmentation_frac column of `flopcast validate memory --cv source --json`): two families agree,
 # torchtitan/torchao reserved / allocated 1.12-1.15 on the rows of settled shape, NeMo's log 1.104.
 FRAGMENTATION_FRAC = 0.135
-# Memory error band, fraction of capacity: the median absolute leave-one-source-out error of
-# `flopcast validate memory --cv source --json` (cv_median_abs_error_frac = 0.0496 over 32 rows from
-# 5 source families, 2026-12-07, was 0.194 before the loss kernels, FSDP2's fp32 shard and the
-# gradient dtype; the 80th percentile is 0.158). The search imports it as its default memory headroom.
-MEMORY_BAND_FRAC = 0.05
+# Memory error band, fraction of capacity: the 80th percentile of the absolute leave-one-source-out
+# errors of `flopcast validate memory --cv source --json` (cv_p80_abs_error_frac = 0.148 over 32 rows
+# from 5 source families, 2026-12-07; the median, cv_median_abs_error_frac, is 0.017, was 0.194
+# before the loss kernels, FSDP2's fp32 shard, the gradient dtype and the frozen base's inputs). The
+# 80th percentile, not the median: the rows cluster on a few well-described stacks (18 of 32 are
+# torchtitan Llama 3 8B), so the median says how well those are known, not how far a plan on a less
+# validated stack may land; a verdict band of 2% would call Meta's own 405B plan "does not fit".
+# The search imports it as its default memory headroom.
+MEMORY_BAND_FRAC = 0.15
 VERDICTS = ("fits", "marginal", "does not fit")
 
 
