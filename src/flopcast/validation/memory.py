@@ -4,11 +4,12 @@
 Each row names what its figure counts (`kind`): `allocated` (torch.cuda.max_memory_allocated: live
 tensors only) or `reserved` (max_memory_reserved: allocated plus the caching allocator's
 fragmentation). flopcast predicts the same quantity from the busiest rank of its estimate:
-allocated = weights + gradients + optimizer state + activations + workspace; reserved adds the
-fragmentation (a fraction of allocated, estimate/training/memory.py::FRAGMENTATION_FRAC). The
-fraction is the one calibrated quantity: `--cv source` refits it without each source family and
-predicts that family with it (leave one source out), as validation/fit.py does for step time.
-"""
+allocated = weights + gradients + optimizer state + activations; reserved adds the fragmentation
+(a fraction of allocated, estimate/training/memory.py::FRAGMENTATION_FRAC). The fraction is the one
+calibrated quantity: `--cv source` refits it without each source family and predicts that family
+with it (leave one source out), as validation/fit.py does for step time. A row's `overrides` set
+what its source states beyond the step-time row's scenario (e.g. the loss kernel of that software
+version)."""
 
 from __future__ import annotations
 
