@@ -98,13 +98,19 @@ def megatron_model_state_bytes(L, h, V, a, ffn, tp, pp, dp, dist_opt, untied=Fal
 )
 def test_model_states_within_5pct_of_megatron(model, tp, pp, dp, zero, kw):
     """weights + gradients + optimizer on the most-loaded device is within 5% of Megatron's formula
-    (18 B/param, or 6 + 12/d with the distributed optimizer = ZeRO-1)."""
+    (18 B/param, or 6 + 12/d with the distributed optimizer = ZeRO-1). The formula's fp32 main
+    gradients are Megatron-LM's for bf16 (arguments.py turns accumulate_allreduce_grads_in_fp32 on),
+    i.e. training.grad_reduce_dtype fp32; with bf16 reduction (Megatron-Core's grad_reduce_in_fp32
+    False, NeMo's performance recipes) the gradient buffer is 16-bit: half the gradients."""
     devices = tp * pp * dp
-    r = est(model=model, devices=devices, training={"global_batch_seqs": 8 * dp},
-            parallel={"tp": tp, "pp": pp, "dp": dp, "zero_stage": zero})
+    plan = {"tp": tp, "pp": pp, "dp": dp, "zero_stage": zero}
+    r = est(model=model, devices=devices, training={"global_batch_seqs": 8 * dp, "grad_reduce_dtype": "fp32"},
+            parallel=plan)
     mine = sum(r.memory_breakdown_bytes[k] for k in ("weights", "gradients", "optimizer"))
     ref = megatron_model_state_bytes(tp=tp, pp=pp, dp=dp, dist_opt=zero == 1, **kw)
     assert mine == pytest.approx(ref, rel=0.05)
+    bf16 = est(model=model, devices=devices, training={"global_batch_seqs": 8 * dp}, parallel=plan)
+    assert bf16.memory_breakdown_bytes["gradients"] == pytest.approx(r.memory_breakdown_bytes["gradients"] / 2)
 
 
 def test_korthikanti_activation_formula_without_flash():
@@ -205,17 +211,21 @@ def test_flagship_llama3_405b_near_metas_mfu_at_the_memory_limit():
     layer fewer on the first and last stage, fp32 gradient accumulation and reduction, no activation
     checkpointing) lands within 10% of Meta's 41% MFU (Llama 3 paper, Table 4: 400 TFLOP/s per GPU).
     Meta ran it on 80 GiB H100s, so its memory verdict is fits or marginal (issue 21): the busiest
-    rank's device total lies below capacity x (1 + MEMORY_BAND_FRAC), the memory model's
+    rank's device total, less the allocator cache PyTorch gives back before it raises out-of-memory
+    (memory.memory_verdict), lies below capacity x (1 + MEMORY_BAND_FRAC), the memory model's
     leave-one-source-out error (it was pinned at 80 GiB +/- 0.01% under the unsourced 10%-of-
-    activations fragmentation; the calibrated 13%-of-allocated fragmentation and every rank
-    checked put the second rank at ~89 GiB)."""
+    activations fragmentation; the calibrated 13.5%-of-allocated fragmentation and every rank
+    checked put the second rank at ~94 GiB with its cache, ~83 GiB without)."""
     from pathlib import Path
 
     from flopcast.estimate.training.memory import MEMORY_BAND_FRAC
     r = api.estimate_training(Path(__file__).parents[2] / "examples" / "llama3-405b-pretrain.yaml")
     assert abs(r.mfu / 0.41 - 1) <= 0.10
     assert r.memory_verdict in ("fits", "marginal") and r.fits
-    assert r.memory_per_device_bytes <= (1 + MEMORY_BAND_FRAC) * r.memory_capacity_bytes
+    busiest = max(r.memory_per_rank, key=lambda x: x["total_bytes"])
+    assert busiest["total_bytes"] == pytest.approx(r.memory_per_device_bytes)
+    need = busiest["total_bytes"] - busiest["fragmentation_bytes"]
+    assert need <= (1 + MEMORY_BAND_FRAC) * r.memory_capacity_bytes
 
 
 def test_recompute_modules_trade_memory_for_time():

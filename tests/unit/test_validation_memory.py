@@ -34,12 +34,15 @@ def test_memory_rows_are_published_peaks_from_five_families():
 
 
 def test_memory_band_is_the_cross_validated_error():
-    """MEMORY_BAND_FRAC is the median leave-one-source-out error of `validate memory --cv source`
-    (rounded to 0.01), so the band moves with the model; the in-sample error uses the calibrated
-    fragmentation and is no worse than the cross-validated one."""
+    """MEMORY_BAND_FRAC is the 80th percentile of the leave-one-source-out errors of `validate memory
+    --cv source` (rounded to 0.01), so the band moves with the model (the median, which set it
+    before, fell to 2% on rows that cluster on a few stacks: memory.py says why); the median meets
+    the issue's 8% target; the in-sample error uses the calibrated fragmentation and is no worse
+    than the cross-validated one."""
     d = _report()
     assert d["num_rows"] >= 30 and d["num_sources"] >= 5
-    assert abs(d["cv_median_abs_error_frac"] - MEMORY_BAND_FRAC) <= 0.01
+    assert abs(d["cv_p80_abs_error_frac"] - MEMORY_BAND_FRAC) <= 0.01
+    assert d["cv_median_abs_error_frac"] <= 0.08
     assert d["median_abs_error_frac"] <= d["cv_median_abs_error_frac"]
     assert d["fragmentation_frac"] == FRAGMENTATION_FRAC
     # every row carries its prediction, its leave-one-source-out error and its first-seen error
@@ -57,8 +60,9 @@ def test_fragmentation_refit_is_the_shipped_fraction():
 
 def test_fits_verdict_on_the_training_validation_runs():
     """Every training validation run ran, so each should be predicted to fit or be marginal. Measured:
-    79 of 89 (88.8%; the issue's target is 95%); the ten left are Automodel MoE / long-sequence runs
-    and MaxText TPU runs whose activations flopcast over-predicts by 1.3-2.1x, and two Megatron runs."""
+    83 of 92 (90.2%; the issue's target is 95%); the nine left are four Automodel runs (their configs
+    turn on activation checkpointing, their rows say selective), four MaxText TPU runs (their remat
+    policy offloads layer inputs to host, their rows do not say so) and one Megatron-Bridge GPT-OSS run."""
     v = vm.fits_on_validation_runs()
     assert v["num_runs"] >= 85
     assert v["frac"] >= 79 / 89

@@ -158,6 +158,13 @@ class Stack:
     attention_kernel: str
     source: str
     moe_dispatch: str = "per_copy"
+    # memory (estimate/training/memory.py): the loss kernel (constants.LOSS_BYTES_PER_LOGIT), the
+    # device allocator (caching: PyTorch's, with fragmentation and NCCL buffers beside it; xla: XLA's
+    # static buffer assignment) and the dtype of the ZeRO-3 parameter shard (fp32: FSDP2's sharded
+    # parameter is the master copy; bf16: a 16-bit shard beside the optimizer's fp32 master)
+    loss_kernel: str = "fused_fp32"
+    allocator: str = "caching"
+    sharded_params: str = "bf16"
 
 
 @cache
@@ -169,13 +176,15 @@ def training_stack(name: str, compiled: bool = False) -> Stack:
                  kernels_per_layer=int(e["kernels_per_layer"]), moe_kernels_per_layer=int(e["moe_kernels_per_layer"]),
                  host_s_per_kernel=float(e["host_s_per_kernel"]), tp_comm_overlap=bool(e["tp_comm_overlap"]),
                  grad_reduce=str(e["grad_reduce"]), attention_kernel=str(e["attention_kernel"]), source=str(e["source"]),
-                 moe_dispatch=str(e.get("moe_dispatch", "per_copy")))
+                 moe_dispatch=str(e.get("moe_dispatch", "per_copy")),
+                 loss_kernel=str(e.get("loss_kernel", "fused_fp32")), allocator=str(e.get("allocator", "caching")),
+                 sharded_params=str(e.get("sharded_params", "bf16")))
 
 
 def stack_for(train) -> Stack:
     """The training stack with the scenario's own settings over its defaults: training.tp_comm_overlap,
     training.moe_dispatcher (alltoall: every routed copy crosses; deepep: once per remote domain) and
-    training.cuda_graphs (graph replay: no per-kernel host launch cost)."""
+    training.cuda_graphs (graph replay: no per-kernel host launch cost) and training.loss_kernel."""
     st = training_stack(train.framework, train.compile)
     changes: dict = {}
     if train.tp_comm_overlap is not None:
@@ -184,6 +193,8 @@ def stack_for(train) -> Stack:
         changes["moe_dispatch"] = {"alltoall": "per_copy", "deepep": "dedup"}[train.moe_dispatcher]
     if train.cuda_graphs:
         changes["host_s_per_kernel"] = 0.0
+    if train.loss_kernel is not None:
+        changes["loss_kernel"] = train.loss_kernel
     return replace(st, **changes) if changes else st
 
 

@@ -17,13 +17,16 @@ TRAINING_KEYS = ("seq_len", "global_batch_seqs", "global_batch_tokens", "total_t
                  "flash_attention", "attention_kernel", "dropout", "comm_overlap", "grad_reduce_dtype",
                  "framework", "compile", "moe_routing", "moe_max_nodes_per_token", "finetune", "mtp_layers",
                  "optimizer_moments_dtype", "moe_capacity_factor", "tp_comm_overlap", "moe_dispatcher",
-                 "cuda_graphs", "phases", "deadline")
+                 "cuda_graphs", "loss_kernel", "phases", "deadline")
 # A phase (training.phases[i]) overrides any training key but `phases`, and may carry `parallel` and
 # `cluster` mappings that override those sections for its duration.
 PHASE_KEYS = ("name", *(k for k in TRAINING_KEYS if k not in ("phases", "deadline")), "parallel", "cluster")
 PHASE_CLUSTER_KEYS = ("num_devices",)
+# training.loss_kernel: eager fp32 cross-entropy, Megatron's fused fp32 one, torch.compile's, or
+# Transformer Engine's in-place kernel (memory per logit: estimate/training/constants.py)
+LOSS_KERNELS = ("fp32", "fused_fp32", "compiled", "te")
 FINETUNE_METHODS = ("lora", "qlora")
-FINETUNE_KEYS = ("method", "rank", "target_modules")
+FINETUNE_KEYS = ("method", "rank", "target_modules", "dropout")
 TARGET_MODULES = ("attention", "mlp", "experts")
 
 
@@ -31,11 +34,14 @@ TARGET_MODULES = ("attention", "mlp", "experts")
 class FinetuneSpec:
     """Parameter-efficient fine-tuning: the base weights are frozen (bf16 for lora, 4-bit NF4 with
     one scale per 64 weights for qlora) and every targeted linear layer (in x out) gains trainable
-    adapters of rank r x (in + out) with gradients and Adam state (Hu et al. 2021; Dettmers et al. 2023)."""
+    adapters of rank r x (in + out) with gradients and Adam state (Hu et al. 2021; Dettmers et al. 2023).
+    dropout: the adapters' input dropout probability (LoRA's lora_dropout; 0: none, NeMo's and PEFT's
+    default), which keeps a dropped-out copy of each adapted input and its mask for the backward."""
 
     method: str = "lora"
     rank: int = 16
     target_modules: tuple[str, ...] = ("attention", "mlp")
+    dropout: float = 0.0
 
 
 def _finetune(value: Any) -> FinetuneSpec | None:
@@ -56,7 +62,10 @@ def _finetune(value: Any) -> FinetuneSpec | None:
             from flopcast.errors import UnknownName
 
             raise UnknownName("training.finetune.target_modules", str(t), TARGET_MODULES)
-    return FinetuneSpec(method=method, rank=rank, target_modules=tuple(targets))
+    dropout = value.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= float(dropout) < 1.0:
+        raise InvalidScenario(f"training.finetune.dropout: expected a probability from 0 to below 1, got {dropout!r}")
+    return FinetuneSpec(method=method, rank=rank, target_modules=tuple(targets), dropout=float(dropout))
 MOE_ROUTING = ("dropless", "forced_balance")
 ATTENTION_KERNELS = ("flash3", "flash2")
 
@@ -106,6 +115,9 @@ class TrainingSpec:
     tp_comm_overlap: bool | None = None      # Megatron-Core --tp-comm-overlap
     moe_dispatcher: str | None = None        # alltoall (NCCL) | deepep (flex / DeepEP)
     cuda_graphs: bool = False                # whole-layer CUDA graphs: no per-kernel host launch
+    # the cross-entropy implementation, which sets the loss's memory per logit (None: the framework's
+    # default; estimate/training/constants.py LOSS_BYTES_PER_LOGIT)
+    loss_kernel: str | None = None
     profile: Profile = Profile("training")
 
     @property
@@ -174,6 +186,8 @@ def training_from_mapping(data: Mapping[str, Any], profile: Profile | None = Non
         moe_dispatcher=choice(data, "training", "moe_dispatcher", "", ("alltoall", "deepep"))
         if data.get("moe_dispatcher") is not None else None,
         cuda_graphs=flag(data, "training", "cuda_graphs", False),
+        loss_kernel=choice(data, "training", "loss_kernel", "", LOSS_KERNELS)
+        if data.get("loss_kernel") is not None else None,
         profile=profile if profile is not None else calibration.shipped("training"),
     )
 

@@ -4,11 +4,12 @@
 Each row names what its figure counts (`kind`): `allocated` (torch.cuda.max_memory_allocated: live
 tensors only) or `reserved` (max_memory_reserved: allocated plus the caching allocator's
 fragmentation). flopcast predicts the same quantity from the busiest rank of its estimate:
-allocated = weights + gradients + optimizer state + activations + workspace; reserved adds the
-fragmentation (a fraction of allocated, estimate/training/memory.py::FRAGMENTATION_FRAC). The
-fraction is the one calibrated quantity: `--cv source` refits it without each source family and
-predicts that family with it (leave one source out), as validation/fit.py does for step time.
-"""
+allocated = weights + gradients + optimizer state + activations; reserved adds the fragmentation
+(a fraction of allocated, estimate/training/memory.py::FRAGMENTATION_FRAC). The fraction is the one
+calibrated quantity: `--cv source` refits it without each source family and predicts that family
+with it (leave one source out), as validation/fit.py does for step time. A row's `overrides` set
+what its source states beyond the step-time row's scenario (e.g. the loss kernel of that software
+version)."""
 
 from __future__ import annotations
 
@@ -50,10 +51,20 @@ def load_cases() -> list[MemoryCase]:
         if r["kind"] not in KINDS:
             raise ValueError(f"memory_runs.yaml {r['id']}: kind {r['kind']!r}; accepted: {', '.join(KINDS)}")
         scenario = more[r["id"]]["scenario"] if r.get("scenario_from") == "more_runs" else r["scenario"]
+        scenario = _merged(scenario, r.get("overrides") or {})
         out.append(MemoryCase(id=r["id"], family=r["family"], kind=r["kind"],
                               measured_bytes=units.parse(r["measured"], "bytes", field=f"{r['id']}.measured"),
                               scenario=dict(scenario, name=r["id"]), source=r["source"],
                               first_seen_error_frac=r.get("first_seen_error_frac")))
+    return out
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with the keys of `over` set, section by section (a row's `overrides`: what its source
+    states beyond the step-time row's scenario, e.g. the loss kernel of that software version)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 

@@ -19,7 +19,23 @@ ACT_BYTES = 2.0             # activations in bf16/fp16
 GEMM_OPERAND_BYTES = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5 + 1.0 / 16}
 QLORA_BYTES_PER_WEIGHT = 0.5 + 2.0 / 64   # NF4 with an fp16 absmax per 64-weight block (double quantisation ignored)
 MASK_BYTES = 1.0            # a dropout mask element
-LOGIT_BYTES = 6.0           # fp32 logits for the loss + their bf16 copy, per vocabulary entry
+# Bytes per logit (token x vocabulary entry on this device) the loss holds at the step's peak, which
+# is reached at the loss with every layer's activations still kept, by cross-entropy kernel
+# (training.loss_kernel; the framework's default in catalog/frameworks.yaml):
+#   fp32: PyTorch eager F.cross_entropy(logits.float(), ...) (torchtitan's loss until 2025-04,
+#     torchtitan/loss.py, and with torch.compile off): forward, the bf16 logits (2) + their fp32 copy
+#     (4) + log_softmax's fp32 output, saved (4) = 10; backward, the saved output (4) + nll_loss's
+#     dense fp32 gradient (4) + log_softmax's fp32 input gradient (4) = 12, the larger.
+#   fused_fp32: Megatron-Core's vocab-parallel cross-entropy (cross_entropy_fusion_impl "native",
+#     tensor_parallel/cross_entropy.py): an fp32 copy exponentiated and normalised in place, kept as
+#     the softmax (4) beside the bf16 logits (2); the backward writes the gradient into the softmax
+#     in place and casts it to bf16 (4 + 2) = 6.
+#   compiled: the loss under torch.compile (torchtitan build_cross_entropy_loss with
+#     training.compile, since pytorch/torchtitan bbb1b616e, 2025-04-02): one fused kernel keeps the
+#     bf16 logits (2) and the per-row log-sum-exp; the backward writes a bf16 gradient (2) = 4.
+#   te: Transformer Engine's parallel_cross_entropy (cross_entropy_fusion_impl "te"): the gradient
+#     is written into the bf16 logits in the forward, nothing else is kept = 2.
+LOSS_BYTES_PER_LOGIT = {"fp32": 12.0, "fused_fp32": 6.0, "compiled": 4.0, "te": 2.0}
 # HBM traffic of an unfused fp32 cross-entropy per logit (Megatron's vocab-parallel loss; PyTorch's
 # log_softmax + nll_loss moves about as much). Forward: cast bf16 -> fp32 (read 2, write 4), max
 # (read 4), subtract the max (read 4, write 4), exp (4 + 4), sum (4), normalise into the softmax

@@ -25,8 +25,8 @@ from flopcast.estimate.training.constants import (
     ACT_BYTES,
     EMBED_GRAD_BYTES_PER_ENTRY,
     GEMM_OPERAND_BYTES,
-    LOGIT_BYTES,
     LOSS_BWD_BYTES_PER_LOGIT,
+    LOSS_BYTES_PER_LOGIT,
     LOSS_FWD_BYTES_PER_LOGIT,
     MASK_BYTES,
     QLORA_BYTES_PER_WEIGHT,
@@ -318,6 +318,54 @@ def _state_mixer(env: Env, w: _Walk, m: LinearAttention | Mamba2Mixer) -> None:
     w.sharded_params += sum(p.params for p in counts.ssm_parts(m, env.model.hidden_size)) / env.plan.tp
 
 
+def _frozen_inputs(env: Env, op: Op, layer: LayerSpec) -> float:
+    """LoRA: elements per token of the GEMM inputs a frozen base does not keep. Autograd keeps a
+    linear's input only to form its weight gradient (PyTorch's derivative code saves `self` of mm
+    only when the weight requires grad; Transformer Engine's Linear saves its input only when
+    weight.requires_grad), so a frozen linear without an adapter keeps none: the norm outputs
+    feeding untargeted projections, the MLP / shared-expert down-projection input, the experts'
+    inputs and their down-projection input. An adapter's A needs the same input, so a targeted
+    module keeps it; the attention output stays (the fused attention kernel keeps its output for its
+    own backward). QLoRA keeps every input: bitsandbytes' MatMul4Bit saves (A, B) whenever any
+    input needs a gradient (bitsandbytes/autograd/_functions.py), as torchao's NF4 linear does."""
+    ft = env.train.finetune
+    if ft is None or ft.method != "lora":
+        return 0.0
+    targets = ft.target_modules
+    gemm_in = sum(sv.elems_per_token for sv in op.saved if sv.stored_as == "gemm_input" and not env.selective(sv.recompute))
+    if op.name == "norm":   # the attention input and the MLP input, one half each
+        return gemm_in / 2 * (("attention" not in targets) + ("mlp" not in targets))
+    module = {"mlp/down": "mlp", "moe/shared_down": "mlp", "moe/act": "experts", "moe/permute": "experts"}.get(op.name)
+    return gemm_in if module is not None and module not in targets else 0.0
+
+
+def _adapter_dropout_bytes(env: Env, op: Op) -> float:
+    """Bytes per token an adapted GEMM's input dropout keeps (LoRA's lora_dropout before A): the
+    dropped-out copy of the input (16-bit) and its mask (one byte an element). Under LoRA the
+    frozen GEMM keeps no input of its own (_frozen_inputs), so the copy takes the input's place and
+    only the mask is new, except where the input is kept anyway: the attention output (kept by the
+    attention kernel) and every input under QLoRA. One dropout per adapted GEMM row (a fused qkv or
+    gate/up projection shares one, as LitGPT's fused qkv does)."""
+    ft = env.train.finetune
+    if ft is None or not ft.dropout or op.kind != "gemm" or ops_mod.module_of(op) not in ft.target_modules:
+        return 0.0
+    kept_anyway = ft.method == "qlora" or op.name.endswith("attention/out")
+    inputs_per_token = op.m * op.count * op.k / env.tokens   # k for a dense row; routed copies for experts
+    return inputs_per_token * (MASK_BYTES + (ACT_BYTES if kept_anyway else 0.0))
+
+
+def _eager_gated_elems(env: Env, op: Op, layer: LayerSpec) -> float:
+    """Elements per token an unfused gated activation keeps beyond a fused one: run as separate silu
+    and multiply kernels (a stack that does not fuse element-wise ops: elementwise_factor above 1,
+    catalog/frameworks.yaml; torchtitan's and LitGPT's `F.silu(w1(x)) * w3(x)`), silu keeps its input
+    and the multiply keeps silu's output and the up projection: 3 d_ff where a fused SwiGLU keeps its
+    2 d_ff input."""
+    stack, ffn = env.ctx.stack, layer.ffn
+    if op.name != "mlp/act" or stack is None or stack.elementwise_factor <= 1 or not isinstance(ffn, DenseFFN):
+        return 0.0
+    return ffn.d_ff / env.plan.tp if ffn.gated else 0.0
+
+
 def _saved_bytes(env: Env, op: Op, layer: LayerSpec) -> float:
     """Bytes one row keeps for backward for one micro-batch: its saved tensors (GEMM inputs at the
     GEMM operand precision: under fp8, Transformer Engine keeps the fp8 copies) but those its
@@ -325,6 +373,8 @@ def _saved_bytes(env: Env, op: Op, layer: LayerSpec) -> float:
     log-sum-exp (fp32) or, eager, the softmax output (+ dropout output and mask) unless recomputed."""
     per_elem = {"act": ACT_BYTES, "gemm_input": env.mm_bytes, "mask": MASK_BYTES}
     per_token = sum(sv.elems_per_token * per_elem[sv.stored_as] for sv in op.saved if not env.selective(sv.recompute))
+    per_token += _eager_gated_elems(env, op, layer) * ACT_BYTES - _frozen_inputs(env, op, layer) * env.mm_bytes
+    per_token += _adapter_dropout_bytes(env, op)
     if op.kind == "attention":
         if env.train.flash_attention:
             per_token += op.heads * 2 * ACT_BYTES
@@ -454,8 +504,9 @@ def layer_cost(env: Env, layer: LayerSpec) -> tuple[Cost, tuple[TimedOp, ...]]:
 
 
 def head_cost(env: Env) -> tuple[Cost, tuple[TimedOp, ...]]:
-    """LM head and loss on the last stage: (T x h) @ (h x V/t), fp32 logits; its rows: the logits
-    GEMM and the cross-entropy (never recomputed)."""
+    """LM head and loss on the last stage: (T x h) @ (h x V/t); the loss holds the stack's loss
+    kernel's bytes per logit at its peak (constants.LOSS_BYTES_PER_LOGIT); its rows: the logits GEMM
+    and the cross-entropy (never recomputed)."""
     model, plan, ctx, T = env.model, env.plan, env.ctx, env.tokens
     c = Cost()
     V, e = model.vocab_size, model.embed_dim
@@ -466,7 +517,8 @@ def head_cost(env: Env) -> tuple[Cost, tuple[TimedOp, ...]]:
     loss_f = logits * LOSS_FWD_BYTES_PER_LOGIT / ctx.mem_bytes_per_s + 4 * KERNEL_TAIL_S
     loss_b = logits * LOSS_BWD_BYTES_PER_LOGIT / ctx.mem_bytes_per_s + 4 * KERNEL_TAIL_S
     c.loss_s = loss_f + loss_b
-    c.act_bytes = T * V / plan.tp * LOGIT_BYTES
+    loss_kernel = ctx.stack.loss_kernel if ctx.stack is not None else "fused_fp32"
+    c.act_bytes = T * V / plan.tp * LOSS_BYTES_PER_LOGIT[loss_kernel]
     c.params = (0 if model.tie_embeddings and plan.pp == 1 else V * e / plan.tp) + (
         model.norm.params(model.hidden_size) if model.final_norm else 0)
     if env.train.finetune is not None:   # frozen and held in 16 bits (QLoRA quantises only the layers' linears)

@@ -325,7 +325,7 @@ def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: Trainin
     if plan.activation_offload:
         host_bytes += max(r.offloaded_acts for r in ranks) * devices_per_node
     cap = hw.hbm_capacity_bytes
-    verdict = memory_verdict(mem.total, cap)
+    verdict = memory_verdict(mem.total, cap, least_bytes=mem.total - mem.fragmentation)
     fits = verdict != "does not fit"
     reason = None
     if not fits and explain:
