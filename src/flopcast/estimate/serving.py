@@ -29,6 +29,7 @@ from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import admission, comm, counts
 from flopcast.estimate import ops as ops_mod
+from flopcast.estimate import speculative as spec_mod
 from flopcast.estimate.efficiency import (
     attention_seq_factor,
     deepep_floor_s,
@@ -118,7 +119,9 @@ class _Serve:
 
 def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve:
     """What every iteration of this deployment shares (device context with calibrated efficiencies,
-    weight and KV formats): the handle the simulator and the analytic estimate both time with."""
+    weight and KV formats): the handle the simulator and the analytic estimate both time with. A
+    speculative section without an acceptance length gets the predicted one (estimate/speculative.py)."""
+    spec, _ = spec_mod.with_acceptance(model, spec)
     peaks = hw.peak_flops_per_s
     half = peaks.get("bf16") or peaks.get("fp16") or max(peaks.values())
     wd = spec.weights_dtype
@@ -557,6 +560,11 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
                      assumptions: tuple[Assumption, ...] = ()) -> ServingEstimate:
     """Capacity, latency and steady-state throughput of `spec` (validated) on `hw`."""
     sv = prepare(model, hw, spec)
+    if spec.speculative is not None and spec.speculative.acceptance_length is None:
+        sp = sv.spec.speculative
+        assumptions = (*assumptions, Assumption("speculative.acceptance_length", round(sp.acceptance_length, 4),
+                                                "predicted from published acceptance data: " + sp.acceptance_source))
+    spec = sv.spec
     I, O = spec.input_tokens, spec.output_tokens
     S = I + O
     weights, workspace, reserve, free = memory_split(sv)
@@ -669,7 +677,7 @@ def _decode_iteration(sv: _Serve, B_run: int, ctx_dec: float, prefill_per_iter: 
         return sum(it.values()), sum(mine.values())
     # a speculative step: draft k tokens per sequence, verify 1 + k query tokens per sequence in one
     # forward (the KV cache read once per sequence), yield acceptance_length tokens per sequence
-    q = 1 + sp.num_draft_tokens
+    q = sp.query_tokens
     prefill_step = prefill_per_iter * sp.acceptance_length
     draft = _draft_time_s(sv, B_run, ctx_dec, I)
     it = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step, I, B_run * q, queries_per_seq=q)
@@ -751,6 +759,8 @@ def _draft_time_s(sv: _Serve, batch: float, ctx: float, prompt: float) -> float:
     token; draft_model: a decode step of the draft model per draft token, on the same devices."""
     sp = sv.spec.speculative
     k = sp.num_draft_tokens
+    if sp.method == "ngram":
+        return 0.0          # drafts are looked up in the prompt on the host: no device work
     dsv = draft_deployment(sv)
     if dsv is not None:
         return k * sum(iteration_breakdown_s(dsv, batch, ctx, 0.0, prompt, batch).values())
