@@ -482,9 +482,9 @@ def _training_commands(add: _Add) -> None:
 def _validation_commands(add: _Add) -> None:
     """validate and calibrate."""
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
-    sp.add_argument("what", choices=("training", "inference", "memory", "ranking"),
+    sp.add_argument("what", choices=("training", "inference", "memory", "ranking", "speculative"),
                     help="which estimator to validate (memory: peak memory per device; ranking: the order of "
-                         "measured plans of one job)")
+                         "measured plans of one job; speculative: published speedups of speculative decoding)")
     sp.add_argument("--cv", choices=("source", "generation"), default=None,
                     help="also cross-validate: predict each source family (source) or hardware generation "
                          "(generation) with parameters fitted without it")

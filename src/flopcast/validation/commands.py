@@ -12,13 +12,14 @@ from flopcast.errors import InvalidScenario
 
 def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False, profile: Any = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """`flopcast validate training|inference|memory|ranking`: predicted vs measured on every usable
+    """`flopcast validate training|inference|memory|ranking|speculative`: predicted vs measured on every usable
     published run, under the shipped calibration profile (or `profile`: none, a path, a mapping), with
     the figures by class; with `cv` (True or "source": leave one source family out; "generation":
     leave one hardware generation out, training and inference only), the cross-validated figures;
     with `baseline`, the one-parameter baseline's. `memory`: peak memory per device
     (validation/memory.py); `ranking`: the order of the plans of one job against the measured order
-    (validation/ranking.py; shipped profile)."""
+    (validation/ranking.py; shipped profile); `speculative`: published speedups of speculative decoding
+    (validation/speculative.py; shipped profile, nothing fitted)."""
     from flopcast.estimate.calibration import resolve_profile
     from flopcast.validation import fit, runs
 
@@ -29,6 +30,13 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
             raise InvalidScenario("validate memory: --cv generation applies to training and inference; "
                                   "accepted: --cv source")
         return memory.report(cv=bool(cv))
+    if kind == "speculative":   # published speedups of speculative decoding (validation/speculative.py)
+        from flopcast.validation import speculative
+
+        if cv or baseline:
+            raise InvalidScenario("validate speculative: nothing is fitted to these rows (the in-sample figure is "
+                                  "out of sample); --cv and --baseline apply to training and inference")
+        return speculative.report()
     if kind == "ranking":
         from flopcast.validation.ranking import validate_ranking
 
@@ -36,7 +44,7 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
             raise InvalidScenario("validate ranking: --cv and --baseline apply to training and inference only")
         return validate_ranking(resolve_profile(profile, "training"), progress=progress)
     if kind not in ("training", "inference"):
-        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, memory, ranking")
+        raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, memory, ranking, speculative")
     from flopcast.validation import first_seen
 
     cases, skipped = runs.builtin(kind)
