@@ -7,10 +7,11 @@ yields, per verify step, the accepted prefix plus the target's own bonus token:
     a(k) = 1 + alpha + ... + alpha^k = (1 - alpha^(k+1)) / (1 - alpha)      (Leviathan et al. 2023, eq. 1)
 
 alpha comes from the published row that fits best: the same method; the scenario's task (else chat);
-the same model, else the same family, else any model (the median alpha of the rows left); among
-those, the chain length closest to k (a chain row's alpha solves a(k_row) = tau_row; a tree row's is
-1 - 1/tau, the deep-draft limit). Leaves out: acceptance under sampling (temperature > 0; the rows
-are greedy), and tree breadth beyond what the published tree measurements hold.
+the same model, else the same family, else any model (the median a(k) of the rows left); among
+those, the chain length closest to k (a chain row's alpha solves a(k_row) = tau_row, or is given per
+draft position; a tree row's is 1 - 1/tau, the deep-draft limit). Leaves out: acceptance under
+sampling (temperature > 0; the rows are greedy), and tree breadth beyond what the published tree
+measurements hold.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ TASKS = ("chat", "code", "math", "summarisation")
 @dataclass(frozen=True, slots=True)
 class AcceptanceRow:
     """One published acceptance figure: method, task, target model (or None) and family, the chain
-    length it was measured at (None: a draft tree of unstated depth), per-token acceptance alpha."""
+    length it was measured at (None: a draft tree of unstated depth), and the acceptance rate at each
+    draft position (one rate for every position, or per position with the last one repeated)."""
 
     id: str
     method: str
@@ -37,7 +39,15 @@ class AcceptanceRow:
     model: str | None
     family: str
     num_draft_tokens: int | None
-    alpha: float
+    alphas: tuple[float, ...]
+
+    def acceptance_length(self, k: int) -> float:
+        """Mean tokens per verify step of a k-token chain: 1 + a0 + a0 a1 + ... + a0 ... a(k-1)."""
+        total, run = 1.0, 1.0
+        for i in range(k):
+            run *= self.alphas[min(i, len(self.alphas) - 1)]
+            total += run
+        return total
 
 
 def chain_acceptance_length(alpha: float, k: int) -> float:
@@ -66,14 +76,18 @@ def _table_rows(entry: dict[str, Any]) -> list[AcceptanceRow]:
     for method, taus in entry["tau"].items():
         for task, tau in zip(TASKS, taus, strict=True):
             out.append(AcceptanceRow(f"{entry['id']}:{method}:{task}", method, task, entry.get("model"),
-                                     entry["family"], None, alpha_for(float(tau), None)))
+                                     entry["family"], None, (alpha_for(float(tau), None),)))
     return out
 
 
 def _chain_row(entry: dict[str, Any]) -> AcceptanceRow:
+    if "alphas" in entry:
+        alphas = tuple(float(a) for a in entry["alphas"])
+        return AcceptanceRow(entry["id"], entry["method"], entry["task"], entry.get("model"), entry["family"],
+                             len(alphas), alphas)
     k = int(entry["num_draft_tokens"])
     alpha = float(entry["alpha"]) if "alpha" in entry else alpha_for(float(entry["tau"]), k)
-    return AcceptanceRow(entry["id"], entry["method"], entry["task"], entry.get("model"), entry["family"], k, alpha)
+    return AcceptanceRow(entry["id"], entry["method"], entry["task"], entry.get("model"), entry["family"], k, (alpha,))
 
 
 @cache
@@ -110,13 +124,12 @@ def select_rows(method: str, model_name: str, family: str, task: str, k: int) ->
 
 
 def predict_acceptance(method: str, model: Any, task: str, k: int) -> tuple[float, str]:
-    """(acceptance length of a k-token draft, why): a(k) at the median alpha of the selected rows."""
+    """(acceptance length of a k-token draft, why): the median over the selected rows of their a(k)."""
     rows, how = select_rows(method, model.name, model.family, task, k)
     if not rows:
         raise FlopcastError(f"inference.speculative.acceptance_length: {how} ({method}); give acceptance_length")
-    alpha = statistics.median(r.alpha for r in rows)
-    a = min(float(k + 1), max(1.0, chain_acceptance_length(alpha, k)))
-    return a, f"alpha {alpha:.3f} per draft token from {', '.join(r.id for r in rows)} ({how})"
+    a = min(float(k + 1), max(1.0, statistics.median(r.acceptance_length(k) for r in rows)))
+    return a, f"{', '.join(r.id for r in rows)} ({how})"
 
 
 def with_acceptance(model: Any, spec: Any) -> tuple[Any, str | None]:
@@ -127,3 +140,16 @@ def with_acceptance(model: Any, spec: Any) -> tuple[Any, str | None]:
         return spec, None
     a, why = predict_acceptance(sp.method, model, sp.task, sp.num_draft_tokens)
     return replace(spec, speculative=replace(sp, acceptance_length=a, acceptance_source=why)), why
+
+
+@cache
+def _engines() -> dict[str, Any]:
+    return _read_yaml(CATALOG_DIR / "speculative.yaml").get("engines", {}) or {}
+
+
+def host_s_per_step(engine: str) -> float | None:
+    """Host time per speculative step that the device does not overlap in `engine` (catalog/
+    speculative.yaml engines: SGLang runs speculation without its overlap scheduler), or None for
+    an engine without an entry (its host time per iteration applies unchanged)."""
+    e = _engines().get(engine)
+    return None if not e else float(e["host_s_per_step"])

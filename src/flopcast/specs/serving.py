@@ -26,7 +26,8 @@ POOL_KEYS = ("hardware", "tp", "pp", "dp", "ep", "engine", "weights_dtype", "kv_
              "two_batch_overlap", "kv_memory_fraction")
 SPECULATIVE_METHODS = ("mtp", "eagle", "eagle2", "eagle3", "medusa", "draft_model", "ngram")
 SPECULATIVE_TASKS = ("chat", "code", "math", "summarisation")
-SPECULATIVE_KEYS = ("method", "num_draft_tokens", "acceptance_length", "draft_model", "task", "verify_tokens")
+SPECULATIVE_KEYS = ("method", "num_draft_tokens", "acceptance_length", "draft_model", "task", "verify_tokens",
+                    "host_overlap")
 MAX_VERIFY_TOKENS = 128
 
 
@@ -38,7 +39,9 @@ class SpeculativeSpec:
     ngram: tokens copied from the prompt, no draft network), then verifies `verify_tokens` query tokens
     per sequence in one forward (1 + k for a chain; more for a draft tree). `acceptance_length` is the
     mean tokens a verify step yields (accepted drafts + the bonus token), 1 <= a <= k + 1; None until
-    the estimator predicts it from catalog/speculative.yaml by method, model and `task`."""
+    the estimator predicts it from catalog/speculative.yaml by method, model and `task`.
+    `host_overlap`: the engine overlaps its host work with the device during speculative steps (None:
+    the engine's default, catalog/speculative.yaml engines; SGLang's speculative path does not)."""
 
     method: str
     num_draft_tokens: int
@@ -46,6 +49,7 @@ class SpeculativeSpec:
     draft_model: Any = None      # ModelSpec of the draft model (method draft_model)
     task: str = "chat"
     verify_tokens: int | None = None
+    host_overlap: bool | None = None
     acceptance_source: str = "inference.speculative.acceptance_length"
 
     @property
@@ -58,7 +62,7 @@ class SpeculativeSpec:
         draft = self.draft_model
         return {"method": self.method, "num_draft_tokens": self.num_draft_tokens,
                 "acceptance_length": self.acceptance_length, "acceptance_source": self.acceptance_source,
-                "task": self.task, "verify_tokens": self.query_tokens,
+                "task": self.task, "verify_tokens": self.query_tokens, "host_overlap": self.host_overlap,
                 "draft_model": None if draft is None else getattr(draft, "name", str(draft))}
 
 
@@ -97,8 +101,10 @@ def _speculative(value: Any) -> SpeculativeSpec | None:
     verify = value.get("verify_tokens")
     if verify is not None:
         verify = bounded_int(verify, "inference.speculative.verify_tokens", k + 1, MAX_VERIFY_TOKENS)
+    overlap = flag(value, "inference.speculative", "host_overlap", False) if "host_overlap" in value else None
     return SpeculativeSpec(method=method, num_draft_tokens=k, acceptance_length=_acceptance(value, k),
-                           draft_model=_draft_model(value, method), task=task, verify_tokens=verify)
+                           draft_model=_draft_model(value, method), task=task, verify_tokens=verify,
+                           host_overlap=overlap)
 
 
 POOLS = ("both", "prefill", "decode")

@@ -31,12 +31,10 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
                                   "accepted: --cv source")
         return memory.report(cv=bool(cv))
     if kind == "speculative":   # published speedups of speculative decoding (validation/speculative.py)
-        from flopcast.validation import speculative
-
         if cv or baseline:
             raise InvalidScenario("validate speculative: nothing is fitted to these rows (the in-sample figure is "
                                   "out of sample); --cv and --baseline apply to training and inference")
-        return speculative.report()
+        return _speculative_report()
     if kind == "ranking":
         from flopcast.validation.ranking import validate_ranking
 
@@ -55,6 +53,19 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
     for name, entry in out["by_class"].items():
         entry["first_seen_median_abs_error_frac"] = first_seen.prospective(
             [c.id for c in cases if name in c.classes], log)["median_abs_error_frac"]
+    return out
+
+
+def _speculative_report() -> dict[str, Any]:
+    """validation/speculative.py's report with the prospective (first-seen) figures, overall and by class."""
+    from flopcast.validation import first_seen, speculative
+
+    log = first_seen.load()
+    out = speculative.report(log)
+    out["first_seen"] = first_seen.prospective([r["id"] for r in out["rows"]], log)
+    for name, entry in out["by_class"].items():
+        entry["first_seen_median_abs_error_frac"] = first_seen.prospective(
+            [r["id"] for r in out["rows"] if name in r["classes"]], log)["median_abs_error_frac"]
     return out
 
 

@@ -38,6 +38,7 @@ class SpeedupCase:
     source: str = ""
     assumed: str = ""
     classes: tuple[str, ...] = field(default=())
+    baseline_overlap: bool = True     # False: the measured baseline ran without the overlap scheduler
 
     def predict(self, profile: Any = None) -> float:
         """The predicted ratio, speculation on over off (profile: the calibration profile, None: shipped)."""
@@ -57,7 +58,8 @@ def load_cases(path: Path = RUNS_PATH) -> list[SpeedupCase]:
         out.append(SpeedupCase(id=r["id"], family=r["family"], method=r["method"], quantity=r["quantity"],
                                measured=float(r["measured"]), scenario=sc, speculative=dict(r["speculative"]),
                                source=r["source"], assumed=r.get("assumed", ""),
-                               classes=(r["method"], _batch_class(int(sc["inference"]["batch_size"])))))
+                               classes=(r["method"], _batch_class(int(sc["inference"]["batch_size"]))),
+                               baseline_overlap=bool(r.get("baseline_overlap_scheduler", True))))
     return out
 
 
@@ -83,34 +85,34 @@ def _estimate(scenario: dict[str, Any], speculative: dict[str, Any] | None, prof
 
 
 def predicted_speedup(case: SpeedupCase, profile: Any = None) -> float:
-    """Speculation on over off: output tokens/s (throughput) or end-to-end request time (latency)."""
+    """Speculation on over off: output tokens/s (throughput) or end-to-end request time (latency).
+    A baseline measured without the engine's overlap scheduler pays, per iteration, the host time a
+    speculative step exposes (estimate/serving.py _speculative_host_s) as the speculative side does."""
+    from flopcast.estimate.serving import _speculative_host_s
+
     off = _estimate(case.scenario, None, profile)
     on = _estimate(case.scenario, case.speculative, profile)
+    extra_s = 0.0 if case.baseline_overlap else _speculative_host_s(off.spec.engine)
     if case.quantity == "throughput":
-        return on.output_tokens_per_s / off.output_tokens_per_s
+        return on.output_tokens_per_s / (off.output_tokens_per_s * off.tpot_s / (off.tpot_s + extra_s))
     out_tokens = case.scenario["inference"]["output_tokens"]
-    return (off.ttft_s + out_tokens * off.tpot_s) / (on.ttft_s + out_tokens * on.tpot_s)
+    return (off.ttft_s + out_tokens * (off.tpot_s + extra_s)) / (on.ttft_s + out_tokens * on.tpot_s)
 
 
-def _summary(rows: list[dict[str, Any]], log: dict[str, dict[str, str]]) -> dict[str, Any]:
-    from flopcast.validation import first_seen
-
+def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     errs = [r["error_frac"] for r in rows]
     a = [abs(e) for e in errs]
     return {"num_rows": len(rows), "median_abs_error_frac": statistics.median(a), "max_abs_error_frac": max(a),
-            "signed_mean_error_frac": statistics.fmean(errs),
-            "first_seen_median_abs_error_frac": first_seen.prospective([r["id"] for r in rows], log)[
-                "median_abs_error_frac"]}
+            "signed_mean_error_frac": statistics.fmean(errs)}
 
 
-def report() -> dict[str, Any]:
+def report(log: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """The `validate speculative --json` object: per row measured / predicted speedup, error and
-    first-seen error; the median, max and signed mean |error| overall, by method, by batch class and
-    by source family; the prospective (first-seen) median."""
-    from flopcast.validation import first_seen
-
+    first-seen error (from `log`, validation/first_seen.csv as loaded); the median, max and signed
+    mean |error| overall, by method, by batch class and by source family (each row lists its classes;
+    the caller adds the prospective figures)."""
+    log = log or {}
     cases = load_cases()
-    log = first_seen.load()
     rows = []
     for c in cases:
         p = c.predict()
@@ -120,13 +122,11 @@ def report() -> dict[str, Any]:
                      "batch_size": c.scenario["inference"]["batch_size"], "measured": c.measured, "predicted": p,
                      "error_frac": p / c.measured - 1,
                      "first_seen_error_frac": None if fs in (None, "unknown") else float(fs), "url": c.source,
-                     "assumed": c.assumed})
+                     "assumed": c.assumed, "classes": [*c.classes, c.family]})
     groups: dict[str, list[dict[str, Any]]] = {}
-    for c, r in zip(cases, rows, strict=True):
-        for name in (*c.classes, c.family):
+    for r in rows:
+        for name in r["classes"]:
             groups.setdefault(name, []).append(r)
-    out = {"kind": "speculative", "profile_source": "shipped (nothing fitted to these rows)",
-           "num_sources": len({c.family for c in cases}), "rows": rows, **_summary(rows, log),
-           "by_class": {name: _summary(g, log) for name, g in groups.items()},
-           "first_seen": first_seen.prospective([c.id for c in cases], log), "skipped": []}
-    return out
+    return {"kind": "speculative", "profile_source": "shipped (nothing fitted to these rows)",
+            "num_sources": len({c.family for c in cases}), "rows": rows, **_summary(rows),
+            "by_class": {name: _summary(g) for name, g in groups.items()}, "skipped": []}
