@@ -59,3 +59,13 @@ def test_given_acceptance_overrides_the_prediction():
     est = api.estimate_serving(given)
     assert est.spec.speculative.acceptance_length == 1.5
     assert est.tpot_s > pred.tpot_s
+
+
+def test_tree_limit_agrees_with_published_chain_rates():
+    """EAGLE on Vicuna 13B: the tree's tau = 3.98 (EAGLE-3 paper Table 1) taken as alpha = 1 - 1/tau
+    and the chain's per-position rates (EAGLE paper Table 2) give a(3) within 3% of each other: the
+    evidence for reading a tree row of unstated depth that way (docs/scenario.md)."""
+    rows = {r.id: r for r in sd.acceptance_rows()}
+    tree = rows["eagle3-table1-v13b:eagle:chat"].acceptance_length(3)
+    chain = rows["eagle-table2-vicuna-13b"].acceptance_length(3)
+    assert tree == pytest.approx(chain, rel=0.03)
