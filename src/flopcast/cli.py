@@ -484,11 +484,12 @@ def _training_commands(add: _Add) -> None:
 def _validation_commands(add: _Add) -> None:
     """validate and calibrate."""
     sp = add("validate", cmd_validate, "compare predictions with published measurements")
-    sp.add_argument("what", choices=("training", "inference", "on-device", "memory", "ranking", "simulation"),
+    sp.add_argument("what", choices=("training", "inference", "on-device", "memory", "ranking", "simulation",
+                                     "speculative"),
                     help="which estimator to validate (on-device: batch-1 decode and prompt processing on phone "
                          "and laptop NPUs/GPUs; memory: peak memory per device; ranking: the order of "
                          "measured plans of one job; simulation: latency percentiles under load through "
-                         "`flopcast simulate`)")
+                         "`flopcast simulate`; speculative: published speedups of speculative decoding)")
     sp.add_argument("--cv", choices=("source", "generation"), default=None,
                     help="also cross-validate: predict each source family (source) or hardware generation "
                          "(generation) with parameters fitted without it")

@@ -29,6 +29,7 @@ from flopcast.dtypes import BYTES_PER_ELEMENT
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import admission, comm, counts
 from flopcast.estimate import ops as ops_mod
+from flopcast.estimate import speculative as spec_mod
 from flopcast.estimate.efficiency import (
     attention_seq_factor,
     deepep_floor_s,
@@ -61,6 +62,10 @@ KERNELS_PER_LAYER = 12                       # norms, projections, attention, ac
 EAGER_LAUNCH_S = 5e-6
 DEQUANT_OPS_PER_WEIGHT = 2                   # unpack + scale, per weight element per 128-row tile of tokens
 SAMPLING_BYTES_PER_LOGIT = 12                # fp32 logits written, softmax read/write, top-p/k pass
+# EAGLE-3 heads predict over a reduced draft vocabulary: 32,000 tokens for Llama 3.1 8B
+# (vllm-project/speculators Eagle3 configs, e.g. nm-testing/EAGLE3-LLaMA3.1-Instruct-8B-converted
+# config.json draft_vocab_size; the speculators v0.3.0 blog: typically 10k-32k)
+DRAFT_VOCAB = {"eagle3": 32000}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,7 +127,9 @@ class _Serve:
 
 def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve:
     """What every iteration of this deployment shares (device context with calibrated efficiencies,
-    weight and KV formats): the handle the simulator and the analytic estimate both time with."""
+    weight and KV formats): the handle the simulator and the analytic estimate both time with. A
+    speculative section without an acceptance length gets the predicted one (estimate/speculative.py)."""
+    spec, _ = spec_mod.with_acceptance(model, spec)
     peaks = hw.peak_flops_per_s
     half = peaks.get("bf16") or peaks.get("fp16") or max(peaks.values())
     wd = spec.weights_dtype
@@ -571,6 +578,11 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
                      assumptions: tuple[Assumption, ...] = ()) -> ServingEstimate:
     """Capacity, latency and steady-state throughput of `spec` (validated) on `hw`."""
     sv = prepare(model, hw, spec)
+    if spec.speculative is not None and spec.speculative.acceptance_length is None:
+        sp = sv.spec.speculative
+        assumptions = (*assumptions, Assumption("speculative.acceptance_length", round(sp.acceptance_length, 4),
+                                                "predicted from published acceptance data: " + sp.acceptance_source))
+    spec = sv.spec
     I, O = spec.input_tokens, spec.output_tokens
     S = I + O
     weights, workspace, reserve, free = memory_split(sv)
@@ -685,14 +697,23 @@ def _decode_iteration(sv: _Serve, B_run: int, ctx_dec: float, prefill_per_iter: 
         return sum(it.values()), sum(mine.values())
     # a speculative step: draft k tokens per sequence, verify 1 + k query tokens per sequence in one
     # forward (the KV cache read once per sequence), yield acceptance_length tokens per sequence
-    q = 1 + sp.num_draft_tokens
+    q = sp.query_tokens
     prefill_step = prefill_per_iter * sp.acceptance_length
-    draft = _draft_time_s(sv, B_run, ctx_dec, I)
+    draft = _draft_time_s(sv, B_run, ctx_dec, I) + _speculative_host_s(spec.engine, sp.host_overlap)
     it = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step, I, B_run * q, queries_per_seq=q)
     it["draft"] = draft
     mine = iteration_breakdown_s(sv, B_run * q, ctx_dec, prefill_step * (B_run - 1) / B_run, I, B_run * q,
                                  queries_per_seq=q)
     return sum(it.values()) / sp.acceptance_length, (sum(mine.values()) + draft) / sp.acceptance_length
+
+
+def _speculative_host_s(engine: str, host_overlap: bool | None = None) -> float:
+    """Host time a speculative step exposes beyond the engine's own per-iteration host time (which
+    iteration_breakdown_s adds): an engine that runs speculation without overlapping its scheduler
+    with the device (catalog/speculative.yaml engines) pays its whole host time per step, unless the
+    scenario says the host work overlaps (inference.speculative.host_overlap: true)."""
+    exposed = None if host_overlap else spec_mod.host_s_per_step(engine)
+    return 0.0 if exposed is None else max(0.0, exposed - serving_engine(engine).host_s_per_iteration)
 
 
 def _prefill_forward_tokens(sv: _Serve, B_run: int, prefill_per_iter: float) -> float:
@@ -761,17 +782,54 @@ def _dispatch_combine_s(sv: _Serve, tokens: float, k: int, h: int, ep: int, imb:
     return t_comm
 
 
+def _draft_layer(sv: _Serve) -> LayerSpec:
+    """The decoder layer a one-layer draft runs. mtp: the target's last layer (DeepSeek-V3's MTP
+    module is a full decoder layer of the target, its MoE FFN included, arXiv 2412.19437 sec. 2.2);
+    eagle / eagle2 / eagle3: a dense layer at the target's width (the EAGLE heads are one Llama
+    decoder layer), for an MoE target with a dense FFN as wide as a token's active experts."""
+    layer = sv.model.layers[-1]
+    ffn = layer.ffn
+    if sv.spec.speculative.method == "mtp" or not isinstance(ffn, MoEFFN):
+        return layer
+    return replace(layer, ffn=DenseFFN(d_ff=ffn.expert_d_ff * ffn.top_k + ffn.shared_d_ff, gated=ffn.gated))
+
+
+def _head_s(sv: _Serve, tokens: float, vocab: float) -> float:
+    """An LM head over `vocab` logits for `tokens` tokens (16-bit weights, split over tp)."""
+    return _gemm(sv, tokens, vocab / sv.spec.tp, sv.model.embed_dim, weight_bytes=ACT_BYTES)
+
+
 def _draft_time_s(sv: _Serve, batch: float, ctx: float, prompt: float) -> float:
-    """Time to draft num_draft_tokens tokens for `batch` sequences. mtp / eagle: one decoder layer
-    of the target's width (DeepSeek-V3's MTP module; an EAGLE head) plus the LM head, per draft
-    token; draft_model: a decode step of the draft model per draft token, on the same devices."""
+    """Device time to draft for `batch` sequences in one speculative step. A tree of verify_tokens
+    nodes drafts (verify_tokens - 1) / k tokens per sequence at each of its k depths (1 for a chain).
+    mtp / eagle / eagle2 / eagle3: k steps of the draft layer (_draft_layer) and its LM head (EAGLE-3:
+    a reduced draft vocabulary, DRAFT_VOCAB), then one extend pass of the layer over the a accepted
+    tokens of every sequence (the hidden states the next draft starts from: SGLang's and vLLM's EAGLE
+    workers), EAGLE-3 fusing three of the target's hidden states (3h -> h) for those tokens;
+    medusa: k heads once per step on the last hidden state, each a residual h x h block and its own
+    LM head (Medusa-1, arXiv 2401.10774 sec. 2.1); draft_model: k decode steps of the draft model on
+    the same devices; ngram: none (the lookup runs on the host). Leaves out the draft's own prefill of
+    new prompts (one layer, or the draft model's: a few % of the target's)."""
     sp = sv.spec.speculative
-    k = sp.num_draft_tokens
-    dsv = draft_deployment(sv)
-    if dsv is not None:
-        return k * sum(iteration_breakdown_s(dsv, batch, ctx, 0.0, prompt, batch).values())
-    m = sv.model
-    layer = m.layers[-1]
-    step = _layer_step(sv, layer, batch, ctx, 0.0, prompt, batch * sv.spec.ep)
-    head = _gemm(sv, batch, m.vocab_size / sv.spec.tp, m.embed_dim, weight_bytes=ACT_BYTES)
-    return k * (sum(step.values()) + head)
+    k, m = sp.num_draft_tokens, sv.model
+    width = batch * (sp.query_tokens - 1) / k
+    match sp.method:
+        case "ngram":
+            return 0.0
+        case "draft_model":
+            dsv = draft_deployment(sv)
+            assert dsv is not None                  # the spec parser requires a draft model for this method
+            return k * sum(iteration_breakdown_s(dsv, width, ctx, 0.0, prompt, width).values())
+        case "medusa":
+            h = m.hidden_size
+            return k * (_gemm(sv, batch, h, h) + _head_s(sv, batch, m.vocab_size))
+    layer = _draft_layer(sv)
+    vocab = DRAFT_VOCAB.get(sp.method, m.vocab_size)
+    ep_tokens = sv.spec.ep
+    step = sum(_layer_step(sv, layer, width, ctx, 0.0, prompt, width * ep_tokens).values()) + _head_s(sv, width, vocab)
+    accepted = batch * (sp.acceptance_length or 1.0)
+    extend = sum(_layer_step(sv, layer, accepted, ctx, 0.0, prompt, accepted * ep_tokens,
+                             queries_per_seq=sp.acceptance_length or 1.0).values())
+    if sp.method == "eagle3":
+        extend += _gemm(sv, accepted, m.hidden_size, 3 * m.hidden_size)
+    return k * step + extend

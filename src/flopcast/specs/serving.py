@@ -28,29 +28,69 @@ POOL_KEYS = ("hardware", "tp", "pp", "dp", "ep", "engine", "weights_dtype", "kv_
 # weight-only integer formats with one fp16 scale per group of weights (inference.weight_group_size)
 GROUPED_WEIGHT_DTYPES = ("int4", "int8")
 MAX_WEIGHT_GROUP_SIZE = 4096
-SPECULATIVE_METHODS = ("mtp", "eagle", "draft_model")
-SPECULATIVE_KEYS = ("method", "num_draft_tokens", "acceptance_length", "draft_model")
+SPECULATIVE_METHODS = ("mtp", "eagle", "eagle2", "eagle3", "medusa", "draft_model", "ngram")
+SPECULATIVE_TASKS = ("chat", "code", "math", "summarisation")
+SPECULATIVE_KEYS = ("method", "num_draft_tokens", "acceptance_length", "draft_model", "task", "verify_tokens",
+                    "host_overlap")
+MAX_VERIFY_TOKENS = 128
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SpeculativeSpec:
-    """Speculative decoding: every step drafts `num_draft_tokens` tokens per sequence (mtp: the
-    model's own multi-token-prediction layer; eagle: a one-layer draft head on the target's features;
-    draft_model: a separate small model), then verifies them in one forward of 1 + k query tokens per
-    sequence; `acceptance_length` is the mean tokens a verify step yields (accepted drafts + the
-    bonus token), 1 <= a <= k + 1."""
+    """Speculative decoding: every step drafts `num_draft_tokens` tokens per sequence (k, the draft
+    depth; mtp: the model's own multi-token-prediction module; eagle / eagle2 / eagle3: a one-layer
+    draft head on the target's features; medusa: k extra heads; draft_model: a separate small model;
+    ngram: tokens copied from the prompt, no draft network), then verifies `verify_tokens` query tokens
+    per sequence in one forward (1 + k for a chain; more for a draft tree). `acceptance_length` is the
+    mean tokens a verify step yields (accepted drafts + the bonus token), 1 <= a <= k + 1; None until
+    the estimator predicts it from catalog/speculative.yaml by method, model and `task`.
+    `host_overlap`: the engine overlaps its host work with the device during speculative steps (None:
+    the engine's default, catalog/speculative.yaml engines; SGLang's speculative path does not)."""
 
     method: str
     num_draft_tokens: int
-    acceptance_length: float
+    acceptance_length: float | None = None
     draft_model: Any = None      # ModelSpec of the draft model (method draft_model)
+    task: str = "chat"
+    verify_tokens: int | None = None
+    host_overlap: bool | None = None
+    acceptance_source: str = "inference.speculative.acceptance_length"
+
+    @property
+    def query_tokens(self) -> int:
+        """Query tokens per sequence of a verify forward (1 + k for a chain, the tree's size otherwise)."""
+        return self.verify_tokens if self.verify_tokens is not None else 1 + self.num_draft_tokens
 
     def to_dict(self) -> dict[str, Any]:
         """The section as JSON data (the draft model by its name)."""
         draft = self.draft_model
         return {"method": self.method, "num_draft_tokens": self.num_draft_tokens,
-                "acceptance_length": self.acceptance_length,
+                "acceptance_length": self.acceptance_length, "acceptance_source": self.acceptance_source,
+                "task": self.task, "verify_tokens": self.query_tokens, "host_overlap": self.host_overlap,
                 "draft_model": None if draft is None else getattr(draft, "name", str(draft))}
+
+
+def _acceptance(value: Any, k: int) -> float | None:
+    a = value.get("acceptance_length")
+    if a is None:
+        return None
+    if isinstance(a, bool) or not isinstance(a, (int, float)) or not 1.0 <= float(a) <= k + 1:
+        raise InvalidScenario(f"inference.speculative.acceptance_length: expected tokens per verify step in "
+                              f"[1, num_draft_tokens + 1 = {k + 1}], got {a!r} (omit it to have it predicted)")
+    return float(a)
+
+
+def _draft_model(value: Mapping[str, Any], method: str) -> Any:
+    if method == "draft_model":
+        if "draft_model" not in value:
+            raise InvalidScenario("inference.speculative.draft_model: missing; give a catalog model id "
+                                  "(e.g. llama-3.2-1b) for method draft_model")
+        from flopcast import catalog
+
+        return catalog.get_model(str(value["draft_model"]))
+    if "draft_model" in value:
+        raise InvalidScenario(f"inference.speculative.draft_model: only for method draft_model (method is {method})")
+    return None
 
 
 def _speculative(value: Any) -> SpeculativeSpec | None:
@@ -61,21 +101,16 @@ def _speculative(value: Any) -> SpeculativeSpec | None:
     check_keys(value, "inference.speculative", SPECULATIVE_KEYS)
     method = choice(value, "inference.speculative", "method", "mtp", SPECULATIVE_METHODS)
     k = bounded_int(value.get("num_draft_tokens", 1), "inference.speculative.num_draft_tokens", 1, 16)
-    a = value.get("acceptance_length")
-    if isinstance(a, bool) or not isinstance(a, (int, float)) or not 1.0 <= float(a) <= k + 1:
-        raise InvalidScenario(f"inference.speculative.acceptance_length: expected tokens per verify step in "
-                              f"[1, num_draft_tokens + 1 = {k + 1}], got {a!r}")
-    draft = None
-    if method == "draft_model":
-        if "draft_model" not in value:
-            raise InvalidScenario("inference.speculative.draft_model: missing; give a catalog model id "
-                                  "(e.g. llama-3.2-1b) for method draft_model")
-        from flopcast import catalog
+    task = choice(value, "inference.speculative", "task", "chat", SPECULATIVE_TASKS)
+    verify = value.get("verify_tokens")
+    if verify is not None:
+        verify = bounded_int(verify, "inference.speculative.verify_tokens", k + 1, MAX_VERIFY_TOKENS)
+    overlap = flag(value, "inference.speculative", "host_overlap", False) if "host_overlap" in value else None
+    return SpeculativeSpec(method=method, num_draft_tokens=k, acceptance_length=_acceptance(value, k),
+                           draft_model=_draft_model(value, method), task=task, verify_tokens=verify,
+                           host_overlap=overlap)
 
-        draft = catalog.get_model(str(value["draft_model"]))
-    elif "draft_model" in value:
-        raise InvalidScenario(f"inference.speculative.draft_model: only for method draft_model (method is {method})")
-    return SpeculativeSpec(method=method, num_draft_tokens=k, acceptance_length=float(a), draft_model=draft)
+
 POOLS = ("both", "prefill", "decode")
 
 

@@ -12,15 +12,17 @@ from flopcast.errors import InvalidScenario
 
 def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False, profile: Any = None,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """`flopcast validate training|inference|on-device|memory|ranking|simulation`: predicted vs measured on every
-    usable published run, under the shipped calibration profile (or `profile`: none, a path, a mapping), with
+    """`flopcast validate training|inference|on-device|memory|ranking|simulation|speculative`: predicted vs
+    measured on every usable published run, under the shipped calibration profile (or `profile`: none, a
+    path, a mapping), with
     the figures by class; with `cv` (True or "source": leave one source family out; "generation":
     leave one hardware generation out, training and inference only), the cross-validated figures;
     with `baseline`, the one-parameter baseline's. `memory`: peak memory per device
     (validation/memory.py); `ranking`: the order of the plans of one job against the measured order
     (validation/ranking.py; shipped profile); `simulation`: latency percentiles under load through the
     discrete-event simulator (validation/simulation.py; `cv` refits the serving profile without each
-    row's family or generation)."""
+    row's family or generation); `speculative`: published speedups of speculative decoding
+    (validation/speculative.py; shipped profile, nothing fitted)."""
     from flopcast.estimate.calibration import resolve_profile
     from flopcast.validation import fit, runs
 
@@ -31,6 +33,11 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
             raise InvalidScenario("validate memory: --cv generation applies to training and inference; "
                                   "accepted: --cv source")
         return memory.report(cv=bool(cv))
+    if kind == "speculative":   # published speedups of speculative decoding (validation/speculative.py)
+        if cv or baseline:
+            raise InvalidScenario("validate speculative: nothing is fitted to these rows (the in-sample figure is "
+                                  "out of sample); --cv and --baseline apply to training and inference")
+        return _speculative_report()
     if kind == "ranking":
         from flopcast.validation.ranking import validate_ranking
 
@@ -41,7 +48,7 @@ def validate(kind: str, *, cv: bool | str | None = False, baseline: bool = False
         return _validate_simulation(cv=cv, baseline=baseline, profile=profile, progress=progress)
     if kind not in ("training", "inference", "on-device"):
         raise InvalidScenario(f"validate: {kind!r}; accepted: training, inference, on-device, memory, ranking, "
-                              "simulation")
+                              "simulation, speculative")
     from flopcast.validation import first_seen
 
     cases, skipped = runs.builtin(kind)
@@ -73,6 +80,19 @@ def _validate_simulation(*, cv: bool | str | None, baseline: bool, profile: Any,
         for name, entry in out[group].items():
             entry["first_seen_median_abs_error_frac"] = first_seen.prospective(
                 [f"{r['id']}:{m}" for r, m in stats if sel(r, m, name)], log)["median_abs_error_frac"]
+    return out
+
+
+def _speculative_report() -> dict[str, Any]:
+    """validation/speculative.py's report with the prospective (first-seen) figures, overall and by class."""
+    from flopcast.validation import first_seen, speculative
+
+    log = first_seen.load()
+    out = speculative.report(log)
+    out["first_seen"] = first_seen.prospective([r["id"] for r in out["rows"]], log)
+    for name, entry in out["by_class"].items():
+        entry["first_seen_median_abs_error_frac"] = first_seen.prospective(
+            [r["id"] for r in out["rows"] if name in r["classes"]], log)["median_abs_error_frac"]
     return out
 
 

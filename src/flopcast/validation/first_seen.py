@@ -219,9 +219,12 @@ def add(ids: Sequence[str], note: str = "") -> list[dict[str, Any]]:
     log = load()
     head = _git("rev-parse", "HEAD").strip()[:10]
     new = []
-    for kind in ("training", "inference", "on-device"):
-        profile = resolve_profile(None, "inference" if kind == "on-device" else kind)
-        for case in runs.builtin(kind)[0]:
+    from flopcast.validation import speculative
+
+    for kind in ("training", "inference", "on-device", "speculative"):
+        profile = None if kind == "speculative" else resolve_profile(None, "inference" if kind == "on-device"
+                                                                        else kind)
+        for case in speculative.load_cases() if kind == "speculative" else runs.builtin(kind)[0]:
             if case.id in ids:
                 p = case.predict(profile)
                 new.append(_entry(case, kind, f"after {head}", {"predicted": p}) | {"note": note})
