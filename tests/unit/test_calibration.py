@@ -128,3 +128,31 @@ def test_calibrate_cli_writes_a_profile(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "flopcast.cli", "calibrate", str(tmp_path / "nope.csv")],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "runs: file not found" in bad.stderr
+
+
+def test_a_parameter_one_source_informs_is_pooled():
+    """Issue 22 calibration hygiene: stack.a is informed by source s0 alone and stack.b by s1 alone;
+    each is pooled into stack.* (one value for both, their runs' common 0.8), while compute.hopper,
+    informed by both sources, keeps its own name. A stack no run uses gets the pooled value too."""
+    cases = []
+    for i in range(8):
+        src, stack = ("s0", "stack.a") if i % 2 else ("s1", "stack.b")
+        cases.append(fit.Case(id=f"r{i}", source=src, model="m", hardware="h100-sxm", quantity="step_time_s",
+                              measured=1.0 / 0.8, params=("compute.hopper", stack),
+                              predict=lambda p, stack=stack: 1.0 / (p.get("compute.hopper") * p.get(stack))))
+    prof, details = fit.fit(cases, "training")
+    assert set(details["parameters"]) == {"compute.hopper", "stack.*"}
+    assert prof.get("stack.a") == prof.get("stack.b") == prof.get("stack.unseen") == prof.get("stack.*")
+    assert prof.get("compute.hopper") * prof.get("stack.a") == pytest.approx(0.8, rel=0.01)
+    assert Profile("training").get("stack.a") == 1.0
+
+
+def test_one_measurement_is_counted_once():
+    """Issue 22 "no measurement twice": BLOOM-176B's TFLOP/s row restates the step time of the same log
+    line; only the step-time row is validated and fitted, the other is listed as skipped."""
+    from flopcast.validation import training
+
+    cases, skipped = training.cases()
+    ids = {c.id for c in cases}
+    assert "BLOOM-176B-STEP" in ids and "BLOOM-176B-TFLOPS" not in ids
+    assert any(s["id"] == "BLOOM-176B-TFLOPS" and "same measurement" in s["why"] for s in skipped)

@@ -11,7 +11,12 @@ A profile is a small set of named multipliers (1.0 = the uncalibrated physical m
   catalog/frameworks.yaml models explicitly;
 - ``memory.<generation>`` (serving): achieved HBM bandwidth of memory-bound decode kernels;
 - ``moe.<generation>`` (serving): achieved rate of the grouped expert GEMMs of MoE layers relative to
-  dense GEMMs of the same shape (fitted only on MoE runs).
+  dense GEMMs of the same shape (fitted only on MoE runs);
+- ``<prefix>.*``: the pooled value of every ``<prefix>.<name>`` without a parameter of its own. A
+  parameter that only one source family informs is indistinguishable from that family's own bias
+  (leave that family out and nothing identifies it), so the fit pools it with its neighbours of the
+  same prefix (`pooled_names`); the pooled value also applies to a stack, engine or generation no
+  measured run uses, where the physical model's 1.0 sits above every fitted neighbour.
 
 The shipped profiles (catalog/calibration.yaml) are produced by the same command from the shipped
 validation rows (`python benchmarks/calibrate.py` re-derives them; a test checks they match).
@@ -33,6 +38,8 @@ KINDS = ("training", "inference")
 PREFIXES = {"training": ("compute", "stack"), "inference": ("compute", "memory", "engine", "moe")}
 # A multiplier outside this range is not a calibration but a different machine: refused.
 MIN_VALUE, MAX_VALUE = 0.2, 2.0
+POOLED = "*"                # `<prefix>.*`: the pooled parameter of a prefix
+MIN_SOURCES = 2             # source families that must inform a parameter of its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +52,15 @@ class Profile:
     cv_median_abs_error_frac: float | None = None   # the fit's leave-one-source-out median error
 
     def get(self, name: str) -> float:
+        """The multiplier `name`; else its prefix's pooled value (`<prefix>.*`); else 1.0."""
+        pooled = name.split(".")[0] + "." + POOLED
+        fallback = 1.0
         for k, v in self.params:
             if k == name:
                 return v
-        return 1.0
+            if k == pooled:
+                fallback = v
+        return fallback
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.params)
@@ -72,6 +84,14 @@ def _check(kind: str, params: Mapping[str, Any], where: str) -> tuple[tuple[str,
                                   "that far from 1 means the model is missing a mechanism, not a calibration")
         out.append((str(name), float(value)))
     return tuple(sorted(out))
+
+
+def pooled_names(sources_of: Mapping[str, set[str]]) -> dict[str, str]:
+    """The fitted name of each parameter, given the source families whose runs touch it: itself when
+    at least MIN_SOURCES families inform it, else its prefix's pooled parameter `<prefix>.*`
+    (issue 22: a parameter identified by one family is pooled with its neighbours)."""
+    return {name: name if len(srcs) >= MIN_SOURCES else name.split(".")[0] + "." + POOLED
+            for name, srcs in sources_of.items()}
 
 
 def profile_from_mapping(data: Mapping[str, Any], kind: str, *, where: str = "calibration",

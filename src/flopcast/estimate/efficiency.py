@@ -275,6 +275,30 @@ def moe_serving_data() -> dict:
             "attention_dp_balance": float(t["attention_dp_balance"]["balanced"])}
 
 
+def grouped_gemm_frac(tokens_per_group: float, group_m0: float | None = None) -> float:
+    """Rate of a grouped GEMM with `tokens_per_group` tokens per group relative to a GEMM of the same
+    shape: m / (m + m0) (catalog/efficiency.yaml `grouped_gemm`, fitted to DeepGEMM's tables); 1.0
+    below min_tokens_per_group (skinny kernels: row padding and weight streaming set their cost)."""
+    g = _table()["grouped_gemm"]
+    m0 = float(g["group_m0"]) if group_m0 is None else group_m0
+    m = float(tokens_per_group)
+    return m / (m + m0) if m >= float(g["min_tokens_per_group"]) else 1.0
+
+
+def decode_attention_frac(hw_id: str) -> float | None:
+    """Achieved HBM fraction of decode attention kernels (the KV-cache read) on `hw_id`'s generation
+    (catalog/efficiency.yaml `decode_attention`); None where not measured."""
+    entry = _table().get("decode_attention", {}).get(generation_of(hw_id))
+    return float(entry["fraction"]) if entry else None
+
+
+def weight_streaming_frac(hw_id: str, weights_dtype: str) -> float | None:
+    """Achieved HBM fraction of a GEMM that streams weights of `weights_dtype` with few rows (decode)
+    on `hw_id`'s generation (catalog/efficiency.yaml `weight_streaming`); None where not measured."""
+    entry = _table().get("weight_streaming", {}).get(generation_of(hw_id), {}).get(weights_dtype)
+    return float(entry["fraction"]) if entry else None
+
+
 def attention_seq_factor(seq: float, backward: bool = False) -> float:
     """Fused-attention efficiency at `seq` keys relative to the catalog's (training-length) fraction."""
     c = _table()["attention_seq_curve"]

@@ -77,6 +77,8 @@ class Op:
     d_v: float = 0.0
     recompute: str = ""       # selective-recompute class: core_attn | layernorm | moe_act | mla_up_proj | ""
     saved: tuple[Saved, ...] = ()   # tensors kept for backward (training)
+    grouped: bool = False     # a grouped GEMM (MoE experts): `count` groups of m tokens, each paying a
+                              # per-group cost (efficiency.grouped_gemm_frac)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "flops": self.flops,
@@ -85,12 +87,12 @@ class Op:
 
 
 def _gemm(name: str, m: float, n: float, k: float, count: float = 1.0, recompute: str = "",
-          saved: tuple[Saved, ...] = (), extra_weights: float = 0.0) -> Op:
+          saved: tuple[Saved, ...] = (), extra_weights: float = 0.0, grouped: bool = False) -> Op:
     """A GEMM row; `extra_weights`: the parameters read beside the matrix (biases, norms applied
-    to its output) on this device."""
+    to its output) on this device; `grouped`: one grouped GEMM of `count` groups (MoE experts)."""
     # (m count) first: routed copies per expert times experts is the whole number of copies
     return Op(name=name, kind="gemm", flops=2.0 * (m * count) * n * k, m=m, n=n, k=k, count=count,
-              weight_elems=n * k * count + extra_weights, recompute=recompute, saved=saved)
+              weight_elems=n * k * count + extra_weights, recompute=recompute, saved=saved, grouped=grouped)
 
 
 def attention_ops(a: StandardAttention | LatentAttention, h: int, *, tokens: float, keys: float, tp: int = 1,
@@ -216,9 +218,9 @@ def ffn_ops(f: DenseFFN | MoEFFN, h: int, *, tokens: float, tp: int = 1, ep: int
             de = f.latent_size or h
             ops = [_gemm("moe/router", T, E, h, extra_weights=E if f.router_bias else 0.0),
                    _gemm("moe/experts_up", per_expert, mult * fe / et, de, count=local,
-                         extra_weights=local * mult * fe / et if f.expert_bias else 0.0),
+                         extra_weights=local * mult * fe / et if f.expert_bias else 0.0, grouped=True),
                    _gemm("moe/experts_down", per_expert, de, fe / et, count=local,
-                         extra_weights=local * de if f.expert_bias else 0.0)]
+                         extra_weights=local * de if f.expert_bias else 0.0, grouped=True)]
             if f.latent_size:   # Nemotron-H: into and out of the experts' latent (replicated over tp)
                 ops += [_gemm("moe/latent_in", T, de, h, extra_weights=de if f.latent_bias else 0.0),
                         _gemm("moe/latent_out", T, h, de, extra_weights=h if f.latent_bias else 0.0)]

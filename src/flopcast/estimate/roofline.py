@@ -38,6 +38,7 @@ COMM_UNITS = 20
 # skinny GEMMs of fewer than 128 rows (decode, small batches), as the libraries' kernel heuristics
 # do. When a GEMM has fewer tiles than units, the library splits K across units (>= 512 per split).
 GEMM_TILES = ((256, 128, 1), (128, 256, 1), (128, 128, 2), (64, 128, 2), (16, 128, 4))
+SKINNY_ROWS = 128           # GEMMs of fewer rows run the skinny (weight-streaming) kernels
 SPLIT_K_MIN = 512
 # Shape assumed for the measured matmul fraction where the benchmark's shape is not recorded.
 DEFAULT_BEST_SHAPE = (8192, 8192, 8192)
@@ -75,7 +76,7 @@ def tiling(m: float, n: float, count: float, compute_units: int | None, k: float
         return 1.0, 1
     best, best_splits = 0.0, 1
     for a, b, per_unit in GEMM_TILES:
-        if a < 128 and m >= 128:
+        if a < SKINNY_ROWS and m >= SKINNY_ROWS:
             continue
         tiles = count * math.ceil(m / a) * math.ceil(n / b)
         slots = compute_units * per_unit
@@ -116,10 +117,12 @@ def matmul_fraction(ctx: DeviceCtx, m: float, n: float, k: float, count: float) 
 
 
 def gemm_time_s(ctx: DeviceCtx, m: float, n: float, k: float, count: float = 1.0, elem_bytes: float = ACT_BYTES,
-                weight_bytes: float | None = None, mem_bytes_per_s: float | None = None) -> float:
+                weight_bytes: float | None = None, mem_bytes_per_s: float | None = None,
+                rate_frac: float = 1.0) -> float:
     """Time of `count` GEMMs (m x k) @ (k x n) run as one (batched or grouped) kernel: operands of
     `elem_bytes` (the weight operand of `weight_bytes` if given), 16-bit outputs, fp32 partials when
-    split along K."""
+    split along K; `rate_frac` scales the compute rate (a grouped GEMM's per-group cost:
+    efficiency.grouped_gemm_frac)."""
     if m <= 0 or n <= 0 or k <= 0 or count <= 0:
         return 0.0
     flops = 2.0 * m * n * k * count
@@ -129,18 +132,20 @@ def gemm_time_s(ctx: DeviceCtx, m: float, n: float, k: float, count: float = 1.0
     splits = tiling(m, n, count, units, k)[1]
     if splits > 1:
         moved += count * SPLITK_PARTIAL_BYTES * m * n * splits
-    rate = matmul_fraction(ctx, m, n, k, count) * ctx.peak_flops_per_s
+    rate = matmul_fraction(ctx, m, n, k, count) * ctx.peak_flops_per_s * rate_frac
     return max(flops / rate, moved / (mem_bytes_per_s or ctx.mem_bytes_per_s)) + KERNEL_TAIL_S
 
 
 def gemm_fwd_bwd_s(ctx: DeviceCtx, m: float, n: float, k: float, count: float = 1.0,
-                   elem_bytes: float = ACT_BYTES) -> tuple[float, float]:
+                   elem_bytes: float = ACT_BYTES, rate_frac: float = 1.0) -> tuple[float, float]:
     """(forward, backward) times of a training GEMM: backward is the input gradient (m x n) @ (n x k)
-    and the weight gradient (k x m) @ (m x n), each with its own tiling."""
+    and the weight gradient (k x m) @ (m x n), each with its own tiling; `rate_frac` as gemm_time_s
+    for all three (a grouped GEMM's input and weight gradients are grouped by the same tokens)."""
     if m <= 0 or n <= 0 or k <= 0 or count <= 0:
         return 0.0, 0.0
-    fwd = gemm_time_s(ctx, m, n, k, count, elem_bytes)
-    bwd = gemm_time_s(ctx, m, k, n, count, elem_bytes) + gemm_time_s(ctx, k, n, m, count, elem_bytes)
+    fwd = gemm_time_s(ctx, m, n, k, count, elem_bytes, rate_frac=rate_frac)
+    bwd = (gemm_time_s(ctx, m, k, n, count, elem_bytes, rate_frac=rate_frac)
+           + gemm_time_s(ctx, k, n, m, count, elem_bytes, rate_frac=rate_frac))
     return fwd, bwd
 
 
@@ -192,3 +197,39 @@ def fit_gemm_shape(table=None, hw_id: str | None = None) -> tuple[float, float]:
                 best = (sse, float(fill), pb)
     assert best is not None
     return best[1], best[2]
+
+
+def grouped_gemm_ratios() -> list[tuple[float, float]]:
+    """(tokens per group, measured / modelled rate) of each grouped GEMM of the `grouped_gemm` table,
+    normalised by the same ratio of the table's dense GEMM of the same N x K: what grouping costs
+    beyond the shape model (no group cost applied)."""
+    from flopcast import catalog
+    from flopcast.estimate.efficiency import efficiency
+
+    data = _table()["grouped_gemm"]
+    hw = catalog.get_hardware(data["table_hardware"])
+    dtype = data["table_dtype"]
+    eff = efficiency(hw.lookup_id, dtype)
+    peak = hw.peak_flops_per_s[dtype]
+    ctx = DeviceCtx(hw=hw, eff=eff, peak_flops_per_s=peak, attn_peak_flops_per_s=peak,
+                    mem_bytes_per_s=hw.hbm_bandwidth_bytes_per_s * eff.memory_frac, links=None,  # type: ignore[arg-type]
+                    tp_inside=True)
+
+    def modelled(g: float, m: float, n: float, k: float) -> float:
+        return 2.0 * g * m * n * k / gemm_time_s(ctx, m, n, k, g, 1.0) / 1e12
+
+    dense = {(n, k): tflops / modelled(1, m, n, k) for m, n, k, tflops in data["dense"]}
+    return [(m, tflops / modelled(g, m, n, k) / dense[(n, k)]) for g, m, n, k, tflops in data["grouped"]]
+
+
+def fit_grouped_gemm() -> float:
+    """group_m0 minimising the squared log error of m / (m + m0) against grouped_gemm_ratios (grid
+    0..256 step 4). Deterministic."""
+    ratios = grouped_gemm_ratios()
+    best: tuple[float, float] | None = None
+    for m0 in range(0, 257, 4):
+        sse = sum(math.log(m / (m + m0) / r) ** 2 for m, r in ratios)
+        if best is None or sse < best[0] - 1e-12:
+            best = (sse, float(m0))
+    assert best is not None
+    return best[1]

@@ -32,17 +32,20 @@ from flopcast.estimate import ops as ops_mod
 from flopcast.estimate import speculative as spec_mod
 from flopcast.estimate.efficiency import (
     attention_seq_factor,
+    decode_attention_frac,
     deepep_floor_s,
     dispatch_gap_s,
     efficiency_for,
     fp4_matmul_frac,
     generation_of,
+    grouped_gemm_frac,
     moe_imbalance,
     moe_serving_data,
     power_clock_factor,
     serving_engine,
+    weight_streaming_frac,
 )
-from flopcast.estimate.roofline import COMM_UNITS, KERNEL_TAIL_S, DeviceCtx, gemm_time_s
+from flopcast.estimate.roofline import COMM_UNITS, KERNEL_TAIL_S, SKINNY_ROWS, DeviceCtx, gemm_time_s
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import DenseFFN, LatentAttention, LayerSpec, ModelSpec, MoEFFN, StandardAttention
 from flopcast.specs.serving import InferenceSpec
@@ -123,6 +126,9 @@ class _Serve:
     half_peak: float
     vector_peak: float          # non-tensor fp32 rate, for dequantisation
     moe_factor: float = 1.0     # calibrated grouped-GEMM rate of MoE experts (profile moe.<generation>)
+    weight_stream_frac: float | None = None          # measured HBM fraction of weight-streaming GEMMs
+    weight_stream_bytes_per_s: float | None = None   # ... as this deployment's calibrated rate
+    kv_read_bytes_per_s: float | None = None         # decode attention's KV-cache read rate (measured kernels)
 
 
 def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve:
@@ -141,6 +147,7 @@ def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serv
         eff = replace(eff, matmul_frac=fp4_matmul_frac(hw.lookup_id))   # measured NVFP4 kernels
     prof = spec.profile
     gen = generation_of(hw.lookup_id)
+    stream_catalog_frac = eff.memory_frac
     compute = power_clock_factor(hw) * prof.get(f"compute.{gen}") * prof.get(f"engine.{spec.engine}")
     memory = prof.get(f"memory.{gen}") * prof.get(f"engine.{spec.engine}")
     if compute != 1.0 or memory != 1.0:
@@ -161,19 +168,28 @@ def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serv
     w_bytes = BYTES_PER_ELEMENT[wd] + (GROUP_SCALE_BYTES / spec.weight_group_size if spec.weight_group_size
                                        else SCALE_BYTES_PER_WEIGHT.get(wd, 0.0))
     vector = peaks.get("fp32") or half / 16
+    # block-scaled low-precision GEMMs stream their weights below the streaming microbenchmark
+    ws = weight_streaming_frac(hw.lookup_id, wd) if native or wd in ("bf16", "fp16") else None
+    ws_rate = ctx.mem_bytes_per_s * ws / stream_catalog_frac if ws else None
+    da = decode_attention_frac(hw.lookup_id)
+    kv_rate = ctx.mem_bytes_per_s * da / stream_catalog_frac if da else None
     return _Serve(model, hw, spec, ctx, native, w_bytes, BYTES_PER_ELEMENT[kv], half, vector,
-                  prof.get(f"moe.{gen}"))
+                  prof.get(f"moe.{gen}"), ws, ws_rate, kv_rate)
 
 
 def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_bytes: float | None = None,
-          mem_bytes_per_s: float | None = None) -> float:
+          mem_bytes_per_s: float | None = None, rate_frac: float = 1.0) -> float:
     """One (batched) GEMM with m tokens against `count` weight matrices of k x n in the weights'
     dtype (roofline.gemm_time_s); dequantisation to 16-bit when the hardware lacks the format, and
     the activation-quantization pass of native fp4 GEMMs."""
     if m <= 0 or n <= 0 or k <= 0 or count <= 0:
         return 0.0
     wb = sv.w_bytes if weight_bytes is None else weight_bytes
-    t = gemm_time_s(sv.ctx, m, n, k, count, ACT_BYTES, weight_bytes=wb, mem_bytes_per_s=mem_bytes_per_s)
+    if weight_bytes is None and mem_bytes_per_s is None and m < SKINNY_ROWS:
+        # a skinny GEMM (the libraries' 16- and 64-row tiles) streams weights in the deployment's format
+        mem_bytes_per_s = sv.weight_stream_bytes_per_s
+    t = gemm_time_s(sv.ctx, m, n, k, count, ACT_BYTES, weight_bytes=wb, mem_bytes_per_s=mem_bytes_per_s,
+                    rate_frac=rate_frac)
     if not sv.native and sv.spec.weights_dtype not in ("bf16", "fp16") and weight_bytes is None:
         t += count * n * k * math.ceil(m / 128) * DEQUANT_OPS_PER_WEIGHT / sv.vector_peak
     if sv.native and sv.spec.weights_dtype == "fp4" and weight_bytes is None:
@@ -254,7 +270,7 @@ def _routing(sv: _Serve, ffn: MoEFFN, T: float, global_tokens: float) -> _Routin
     per_expert = routed / max(touched, 1e-9)
     # grouped GEMMs with few tokens per expert stream weights below the HBM microbenchmark
     md = moe_serving_data()
-    gbw = (sv.hw.hbm_bandwidth_bytes_per_s * md["grouped_gemm_memory_frac"]
+    gbw = (sv.hw.hbm_bandwidth_bytes_per_s * min(md["grouped_gemm_memory_frac"], sv.weight_stream_frac or 1.0)
            if per_expert <= md["grouped_gemm_max_tokens"] else None)
     return _Routing(per_expert, touched, imb, gbw)
 
@@ -272,7 +288,8 @@ def _attention_s(sv: _Serve, a: StandardAttention | LatentAttention, op: ops_mod
     kv_read = it.n_decode / it.queries_per_seq * c * _kv_elems_per_token_device(a, t) * sv.kv_bytes
     f_dec = it.n_decode * 2 * q * (dec_dqk + dec_dv) * c
     eff = sv.ctx.eff
-    t_dec = max(f_dec / (eff.attention_fwd_frac * sv.half_peak), kv_read / sv.ctx.mem_bytes_per_s) if it.n_decode else 0.0
+    kv_rate = sv.kv_read_bytes_per_s or sv.ctx.mem_bytes_per_s
+    t_dec = max(f_dec / (eff.attention_fwd_frac * sv.half_peak), kv_read / kv_rate) if it.n_decode else 0.0
     keys = counts.attended_keys(it.prompt, w, "causal") if it.n_prefill else 0.0
     if isinstance(a, LatentAttention) and a.index_heads and a.index_topk:
         keys = min(keys, a.index_topk)
@@ -288,7 +305,8 @@ def _row_s(sv: _Serve, op: ops_mod.Op, layer: LayerSpec, it: _Iteration, routing
         case "gemm" if op.name == "moe/router":                       # router weights stay 16-bit
             return "matmul", _gemm(sv, op.m, op.n, op.k, op.count, weight_bytes=ACT_BYTES)
         case "gemm" if op.name.startswith("moe/experts") and routing is not None:
-            t = _gemm(sv, op.m, op.n, op.k, op.count, mem_bytes_per_s=routing.grouped_bytes_per_s)
+            t = _gemm(sv, op.m, op.n, op.k, op.count, mem_bytes_per_s=routing.grouped_bytes_per_s,
+                      rate_frac=grouped_gemm_frac(op.m))
             return "expert_matmul", t / sv.moe_factor
         case "gemm":
             return "matmul", _gemm(sv, op.m, op.n, op.k, op.count)

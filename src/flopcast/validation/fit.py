@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from flopcast.estimate.calibration import MAX_VALUE, MIN_VALUE, Profile
+from flopcast.estimate.calibration import MAX_VALUE, MIN_VALUE, Profile, pooled_names
 
 HUBER_DELTA = 0.10       # log error beyond which a row counts linearly (about 10%)
 RIDGE = 0.10             # prior weight pulling each log(theta) towards 0
@@ -135,17 +135,30 @@ def _step(cases: Sequence[Case], st: _State, J: np.ndarray, lo: np.ndarray, hi: 
     return None
 
 
+def _fitted_names(cases: Sequence[Case], names: Sequence[str] | None) -> dict[str, str]:
+    """{parameter a case names: the parameter fitted for it}: each parameter informed by fewer than
+    MIN_SOURCES source families is pooled into `<prefix>.*` (estimate/calibration.py pooled_names)."""
+    wanted = set(names) if names is not None else {p for c in cases for p in c.params}
+    sources: dict[str, set[str]] = {n: set() for n in wanted}
+    for c in cases:
+        for p in c.params:
+            if p in sources:
+                sources[p].add(c.source)
+    return pooled_names(sources)
+
+
 def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
         names: Sequence[str] | None = None) -> tuple[Profile, dict[str, Any]]:
     """The profile minimising the robust log error over `cases`; returns it with fit details
     (parameters, the rows each came from, before/after median error)."""
     base = base or Profile(kind)
     cases = [c for c in cases if c.fitted]
-    names = sorted(set(names) if names is not None else {p for c in cases for p in c.params})
+    fitted_as = _fitted_names(cases, names)
+    names = sorted(set(fitted_as.values()))
     if not cases or not names:
         return base, {"parameters": {}, "rows": {}, "iterations": 0}
     idx = {n: j for j, n in enumerate(names)}
-    touches = [[i for i, c in enumerate(cases) if n in c.params] for n in names]
+    touches = [[i for i, c in enumerate(cases) if any(fitted_as.get(p) == n for p in c.params)] for n in names]
     lo = np.array([math.log(BOUNDS.get(n.split(".")[0], (MIN_VALUE, MAX_VALUE))[0]) for n in names])
     hi = np.array([math.log(BOUNDS.get(n.split(".")[0], (MIN_VALUE, MAX_VALUE))[1]) for n in names])
     phi = np.clip(np.array([math.log(base.get(n)) for n in names]), lo, hi)

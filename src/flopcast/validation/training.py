@@ -369,11 +369,20 @@ def training_classes(is_moe: bool, generation: str, precision: str, framework: s
     return ("moe" if is_moe else "dense", generation, prec, stack)
 
 
+# Rows that restate another row's measurement (issue 22 "no measurement twice"): kept in the table
+# for their source, left out of validation and of every fit.
+SAME_MEASUREMENT = {"BLOOM-176B-TFLOPS": "BLOOM-176B-STEP"}   # the TFLOP/s of the same step-time log line
+
+
 def cases() -> tuple[list, list[dict[str, Any]]]:
     """Every usable training row (training_runs.csv and more_runs.csv) as a fit.Case, and the
     skipped rows with their reasons."""
     out, skipped = [], []
     for row in load_rows():
+        if row["id"] in SAME_MEASUREMENT:
+            skipped.append({"id": row["id"], "why": f"the same measurement as {SAME_MEASUREMENT[row['id']]} "
+                            "(one log line entered twice): counted once"})
+            continue
         case = row_to_case(row)
         if isinstance(case, str):
             skipped.append({"id": row["id"], "why": case})

@@ -18,7 +18,7 @@ from typing import Any
 
 from flopcast.estimate import comm, counts
 from flopcast.estimate import ops as ops_mod
-from flopcast.estimate.efficiency import attention_seq_factor, moe_imbalance
+from flopcast.estimate.efficiency import attention_seq_factor, grouped_gemm_frac, moe_imbalance
 from flopcast.estimate.ops import Op
 from flopcast.estimate.roofline import KERNEL_TAIL_S, DeviceCtx, gemm_fwd_bwd_s, gemm_time_s
 from flopcast.estimate.training.constants import (
@@ -164,11 +164,12 @@ def _gemm_fwd_bwd(env: Env, w: _Walk, op: Op, eb: float, module: str) -> tuple[f
     input gradient only, and a targeted module gains its low-rank adapters (x A then B)."""
     ft, ctx = env.train.finetune, env.ctx
     m, n, k, count = op.m, op.n, op.k, op.count
+    rate = grouped_gemm_frac(m) if op.grouped else 1.0     # MoE experts: the per-group cost
     if ft is None:
-        f, b = gemm_fwd_bwd_s(ctx, m, n, k, count, eb)
+        f, b = gemm_fwd_bwd_s(ctx, m, n, k, count, eb, rate_frac=rate)
     else:
-        f = gemm_time_s(ctx, m, n, k, count, eb)
-        b = gemm_time_s(ctx, m, k, n, count, eb)
+        f = gemm_time_s(ctx, m, n, k, count, eb, rate_frac=rate)
+        b = gemm_time_s(ctx, m, k, n, count, eb, rate_frac=rate)
         if module in ft.target_modules:
             r = ft.rank
             for mm, nn, kk in ((m, r, k), (m, n, r)):
