@@ -26,7 +26,7 @@ def test_sections_are_frozen_specs():
     names (seconds, requests per second, $ per device-hour)."""
     rs = resolve(ROOT / "examples" / "llama3-8b-serving-sim.yaml")
     assert isinstance(rs.site, SiteSpec) and rs.site.id == "us-average"
-    assert isinstance(rs.workload, WorkloadSpec) and rs.workload.rate_per_s == 250 and rs.workload.num_requests == 8000
+    assert isinstance(rs.workload, WorkloadSpec) and rs.workload.rate_per_s == 250 and rs.workload.num_requests == 16000
     assert rs.slo == SLO(ttft_s=0.5, tpot_s=0.03)
     assert rs.scheduler == SchedulerSpec(name="sarathi", given=True)
     assert rs.pools == () and rs.pricing is None
