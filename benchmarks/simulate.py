@@ -76,17 +76,18 @@ def million(n: int = 1_000_000, stream: bool | None = None) -> None:
     cap = estimate_serving(m, hw, InferenceSpec(tp=8, dp=4, input_tokens=1024, output_tokens=256))
     rate = 0.85 * cap.output_tokens_per_s / 256
     w = WorkloadSpec(num_requests=n, process="poisson", rate_per_s=rate, **lengths)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     r = simulate(m, hw, spec, w, scheduler="sarathi", stream=stream)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     import resource
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     mode = "streamed" if r.stream is not None else "every request kept"
     print(f"[{mode}; peak RSS of the process {peak_mib:,.0f} MiB] {n:,} Poisson requests at {rate:.1f}/s "
           f"(85% of the analytic capacity) on 4 x (8 x H100, tp 8), "
-          f"Llama 3.1 70B, sarathi: {dt:.1f} s wall, {n / dt:,.0f} requests/s, {r.num_iterations / dt:,.0f} "
-          f"iterations/s; {r.simulated_s:,.0f} s simulated, TTFT p99 {r.ttft_p99_s * 1e3:,.0f} ms, "
+          f"Llama 3.1 70B, sarathi: {dt:.1f} s wall ({cpu:.1f} CPU-s), {n / dt:,.0f} requests/s, "
+          f"{r.num_iterations / dt:,.0f} iterations/s; {r.simulated_s:,.0f} s simulated, "
+          f"TTFT p99 {r.ttft_p99_s * 1e3:,.0f} ms, "
           f"TPOT p99 {r.tpot_p99_s * 1e3:.1f} ms, {r.output_tokens_per_s:,.0f} output tokens/s")
 
 
@@ -107,13 +108,13 @@ def sizing() -> None:
               scenario("llama-3.1-8b", 1, 100, "1 s", "50 ms", prefill={}, decode={})),
              ("Llama 3.1 70B tp 8, 620 req/s", scenario("llama-3.1-70b", 8, 620, "2 s", "100 ms"))]
     for name, sc in cases:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = api.size_fleet(sc, max_replicas=512)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         st = out["steady_state"]
         pools = (f" ({out['prefill_replicas']} prefill + {out['decode_replicas']} decode)"
                  if "prefill_replicas" in out else "")
-        print(f"size-fleet {name}: {dt:.1f} s wall, {len(out['curve'])} trials, "
+        print(f"size-fleet {name}: {dt:.1f} s wall ({cpu:.1f} CPU-s), {len(out['curve'])} trials, "
               f"{sum(r['num_requests'] for r in out['curve']):,} requests simulated; answer {out['replicas']} "
               f"replicas{pools} = {out['num_devices']} devices (analytic floor {out['analytic_min_replicas']}); "
               f"steady state after {st['warmup_requests']:,} of {st['num_requests']:,} requests "

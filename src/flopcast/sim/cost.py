@@ -5,14 +5,17 @@ iteration (`FixedCost`, for queueing tests whose oracle is textbook queueing the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
+import threading
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from flopcast.estimate import serving as sv_mod
 
 CTX_BUCKET = 8       # iteration costs are memoised with contexts rounded to 8 tokens (< 0.1% of a cost)
+SHARED_TABLES = 8    # deployments whose filled cost tables are kept for the next simulation of the process
 
 
 class IterationCost(Protocol):
@@ -65,8 +68,14 @@ class AnalyticCost:
         self.dec: dict[int, float] = {}
         self.pre: dict[int, tuple[float, float]] = {}
         self.head: dict[int, float] = {}
+        cases = self._check_cases(budget, max_seqs)
+        direct = [self._sum(n, c * CTX_BUCKET, m, p * CTX_BUCKET, s) for n, c, m, p, s in cases]
+        if _adopt(self, sv, budget, max_seqs, direct):
+            return
         s = sv.spec
-        self.separable = s.pp == 1 and not (s.two_batch_overlap and s.ep > 1) and self._check(budget, max_seqs)
+        self.separable = (s.pp == 1 and not (s.two_batch_overlap and s.ep > 1)
+                          and self._check(cases, direct))
+        _keep(self, sv, budget, max_seqs, direct)
 
     def _sum(self, n_dec: int, ctx: int, n_pre: int, prompt: int, n_sampled: int) -> float:
         return sum(sv_mod.iteration_breakdown_s(self.sv, n_dec, ctx, n_pre, prompt, n_sampled).values())
@@ -109,16 +118,21 @@ class AnalyticCost:
             t += n_pre * slope + launch
         return t + self._head(n_sampled)
 
-    def _check(self, budget: int, max_seqs: int) -> bool:
+    @staticmethod
+    def _check_cases(budget: int, max_seqs: int) -> list[tuple[int, int, int, int, int]]:
+        """The fixed shapes (n, context bucket, m, prompt bucket, s) the separable form is checked on."""
         rng = random.Random(12)
         cases = [(1, 1, 0, 0, 1), (0, 0, 1, 1, 1), (3, 64, 0, 0, 3), (0, 0, budget, 256, 1)]
         for _ in range(6):
             n = rng.randint(1, max(1, min(max_seqs, 2048)))
             m = rng.randint(1, max(1, budget))
             cases.append((n, rng.randint(1, 2048), m, rng.randint(1, 2048), n + rng.randint(0, 4)))
-        for n, c, m, p, s in cases:
-            direct = self._sum(n, c * CTX_BUCKET, m, p * CTX_BUCKET, s)
-            if not math.isfinite(direct) or abs(self._split(n, c, m, p, s) - direct) > self.CHECK_REL * abs(direct):
+        return cases
+
+    def _check(self, cases: list[tuple[int, int, int, int, int]], direct: list[float]) -> bool:
+        """The separable form equals direct evaluation (`direct`, of `cases`) to CHECK_REL."""
+        for (n, c, m, p, s), d in zip(cases, direct, strict=True):
+            if not math.isfinite(d) or abs(self._split(n, c, m, p, s) - d) > self.CHECK_REL * abs(d):
                 return False
         return True
 
@@ -144,3 +158,42 @@ class AnalyticCost:
             t += n_pre * slope + launch
         h = self.head.get(n_sampled)
         return t + (self._head(n_sampled) if h is None else h)
+
+
+# Filled cost tables shared between simulations of one deployment in a process (fleet sizing runs a
+# dozen simulations of one layout that differ only in the replica count, and filling the tables is
+# most of a short simulation's time). A deployment is its model and hardware (the same objects), its
+# serving spec and admission limits; the replica count dp is left out of the key when ep == 1, where
+# a replica's iteration cost does not depend on how many replicas there are (with ep > 1, dp is the
+# attention-data-parallel group the cost model balances, so it stays in the key). Tables are adopted
+# only when the direct evaluations of the check shapes are bitwise equal to the stored ones, so a
+# cost model that came to depend on dp would not share them: the numbers are those of fresh tables.
+_SHARED: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _share_key(sv: sv_mod._Serve, budget: int, max_seqs: int) -> tuple[Any, ...]:
+    spec = sv.spec if sv.spec.ep > 1 else dataclasses.replace(sv.spec, dp=1)
+    return id(sv.model), id(sv.hw), spec, budget, max_seqs
+
+
+def _adopt(cost: AnalyticCost, sv: sv_mod._Serve, budget: int, max_seqs: int, direct: list[float]) -> bool:
+    """Take the shared tables of the same deployment when its check evaluations are bitwise equal."""
+    with _SHARED_LOCK:
+        entry = _SHARED.get(_share_key(sv, budget, max_seqs))
+    if entry is None:
+        return False
+    model, hw, stored, tables = entry
+    if model is not sv.model or hw is not sv.hw or stored != direct:
+        return False
+    cost.memo, cost.base, cost.dec, cost.pre, cost.head, cost.separable = tables
+    return True
+
+
+def _keep(cost: AnalyticCost, sv: sv_mod._Serve, budget: int, max_seqs: int, direct: list[float]) -> None:
+    """Share the (still filling) tables of `cost` with later simulations of its deployment."""
+    with _SHARED_LOCK:
+        if len(_SHARED) >= SHARED_TABLES:
+            del _SHARED[next(iter(_SHARED))]
+        _SHARED[_share_key(sv, budget, max_seqs)] = (
+            sv.model, sv.hw, direct, (cost.memo, cost.base, cost.dec, cost.pre, cost.head, cost.separable))

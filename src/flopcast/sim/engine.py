@@ -42,7 +42,12 @@ the step at which it finishes (`output - gbase`) sits in a heap. Prompts being p
 whose completed chunks are always its head. vllm's on-demand pages are counts by residue
 (sim/schedulers/vllm.py). Analytic iteration times are memoised (sim/cost.py `AnalyticCost`). Per
 iteration the simulator does O(1) work plus O(1) per request that joins, finishes or changes phase;
-per-sequence lists are never scanned.
+per-sequence lists are never scanned. The loop takes two shortcuts that change no number (an untraced
+run; a traced one steps instant by instant, and tests/unit/test_sim_speed.py compares the two):
+arrivals that only join busy replicas' queues are taken in one pass up to the next engine event or
+the first arrival that wakes an idle replica, and an iteration's end alone at its instant starts the
+replica's next iteration at once. Filled iteration-cost tables are shared between simulations of one
+deployment (sim/cost.py: fleet sizing's trials).
 """
 
 from __future__ import annotations
@@ -150,6 +155,8 @@ class _EventLoop:
         self.base += len(self.pa)
         self.pa, self.pi, self.po = (c.tolist() for c in chunk)
         self.nxt = 0
+        if self.st.recorder is not None:
+            self.st.recorder.arrived(*chunk)
         return True
 
     def run(self) -> float:
@@ -157,9 +164,11 @@ class _EventLoop:
         st, progress = self.st, self.progress
         n = st.n
         events, replicas = st.events, st.replicas
-        start = self.sched.start
+        start, finish, trace = self.sched.start, self.sched.finish, st.trace
+        heappop = heapq.heappop
         now = 0.0
         steps = 0
+        report_at = PROGRESS_EVERY
         inf = math.inf
         while True:
             if self.nxt < len(self.pa) or self._refill():
@@ -169,13 +178,31 @@ class _EventLoop:
             else:
                 break
             steps += 1
-            if progress is not None and steps % PROGRESS_EVERY == 0:
+            if progress is not None and steps >= report_at:
                 progress(self.base + self.nxt, n)
+                report_at = steps + PROGRESS_EVERY
             e = events[0][0] if events else inf
-            now = a if a < e else e
             woken: list[int] = []        # replicas that may start an iteration once the instant is processed
-            self._arrivals(now, woken)
-            self._engine_events(now, woken)
+            if a < e:                    # instants of arrivals only, up to one that wakes a replica
+                arrived = self.base + self.nxt
+                now = self._arrivals(a, woken, e)
+                steps += self.base + self.nxt - arrived - 1     # one instant per arrival (at most)
+            elif a > e and events[0][2] == "end" and trace is None:    # an iteration's end, alone or first
+                now = e
+                rid, plan = heappop(events)[3:]
+                rep = replicas[rid]
+                finish(rep, now, plan)
+                rep.busy = False
+                if not events or events[0][0] > now:      # alone at its instant: the replica goes on
+                    start(rep, now)
+                    continue
+                woken.append(rid)
+                self._engine_events(now, woken)
+            else:
+                now = e
+                if a == e:
+                    self._arrivals(now, woken, now)
+                self._engine_events(now, woken)
             if len(woken) > 1:
                 woken = sorted(set(woken))
             for rid in woken:
@@ -186,26 +213,36 @@ class _EventLoop:
             progress(n, n)
         return now
 
-    def _arrivals(self, now: float, woken: list[int]) -> None:
-        """Every arrival due at `now`, in arrival order: rejected if it can never fit, else routed."""
+    def _arrivals(self, now: float, woken: list[int], until: float) -> float:
+        """Every arrival due at `now`, in arrival order: rejected if it can never fit, else routed. Then,
+        while no replica was woken, the instants of the next arrivals before `until` (the next engine
+        event) too: an instant at which requests only join busy replicas' queues changes nothing
+        else, so it needs no pass of the event loop. Returns the last instant processed."""
         st = self.st
         trace, streaming = st.trace, st.recorder is not None
+        max_seq, max_prompt, single = self.max_seq, self.max_prompt, self.single
+        replica_of, target = st.replica_of, st.target
         while True:
             arrival, inp, out = self.pa, self.pi, self.po
             n, nxt, base = len(arrival), self.nxt, self.base
-            while nxt < n and arrival[nxt] <= now:
+            while nxt < n:
+                t = arrival[nxt]
+                if t > now:
+                    if woken or t >= until:
+                        break
+                    now = t
+                i, o = inp[nxt], out[nxt]
                 k = base + nxt
                 nxt += 1
-                i, o = inp[k - base], out[k - base]
-                if i + o > self.max_seq or i > self.max_prompt:    # can never fit: rejected
+                if i + o > max_seq or i > max_prompt:    # can never fit: rejected
                     st.reject(k, now, i, o)
                     if trace is not None:
                         trace.append((now, "reject", -1, k))
                     continue
-                r = st.slot(k, arrival[k - base], i, o) if streaming else k
-                rep = self.single or st.route(st.entry_role)
-                st.replica_of[r] = rep.id
-                st.target[r] = i
+                r = st.slot(k, t, i, o) if streaming else k
+                rep = single or st.route(st.entry_role)
+                replica_of[r] = rep.id
+                target[r] = i
                 rep.waiting.append(r)
                 rep.load += 1
                 if not rep.busy:        # a busy replica is woken by its own `end` event
@@ -214,7 +251,7 @@ class _EventLoop:
                     trace.append((now, "arrive", rep.id, r))
             self.nxt = nxt
             if nxt < n or not self._refill():
-                return
+                return now
 
     def _engine_events(self, now: float, woken: list[int]) -> None:
         """Every engine event due at `now`, in the order they were scheduled."""

@@ -15,7 +15,7 @@ from typing import Any
 from flopcast.estimate import admission
 from flopcast.estimate import serving as sv_mod
 from flopcast.sim.cost import AnalyticCost, IterationCost
-from flopcast.sim.stats import StreamRecorder
+from flopcast.sim.stats import FLUSH, StreamRecorder
 from flopcast.sim.workload import WorkloadSpec, generate
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
@@ -189,11 +189,11 @@ class SimState:
             self.rejected[k] = True
         else:
             self.recorder.rejected += 1
-            self.recorder.arrived(arrival_s, inp, out)
 
     def slot(self, k: int, arrival_s: float, inp: int, out: int) -> int:
-        """Streaming: a slot of the per-request lists for arriving request k (a free one, or a new one)."""
-        self.recorder.arrived(arrival_s, inp, out)      # type: ignore[union-attr]
+        """Streaming: a slot of the per-request lists for arriving request k (a free one, or a new one).
+        A recycled slot resets what is read before it is written again (its generated and built
+        tokens, its admission, its times); target, replica, KV bytes and gbase are set before they are read."""
         if not self.free:
             self.arrival.append(arrival_s)
             self.inp.append(inp)
@@ -208,10 +208,8 @@ class SimState:
             return len(self.inp) - 1
         r = self.free.pop()
         self.arrival[r], self.inp[r], self.out[r], self.index_of[r] = arrival_s, inp, out, k
-        self.gen[r] = self.gbase[r] = self.target[r] = self.pre[r] = self.adm[r] = 0
+        self.gen[r] = self.pre[r] = self.adm[r] = 0
         self.first[r] = self.done[r] = self.transfer_s[r] = NAN
-        self.replica_of[r] = -1
-        self.kv_held[r] = 0.0
         return r
 
     def push(self, t: float, kind: str, rid: int, data: Any = None) -> None:
@@ -256,8 +254,11 @@ class SimState:
             if self.first[r] != self.first[r]:
                 self.first[r] = now
             rec = self.recorder
-            if rec is not None:                 # streaming: record it, give its slot back
-                rec.finished(self.index_of[r], self.arrival[r], self.first[r], now, self.out[r], self.transfer_s[r])
+            if rec is not None:                 # streaming: record it (StreamRecorder.finished), give its slot back
+                buf = rec.buf
+                buf.append((self.index_of[r], self.arrival[r], self.first[r], now, self.out[r], self.transfer_s[r]))
+                if len(buf) >= FLUSH:
+                    rec.flush()
                 self.free.append(r)
         rep.n_running -= 1
         rep.load -= 1

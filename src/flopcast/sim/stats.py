@@ -134,10 +134,12 @@ class StreamRecorder:
         self.in_sum = self.out_sum = 0.0        # every request's lengths, as it arrives
         self.last_arrival_s = 0.0
 
-    def arrived(self, arrival_s: float, inp: int, out: int) -> None:
-        self.in_sum += inp
-        self.out_sum += out
-        self.last_arrival_s = arrival_s
+    def arrived(self, arrival_s: np.ndarray, inp: np.ndarray, out: np.ndarray) -> None:
+        """A chunk of requests (every one arrives, or is rejected, in the run): their lengths."""
+        if len(arrival_s):
+            self.in_sum += float(inp.sum())
+            self.out_sum += float(out.sum())
+            self.last_arrival_s = float(arrival_s[-1])
 
     def finished(self, k: int, arrival_s: float, first_s: float, done_s: float, out: int, transfer_s: float) -> None:
         self.buf.append((k, arrival_s, first_s, done_s, out, transfer_s))

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import math
 import statistics
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +68,31 @@ class Case:
         return self.quantity.endswith("_s") and not self.quantity.endswith("_per_s")
 
 
+# Predictions memoised per case and profile: a fit re-predicts a row at parameter values that other
+# fits of the same rows (leave-one-group-out, the before / after reports) reach too, from the same
+# starting point. A prediction is a pure function of the profile's values (Profile.get: a missing
+# name is 1.0), so the key is the profile's parameters other than 1.0; entries live as long as the
+# case's predict function (weak keys).
+_MEMO: weakref.WeakKeyDictionary[Callable[[Profile], float], dict[tuple[tuple[str, float], ...], float]] = \
+    weakref.WeakKeyDictionary()
+_MEMO_LOCK = threading.Lock()
+
+
+def predict(case: Case, profile: Profile) -> float:
+    """case.predict(profile), memoised (the comment above _MEMO)."""
+    key = tuple(kv for kv in profile.params if kv[1] != 1.0)
+    with _MEMO_LOCK:
+        memo = _MEMO.get(case.predict)
+        if memo is None:
+            memo = _MEMO[case.predict] = {}
+        value = memo.get(key)
+    if value is None:
+        value = case.predict(profile)
+        with _MEMO_LOCK:
+            memo[key] = value
+    return value
+
+
 def _huber_weight(r: np.ndarray) -> np.ndarray:
     a = np.abs(r)
     return np.where(a <= HUBER_DELTA, 1.0, HUBER_DELTA / np.maximum(a, 1e-12))
@@ -74,14 +101,14 @@ def _huber_weight(r: np.ndarray) -> np.ndarray:
 def _residuals(cases: Sequence[Case], profile: Profile) -> np.ndarray:
     out = np.empty(len(cases))
     for i, c in enumerate(cases):
-        p = c.predict(profile)
+        p = predict(c, profile)
         out[i] = math.log(p / c.measured) if p > 0 and math.isfinite(p) else 5.0
     return out
 
 
 def _log_error(case: Case, profile: Profile) -> float:
     """log(predicted / measured) of one case (5.0 for a prediction that is not a positive number)."""
-    v = case.predict(profile)
+    v = predict(case, profile)
     return math.log(v / case.measured) if v > 0 and math.isfinite(v) else 5.0
 
 
@@ -209,7 +236,7 @@ def cross_validate(cases: Sequence[Case], kind: str, *, progress: Callable[[str]
         profile, _ = fit(train, kind)
         for c in cases:
             if group_of(c, by) == grp:
-                out[c.id] = error_frac(c, c.predict(profile))
+                out[c.id] = error_frac(c, predict(c, profile))
     return out
 
 
@@ -315,7 +342,7 @@ def report(cases: Sequence[Case], kind: str, profile: Profile, *, cv: bool | str
     rows: list[dict[str, Any]] = []
     errors: dict[str, float] = {}
     for c in cases:
-        p = c.predict(profile)
+        p = predict(c, profile)
         errors[c.id] = error_frac(c, p)
         rows.append({"id": c.id, "source": c.source, "model": c.model, "hardware": c.hardware,
                      "quantity": c.quantity, "predicted": p, "measured": c.measured, "error_frac": errors[c.id]})

@@ -39,7 +39,10 @@ class ContinuousScheduler(Scheduler):
         r = rep.waiting[0]
         if self.reserves_whole_sequence and rep.role != "prefill":
             extra_tokens = max(extra_tokens, int(st.out[r] - st.gen[r]))
-        need = pool.kv_bytes(st.target[r] + extra_tokens)
+        tokens = st.target[r] + extra_tokens
+        need = pool._kv_memo.get(tokens)         # pool.kv_bytes, its memo read inline
+        if need is None:
+            need = pool.kv_bytes(tokens)
         if need > rep.kv_free:
             return None
         rep.waiting.popleft()
@@ -118,7 +121,8 @@ class ContinuousScheduler(Scheduler):
         n_dec, chunks = plan
         if n_dec:
             rep.step += 1
-        ended = self._decoded_to_the_end(rep)
+        fin = rep.fin
+        ended = self._decoded_to_the_end(rep) if fin and fin[0][0] <= rep.step else []
         handover = self._built(rep, chunks, now, ended) if chunks else []
         if ended:
             if len(ended) > 1:
