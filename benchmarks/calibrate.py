@@ -33,12 +33,16 @@ def main() -> int:
             flag = "" if abs(old - v) < 1e-4 else f"   (committed {old:.4f})"
             same &= not flag
             print(f"  {name:24s} {v:.4f}  from {len(f['rows_per_parameter'][name])} rows{flag}")
-        rep = api.validate(kind, cv=True, baseline=True)
+        # after --write the shipped profile in memory is the old one: validate the file just written
+        rep = api.validate(kind, cv=True, baseline=True, profile=str(OUT) if "--write" in sys.argv else None)
         print(f"  in-sample median {rep['median_abs_error_frac']:.1%}, max {rep['max_abs_error_frac']:.1%}")
         print(f"  leave-one-source-out median {rep['cv_median_abs_error_frac']:.1%}, max {rep['cv_max_abs_error_frac']:.1%}"
               f" over {rep['num_sources']} sources")
         print(f"  baseline leave-one-source-out median {rep['baseline_cv_median_abs_error_frac']:.1%}")
-    print("\ncommitted profile matches" if same else "\ncommitted profile DIFFERS: run with --write")
+    if "--write" in sys.argv:
+        print(f"\nwrote {OUT.name}" + ("" if same else " (it differed from the committed profile)"))
+    else:
+        print("\ncommitted profile matches" if same else "\ncommitted profile DIFFERS: run with --write")
     return 0 if same or "--write" in sys.argv else 1
 
 
