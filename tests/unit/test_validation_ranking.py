@@ -21,6 +21,20 @@ def test_score_group_top_plan_within_gap():
     assert not s["top_ok"]
 
 
+def test_score_group_decided_only_with_a_plan_over_gap():
+    """A group decides the top plan only when some plan is measured more than 5% slower than the
+    best; otherwise every prediction counts as right, and the summary reports the top-plan share
+    over the deciding groups apart."""
+    close = ranking.score_group([("a", 100.0, 10.0), ("b", 104.0, 9.0)])
+    assert close["top_ok"] and not close["decided"]
+    wide = ranking.score_group([("a", 100.0, 10.0), ("b", 110.0, 9.0)])
+    assert not wide["top_ok"] and wide["decided"]
+    groups = [{**close, "family": "x", "plans": [{}, {}]}, {**wide, "family": "x", "plans": [{}, {}]}]
+    s = ranking.summary(groups)
+    assert (s["num_top_ok"], s["num_groups"]) == (1, 2)
+    assert (s["num_top_ok_decided"], s["num_groups_decided"], s["top_plan_frac_decided"]) == (0, 1, 0.0)
+
+
 def test_score_group_pairs_only_over_gap():
     """Only pairs whose measured step times differ by more than 5% are scored; a pair counts right
     when the prediction orders it as measured."""
@@ -49,6 +63,7 @@ def test_validate_ranking_reports_every_group():
     assert d["skipped"] == [] and d["num_groups"] == len(ranking.load_groups())
     assert all(p["measured_step_s"] > 0 and p["predicted_step_s"] > 0 for g in d["groups"] for p in g["plans"])
     assert d["top_plan_frac"] == d["num_top_ok"] / d["num_groups"]
+    assert d["top_plan_frac_decided"] == d["num_top_ok_decided"] / d["num_groups_decided"]
     assert d["pairwise_frac"] == d["num_pairs_right"] / d["num_pairs"]
 
 

@@ -1001,6 +1001,8 @@ def ranking_validation_tables(d: dict[str, Any]) -> Group:
     gap = _pct(d["gap_frac"])
     rows = [("groups / plans / source families", f"{d['num_groups']} / {d['num_plans']} / {d['num_families']}"),
             (f"top plan measured best or within {gap}", f"{d['num_top_ok']}/{d['num_groups']} = {_pct(d['top_plan_frac'])}"),
+            (f"  of groups with a plan measured over {gap} slower",
+             f"{d['num_top_ok_decided']}/{d['num_groups_decided']} = {_pct(d['top_plan_frac_decided'])}"),
             (f"pairs ordered right (measured gap > {gap})",
              f"{d['num_pairs_right']}/{d['num_pairs']} = {_pct(d['pairwise_frac'])}"),
             ("target (both)", _pct(d["target_frac"])),

@@ -68,8 +68,9 @@ def group_cases(group: Mapping[str, Any], rows: Mapping[str, Any]) -> list[Any]:
 
 def score_group(plans: list[tuple[str, float, float]]) -> dict[str, Any]:
     """Figures of one group from (id, measured_step_s, predicted_step_s): whether the predicted
-    fastest is measured within GAP_FRAC of the measured fastest, and the pairs (measured gap over
-    GAP_FRAC) ordered right."""
+    fastest is measured within GAP_FRAC of the measured fastest, whether the group decides that at
+    all (some plan is measured more than GAP_FRAC slower than the best; if none is, any prediction
+    counts as right), and the pairs (measured gap over GAP_FRAC) ordered right."""
     best_measured = min(m for _, m, _ in plans)
     top_id, top_measured, _ = min(plans, key=lambda r: (r[2], r[1]))
     pairs = right = 0
@@ -80,7 +81,9 @@ def score_group(plans: list[tuple[str, float, float]]) -> dict[str, Any]:
         right += (ma < mb) == (pa < pb)
     return {"measured_best": min(plans, key=lambda r: r[1])[0], "predicted_best": top_id,
             "predicted_best_gap_frac": top_measured / best_measured - 1,
-            "top_ok": top_measured <= best_measured * (1 + GAP_FRAC), "num_pairs": pairs, "num_pairs_right": right}
+            "top_ok": top_measured <= best_measured * (1 + GAP_FRAC),
+            "decided": any(m > best_measured * (1 + GAP_FRAC) for _, m, _ in plans),
+            "num_pairs": pairs, "num_pairs_right": right}
 
 
 def _group_result(group: Mapping[str, Any], rows: Mapping[str, Any], profile: Any) -> dict[str, Any]:
@@ -93,12 +96,19 @@ def _group_result(group: Mapping[str, Any], rows: Mapping[str, Any], profile: An
 
 
 def summary(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The totals over scored groups: top-plan share of all groups and of the groups that decide it,
+    pairwise share of the pairs with a measured gap over GAP_FRAC."""
     pairs = sum(g["num_pairs"] for g in groups)
     right = sum(g["num_pairs_right"] for g in groups)
     top = sum(g["top_ok"] for g in groups)
+    decided = [g for g in groups if g["decided"]]
+    top_decided = sum(g["top_ok"] for g in decided)
     return {"num_groups": len(groups), "num_plans": sum(len(g["plans"]) for g in groups),
             "num_families": len({g["family"] for g in groups}),
             "top_plan_frac": top / len(groups) if groups else None, "num_top_ok": top,
+            # the groups where a wrong top plan is possible (the others count as right whatever is predicted)
+            "num_groups_decided": len(decided), "num_top_ok_decided": top_decided,
+            "top_plan_frac_decided": top_decided / len(decided) if decided else None,
             "pairwise_frac": right / pairs if pairs else None, "num_pairs": pairs, "num_pairs_right": right,
             "gap_frac": GAP_FRAC, "target_frac": TARGET_FRAC}
 
