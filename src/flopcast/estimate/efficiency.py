@@ -165,6 +165,9 @@ class Stack:
     loss_kernel: str = "fused_fp32"
     allocator: str = "caching"
     sharded_params: str = "bf16"
+    # weight gradients of successive micro-batches: fused (accumulated by the GEMM or a gradient
+    # buffer the step already charges) or autograd (PyTorch adds each into param.grad in place)
+    grad_accumulation: str = "fused"
 
 
 @cache
@@ -178,7 +181,8 @@ def training_stack(name: str, compiled: bool = False) -> Stack:
                  grad_reduce=str(e["grad_reduce"]), attention_kernel=str(e["attention_kernel"]), source=str(e["source"]),
                  moe_dispatch=str(e.get("moe_dispatch", "per_copy")),
                  loss_kernel=str(e.get("loss_kernel", "fused_fp32")), allocator=str(e.get("allocator", "caching")),
-                 sharded_params=str(e.get("sharded_params", "bf16")))
+                 sharded_params=str(e.get("sharded_params", "bf16")),
+                 grad_accumulation=str(e.get("grad_accumulation", "fused")))
 
 
 def stack_for(train) -> Stack:

@@ -46,6 +46,11 @@ LOSS_BWD_BYTES_PER_LOGIT = 14.0
 # Embedding backward on the first stage: the dense (V/t x h) bf16 gradient is zeroed and scattered
 # into (2 B), then accumulated into the fp32 main gradient (read 2 + 4, write 4) every micro-batch.
 EMBED_GRAD_BYTES_PER_ENTRY = 12.0
+# Weight-gradient accumulation where the stack leaves it to autograd (frameworks.yaml
+# grad_accumulation: autograd, e.g. the 2022 DeepSpeed engine): from the second micro-batch of a
+# step on, PyTorch's AccumulateGrad adds each new 16-bit weight gradient into param.grad in place
+# (accumulate_grad.h: variable_grad += new_grad): read 2 + 2, write 2 bytes a parameter.
+GRAD_ACCUM_BYTES_PER_PARAM = 6.0
 # Runtime reserve on every device, outside PyTorch's caching allocator (documented defaults; the
 # allocator's fragmentation is estimate/training/memory.py::FRAGMENTATION_FRAC).
 # Workspace: the CUDA/ROCm context with the loaded kernel images (~0.3-0.6 GiB on Hopper) and the

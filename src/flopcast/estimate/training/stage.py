@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from flopcast.estimate.efficiency import Stack
+from flopcast.estimate.training.constants import GRAD_ACCUM_BYTES_PER_PARAM
 from flopcast.estimate.training.layer import Cost
 from flopcast.specs.parallel import ParallelPlan
 from flopcast.specs.workload import TrainingSpec
@@ -91,8 +92,31 @@ def _recompute_s(sc: Cost, plan: ParallelPlan, fwd_compute: float) -> float:
     return 0.0
 
 
-def stage_times(sc: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack, comm_sm_frac: float) -> StageTimes:
-    """One micro-batch on a stage of cost `sc`."""
+def grad_accumulation_s(sc: Cost, embed: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack,
+                        mem_bytes_per_s: float) -> float:
+    """Where the stack leaves the weight gradients of successive micro-batches to autograd
+    (frameworks.yaml grad_accumulation: autograd) and ZeRO does not take them per micro-batch
+    (stage 0 or 1: DeepSpeed hooks the gradients only from ZeRO-2 on), one micro-batch's in-place
+    add of the stage's weight gradients into param.grad: GRAD_ACCUM_BYTES_PER_PARAM over its
+    trainable parameters at the device's memory bandwidth. The embedding's share of the stage
+    (sc.embed_s / embed.embed_s of its parameters) is left out: embed_cost already accumulates its
+    gradient every micro-batch. Counted on every micro-batch, the first too (PyTorch steals the
+    first gradient without an add: 1/m of this is too much). Leaves out the kernels' tails (one add
+    a parameter tensor) and the fp32 accumulation of DeepSpeed's later BF16 optimizer (10 bytes)."""
+    if stack.grad_accumulation != "autograd" or plan.zero_stage >= 2 or mem_bytes_per_s <= 0:
+        return 0.0
+    if train.finetune is not None:
+        params = sc.trainable
+    else:
+        embed_frac = sc.embed_s / embed.embed_s if embed.embed_s > 0 else 0.0
+        params = max(0.0, sc.params - embed_frac * embed.params)
+    return params * GRAD_ACCUM_BYTES_PER_PARAM / mem_bytes_per_s
+
+
+def stage_times(sc: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack, comm_sm_frac: float,
+                accum_s: float = 0.0) -> StageTimes:
+    """One micro-batch on a stage of cost `sc`; `accum_s` its weight-gradient accumulation
+    (grad_accumulation_s), a backward part of its own ("grad_accum", present only when not 0)."""
     recompute_full = plan.recompute == "full"
     fwd_compute = sc.gemm_fwd_s + sc.attn_fwd_s + sc.elem_fwd_s
     # TP collectives: forward, backward (with SP the backward also re-gathers the sharded layer
@@ -104,6 +128,8 @@ def stage_times(sc: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack,
              "elementwise": 3 * sc.elem_fwd_s,       # backward moves twice the forward's bytes
              "loss_embedding": sc.loss_s + sc.embed_s,
              "recompute": _recompute_s(sc, plan, fwd_compute), "comm_kernels": 0.0}
+    if accum_s > 0:
+        parts["grad_accum"] = accum_s
     tp = n_tp * sc.tp_fwd_s
     n_pass = 2 + (1 if recompute_full else 0)
     ep = n_pass * sc.ep_fwd_s
@@ -134,13 +160,16 @@ def stage_times(sc: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack,
 
 
 def timed_stages(stage_costs: Sequence[Cost], plan: ParallelPlan, train: TrainingSpec, stack: Stack,
-                 comm_sm_frac: float) -> tuple[list[StageTimes], int]:
+                 comm_sm_frac: float, *, embed: Cost | None = None, mem_bytes_per_s: float = 0.0
+                 ) -> tuple[list[StageTimes], int]:
     """Each rank's micro-batch times (ranks sharing one Cost object timed once) and the slowest
-    rank (the first of the slowest)."""
+    rank (the first of the slowest); `embed` (the model's embedding cost) and `mem_bytes_per_s` time
+    the weight-gradient accumulation of stacks that leave it to autograd."""
     timed: dict[int, StageTimes] = {}
     for sc in stage_costs:
         if id(sc) not in timed:
-            timed[id(sc)] = stage_times(sc, plan, train, stack, comm_sm_frac)
+            accum = grad_accumulation_s(sc, embed, plan, train, stack, mem_bytes_per_s) if embed is not None else 0.0
+            timed[id(sc)] = stage_times(sc, plan, train, stack, comm_sm_frac, accum)
     per_stage = [timed[id(sc)] for sc in stage_costs]
     slow = max(range(len(per_stage)), key=lambda r: per_stage[r].total_s)
     return per_stage, slow

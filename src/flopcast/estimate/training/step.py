@@ -366,7 +366,8 @@ def _timed(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, hw: Accelerator
     """Each rank's micro-batch times and the slowest rank (computed once per stage entry)."""
     if w.entry.timed is None:
         assert w.ctx.stack is not None
-        w.entry.timed = timed_stages(w.stages.costs, plan, train, w.ctx.stack, _comm_sm_frac(hw))
+        w.entry.timed = timed_stages(w.stages.costs, plan, train, w.ctx.stack, _comm_sm_frac(hw), embed=w.layers.embed,
+                                     mem_bytes_per_s=w.ctx.mem_bytes_per_s)
     return w.entry.timed
 
 
