@@ -303,20 +303,41 @@ def test_hybrid_sharding_shards_within_the_group_and_replicates_across():
 
 
 def test_activation_offload_moves_activations_to_the_host():
-    """parallel.activation_offload f: f of the kept activations leave the device (two layers of
-    transfer buffers stay), host memory per node grows by f x activations x devices per node, and
-    the transfers beyond the forward/backward compute they hide behind show up as offload time."""
+    """parallel.activation_offload f: f of the stashed activations (all but the loss's logits, which
+    live only while a micro-batch turns from forward to backward) leave the device (two layers of
+    transfer buffers stay), host memory per node grows by f x stash x devices per node, and the
+    transfers beyond the forward/backward compute they hide behind show up as offload time."""
     sc = {"model": "llama-3.1-70b", "hardware": "h100-sxm", "cluster": {"num_devices": 256},
           "training": {"seq_len": 8192, "global_batch_seqs": 256},
           "parallel": {"tp": 1, "pp": 1, "dp": 256, "zero_stage": 3, "recompute": "none"}}
     none = api.estimate_training(sc)
     half = api.estimate_training(sc | {"parallel": sc["parallel"] | {"activation_offload": 0.5}})
     acts = none.memory_breakdown_bytes["activations"]
+    logits = next(o["saved_bytes"] for o in none.ops if o["name"] == "head/loss")
     assert acts / 2 < half.memory_breakdown_bytes["activations"] < acts / 2 * 1.1
-    assert half.host_memory_per_node_bytes == pytest.approx(acts / 2 * 8)
+    assert half.host_memory_per_node_bytes == pytest.approx((acts - logits) / 2 * 8)
     assert half.step_time_breakdown_s["offload"] >= 0 and none.step_time_breakdown_s["offload"] == 0
     with pytest.raises(InvalidScenario, match="activation_offload"):
         api.estimate_training(sc | {"parallel": sc["parallel"] | {"activation_offload": 1.5}})
+
+
+def test_activation_offload_under_full_recompute_moves_the_checkpoints():
+    """Under recompute full, activation_offload 1 moves the checkpointed layer inputs to the host
+    (ZeRO-Infinity's checkpoint offload; MaxText's remat policy offloading decoder_layer_input): the
+    host holds exactly the layers' inputs of the micro-batches in flight (tokens x hidden x 2 bytes a
+    layer), and the device keeps the layer being recomputed, the loss's logits and two layer inputs
+    of transfer buffers. The transfers per micro-batch are the layer inputs, so on a host link that
+    moves them faster than the forward and backward compute they are hidden."""
+    sc = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "cluster": {"num_devices": 8},
+          "training": {"seq_len": 8192, "global_batch_seqs": 16},
+          "parallel": {"tp": 1, "pp": 1, "dp": 8, "zero_stage": 3, "recompute": "full", "microbatch_seqs": 2}}
+    kept = api.estimate_training(sc)
+    off = api.estimate_training(sc | {"parallel": sc["parallel"] | {"activation_offload": 1.0}})
+    layer_input = 2 * 8192 * 4096 * 2   # one micro-batch of 2 sequences, hidden 4096, bf16
+    assert off.host_memory_per_node_bytes == pytest.approx(32 * layer_input * 8)
+    drop = kept.memory_breakdown_bytes["activations"] - off.memory_breakdown_bytes["activations"]
+    assert drop == pytest.approx(32 * layer_input - 2 * layer_input)
+    assert off.step_time_breakdown_s["offload"] == 0 and off.step_time_s == pytest.approx(kept.step_time_s)
 
 
 def test_balanced_layout_evens_the_stages_work():

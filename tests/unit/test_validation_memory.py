@@ -59,13 +59,17 @@ def test_fragmentation_refit_is_the_shipped_fraction():
 
 
 def test_fits_verdict_on_the_training_validation_runs():
-    """Every training validation run ran, so each should be predicted to fit or be marginal. Measured:
-    83 of 92 (90.2%; the issue's target is 95%); the nine left are four Automodel runs (their configs
-    turn on activation checkpointing, their rows say selective), four MaxText TPU runs (their remat
-    policy offloads layer inputs to host, their rows do not say so) and one Megatron-Bridge GPT-OSS run."""
+    """Every training validation run ran, so each should be predicted to fit or be marginal (the
+    issue's target: 95%). Measured: 89 of 92 (96.7%) with the rows written as their recipes ran them
+    (NeMo AutoModel's activation checkpointing and forced-balance gate, MaxText's layer inputs
+    offloaded to host); the three left are MaxText Llama 3.1 70B and 405B on v6e (the loss's fp32
+    logits and one layer's recompute as flopcast counts them do not fit 32 GiB beside the states) and
+    Megatron-Bridge GPT-OSS 120B (its table's MBS 4 needs ~73 GiB of activations; the release's H100
+    preset says MBS 1)."""
     v = vm.fits_on_validation_runs()
-    assert v["num_runs"] >= 85
-    assert v["frac"] >= 79 / 89
+    assert v["num_runs"] >= 92
+    assert v["frac"] >= 0.95
+    assert set(v["does_not_fit"]) <= {"MAXTEXT-L31-70B-256xV6E", "MAXTEXT-L31-405B-256xV6E", "MB-2511-H100-GPTOSS"}
 
 
 @pytest.mark.parametrize(("total", "verdict"), [(0.79, "fits"), (0.80, "fits"), (0.81, "marginal"), (1.0, "marginal"),

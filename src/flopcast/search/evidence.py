@@ -23,9 +23,10 @@ MECHANISMS = ("pipeline", "interleaved", "zero_bubble", "dualpipe", "context_par
 # (model class, mechanism) -> validation runs whose plan uses it (recounted by
 # tests/unit/test_search_recommend.py from validation/training_runs.csv and more_runs.yaml)
 VALIDATION_ROWS: dict[tuple[str, str], int] = {
-    ("dense", "context_parallel"): 5, ("dense", "interleaved"): 14, ("dense", "pipeline"): 31,
-    ("dense", "zero3"): 32,
-    ("moe", "expert_parallel"): 8, ("moe", "interleaved"): 5, ("moe", "pipeline"): 6, ("moe", "zero3"): 6,
+    ("dense", "activation_offload"): 3, ("dense", "context_parallel"): 5, ("dense", "interleaved"): 14,
+    ("dense", "pipeline"): 31, ("dense", "zero3"): 32,
+    ("moe", "activation_offload"): 1, ("moe", "expert_parallel"): 9, ("moe", "interleaved"): 5, ("moe", "pipeline"): 6,
+    ("moe", "zero3"): 6,
 }
 
 

@@ -139,13 +139,27 @@ def per_op_sac_costs(layer_costs: Sequence[Cost], layer_rows: Sequence[Sequence[
     return tuple(out)
 
 
+def stashed_acts_per_microbatch(layer_costs: Sequence[Cost], here: Counter[int], recompute_full: bool) -> float:
+    """Activations one micro-batch leaves on a stage's layers between its forward and its backward:
+    under full recompute the checkpointed layer inputs, else every layer's saved tensors. These are
+    what activation offload moves to the host (parallel.activation_offload)."""
+    if recompute_full:
+        return sum(layer_costs[spec].act_full_recompute_bytes * n for spec, n in here.items())
+    return sum(layer_costs[spec].act_bytes * n for spec, n in here.items())
+
+
+def _recompute_buffer(layer_costs: Sequence[Cost], here: Counter[int], recompute_full: bool) -> float:
+    """Under full recompute, the full activations of the one layer being recomputed (else none)."""
+    return max((layer_costs[spec].act_bytes for spec in here), default=0.0) if recompute_full else 0.0
+
+
 def _layer_acts(layer_costs: Sequence[Cost], here: Counter[int], inflight: float, recompute_full: bool) -> float:
     """Activations of the layers a stage holds for `inflight` micro-batches: under full recompute
     the checkpointed layer inputs, plus one layer's full activations while it is recomputed."""
+    stashed = inflight * stashed_acts_per_microbatch(layer_costs, here, recompute_full)
     if recompute_full:
-        layer_input = sum(layer_costs[spec].act_full_recompute_bytes * n for spec, n in here.items())
-        return inflight * layer_input + max((layer_costs[spec].act_bytes for spec in here), default=0.0)
-    return inflight * sum(layer_costs[spec].act_bytes * n for spec, n in here.items())
+        return stashed + _recompute_buffer(layer_costs, here, recompute_full)
+    return stashed
 
 
 def rank_activations(layer_costs: Sequence[Cost], stage_groups: Sequence[Counter[int]], head: Cost,
@@ -166,14 +180,35 @@ def rank_activations(layer_costs: Sequence[Cost], stage_groups: Sequence[Counter
     return acts
 
 
-def _offload_acts(acts: float, plan: ParallelPlan, layer_costs: Sequence[Cost], here: Counter[int]) -> tuple[float, float]:
-    """(activations left on the device, activations offloaded): the offloaded share waits in host
-    memory; two layers' worth of one micro-batch stay on the device as transfer buffers (one going
-    out or coming back, one being computed)."""
+def rank_transient_activations(layer_costs: Sequence[Cost], stage_groups: Sequence[Counter[int]], head: Cost,
+                               plan: ParallelPlan, rank: int) -> float:
+    """The part of rank_activations that lives only while one micro-batch turns from its forward to
+    its backward, so activation offload never moves it: the loss's logits on the last stage (made at
+    the end of the forward, consumed by the first op of the backward) and, under full recompute, the
+    one layer being recomputed (rebuilt from its checkpoint in the backward)."""
+    full = plan.recompute == "full"
+    last = plan.pp - 1
+    if plan.pp_schedule == "dualpipe":
+        t = (_recompute_buffer(layer_costs, stage_groups[rank], full)
+             + _recompute_buffer(layer_costs, stage_groups[last - rank], full)) / 2
+        return t + (head.act_bytes if rank in (0, last) else 0.0)
+    return _recompute_buffer(layer_costs, stage_groups[rank], full) + (head.act_bytes if rank == last else 0.0)
+
+
+def _offload_acts(acts: float, plan: ParallelPlan, layer_costs: Sequence[Cost], here: Counter[int],
+                  transient: float) -> tuple[float, float]:
+    """(activations left on the device, activations offloaded): the offloaded share of the stashed
+    activations (all but `transient`, rank_transient_activations) waits in host memory; two layers'
+    stash of one micro-batch stays on the device as transfer buffers (one going out or coming back,
+    one being computed). Under full recompute the stash is the checkpointed layer inputs: ZeRO-Infinity's
+    checkpoint offload (Rajbhandari et al., SC 2021, sec. 5.1.2) and MaxText's remat policy `offload`
+    of `decoder_layer_input` (AI-Hypercomputer/maxtext src/MaxText/configs/base.yml)."""
     if not plan.activation_offload:
         return acts, 0.0
-    layer_max = max((layer_costs[spec].act_bytes for spec in here), default=0.0)
-    off = plan.activation_offload * acts
+    full = plan.recompute == "full"
+    attr = "act_full_recompute_bytes" if full else "act_bytes"
+    layer_max = max((getattr(layer_costs[spec], attr) for spec in here), default=0.0)
+    off = plan.activation_offload * (acts - transient)
     return acts - off + 2 * layer_max * plan.activation_offload, off
 
 
@@ -248,9 +283,10 @@ def _model_states(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Sta
 
 
 def rank_memory(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack, shard: OptimizerShard, *,
-                n_layers: int, acts: float, layer_costs: Sequence[Cost], here: Counter[int],
+                n_layers: int, acts: float, layer_costs: Sequence[Cost], here: Counter[int], transient: float = 0.0,
                 states: dict[tuple[float, ...], tuple[float, float, float]] | None = None) -> RankMemory:
-    """Memory of one rank holding `s_c` (n_layers layers, `acts` activations before offload);
+    """Memory of one rank holding `s_c` (n_layers layers, `acts` activations before offload, of which
+    `transient` are never offloaded: rank_transient_activations);
     `states` memoises the model states of ranks with the same parameters and layer count (the
     middle stages of a pipeline) within one plan."""
     key = (s_c.params, s_c.expert_params, s_c.trainable, s_c.frozen_bytes, n_layers)
@@ -260,7 +296,7 @@ def rank_memory(s_c: Cost, plan: ParallelPlan, train: TrainingSpec, stack: Stack
         if states is not None:
             states[key] = model
     weights, grads, optim = model
-    acts, off = _offload_acts(acts, plan, layer_costs, here)
+    acts, off = _offload_acts(acts, plan, layer_costs, here, transient)
     if stack.allocator == "xla":   # buffers assigned at compile time; collectives inside the program
         return RankMemory(weights, grads, optim, acts, 0.0, RUNTIME_CONTEXT_BYTES, 0.0, off)
     frag = FRAGMENTATION_FRAC * (weights + grads + optim + acts)

@@ -37,6 +37,8 @@ from flopcast.estimate.training.memory import (
     per_op_sac_costs,
     rank_activations,
     rank_memory,
+    rank_transient_activations,
+    stashed_acts_per_microbatch,
     worst_rank_candidates,
 )
 from flopcast.estimate.training.result import TrainingEstimate
@@ -305,8 +307,9 @@ def _rank_memory(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, shard: dp
         layers = states.get("sac") or states.setdefault("sac", per_op_sac_costs(lw.layers, lw.layer_rows))
     if acts is None:
         acts = w.entry.acts[akey] = rank_activations(layers, sw.groups, lw.head, plan, m, rank)
+    transient = rank_transient_activations(layers, sw.groups, lw.head, plan, rank) if plan.activation_offload else 0.0
     return rank_memory(sw.costs[rank], plan, train, w.ctx.stack, shard, n_layers=len(sw.stages[rank]), acts=acts,
-                       layer_costs=layers, here=sw.groups[rank], states=states)
+                       layer_costs=layers, here=sw.groups[rank], transient=transient, states=states)
 
 
 def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard,
@@ -395,8 +398,14 @@ def _off_pipeline_s(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: Pa
         dp_s = dpm.dp_comm_s(col, plan, train, hw, stack, m=m, slow=st, n_layers=len(w.stages.stages[slow]),
                              comm_sm_frac=_comm_sm_frac(hw))
     optimizer_s = dpm.optimizer_step_s(shard, plan, w.ctx.mem_bytes_per_s, devices_per_node)
+    stash_b = 0.0
+    if plan.activation_offload:   # what one micro-batch's forward leaves on the slow stage (what is offloaded)
+        layers = w.layers.layers
+        if plan.recompute == "selective" and stack.name in PER_OP_SAC_STACKS:
+            layers = per_op_sac_costs(layers, w.layers.layer_rows)
+        stash_b = stashed_acts_per_microbatch(layers, w.stages.groups[slow], plan.recompute == "full")
     offload = dpm.offload_s(shard, plan, dpm.host_link_bytes_per_s(hw, w.prep.eff), m=m, slow=st,
-                            slow_act_bytes=w.stages.costs[slow].act_bytes)
+                            slow_act_bytes=stash_b)
     # tied embeddings split over first and last stage: their gradients are all-reduced each step
     emb_sync = 0.0
     if model.tie_embeddings and plan.pp > 1:
