@@ -83,3 +83,25 @@ def test_by_class_covers_the_published_rows(report):
     assert bc["dense"]["num_rows"] + bc["moe"]["num_rows"] == report["num_rows"]
     assert bc["megatron-family"]["num_rows"] + bc["other-stacks"]["num_rows"] == report["num_rows"]
     assert bc["moe"]["num_rows"] >= 10 and bc["blackwell"]["num_rows"] >= 4
+
+
+def test_moe_rows_are_written_as_their_sources_ran_them():
+    """Issue 22: a Megatron-Bridge MoE row whose notes say the benchmark force-balances routing is
+    written with moe_routing forced_balance (a dense row with the same note is not touched), and the
+    DeepSeek-V3 H100 row takes ETP 1 and node-limited routing (4 nodes) from the recipe it ran."""
+    rows = {r["id"]: r for r in vt.load_rows()}
+    dsv3 = vt.row_to_case(rows["MB-2509-H100-DSV3"]).scenario
+    assert dsv3["training"]["moe_routing"] == "forced_balance"
+    assert dsv3["parallel"]["etp"] == 1 and dsv3["training"]["moe_max_nodes_per_token"] == 4
+    assert vt.row_to_case(rows["MB-2511-H100-GPTOSS"]).scenario["training"]["moe_routing"] == "forced_balance"
+    assert "moe_routing" not in vt.row_to_case(rows["MB-2509-H100-L8"]).scenario["training"]
+
+
+def test_moe_benchmark_rows_of_the_moe_model_zoo_are_a_source_family(report):
+    """Issue 22: the Megatron-MoE-ModelZoo Qwen3 rows are validated as their own source family, and
+    every one of them was logged first-seen."""
+    from flopcast.validation import first_seen
+
+    ids = {r["id"] for r in report["rows"] if r["source"] == "moezoo"}
+    assert len(ids) >= 5
+    assert ids <= set(first_seen.load())

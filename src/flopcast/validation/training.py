@@ -56,6 +56,14 @@ def source_family(row_id: str) -> str:
             return family
     return row_id.split("-")[0].lower()
 FLASH2_PREFIXES = ("MPT",)                         # 2023 llm-foundry: FlashAttention-2 / Triton kernels
+# MoE settings of a row that its columns do not hold, from the config its source ran (section -> keys).
+# Megatron-Bridge's DeepSeek-V3 H100 recipe (NVIDIA-NeMo/Megatron-Bridge scripts/performance, DeepSeek-V3
+# H100 FP8 config: expert_tensor_parallel_size 1, moe_router_num_groups 8, moe_router_group_topk 4,
+# moe_router_force_load_balancing true): EP64 x ETP1 over 8 nodes puts each group of 32 experts on one
+# node, so a token reaches at most 4 nodes (DeepSeek-V3 report sec. 2.1.2, node-limited routing).
+ROW_MOE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "MB-2509-H100-DSV3": {"parallel": {"etp": 1}, "training": {"moe_max_nodes_per_token": 4}},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +212,10 @@ def _training_section(row: dict[str, str], seq_len: int, batch: int, legacy: boo
     """The row's training section: shape, precision, and the stack of its era and framework."""
     rid = row["id"]
     precision = "fp8" if "fp8" in row["precision"].lower() else "bf16" if "bf16" in row["precision"].lower() else "fp16"
+    # "MoE benchmarks force-balance expert routing" (the Megatron-Bridge rows' notes): MoE rows only
+    forced = (_int(row["ep"]) or 1) > 1 and "force-balance" in (row["notes"] + row["model"]).lower()
     return {"seq_len": seq_len, "global_batch_seqs": batch, "precision": precision,
+            **({"moe_routing": "forced_balance"} if forced else {}),
             "flash_attention": not legacy, "dropout": legacy and not rid.startswith("BLOOM"),
             "comm_overlap": not legacy, "grad_reduce_dtype": "fp32" if legacy else "bf16",
             "attention_kernel": "flash2" if rid.startswith(FLASH2_PREFIXES) else "flash3",
@@ -236,6 +247,8 @@ def row_to_case(row: dict[str, str]) -> Case | str:
         "training": _training_section(row, seq_len, batch, legacy),
         "parallel": _parallel(row, tp, pp, n_dev, legacy),
     }
+    for section, keys in ROW_MOE_SETTINGS.get(rid, {}).items():
+        scenario[section] = {**scenario[section], **keys}
     return Case(id=rid, model=row["model"], hardware=hw, num_devices=n_dev, scenario=scenario,
                 measured_metric=metric, measured_value=float(row["measured_value"]), source=row["source"])
 
