@@ -172,8 +172,10 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
                                scheduler, f"inference.engine {spec.engine}'s own batching policy")))
     assumptions += [
         Assumption("routing", "fewest outstanding requests", "each new request goes to the least-loaded replica"),
-        Assumption("kv_admission", "on demand + preemption" if scheduler == "vllm" else "whole sequence reserved",
-                   "vllm allocates pages as tokens arrive and recomputes preempted sequences; the others reserve "
+        Assumption("kv_admission", "on demand + preemption" if scheduler in ("vllm", "vllm-v1", "sglang")
+                   else "whole sequence reserved",
+                   "vllm, vllm-v1 and sglang allocate pages as tokens arrive and recompute preempted sequences "
+                   "(sglang admits against a decaying share of the outputs still to come); the others reserve "
                    "prompt + output pages at admission (TensorRT-LLM guaranteed-no-evict)"),
         Assumption("max_concurrent_sequences", concurrent_sequences(spec, unlimited=token_budget(spec)),
                    "inference.batch_size, or the token budget when batch_size is max"
