@@ -84,3 +84,13 @@ def test_speculative_step_needs_a_speculative_deployment():
     """speculative_step_s of a deployment without speculation is a bug in the caller: ValueError."""
     with pytest.raises(ValueError, match="no speculative section"):
         sv_mod.speculative_step_s(sv_mod.prepare(MODEL, H100, InferenceSpec(tp=1, dp=1)), 1, 128, 0, 0)
+
+
+def test_the_simulation_states_its_acceptance_length():
+    """A speculative simulation lists the acceptance length its cost uses: the scenario's when given,
+    else the predicted one with the published rows it comes from."""
+    given = {a.name: a for a in api.simulate_serving(scenario(EAGLE)).assumptions}
+    assert given["speculative.acceptance_length"].value == 2.5
+    predicted = {a.name: a for a in api.simulate_serving(scenario({"method": "eagle3", "num_draft_tokens": 3})).assumptions}
+    assert "predicted from published acceptance data" in predicted["speculative.acceptance_length"].why
+    assert "speculative.acceptance_length" not in {a.name for a in api.simulate_serving(scenario()).assumptions}

@@ -185,6 +185,8 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
     ]
     if scheduler == "disaggregated":
         assumptions.append(kv_transfer_assumption())
+    if spec.speculative is not None:
+        assumptions.append(speculative_assumption(rs.model, spec))
     if slo.ttft_s is None and slo.tpot_s is None:
         assumptions.append(Assumption("slo", "none", "no inference.slo: slo_attainment_frac and goodput are null"))
     if capped:
@@ -193,6 +195,20 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
                    assumptions=tuple(assumptions), progress=progress)
     res = with_pools_datacenter(rs, res, pools) if explicit else with_datacenter(rs, res, simulation_datacenter)
     return with_steady_state(res, slo)
+
+
+def speculative_assumption(model: Any, spec: Any) -> Assumption:
+    """The acceptance length the simulator's speculative cost uses (sim/cost.py SpeculativeCost):
+    the scenario's, or the one predicted from published acceptance data."""
+    from flopcast.estimate import speculative as spec_mod
+
+    filled, why = spec_mod.with_acceptance(model, spec)
+    a = filled.speculative.acceptance_length
+    return Assumption("speculative.acceptance_length", round(a, 4),
+                      f"predicted from published acceptance data: {why}; every decode iteration is 1 / {a:.3g} "
+                      "of a speculative step" if why else
+                      f"inference.speculative.acceptance_length; every decode iteration is 1 / {a:.3g} of a "
+                      "speculative step")
 
 
 def with_steady_state(res: SimulationResult, slo: SLO) -> SimulationResult:
