@@ -173,10 +173,7 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
     assumptions += [
         Assumption("routing", "fewest outstanding requests", "each new request goes to the least-loaded replica"),
         Assumption("kv_admission", "on demand + preemption" if scheduler in ("vllm", "vllm-v1", "sglang")
-                   else "whole sequence reserved",
-                   "vllm, vllm-v1 and sglang allocate pages as tokens arrive and recompute preempted sequences "
-                   "(sglang admits against a decaying share of the outputs still to come); the others reserve "
-                   "prompt + output pages at admission (TensorRT-LLM guaranteed-no-evict)"),
+                   else "whole sequence reserved", KV_ADMISSION_WHY.get(scheduler, KV_ADMISSION_WHY[""])),
         Assumption("max_concurrent_sequences", concurrent_sequences(spec, unlimited=token_budget(spec)),
                    "inference.batch_size, or the token budget when batch_size is max"
                    + ("; capped by inference.max_batch_size" if spec.max_batch_size is not None else "")),
@@ -195,6 +192,17 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
                    assumptions=tuple(assumptions), progress=progress)
     res = with_pools_datacenter(rs, res, pools) if explicit else with_datacenter(rs, res, simulation_datacenter)
     return with_steady_state(res, slo)
+
+
+KV_ADMISSION_WHY = {
+    "": "vllm allocates pages as tokens arrive and recomputes preempted sequences; the others reserve "
+        "prompt + output pages at admission (TensorRT-LLM guaranteed-no-evict)",
+    "vllm-v1": "vLLM V1 allocates pages as tokens arrive (admission on the prompt's pages) and recomputes the "
+               "newest sequence when they run out",
+    "sglang": "SGLang allocates pages as tokens arrive, admits a prompt while the free pool covers it plus "
+              "new_token_ratio (0.7 decaying to 0.098) of the outputs still to come, and retracts the newest "
+              "request when a decode step finds no page",
+}
 
 
 def speculative_assumption(model: Any, spec: Any) -> Assumption:
