@@ -89,6 +89,27 @@ def test_closed_loop_arrivals_and_warm_up():
     assert open_["ttft_p99_s"] == pytest.approx(float(np.percentile(first - np.arange(6.0) * 0.1, 99)))
 
 
+def test_warm_up_follows_the_load_generator():
+    """`load.warmup_per_client` says how many requests per client the tool leaves out: 0 (vllm bench
+    serve, SGLang bench_serving measure every request of the main run) keeps the start transient,
+    whose first C requests arrive together at t = 0; it is refused on an open load and below 0."""
+    done = np.array([1.0, 2.0, 3.0, 4.5, 5.0, 7.0])
+    first = np.array([0.1, 0.2, 1.1, 2.1, 3.2, 4.6])
+    req = {"arrival_s": np.zeros(6), "first_token_s": first, "done_s": done, "output_tokens": np.full(6, 11)}
+    arrival = np.array([0.0, 0.0, 1.0, 2.0, 3.0, 4.5])
+    every = sim.latency_stats(req, concurrency=2, warmup_per_client=0)
+    assert every["ttft_mean_s"] == pytest.approx(float(np.mean(first - arrival)))
+    one = sim.latency_stats(req, concurrency=2, warmup_per_client=1)
+    assert one["e2e_mean_s"] == pytest.approx(float(np.mean((done - arrival)[2:])))
+    base = {"id": "X", "family": "f", "source": "s", "scenario": {}, "measured": {"ttft_mean_s": 1}}
+    assert sim._run_from_mapping({**base, "load": {"concurrency": 2, "warmup_per_client": 0}}).load[
+        "warmup_per_client"] == 0
+    for load in ({"concurrency": 2, "warmup_per_client": -1}, {"burst": 3, "warmup_per_client": 0},
+                 {"concurrency": 2, "warmup_per_client": 1.5}):
+        with pytest.raises(InvalidScenario, match="warmup_per_client"):
+            sim._run_from_mapping({**base, "load": load})
+
+
 def test_one_client_sees_the_unloaded_server():
     """One closed-loop client never queues: its simulated TTFT is the analytic unloaded TTFT and its
     TPOT the analytic batch-1 TPOT of the same scenario (DESIGN: at low load the simulator and the

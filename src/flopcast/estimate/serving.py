@@ -725,6 +725,20 @@ def _decode_iteration(sv: _Serve, B_run: int, ctx_dec: float, prefill_per_iter: 
     return sum(it.values()) / sp.acceptance_length, (sum(mine.values()) + draft) / sp.acceptance_length
 
 
+def speculative_step_s(sv: _Serve, n_seqs: float, ctx_decode: float, n_prefill: float, prompt: float) -> float:
+    """Seconds of one speculative decode step of `n_seqs` sequences at context ctx_decode carrying
+    n_prefill prompt tokens: the verify forward (1 + k query tokens per sequence, or the tree's),
+    the draft and the host time the engine exposes per step; the step yields acceptance_length
+    tokens per sequence (what _decode_iteration divides by; the simulator's cost, sim/cost.py)."""
+    sp = sv.spec.speculative
+    if sp is None:
+        raise ValueError("speculative_step_s: the deployment has no speculative section")
+    q = sp.query_tokens
+    verify = iteration_breakdown_s(sv, n_seqs * q, ctx_decode, n_prefill, prompt, n_seqs * q, queries_per_seq=q)
+    return (sum(verify.values()) + _draft_time_s(sv, n_seqs, ctx_decode, prompt)
+            + _speculative_host_s(sv.spec.engine, sp.host_overlap))
+
+
 def _speculative_host_s(engine: str, host_overlap: bool | None = None) -> float:
     """Host time a speculative step exposes beyond the engine's own per-iteration host time (which
     iteration_breakdown_s adds): an engine that runs speculation without overlapping its scheduler

@@ -917,7 +917,7 @@ def simulation_validation_tables(d: dict[str, Any]) -> Group:
     t = Table(title="Simulation: latency under load, simulated vs measured", title_justify="left")
     cols = ["id", "load", "metric", "measured s", "simulated s", "error", *(["cv error"] if cv else [])]
     for c in cols:
-        t.add_column(c, justify="left" if c in ("id", "load", "metric") else "right")
+        t.add_column(c, justify="left" if c in ("id", "load", "metric") else "right", no_wrap=c == "id")
     for r in d["rows"]:
         load = ", ".join(f"{k} {v}" for k, v in r["load"].items())
         for i, (m, v) in enumerate(r["measured"].items()):

@@ -172,9 +172,8 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
                                scheduler, f"inference.engine {spec.engine}'s own batching policy")))
     assumptions += [
         Assumption("routing", "fewest outstanding requests", "each new request goes to the least-loaded replica"),
-        Assumption("kv_admission", "on demand + preemption" if scheduler == "vllm" else "whole sequence reserved",
-                   "vllm allocates pages as tokens arrive and recomputes preempted sequences; the others reserve "
-                   "prompt + output pages at admission (TensorRT-LLM guaranteed-no-evict)"),
+        Assumption("kv_admission", "on demand + preemption" if scheduler in ("vllm", "vllm-v1", "sglang")
+                   else "whole sequence reserved", KV_ADMISSION_WHY.get(scheduler, KV_ADMISSION_WHY[""])),
         Assumption("max_concurrent_sequences", concurrent_sequences(spec, unlimited=token_budget(spec)),
                    "inference.batch_size, or the token budget when batch_size is max"
                    + ("; capped by inference.max_batch_size" if spec.max_batch_size is not None else "")),
@@ -183,6 +182,8 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
     ]
     if scheduler == "disaggregated":
         assumptions.append(kv_transfer_assumption())
+    if spec.speculative is not None:
+        assumptions.append(speculative_assumption(rs.model, spec))
     if slo.ttft_s is None and slo.tpot_s is None:
         assumptions.append(Assumption("slo", "none", "no inference.slo: slo_attainment_frac and goodput are null"))
     if capped:
@@ -191,6 +192,31 @@ def simulate_serving_resolved(rs: ResolvedScenario, *, max_requests: int | None 
                    assumptions=tuple(assumptions), progress=progress)
     res = with_pools_datacenter(rs, res, pools) if explicit else with_datacenter(rs, res, simulation_datacenter)
     return with_steady_state(res, slo)
+
+
+KV_ADMISSION_WHY = {
+    "": "vllm allocates pages as tokens arrive and recomputes preempted sequences; the others reserve "
+        "prompt + output pages at admission (TensorRT-LLM guaranteed-no-evict)",
+    "vllm-v1": "vLLM V1 allocates pages as tokens arrive (admission on the prompt's pages) and recomputes the "
+               "newest sequence when they run out",
+    "sglang": "SGLang allocates pages as tokens arrive, admits a prompt while the free pool covers it plus "
+              "new_token_ratio (0.7 decaying to 0.098) of the outputs still to come, and retracts the newest "
+              "request when a decode step finds no page",
+}
+
+
+def speculative_assumption(model: Any, spec: Any) -> Assumption:
+    """The acceptance length the simulator's speculative cost uses (sim/cost.py SpeculativeCost):
+    the scenario's, or the one predicted from published acceptance data."""
+    from flopcast.estimate import speculative as spec_mod
+
+    filled, why = spec_mod.with_acceptance(model, spec)
+    a = filled.speculative.acceptance_length
+    return Assumption("speculative.acceptance_length", round(a, 4),
+                      f"predicted from published acceptance data: {why}; every decode iteration is 1 / {a:.3g} "
+                      "of a speculative step" if why else
+                      f"inference.speculative.acceptance_length; every decode iteration is 1 / {a:.3g} of a "
+                      "speculative step")
 
 
 def with_steady_state(res: SimulationResult, slo: SLO) -> SimulationResult:

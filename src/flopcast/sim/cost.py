@@ -1,7 +1,8 @@
 """The simulator's iteration cost: the narrow interface the engine times every iteration through
-(`IterationCost.time_s`), and its two implementations: the analytic serving model
-(`AnalyticCost`, estimate/serving.py's per-op roofline, memoised) and a fixed service time per
-iteration (`FixedCost`, for queueing tests whose oracle is textbook queueing theory)."""
+(`IterationCost.time_s`), and its implementations: the analytic serving model (`AnalyticCost`,
+estimate/serving.py's per-op roofline, memoised; `SpeculativeCost` when the deployment decodes
+speculatively; `iteration_cost` picks one) and a fixed service time per iteration (`FixedCost`, for
+queueing tests whose oracle is textbook queueing theory)."""
 
 from __future__ import annotations
 
@@ -158,6 +159,53 @@ class AnalyticCost:
             t += n_pre * slope + launch
         h = self.head.get(n_sampled)
         return t + (self._head(n_sampled) if h is None else h)
+
+
+class SpeculativeCost:
+    """Iteration times of a deployment that decodes speculatively (inference.speculative). The
+    simulator advances every decoding sequence one token per iteration; a speculative step
+    (estimate/serving.py `speculative_step_s`: the verify forward over 1 + k query tokens per
+    sequence, the draft, the exposed host time) yields `acceptance_length` tokens per sequence, so a
+    simulated iteration with decoding sequences is 1 / acceptance_length of a step, and the prompt
+    chunk it carries is that share of the step's:
+
+        t(n, c, m, p) = step(n, c, acceptance_length m, p) / acceptance_length     (n > 0)
+
+    the time per token of the analytic estimate's speculative iteration (`_decode_iteration`), so the
+    two agree at low load and at saturation. An iteration of prompt tokens alone costs what it costs
+    without speculation (AnalyticCost). Leaves out: the spread of accepted tokens per step (every
+    sequence gets the mean), and the k draft tokens per sequence that an engine counts against its
+    token budget. Memoised on (n, context and prompt rounded to CTX_BUCKET tokens, m)."""
+
+    def __init__(self, sv: sv_mod._Serve, budget: int, max_seqs: int):
+        sp = sv.spec.speculative
+        if sp is None or sp.acceptance_length is None:
+            raise ValueError("SpeculativeCost: the deployment has no speculative acceptance length")
+        self.sv = sv
+        self.acceptance = float(sp.acceptance_length)
+        self.plain = AnalyticCost(sv, budget, max_seqs)
+        self.memo: dict[tuple[int, int, int, int], float] = {}
+
+    def time_s(self, n_dec: int, ctx_sum: float, n_pre: int, keys_sum: float, n_sampled: int) -> float:
+        if not n_dec:
+            return self.plain.time_s(n_dec, ctx_sum, n_pre, keys_sum, n_sampled)
+        ctx = round(ctx_sum / n_dec / CTX_BUCKET)
+        prompt = round(2 * keys_sum / n_pre / CTX_BUCKET) if n_pre else 0
+        key = (n_dec, ctx, n_pre, prompt)
+        t = self.memo.get(key)
+        if t is None:
+            a = self.acceptance
+            t = self.memo[key] = sv_mod.speculative_step_s(
+                self.sv, n_dec, ctx * CTX_BUCKET, a * n_pre, prompt * CTX_BUCKET) / a
+        return t
+
+
+def iteration_cost(sv: sv_mod._Serve, budget: int, max_seqs: int) -> IterationCost:
+    """The analytic iteration cost of a deployment: SpeculativeCost when it decodes speculatively,
+    else AnalyticCost (the simulator's default cost factory)."""
+    if sv.spec.speculative is not None:
+        return SpeculativeCost(sv, budget, max_seqs)
+    return AnalyticCost(sv, budget, max_seqs)
 
 
 # Filled cost tables shared between simulations of one deployment in a process (fleet sizing runs a

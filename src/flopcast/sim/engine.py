@@ -63,7 +63,7 @@ import numpy as np
 from flopcast.assumption import Assumption
 from flopcast.errors import InvalidScenario
 from flopcast.estimate import serving as sv_mod
-from flopcast.sim.cost import AnalyticCost, IterationCost
+from flopcast.sim.cost import IterationCost, iteration_cost
 from flopcast.sim.schedulers import SCHEDULERS, Scheduler
 from flopcast.sim.state import CostFactory, Pool, PoolSpec, SimState
 from flopcast.sim.stats import REL_WIDTH, SEGMENTS, STREAM_ABOVE, StreamRecorder, percentile
@@ -332,7 +332,7 @@ def simulate(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, workloa
         raise InvalidScenario("inference.scheduler: prefill and decode pools need scheduler disaggregated, "
                               "and disaggregated needs them")
     policy = SCHEDULERS.get(scheduler)
-    factory: CostFactory = AnalyticCost if cost is None else (lambda sv, budget, max_seqs: cost)
+    factory: CostFactory = iteration_cost if cost is None else (lambda sv, budget, max_seqs: cost)
     n = expected_count(workload)
     streaming = (n > STREAM_ABOVE if stream is None else stream) and trace is None
     recorder = StreamRecorder(n, _span_guess_s(workload, n), slo.ttft_s, slo.tpot_s) if streaming else None

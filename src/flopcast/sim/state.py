@@ -14,7 +14,7 @@ from typing import Any
 
 from flopcast.estimate import admission
 from flopcast.estimate import serving as sv_mod
-from flopcast.sim.cost import AnalyticCost, IterationCost
+from flopcast.sim.cost import IterationCost, iteration_cost
 from flopcast.sim.stats import FLUSH, StreamRecorder
 from flopcast.sim.workload import WorkloadSpec, generate
 from flopcast.specs.hardware import AcceleratorSpec
@@ -53,7 +53,7 @@ class Pool:
     """A pool's shared state: its prepared serving model, iteration cost, admission limits
     (estimate/admission.py, as the estimator reads them) and KV layout."""
 
-    def __init__(self, model: ModelSpec, ps: PoolSpec, index: int, cost: CostFactory = AnalyticCost):
+    def __init__(self, model: ModelSpec, ps: PoolSpec, index: int, cost: CostFactory = iteration_cost):
         self.ps, self.role, self.index = ps, ps.role, index
         spec, hw = ps.spec, ps.hw
         self.sv = sv_mod.prepare(model, hw, spec)
@@ -139,7 +139,7 @@ class SimState:
     built once at the end), the replicas, the event heap (key (time_s, seq)) and the counters."""
 
     def __init__(self, model: ModelSpec, pools: tuple[PoolSpec, ...], workload: WorkloadSpec,
-                 cost: CostFactory = AnalyticCost, recorder: StreamRecorder | None = None):
+                 cost: CostFactory = iteration_cost, recorder: StreamRecorder | None = None):
         self.model = model
         self.pools = [Pool(model, ps, i, cost) for i, ps in enumerate(pools)]
         # streaming (sim/stats.py): requests arrive in chunks and take a free slot of the per-request

@@ -24,7 +24,7 @@ from flopcast.specs.fields import check_keys, choice
 
 PROCESSES = ("poisson", "gamma", "burst")
 DISTS = ("fixed", "uniform", "lognormal")
-SCHEDULERS = ("static", "vllm", "sarathi", "disaggregated", "splitfuse", "tgi")
+SCHEDULERS = ("static", "vllm", "vllm-v1", "sarathi", "disaggregated", "splitfuse", "tgi", "sglang")
 WORKLOAD_KEYS = ("num_requests", "arrival", "input_tokens", "output_tokens", "seed", "trace")
 ARRIVAL_KEYS = ("process", "rate_per_s", "cv", "trace")
 LENGTH_KEYS = ("dist", "value", "mean", "cv", "min", "max")

@@ -11,10 +11,13 @@ reproduces its load generator:
   sequences (`max_batch_size` = min(C, the engine's)): the engine then admits request j >= C when
   the (j - C + 1)-th request completes, which is when the closed loop would send it, and admission
   is FIFO in both. Request j's arrival is therefore the (j - C + 1)-th completion time (0 for the
-  first C), and its TTFT is counted from there. The first 2 C requests (each client's first two) are
-  the warm-up and are not measured: genai-perf reports measurement windows only once three in a row
-  agree within 10% (perf_analyzer's stability rule), after the start transient, in which all C
-  clients send at once and queue behind each other's prompts.
+  first C), and its TTFT is counted from there. Warm-up as the load generator has it
+  (`load.warmup_per_client`, default 2): genai-perf reports measurement windows only once three in
+  a row agree within 10% (perf_analyzer's stability rule), after the start transient in which all C
+  clients send at once and queue behind each other's prompts, so the first 2 C requests (each
+  client's first two) are not measured; `vllm bench serve` and SGLang's `bench_serving` measure every
+  request of the main run (their one "initial single prompt test run" comes before it), start
+  transient included: warmup_per_client 0.
 - Poisson arrivals at a rate (`load: {rate_per_s: R}`: `vllm bench --request-rate`, MLPerf Server).
 - a burst (`load: {burst: N}`: a fixed batch, or `--request-rate inf`): every request measured.
 
@@ -45,7 +48,7 @@ METRICS = tuple(f"{q}_{s}_s" for q in ("ttft", "tpot", "e2e") for s in ("mean", 
 CENTRE = ("ttft_mean_s", "ttft_p50_s", "tpot_mean_s", "tpot_p50_s")
 TAIL = ("ttft_p99_s", "tpot_p99_s")
 TARGETS = {"centre": 0.15, "tail": 0.25}        # issue 22: p50 median <= 15%, p99 <= 25%
-WARMUP_CLIENT_REQUESTS = 2                      # a closed loop's first requests per client, not measured
+WARMUP_CLIENT_REQUESTS = 2                      # a closed loop's first requests per client, not measured (genai-perf)
 LOADS = ("concurrency", "rate_per_s", "burst")
 
 
@@ -76,6 +79,11 @@ def _run_from_mapping(e: Any) -> Run:
     load = e["load"]
     if not isinstance(load, dict) or sum(k in load for k in LOADS) != 1:
         raise InvalidScenario(f"simulation_runs.yaml: run {rid}: load needs exactly one of {', '.join(LOADS)}")
+    warm = load.get("warmup_per_client", WARMUP_CLIENT_REQUESTS)
+    if isinstance(warm, bool) or not isinstance(warm, int) or warm < 0 or ("warmup_per_client" in load
+                                                                             and "concurrency" not in load):
+        raise InvalidScenario(f"simulation_runs.yaml: run {rid}: load.warmup_per_client is a whole number >= 0 "
+                              "of a closed loop (load.concurrency)")
     bad = sorted(set(e["measured"]) - set(METRICS))
     if bad or not e["measured"]:
         raise InvalidScenario(f"simulation_runs.yaml: run {rid}: measured keys {bad}; accepted: {', '.join(METRICS)}")
@@ -119,10 +127,11 @@ def scenario_of(run: Run, calibration: dict[str, float] | None = None) -> dict[s
     return sc
 
 
-def latency_stats(requests: dict[str, np.ndarray], concurrency: int | None) -> dict[str, float]:
+def latency_stats(requests: dict[str, np.ndarray], concurrency: int | None,
+                  warmup_per_client: int = WARMUP_CLIENT_REQUESTS) -> dict[str, float]:
     """Every statistic of METRICS from a simulation's per-request arrays. A closed loop's requests
     arrive when a client's previous request completes (the (j - C + 1)-th completion) and its first
-    WARMUP_CLIENT_REQUESTS x C are not measured."""
+    warmup_per_client x C are not measured."""
     arrival = np.asarray(requests["arrival_s"], dtype=float)
     first = np.asarray(requests["first_token_s"], dtype=float)
     done = np.asarray(requests["done_s"], dtype=float)
@@ -134,7 +143,7 @@ def latency_stats(requests: dict[str, np.ndarray], concurrency: int | None) -> d
         arrival = np.zeros(n)
         if n > concurrency:
             arrival[concurrency:] = order[: n - concurrency]
-        skip = WARMUP_CLIENT_REQUESTS * concurrency
+        skip = warmup_per_client * concurrency
         if n > skip:
             keep &= np.arange(n) >= skip
     values = {"ttft": (first - arrival)[keep], "e2e": (done - arrival)[keep]}
@@ -156,7 +165,7 @@ def predict(run: Run, calibration: dict[str, float] | None = None) -> dict[str, 
     if res.requests is None:
         raise InvalidScenario(f"validate simulation: {run.id}: the simulation kept no per-request figures")
     conc = int(run.load["concurrency"]) if "concurrency" in run.load else None
-    return latency_stats(res.requests, conc)
+    return latency_stats(res.requests, conc, int(run.load.get("warmup_per_client", WARMUP_CLIENT_REQUESTS)))
 
 
 def classes_of(run: Run) -> tuple[str, ...]:
