@@ -244,7 +244,7 @@ class _EventLoop:
                 replica_of[r] = rep.id
                 target[r] = i
                 rep.waiting.append(r)
-                rep.load += 1
+                rep.loads[rep.ri] += 1
                 if not rep.busy:        # a busy replica is woken by its own `end` event
                     woken.append(rep.id)
                 if trace is not None:

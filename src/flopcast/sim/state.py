@@ -9,7 +9,6 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any
 
 from flopcast.estimate import admission
@@ -114,7 +113,7 @@ class Replica:
     lockstep: see the engine's module docstring) and its free KV bytes."""
 
     __slots__ = ("id", "pool", "role", "waiting", "n_running", "prefilling", "decoding", "step", "ctx_base",
-                 "fin", "busy", "kv_free", "incoming", "load")
+                 "fin", "busy", "kv_free", "incoming", "loads", "ri")
 
     def __init__(self, rid: int, pool: Pool):
         self.id, self.pool, self.role, self.kv_free = rid, pool, pool.role, pool.kv_capacity
@@ -127,10 +126,15 @@ class Replica:
         self.fin: list[tuple[int, int, int]] = []   # (finish step, admission, request)
         self.busy = False
         self.incoming = 0                        # disaggregated: KV caches on their way here
-        self.load = 0                            # outstanding requests: waiting + running + incoming
+        # outstanding requests (waiting + running + incoming) of every replica of its role, this one's
+        # at index ri: the router takes the least of a plain list (SimState.route)
+        self.loads: list[int] = [0]
+        self.ri = 0
 
-
-_LOAD = attrgetter("load")
+    @property
+    def load(self) -> int:
+        """Outstanding requests: waiting + running + incoming."""
+        return self.loads[self.ri]
 
 
 class SimState:
@@ -172,6 +176,11 @@ class SimState:
         for pool in self.pools:
             self.replicas += [Replica(len(self.replicas) + i, pool) for i in range(pool.ps.replicas)]
         self.by_role = {role: [r for r in self.replicas if r.role == role] for role in ROLES}
+        self.loads_of: dict[str, list[int]] = {}
+        for role, reps in self.by_role.items():
+            loads = self.loads_of[role] = [0] * len(reps)
+            for i, rep in enumerate(reps):
+                rep.loads, rep.ri = loads, i
         self.entry_role = "prefill" if self.by_role["prefill"] else "both"
         self.infeasible_reason = next((p.infeasible_reason for p in self.pools if p.infeasible_reason), None)
         self.events: list[tuple[float, int, str, int, Any]] = []
@@ -219,7 +228,8 @@ class SimState:
     def route(self, role: str) -> Replica:
         """The replica of `role` with the fewest outstanding requests (waiting, running, KV on its way),
         the lowest id on a tie."""
-        return min(self.by_role[role], key=_LOAD)
+        loads = self.loads_of[role]
+        return self.by_role[role][loads.index(min(loads))]
 
     def fit_limits(self) -> tuple[float, float]:
         """The longest sequence (input + output) a decode or colocated replica's KV cache can ever hold
@@ -261,6 +271,6 @@ class SimState:
                     rec.flush()
                 self.free.append(r)
         rep.n_running -= 1
-        rep.load -= 1
+        rep.loads[rep.ri] -= 1
         rep.kv_free += held
         self.kv_held[r] = 0.0
