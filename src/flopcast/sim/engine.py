@@ -187,14 +187,24 @@ class _EventLoop:
                 arrived = self.base + self.nxt
                 now = self._arrivals(a, woken, e)
                 steps += self.base + self.nxt - arrived - 1     # one instant per arrival (at most)
-            elif a > e and events[0][2] == "end" and trace is None:    # an iteration's end, alone or first
+            elif a > e and events[0][2] == "end" and trace is None:    # iterations' ends, each alone or first
+                rid = -1
+                while rid < 0:
+                    _, _, _, rid, plan = heappop(events)
+                    rep = replicas[rid]
+                    finish(rep, e, plan)
+                    rep.busy = False
+                    if events and events[0][0] <= e:    # not alone at its instant
+                        break
+                    start(rep, e)                       # alone: the replica goes on, and so on to the
+                    rid = -1                            # next arrival or other engine event
+                    if events and events[0][0] < a and events[0][2] == "end":
+                        e = events[0][0]
+                        steps += 1
+                        continue
+                    break
                 now = e
-                rid, plan = heappop(events)[3:]
-                rep = replicas[rid]
-                finish(rep, now, plan)
-                rep.busy = False
-                if not events or events[0][0] > now:      # alone at its instant: the replica goes on
-                    start(rep, now)
+                if rid < 0:
                     continue
                 woken.append(rid)
                 self._engine_events(now, woken)

@@ -259,18 +259,26 @@ class SimState:
     def release(self, rep: Replica, r: int, now: float, held: float) -> None:
         """Request r is done on `rep` (its last token at `now`, and its first if none came before):
         it leaves the replica and frees `held` KV bytes."""
-        if self.done[r] != self.done[r]:       # NaN: not done before
-            self.done[r] = now
-            if self.first[r] != self.first[r]:
-                self.first[r] = now
-            rec = self.recorder
-            if rec is not None:                 # streaming: record it (StreamRecorder.finished), give its slot back
-                buf = rec.buf
-                buf.append((self.index_of[r], self.arrival[r], self.first[r], now, self.out[r], self.transfer_s[r]))
-                if len(buf) >= FLUSH:
-                    rec.flush()
-                self.free.append(r)
-        rep.n_running -= 1
-        rep.loads[rep.ri] -= 1
-        rep.kv_free += held
-        self.kv_held[r] = 0.0
+        self.release_all(rep, [r], now, [held])
+
+    def release_all(self, rep: Replica, rs: list[int], now: float, held: list[float] | None = None) -> None:
+        """`release` of each request of `rs` in order (held: the KV bytes each frees; None: kv_held's)."""
+        done, first, kv_held = self.done, self.first, self.kv_held
+        rec = self.recorder
+        kv_free = rep.kv_free
+        for i, r in enumerate(rs):
+            if done[r] != done[r]:       # NaN: not done before
+                done[r] = now
+                if first[r] != first[r]:
+                    first[r] = now
+                if rec is not None:                 # streaming: record it (StreamRecorder.finished), give its slot back
+                    buf = rec.buf
+                    buf.append((self.index_of[r], self.arrival[r], first[r], now, self.out[r], self.transfer_s[r]))
+                    if len(buf) >= FLUSH:
+                        rec.flush()
+                    self.free.append(r)
+            kv_free += kv_held[r] if held is None else held[i]
+            kv_held[r] = 0.0
+        rep.kv_free = kv_free
+        rep.n_running -= len(rs)
+        rep.loads[rep.ri] -= len(rs)

@@ -11,7 +11,7 @@ from abc import abstractmethod
 from typing import Any
 
 from flopcast.sim.schedulers.base import Scheduler
-from flopcast.sim.state import Replica
+from flopcast.sim.state import Replica, SimState
 
 Chunks = list[tuple[int, int]]          # (request, prompt tokens built in this iteration)
 Plan = tuple[int, Chunks]               # (decoding sequences advanced, prompt chunks)
@@ -23,6 +23,11 @@ class ContinuousScheduler(Scheduler):
     # reserve a request's whole sequence at admission (TensorRT-LLM guaranteed-no-evict); vllm
     # allocates pages on demand instead
     reserves_whole_sequence = True
+
+    def __init__(self, st: SimState):
+        super().__init__(st)
+        # leave_decoding as defined here (a subclass such as vllm's extends it): finish inlines it
+        self._plain_leave = type(self).leave_decoding is ContinuousScheduler.leave_decoding
 
     @abstractmethod
     def plan(self, rep: Replica) -> Plan | None:
@@ -82,16 +87,22 @@ class ContinuousScheduler(Scheduler):
         for r in rep.prefilling:
             if left <= 0:
                 break
-            c = int(min(left, target[r] - pre[r]))
+            c = target[r] - pre[r]
+            if c > left:
+                c = left
             chunks.append((r, c))
             left -= c
-        while left > 0 and rep.waiting:
-            a = self.admit(rep, 0)
-            if a is None:
-                break
-            c = int(min(left, target[a]))
-            chunks.append((a, c))
-            left -= c
+        if left > 0 and rep.waiting:
+            admit, waiting = self.admit, rep.waiting
+            while left > 0 and waiting:
+                a = admit(rep, 0)
+                if a is None:
+                    break
+                c = target[a]
+                if c > left:
+                    c = left
+                chunks.append((a, c))
+                left -= c
         return chunks
 
     # --- one iteration ----------------------------------------------------------------------------
@@ -127,10 +138,31 @@ class ContinuousScheduler(Scheduler):
         if ended:
             if len(ended) > 1:
                 ended.sort()
-            for _, r in ended:
-                self.complete(rep, r, now)
+            self._retire(rep, ended, now)
         if handover:
             self.hand_over(rep, handover, now)
+
+    def _retire(self, rep: Replica, ended: list[tuple[int, int]], now: float) -> None:
+        """`complete` of each ended (admission, request), in that order, done for all at once: the
+        decoding ones leave the aggregates (leave_decoding, inline unless a subclass extends it), then
+        every one is released (SimState.release_all)."""
+        st = self.st
+        decoding = rep.decoding
+        rs = [r for _, r in ended]
+        if not self._plain_leave:
+            held = [self.leave_decoding(rep, r) if r in decoding else st.kv_held[r] for r in rs]
+            st.release_all(rep, rs, now, held)
+            return
+        inp, gbase, gen, step = st.inp, st.gbase, st.gen, rep.step
+        ctx = 0
+        for r in rs:
+            if r in decoding:          # leave_decoding, inline (the KV bytes it returns are kv_held's)
+                del decoding[r]
+                gb = gbase[r]
+                ctx += inp[r] + gb
+                gen[r] = gb + step
+        rep.ctx_base -= ctx
+        st.release_all(rep, rs, now)
 
     def _decoded_to_the_end(self, rep: Replica) -> list[tuple[int, int]]:
         """(admission, request) of the decoding sequences whose last token this iteration made."""
@@ -174,5 +206,4 @@ class ContinuousScheduler(Scheduler):
         raise RuntimeError(f"scheduler {self.name} has no prefill replicas")
 
     def complete(self, rep: Replica, r: int, now: float) -> None:
-        held = self.leave_decoding(rep, r) if r in rep.decoding else self.st.kv_held[r]
-        self.st.release(rep, r, now, held)
+        self._retire(rep, [(0, r)], now)
