@@ -232,6 +232,7 @@ class _EventLoop:
         trace, streaming = st.trace, st.recorder is not None
         max_seq, max_prompt, single = self.max_seq, self.max_prompt, self.single
         replica_of, target = st.replica_of, st.target
+        entry, loads = st.by_role[st.entry_role], st.loads_of[st.entry_role]    # st.route, inline
         while True:
             arrival, inp, out = self.pa, self.pi, self.po
             n, nxt, base = len(arrival), self.nxt, self.base
@@ -250,11 +251,11 @@ class _EventLoop:
                         trace.append((now, "reject", -1, k))
                     continue
                 r = st.slot(k, t, i, o) if streaming else k
-                rep = single or st.route(st.entry_role)
+                rep = single or entry[loads.index(min(loads))]
                 replica_of[r] = rep.id
                 target[r] = i
                 rep.waiting.append(r)
-                rep.loads[rep.ri] += 1
+                loads[rep.ri] += 1
                 if not rep.busy:        # a busy replica is woken by its own `end` event
                     woken.append(rep.id)
                 if trace is not None:

@@ -264,21 +264,24 @@ class SimState:
     def release_all(self, rep: Replica, rs: list[int], now: float, held: list[float] | None = None) -> None:
         """`release` of each request of `rs` in order (held: the KV bytes each frees; None: kv_held's)."""
         done, first, kv_held = self.done, self.first, self.kv_held
-        rec = self.recorder
         kv_free = rep.kv_free
+        new = []
         for i, r in enumerate(rs):
             if done[r] != done[r]:       # NaN: not done before
                 done[r] = now
                 if first[r] != first[r]:
                     first[r] = now
-                if rec is not None:                 # streaming: record it (StreamRecorder.finished), give its slot back
-                    buf = rec.buf
-                    buf.append((self.index_of[r], self.arrival[r], first[r], now, self.out[r], self.transfer_s[r]))
-                    if len(buf) >= FLUSH:
-                        rec.flush()
-                    self.free.append(r)
+                new.append(r)
             kv_free += kv_held[r] if held is None else held[i]
             kv_held[r] = 0.0
         rep.kv_free = kv_free
         rep.n_running -= len(rs)
         rep.loads[rep.ri] -= len(rs)
+        rec = self.recorder
+        if rec is not None and new:         # streaming: record them (StreamRecorder.finished), give their slots back
+            buf, index_of, arrival, out, transfer_s = rec.buf, self.index_of, self.arrival, self.out, self.transfer_s
+            for r in new:
+                buf.append((index_of[r], arrival[r], first[r], now, out[r], transfer_s[r]))
+                if len(buf) >= FLUSH:
+                    rec.flush()
+            self.free += new

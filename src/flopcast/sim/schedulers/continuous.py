@@ -26,8 +26,9 @@ class ContinuousScheduler(Scheduler):
 
     def __init__(self, st: SimState):
         super().__init__(st)
-        # leave_decoding as defined here (a subclass such as vllm's extends it): finish inlines it
+        # leave_decoding and join_decoding as defined here (vllm's extends them): finish inlines them
         self._plain_leave = type(self).leave_decoding is ContinuousScheduler.leave_decoding
+        self._plain_join = type(self).join_decoding is ContinuousScheduler.join_decoding
 
     @abstractmethod
     def plan(self, rep: Replica) -> Plan | None:
@@ -38,25 +39,29 @@ class ContinuousScheduler(Scheduler):
         """Admit the oldest waiting request if the replica runs fewer than its sequence limit and
         its pages fit: target + extra tokens, or (reserves_whole_sequence, except on a prefill
         replica) its whole sequence; its id or None."""
-        st, pool = self.st, rep.pool
-        if not rep.waiting or rep.n_running >= pool.max_seqs:
+        st, pool, waiting = self.st, rep.pool, rep.waiting
+        if not waiting or rep.n_running >= pool.max_seqs:
             return None
-        r = rep.waiting[0]
-        if self.reserves_whole_sequence and rep.role != "prefill":
-            extra_tokens = max(extra_tokens, int(st.out[r] - st.gen[r]))
+        r = waiting[0]
+        role = rep.role
+        if self.reserves_whole_sequence and role != "prefill":
+            rest = st.out[r] - st.gen[r]
+            if rest > extra_tokens:
+                extra_tokens = rest
         tokens = st.target[r] + extra_tokens
-        need = pool._kv_memo.get(tokens)         # pool.kv_bytes, its memo read inline
-        if need is None:
+        try:
+            need = pool._kv_memo[tokens]         # pool.kv_bytes, its memo read inline
+        except KeyError:
             need = pool.kv_bytes(tokens)
         if need > rep.kv_free:
             return None
-        rep.waiting.popleft()
+        waiting.popleft()
         rep.n_running += 1
-        st.adm_seq += 1
-        st.adm[r] = st.adm_seq
+        st.adm_seq = a = st.adm_seq + 1
+        st.adm[r] = a
         rep.kv_free -= need
         st.kv_held[r] = need
-        if rep.role == "decode":    # prefilled elsewhere: straight into decoding
+        if role == "decode":    # prefilled elsewhere: straight into decoding
             st.pre[r] = st.target[r]
             self.join_decoding(rep, r)
         else:
@@ -181,7 +186,8 @@ class ContinuousScheduler(Scheduler):
         st = self.st
         pre, target, gen, first, out, adm = st.pre, st.target, st.gen, st.first, st.out, st.adm
         done_prefill = 0
-        handover = []
+        handover: list[int] = []
+        joining: list[int] = []
         role = rep.role
         for r, c in chunks:
             pre[r] += c
@@ -193,12 +199,32 @@ class ContinuousScheduler(Scheduler):
                 if gen[r] >= out[r]:
                     ended.append((adm[r], r))
                 elif role == "both":
-                    self.join_decoding(rep, r)
+                    joining.append(r)
                 else:
                     handover.append(r)
         if done_prefill:
             del rep.prefilling[:done_prefill]
+        if joining:
+            self._join_all(rep, joining)
         return handover
+
+    def _join_all(self, rep: Replica, rs: list[int]) -> None:
+        """join_decoding of each request in order (inline unless a subclass extends it)."""
+        if not self._plain_join:
+            for r in rs:
+                self.join_decoding(rep, r)
+            return
+        st = self.st
+        gen, gbase, inp, out, adm = st.gen, st.gbase, st.inp, st.out, st.adm
+        decoding, fin, step = rep.decoding, rep.fin, rep.step
+        ctx = 0
+        for r in rs:
+            gb = gen[r] - step
+            gbase[r] = gb
+            decoding[r] = None
+            ctx += inp[r] + gb
+            heapq.heappush(fin, (out[r] - gb, adm[r], r))
+        rep.ctx_base += ctx
 
     def hand_over(self, rep: Replica, requests: list[int], now: float) -> None:
         """Prefilled requests leave a prefill replica (disaggregated serving only: reaching this on
