@@ -21,6 +21,7 @@ from flopcast.specs.model import ModelSpec
 from flopcast.specs.serving import InferenceSpec
 
 NAN = float("nan")
+_heappush = heapq.heappush
 ROLES = ("both", "prefill", "decode")
 # a pool's iteration cost from its prepared serving model, token budget and sequence limit
 CostFactory = Callable[["sv_mod._Serve", int, int], IterationCost]
@@ -186,11 +187,19 @@ class SimState:
         self.events: list[tuple[float, int, str, int, Any]] = []
         self.seq = 0
         self.adm_seq = 0
-        self.iterations = 0
         self.busy_s = 0.0
         self.preemptions = 0
-        self.batch_tokens = 0.0
         self.trace: list[tuple[float, str, int, Any]] | None = None
+
+    @property
+    def iterations(self) -> int:
+        """Iterations run by every replica (the pools' counts)."""
+        return sum(p.iterations for p in self.pools)
+
+    @property
+    def batch_tokens(self) -> float:
+        """Tokens carried by every iteration (the pools' sums: whole numbers, so exact in any order)."""
+        return sum(p.tokens for p in self.pools)
 
     def reject(self, k: int, arrival_s: float, inp: int, out: int) -> None:
         """Request k can never fit a replica."""
@@ -242,15 +251,13 @@ class SimState:
     def launch(self, rep: Replica, now: float, dt: float, tokens: int, plan: Any) -> None:
         """Account one iteration of `dt` seconds and `tokens` tokens; its `end` event at now + dt."""
         pool = rep.pool
-        self.iterations += 1
         self.busy_s += dt
-        self.batch_tokens += tokens
         pool.iterations += 1
         pool.busy_s += dt
         pool.tokens += tokens
         rep.busy = True
         self.seq += 1
-        heapq.heappush(self.events, (now + dt, self.seq, "end", rep.id, plan))
+        _heappush(self.events, (now + dt, self.seq, "end", rep.id, plan))
 
     def trace_start(self, rep: Replica, now: float, ids: Any) -> None:
         if self.trace is not None:

@@ -13,6 +13,7 @@ from typing import Any
 from flopcast.sim.schedulers.base import Scheduler
 from flopcast.sim.state import Replica, SimState
 
+_heappop, _heappush = heapq.heappop, heapq.heappush
 Chunks = list[tuple[int, int]]          # (request, prompt tokens built in this iteration)
 Plan = tuple[int, Chunks]               # (decoding sequences advanced, prompt chunks)
 
@@ -174,7 +175,7 @@ class ContinuousScheduler(Scheduler):
         adm, fin, step, decoding = self.st.adm, rep.fin, rep.step, rep.decoding
         ended = []
         while fin and fin[0][0] <= step:
-            _, a, r = heapq.heappop(fin)
+            _, a, r = _heappop(fin)
             if adm[r] == a and r in decoding:      # else preempted since (a stale entry)
                 ended.append((a, r))
         return ended
@@ -223,7 +224,7 @@ class ContinuousScheduler(Scheduler):
             gbase[r] = gb
             decoding[r] = None
             ctx += inp[r] + gb
-            heapq.heappush(fin, (out[r] - gb, adm[r], r))
+            _heappush(fin, (out[r] - gb, adm[r], r))
         rep.ctx_base += ctx
 
     def hand_over(self, rep: Replica, requests: list[int], now: float) -> None:
