@@ -146,19 +146,16 @@ class AnalyticCost:
             if t is None:
                 t = self.memo[key] = self._sum(n_dec, ctx * CTX_BUCKET, n_pre, prompt * CTX_BUCKET, n_sampled)
             return t
-        # _split, inlined (this runs once per simulated iteration)
-        t = self.base.get(n_dec + n_pre)
-        if t is None:
-            t = self._base(n_dec + n_pre)
-        if n_dec:
-            d = self.dec.get(ctx)
-            t += n_dec * (self._dec(ctx) if d is None else d)
-        if n_pre:
-            p = self.pre.get(prompt)
-            slope, launch = self._pre(prompt) if p is None else p
-            t += n_pre * slope + launch
-        h = self.head.get(n_sampled)
-        return t + (self._head(n_sampled) if h is None else h)
+        try:            # _split, inlined on filled table entries (this runs once per simulated iteration)
+            t = self.base[n_dec + n_pre]
+            if n_dec:
+                t += n_dec * self.dec[ctx]
+            if n_pre:
+                slope, launch = self.pre[prompt]
+                t += n_pre * slope + launch
+            return t + self.head[n_sampled]
+        except KeyError:    # an entry to fill: the same sums, through the filling lookups
+            return self._split(n_dec, ctx, n_pre, prompt, n_sampled)
 
 
 class SpeculativeCost:

@@ -187,14 +187,24 @@ class _EventLoop:
                 arrived = self.base + self.nxt
                 now = self._arrivals(a, woken, e)
                 steps += self.base + self.nxt - arrived - 1     # one instant per arrival (at most)
-            elif a > e and events[0][2] == "end" and trace is None:    # an iteration's end, alone or first
+            elif a > e and events[0][2] == "end" and trace is None:    # iterations' ends, each alone or first
+                rid = -1
+                while rid < 0:
+                    _, _, _, rid, plan = heappop(events)
+                    rep = replicas[rid]
+                    finish(rep, e, plan)
+                    rep.busy = False
+                    if events and events[0][0] <= e:    # not alone at its instant
+                        break
+                    start(rep, e)                       # alone: the replica goes on, and so on to the
+                    rid = -1                            # next arrival or other engine event
+                    if events and events[0][0] < a and events[0][2] == "end":
+                        e = events[0][0]
+                        steps += 1
+                        continue
+                    break
                 now = e
-                rid, plan = heappop(events)[3:]
-                rep = replicas[rid]
-                finish(rep, now, plan)
-                rep.busy = False
-                if not events or events[0][0] > now:      # alone at its instant: the replica goes on
-                    start(rep, now)
+                if rid < 0:
                     continue
                 woken.append(rid)
                 self._engine_events(now, woken)
@@ -222,6 +232,7 @@ class _EventLoop:
         trace, streaming = st.trace, st.recorder is not None
         max_seq, max_prompt, single = self.max_seq, self.max_prompt, self.single
         replica_of, target = st.replica_of, st.target
+        entry, loads = st.by_role[st.entry_role], st.loads_of[st.entry_role]    # st.route, inline
         while True:
             arrival, inp, out = self.pa, self.pi, self.po
             n, nxt, base = len(arrival), self.nxt, self.base
@@ -240,11 +251,11 @@ class _EventLoop:
                         trace.append((now, "reject", -1, k))
                     continue
                 r = st.slot(k, t, i, o) if streaming else k
-                rep = single or st.route(st.entry_role)
+                rep = single or entry[loads.index(min(loads))]
                 replica_of[r] = rep.id
                 target[r] = i
                 rep.waiting.append(r)
-                rep.load += 1
+                loads[rep.ri] += 1
                 if not rep.busy:        # a busy replica is woken by its own `end` event
                     woken.append(rep.id)
                 if trace is not None:

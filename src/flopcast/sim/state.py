@@ -9,7 +9,6 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any
 
 from flopcast.estimate import admission
@@ -22,6 +21,7 @@ from flopcast.specs.model import ModelSpec
 from flopcast.specs.serving import InferenceSpec
 
 NAN = float("nan")
+_heappush = heapq.heappush
 ROLES = ("both", "prefill", "decode")
 # a pool's iteration cost from its prepared serving model, token budget and sequence limit
 CostFactory = Callable[["sv_mod._Serve", int, int], IterationCost]
@@ -114,7 +114,7 @@ class Replica:
     lockstep: see the engine's module docstring) and its free KV bytes."""
 
     __slots__ = ("id", "pool", "role", "waiting", "n_running", "prefilling", "decoding", "step", "ctx_base",
-                 "fin", "busy", "kv_free", "incoming", "load")
+                 "fin", "busy", "kv_free", "incoming", "loads", "ri")
 
     def __init__(self, rid: int, pool: Pool):
         self.id, self.pool, self.role, self.kv_free = rid, pool, pool.role, pool.kv_capacity
@@ -127,10 +127,15 @@ class Replica:
         self.fin: list[tuple[int, int, int]] = []   # (finish step, admission, request)
         self.busy = False
         self.incoming = 0                        # disaggregated: KV caches on their way here
-        self.load = 0                            # outstanding requests: waiting + running + incoming
+        # outstanding requests (waiting + running + incoming) of every replica of its role, this one's
+        # at index ri: the router takes the least of a plain list (SimState.route)
+        self.loads: list[int] = [0]
+        self.ri = 0
 
-
-_LOAD = attrgetter("load")
+    @property
+    def load(self) -> int:
+        """Outstanding requests: waiting + running + incoming."""
+        return self.loads[self.ri]
 
 
 class SimState:
@@ -172,16 +177,29 @@ class SimState:
         for pool in self.pools:
             self.replicas += [Replica(len(self.replicas) + i, pool) for i in range(pool.ps.replicas)]
         self.by_role = {role: [r for r in self.replicas if r.role == role] for role in ROLES}
+        self.loads_of: dict[str, list[int]] = {}
+        for role, reps in self.by_role.items():
+            loads = self.loads_of[role] = [0] * len(reps)
+            for i, rep in enumerate(reps):
+                rep.loads, rep.ri = loads, i
         self.entry_role = "prefill" if self.by_role["prefill"] else "both"
         self.infeasible_reason = next((p.infeasible_reason for p in self.pools if p.infeasible_reason), None)
         self.events: list[tuple[float, int, str, int, Any]] = []
         self.seq = 0
         self.adm_seq = 0
-        self.iterations = 0
         self.busy_s = 0.0
         self.preemptions = 0
-        self.batch_tokens = 0.0
         self.trace: list[tuple[float, str, int, Any]] | None = None
+
+    @property
+    def iterations(self) -> int:
+        """Iterations run by every replica (the pools' counts)."""
+        return sum(p.iterations for p in self.pools)
+
+    @property
+    def batch_tokens(self) -> float:
+        """Tokens carried by every iteration (the pools' sums: whole numbers, so exact in any order)."""
+        return sum(p.tokens for p in self.pools)
 
     def reject(self, k: int, arrival_s: float, inp: int, out: int) -> None:
         """Request k can never fit a replica."""
@@ -219,7 +237,8 @@ class SimState:
     def route(self, role: str) -> Replica:
         """The replica of `role` with the fewest outstanding requests (waiting, running, KV on its way),
         the lowest id on a tie."""
-        return min(self.by_role[role], key=_LOAD)
+        loads = self.loads_of[role]
+        return self.by_role[role][loads.index(min(loads))]
 
     def fit_limits(self) -> tuple[float, float]:
         """The longest sequence (input + output) a decode or colocated replica's KV cache can ever hold
@@ -232,15 +251,13 @@ class SimState:
     def launch(self, rep: Replica, now: float, dt: float, tokens: int, plan: Any) -> None:
         """Account one iteration of `dt` seconds and `tokens` tokens; its `end` event at now + dt."""
         pool = rep.pool
-        self.iterations += 1
         self.busy_s += dt
-        self.batch_tokens += tokens
         pool.iterations += 1
         pool.busy_s += dt
         pool.tokens += tokens
         rep.busy = True
         self.seq += 1
-        heapq.heappush(self.events, (now + dt, self.seq, "end", rep.id, plan))
+        _heappush(self.events, (now + dt, self.seq, "end", rep.id, plan))
 
     def trace_start(self, rep: Replica, now: float, ids: Any) -> None:
         if self.trace is not None:
@@ -249,18 +266,29 @@ class SimState:
     def release(self, rep: Replica, r: int, now: float, held: float) -> None:
         """Request r is done on `rep` (its last token at `now`, and its first if none came before):
         it leaves the replica and frees `held` KV bytes."""
-        if self.done[r] != self.done[r]:       # NaN: not done before
-            self.done[r] = now
-            if self.first[r] != self.first[r]:
-                self.first[r] = now
-            rec = self.recorder
-            if rec is not None:                 # streaming: record it (StreamRecorder.finished), give its slot back
-                buf = rec.buf
-                buf.append((self.index_of[r], self.arrival[r], self.first[r], now, self.out[r], self.transfer_s[r]))
+        self.release_all(rep, [r], now, [held])
+
+    def release_all(self, rep: Replica, rs: list[int], now: float, held: list[float] | None = None) -> None:
+        """`release` of each request of `rs` in order (held: the KV bytes each frees; None: kv_held's)."""
+        done, first, kv_held = self.done, self.first, self.kv_held
+        kv_free = rep.kv_free
+        new = []
+        for i, r in enumerate(rs):
+            if done[r] != done[r]:       # NaN: not done before
+                done[r] = now
+                if first[r] != first[r]:
+                    first[r] = now
+                new.append(r)
+            kv_free += kv_held[r] if held is None else held[i]
+            kv_held[r] = 0.0
+        rep.kv_free = kv_free
+        rep.n_running -= len(rs)
+        rep.loads[rep.ri] -= len(rs)
+        rec = self.recorder
+        if rec is not None and new:         # streaming: record them (StreamRecorder.finished), give their slots back
+            buf, index_of, arrival, out, transfer_s = rec.buf, self.index_of, self.arrival, self.out, self.transfer_s
+            for r in new:
+                buf.append((index_of[r], arrival[r], first[r], now, out[r], transfer_s[r]))
                 if len(buf) >= FLUSH:
                     rec.flush()
-                self.free.append(r)
-        rep.n_running -= 1
-        rep.load -= 1
-        rep.kv_free += held
-        self.kv_held[r] = 0.0
+            self.free += new

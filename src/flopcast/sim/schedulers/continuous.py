@@ -11,8 +11,9 @@ from abc import abstractmethod
 from typing import Any
 
 from flopcast.sim.schedulers.base import Scheduler
-from flopcast.sim.state import Replica
+from flopcast.sim.state import Replica, SimState
 
+_heappop, _heappush = heapq.heappop, heapq.heappush
 Chunks = list[tuple[int, int]]          # (request, prompt tokens built in this iteration)
 Plan = tuple[int, Chunks]               # (decoding sequences advanced, prompt chunks)
 
@@ -24,6 +25,12 @@ class ContinuousScheduler(Scheduler):
     # allocates pages on demand instead
     reserves_whole_sequence = True
 
+    def __init__(self, st: SimState):
+        super().__init__(st)
+        # leave_decoding and join_decoding as defined here (vllm's extends them): finish inlines them
+        self._plain_leave = type(self).leave_decoding is ContinuousScheduler.leave_decoding
+        self._plain_join = type(self).join_decoding is ContinuousScheduler.join_decoding
+
     @abstractmethod
     def plan(self, rep: Replica) -> Plan | None:
         """(decoding sequences advanced, prompt chunks) of the next iteration, or None (idle)."""
@@ -33,25 +40,29 @@ class ContinuousScheduler(Scheduler):
         """Admit the oldest waiting request if the replica runs fewer than its sequence limit and
         its pages fit: target + extra tokens, or (reserves_whole_sequence, except on a prefill
         replica) its whole sequence; its id or None."""
-        st, pool = self.st, rep.pool
-        if not rep.waiting or rep.n_running >= pool.max_seqs:
+        st, pool, waiting = self.st, rep.pool, rep.waiting
+        if not waiting or rep.n_running >= pool.max_seqs:
             return None
-        r = rep.waiting[0]
-        if self.reserves_whole_sequence and rep.role != "prefill":
-            extra_tokens = max(extra_tokens, int(st.out[r] - st.gen[r]))
+        r = waiting[0]
+        role = rep.role
+        if self.reserves_whole_sequence and role != "prefill":
+            rest = st.out[r] - st.gen[r]
+            if rest > extra_tokens:
+                extra_tokens = rest
         tokens = st.target[r] + extra_tokens
-        need = pool._kv_memo.get(tokens)         # pool.kv_bytes, its memo read inline
-        if need is None:
+        try:
+            need = pool._kv_memo[tokens]         # pool.kv_bytes, its memo read inline
+        except KeyError:
             need = pool.kv_bytes(tokens)
         if need > rep.kv_free:
             return None
-        rep.waiting.popleft()
+        waiting.popleft()
         rep.n_running += 1
-        st.adm_seq += 1
-        st.adm[r] = st.adm_seq
+        st.adm_seq = a = st.adm_seq + 1
+        st.adm[r] = a
         rep.kv_free -= need
         st.kv_held[r] = need
-        if rep.role == "decode":    # prefilled elsewhere: straight into decoding
+        if role == "decode":    # prefilled elsewhere: straight into decoding
             st.pre[r] = st.target[r]
             self.join_decoding(rep, r)
         else:
@@ -82,16 +93,22 @@ class ContinuousScheduler(Scheduler):
         for r in rep.prefilling:
             if left <= 0:
                 break
-            c = int(min(left, target[r] - pre[r]))
+            c = target[r] - pre[r]
+            if c > left:
+                c = left
             chunks.append((r, c))
             left -= c
-        while left > 0 and rep.waiting:
-            a = self.admit(rep, 0)
-            if a is None:
-                break
-            c = int(min(left, target[a]))
-            chunks.append((a, c))
-            left -= c
+        if left > 0 and rep.waiting:
+            admit, waiting = self.admit, rep.waiting
+            while left > 0 and waiting:
+                a = admit(rep, 0)
+                if a is None:
+                    break
+                c = target[a]
+                if c > left:
+                    c = left
+                chunks.append((a, c))
+                left -= c
         return chunks
 
     # --- one iteration ----------------------------------------------------------------------------
@@ -127,17 +144,38 @@ class ContinuousScheduler(Scheduler):
         if ended:
             if len(ended) > 1:
                 ended.sort()
-            for _, r in ended:
-                self.complete(rep, r, now)
+            self._retire(rep, ended, now)
         if handover:
             self.hand_over(rep, handover, now)
+
+    def _retire(self, rep: Replica, ended: list[tuple[int, int]], now: float) -> None:
+        """`complete` of each ended (admission, request), in that order, done for all at once: the
+        decoding ones leave the aggregates (leave_decoding, inline unless a subclass extends it), then
+        every one is released (SimState.release_all)."""
+        st = self.st
+        decoding = rep.decoding
+        rs = [r for _, r in ended]
+        if not self._plain_leave:
+            held = [self.leave_decoding(rep, r) if r in decoding else st.kv_held[r] for r in rs]
+            st.release_all(rep, rs, now, held)
+            return
+        inp, gbase, gen, step = st.inp, st.gbase, st.gen, rep.step
+        ctx = 0
+        for r in rs:
+            if r in decoding:          # leave_decoding, inline (the KV bytes it returns are kv_held's)
+                del decoding[r]
+                gb = gbase[r]
+                ctx += inp[r] + gb
+                gen[r] = gb + step
+        rep.ctx_base -= ctx
+        st.release_all(rep, rs, now)
 
     def _decoded_to_the_end(self, rep: Replica) -> list[tuple[int, int]]:
         """(admission, request) of the decoding sequences whose last token this iteration made."""
         adm, fin, step, decoding = self.st.adm, rep.fin, rep.step, rep.decoding
         ended = []
         while fin and fin[0][0] <= step:
-            _, a, r = heapq.heappop(fin)
+            _, a, r = _heappop(fin)
             if adm[r] == a and r in decoding:      # else preempted since (a stale entry)
                 ended.append((a, r))
         return ended
@@ -149,7 +187,8 @@ class ContinuousScheduler(Scheduler):
         st = self.st
         pre, target, gen, first, out, adm = st.pre, st.target, st.gen, st.first, st.out, st.adm
         done_prefill = 0
-        handover = []
+        handover: list[int] = []
+        joining: list[int] = []
         role = rep.role
         for r, c in chunks:
             pre[r] += c
@@ -161,12 +200,32 @@ class ContinuousScheduler(Scheduler):
                 if gen[r] >= out[r]:
                     ended.append((adm[r], r))
                 elif role == "both":
-                    self.join_decoding(rep, r)
+                    joining.append(r)
                 else:
                     handover.append(r)
         if done_prefill:
             del rep.prefilling[:done_prefill]
+        if joining:
+            self._join_all(rep, joining)
         return handover
+
+    def _join_all(self, rep: Replica, rs: list[int]) -> None:
+        """join_decoding of each request in order (inline unless a subclass extends it)."""
+        if not self._plain_join:
+            for r in rs:
+                self.join_decoding(rep, r)
+            return
+        st = self.st
+        gen, gbase, inp, out, adm = st.gen, st.gbase, st.inp, st.out, st.adm
+        decoding, fin, step = rep.decoding, rep.fin, rep.step
+        ctx = 0
+        for r in rs:
+            gb = gen[r] - step
+            gbase[r] = gb
+            decoding[r] = None
+            ctx += inp[r] + gb
+            _heappush(fin, (out[r] - gb, adm[r], r))
+        rep.ctx_base += ctx
 
     def hand_over(self, rep: Replica, requests: list[int], now: float) -> None:
         """Prefilled requests leave a prefill replica (disaggregated serving only: reaching this on
@@ -174,5 +233,4 @@ class ContinuousScheduler(Scheduler):
         raise RuntimeError(f"scheduler {self.name} has no prefill replicas")
 
     def complete(self, rep: Replica, r: int, now: float) -> None:
-        held = self.leave_decoding(rep, r) if r in rep.decoding else self.st.kv_held[r]
-        self.st.release(rep, r, now, held)
+        self._retire(rep, [(0, r)], now)

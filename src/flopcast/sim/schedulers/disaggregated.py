@@ -68,10 +68,10 @@ class DisaggregatedScheduler(ContinuousScheduler):
         st = self.st
         for r in requests:
             rep.n_running -= 1
-            rep.load -= 1
+            rep.loads[rep.ri] -= 1
             dest = st.route("decode")
             dest.incoming += 1
-            dest.load += 1
+            dest.loads[dest.ri] += 1
             st.replica_of[r] = dest.id
             st.target[r] = st.inp[r] + st.gen[r]
             sent = st.kv_held[r]

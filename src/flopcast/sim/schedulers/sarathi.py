@@ -15,7 +15,7 @@ class SarathiScheduler(ContinuousScheduler):
 
     def plan(self, rep: Replica) -> Plan | None:
         n_dec = len(rep.decoding)
-        chunks = self.prompt_chunks(rep, rep.pool.budget - n_dec)
+        chunks = self.prompt_chunks(rep, rep.pool.budget - n_dec) if rep.prefilling or rep.waiting else []
         if not n_dec and not chunks:
             return None
         return n_dec, chunks
