@@ -36,7 +36,7 @@ RIDGE = 0.10             # prior weight pulling each log(theta) towards 0 (defau
 # cross-validation (nested_cross_validate; benchmarks/calibrate.py --choose-ridge re-derives both,
 # docs/calibration.md reports them).
 RIDGE_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
-RIDGE_BY_KIND = {"training": 0.10, "inference": 0.10}
+RIDGE_BY_KIND = {"training": 0.10, "inference": 0.30}
 MAX_ITERATIONS = 25
 FD_STEP = 0.02           # forward-difference step in log(theta)
 # Physical bounds of each kind of multiplier: a sustained rate above the best-shape microbenchmark
