@@ -32,12 +32,11 @@ from flopcast.estimate.calibration import MAX_VALUE, MIN_VALUE, Profile, pooled_
 HUBER_DELTA = 0.10       # log error beyond which a row counts linearly (about 10%)
 RIDGE = 0.10             # prior weight pulling each log(theta) towards 0 (default of a fit with no kind's choice)
 # The ridge weight of each shipped profile, chosen by cross-validation (choose_ridge: the grid value with
-# the lowest leave-one-source-out median over all rows; serving 9.2% at 0.1 -> 7.7% at 0.3, training
-# 7.1% -> 6.7%) and the procedure's own error measured by nested cross-validation
-# (nested_cross_validate; serving 8.6%). benchmarks/calibrate.py --choose-ridge re-derives both;
-# docs/calibration.md reports them.
+# the lowest leave-one-source-out median over all rows) and its choice checked by nested
+# cross-validation (nested_cross_validate; benchmarks/calibrate.py --choose-ridge re-derives both,
+# docs/calibration.md reports them).
 RIDGE_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
-RIDGE_BY_KIND = {"training": 0.30, "inference": 0.30}
+RIDGE_BY_KIND = {"training": 0.10, "inference": 0.30}
 MAX_ITERATIONS = 25
 FD_STEP = 0.02           # forward-difference step in log(theta)
 # Physical bounds of each kind of multiplier: a sustained rate above the best-shape microbenchmark
