@@ -3,6 +3,10 @@
     python benchmarks/calibrate.py          # compare with src/flopcast/catalog/calibration.yaml
     python benchmarks/calibrate.py --write  # rewrite it (the same as
                                             # `flopcast calibrate training inference --out ...`)
+    python benchmarks/calibrate.py --choose-ridge [training|inference]
+                                            # the ridge weight by cross-validation and its nested
+                                            # cross-validated error (validation/fit.py RIDGE_BY_KIND;
+                                            # slow: about 30 fits a fold)
 
 Prints, per estimator: fitted parameters, in-sample and leave-one-source-out median/max error, and
 the one-parameter baseline's leave-one-source-out median.
@@ -20,7 +24,27 @@ from flopcast.estimate.calibration import shipped
 OUT = Path(__file__).resolve().parents[1] / "src" / "flopcast" / "catalog" / "calibration.yaml"
 
 
+def choose_ridge(kinds: list[str]) -> int:
+    """Print, per kind, each grid weight's leave-one-source-out median, the weight chosen, and the nested
+    leave-one-source-out median (each outer fold's weight chosen on its training folds alone)."""
+    import statistics
+
+    from flopcast.validation import fit, runs
+
+    for kind in kinds:
+        cases = runs.load([kind])[0][kind]
+        ridge, medians = fit.choose_ridge(cases, kind)
+        print(f"{kind}: " + ", ".join(f"ridge {r:g}: {m:.2%}" for r, m in medians.items())
+              + f" -> {ridge:g} (RIDGE_BY_KIND: {fit.ridge_for(kind):g})")
+        errors, chosen = fit.nested_cross_validate(cases, kind)
+        print(f"  nested leave-one-source-out median {statistics.median(abs(e) for e in errors.values()):.2%}; "
+              "weight chosen without each family: " + ", ".join(f"{g} {r:g}" for g, r in chosen.items()))
+    return 0
+
+
 def main() -> int:
+    if "--choose-ridge" in sys.argv:
+        return choose_ridge([k for k in ("training", "inference") if k in sys.argv[2:]] or ["training", "inference"])
     t = time.perf_counter()
     fresh = api.calibrate(["training", "inference"], out=OUT if "--write" in sys.argv else None)
     print(f"fit of both profiles with leave-one-source-out: {time.perf_counter() - t:.1f} s")

@@ -156,3 +156,45 @@ def test_one_measurement_is_counted_once():
     ids = {c.id for c in cases}
     assert "BLOOM-176B-STEP" in ids and "BLOOM-176B-TFLOPS" not in ids
     assert any(s["id"] == "BLOOM-176B-TFLOPS" and "same measurement" in s["why"] for s in skipped)
+
+
+def _engine_cases():
+    """Serving-like synthetic rows: engine.a measured by sources s0 and s1, engine.b by s2 alone, every
+    row also informed by compute.hopper; the true rate is 0.8 x (0.9 under engine.a)."""
+    cases = []
+    for i in range(9):
+        src = f"s{i % 3}"
+        engine = "engine.b" if src == "s2" else "engine.a"
+        truth = 0.8 * (0.9 if engine == "engine.a" else 1.0)
+        cases.append(fit.Case(id=f"r{i}", source=src, model="m", hardware="h100-sxm", quantity="output_tokens_per_s",
+                              measured=100.0 * truth, params=("compute.hopper", engine),
+                              predict=lambda p, e=engine: 100.0 * p.get("compute.hopper") * p.get(e)))
+    return cases
+
+
+def test_an_engine_one_source_informs_is_not_pooled():
+    """Issue 22: an engine's host time and CUDA-graph coverage are modelled (catalog/frameworks.yaml), so an
+    `engine.<name>` parameter only one source family informs is left at 1.0, not pooled into an
+    `engine.*` that would carry other families' bias into it; one informed by two families is fitted."""
+    prof, details = fit.fit(_engine_cases(), "inference")
+    assert set(details["parameters"]) == {"compute.hopper", "engine.a"}
+    assert prof.get("engine.b") == 1.0 and prof.get("engine.unseen") == 1.0
+    assert prof.get("compute.hopper") * prof.get("engine.a") == pytest.approx(0.72, rel=0.02)
+
+
+def test_ridge_is_chosen_by_nested_cross_validation():
+    """Issue 22 calibration hygiene: choose_ridge takes the grid weight with the lowest leave-one-source-out
+    median (ties: the larger); nested_cross_validate chooses each outer fold's weight on the other
+    sources alone, so changing the held-out source's measurements cannot change its fold's choice."""
+    cases = _engine_cases()
+    ridge, medians = fit.choose_ridge(cases, "inference", grid=(0.01, 1.0))
+    assert set(medians) == {0.01, 1.0} and medians[ridge] == min(medians.values())
+    errors, chosen = fit.nested_cross_validate(cases, "inference", grid=(0.01, 1.0))
+    assert set(errors) == {c.id for c in cases} and set(chosen) == {"s0", "s1", "s2"}
+    assert all(r in (0.01, 1.0) for r in chosen.values())
+    from dataclasses import replace
+
+    moved = [replace(c, measured=c.measured * 3.0) if c.source == "s0" else c for c in cases]
+    assert fit.nested_cross_validate(moved, "inference", grid=(0.01, 1.0))[1]["s0"] == chosen["s0"]
+    assert fit.fit(cases, "inference", ridge=0.5)[1]["ridge"] == 0.5
+    assert fit.fit(cases, "inference")[1]["ridge"] == fit.RIDGE_BY_KIND["inference"]

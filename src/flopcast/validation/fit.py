@@ -30,7 +30,13 @@ import numpy as np
 from flopcast.estimate.calibration import MAX_VALUE, MIN_VALUE, Profile, pooled_names
 
 HUBER_DELTA = 0.10       # log error beyond which a row counts linearly (about 10%)
-RIDGE = 0.10             # prior weight pulling each log(theta) towards 0
+RIDGE = 0.10             # prior weight pulling each log(theta) towards 0 (default of a fit with no kind's choice)
+# The ridge weight of each shipped profile, chosen by cross-validation (choose_ridge: the grid value with
+# the lowest leave-one-source-out median over all rows) and its choice checked by nested
+# cross-validation (nested_cross_validate; benchmarks/calibrate.py --choose-ridge re-derives both,
+# docs/calibration.md reports them).
+RIDGE_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+RIDGE_BY_KIND = {"training": 0.10, "inference": 0.30}
 MAX_ITERATIONS = 25
 FD_STEP = 0.02           # forward-difference step in log(theta)
 # Physical bounds of each kind of multiplier: a sustained rate above the best-shape microbenchmark
@@ -112,11 +118,11 @@ def _log_error(case: Case, profile: Profile) -> float:
     return math.log(v / case.measured) if v > 0 and math.isfinite(v) else 5.0
 
 
-def _objective(r: np.ndarray, x: np.ndarray) -> float:
+def _objective(r: np.ndarray, x: np.ndarray, ridge: float = RIDGE) -> float:
     """Huber loss of the log errors plus the ridge prior on log(theta)."""
     a = np.abs(r)
     h = np.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
-    return float(h.sum() + 0.5 * RIDGE * (x * x).sum())
+    return float(h.sum() + 0.5 * ridge * (x * x).sum())
 
 
 def _jacobian(cases: Sequence[Case], touches: list[list[int]], phi: np.ndarray, r: np.ndarray,
@@ -140,6 +146,7 @@ class _State:
     r: np.ndarray
     obj: float
     lam: float = 1e-2
+    ridge: float = RIDGE
 
 
 def _step(cases: Sequence[Case], st: _State, J: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -147,13 +154,13 @@ def _step(cases: Sequence[Case], st: _State, J: np.ndarray, lo: np.ndarray, hi: 
     """One damped Gauss-Newton step on the Huber-weighted problem (up to 8 dampings); updates `st`
     and returns the step when it lowers the objective, else None."""
     w = _huber_weight(st.r)
-    A = J.T @ (w[:, None] * J) + RIDGE * np.eye(len(st.phi))
-    g = J.T @ (w * st.r) + RIDGE * st.phi
+    A = J.T @ (w[:, None] * J) + st.ridge * np.eye(len(st.phi))
+    g = J.T @ (w * st.r) + st.ridge * st.phi
     for _ in range(8):
         step = np.linalg.solve(A + st.lam * np.diag(np.diag(A) + 1e-9), -g)
         x = np.clip(st.phi + step, lo, hi)
         r_new = _residuals(cases, prof(x))
-        o_new = _objective(r_new, x)
+        o_new = _objective(r_new, x, st.ridge)
         if o_new < st.obj - 1e-12:
             st.phi, st.r, st.obj = x, r_new, o_new
             st.lam = max(st.lam / 3, 1e-6)
@@ -164,21 +171,24 @@ def _step(cases: Sequence[Case], st: _State, J: np.ndarray, lo: np.ndarray, hi: 
 
 def _fitted_names(cases: Sequence[Case], names: Sequence[str] | None) -> dict[str, str]:
     """{parameter a case names: the parameter fitted for it}: each parameter informed by fewer than
-    MIN_SOURCES source families is pooled into `<prefix>.*` (estimate/calibration.py pooled_names)."""
+    MIN_SOURCES source families is pooled into `<prefix>.*`, or left unfitted (absent) for a prefix
+    that is not pooled (estimate/calibration.py pooled_names)."""
     wanted = set(names) if names is not None else {p for c in cases for p in c.params}
     sources: dict[str, set[str]] = {n: set() for n in wanted}
     for c in cases:
         for p in c.params:
             if p in sources:
                 sources[p].add(c.source)
-    return pooled_names(sources)
+    return {n: f for n, f in pooled_names(sources).items() if f is not None}
 
 
 def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
-        names: Sequence[str] | None = None) -> tuple[Profile, dict[str, Any]]:
-    """The profile minimising the robust log error over `cases`; returns it with fit details
+        names: Sequence[str] | None = None, ridge: float | None = None) -> tuple[Profile, dict[str, Any]]:
+    """The profile minimising the robust log error over `cases` with the ridge weight `ridge` (None:
+    the one nested cross-validation chose for `kind`, RIDGE_BY_KIND); returns it with fit details
     (parameters, the rows each came from, before/after median error)."""
     base = base or Profile(kind)
+    ridge = ridge_for(kind) if ridge is None else ridge
     cases = [c for c in cases if c.fitted]
     fitted_as = _fitted_names(cases, names)
     names = sorted(set(fitted_as.values()))
@@ -195,7 +205,7 @@ def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
 
     r = _residuals(cases, prof(phi))
     before = r.copy()
-    st = _State(phi=phi, r=r, obj=_objective(r, phi))
+    st = _State(phi=phi, r=r, obj=_objective(r, phi, ridge), ridge=ridge)
     iterations = 0
     for iterations in range(1, MAX_ITERATIONS + 1):  # noqa: B007 (the count is reported)
         step = _step(cases, st, _jacobian(cases, touches, st.phi, st.r, prof), lo, hi, prof)
@@ -206,10 +216,16 @@ def fit(cases: Sequence[Case], kind: str, *, base: Profile | None = None,
         "parameters": {n: round(math.exp(st.phi[idx[n]]), 4) for n in names},
         "rows": {n: [cases[i].id for i in touches[idx[n]]] for n in names},
         "iterations": iterations,
+        "ridge": ridge,
         "median_abs_error_before": float(np.median(np.abs(np.expm1(before)))),
         "median_abs_error_after": float(np.median(np.abs(np.expm1(st.r)))),
     }
     return profile, details
+
+
+def ridge_for(kind: str) -> float:
+    """The ridge weight the shipped fit of `kind` uses (RIDGE_BY_KIND; RIDGE for any other kind)."""
+    return RIDGE_BY_KIND.get(kind, RIDGE)
 
 
 def error_frac(case: Case, predicted: float) -> float:
@@ -225,19 +241,56 @@ def group_of(case: Case, by: str) -> str:
 
 
 def cross_validate(cases: Sequence[Case], kind: str, *, progress: Callable[[str], None] | None = None,
-                   by: str = "source") -> dict[str, float]:
+                   by: str = "source", ridge: float | None = None) -> dict[str, float]:
     """Leave-one-group-out: each source family (`by="source"`) or hardware generation
-    (`by="generation"`) predicted with a profile fitted on the others."""
+    (`by="generation"`) predicted with a profile fitted on the others (ridge as `fit`)."""
     out: dict[str, float] = {}
     for grp in sorted({group_of(c, by) for c in cases}):
         if progress:
             progress(grp)
         train = [c for c in cases if group_of(c, by) != grp]
-        profile, _ = fit(train, kind)
+        profile, _ = fit(train, kind, ridge=ridge)
         for c in cases:
             if group_of(c, by) == grp:
                 out[c.id] = error_frac(c, predict(c, profile))
     return out
+
+
+def _median_abs(errors: dict[str, float]) -> float:
+    return statistics.median(abs(v) for v in errors.values()) if errors else math.inf
+
+
+def choose_ridge(cases: Sequence[Case], kind: str, *, by: str = "source",
+                 grid: Sequence[float] = RIDGE_GRID) -> tuple[float, dict[float, float]]:
+    """The ridge weight of `grid` whose leave-one-group-out median |error| over `cases` is lowest
+    (ties: the larger weight, the stronger pull to the physical model), with every weight's median.
+    Cases with fewer than two groups cannot be cross-validated: the default weight of `kind`."""
+    if len({group_of(c, by) for c in cases}) < 2:
+        return ridge_for(kind), {}
+    medians = {r: _median_abs(cross_validate(cases, kind, by=by, ridge=r)) for r in grid}
+    best = min(medians.values())
+    return max(r for r, m in medians.items() if m <= best + 1e-12), medians
+
+
+def nested_cross_validate(cases: Sequence[Case], kind: str, *, by: str = "source",
+                          grid: Sequence[float] = RIDGE_GRID,
+                          progress: Callable[[str], None] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    """Nested leave-one-group-out: for each outer group, the ridge weight is chosen by choose_ridge on
+    the other groups alone (an inner leave-one-group-out over the training folds), the profile is fitted
+    on them with it and predicts the outer group. Returns ({case id: error fraction}, {group: the ridge
+    chosen without it}): the error of the whole procedure, ridge choice included."""
+    errors: dict[str, float] = {}
+    chosen: dict[str, float] = {}
+    for grp in sorted({group_of(c, by) for c in cases}):
+        if progress:
+            progress(grp)
+        train = [c for c in cases if group_of(c, by) != grp]
+        chosen[grp], _ = choose_ridge(train, kind, by=by, grid=grid)
+        profile, _ = fit(train, kind, ridge=chosen[grp])
+        for c in cases:
+            if group_of(c, by) == grp:
+                errors[c.id] = error_frac(c, predict(c, profile))
+    return errors, chosen
 
 
 def _baseline_eta(cases: Sequence[Case]) -> float:
