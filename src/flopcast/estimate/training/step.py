@@ -547,6 +547,20 @@ def sized_step_s(sized: Sized, model: ModelSpec, hw: AcceleratorSpec, plan: Para
     return _step_times(sized.work, model, hw, plan, train, sized.shard, sized.m, devices_per_node, cache).step_s
 
 
+def step_time_s(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
+                cache: dict[Any, Any]) -> float:
+    """estimate_step's step_time_s (the same number, fitting or not) without the memory and the
+    report: what a calibration fit re-times under each trial profile."""
+    w = plan_work(model, hw, plan, train, scale_out_bandwidth_bytes_per_s, cache)
+    m = train.global_batch_seqs // (plan.dp * plan.microbatch_seqs)
+    refused = pipeline_refusal(plan, m)
+    if refused:
+        raise InvalidScenario(f"parallel.pp_schedule: {refused}")
+    shard = _shard(w, hw, plan, train, devices_per_node)
+    return _step_times(w, model, hw, plan, train, shard, m, devices_per_node, cache).step_s
+
+
 def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
                   devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
                   assumptions: tuple[Assumption, ...], cache: dict[Any, Any],
