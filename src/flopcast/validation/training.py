@@ -346,11 +346,14 @@ def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], me
                                  devices_per_node=rs.cluster.devices_per_node,
                                  scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s)
 
+    memo: dict[Any, Any] = {}   # what no profile changes (op rows, fixed layouts), kept across trial profiles
+
     def step_s(profile: Profile) -> float:
         # the step time alone (the same number as estimate(profile).step_time_s; a test checks)
         return step_time_s(rs.model, rs.hardware, plan, replace(train, profile=profile),
                            devices_per_node=rs.cluster.devices_per_node,
-                           scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, cache={})
+                           scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, cache={},
+                           memo=memo)
 
     est = estimate(Profile("training"))
     gen = generation_of(rs.hardware.lookup_id)
