@@ -337,7 +337,9 @@ def _layer_op_rows(sv: _Serve, layer: LayerSpec, **kw: Any) -> list[ops_mod.Op]:
     from sv.memo when the caller keeps one."""
     if sv.memo is None:
         return ops_mod.layer_ops(layer, sv.model, **kw)
-    key = ("layer_ops", layer, tuple(sorted(kw.items())))
+    # the memo serves one model (its contract), whose layers live as long as it: a layer's identity
+    # stands for its spec without hashing the whole spec on every look-up
+    key = ("layer_ops", id(layer), tuple(kw.items()))
     rows = sv.memo.get(key)
     if rows is None:
         rows = sv.memo[key] = ops_mod.layer_ops(layer, sv.model, **kw)

@@ -477,7 +477,9 @@ def _time_row(env: Env, w: _Walk, op: Op, layer: LayerSpec, ew_factor: float) ->
 def _layer_op_rows(env: Env, layer: LayerSpec, moe_kw: dict[str, Any]) -> tuple[list[Op], list[float]]:
     """The layer's op rows (estimate/ops.py) and the bytes each saves for backward: no calibration
     parameter changes them, so env.memo (when the caller keeps one) holds them across profiles."""
-    key = ("layer_op_rows", layer, env.tokens, tuple(sorted(moe_kw.items())))
+    # the memo serves one model and plan (its contract), whose layers live as long as it: a layer's
+    # identity stands for its spec without hashing the whole spec on every look-up
+    key = ("layer_op_rows", id(layer), env.tokens, tuple(moe_kw.items()))
     if env.memo is not None and key in env.memo:
         return env.memo[key]
     plan = env.plan
