@@ -5,13 +5,15 @@ Usage: python benchmarks/commands.py [--only plan|sweep|sizing|calibrate|validat
 Targets: `plan` on every example <= 3 s; `sweep` of the README example <= 10 s; `simulate
 --size-fleet` of the 70B benchmark fleet (benchmarks/simulate.py --only sizing) <= 10 s;
 `calibrate training inference` <= 5 s; `validate` (no target; printed); `flopcast --version` <= 0.3 s.
-Figures move with the machine's load: run it on an idle machine and read them side by side.
+Figures move with the machine's load: run it on an idle machine and read them side by side; each
+line also prints the CPU-seconds of the command's process and its children, which move less.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -27,18 +29,27 @@ SIZING_70B = {"model": "llama-3.1-70b", "hardware": "h100-sxm",
                                          "output_tokens": {"dist": "lognormal", "mean": 256, "max": 2048}}}}
 
 
-def timed(args: list[str]) -> tuple[float, int]:
-    """Seconds of one `flopcast ARGS` in a fresh process, and its exit code."""
+def _children_cpu_s() -> float:
+    """CPU-seconds (user + system) of every finished child process so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def timed(args: list[str]) -> tuple[float, int, float]:
+    """Seconds of one `flopcast ARGS` in a fresh process, its exit code, and the CPU-seconds it (and
+    its own children: search workers) used: the figure that does not move with the machine's load."""
+    cpu0 = _children_cpu_s()
     t0 = time.perf_counter()
     rc = subprocess.run([sys.executable, "-m", "flopcast.cli", *args], capture_output=True).returncode
-    return time.perf_counter() - t0, rc
+    return time.perf_counter() - t0, rc, _children_cpu_s() - cpu0
 
 
-def line(what: str, seconds: float, rc: int, target_s: float | None) -> None:
+def line(what: str, seconds: float, rc: int, cpu_s: float | None, target_s: float | None) -> None:
     verdict = "" if target_s is None else ("  ok" if seconds <= target_s and rc == 0 else "  MISSED")
     target = "" if target_s is None else f"  (target <= {target_s:g} s)"
     status = "" if rc == 0 else f"  exit {rc}"
-    print(f"{what:58s} {seconds:7.2f} s{target}{status}{verdict}")
+    cpu = "" if cpu_s is None else f"  cpu {cpu_s:6.2f} s"
+    print(f"{what:58s} {seconds:7.2f} s{cpu}{target}{status}{verdict}")
 
 
 def plan() -> None:
@@ -71,7 +82,7 @@ def validate() -> None:
 
 def cold() -> None:
     best = min(timed(["--version"])[0] for _ in range(7))
-    line("flopcast --version (best of 7)", best, 0, 0.3)
+    line("flopcast --version (best of 7)", best, 0, None, 0.3)
 
 
 PARTS = {"plan": plan, "sweep": sweep, "sizing": sizing, "calibrate": calibrate, "validate": validate, "cold": cold}

@@ -183,8 +183,12 @@ def _write_timeline(est: Any, path: str) -> list[dict[str, Any]]:
 def cmd_validate(args: argparse.Namespace) -> None:
     from flopcast import api
 
-    update, close = _source_progress(not args.json and args.cv is not None, "validating, one group left out at a time"
-                                     if args.what != "simulation" else "simulating the runs (and refitting per group)")
+    # a bar where the command takes over a second: cross-validation refits, and the simulation and
+    # ranking runs (each reported as it finishes)
+    slow = args.cv is not None or args.what in ("simulation", "ranking")
+    what = {"simulation": "simulating the runs (and refitting per group)",
+            "ranking": "timing the plans of each job"}.get(args.what, "validating, one group left out at a time")
+    update, close = _source_progress(not args.json and slow, what)
     try:
         report = api.validate(args.what, cv=args.cv, baseline=args.baseline, profile=args.profile, progress=update)
     finally:

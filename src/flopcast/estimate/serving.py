@@ -129,9 +129,12 @@ class _Serve:
     weight_stream_frac: float | None = None          # measured HBM fraction of weight-streaming GEMMs
     weight_stream_bytes_per_s: float | None = None   # ... as this deployment's calibrated rate
     kv_read_bytes_per_s: float | None = None         # decode attention's KV-cache read rate (measured kernels)
+    # what no calibration parameter changes (op rows, admitted batch), kept by a caller that re-predicts
+    # the same deployment under many profiles (serving_rates `memo`); None: nothing kept
+    memo: dict[Any, Any] | None = None
 
 
-def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serve:
+def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, memo: dict[Any, Any] | None = None) -> _Serve:
     """What every iteration of this deployment shares (device context with calibrated efficiencies,
     weight and KV formats): the handle the simulator and the analytic estimate both time with. A
     speculative section without an acceptance length gets the predicted one (estimate/speculative.py)."""
@@ -174,7 +177,7 @@ def prepare(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec) -> _Serv
     da = decode_attention_frac(hw.lookup_id)
     kv_rate = ctx.mem_bytes_per_s * da / stream_catalog_frac if da else None
     return _Serve(model, hw, spec, ctx, native, w_bytes, BYTES_PER_ELEMENT[kv], half, vector,
-                  prof.get(f"moe.{gen}"), ws, ws_rate, kv_rate)
+                  prof.get(f"moe.{gen}"), ws, ws_rate, kv_rate, memo)
 
 
 def _gemm(sv: _Serve, m: float, n: float, k: float, count: float = 1.0, weight_bytes: float | None = None,
@@ -329,6 +332,20 @@ def _row_s(sv: _Serve, op: ops_mod.Op, layer: LayerSpec, it: _Iteration, routing
     raise ValueError(op.name)
 
 
+def _layer_op_rows(sv: _Serve, layer: LayerSpec, **kw: Any) -> list[ops_mod.Op]:
+    """ops_mod.layer_ops of one layer of this deployment (no calibration parameter changes them),
+    from sv.memo when the caller keeps one."""
+    if sv.memo is None:
+        return ops_mod.layer_ops(layer, sv.model, **kw)
+    # the memo serves one model (its contract), whose layers live as long as it: a layer's identity
+    # stands for its spec without hashing the whole spec on every look-up
+    key = ("layer_ops", id(layer), tuple(kw.items()))
+    rows = sv.memo.get(key)
+    if rows is None:
+        rows = sv.memo[key] = ops_mod.layer_ops(layer, sv.model, **kw)
+    return rows
+
+
 def _layer_rows(sv: _Serve, layer: LayerSpec, it: _Iteration) -> list[tuple[ops_mod.Op, str, float]]:
     """The op rows of estimate/ops.py for one layer of one iteration on one device (MLA decode tokens
     in the absorbed form), each with its breakdown class and time; element-wise rows carry their
@@ -343,8 +360,8 @@ def _layer_rows(sv: _Serve, layer: LayerSpec, it: _Iteration) -> list[tuple[ops_
     mla = isinstance(layer.attention, LatentAttention)
     # DSA's indexer scores the whole context: decode tokens at ctx_decode, prompt tokens causally
     index_keys = (it.n_decode * it.ctx_decode + it.n_prefill * it.prompt / 2) / T if T else 0.0
-    rows = ops_mod.layer_ops(layer, sv.model, tokens=T, keys=0.0, tp=t, absorbed_tokens=it.n_decode if mla else 0.0,
-                             index_keys=index_keys, recurrent_tokens=it.n_decode, **moe_kw)
+    rows = _layer_op_rows(sv, layer, tokens=T, keys=0.0, tp=t, absorbed_tokens=it.n_decode if mla else 0.0,
+                          index_keys=index_keys, recurrent_tokens=it.n_decode, **moe_kw)
     # attention data parallel: the slowest rank's attention sets the pace of the layer
     bal = moe_serving_data()["attention_dp_balance"] if ep > 1 and sv.spec.dp > 1 else 1.0
     out = []
@@ -592,6 +609,63 @@ def kv_bytes_per_sequence(sv: _Serve, tokens, groups: tuple[tuple[float, int | N
     return total
 
 
+def _admitted(sv: _Serve) -> tuple[tuple[float, float, float, float], float, int, int, int]:
+    """(memory_split, KV bytes per sequence, the largest batch memory holds, the iteration's token
+    budget, the sequences admitted) of a deployment."""
+    spec = sv.spec
+    I, O = spec.input_tokens, spec.output_tokens
+    split = memory_split(sv)
+    kv_seq = kv_bytes_per_sequence(sv, I + O)
+    max_batch = max(0, int(split[3] // kv_seq)) if kv_seq > 0 else 0
+    budget = admission.token_budget(spec)
+    # the iteration budget must cover B decode tokens plus B I / O prompt tokens on average
+    budget_batch = max(1, int(budget * O // (I + O)))
+    B = admission.concurrent_sequences(spec, unlimited=min(max_batch, budget_batch))
+    return split, kv_seq, max_batch, budget, B
+
+
+def _steady_decode(sv: _Serve, B: int, max_batch: int) -> tuple[int, float, float]:
+    """(sequences decoding, their mean context, prompt tokens per iteration) of the steady state."""
+    spec = sv.spec
+    I, O = spec.input_tokens, spec.output_tokens
+    B_run = max(1, min(B, max(max_batch, 1)))
+    # prompt tokens served from a prefix cache need no prefill compute (their KV is read back)
+    prefill_per_iter = B_run * I / O * (1.0 - spec.prefix_cache_hit_frac)
+    ctx_dec = I + O / 2
+    if spec.pool == "decode":
+        # a decode pool (disaggregated serving): prompts arrive prefilled with their KV cache
+        prefill_per_iter = 0.0
+    return B_run, ctx_dec, prefill_per_iter
+
+
+def serving_rates(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
+                  memo: dict[Any, Any] | None = None) -> dict[str, float]:
+    """estimate_serving's steady-state rates (output_tokens_per_s, output_tokens_per_s_per_device,
+    total_tokens_per_s, input_tokens_per_s) and tpot_s, the same numbers, without the TTFT, the
+    breakdowns and the op rows: what a calibration fit re-predicts under each trial profile.
+    `memo`: a dict the caller keeps across calls that differ in spec.profile only; it holds what
+    no calibration parameter changes (results are identical with or without it)."""
+    sv = prepare(model, hw, spec, memo)
+    spec = sv.spec
+    if spec.pool == "prefill":
+        est = estimate_serving(model, hw, spec)
+        return {"output_tokens_per_s": est.output_tokens_per_s, "total_tokens_per_s": est.total_tokens_per_s,
+                "input_tokens_per_s": est.input_tokens_per_s, "tpot_s": est.tpot_s,
+                "output_tokens_per_s_per_device": est.output_tokens_per_s_per_device}
+    I, O = spec.input_tokens, spec.output_tokens
+    if memo is None:
+        admitted = _admitted(sv)
+    else:
+        admitted = memo.get("admitted") or memo.setdefault("admitted", _admitted(sv))
+    _, _, max_batch, _, B = admitted
+    B_run, ctx_dec, prefill_per_iter = _steady_decode(sv, B, max_batch)
+    t_iter, tpot = _decode_iteration(sv, B_run, ctx_dec, prefill_per_iter)
+    out_tps = spec.dp * B_run / t_iter
+    return {"output_tokens_per_s": out_tps, "total_tokens_per_s": out_tps * (I + O) / O,
+            "input_tokens_per_s": out_tps * I / O, "tpot_s": tpot,
+            "output_tokens_per_s_per_device": out_tps / spec.num_devices}
+
+
 def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec, *,
                      assumptions: tuple[Assumption, ...] = ()) -> ServingEstimate:
     """Capacity, latency and steady-state throughput of `spec` (validated) on `hw`."""
@@ -603,25 +677,13 @@ def estimate_serving(model: ModelSpec, hw: AcceleratorSpec, spec: InferenceSpec,
     spec = sv.spec
     I, O = spec.input_tokens, spec.output_tokens
     S = I + O
-    weights, workspace, reserve, free = memory_split(sv)
-    kv_seq = kv_bytes_per_sequence(sv, S)
-    max_batch = max(0, int(free // kv_seq)) if kv_seq > 0 else 0
-    budget = admission.token_budget(spec)
-    # the iteration budget must cover B decode tokens plus B I / O prompt tokens on average
-    budget_batch = max(1, int(budget * O // (I + O)))
-    B = admission.concurrent_sequences(spec, unlimited=min(max_batch, budget_batch))
+    (weights, workspace, reserve, free), kv_seq, max_batch, budget, B = _admitted(sv)
     fits = max_batch >= 1 and B <= max_batch
     reason = _no_fit_reason(sv, (weights, workspace, reserve), kv_seq, max_batch, B)
     mem = {"weights": weights, "kv_cache": 0.0, "workspace": workspace, "reserve": reserve}
     if spec.pool == "prefill":
         return _prefill_pool(sv, mem, free, max_batch, budget, assumptions)
-    B_run = max(1, min(B, max(max_batch, 1)))
-    # prompt tokens served from a prefix cache need no prefill compute (their KV is read back)
-    prefill_per_iter = B_run * I / O * (1.0 - spec.prefix_cache_hit_frac)
-    ctx_dec = I + O / 2
-    if spec.pool == "decode":
-        # a decode pool (disaggregated serving): prompts arrive prefilled with their KV cache
-        prefill_per_iter = 0.0
+    B_run, ctx_dec, prefill_per_iter = _steady_decode(sv, B, max_batch)
     t_iter, tpot = _decode_iteration(sv, B_run, ctx_dec, prefill_per_iter)
     ttft, ttft_unloaded, pre = _ttft(sv, B_run, ctx_dec, budget)
     replicas = spec.dp

@@ -20,6 +20,9 @@ from typing import Any
 from flopcast.errors import FlopcastError
 
 CSV_PATH = Path(__file__).resolve().parent / "inference_runs.csv"
+# the metrics a serving row can measure (estimate/serving.py serving_rates); any other: output tokens/s
+RATE_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_device", "total_tokens_per_s",
+                "input_tokens_per_s", "tpot_s")
 HARDWARE = (("GB200", "gb200"), ("B200", "b200"), ("H200", "h200-sxm"), ("H100", "h100-sxm"))
 MODELS = {"Llama 3.3 70B": "llama-3.1-70b", "Llama 3.1 70B": "llama-3.1-70b", "Llama 3.1 8B": "llama-3.1-8b",
           "Llama 2 70B": "llama-2-70b", "Mixtral 8x7B": "mixtral-8x7b"}
@@ -117,7 +120,7 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
 
     from flopcast.estimate.calibration import Profile
     from flopcast.estimate.efficiency import generation_of
-    from flopcast.estimate.serving import estimate_serving
+    from flopcast.estimate.serving import estimate_serving, serving_rates
     from flopcast.specs.scenario import resolve
     from flopcast.specs.serving import validate_inference
     from flopcast.validation.fit import Case
@@ -128,17 +131,12 @@ def _serving_case(rid: str, source: str, model_label: str, scenario: Any, metric
     spec = rs.inference
     validate_inference(spec, rs.model, num_devices=rs.cluster.num_devices)
 
+    key = metric if metric in RATE_METRICS else "output_tokens_per_s"
+    memo: dict[Any, Any] = {}   # what no profile changes (op rows, admitted batch), kept across trial profiles
+
     def predict(profile: Profile) -> float:
-        est = estimate_serving(rs.model, rs.hardware, replace(spec, profile=profile))
-        if metric == "output_tokens_per_s_per_device":
-            return est.output_tokens_per_s_per_device
-        if metric == "total_tokens_per_s":
-            return est.total_tokens_per_s
-        if metric == "input_tokens_per_s":
-            return est.input_tokens_per_s
-        if metric == "tpot_s":
-            return est.tpot_s
-        return est.output_tokens_per_s
+        # the rates alone: the same numbers as estimate_serving's fields (a test checks)
+        return serving_rates(rs.model, rs.hardware, replace(spec, profile=profile), memo)[key]
 
     m = rs.model
     baseline = roofline_baseline(m, rs.hardware, spec, metric,

@@ -346,6 +346,7 @@ def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], me
     from flopcast.estimate.calibration import Profile
     from flopcast.estimate.efficiency import generation_of
     from flopcast.estimate.training import estimate_training
+    from flopcast.estimate.training.step import step_time_s
     from flopcast.run.training import training_inputs
     from flopcast.specs.scenario import resolve
     from flopcast.validation.fit import Case
@@ -358,13 +359,22 @@ def _case_from_scenario(rid: str, model_label: str, scenario: dict[str, Any], me
                                  devices_per_node=rs.cluster.devices_per_node,
                                  scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s)
 
+    memo: dict[Any, Any] = {}   # what no profile changes (op rows, fixed layouts), kept across trial profiles
+
+    def step_s(profile: Profile) -> float:
+        # the step time alone (the same number as estimate(profile).step_time_s; a test checks)
+        return step_time_s(rs.model, rs.hardware, plan, replace(train, profile=profile),
+                           devices_per_node=rs.cluster.devices_per_node,
+                           scale_out_bandwidth_bytes_per_s=rs.cluster.scale_out_bandwidth_bytes_per_s, cache={},
+                           memo=memo)
+
     est = estimate(Profile("training"))
     gen = generation_of(rs.hardware.lookup_id)
     params = (f"compute.{gen}", f"stack.{train.framework}")
     # the one-parameter baseline at efficiency 1: model FLOPs / (devices x dense peak)
     return Case(id=rid, source=source, model=model_label, hardware=rs.hardware.lookup_id, quantity="step_time_s",
                 measured=measured_of(est.model_flops_per_step), params=params,
-                predict=lambda profile: estimate(profile).step_time_s, baseline=est.step_time_s * est.mfu,
+                predict=step_s, baseline=est.step_time_s * est.mfu,
                 generation=gen, classes=training_classes(rs.model.is_moe, gen, train.precision, train.framework)
                 + (("finetune",) if train.finetune is not None else ()),
                 scenario=scenario, fitted=fitted)

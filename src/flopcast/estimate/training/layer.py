@@ -111,6 +111,9 @@ class Env:
     train: TrainingSpec
     ctx: DeviceCtx
     tokens: float
+    # what no calibration parameter changes (op rows and their saved bytes), kept by a caller that
+    # re-times the same plan under many profiles (step.step_time_s `memo`); None: nothing kept
+    memo: dict[Any, Any] | None = None
 
     @property
     def sp_div(self) -> int:
@@ -471,6 +474,25 @@ def _time_row(env: Env, w: _Walk, op: Op, layer: LayerSpec, ew_factor: float) ->
     raise ValueError(op.kind)
 
 
+def _layer_op_rows(env: Env, layer: LayerSpec, moe_kw: dict[str, Any]) -> tuple[list[Op], list[float]]:
+    """The layer's op rows (estimate/ops.py) and the bytes each saves for backward: no calibration
+    parameter changes them, so env.memo (when the caller keeps one) holds them across profiles."""
+    # the memo serves one model and plan (its contract), whose layers live as long as it: a layer's
+    # identity stands for its spec without hashing the whole spec on every look-up
+    key = ("layer_op_rows", id(layer), env.tokens, tuple(moe_kw.items()))
+    if env.memo is not None and key in env.memo:
+        return env.memo[key]
+    plan = env.plan
+    keys = counts.layer_keys(layer, env.train.seq_len, "causal")
+    index_keys = counts.attended_keys(env.train.seq_len, None, "causal")
+    rows = ops_mod.layer_ops(layer, env.model, tokens=env.tokens, keys=keys, tp=plan.tp, ep=plan.ep, cp=plan.cp,
+                             sp=plan.sp, dropout=env.train.dropout, index_keys=index_keys, **moe_kw)
+    out = (rows, [_saved_bytes(env, op, layer) for op in rows])
+    if env.memo is not None:
+        env.memo[key] = out
+    return out
+
+
 def layer_cost(env: Env, layer: LayerSpec) -> tuple[Cost, tuple[TimedOp, ...]]:
     """Costs of one decoder layer for one micro-batch on one device, and its timed op rows (whose
     times sum to the cost's)."""
@@ -489,13 +511,9 @@ def layer_cost(env: Env, layer: LayerSpec) -> tuple[Cost, tuple[TimedOp, ...]]:
             moe_kw = _dense_ffn(env, w, layer.ffn)
         case MoEFFN():
             moe_kw = _moe_ffn(env, w, layer.ffn)
-    plan = env.plan
-    keys = counts.layer_keys(layer, env.train.seq_len, "causal")
-    index_keys = counts.attended_keys(env.train.seq_len, None, "causal")
-    rows = ops_mod.layer_ops(layer, env.model, tokens=env.tokens, keys=keys, tp=plan.tp, ep=plan.ep, cp=plan.cp,
-                             sp=plan.sp, dropout=env.train.dropout, index_keys=index_keys, **moe_kw)
+    rows, saved = _layer_op_rows(env, layer, moe_kw)
     ew_factor = env.ctx.stack.elementwise_factor if env.ctx.stack else 1.0
-    w.rows = [replace(_time_row(env, w, op, layer, ew_factor), saved_bytes=_saved_bytes(env, op, layer)) for op in rows]
+    w.rows = [replace(_time_row(env, w, op, layer, ew_factor), saved_bytes=b) for op, b in zip(rows, saved, strict=True)]
     w.rows += _derived_elementwise(env, w)
     _params_and_activations(env, w)
     stack = env.ctx.stack

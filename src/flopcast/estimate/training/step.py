@@ -191,8 +191,10 @@ class StageWork:
         return self.layout.groups
 
 
-def _layer_work(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, ctx: DeviceCtx) -> LayerWork:
-    env = Env(model=model, plan=plan, train=train, ctx=ctx, tokens=plan.microbatch_seqs * train.seq_len / plan.cp)
+def _layer_work(model: ModelSpec, plan: ParallelPlan, train: TrainingSpec, ctx: DeviceCtx,
+                memo: dict[Any, Any] | None = None) -> LayerWork:
+    env = Env(model=model, plan=plan, train=train, ctx=ctx, tokens=plan.microbatch_seqs * train.seq_len / plan.cp,
+              memo=memo)
     walked = [layer_cost(env, spec) for spec in model.distinct_layers]
     layers = tuple(c for c, _ in walked)
     head, head_rows = head_cost(env)
@@ -264,9 +266,11 @@ _CTX_KEYS = {True: CtxKey(True), False: CtxKey(False)}
 
 
 def plan_work(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
-              scale_out_bandwidth_bytes_per_s: float | None, cache: dict[Any, Any]) -> PlanWork:
+              scale_out_bandwidth_bytes_per_s: float | None, cache: dict[Any, Any],
+              memo: dict[Any, Any] | None = None) -> PlanWork:
     """The plan's device, layer work and stage work, from the cache where another plan built them
-    (the search's hot path: plain look-ups, the builders only on a miss)."""
+    (the search's hot path: plain look-ups, the builders only on a miss). `memo`: what no calibration
+    parameter changes (op rows, fixed layouts), kept across profiles by step_time_s's caller."""
     prep = cache.get(_PREP_KEY)
     if prep is None:
         prep = cache[_PREP_KEY] = prepare(hw, train, scale_out_bandwidth_bytes_per_s)
@@ -277,11 +281,11 @@ def plan_work(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: 
     lkey = LayerKey.of(plan)
     le = cache.get(lkey)
     if le is None:
-        le = cache[lkey] = LayerEntry(_layer_work(model, plan, train, ctx), {})
+        le = cache[lkey] = LayerEntry(_layer_work(model, plan, train, ctx, memo), {})
     skey = StageKey(plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, plan.ep_comm_overlap)
     se = le.stages.get(skey)
-    if se is None:
-        se = le.stages[skey] = _stage_entry(model, plan, le.work, cache)
+    if se is None:   # a fixed layout depends on no profile: memo holds it across profiles
+        se = le.stages[skey] = _stage_entry(model, plan, le.work, cache if memo is None else memo)
     return PlanWork(prep, ctx, le.work, se.work, se)
 
 
@@ -555,6 +559,22 @@ def sized_step_s(sized: Sized, model: ModelSpec, hw: AcceleratorSpec, plan: Para
     """The second half of `estimate_step(summary=True)`: the step time of a plan size_plan found fitting."""
     assert sized.work is not None and sized.shard is not None
     return _step_times(sized.work, model, hw, plan, train, sized.shard, sized.m, devices_per_node, cache).step_s
+
+
+def step_time_s(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
+                cache: dict[Any, Any], memo: dict[Any, Any] | None = None) -> float:
+    """estimate_step's step_time_s (the same number, fitting or not) without the memory and the
+    report: what a calibration fit re-times under each trial profile. `memo`: a dict the caller
+    keeps across calls that differ in train.profile only (op rows, fixed layouts); results are
+    identical with or without it."""
+    w = plan_work(model, hw, plan, train, scale_out_bandwidth_bytes_per_s, cache, memo)
+    m = train.global_batch_seqs // (plan.dp * plan.microbatch_seqs)
+    refused = pipeline_refusal(plan, m)
+    if refused:
+        raise InvalidScenario(f"parallel.pp_schedule: {refused}")
+    shard = _shard(w, hw, plan, train, devices_per_node)
+    return _step_times(w, model, hw, plan, train, shard, m, devices_per_node, cache).step_s
 
 
 def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
