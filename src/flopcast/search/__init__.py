@@ -29,8 +29,8 @@ from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.estimate.training import TrainingEstimate, estimate_training, step_summary
 from flopcast.estimate.training.bands import MEMORY_BAND_FRAC, TIME_BAND_FRAC
 from flopcast.search.evidence import little_validated, mechanisms, model_class
-from flopcast.search.prune import evaluate_pruned
 from flopcast.search.space import SearchSpace, nearest_valid_device_counts, plan_groups, plans_in_group
+from flopcast.search.vector import evaluate_blocks
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
 from flopcast.specs.parallel import ParallelPlan
@@ -148,13 +148,13 @@ def evaluate_groups(job: Job, groups: Sequence[tuple[int, tuple[int, int, int]]]
     if cache is None or not token:
         _WORKER_CACHE.clear()
         cache = _WORKER_CACHE[token] = {}
-    numbered = ((gi, pi, plan) for gi, group in groups
-                for pi, plan in enumerate(plans_in_group(job.model, group, num_devices=job.num_devices,
-                                                         global_batch_seqs=job.train.global_batch_seqs,
-                                                         space=job.space, seq_len=job.train.seq_len)))
     if job.prune:
-        n, num_fitting, fitting, plans = evaluate_pruned(job, numbered, cache)
+        n, num_fitting, fitting, plans = evaluate_blocks(job, groups, cache)
     else:
+        numbered = ((gi, pi, plan) for gi, group in groups
+                    for pi, plan in enumerate(plans_in_group(job.model, group, num_devices=job.num_devices,
+                                                             global_batch_seqs=job.train.global_batch_seqs,
+                                                             space=job.space, seq_len=job.train.seq_len)))
         n, num_fitting, fitting, plans = _evaluate_all(job, numbered, cache)
     fitting.sort()
     roomy = [k for k in fitting if k[1] <= job.roomy_memory_bytes][:job.top]
