@@ -7,11 +7,15 @@ by fewer mechanisms with little validation for the model's class (search/evidenc
 headroom (in whole memory bands, at most two), then fewer mechanisms, then step time; a plan whose
 memory is within the memory band of capacity is marginal and comes after every plan with headroom.
 
-Every plan is sized by the training estimator itself (`size_plan` and `sized_step_s` are
-`estimate_training`'s code path, with a memo cache so that the parts shared by many plans, the
-per-layer costs for a given tp, cp, sp, ep and micro-batch, the stage work, the schedule timelines,
-are computed once); a fitting plan is timed unless a lower bound on its step proves it is in none
-of the task's results (search/prune.py; `prune=False` times every one, with the same result).
+Every plan is sized by the training estimator's code: the plans come in blocks that differ only
+in ZeRO stage and offload (space.plan_blocks); what a block shares (layer costs, stage work, the
+candidate ranks' parameters and activations) is computed once with a memo cache
+(step.block_sizing), and the memory of every (plan, candidate rank) of a task is one numpy pass
+(estimate/training/arrays.py: memory.rank_memory's arithmetic in its order, the same bytes;
+search/vector.py). A fitting plan is timed (`sized_step_s`: the pipeline schedule simulated)
+unless a lower bound on its step proves it is in none of the task's results (search/prune.py);
+`prune=False` sizes every plan with the scalar `size_plan` and times every fitting one (the
+exhaustive pass the vectorised one is tested against, with the same result).
 The (tp, cp, pp) groups are dealt into tasks run on processes (local backend, all cores) or Ray
 tasks (`backend="ray"`); each task enumerates its own plans and returns only its best plans and
 Pareto front, so the results do not depend on the backend or the dealing.

@@ -327,11 +327,33 @@ def _rank_memory(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, shard: dp
                        layer_costs=layers, here=sw.groups[rank], states=states)
 
 
-def _candidate_ranks(w: PlanWork, plan: ParallelPlan, m: int) -> tuple[int, ...]:
-    """The ranks that can be the most loaded (memory.worst_rank_candidates, once per stage entry and m)."""
+@dataclass(frozen=True, slots=True)
+class WorstKey:
+    """What memory.worst_rank_candidates depends on for a layout that is not balanced: the layout
+    (which ranks hold which layers, and so which share one stage Cost: compose_stages shares by
+    layers held and ends), the schedule (micro-batches in flight, DualPipe's pairs) and m."""
+
+    pp: int
+    vpp: int
+    pipeline_layout: Any
+    pp_schedule: str
+    m: int
+
+
+def _candidate_ranks(w: PlanWork, plan: ParallelPlan, m: int, cache: dict[Any, Any] | None = None
+                     ) -> tuple[int, ...]:
+    """The ranks that can be the most loaded (memory.worst_rank_candidates, once per stage entry and
+    m; with `cache`, once per layout, schedule and m)."""
     sized = w.entry.worst.get(m)
     if sized is None:
-        sized = w.entry.worst[m] = worst_rank_candidates(plan, m, w.stages.costs, w.stages.groups)
+        if cache is not None and plan.pipeline_layout != "balanced":
+            key = WorstKey(plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, m)
+            sized = cache.get(key)
+            if sized is None:
+                sized = cache[key] = worst_rank_candidates(plan, m, w.stages.costs, w.stages.groups)
+        else:
+            sized = worst_rank_candidates(plan, m, w.stages.costs, w.stages.groups)
+        w.entry.worst[m] = sized
     return sized
 
 
@@ -635,7 +657,7 @@ def block_sizing(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, trai
     if pipeline_refusal(plan, m):
         return BlockSizing(w, m, True)
     states: dict[Any, Any] = {}
-    ranks = _candidate_ranks(w, plan, m)
+    ranks = _candidate_ranks(w, plan, m, cache)
     sw = w.stages
     heavy = sw.heavy
     shard = dpm.optimizer_shard(heavy, plan, train, devices_per_node)
