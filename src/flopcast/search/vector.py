@@ -107,7 +107,7 @@ def evaluate_blocks(job: Any, groups: Sequence[tuple[int, tuple[int, int, int]]]
     size_kw = {"scale_out_bandwidth_bytes_per_s": job.scale_out_bandwidth_bytes_per_s, "cache": cache} | kw
     rows = _Rows()
     plans_of: list[tuple[int, int, Block, int, int]] = []   # (gi, pi, block, option, block number)
-    sizings: list[BlockSizing | None] = []
+    sizings: list[tuple[BlockSizing, ParallelPlan] | None] = []   # per block: its sizing and first plan
     scalar: dict[int, Any] = {}          # plan number -> Sized, for the plans sized plan by plan
     optimizer_bytes, stack = 0.0, None
     for gi, group in groups:
@@ -126,7 +126,7 @@ def evaluate_blocks(job: Any, groups: Sequence[tuple[int, tuple[int, int, int]]]
                 continue
             rep = block.plan(0)
             bs = block_sizing(job.model, job.hw, rep, job.train, **size_kw)
-            sizings.append(bs)
+            sizings.append((bs, rep))
             if bs.refused:
                 continue
             optimizer_bytes, stack = bs.optimizer_bytes, bs.work.ctx.stack
@@ -143,7 +143,8 @@ def evaluate_blocks(job: Any, groups: Sequence[tuple[int, tuple[int, int, int]]]
     return _time_fitting(job, plans_of, sizings, scalar, memory, fits, cache)
 
 
-def _time_fitting(job: Any, plans_of: list[tuple[int, int, Block, int, int]], sizings: list[BlockSizing | None],
+def _time_fitting(job: Any, plans_of: list[tuple[int, int, Block, int, int]],
+                  sizings: list[tuple[BlockSizing, ParallelPlan] | None],
                   scalar: dict[int, Any], memory: np.ndarray, fits: np.ndarray, cache: dict[Any, Any]
                   ) -> tuple[int, int, list[Key], dict[tuple[int, int], ParallelPlan]]:
     """The fitting plans through search/prune.py's best-first queue: each enters with its cheap bound
@@ -156,15 +157,15 @@ def _time_fitting(job: Any, plans_of: list[tuple[int, int, Block, int, int]], si
     mem = memory.tolist()
     for i in fitting:
         gi, pi, block, opt, b = plans_of[i]
-        bs = sizings[b]
-        if bs is None:
+        entry = sizings[b]
+        if entry is None:
             s = scalar[i]
             low_s = sized_lower_bound_s(s, job.model, job.hw, block.plan(opt), job.train, pipelined_only=True, **kw)
-        else:
+        else:   # the same for every plan of the block: computed with its first plan
             low_s = cheap.get(b)
             if low_s is None:
-                low_s = cheap[b] = pipelined_lower_bound_s(bs.work, job.model, job.hw, block.plan(opt), job.train,
-                                                           bs.m, job.devices_per_node)
+                low_s = cheap[b] = pipelined_lower_bound_s(entry[0].work, job.model, job.hw, entry[1], job.train,
+                                                           entry[0].m, job.devices_per_node)
         queue.append((low_s, 0, gi, pi, i))
     heapq.heapify(queue)
     fastest, roomy, front = Fastest(job.top), Fastest(job.top), Front()
@@ -179,10 +180,10 @@ def _time_fitting(job: Any, plans_of: list[tuple[int, int, Block, int, int]], si
             continue
         if i not in sized:
             _, _, block, opt, b = plans_of[i]
-            plan = block.plan(opt)
-            bs = sizings[b]
-            sized[i] = (plan, scalar[i] if bs is None else sized_fitting(bs, job.hw, plan, job.train, memory_bytes,
-                                                                         **kw))
+            entry = sizings[b]
+            plan = entry[1] if entry is not None and opt == 0 else block.plan(opt)
+            sized[i] = (plan, scalar[i] if entry is None else sized_fitting(entry[0], job.hw, plan, job.train,
+                                                                            memory_bytes, **kw))
         plan, s = sized[i]
         if not whole:
             heapq.heappush(queue, (sized_lower_bound_s(s, job.model, job.hw, plan, job.train, **kw), 1, gi, pi, i))
