@@ -7,7 +7,13 @@ Usage: python benchmarks/search.py [--calculon PATH] [--only gpt3|llama405b|deep
   Meta's published plan (tp 8, pp 16, dp 128), and fitting.
 - DeepSeek-V3 / 2048 H800 with no key fixed (issue 24's target: <= 10 s).
 Each search's rate is printed per wall second and per CPU-second (this process and its worker
-processes). With --calculon PATH (a local checkout of github.com/calculon-ai/calculon, which is
+processes). What is counted as a plan: every complete plan of the space (num_evaluated) whose
+memory the search decided (sized: its largest rank's bytes against capacity; the search sizes
+plans in blocks that differ only in ZeRO stage and offload, the memory of the block's plans as
+arrays, flopcast/search/vector.py). Of the plans that fit, each is either timed (its pipeline
+schedule simulated) or ruled out by a lower bound on its step that proves it in none of the
+search's results (search/prune.py); a plan is counted once, whichever decided it.
+With --calculon PATH (a local checkout of github.com/calculon-ai/calculon, which is
 not on the package index; nothing of it enters this repository), Calculon's own evaluation of
 GPT-3 175B on 1,024 A100 (its models/gpt3-175B.json and systems/a100_80g.json, tp 8, pp 16,
 dp 8, micro-batch 1, batch 1536) is timed in a child process for a few CPU-seconds in the same run,

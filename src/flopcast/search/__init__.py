@@ -7,11 +7,15 @@ by fewer mechanisms with little validation for the model's class (search/evidenc
 headroom (in whole memory bands, at most two), then fewer mechanisms, then step time; a plan whose
 memory is within the memory band of capacity is marginal and comes after every plan with headroom.
 
-Every plan is sized by the training estimator itself (`size_plan` and `sized_step_s` are
-`estimate_training`'s code path, with a memo cache so that the parts shared by many plans, the
-per-layer costs for a given tp, cp, sp, ep and micro-batch, the stage work, the schedule timelines,
-are computed once); a fitting plan is timed unless a lower bound on its step proves it is in none
-of the task's results (search/prune.py; `prune=False` times every one, with the same result).
+Every plan is sized by the training estimator's code: the plans come in blocks that differ only
+in ZeRO stage and offload (space.plan_blocks); what a block shares (layer costs, stage work, the
+candidate ranks' parameters and activations) is computed once with a memo cache
+(step.block_sizing), and the memory of every (plan, candidate rank) of a task is one numpy pass
+(estimate/training/arrays.py: memory.rank_memory's arithmetic in its order, the same bytes;
+search/vector.py). A fitting plan is timed (`sized_step_s`: the pipeline schedule simulated)
+unless a lower bound on its step proves it is in none of the task's results (search/prune.py);
+`prune=False` sizes every plan with the scalar `size_plan` and times every fitting one (the
+exhaustive pass the vectorised one is tested against, with the same result).
 The (tp, cp, pp) groups are dealt into tasks run on processes (local backend, all cores) or Ray
 tasks (`backend="ray"`); each task enumerates its own plans and returns only its best plans and
 Pareto front, so the results do not depend on the backend or the dealing.
@@ -29,8 +33,8 @@ from flopcast.errors import InvalidScenario, UnknownName
 from flopcast.estimate.training import TrainingEstimate, estimate_training, step_summary
 from flopcast.estimate.training.bands import MEMORY_BAND_FRAC, TIME_BAND_FRAC
 from flopcast.search.evidence import little_validated, mechanisms, model_class
-from flopcast.search.prune import evaluate_pruned
 from flopcast.search.space import SearchSpace, nearest_valid_device_counts, plan_groups, plans_in_group
+from flopcast.search.vector import evaluate_blocks
 from flopcast.specs.hardware import AcceleratorSpec
 from flopcast.specs.model import ModelSpec
 from flopcast.specs.parallel import ParallelPlan
@@ -148,13 +152,13 @@ def evaluate_groups(job: Job, groups: Sequence[tuple[int, tuple[int, int, int]]]
     if cache is None or not token:
         _WORKER_CACHE.clear()
         cache = _WORKER_CACHE[token] = {}
-    numbered = ((gi, pi, plan) for gi, group in groups
-                for pi, plan in enumerate(plans_in_group(job.model, group, num_devices=job.num_devices,
-                                                         global_batch_seqs=job.train.global_batch_seqs,
-                                                         space=job.space, seq_len=job.train.seq_len)))
     if job.prune:
-        n, num_fitting, fitting, plans = evaluate_pruned(job, numbered, cache)
+        n, num_fitting, fitting, plans = evaluate_blocks(job, groups, cache)
     else:
+        numbered = ((gi, pi, plan) for gi, group in groups
+                    for pi, plan in enumerate(plans_in_group(job.model, group, num_devices=job.num_devices,
+                                                             global_batch_seqs=job.train.global_batch_seqs,
+                                                             space=job.space, seq_len=job.train.seq_len)))
         n, num_fitting, fitting, plans = _evaluate_all(job, numbered, cache)
     fitting.sort()
     roomy = [k for k in fitting if k[1] <= job.roomy_memory_bytes][:job.top]

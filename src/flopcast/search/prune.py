@@ -1,6 +1,8 @@
 """The search's evaluation of one task with pruning: every plan is sized (memory, verdict), every
 fitting plan gets a cheap lower bound on its step time, and only the plans the bound cannot rule
-out are timed (the pipeline schedule simulated), lowest bound first.
+out are timed (the pipeline schedule simulated), lowest bound first. `evaluate_pruned` does it
+plan by plan with the scalar size_plan; the search runs the same queue (`Fastest`, `Front`,
+`_ruled_out`) over blocks of plans sized as arrays (search/vector.py).
 
 A fitting plan is skipped, never timed, when its lower bound proves that it is in none of what the
 task returns (search.evaluate_groups):

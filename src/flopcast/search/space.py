@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any
 
 from flopcast.specs.model import LatentAttention, ModelSpec, MoEFFN
@@ -96,6 +97,31 @@ def plans_in_group(model: ModelSpec, group: tuple[int, int, int], *, num_devices
     """Every valid plan with the given (tp, cp, pp), in a fixed order: micro-batch, then expert
     layout, pipeline schedule, sp, recompute, ZeRO stage and offload. Only plans that ParallelPlan
     accepts are built (the options are filtered by its rules first)."""
+    for block in plan_blocks(model, group, num_devices=num_devices, global_batch_seqs=global_batch_seqs,
+                             space=space, seq_len=seq_len):
+        yield from block.plans()
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Consecutive plans of a group that differ only in ZeRO stage and offload: they share the layer
+    costs, the stage work, the stage times and the pipeline timeline (the search sizes them as one)."""
+
+    fields: dict[str, Any]                 # every plan field but zero_stage and offload (carried keys included)
+    options: tuple[tuple[int, str], ...]   # (zero_stage, offload) of each plan, in order
+
+    def plan(self, i: int) -> ParallelPlan:
+        zero, offload = self.options[i]
+        return ParallelPlan(**({"zero_stage": zero, "offload": offload} | self.fields))
+
+    def plans(self) -> Iterator[ParallelPlan]:
+        return (self.plan(i) for i in range(len(self.options)))
+
+
+def plan_blocks(model: ModelSpec, group: tuple[int, int, int], *, num_devices: int, global_batch_seqs: int,
+                space: SearchSpace = SearchSpace(), seq_len: int | None = None) -> Iterator[Block]:
+    """The plans of `plans_in_group`, in its order, as blocks of consecutive plans that differ only in
+    ZeRO stage and offload."""
     tp, cp, pp = group
     dp = num_devices // (tp * cp * pp)
     per_replica = global_batch_seqs // dp
@@ -103,18 +129,17 @@ def plans_in_group(model: ModelSpec, group: tuple[int, int, int], *, num_devices
     expert_groups = _expert_groups(moe, tp, cp, dp, space)
     # pinned keys the space does not vary are carried into every plan
     carried = {k: tuple(v) if isinstance(v, list) else v for k, v in space.pinned if k in CARRIED}
-    options = _options(space, tp=tp, dp=dp, cp=cp, carried=carried)
+    options = [(key, tuple((z, o) for _, _, z, o in opts))
+               for key, opts in groupby(_options(space, tp=tp, dp=dp, cp=cp, carried=carried), key=lambda o: o[:2])]
     for mb in _microbatches(space, per_replica, cp=cp, seq_len=seq_len):
         pipes = _pipes(space, pp=pp, num_microbatches=per_replica // mb, num_layers=model.num_layers,
                        layout=carried.get("pipeline_layout"))
         for ep, etp in expert_groups:
             for sched, vpp in pipes:
-                for sp, recompute, zero, offload in options:
-                    yield ParallelPlan(**({
-                        "tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
-                        "zero_stage": zero, "recompute": recompute, "microbatch_seqs": mb,
-                        "offload": offload, "etp": etp, "pp_schedule": sched,
-                        "ep_comm_overlap": ep > 1} | carried))
+                for (sp, recompute), zero_offload in options:
+                    yield Block({"tp": tp, "pp": pp, "dp": dp, "cp": cp, "ep": ep, "sp": sp, "vpp": vpp,
+                                 "recompute": recompute, "microbatch_seqs": mb, "etp": etp, "pp_schedule": sched,
+                                 "ep_comm_overlap": ep > 1} | carried, zero_offload)
 
 
 def _options(space: SearchSpace, *, tp: int, dp: int, cp: int,

@@ -228,6 +228,9 @@ class LayerEntry:
 
     work: LayerWork
     stages: dict[StageKey, StageEntry]
+    # what stage keys differing only in a schedule that keeps the same stage costs share: the stage
+    # work (by layout and DualPipe) and the timed stages (also by ep_comm_overlap), in one-item lists
+    shared: dict[tuple, list[Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -238,7 +241,7 @@ class StageEntry:
     work: StageWork
     acts: dict[RankKey, float] = field(default_factory=dict)
     dp: dict[DpKey, dpm.DpCollectives] = field(default_factory=dict)
-    timed: tuple[list[StageTimes], int] | None = None
+    timed: list[Any] = field(default_factory=lambda: [None])   # [timed stages], shared (LayerEntry.shared)
     worst: dict[int, tuple[int, ...]] = field(default_factory=dict)   # ranks that can be the most loaded, by m
 
 
@@ -253,12 +256,18 @@ class PlanWork:
     entry: StageEntry
 
 
-def _stage_entry(model: ModelSpec, plan: ParallelPlan, lw: LayerWork, cache: dict[Any, Any]) -> StageEntry:
-    if plan.pipeline_layout == "balanced":
-        layout = _layout(model, plan, lw)
-    else:
-        layout = _memo(cache, LayoutKey(plan.pp, plan.vpp, plan.pipeline_layout), lambda: _layout(model, plan, lw))
-    return StageEntry(_stage_work(plan, lw, layout))
+def _stage_entry(model: ModelSpec, plan: ParallelPlan, le: LayerEntry, cache: dict[Any, Any]) -> StageEntry:
+    lw = le.work
+    dual = plan.pp_schedule in ("dualpipe", "dualpipev")
+    wkey = (plan.pp, plan.vpp, plan.pipeline_layout, dual)
+    work = le.shared.get(wkey)
+    if work is None:
+        if plan.pipeline_layout == "balanced":
+            layout = _layout(model, plan, lw)
+        else:
+            layout = _memo(cache, LayoutKey(plan.pp, plan.vpp, plan.pipeline_layout), lambda: _layout(model, plan, lw))
+        work = le.shared[wkey] = [_stage_work(plan, lw, layout)]
+    return StageEntry(work[0], timed=le.shared.setdefault((*wkey, plan.ep_comm_overlap), [None]))
 
 
 _PREP_KEY, _FLOPS_KEY = PrepKey(), FlopsKey()
@@ -285,7 +294,7 @@ def plan_work(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: 
     skey = StageKey(plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, plan.ep_comm_overlap)
     se = le.stages.get(skey)
     if se is None:   # a fixed layout depends on no profile: memo holds it across profiles
-        se = le.stages[skey] = _stage_entry(model, plan, le.work, cache if memo is None else memo)
+        se = le.stages[skey] = _stage_entry(model, plan, le, cache if memo is None else memo)
     return PlanWork(prep, ctx, le.work, se.work, se)
 
 
@@ -300,9 +309,10 @@ class MemoryResult:
     reason: str | None
 
 
-def _rank_memory(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard, m: int,
-                 rank: int, states: dict[Any, Any]) -> RankMemory:
-    sw, lw = w.stages, w.layers
+def _rank_acts(w: PlanWork, plan: ParallelPlan, m: int, rank: int, states: dict[Any, Any]
+               ) -> tuple[float, tuple[Cost, ...]]:
+    """(activations of `rank` before offload, the layer costs they were summed from)."""
+    lw = w.layers
     akey = RankKey(rank, plan.dp)
     acts = w.entry.acts.get(akey)
     assert w.ctx.stack is not None
@@ -310,10 +320,49 @@ def _rank_memory(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, shard: dp
     if plan.recompute == "selective" and w.ctx.stack.name in PER_OP_SAC_STACKS:
         layers = states.get("sac") or states.setdefault("sac", per_op_sac_costs(lw.layers, lw.layer_rows))
     if acts is None:
-        acts = w.entry.acts[akey] = rank_activations(layers, sw.groups, lw.head, plan, m, rank)
-    transient = rank_transient_activations(layers, sw.groups, lw.head, plan, rank) if plan.activation_offload else 0.0
+        acts = w.entry.acts[akey] = rank_activations(layers, w.stages.groups, lw.head, plan, m, rank)
+    return acts, layers
+
+
+def _rank_memory(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard, m: int,
+                 rank: int, states: dict[Any, Any]) -> RankMemory:
+    sw = w.stages
+    acts, layers = _rank_acts(w, plan, m, rank, states)
+    assert w.ctx.stack is not None
+    transient = (rank_transient_activations(layers, sw.groups, w.layers.head, plan, rank)
+                 if plan.activation_offload else 0.0)
     return rank_memory(sw.costs[rank], plan, train, w.ctx.stack, shard, n_layers=len(sw.stages[rank]), acts=acts,
                        layer_costs=layers, here=sw.groups[rank], transient=transient, states=states)
+
+
+@dataclass(frozen=True, slots=True)
+class WorstKey:
+    """What memory.worst_rank_candidates depends on for a layout that is not balanced: the layout
+    (which ranks hold which layers, and so which share one stage Cost: compose_stages shares by
+    layers held and ends), the schedule (micro-batches in flight, DualPipe's pairs) and m."""
+
+    pp: int
+    vpp: int
+    pipeline_layout: Any
+    pp_schedule: str
+    m: int
+
+
+def _candidate_ranks(w: PlanWork, plan: ParallelPlan, m: int, cache: dict[Any, Any] | None = None
+                     ) -> tuple[int, ...]:
+    """The ranks that can be the most loaded (memory.worst_rank_candidates, once per stage entry and
+    m; with `cache`, once per layout, schedule and m)."""
+    sized = w.entry.worst.get(m)
+    if sized is None:
+        if cache is not None and plan.pipeline_layout != "balanced":
+            key = WorstKey(plan.pp, plan.vpp, plan.pipeline_layout, plan.pp_schedule, m)
+            sized = cache.get(key)
+            if sized is None:
+                sized = cache[key] = worst_rank_candidates(plan, m, w.stages.costs, w.stages.groups)
+        else:
+            sized = worst_rank_candidates(plan, m, w.stages.costs, w.stages.groups)
+        w.entry.worst[m] = sized
+    return sized
 
 
 def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, shard: dpm.OptimizerShard,
@@ -323,9 +372,7 @@ def _memory(w: PlanWork, hw: AcceleratorSpec, plan: ParallelPlan, train: Trainin
     states: dict[Any, Any] = {}
     sized: Any = range(plan.pp)
     if not explain:   # the search: only the ranks that can be the most loaded (same maximum)
-        sized = w.entry.worst.get(m)
-        if sized is None:
-            sized = w.entry.worst[m] = worst_rank_candidates(plan, m, w.stages.costs, w.stages.groups)
+        sized = _candidate_ranks(w, plan, m)
     ranks = tuple(_rank_memory(w, plan, train, shard, m, r, states) for r in sized)
     mem = max(ranks, key=lambda r: r.total)
     host_bytes = shard.host_bytes_per_node
@@ -371,11 +418,12 @@ def _comm_sm_frac(hw: AcceleratorSpec) -> float:
 
 def _timed(w: PlanWork, plan: ParallelPlan, train: TrainingSpec, hw: AcceleratorSpec) -> tuple[list[StageTimes], int]:
     """Each rank's micro-batch times and the slowest rank (computed once per stage entry)."""
-    if w.entry.timed is None:
+    box = w.entry.timed
+    if box[0] is None:
         assert w.ctx.stack is not None
-        w.entry.timed = timed_stages(w.stages.costs, plan, train, w.ctx.stack, _comm_sm_frac(hw), embed=w.layers.embed,
-                                     mem_bytes_per_s=w.ctx.mem_bytes_per_s)
-    return w.entry.timed
+        box[0] = timed_stages(w.stages.costs, plan, train, w.ctx.stack, _comm_sm_frac(hw), embed=w.layers.embed,
+                              mem_bytes_per_s=w.ctx.mem_bytes_per_s)
+    return box[0]
 
 
 def _pp_transfer_s(w: PlanWork, model: ModelSpec, plan: ParallelPlan, train: TrainingSpec,
@@ -440,13 +488,21 @@ def step_lower_bound_s(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan:
     bubble is >= 0) plus (unless `pipelined_only`, a cheaper and lower bound) what the step adds
     after the pipelined part, none of it negative. The exact step equals the whole bound up to
     rounding when the bubble is 0."""
+    low_s = pipelined_lower_bound_s(w, model, hw, plan, train, m, devices_per_node)
+    if pipelined_only:
+        return low_s
+    dp_s, offload, other = _off_pipeline_s(w, model, hw, plan, train, shard, m, devices_per_node)
+    return low_s + dp_s + offload + other
+
+
+def pipelined_lower_bound_s(w: PlanWork, model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan,
+                            train: TrainingSpec, m: int, devices_per_node: int) -> float:
+    """step_lower_bound_s(pipelined_only=True): the same for every plan of a search block (it does
+    not depend on the ZeRO stage or the offload)."""
     per_stage, slow = _timed(w, plan, train, hw)
     n = chunks_per_rank(schedule_name(plan), plan.vpp)
     p2p = 2 * m * n * _pp_transfer_s(w, model, plan, train, devices_per_node) if plan.pp > 1 else 0.0
-    if pipelined_only:
-        return m * per_stage[slow].total_s + p2p
-    dp_s, offload, other = _off_pipeline_s(w, model, hw, plan, train, shard, m, devices_per_node)
-    return m * per_stage[slow].total_s + p2p + dp_s + offload + other
+    return m * per_stage[slow].total_s + p2p
 
 
 # --------------------------------------------------------------------------- the step
@@ -599,3 +655,50 @@ def estimate_step(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, tra
     mem = _memory(w, hw, plan, train, shard, m, devices_per_node, explain=True)
     times = _step_times(w, model, hw, plan, train, shard, m, devices_per_node, cache)
     return _result(w, model, hw, plan, train, mem, times, shard, m, assumptions, cache)
+
+
+# --------------------------------------------------------------------------- the search's blocks
+@dataclass(frozen=True, slots=True)
+class BlockSizing:
+    """What the plans of one search block (plans differing only in ZeRO stage and offload) share for
+    their memory: the plan work, the micro-batches, whether the schedule refuses them, and per
+    candidate rank (memory.worst_rank_candidates) its parameters, expert parameters, layers and
+    activations; the rank with the most parameters (the optimizer shard's) apart."""
+
+    work: PlanWork
+    m: int
+    refused: bool
+    params: tuple[float, ...] = ()
+    expert_params: tuple[float, ...] = ()
+    n_layers: tuple[int, ...] = ()
+    acts: tuple[float, ...] = ()
+    heavy_params: float = 0.0
+    heavy_expert_params: float = 0.0
+    optimizer_bytes: float = 0.0
+
+
+def block_sizing(model: ModelSpec, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec, *,
+                 devices_per_node: int, scale_out_bandwidth_bytes_per_s: float | None,
+                 cache: dict[Any, Any]) -> BlockSizing:
+    """The shared part of `size_plan` for every plan of `plan`'s block (memory.rank_memory of each
+    candidate rank is then array arithmetic over the block's ZeRO stages and offloads,
+    estimate/training/arrays.py). Not for ZeRO-Infinity keys, fine-tuning or activation offload."""
+    w = plan_work(model, hw, plan, train, scale_out_bandwidth_bytes_per_s, cache)
+    m = train.global_batch_seqs // (plan.dp * plan.microbatch_seqs)
+    if pipeline_refusal(plan, m):
+        return BlockSizing(w, m, True)
+    states: dict[Any, Any] = {}
+    ranks = _candidate_ranks(w, plan, m, cache)
+    sw = w.stages
+    heavy = sw.heavy
+    shard = dpm.optimizer_shard(heavy, plan, train, devices_per_node)
+    return BlockSizing(w, m, False, tuple(sw.costs[r].params for r in ranks),
+                       tuple(sw.costs[r].expert_params for r in ranks), tuple(len(sw.stages[r]) for r in ranks),
+                       tuple(_rank_acts(w, plan, m, r, states)[0] for r in ranks), heavy.params,
+                       heavy.expert_params, shard.optimizer_bytes)
+
+
+def sized_fitting(block: BlockSizing, hw: AcceleratorSpec, plan: ParallelPlan, train: TrainingSpec,
+                  memory_bytes: float, *, devices_per_node: int) -> Sized:
+    """The Sized of a plan of `block` that fits in `memory_bytes` (what size_plan returns for it)."""
+    return Sized(memory_bytes, True, block.work, _shard(block.work, hw, plan, train, devices_per_node), block.m)
