@@ -25,8 +25,8 @@ MECHANISMS = ("pipeline", "interleaved", "zero_bubble", "dualpipe", "context_par
 VALIDATION_ROWS: dict[tuple[str, str], int] = {
     ("dense", "activation_offload"): 3, ("dense", "context_parallel"): 5, ("dense", "interleaved"): 14,
     ("dense", "pipeline"): 31, ("dense", "zero3"): 32,
-    ("moe", "activation_offload"): 1, ("moe", "expert_parallel"): 9, ("moe", "interleaved"): 5, ("moe", "pipeline"): 6,
-    ("moe", "zero3"): 6,
+    ("moe", "activation_offload"): 1, ("moe", "ep_comm_overlap"): 1, ("moe", "expert_parallel"): 15,
+    ("moe", "expert_tp"): 6, ("moe", "interleaved"): 10, ("moe", "pipeline"): 11, ("moe", "zero3"): 7,
 }
 
 
