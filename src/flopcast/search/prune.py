@@ -1,8 +1,8 @@
 """The search's evaluation of one task with pruning: every plan is sized (memory, verdict), every
 fitting plan gets a cheap lower bound on its step time, and only the plans the bound cannot rule
-out are timed (the pipeline schedule simulated), lowest bound first. `evaluate_pruned` does it
-plan by plan with the scalar size_plan; the search runs the same queue (`Fastest`, `Front`,
-`_ruled_out`) over blocks of plans sized as arrays (search/vector.py).
+out are timed (the pipeline schedule simulated), lowest bound first. This module holds the queue's
+rules (`Fastest`, `Front`, `_ruled_out`); search/vector.py runs the queue over blocks of plans
+sized as arrays.
 
 A fitting plan is skipped, never timed, when its lower bound proves that it is in none of what the
 task returns (search.evaluate_groups):
@@ -27,11 +27,6 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
-from typing import Any
-
-from flopcast.estimate.training.step import size_plan, sized_lower_bound_s, sized_step_s
-from flopcast.specs.parallel import ParallelPlan
 
 # relative margin for rounding between the bound's sum and the step's (both sums of the same
 # positive terms in another order: a few ulps apart; the margin is a million times that)
@@ -88,44 +83,3 @@ def _ruled_out(bound_s: float, memory_bytes: float, fastest: Fastest, front: Fro
     (`fastest`: of all plans, or of roomy plans for a roomy one) nor on the Pareto front."""
     low_s = bound_s * (1 - ROUNDING_FRAC)
     return low_s > fastest.threshold_s and front.dominated(low_s, memory_bytes)
-
-
-def evaluate_pruned(job: Any, numbered: Iterable[tuple[int, int, ParallelPlan]],
-                    cache: dict[Any, Any]) -> tuple[int, int, list[Key], dict[tuple[int, int], ParallelPlan]]:
-    """(plans evaluated, plans fitting, keys of the fitting plans timed, their plans) over the
-    (group index, index in group, plan) of one task; the plans not timed are in none of the task's
-    results (module docstring)."""
-    kw = {"devices_per_node": job.devices_per_node}
-    n = 0
-    sized: list[tuple[float, int, int, ParallelPlan, Any]] = []
-    for gi, pi, plan in numbered:
-        n += 1
-        s = size_plan(job.model, job.hw, plan, job.train, cache=cache,
-                      scale_out_bandwidth_bytes_per_s=job.scale_out_bandwidth_bytes_per_s, **kw)
-        if s.fits:
-            low_s = sized_lower_bound_s(s, job.model, job.hw, plan, job.train, pipelined_only=True, **kw)
-            sized.append((low_s, gi, pi, plan, s))
-    # best first: each plan enters with its cheap bound; popped, it gets its whole bound and
-    # enters again; popped with that, it is timed (unless ruled out on the way)
-    queue = [(low_s, 0, gi, pi, i) for i, (low_s, gi, pi, _, _) in enumerate(sized)]
-    heapq.heapify(queue)
-    fastest, roomy, front = Fastest(job.top), Fastest(job.top), Front()
-    timed: list[Key] = []
-    plans: dict[tuple[int, int], ParallelPlan] = {}
-    while queue:
-        bound_s, whole, gi, pi, i = heapq.heappop(queue)
-        plan, s = sized[i][3], sized[i][4]
-        is_roomy = s.memory_bytes <= job.roomy_memory_bytes
-        if _ruled_out(bound_s, s.memory_bytes, roomy if is_roomy else fastest, front):
-            continue
-        if not whole:
-            heapq.heappush(queue, (sized_lower_bound_s(s, job.model, job.hw, plan, job.train, **kw), 1, gi, pi, i))
-            continue
-        step_s = sized_step_s(s, job.model, job.hw, plan, job.train, cache=cache, **kw)
-        timed.append((step_s, s.memory_bytes, gi, pi))
-        plans[gi, pi] = plan
-        fastest.add(step_s)
-        if is_roomy:
-            roomy.add(step_s)
-        front.add(step_s, s.memory_bytes)
-    return n, len(sized), timed, plans

@@ -102,7 +102,7 @@ class _Rows:
 def evaluate_blocks(job: Any, groups: Sequence[tuple[int, tuple[int, int, int]]], cache: dict[Any, Any]
                     ) -> tuple[int, int, list[Key], dict[tuple[int, int], ParallelPlan]]:
     """(plans evaluated, plans fitting, keys of the fitting plans timed, their plans) over the given
-    (group index, (tp, cp, pp)) groups: search/prune.py's evaluate_pruned, over blocks and arrays."""
+    (group index, (tp, cp, pp)) groups: the best-first queue of search/prune.py's rules, over blocks and arrays."""
     kw = {"devices_per_node": job.devices_per_node}
     size_kw = {"scale_out_bandwidth_bytes_per_s": job.scale_out_bandwidth_bytes_per_s, "cache": cache} | kw
     rows = _Rows()
